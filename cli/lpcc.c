@@ -1,0 +1,389 @@
+/* The lpcc driver: parse the command line, then a flat list of stage calls.
+ * Exit codes are documented in README.md and lpcc_usage(). */
+#define _GNU_SOURCE
+#include "lpcc_cli.h"
+
+#include "lp_analysis.h"
+#include "lp_frontend.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define LPCC_VERSION "0.1.0"
+#define MAX_BINDINGS 64
+
+typedef struct binding {
+    const char *name;
+    int rank;
+    int64_t dims[16];
+} binding;
+
+typedef struct cli {
+    const char *model;
+    const char *out_dir;
+    const char *dump;  /* NULL, "graph", "layers" or "plan" */
+    bool json;
+    int verbosity;     /* 0 quiet, 1 normal, 2 verbose */
+    int n_dims, n_shapes;
+    binding dims[MAX_BINDINGS];
+    binding shapes[MAX_BINDINGS];
+} cli;
+
+int lpcc_exit_code(lp_status s) {
+    switch (s) {
+    case LP_OK: return LPCC_EXIT_OK;
+    case LP_ERR_INVALID_MODEL:
+    case LP_ERR_UNSUPPORTED: return LPCC_EXIT_MODEL;
+    case LP_ERR_USAGE: return LPCC_EXIT_USAGE;
+    case LP_ERR_INFEASIBLE: return LPCC_EXIT_INFEASIBLE;
+    case LP_ERR_OUTPUT: return LPCC_EXIT_OUTPUT;
+    case LP_ERR_INTERNAL: return LPCC_EXIT_INTERNAL;
+    }
+    return LPCC_EXIT_INTERNAL;
+}
+
+static void usage(FILE *f) {
+    fputs("usage: lpcc MODEL.onnx [-o DIR] [options]\n"
+          "\n"
+          "Reads an ONNX model, and (as the stages land) splits its layers over cards whose\n"
+          "on-chip memory holds each group.\n"
+          "\n"
+          "  -o, --output DIR         write results (graph.json, ...) into DIR\n"
+          "      --dim NAME=VALUE     bind a symbolic dim, e.g. --dim batch=8 (repeatable)\n"
+          "      --shapes IN:AxBxC,.. fix input shapes, e.g. --shapes input_ids:1x128\n"
+          "      --dump-ir[=STAGE]    print the IR after STAGE: graph (default)\n"
+          "      --json               dumps as one JSON object instead of text\n"
+          "  -v, --verbose            more detail on stderr\n"
+          "  -q, --quiet              errors only\n"
+          "      --version            print the version\n"
+          "  -h, --help               this text\n"
+          "\n"
+          "exit codes: 0 success, 1 invalid or unsupported model, 2 usage error,\n"
+          "            3 infeasible plan, 4 cannot write output, 5 internal error\n",
+          f);
+}
+
+static lp_status parse_i64(const char *s, int64_t *out) {
+    if (!s || !*s) return LP_ERR_USAGE;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno || *end || v < 0) return LP_ERR_USAGE;
+    *out = v;
+    return LP_OK;
+}
+
+static lp_status parse_dim(cli *c, const char *arg, lp_diag *d) {
+    const char *eq = strchr(arg, '=');
+    if (c->n_dims == MAX_BINDINGS)
+        return lp_error(d, LP_ERR_USAGE, "too many --dim options (at most %d)", MAX_BINDINGS);
+    binding *b = &c->dims[c->n_dims];
+    if (!eq || eq == arg || parse_i64(eq + 1, &b->dims[0]) != LP_OK)
+        return lp_error(d, LP_ERR_USAGE, "--dim '%s': expected NAME=VALUE with VALUE >= 0", arg);
+    b->name = strndup(arg, (size_t)(eq - arg));
+    if (!b->name) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    b->rank = 1;
+    c->n_dims++;
+    return LP_OK;
+}
+
+/* "a:1x128,b:1x128x768" ; a name may itself contain ':' (the last one splits). */
+static lp_status parse_shapes(cli *c, const char *arg, lp_diag *d) {
+    char *copy = strdup(arg);
+    if (!copy) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    lp_status st = LP_OK;
+    char *save = NULL;
+    for (char *item = strtok_r(copy, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+        char *colon = strrchr(item, ':');
+        if (!colon || colon == item) {
+            st = lp_error(d, LP_ERR_USAGE, "--shapes '%s': expected NAME:AxBxC", item);
+            break;
+        }
+        if (c->n_shapes == MAX_BINDINGS) {
+            st = lp_error(d, LP_ERR_USAGE, "too many --shapes entries (at most %d)", MAX_BINDINGS);
+            break;
+        }
+        binding *b = &c->shapes[c->n_shapes];
+        *colon = '\0';
+        b->rank = 0;
+        char *dsave = NULL;
+        for (char *tok = strtok_r(colon + 1, "x", &dsave); tok; tok = strtok_r(NULL, "x", &dsave)) {
+            if (b->rank == 16 || parse_i64(tok, &b->dims[b->rank]) != LP_OK) {
+                st = lp_error(d, LP_ERR_USAGE, "--shapes '%s': '%s' is not a dim >= 0 (at most 16 dims)",
+                              item, tok);
+                break;
+            }
+            b->rank++;
+        }
+        if (st != LP_OK) break;
+        b->name = strdup(item);
+        if (!b->name) {
+            st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+            break;
+        }
+        c->n_shapes++;
+    }
+    free(copy);
+    return st;
+}
+
+static void cli_free(cli *c) {
+    for (int i = 0; i < c->n_dims; i++) free((char *)c->dims[i].name);
+    for (int i = 0; i < c->n_shapes; i++) free((char *)c->shapes[i].name);
+}
+
+enum { OPT_DIM = 256, OPT_SHAPES, OPT_DUMP, OPT_JSON, OPT_VERSION };
+
+static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *done) {
+    static const struct option longopts[] = {
+        {"output", required_argument, NULL, 'o'},   {"dim", required_argument, NULL, OPT_DIM},
+        {"shapes", required_argument, NULL, OPT_SHAPES}, {"dump-ir", optional_argument, NULL, OPT_DUMP},
+        {"json", no_argument, NULL, OPT_JSON},     {"verbose", no_argument, NULL, 'v'},
+        {"quiet", no_argument, NULL, 'q'},         {"version", no_argument, NULL, OPT_VERSION},
+        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+    };
+    c->verbosity = 1;
+    optind = 1;
+    opterr = 0;
+    int ch;
+    lp_status st = LP_OK;
+    while (st == LP_OK && (ch = getopt_long(argc, argv, ":o:vqh", longopts, NULL)) != -1) {
+        switch (ch) {
+        case 'o': c->out_dir = optarg; break;
+        case OPT_DIM: st = parse_dim(c, optarg, d); break;
+        case OPT_SHAPES: st = parse_shapes(c, optarg, d); break;
+        case OPT_DUMP:
+            c->dump = optarg ? optarg : "graph";
+            if (strcmp(c->dump, "graph") != 0)
+                st = lp_error(d, LP_ERR_USAGE, "--dump-ir=%s: stage must be one of: graph", c->dump);
+            break;
+        case OPT_JSON: c->json = true; break;
+        case 'v': c->verbosity = 2; break;
+        case 'q': c->verbosity = 0; break;
+        case OPT_VERSION:
+            printf("lpcc %s\n", LPCC_VERSION);
+            *done = true;
+            return LP_OK;
+        case 'h':
+            usage(stdout);
+            *done = true;
+            return LP_OK;
+        case ':': st = lp_error(d, LP_ERR_USAGE, "option '%s' needs a value", argv[optind - 1]); break;
+        default: st = lp_error(d, LP_ERR_USAGE, "unknown option '%s' (see lpcc --help)", argv[optind - 1]);
+        }
+    }
+    if (st != LP_OK) return st;
+    if (optind >= argc) return lp_error(d, LP_ERR_USAGE, "no model given (see lpcc --help)");
+    if (argc - optind > 1)
+        return lp_error(d, LP_ERR_USAGE, "one model at a time; got '%s' and '%s'", argv[optind],
+                        argv[optind + 1]);
+    c->model = argv[optind];
+    return LP_OK;
+}
+
+/* ---- output files: written beside their final name, renamed at the end,
+ * removed if any stage fails, so DIR never holds a partial result ---------- */
+
+typedef struct outputs {
+    int n;
+    char *tmp[8];
+    char *final[8];
+} outputs;
+
+static FILE *output_open(outputs *o, const char *dir, const char *name, lp_diag *d) {
+    if (o->n == 8) {
+        lp_error(d, LP_ERR_INTERNAL, "too many output files");
+        return NULL;
+    }
+    char *final = NULL, *tmp = NULL;
+    if (asprintf(&final, "%s/%s", dir, name) < 0 || asprintf(&tmp, "%s/.%s.tmp", dir, name) < 0) {
+        free(final);
+        lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        return NULL;
+    }
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        lp_error(d, LP_ERR_OUTPUT, "cannot write '%s': %s", tmp, strerror(errno));
+        free(final);
+        free(tmp);
+        return NULL;
+    }
+    o->tmp[o->n] = tmp;
+    o->final[o->n] = final;
+    o->n++;
+    return f;
+}
+
+static lp_status output_close(FILE *f, const outputs *o, lp_diag *d) {
+    bool bad = ferror(f);
+    if (fclose(f) != 0 || bad)
+        return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s'", o->tmp[o->n - 1]);
+    return LP_OK;
+}
+
+static lp_status outputs_finish(outputs *o, lp_status st, lp_diag *d) {
+    for (int i = 0; i < o->n; i++) {
+        if (st == LP_OK && rename(o->tmp[i], o->final[i]) != 0)
+            st = lp_error(d, LP_ERR_OUTPUT, "cannot create '%s': %s", o->final[i], strerror(errno));
+        if (st != LP_OK) {
+            unlink(o->tmp[i]);
+            /* a failure after some renames leaves none of this run's files */
+            for (int k = 0; k < i; k++) unlink(o->final[k]);
+        }
+    }
+    for (int i = 0; i < o->n; i++) {
+        free(o->tmp[i]);
+        free(o->final[i]);
+    }
+    o->n = 0;
+    return st;
+}
+
+static lp_status make_dir(const char *dir, lp_diag *d) {
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
+        struct stat sb;
+        if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return LP_OK;
+        return lp_error(d, LP_ERR_OUTPUT, "output '%s' exists and is not a folder", dir);
+    }
+    return lp_error(d, LP_ERR_OUTPUT, "cannot create output folder '%s': %s", dir, strerror(errno));
+}
+
+static lp_status write_json(json_t *j, FILE *f, lp_diag *d) {
+    if (!j) return lp_error(d, LP_ERR_INTERNAL, "out of memory building JSON");
+    int rc = json_dumpf(j, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
+    fputc('\n', f);
+    json_decref(j);
+    return rc == 0 ? LP_OK : lp_error(d, LP_ERR_OUTPUT, "cannot write JSON");
+}
+
+/* ---- stages ---------------------------------------------------------------- */
+
+static lp_status bind_shapes(const cli *c, lp_graph *g, lp_diag *d) {
+    for (int i = 0; i < c->n_dims; i++) {
+        lp_status st = lp_graph_bind_dim(g, c->dims[i].name, c->dims[i].dims[0], d);
+        if (st != LP_OK) return st;
+    }
+    for (int i = 0; i < c->n_shapes; i++) {
+        lp_status st = lp_graph_bind_input_shape(g, c->shapes[i].name, c->shapes[i].rank,
+                                                 c->shapes[i].dims, d);
+        if (st != LP_OK) return st;
+    }
+    return LP_OK;
+}
+
+static void print_summary(const lp_graph *g, FILE *out) {
+    uint64_t weight_bytes = 0, unsized = 0;
+    int n_weights = 0, n_external = 0;
+    for (int i = 0; i < g->n_values; i++) {
+        const lp_value *v = &g->values[i];
+        if (v->kind != LP_VALUE_WEIGHT) continue;
+        uint64_t b;
+        n_weights++;
+        n_external += v->data.where == LP_DATA_EXTERNAL;
+        if (lp_value_bytes(v, &b))
+            weight_bytes += b;
+        else
+            unsized++;
+    }
+    char buf[32];
+    fprintf(out, "model    %s\n", g->path);
+    fprintf(out, "format   ONNX ir_version %" PRId64 ", opset %" PRId64 ", producer '%s %s'\n",
+            g->ir_version, g->opset, g->producer_name, g->producer_version);
+    fprintf(out, "graph    %d nodes, %d values\n", g->n_nodes, g->n_values);
+    fprintf(out, "weights  %d tensors, %s", n_weights, lp_format_bytes(weight_bytes, buf));
+    if (n_external) fprintf(out, " (%d stored externally)", n_external);
+    if (unsized) fprintf(out, " (%" PRIu64 " of unknown size)", unsized);
+    fputc('\n', out);
+    for (int pass = 0; pass < 2; pass++) {
+        int n = pass ? g->n_outputs : g->n_inputs;
+        const int32_t *idx = pass ? g->outputs : g->inputs;
+        for (int i = 0; i < n; i++) {
+            const lp_value *v = &g->values[idx[i]];
+            fprintf(out, "%s %s : %s[", pass ? "output  " : "input   ", v->name,
+                    v->dtype ? lp_dtype_name(v->dtype) : "?");
+            for (int k = 0; k < v->shape.rank; k++) {
+                if (k) fputs(", ", out);
+                if (v->shape.dims[k].size >= 0)
+                    fprintf(out, "%" PRId64, v->shape.dims[k].size);
+                else
+                    fputs(v->shape.dims[k].sym ? v->shape.dims[k].sym : "?", out);
+            }
+            fputs(v->shape.rank < 0 ? "?]\n" : "]\n", out);
+        }
+    }
+    /* operator histogram, most frequent first */
+    int n_ops = 0;
+    const char *ops[256];
+    int counts[256];
+    for (int i = 0; i < g->n_nodes; i++) {
+        int k = 0;
+        while (k < n_ops && strcmp(ops[k], g->nodes[i].op_type) != 0) k++;
+        if (k == n_ops) {
+            if (n_ops == 256) continue;
+            ops[n_ops] = g->nodes[i].op_type;
+            counts[n_ops++] = 0;
+        }
+        counts[k]++;
+    }
+    for (int i = 1; i < n_ops; i++)
+        for (int k = i; k > 0 && (counts[k] > counts[k - 1] ||
+                                  (counts[k] == counts[k - 1] && strcmp(ops[k], ops[k - 1]) < 0)); k--) {
+            int tc = counts[k];
+            counts[k] = counts[k - 1];
+            counts[k - 1] = tc;
+            const char *to = ops[k];
+            ops[k] = ops[k - 1];
+            ops[k - 1] = to;
+        }
+    fputs("ops     ", out);
+    for (int i = 0; i < n_ops; i++) fprintf(out, " %s x%d", ops[i], counts[i]);
+    fputc('\n', out);
+}
+
+int lpcc_main(int argc, char **argv) {
+    lp_diag d = lp_diag_make(NULL);
+    cli c;
+    memset(&c, 0, sizeof c);
+    bool done = false;
+    lp_status st = parse_args(&c, argc, argv, &d, &done);
+    if (st != LP_OK || done) {
+        cli_free(&c);
+        return lpcc_exit_code(st);
+    }
+    d.file = c.model;
+    d.quiet = c.verbosity == 0;
+
+    lp_load_options lo = {.require_weights = false};
+    lp_graph *g = NULL;
+    outputs outs = {0};
+    st = lp_frontend_load(c.model, &lo, &g, &d);
+    if (st == LP_OK) st = bind_shapes(&c, g, &d);
+    if (st == LP_OK && c.dump && strcmp(c.dump, "graph") == 0) {
+        if (c.json)
+            st = write_json(lp_graph_to_json(g), stdout, &d);
+        else
+            lp_graph_dump_text(g, stdout);
+    }
+    if (st == LP_OK && c.out_dir) {
+        st = make_dir(c.out_dir, &d);
+        FILE *f = st == LP_OK ? output_open(&outs, c.out_dir, "graph.json", &d) : NULL;
+        if (st == LP_OK && !f) st = LP_ERR_OUTPUT;
+        if (f) {
+            st = write_json(lp_graph_to_json(g), f, &d);
+            lp_status cs = output_close(f, &outs, &d);
+            if (st == LP_OK) st = cs;
+        }
+    }
+    st = outputs_finish(&outs, st, &d);
+    if (st == LP_OK && !c.dump && c.verbosity > 0) print_summary(g, stdout);
+    lp_graph_free(g);
+    cli_free(&c);
+    if (fflush(stdout) != 0 && st == LP_OK) st = lp_error(&d, LP_ERR_OUTPUT, "cannot write to stdout");
+    return lpcc_exit_code(st);
+}

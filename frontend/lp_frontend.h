@@ -1,0 +1,48 @@
+/* lp_frontend.h - ONNX model file -> lp_graph.
+ *
+ *     lp_diag diag = lp_diag_make("model.onnx");
+ *     lp_load_options opt = {.require_weights = false};
+ *     lp_graph *g = NULL;
+ *     lp_status st = lp_frontend_load("model.onnx", &opt, &g, &diag);
+ *     if (st != LP_OK) return st;   // diag printed "model.onnx: error: ..."
+ *     ...
+ *     lp_graph_free(g);
+ *
+ * The file is mapped, unpacked with protobuf-c, converted and released; no
+ * protobuf type is visible past this header. Weights stored as external data
+ * are located and checked but not read: lp_frontend_read_weight() reads them
+ * when a stage needs the bytes.
+ */
+#ifndef LP_FRONTEND_H
+#define LP_FRONTEND_H
+
+#include "lp_ir.h"
+
+typedef struct lp_load_options {
+    /* A missing external-data file is an error rather than a warning. */
+    bool require_weights;
+} lp_load_options;
+
+/* Protobuf refuses messages of 2 GiB or more; larger models need external data. */
+#define LP_PROTOBUF_LIMIT ((uint64_t)2 << 30)
+
+lp_status lp_frontend_load(const char *path, const lp_load_options *opt, lp_graph **out,
+                           lp_diag *d);
+
+/* Same, from bytes in memory; external data resolves against `path`'s folder. */
+lp_status lp_frontend_load_buffer(const void *bytes, size_t len, const char *path,
+                                  const lp_load_options *opt, lp_graph **out, lp_diag *d);
+
+/* Copies a weight's or constant's bytes (packed as raw_data) into dst, which
+ * holds dst_size bytes; reads external files on demand. */
+lp_status lp_frontend_read_weight(const lp_graph *g, const lp_value *v, void *dst,
+                                  uint64_t dst_size, lp_diag *d);
+
+/* Checks an external-data `location` against the model folder `dir`:
+ * relative, no "..", and (when the file exists) not a link that leaves the
+ * folder. On success *resolved is an arena copy of the path to open and
+ * *exists says whether it is there. */
+lp_status lp_frontend_resolve_external(lp_arena *a, const char *dir, const char *location,
+                                       const char **resolved, bool *exists, lp_diag *d);
+
+#endif

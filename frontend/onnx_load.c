@@ -1,0 +1,756 @@
+/* ONNX protobuf -> lp_graph. The protobuf is unpacked once, converted into
+ * the arena, and freed before returning. */
+#define _GNU_SOURCE
+#include "lp_frontend.h"
+#include "onnx.pb-c.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* Conversion state for one model. */
+typedef struct loader {
+    lp_graph *g;
+    lp_diag *d;
+    const lp_load_options *opt;
+    const Onnx__ModelProto *model;
+    /* external files reported missing, to warn once per file */
+    const char *missing[16];
+    int n_missing;
+} loader;
+
+static const char *str_or_empty(const char *s) { return s ? s : ""; }
+
+#define OOM(ld) lp_error((ld)->d, LP_ERR_INTERNAL, "out of memory while loading the model")
+
+/* ---- tensors ------------------------------------------------------------- */
+
+static lp_status convert_shape_dims(loader *ld, const char *what, const char *name,
+                                    size_t n, const int64_t *dims, lp_shape *out) {
+    if (n > INT32_MAX) return lp_error(ld->d, LP_ERR_INVALID_MODEL, "%s '%s' has too many dims", what, name);
+    out->rank = (int)n;
+    out->dims = lp_arena_array(ld->g->arena, n, sizeof *out->dims);
+    if (n && !out->dims) return OOM(ld);
+    for (size_t i = 0; i < n; i++) {
+        if (dims[i] < 0)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL, "%s '%s' has negative dim %" PRId64
+                            " at axis %zu", what, name, dims[i], i);
+        out->dims[i].size = dims[i];
+    }
+    return LP_OK;
+}
+
+static bool dtype_valid(int32_t t) { return t > LP_DT_UNDEFINED && t < LP_DT_COUNT; }
+
+/* Elements each int32_data entry carries for a type stored there. */
+static int per_int32(lp_dtype t) {
+    switch (lp_dtype_bits(t)) {
+    case 2: return 4;
+    case 4: return 2;
+    default: return 1;
+    }
+}
+
+/* Packs typed-field data (float_data, int32_data, ...) into raw bytes. */
+static lp_status pack_typed_fields(loader *ld, const Onnx__TensorProto *t, const char *name,
+                                   lp_dtype dt, uint64_t numel, uint64_t nbytes,
+                                   lp_tensor_data *out) {
+    uint8_t *buf = lp_arena_alloc(ld->g->arena, nbytes ? nbytes : 1);
+    if (!buf) return OOM(ld);
+    uint64_t have = 0;
+    int bits = lp_dtype_bits(dt);
+    switch (dt) {
+    case LP_DT_FLOAT:
+    case LP_DT_COMPLEX64:
+        have = t->n_float_data;
+        if (have * 4 == nbytes) memcpy(buf, t->float_data, nbytes);
+        break;
+    case LP_DT_DOUBLE:
+    case LP_DT_COMPLEX128:
+        have = t->n_double_data;
+        if (have * 8 == nbytes) memcpy(buf, t->double_data, nbytes);
+        break;
+    case LP_DT_INT64:
+        have = t->n_int64_data;
+        if (have * 8 == nbytes) memcpy(buf, t->int64_data, nbytes);
+        break;
+    case LP_DT_UINT32:
+    case LP_DT_UINT64:
+        have = t->n_uint64_data;
+        if (have * (uint64_t)(bits / 8) == nbytes)
+            for (uint64_t i = 0; i < have; i++) {
+                uint64_t v = t->uint64_data[i];
+                memcpy(buf + i * (uint64_t)(bits / 8), &v, (size_t)(bits / 8));
+            }
+        break;
+    case LP_DT_STRING:
+        return lp_error(ld->d, LP_ERR_UNSUPPORTED, "tensor '%s' holds strings, which are not supported", name);
+    default: {
+        /* int32_data carries the 16-, 8-, 6-, 4- and 2-bit types. */
+        int per = per_int32(dt);
+        have = t->n_int32_data;
+        if ((have - 0) * (uint64_t)per < numel || have > (numel + (uint64_t)per - 1) / (uint64_t)per) break;
+        if (bits >= 8) {
+            for (uint64_t i = 0; i < numel; i++) {
+                uint32_t v = (uint32_t)t->int32_data[i];
+                memcpy(buf + i * (uint64_t)(bits / 8), &v, (size_t)(bits / 8));
+            }
+        } else {
+            /* sub-byte: each entry holds `per` elements (or one 6-bit one);
+             * repack as a little-endian bit stream */
+            memset(buf, 0, nbytes);
+            for (uint64_t e = 0; e < numel; e++) {
+                uint32_t word = (uint32_t)t->int32_data[e / (uint64_t)per];
+                uint32_t v = (word >> ((e % (uint64_t)per) * (uint64_t)bits)) & ((1u << bits) - 1);
+                uint64_t bit = e * (uint64_t)bits;
+                for (int k = 0; k < bits; k++, bit++)
+                    if (v >> k & 1) buf[bit / 8] |= (uint8_t)(1u << (bit % 8));
+            }
+        }
+        have = numel;
+        break;
+    }
+    }
+    bool counts_match = (dt == LP_DT_COMPLEX64 || dt == LP_DT_COMPLEX128) ? have == numel * 2 : have == numel;
+    if (!counts_match)
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                        "tensor '%s' (%s) holds %" PRIu64 " elements in its typed data field, but "
+                        "its dims need %" PRIu64, name, lp_dtype_name(dt), have, numel);
+    out->where = LP_DATA_INLINE;
+    out->bytes = buf;
+    out->nbytes = nbytes;
+    return LP_OK;
+}
+
+static lp_status parse_u64(loader *ld, const char *name, const char *key, const char *s,
+                           uint64_t *out) {
+    if (!s || !*s) goto bad;
+    uint64_t v = 0;
+    for (const char *p = s; *p; p++) {
+        if (*p < '0' || *p > '9') goto bad;
+        unsigned dgt = (unsigned)(*p - '0');
+        if (v > (UINT64_MAX - dgt) / 10) goto bad;
+        v = v * 10 + dgt;
+    }
+    *out = v;
+    return LP_OK;
+bad:
+    return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                    "tensor '%s': external data '%s' is '%s', not a non-negative integer", name,
+                    key, str_or_empty(s));
+}
+
+static lp_status convert_external(loader *ld, const Onnx__TensorProto *t, const char *name,
+                                  uint64_t nbytes, lp_tensor_data *out) {
+    const char *location = NULL;
+    uint64_t offset = 0, length = nbytes;
+    bool has_length = false;
+    for (size_t i = 0; i < t->n_external_data; i++) {
+        const char *k = str_or_empty(t->external_data[i]->key);
+        const char *v = t->external_data[i]->value;
+        lp_status st = LP_OK;
+        if (strcmp(k, "location") == 0)
+            location = v;
+        else if (strcmp(k, "offset") == 0)
+            st = parse_u64(ld, name, k, v, &offset);
+        else if (strcmp(k, "length") == 0) {
+            st = parse_u64(ld, name, k, v, &length);
+            has_length = true;
+        }
+        if (st != LP_OK) return st;
+    }
+    if (!location)
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                        "tensor '%s' is stored externally but has no 'location'", name);
+    if (has_length && length != nbytes)
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                        "tensor '%s': external data length %" PRIu64 " does not match the %" PRIu64
+                        " bytes its dtype and dims need", name, length, nbytes);
+    const char *path;
+    bool exists;
+    lp_status st = lp_frontend_resolve_external(ld->g->arena, ld->g->dir, location, &path, &exists, ld->d);
+    if (st != LP_OK) return st;
+    out->where = LP_DATA_EXTERNAL;
+    out->location = lp_arena_strdup(ld->g->arena, location);
+    out->path = path;
+    out->offset = offset;
+    out->nbytes = nbytes;
+    if (!out->location) return OOM(ld);
+    if (offset > UINT64_MAX - nbytes)
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                        "tensor '%s': external offset %" PRIu64 " + length %" PRIu64 " overflows",
+                        name, offset, nbytes);
+    if (exists) {
+        struct stat sb;
+        if (stat(path, &sb) != 0)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL, "external data '%s': %s", location,
+                            strerror(errno));
+        if (offset + nbytes > (uint64_t)sb.st_size)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                            "tensor '%s': external range [%" PRIu64 ", %" PRIu64 ") lies beyond "
+                            "the end of '%s' (%" PRIu64 " bytes)", name, offset, offset + nbytes,
+                            location, (uint64_t)sb.st_size);
+        out->present = true;
+        return LP_OK;
+    }
+    if (ld->opt && ld->opt->require_weights)
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                        "tensor '%s': external data file '%s' is missing from '%s'", name,
+                        location, ld->g->dir);
+    for (int i = 0; i < ld->n_missing; i++)
+        if (strcmp(ld->missing[i], location) == 0) return LP_OK;
+    if (ld->n_missing < (int)(sizeof ld->missing / sizeof ld->missing[0]))
+        ld->missing[ld->n_missing++] = out->location;
+    lp_warn(ld->d, "external data file '%s' is missing (first needed by '%s'): shapes and sizes "
+            "are analysed without it; stages that need weight bytes will fail", location, name);
+    return LP_OK;
+}
+
+/* Fills dtype, shape and data from a TensorProto (an initializer or an
+ * attribute's tensor). */
+static lp_status convert_tensor(loader *ld, const Onnx__TensorProto *t, const char *name,
+                                lp_dtype *dtype, lp_shape *shape, lp_tensor_data *data) {
+    if (!t->has_data_type || !dtype_valid(t->data_type))
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                        "tensor '%s' has data type %d, which is not a type of the ONNX spec",
+                        name, t->has_data_type ? (int)t->data_type : 0);
+    if (t->segment)
+        return lp_error(ld->d, LP_ERR_UNSUPPORTED, "tensor '%s' is stored in segments, which are "
+                        "not supported", name);
+    lp_dtype dt = (lp_dtype)t->data_type;
+    *dtype = dt;
+    lp_status st = convert_shape_dims(ld, "tensor", name, t->n_dims, t->dims, shape);
+    if (st != LP_OK) return st;
+    uint64_t numel, nbytes = 0;
+    if (!lp_shape_numel(shape, &numel))
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                        "tensor '%s' has dims whose element count overflows 64 bits", name);
+    if (dt == LP_DT_STRING) {
+        if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL, "string tensor '%s' cannot be external", name);
+        if (t->n_string_data != numel)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                            "string tensor '%s' holds %zu strings but its dims need %" PRIu64,
+                            name, t->n_string_data, numel);
+        data->where = LP_DATA_INLINE;
+        for (size_t i = 0; i < t->n_string_data; i++) data->nbytes += t->string_data[i].len;
+        return LP_OK;
+    }
+    if (!lp_dtype_storage_bytes(dt, numel, &nbytes))
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL, "tensor '%s' is too large to address", name);
+    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
+        return convert_external(ld, t, name, nbytes, data);
+    if (t->has_raw_data) {
+        if (t->raw_data.len != nbytes)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                            "tensor '%s' (%s) holds %zu bytes of raw_data, but its dims need %" PRIu64,
+                            name, lp_dtype_name(dt), t->raw_data.len, nbytes);
+        uint8_t *buf = lp_arena_alloc(ld->g->arena, nbytes ? nbytes : 1);
+        if (!buf) return OOM(ld);
+        if (nbytes) memcpy(buf, t->raw_data.data, nbytes);
+        data->where = LP_DATA_INLINE;
+        data->bytes = buf;
+        data->nbytes = nbytes;
+        return LP_OK;
+    }
+    return pack_typed_fields(ld, t, name, dt, numel, nbytes, data);
+}
+
+/* ---- value types ---------------------------------------------------------- */
+
+static lp_status convert_value_info(loader *ld, const Onnx__ValueInfoProto *vi, lp_value *v,
+                                    const char *role) {
+    const Onnx__TypeProto *tp = vi->type;
+    if (!tp) return LP_OK; /* untyped: left for inference */
+    if (tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) {
+        static const char *const kinds[] = {[ONNX__TYPE_PROTO__VALUE_SEQUENCE_TYPE] = "a sequence",
+                                            [ONNX__TYPE_PROTO__VALUE_MAP_TYPE] = "a map",
+                                            [ONNX__TYPE_PROTO__VALUE_OPAQUE_TYPE] = "opaque",
+                                            [ONNX__TYPE_PROTO__VALUE_SPARSE_TENSOR_TYPE] = "a sparse tensor",
+                                            [ONNX__TYPE_PROTO__VALUE_OPTIONAL_TYPE] = "an optional"};
+        if (tp->value_case == ONNX__TYPE_PROTO__VALUE__NOT_SET) return LP_OK;
+        const char *k = (unsigned)tp->value_case < sizeof kinds / sizeof kinds[0] && kinds[tp->value_case]
+                            ? kinds[tp->value_case] : "not a tensor";
+        return lp_error(ld->d, LP_ERR_UNSUPPORTED, "%s '%s' is %s; only tensors are supported",
+                        role, v->name, k);
+    }
+    const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
+    if (!tt) return LP_OK;
+    if (tt->has_elem_type && tt->elem_type != 0) {
+        if (!dtype_valid(tt->elem_type))
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                            "%s '%s' has element type %d, which is not a type of the ONNX spec",
+                            role, v->name, (int)tt->elem_type);
+        v->dtype = (lp_dtype)tt->elem_type;
+    }
+    if (!tt->shape) return LP_OK;
+    size_t n = tt->shape->n_dim;
+    if (n > INT32_MAX) return lp_error(ld->d, LP_ERR_INVALID_MODEL, "%s '%s' has too many dims", role, v->name);
+    lp_dim *dims = lp_arena_array(ld->g->arena, n, sizeof *dims);
+    if (n && !dims) return OOM(ld);
+    for (size_t i = 0; i < n; i++) {
+        const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[i];
+        dims[i].size = LP_DIM_UNKNOWN;
+        if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
+            if (dm->dim_value < 0)
+                return lp_error(ld->d, LP_ERR_INVALID_MODEL, "%s '%s' has negative dim %" PRId64
+                                " at axis %zu", role, v->name, dm->dim_value, i);
+            dims[i].size = dm->dim_value;
+        } else if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&
+                   dm->dim_param && dm->dim_param[0]) {
+            dims[i].sym = lp_arena_strdup(ld->g->arena, dm->dim_param);
+            if (!dims[i].sym) return OOM(ld);
+        }
+    }
+    v->shape.rank = (int)n;
+    v->shape.dims = dims;
+    return LP_OK;
+}
+
+/* ---- nodes ----------------------------------------------------------------- */
+
+static lp_status convert_kvs(loader *ld, size_t n, Onnx__StringStringEntryProto **src,
+                             int *n_out, lp_kv **out) {
+    *n_out = 0;
+    if (!n) return LP_OK;
+    lp_kv *kv = lp_arena_array(ld->g->arena, n, sizeof *kv);
+    if (!kv) return OOM(ld);
+    for (size_t i = 0; i < n; i++) {
+        kv[i].key = lp_arena_strdup(ld->g->arena, str_or_empty(src[i]->key));
+        kv[i].value = lp_arena_strdup(ld->g->arena, str_or_empty(src[i]->value));
+        if (!kv[i].key || !kv[i].value) return OOM(ld);
+    }
+    *n_out = (int)n;
+    *out = kv;
+    return LP_OK;
+}
+
+/* Old models omit AttributeProto.type; infer it from the field that is set. */
+static int attr_type_of(const Onnx__AttributeProto *a) {
+    if (a->has_type) return (int)a->type;
+    if (a->has_f) return LP_ATTR_FLOAT;
+    if (a->has_i) return LP_ATTR_INT;
+    if (a->has_s) return LP_ATTR_STRING;
+    if (a->t) return LP_ATTR_TENSOR;
+    if (a->g) return LP_ATTR_GRAPH;
+    if (a->n_floats) return LP_ATTR_FLOATS;
+    if (a->n_ints) return LP_ATTR_INTS;
+    if (a->n_strings) return LP_ATTR_STRINGS;
+    if (a->n_tensors) return LP_ATTR_TENSORS;
+    if (a->n_graphs) return LP_ATTR_GRAPHS;
+    return LP_ATTR_UNDEFINED;
+}
+
+static lp_status convert_attr(loader *ld, const lp_node *node, const Onnx__AttributeProto *a,
+                              lp_attr *out) {
+    lp_arena *ar = ld->g->arena;
+    out->name = lp_arena_strdup(ar, str_or_empty(a->name));
+    if (!out->name) return OOM(ld);
+    if (a->ref_attr_name && a->ref_attr_name[0])
+        return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
+                             "attribute '%s' refers to a function attribute '%s' outside a function",
+                             out->name, a->ref_attr_name);
+    out->type = (lp_attr_type)attr_type_of(a);
+    switch (out->type) {
+    case LP_ATTR_FLOAT: out->f = a->f; break;
+    case LP_ATTR_INT: out->i = a->i; break;
+    case LP_ATTR_STRING:
+        out->s = lp_arena_strndup(ar, (const char *)a->s.data, a->s.len);
+        out->s_len = a->s.len;
+        if (!out->s) return OOM(ld);
+        break;
+    case LP_ATTR_FLOATS:
+        out->n = (int)a->n_floats;
+        out->floats = lp_arena_array(ar, a->n_floats, sizeof(float));
+        if (a->n_floats && !out->floats) return OOM(ld);
+        if (a->n_floats) memcpy(out->floats, a->floats, a->n_floats * sizeof(float));
+        break;
+    case LP_ATTR_INTS:
+        out->n = (int)a->n_ints;
+        out->ints = lp_arena_array(ar, a->n_ints, sizeof(int64_t));
+        if (a->n_ints && !out->ints) return OOM(ld);
+        if (a->n_ints) memcpy(out->ints, a->ints, a->n_ints * sizeof(int64_t));
+        break;
+    case LP_ATTR_STRINGS:
+        out->n = (int)a->n_strings;
+        out->strings = lp_arena_array(ar, a->n_strings, sizeof(char *));
+        if (a->n_strings && !out->strings) return OOM(ld);
+        for (size_t i = 0; i < a->n_strings; i++) {
+            out->strings[i] = lp_arena_strndup(ar, (const char *)a->strings[i].data, a->strings[i].len);
+            if (!out->strings[i]) return OOM(ld);
+        }
+        break;
+    case LP_ATTR_TENSOR:
+    case LP_ATTR_TENSORS: {
+        size_t n = out->type == LP_ATTR_TENSOR ? (a->t ? 1 : 0) : a->n_tensors;
+        Onnx__TensorProto *const *src = out->type == LP_ATTR_TENSOR ? &a->t : a->tensors;
+        if (out->type == LP_ATTR_TENSOR && !a->t)
+            return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node, "tensor attribute '%s' has no tensor", out->name);
+        lp_tensor *ts = lp_arena_array(ar, n ? n : 1, sizeof *ts);
+        if (!ts) return OOM(ld);
+        for (size_t i = 0; i < n; i++) {
+            const char *tname = src[i]->name && src[i]->name[0] ? src[i]->name : out->name;
+            /* report the tensor's problem once, located at this node */
+            lp_diag *outer = ld->d;
+            lp_diag inner = *outer;
+            inner.sink = NULL;
+            ld->d = &inner;
+            lp_status st = convert_tensor(ld, src[i], tname, &ts[i].dtype, &ts[i].shape, &ts[i].data);
+            ld->d = outer;
+            outer->n_warnings = inner.n_warnings;
+            if (st != LP_OK)
+                return lp_node_error(outer, st, node, "attribute '%s': %s", out->name, inner.last_error);
+        }
+        out->n = (int)n;
+        if (out->type == LP_ATTR_TENSOR) out->tensor = ts; else out->tensors = ts;
+        break;
+    }
+    case LP_ATTR_GRAPH:
+    case LP_ATTR_GRAPHS:
+        return lp_node_error(ld->d, LP_ERR_UNSUPPORTED, node,
+                             "control-flow subgraph (attribute '%s') is not supported yet",
+                             out->name);
+    case LP_ATTR_SPARSE_TENSOR:
+    case LP_ATTR_SPARSE_TENSORS:
+        return lp_node_error(ld->d, LP_ERR_UNSUPPORTED, node,
+                             "sparse tensor attribute '%s' is not supported yet", out->name);
+    case LP_ATTR_TYPE_PROTO:
+    case LP_ATTR_TYPE_PROTOS:
+        break; /* kept by name and type only */
+    default:
+        return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
+                             "attribute '%s' has no value or an unknown type %d", out->name,
+                             (int)out->type);
+    }
+    return LP_OK;
+}
+
+static bool default_domain(const char *domain) {
+    return !domain || !domain[0] || strcmp(domain, "ai.onnx") == 0;
+}
+
+static lp_status check_domain(loader *ld, const lp_node *node) {
+    if (default_domain(node->domain)) return LP_OK;
+    for (size_t i = 0; i < ld->model->n_functions; i++) {
+        const Onnx__FunctionProto *f = ld->model->functions[i];
+        if (strcmp(str_or_empty(f->name), node->op_type) == 0 &&
+            strcmp(str_or_empty(f->domain), node->domain) == 0)
+            return lp_node_error(ld->d, LP_ERR_UNSUPPORTED, node,
+                                 "calls model-local function '%s.%s', which is not supported "
+                                 "yet; inline it first (onnx.inliner.inline_local_functions)",
+                                 node->domain, node->op_type);
+    }
+    return lp_node_error(ld->d, LP_ERR_UNSUPPORTED, node,
+                         "operator domain '%s' is not supported yet; lpcc reads the default "
+                         "ONNX domain only", node->domain);
+}
+
+/* Converts a Constant node's value into the data of its output value. */
+static lp_status fold_constant(loader *ld, const lp_node *node, lp_value *out) {
+    if (node->n_attrs != 1)
+        return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
+                             "a Constant needs exactly one value attribute, it has %d", node->n_attrs);
+    const lp_attr *a = &node->attrs[0];
+    lp_arena *ar = ld->g->arena;
+    out->kind = LP_VALUE_CONSTANT;
+    out->producer = -1;
+    if (strcmp(a->name, "value") == 0 && a->type == LP_ATTR_TENSOR) {
+        out->dtype = a->tensor->dtype;
+        out->shape = a->tensor->shape;
+        out->data = a->tensor->data;
+        return LP_OK;
+    }
+    bool list = a->type == LP_ATTR_FLOATS || a->type == LP_ATTR_INTS;
+    int n = list ? a->n : 1;
+    out->shape.rank = list ? 1 : 0;
+    out->shape.dims = lp_arena_alloc(ar, sizeof(lp_dim));
+    if (!out->shape.dims) return OOM(ld);
+    out->shape.dims[0].size = n;
+    size_t elem = 0;
+    const void *src = NULL;
+    if (strcmp(a->name, "value_float") == 0 && a->type == LP_ATTR_FLOAT) {
+        out->dtype = LP_DT_FLOAT, elem = 4, src = &a->f;
+    } else if (strcmp(a->name, "value_floats") == 0 && a->type == LP_ATTR_FLOATS) {
+        out->dtype = LP_DT_FLOAT, elem = 4, src = a->floats;
+    } else if (strcmp(a->name, "value_int") == 0 && a->type == LP_ATTR_INT) {
+        out->dtype = LP_DT_INT64, elem = 8, src = &a->i;
+    } else if (strcmp(a->name, "value_ints") == 0 && a->type == LP_ATTR_INTS) {
+        out->dtype = LP_DT_INT64, elem = 8, src = a->ints;
+    } else if (strncmp(a->name, "value_string", 12) == 0) {
+        out->dtype = LP_DT_STRING;
+        out->shape.rank = a->type == LP_ATTR_STRINGS ? 1 : 0;
+        out->shape.dims[0].size = a->type == LP_ATTR_STRINGS ? a->n : 1;
+        out->data.where = LP_DATA_INLINE;
+        return LP_OK;
+    } else {
+        return lp_node_error(ld->d, LP_ERR_UNSUPPORTED, node,
+                             "Constant attribute '%s' is not supported", a->name);
+    }
+    uint8_t *buf = lp_arena_alloc(ar, (size_t)n * elem + 1);
+    if (!buf) return OOM(ld);
+    if (n) memcpy(buf, src, (size_t)n * elem);
+    out->data.where = LP_DATA_INLINE;
+    out->data.bytes = buf;
+    out->data.nbytes = (uint64_t)n * elem;
+    return LP_OK;
+}
+
+static lp_status convert_node(loader *ld, const Onnx__NodeProto *np, int32_t file_index,
+                              lp_node *node) {
+    lp_arena *ar = ld->g->arena;
+    node->file_index = file_index;
+    node->name = lp_arena_strdup(ar, str_or_empty(np->name));
+    node->op_type = lp_arena_strdup(ar, str_or_empty(np->op_type));
+    node->domain = lp_arena_strdup(ar, default_domain(np->domain) ? "" : np->domain);
+    if (!node->name || !node->op_type || !node->domain) return OOM(ld);
+    if (!node->op_type[0]) return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node, "node has no op_type");
+    lp_status st = check_domain(ld, node);
+    if (st != LP_OK) return st;
+    if (np->n_input > INT32_MAX || np->n_output > INT32_MAX || np->n_attribute > INT32_MAX)
+        return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node, "node has too many inputs, outputs or attributes");
+    node->n_inputs = (int)np->n_input;
+    node->n_outputs = (int)np->n_output;
+    node->inputs = lp_arena_array(ar, np->n_input ? np->n_input : 1, sizeof(int32_t));
+    node->outputs = lp_arena_array(ar, np->n_output ? np->n_output : 1, sizeof(int32_t));
+    node->attrs = lp_arena_array(ar, np->n_attribute ? np->n_attribute : 1, sizeof(lp_attr));
+    if (!node->inputs || !node->outputs || !node->attrs) return OOM(ld);
+    node->n_attrs = (int)np->n_attribute;
+    for (size_t i = 0; i < np->n_attribute; i++) {
+        st = convert_attr(ld, node, np->attribute[i], &node->attrs[i]);
+        if (st != LP_OK) return st;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(node->attrs[j].name, node->attrs[i].name) == 0)
+                return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
+                                     "attribute '%s' appears twice", node->attrs[i].name);
+    }
+    return convert_kvs(ld, np->n_metadata_props, np->metadata_props, &node->n_meta, &node->meta);
+}
+
+/* ---- the model -------------------------------------------------------------- */
+
+static lp_status add_value(loader *ld, const char *name, int32_t *idx) {
+    *idx = lp_graph_intern_value(ld->g, name);
+    return *idx >= 0 ? LP_OK : OOM(ld);
+}
+
+static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp) {
+    lp_graph *g = ld->g;
+    lp_arena *ar = g->arena;
+    lp_status st;
+    g->name = lp_arena_strdup(ar, str_or_empty(gp->name));
+    if (gp->n_sparse_initializer)
+        return lp_error(ld->d, LP_ERR_UNSUPPORTED,
+                        "the graph has %zu sparse initializers (first '%s'); sparse initializers "
+                        "are not supported yet", gp->n_sparse_initializer,
+                        gp->sparse_initializer[0]->values ? str_or_empty(gp->sparse_initializer[0]->values->name) : "");
+    if (gp->n_node > INT32_MAX || gp->n_input > INT32_MAX || gp->n_output > INT32_MAX)
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL, "the graph is too large");
+
+    /* initializers first: a graph input of the same name is then a weight */
+    for (size_t i = 0; i < gp->n_initializer; i++) {
+        const Onnx__TensorProto *t = gp->initializer[i];
+        const char *name = str_or_empty(t->name);
+        if (!name[0]) return lp_error(ld->d, LP_ERR_INVALID_MODEL, "initializer %zu has no name", i);
+        int32_t idx;
+        if ((st = add_value(ld, name, &idx)) != LP_OK) return st;
+        lp_value *v = &g->values[idx];
+        if (v->kind == LP_VALUE_WEIGHT)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL, "initializer '%s' is defined twice", name);
+        v->kind = LP_VALUE_WEIGHT;
+        st = convert_tensor(ld, t, name, &v->dtype, &v->shape, &v->data);
+        if (st != LP_OK) return st;
+    }
+
+    int32_t *inputs = lp_arena_array(ar, gp->n_input ? gp->n_input : 1, sizeof(int32_t));
+    if (!inputs) return OOM(ld);
+    g->inputs = inputs;
+    for (size_t i = 0; i < gp->n_input; i++) {
+        const char *name = str_or_empty(gp->input[i]->name);
+        if (!name[0]) return lp_error(ld->d, LP_ERR_INVALID_MODEL, "graph input %zu has no name", i);
+        int32_t idx;
+        if ((st = add_value(ld, name, &idx)) != LP_OK) return st;
+        lp_value *v = &g->values[idx];
+        if (v->is_graph_input)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL, "graph input '%s' is listed twice", name);
+        v->is_graph_input = true;
+        if (v->kind == LP_VALUE_WEIGHT) continue; /* IR < 4: initializers repeated as inputs */
+        v->kind = LP_VALUE_INPUT;
+        if ((st = convert_value_info(ld, gp->input[i], v, "graph input")) != LP_OK) return st;
+        inputs[g->n_inputs++] = idx;
+    }
+
+    /* nodes: outputs of every node are named before any input is looked up,
+     * so nodes out of order resolve and the sort can report cycles */
+    lp_node *nodes = lp_arena_array(ar, gp->n_node ? gp->n_node : 1, sizeof *nodes);
+    if (!nodes) return OOM(ld);
+    g->nodes = nodes;
+    int n_nodes = 0;
+    for (size_t i = 0; i < gp->n_node; i++) {
+        const Onnx__NodeProto *np = gp->node[i];
+        lp_node *node = &nodes[n_nodes];
+        if ((st = convert_node(ld, np, (int32_t)i, node)) != LP_OK) return st;
+        for (size_t k = 0; k < np->n_output; k++) {
+            const char *name = str_or_empty(np->output[k]);
+            if (!name[0]) {
+                node->outputs[k] = -1;
+                continue;
+            }
+            int32_t idx;
+            if ((st = add_value(ld, name, &idx)) != LP_OK) return st;
+            lp_value *v = &g->values[idx];
+            if (v->producer >= 0 || v->kind == LP_VALUE_CONSTANT || v->kind == LP_VALUE_WEIGHT ||
+                v->kind == LP_VALUE_INPUT)
+                return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
+                                     "output '%s' is already defined (a value must have one "
+                                     "producer)", name);
+            v->producer = n_nodes;
+            node->outputs[k] = idx;
+        }
+        if (strcmp(node->op_type, "Constant") == 0 && !node->domain[0]) {
+            if (node->n_outputs != 1 || node->outputs[0] < 0)
+                return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node, "a Constant needs one output");
+            if ((st = fold_constant(ld, node, &g->values[node->outputs[0]])) != LP_OK) return st;
+            continue; /* no node: its output is now a constant value */
+        }
+        n_nodes++;
+    }
+    g->n_nodes = n_nodes;
+    for (int i = 0; i < n_nodes; i++) {
+        lp_node *node = &nodes[i];
+        const Onnx__NodeProto *np = gp->node[node->file_index];
+        for (size_t k = 0; k < np->n_input; k++) {
+            const char *name = str_or_empty(np->input[k]);
+            if (!name[0]) {
+                node->inputs[k] = -1;
+                continue;
+            }
+            int32_t idx = lp_graph_find_value(g, name);
+            if (idx < 0)
+                return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
+                                     "input '%s' is not a graph input, an initializer or the "
+                                     "output of any node", name);
+            node->inputs[k] = idx;
+        }
+    }
+
+    for (size_t i = 0; i < gp->n_value_info; i++) {
+        int32_t idx = lp_graph_find_value(g, str_or_empty(gp->value_info[i]->name));
+        if (idx < 0) continue; /* describes nothing in this graph */
+        lp_value *v = &g->values[idx];
+        if (v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT) continue;
+        if ((st = convert_value_info(ld, gp->value_info[i], v, "value")) != LP_OK) return st;
+    }
+
+    g->outputs = lp_arena_array(ar, gp->n_output ? gp->n_output : 1, sizeof(int32_t));
+    if (!g->outputs) return OOM(ld);
+    for (size_t i = 0; i < gp->n_output; i++) {
+        const char *name = str_or_empty(gp->output[i]->name);
+        int32_t idx = lp_graph_find_value(g, name);
+        if (idx < 0)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                            "graph output '%s' is not produced by any node, input or initializer",
+                            name);
+        lp_value *v = &g->values[idx];
+        v->is_graph_output = true;
+        if (v->kind != LP_VALUE_WEIGHT && v->kind != LP_VALUE_CONSTANT &&
+            (st = convert_value_info(ld, gp->output[i], v, "graph output")) != LP_OK)
+            return st;
+        g->outputs[g->n_outputs++] = idx;
+    }
+    return lp_graph_sort(g, ld->d);
+}
+
+static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
+    lp_graph *g = ld->g;
+    lp_status st;
+    g->ir_version = m->has_ir_version ? m->ir_version : 0;
+    g->producer_name = lp_arena_strdup(g->arena, str_or_empty(m->producer_name));
+    g->producer_version = lp_arena_strdup(g->arena, str_or_empty(m->producer_version));
+    if (!m->graph) return lp_error(ld->d, LP_ERR_INVALID_MODEL, "the model has no graph");
+    if (m->n_training_info)
+        return lp_error(ld->d, LP_ERR_UNSUPPORTED,
+                        "the model carries training info (%zu entries), which is not supported yet",
+                        m->n_training_info);
+    g->n_opsets = (int)m->n_opset_import;
+    g->opsets = lp_arena_array(g->arena, m->n_opset_import ? m->n_opset_import : 1, sizeof(lp_opset));
+    if (!g->opsets) return OOM(ld);
+    g->opset = -1;
+    for (size_t i = 0; i < m->n_opset_import; i++) {
+        const Onnx__OperatorSetIdProto *os = m->opset_import[i];
+        g->opsets[i].domain = lp_arena_strdup(g->arena, str_or_empty(os->domain));
+        g->opsets[i].version = os->has_version ? os->version : 0;
+        if (default_domain(os->domain)) g->opset = g->opsets[i].version;
+    }
+    if (g->opset < 0) {
+        if (m->n_opset_import)
+            return lp_error(ld->d, LP_ERR_UNSUPPORTED,
+                            "the model imports no version of the default ONNX domain");
+        g->opset = 1; /* IR version 2 models carry no opset_import */
+    }
+    if ((st = convert_kvs(ld, m->n_metadata_props, m->metadata_props, &g->n_meta, &g->meta)) != LP_OK)
+        return st;
+    return convert_graph(ld, m->graph);
+}
+
+lp_status lp_frontend_load_buffer(const void *bytes, size_t len, const char *path,
+                                  const lp_load_options *opt, lp_graph **out, lp_diag *d) {
+    *out = NULL;
+    if ((uint64_t)len >= LP_PROTOBUF_LIMIT)
+        return lp_error(d, LP_ERR_INVALID_MODEL,
+                        "the file is %zu bytes, over protobuf's 2 GiB limit for one message; "
+                        "store the weights as external data "
+                        "(onnx.save_model(m, path, save_as_external_data=True))", len);
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, bytes);
+    if (!m)
+        return lp_error(d, LP_ERR_INVALID_MODEL,
+                        "not an ONNX model: the protobuf is truncated or malformed (%zu bytes)", len);
+    lp_graph *g = lp_graph_new(path);
+    if (!g) {
+        onnx__model_proto__free_unpacked(m, NULL);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    loader ld = {.g = g, .d = d, .opt = opt, .model = m};
+    lp_status st = convert_model(&ld, m);
+    onnx__model_proto__free_unpacked(m, NULL);
+    if (st != LP_OK) {
+        lp_graph_free(g);
+        return st;
+    }
+    *out = g;
+    return LP_OK;
+}
+
+lp_status lp_frontend_load(const char *path, const lp_load_options *opt, lp_graph **out,
+                           lp_diag *d) {
+    *out = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lp_error(d, LP_ERR_INVALID_MODEL, "cannot open: %s", strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+        close(fd);
+        return lp_error(d, LP_ERR_INVALID_MODEL, "not a regular file");
+    }
+    if (sb.st_size == 0) {
+        close(fd);
+        return lp_error(d, LP_ERR_INVALID_MODEL, "the file is empty");
+    }
+    if ((uint64_t)sb.st_size >= LP_PROTOBUF_LIMIT) {
+        close(fd);
+        char buf[32];
+        return lp_error(d, LP_ERR_INVALID_MODEL,
+                        "the file is %s, over protobuf's 2 GiB limit for one message; store the "
+                        "weights as external data (onnx.save_model(m, path, "
+                        "save_as_external_data=True))", lp_format_bytes((uint64_t)sb.st_size, buf));
+    }
+    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);
+    if (map == MAP_FAILED) return lp_error(d, LP_ERR_INVALID_MODEL, "cannot map: %s", strerror(errno));
+    lp_status st = lp_frontend_load_buffer(map, (size_t)sb.st_size, path, opt, out, d);
+    munmap(map, (size_t)sb.st_size);
+    return st;
+}

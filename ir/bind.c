@@ -1,0 +1,60 @@
+/* Binding symbolic dims (batch, sequence) to numbers given on the command line. */
+#include "lp_ir.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+static int replace_dim(lp_graph *g, const char *name, int64_t value) {
+    int count = 0;
+    for (int i = 0; i < g->n_values; i++) {
+        lp_shape *s = &g->values[i].shape;
+        for (int k = 0; k < s->rank; k++) {
+            if (s->dims[k].size < 0 && s->dims[k].sym && strcmp(s->dims[k].sym, name) == 0) {
+                s->dims[k].size = value;
+                count++;
+            }
+        }
+    }
+    return count;
+}
+
+lp_status lp_graph_bind_dim(lp_graph *g, const char *name, int64_t value, lp_diag *d) {
+    if (value < 0)
+        return lp_error(d, LP_ERR_USAGE, "--dim %s=%" PRId64 ": a dim must be >= 0", name, value);
+    if (replace_dim(g, name, value) == 0)
+        return lp_error(d, LP_ERR_USAGE,
+                        "--dim %s=%" PRId64 ": no input or value of the model has a dim named '%s'",
+                        name, value, name);
+    return LP_OK;
+}
+
+lp_status lp_graph_bind_input_shape(lp_graph *g, const char *input, int rank,
+                                    const int64_t *dims, lp_diag *d) {
+    int32_t idx = lp_graph_find_value(g, input);
+    if (idx < 0 || !g->values[idx].is_graph_input || g->values[idx].kind != LP_VALUE_INPUT)
+        return lp_error(d, LP_ERR_USAGE, "--shapes: the model has no input named '%s'", input);
+    lp_value *v = &g->values[idx];
+    if (v->shape.rank >= 0 && v->shape.rank != rank)
+        return lp_error(d, LP_ERR_USAGE, "--shapes: input '%s' has rank %d, the shape given has %d",
+                        input, v->shape.rank, rank);
+    if (v->shape.rank < 0) {
+        v->shape.dims = lp_arena_array(g->arena, (size_t)(rank ? rank : 1), sizeof(lp_dim));
+        if (!v->shape.dims) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        for (int k = 0; k < rank; k++) v->shape.dims[k].size = LP_DIM_UNKNOWN;
+        v->shape.rank = rank;
+    }
+    for (int k = 0; k < rank; k++) {
+        lp_dim *dm = &v->shape.dims[k];
+        if (dims[k] < 0)
+            return lp_error(d, LP_ERR_USAGE, "--shapes: input '%s' axis %d: a dim must be >= 0",
+                            input, k);
+        if (dm->size >= 0 && dm->size != dims[k])
+            return lp_error(d, LP_ERR_USAGE,
+                            "--shapes: input '%s' axis %d is %" PRId64 " in the model, not %" PRId64,
+                            input, k, dm->size, dims[k]);
+        if (dm->size < 0 && dm->sym)
+            replace_dim(g, dm->sym, dims[k]);
+        dm->size = dims[k];
+    }
+    return LP_OK;
+}

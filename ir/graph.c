@@ -1,0 +1,279 @@
+/* Graph construction helpers: the value-name map, attribute lookup,
+ * topological order and node-located diagnostics. */
+#include "lp_ir.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Open-addressing map from value name to index; grows at half load. */
+typedef struct lp_name_map {
+    size_t cap;
+    size_t used;
+    int32_t *slots; /* -1: empty */
+} lp_name_map;
+
+static uint64_t hash_name(const char *s) {
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool map_grow(lp_graph *g) {
+    lp_name_map *m = g->names;
+    size_t cap = m->cap ? m->cap * 2 : 1024;
+    int32_t *slots = malloc(cap * sizeof *slots);
+    if (!slots) return false;
+    memset(slots, 0xff, cap * sizeof *slots);
+    for (size_t i = 0; i < m->cap; i++) {
+        int32_t v = m->slots[i];
+        if (v < 0) continue;
+        size_t j = hash_name(g->values[v].name) & (cap - 1);
+        while (slots[j] >= 0) j = (j + 1) & (cap - 1);
+        slots[j] = v;
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->cap = cap;
+    return true;
+}
+
+lp_graph *lp_graph_new(const char *path) {
+    lp_arena *a = lp_arena_new();
+    if (!a) return NULL;
+    lp_graph *g = lp_arena_alloc(a, sizeof *g);
+    lp_name_map *m = calloc(1, sizeof *m);
+    if (!g || !m) {
+        free(m);
+        lp_arena_free(a);
+        return NULL;
+    }
+    g->arena = a;
+    g->names = m;
+    g->path = lp_arena_strdup(a, path ? path : "<memory>");
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    g->dir = slash ? lp_arena_strndup(a, path, (size_t)(slash - path) + (slash == path))
+                   : lp_arena_strdup(a, ".");
+    g->name = g->producer_name = g->producer_version = "";
+    return g;
+}
+
+void lp_graph_free(lp_graph *g) {
+    if (!g) return;
+    if (g->names) free(g->names->slots);
+    free(g->names);
+    free(g->values);
+    lp_arena_free(g->arena);
+}
+
+int32_t lp_graph_find_value(const lp_graph *g, const char *name) {
+    const lp_name_map *m = g->names;
+    if (!m->cap) return -1;
+    size_t j = hash_name(name) & (m->cap - 1);
+    while (m->slots[j] >= 0) {
+        if (strcmp(g->values[m->slots[j]].name, name) == 0) return m->slots[j];
+        j = (j + 1) & (m->cap - 1);
+    }
+    return -1;
+}
+
+/* g->values is the one array kept outside the arena, since it grows. */
+static size_t values_cap(const lp_graph *g) {
+    size_t cap = 64;
+    while (cap < (size_t)g->n_values) cap *= 2;
+    return cap;
+}
+
+int32_t lp_graph_intern_value(lp_graph *g, const char *name) {
+    int32_t found = lp_graph_find_value(g, name);
+    if (found >= 0) return found;
+    if (g->n_values == INT32_MAX) return -1;
+    if ((g->names->used + 1) * 2 > g->names->cap && !map_grow(g)) return -1;
+    if (g->n_values == 0 || (size_t)g->n_values == values_cap(g)) {
+        size_t cap = g->n_values ? values_cap(g) * 2 : 64;
+        lp_value *grown = realloc(g->values, cap * sizeof *grown);
+        if (!grown) return -1;
+        g->values = grown;
+    }
+    const char *copy = lp_arena_strdup(g->arena, name);
+    if (!copy) return -1;
+    int32_t idx = g->n_values++;
+    lp_value *v = &g->values[idx];
+    memset(v, 0, sizeof *v);
+    v->name = copy;
+    v->producer = -1;
+    v->shape.rank = LP_RANK_UNKNOWN;
+    lp_name_map *m = g->names;
+    size_t j = hash_name(copy) & (m->cap - 1);
+    while (m->slots[j] >= 0) j = (j + 1) & (m->cap - 1);
+    m->slots[j] = idx;
+    m->used++;
+    return idx;
+}
+
+const lp_attr *lp_node_attr(const lp_node *n, const char *name) {
+    for (int i = 0; i < n->n_attrs; i++)
+        if (strcmp(n->attrs[i].name, name) == 0) return &n->attrs[i];
+    return NULL;
+}
+
+int64_t lp_node_attr_int(const lp_node *n, const char *name, int64_t fallback) {
+    const lp_attr *a = lp_node_attr(n, name);
+    return a && a->type == LP_ATTR_INT ? a->i : fallback;
+}
+
+float lp_node_attr_float(const lp_node *n, const char *name, float fallback) {
+    const lp_attr *a = lp_node_attr(n, name);
+    return a && a->type == LP_ATTR_FLOAT ? a->f : fallback;
+}
+
+const char *lp_node_attr_string(const lp_node *n, const char *name, const char *fallback) {
+    const lp_attr *a = lp_node_attr(n, name);
+    return a && a->type == LP_ATTR_STRING ? a->s : fallback;
+}
+
+const char *lp_node_meta(const lp_node *n, const char *key) {
+    for (int i = 0; i < n->n_meta; i++)
+        if (strcmp(n->meta[i].key, key) == 0) return n->meta[i].value;
+    return NULL;
+}
+
+static void node_report(lp_diag *d, lp_severity sev, const lp_node *n, const char *fmt,
+                        va_list ap) {
+    char msg[sizeof d->last_error];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (sev == LP_SEV_ERROR)
+        lp_error(d, LP_ERR_INTERNAL, "node %d '%s' (%s): %s", (int)n->file_index, n->name,
+                 n->op_type, msg);
+    else
+        lp_warn(d, "node %d '%s' (%s): %s", (int)n->file_index, n->name, n->op_type, msg);
+}
+
+lp_status lp_node_error(lp_diag *d, lp_status s, const lp_node *n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    node_report(d, LP_SEV_ERROR, n, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+void lp_node_warn(lp_diag *d, const lp_node *n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    node_report(d, LP_SEV_WARNING, n, fmt, ap);
+    va_end(ap);
+}
+
+/* Kahn's algorithm over producer -> consumer edges. Ready nodes leave in file
+ * order (a min-heap on original position), so an already sorted graph keeps
+ * its order. */
+lp_status lp_graph_sort(lp_graph *g, lp_diag *d) {
+    int n = g->n_nodes;
+    if (n == 0) return LP_OK;
+    lp_status st = LP_OK;
+    int32_t *indeg = calloc((size_t)n, sizeof *indeg);
+    int32_t *heap = malloc((size_t)n * sizeof *heap);
+    int32_t *order = malloc((size_t)n * sizeof *order);
+    /* consumers as CSR: for each value, the nodes reading it */
+    int32_t *cstart = calloc((size_t)g->n_values + 1, sizeof *cstart);
+    size_t n_edges = 0;
+    for (int i = 0; i < n; i++) n_edges += (size_t)g->nodes[i].n_inputs;
+    int32_t *cnode = malloc((n_edges ? n_edges : 1) * sizeof *cnode);
+    lp_node *sorted = lp_arena_array(g->arena, (size_t)n, sizeof *sorted);
+    if (!indeg || !heap || !order || !cstart || !cnode || !sorted) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory while ordering %d nodes", n);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        const lp_node *nd = &g->nodes[i];
+        for (int k = 0; k < nd->n_inputs; k++) {
+            int32_t v = nd->inputs[k];
+            if (v < 0 || g->values[v].producer < 0) continue;
+            cstart[v + 1]++;
+            indeg[i]++;
+        }
+    }
+    for (int v = 0; v < g->n_values; v++) cstart[v + 1] += cstart[v];
+    {
+        int32_t *fill = calloc((size_t)g->n_values, sizeof *fill);
+        if (!fill) {
+            st = lp_error(d, LP_ERR_INTERNAL, "out of memory while ordering nodes");
+            goto done;
+        }
+        for (int i = 0; i < n; i++) {
+            const lp_node *nd = &g->nodes[i];
+            for (int k = 0; k < nd->n_inputs; k++) {
+                int32_t v = nd->inputs[k];
+                if (v < 0 || g->values[v].producer < 0) continue;
+                cnode[cstart[v] + fill[v]++] = i;
+            }
+        }
+        free(fill);
+    }
+    int hn = 0, done_n = 0;
+#define HEAP_PUSH(x)                                                                   \
+    do {                                                                               \
+        int c_ = hn++;                                                                 \
+        heap[c_] = (x);                                                                \
+        while (c_ > 0 && heap[(c_ - 1) / 2] > heap[c_]) {                              \
+            int32_t t_ = heap[c_];                                                     \
+            heap[c_] = heap[(c_ - 1) / 2];                                             \
+            heap[(c_ - 1) / 2] = t_;                                                   \
+            c_ = (c_ - 1) / 2;                                                         \
+        }                                                                              \
+    } while (0)
+    for (int i = 0; i < n; i++)
+        if (indeg[i] == 0) HEAP_PUSH(i);
+    while (hn > 0) {
+        int32_t top = heap[0];
+        heap[0] = heap[--hn];
+        for (int c = 0;;) {
+            int l = 2 * c + 1, r = l + 1, m = c;
+            if (l < hn && heap[l] < heap[m]) m = l;
+            if (r < hn && heap[r] < heap[m]) m = r;
+            if (m == c) break;
+            int32_t t = heap[c];
+            heap[c] = heap[m];
+            heap[m] = t;
+            c = m;
+        }
+        order[done_n++] = top;
+        const lp_node *nd = &g->nodes[top];
+        for (int k = 0; k < nd->n_outputs; k++) {
+            int32_t v = nd->outputs[k];
+            if (v < 0) continue;
+            for (int32_t e = cstart[v]; e < cstart[v + 1]; e++)
+                if (--indeg[cnode[e]] == 0) HEAP_PUSH(cnode[e]);
+        }
+    }
+#undef HEAP_PUSH
+    if (done_n < n) {
+        int first = -1, listed = 0;
+        char names[600] = "";
+        size_t len = 0;
+        for (int i = 0; i < n && listed < 8; i++) {
+            if (indeg[i] == 0) continue;
+            if (first < 0) first = i;
+            int w = snprintf(names + len, sizeof names - len, "%s%d '%s'", listed ? ", " : "",
+                             (int)g->nodes[i].file_index, g->nodes[i].name);
+            if (w < 0 || (size_t)w >= sizeof names - len) break;
+            len += (size_t)w;
+            listed++;
+        }
+        st = lp_node_error(d, LP_ERR_INVALID_MODEL, &g->nodes[first],
+                           "the graph has a cycle: %d nodes wait on each other (nodes %s%s)",
+                           n - done_n, names, n - done_n > listed ? ", ..." : "");
+        goto done;
+    }
+    for (int i = 0; i < n; i++) sorted[i] = g->nodes[order[i]];
+    g->nodes = sorted;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < sorted[i].n_outputs; k++)
+            if (sorted[i].outputs[k] >= 0) g->values[sorted[i].outputs[k]].producer = i;
+done:
+    free(indeg);
+    free(heap);
+    free(order);
+    free(cstart);
+    free(cnode);
+    return st;
+}
