@@ -4,7 +4,7 @@
 set -euo pipefail
 
 apt_packages=(
-  cmake make gcc clang
+  cmake make gcc clang libclang-rt-dev pkg-config
   protobuf-c-compiler libprotobuf-c-dev
   libcmocka-dev libjansson-dev
   libonnx-testdata
