@@ -57,8 +57,8 @@ lp_diag lp_diag_make(const char *file);
 lp_status lp_error(lp_diag *d, lp_status s, const char *fmt, ...) LP_PRINTF(3, 4);
 void lp_warn(lp_diag *d, const char *fmt, ...) LP_PRINTF(2, 3);
 void lp_note(lp_diag *d, const char *fmt, ...) LP_PRINTF(2, 3);
-lp_status lp_verror(lp_diag *d, lp_status s, const char *fmt, va_list ap);
-void lp_vreport(lp_diag *d, lp_severity sev, const char *fmt, va_list ap);
+lp_status lp_verror(lp_diag *d, lp_status s, const char *fmt, va_list ap) LP_PRINTF(3, 0);
+void lp_vreport(lp_diag *d, lp_severity sev, const char *fmt, va_list ap) LP_PRINTF(3, 0);
 
 /* ---- arena -------------------------------------------------------------- */
 
@@ -301,6 +301,13 @@ void lp_node_warn(lp_diag *d, const lp_node *n, const char *fmt, ...) LP_PRINTF(
 /* Bytes of a value's tensor at its own dtype; false if its shape or size is
  * not known. */
 bool lp_value_bytes(const lp_value *v, uint64_t *bytes);
+
+/* Checks the graph's invariants: indices in range, one producer per value
+ * and producer fields that agree, nodes in topological order, graph inputs
+ * and outputs that exist, dims that are numbers >= 0 or symbols. Stages run
+ * it after they change the graph; a failure is an internal error naming the
+ * first broken invariant. */
+lp_status lp_graph_verify(const lp_graph *g, lp_diag *d);
 
 /* ---- binding symbolic dims --------------------------------------------- */
 
