@@ -32,8 +32,12 @@ typedef struct lp_analysis_options {
 
 lp_analysis_options lp_analysis_defaults(void);
 
-/* Infers dtype and shape of every value, folding shape subgraphs. A dim that
- * cannot be resolved is an error naming the unbound symbols. */
+/* Infers dtype and shape of every value, folding shape subgraphs (small
+ * integer tensors, symbolic dims kept as monomials such as "4*seq"). A dim
+ * that cannot be resolved is an error naming the node and the unbound
+ * symbols; unsupported ops are listed with counts in one error at the end;
+ * a declared shape (value_info, outputs) that disagrees is an error.
+ * Inference continues past errors so one run reports them all. */
 lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d);
 
 /* Memory footprint of a group of layers, in bytes at the deploy dtype. */
@@ -43,6 +47,11 @@ typedef struct lp_footprint {
     uint64_t buffer_bytes;     /* largest workspace */
     uint64_t boundary_bytes;   /* received + sent values at the group's edges */
     uint64_t total;            /* sum of the above */
+    /* detail, not part of total */
+    uint64_t received_bytes;   /* values made before the group and read in it */
+    uint64_t sent_bytes;       /* values made in the group and read after it */
+    uint64_t live_bytes;       /* most bytes alive at once: a lower bound of
+                                  activation_bytes (the planner's peak) */
 } lp_footprint;
 
 /* Where an activation lives in its arena, and for how long. */
@@ -58,7 +67,8 @@ typedef struct lp_layer {
     const char *name;
     int first_node, last_node;  /* contiguous range of g->nodes */
     int n_weights;
-    int32_t *weights;           /* weight and constant values it reads */
+    int32_t *weights;           /* weights and constants it reads (not shape data:
+                                   integer tensors of rank 0-1) */
     int n_inputs;
     int32_t *inputs;            /* values from earlier layers or graph inputs */
     int n_outputs;
@@ -70,6 +80,8 @@ typedef struct lp_layer {
     uint64_t input_bytes, output_bytes;
     uint64_t flops;
     uint64_t bytes_read, bytes_written;
+    uint64_t total_bytes;       /* weight + activation + buffer + input + output:
+                                   lp_analysis_range_footprint(L, i, i).total */
 } lp_layer;
 
 typedef struct lp_layer_ir {
@@ -83,13 +95,26 @@ typedef struct lp_layer_ir {
     int n_slots;
     lp_value_slot *slots;
     uint64_t arena_bytes;
+    uint64_t activation_sum_bytes; /* plain sum over all node outputs */
+    /* per node, filled by build_layers */
+    uint64_t *node_flops;        /* [g->n_nodes] */
+    uint64_t *node_buffer_bytes; /* [g->n_nodes] */
+    struct lp_layer_index *index; /* consumers and scratch for range queries */
 } lp_layer_ir;
 
+/* Builds the layer IR of a graph whose shapes are known. May reorder g->nodes
+ * (always into another topological order) so that each layer is a contiguous
+ * run; value producers are updated to match. */
 lp_status lp_analysis_build_layers(lp_graph *g, const lp_analysis_options *opt,
                                    lp_layer_ir **out, lp_diag *d);
 void lp_layer_ir_free(lp_layer_ir *L);
 
-/* Footprint of layers first..last as one group (one card). */
+/* Footprint of layers first..last as one group (one card): the group's
+ * weights once, the planner's activation peak over its nodes (received values
+ * live from the start, sent values to the end), its largest buffer, and the
+ * boundary bytes. Exact (it runs the planner); cost O(nodes + values in the
+ * range). Uses scratch memory inside L: not safe to call on one L from
+ * several threads at once. */
 void lp_analysis_range_footprint(const lp_layer_ir *L, int first, int last, lp_footprint *fp);
 
 /* Bytes of value v at the deploy dtype (floats converted); false if unknown. */
@@ -98,5 +123,42 @@ bool lp_analysis_value_bytes(const lp_layer_ir *L, int32_t v, uint64_t *bytes);
 void lp_layer_ir_dump_text(const lp_layer_ir *L, FILE *out);
 void *lp_layer_ir_to_json(const lp_layer_ir *L); /* json_t* */
 lp_status lp_layer_ir_write_dot(const lp_layer_ir *L, const char *path, lp_diag *d);
+
+/* ---- cost rules (analysis/footprint.c, analysis/workspace.c) ------------ */
+
+/* Floating-point operations of one node; see footprint.c for the rules. */
+uint64_t lp_analysis_node_flops(const lp_graph *g, const lp_node *n);
+
+/* Per-op workspace model: built-in defaults, optionally overridden by a JSON
+ * file {"MatMul": 4194304, "Conv": "2*output", "Softmax": 0}. */
+typedef struct lp_workspace_model lp_workspace_model;
+lp_status lp_workspace_load(const char *path, lp_workspace_model **out, lp_diag *d);
+void lp_workspace_free(lp_workspace_model *m);
+/* Workspace bytes of node n; value sizes come from L (deploy dtype). */
+uint64_t lp_workspace_node_bytes(const lp_workspace_model *m, const lp_layer_ir *L,
+                                 const lp_node *n);
+
+/* ---- the activation memory planner (analysis/memplan.c) ----------------- */
+
+/* One buffer to place: alive over steps first..last (inclusive). */
+typedef struct lp_memplan_item {
+    uint64_t bytes;
+    int first, last;
+    uint64_t offset; /* out */
+} lp_memplan_item;
+
+/* Offsets within an arena are rounded up to this (cudaMalloc's alignment). */
+#define LP_MEMPLAN_ALIGN 256
+
+/* Places items in one arena: items alive at the same step never overlap;
+ * *peak = the arena size. The better of online best-fit in step order
+ * (ggml-alloc's scheme) and greedy by size (see memplan.c). The runtime
+ * allocates one arena of *peak and uses the offsets as they are. */
+lp_status lp_memplan_run(lp_memplan_item *items, int n_items, int n_steps, uint64_t align,
+                         uint64_t *peak);
+/* Largest sum of (aligned) bytes alive at one step: a lower bound of any
+ * placement's peak (0 if out of memory). */
+uint64_t lp_memplan_live_peak(const lp_memplan_item *items, int n_items, int n_steps,
+                              uint64_t align);
 
 #endif

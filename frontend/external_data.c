@@ -79,6 +79,10 @@ lp_status lp_frontend_resolve_external(lp_arena *a, const char *dir, const char 
 lp_status lp_frontend_read_weight(const lp_graph *g, const lp_value *v, void *dst,
                                   uint64_t dst_size, lp_diag *d) {
     const lp_tensor_data *t = &v->data;
+    /* a string tensor's nbytes counts its characters; they are not kept */
+    if (v->dtype == LP_DT_STRING)
+        return lp_error(d, LP_ERR_UNSUPPORTED, "'%s' is a string tensor, which has no byte form",
+                        v->name);
     if (t->nbytes > dst_size)
         return lp_error(d, LP_ERR_INTERNAL, "weight '%s' needs %llu bytes, buffer holds %llu",
                         v->name, (unsigned long long)t->nbytes, (unsigned long long)dst_size);

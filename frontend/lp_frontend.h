@@ -45,4 +45,24 @@ lp_status lp_frontend_read_weight(const lp_graph *g, const lp_value *v, void *ds
 lp_status lp_frontend_resolve_external(lp_arena *a, const char *dir, const char *location,
                                        const char **resolved, bool *exists, lp_diag *d);
 
+/* Writes the nodes `nodes` (indices into g->nodes, in execution order) as a
+ * standalone ONNX model at `path`: `inputs` and `outputs` (value indices)
+ * become its graph inputs and outputs, typed from g->values (symbolic dims
+ * as dim_param, unknown ones empty; an unknown element type is an error);
+ * the weights and constants the nodes read become initializers.
+ *
+ *     int nodes[] = {4, 5, 6};
+ *     int32_t in[] = {x}, out[] = {y};
+ *     st = lp_frontend_write_submodel(g, nodes, 3, in, 1, out, 1, "out/card_1.onnx", &diag);
+ *
+ * Inline bytes are written as raw_data. External data keeps its location
+ * when `path` is in the model's own folder; otherwise present bytes are
+ * copied into "<path>.data" next to the sub-model, and absent ones are
+ * declared with their original location, offset and length (the graph is
+ * complete, but the file must be supplied before it can run). The model is
+ * written to "<path>.tmp" and renamed; on failure no file is left behind. */
+lp_status lp_frontend_write_submodel(const lp_graph *g, const int *nodes, int n_nodes,
+                                     const int32_t *inputs, int n_inputs, const int32_t *outputs,
+                                     int n_outputs, const char *path, lp_diag *d);
+
 #endif

@@ -22,6 +22,11 @@ typedef struct loader {
     /* external files reported missing, to warn once per file */
     const char *missing[16];
     int n_missing;
+    /* the external file looked up last; models keep their tensors in one or
+     * a few files, so most lookups skip the path checks and the stat */
+    const char *ext_location, *ext_path;
+    bool ext_exists;
+    uint64_t ext_size;
 } loader;
 
 static const char *str_or_empty(const char *s) { return s ? s : ""; }
@@ -56,71 +61,82 @@ static int per_int32(lp_dtype t) {
     }
 }
 
-/* Packs typed-field data (float_data, int32_data, ...) into raw bytes. */
-static lp_status pack_typed_fields(loader *ld, const Onnx__TensorProto *t, const char *name,
-                                   lp_dtype dt, uint64_t numel, uint64_t nbytes,
-                                   lp_tensor_data *out) {
-    uint8_t *buf = lp_arena_alloc(ld->g->arena, nbytes ? nbytes : 1);
-    if (!buf) return OOM(ld);
-    uint64_t have = 0;
-    int bits = lp_dtype_bits(dt);
+/* The typed field (float_data, int32_data, ...) that holds a dtype's values,
+ * its entry count, and how many entries `numel` elements need. */
+static const char *typed_field(const Onnx__TensorProto *t, lp_dtype dt, uint64_t numel,
+                               uint64_t *have, uint64_t *need) {
     switch (dt) {
     case LP_DT_FLOAT:
     case LP_DT_COMPLEX64:
-        have = t->n_float_data;
-        if (have * 4 == nbytes) memcpy(buf, t->float_data, nbytes);
-        break;
+        *have = t->n_float_data, *need = dt == LP_DT_COMPLEX64 ? numel * 2 : numel;
+        return "float_data";
     case LP_DT_DOUBLE:
     case LP_DT_COMPLEX128:
-        have = t->n_double_data;
-        if (have * 8 == nbytes) memcpy(buf, t->double_data, nbytes);
-        break;
+        *have = t->n_double_data, *need = dt == LP_DT_COMPLEX128 ? numel * 2 : numel;
+        return "double_data";
     case LP_DT_INT64:
-        have = t->n_int64_data;
-        if (have * 8 == nbytes) memcpy(buf, t->int64_data, nbytes);
-        break;
+        *have = t->n_int64_data, *need = numel;
+        return "int64_data";
     case LP_DT_UINT32:
     case LP_DT_UINT64:
-        have = t->n_uint64_data;
-        if (have * (uint64_t)(bits / 8) == nbytes)
-            for (uint64_t i = 0; i < have; i++) {
-                uint64_t v = t->uint64_data[i];
-                memcpy(buf + i * (uint64_t)(bits / 8), &v, (size_t)(bits / 8));
-            }
-        break;
-    case LP_DT_STRING:
-        return lp_error(ld->d, LP_ERR_UNSUPPORTED, "tensor '%s' holds strings, which are not supported", name);
+        *have = t->n_uint64_data, *need = numel;
+        return "uint64_data";
     default: {
-        /* int32_data carries the 16-, 8-, 6-, 4- and 2-bit types. */
-        int per = per_int32(dt);
-        have = t->n_int32_data;
-        if ((have - 0) * (uint64_t)per < numel || have > (numel + (uint64_t)per - 1) / (uint64_t)per) break;
-        if (bits >= 8) {
-            for (uint64_t i = 0; i < numel; i++) {
-                uint32_t v = (uint32_t)t->int32_data[i];
-                memcpy(buf + i * (uint64_t)(bits / 8), &v, (size_t)(bits / 8));
-            }
-        } else {
-            /* sub-byte: each entry holds `per` elements (or one 6-bit one);
-             * repack as a little-endian bit stream */
-            memset(buf, 0, nbytes);
-            for (uint64_t e = 0; e < numel; e++) {
-                uint32_t word = (uint32_t)t->int32_data[e / (uint64_t)per];
-                uint32_t v = (word >> ((e % (uint64_t)per) * (uint64_t)bits)) & ((1u << bits) - 1);
-                uint64_t bit = e * (uint64_t)bits;
-                for (int k = 0; k < bits; k++, bit++)
-                    if (v >> k & 1) buf[bit / 8] |= (uint8_t)(1u << (bit % 8));
-            }
-        }
-        have = numel;
-        break;
+        /* int32_data carries the 16-, 8-, 6-, 4- and 2-bit types */
+        uint64_t per = (uint64_t)per_int32(dt);
+        *have = t->n_int32_data, *need = numel / per + (numel % per != 0);
+        return "int32_data";
     }
     }
-    bool counts_match = (dt == LP_DT_COMPLEX64 || dt == LP_DT_COMPLEX128) ? have == numel * 2 : have == numel;
-    if (!counts_match)
+}
+
+/* Packs typed-field data into raw bytes. Counts are checked before anything
+ * is allocated, so dims that promise more than the file holds cost nothing. */
+static lp_status pack_typed_fields(loader *ld, const Onnx__TensorProto *t, const char *name,
+                                   lp_dtype dt, uint64_t numel, uint64_t nbytes,
+                                   lp_tensor_data *out) {
+    if (dt == LP_DT_STRING)
+        return lp_error(ld->d, LP_ERR_UNSUPPORTED, "tensor '%s' holds strings, which are not supported", name);
+    uint64_t have, need;
+    const char *field = typed_field(t, dt, numel, &have, &need);
+    if (have != need)
         return lp_error(ld->d, LP_ERR_INVALID_MODEL,
-                        "tensor '%s' (%s) holds %" PRIu64 " elements in its typed data field, but "
-                        "its dims need %" PRIu64, name, lp_dtype_name(dt), have, numel);
+                        "tensor '%s' (%s) holds %" PRIu64 " entries in %s, but its dims need %" PRIu64,
+                        name, lp_dtype_name(dt), have, field, need);
+    uint8_t *buf = lp_arena_alloc(ld->g->arena, nbytes ? nbytes : 1);
+    if (!buf) return OOM(ld);
+    int bits = lp_dtype_bits(dt);
+    size_t width = (size_t)bits / 8;
+    if (have == 0) {
+        /* nothing to copy */
+    } else if (dt == LP_DT_FLOAT || dt == LP_DT_COMPLEX64) {
+        memcpy(buf, t->float_data, nbytes);
+    } else if (dt == LP_DT_DOUBLE || dt == LP_DT_COMPLEX128) {
+        memcpy(buf, t->double_data, nbytes);
+    } else if (dt == LP_DT_INT64) {
+        memcpy(buf, t->int64_data, nbytes);
+    } else if (dt == LP_DT_UINT32 || dt == LP_DT_UINT64) {
+        for (uint64_t i = 0; i < numel; i++) {
+            uint64_t v = t->uint64_data[i];
+            memcpy(buf + i * width, &v, width);
+        }
+    } else if (bits >= 8) {
+        for (uint64_t i = 0; i < numel; i++) {
+            uint32_t v = (uint32_t)t->int32_data[i];
+            memcpy(buf + i * width, &v, width);
+        }
+    } else {
+        /* sub-byte: each entry holds `per` elements (or one 6-bit one);
+         * repack as a little-endian bit stream */
+        uint64_t per = (uint64_t)per_int32(dt);
+        for (uint64_t e = 0; e < numel; e++) {
+            uint32_t word = (uint32_t)t->int32_data[e / per];
+            uint32_t v = (word >> ((e % per) * (uint64_t)bits)) & ((1u << bits) - 1);
+            uint64_t bit = e * (uint64_t)bits;
+            for (int k = 0; k < bits; k++, bit++)
+                if (v >> k & 1) buf[bit / 8] |= (uint8_t)(1u << (bit % 8));
+        }
+    }
     out->where = LP_DATA_INLINE;
     out->bytes = buf;
     out->nbytes = nbytes;
@@ -143,6 +159,32 @@ bad:
     return lp_error(ld->d, LP_ERR_INVALID_MODEL,
                     "tensor '%s': external data '%s' is '%s', not a non-negative integer", name,
                     key, str_or_empty(s));
+}
+
+/* Resolves `location` (checked to stay in the model's folder) and sizes the
+ * file into ld->ext_*, reusing the previous answer for the same location. */
+static lp_status lookup_external(loader *ld, const char *location) {
+    if (ld->ext_location && strcmp(ld->ext_location, location) == 0) return LP_OK;
+    ld->ext_location = NULL;
+    const char *path;
+    bool exists;
+    lp_status st = lp_frontend_resolve_external(ld->g->arena, ld->g->dir, location, &path, &exists, ld->d);
+    if (st != LP_OK) return st;
+    uint64_t size = 0;
+    if (exists) {
+        struct stat sb;
+        if (stat(path, &sb) != 0)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL, "external data '%s': %s", location,
+                            strerror(errno));
+        size = (uint64_t)sb.st_size;
+    }
+    const char *copy = lp_arena_strdup(ld->g->arena, location);
+    if (!copy) return OOM(ld);
+    ld->ext_location = copy;
+    ld->ext_path = path;
+    ld->ext_exists = exists;
+    ld->ext_size = size;
+    return LP_OK;
 }
 
 static lp_status convert_external(loader *ld, const Onnx__TensorProto *t, const char *name,
@@ -171,30 +213,23 @@ static lp_status convert_external(loader *ld, const Onnx__TensorProto *t, const 
         return lp_error(ld->d, LP_ERR_INVALID_MODEL,
                         "tensor '%s': external data length %" PRIu64 " does not match the %" PRIu64
                         " bytes its dtype and dims need", name, length, nbytes);
-    const char *path;
-    bool exists;
-    lp_status st = lp_frontend_resolve_external(ld->g->arena, ld->g->dir, location, &path, &exists, ld->d);
+    lp_status st = lookup_external(ld, location);
     if (st != LP_OK) return st;
     out->where = LP_DATA_EXTERNAL;
-    out->location = lp_arena_strdup(ld->g->arena, location);
-    out->path = path;
+    out->location = ld->ext_location;
+    out->path = ld->ext_path;
     out->offset = offset;
     out->nbytes = nbytes;
-    if (!out->location) return OOM(ld);
     if (offset > UINT64_MAX - nbytes)
         return lp_error(ld->d, LP_ERR_INVALID_MODEL,
                         "tensor '%s': external offset %" PRIu64 " + length %" PRIu64 " overflows",
                         name, offset, nbytes);
-    if (exists) {
-        struct stat sb;
-        if (stat(path, &sb) != 0)
-            return lp_error(ld->d, LP_ERR_INVALID_MODEL, "external data '%s': %s", location,
-                            strerror(errno));
-        if (offset + nbytes > (uint64_t)sb.st_size)
+    if (ld->ext_exists) {
+        if (offset + nbytes > ld->ext_size)
             return lp_error(ld->d, LP_ERR_INVALID_MODEL,
                             "tensor '%s': external range [%" PRIu64 ", %" PRIu64 ") lies beyond "
                             "the end of '%s' (%" PRIu64 " bytes)", name, offset, offset + nbytes,
-                            location, (uint64_t)sb.st_size);
+                            location, ld->ext_size);
         out->present = true;
         return LP_OK;
     }
@@ -241,7 +276,8 @@ static lp_status convert_tensor(loader *ld, const Onnx__TensorProto *t, const ch
         for (size_t i = 0; i < t->n_string_data; i++) data->nbytes += t->string_data[i].len;
         return LP_OK;
     }
-    if (!lp_dtype_storage_bytes(dt, numel, &nbytes))
+    /* byte counts are int64 in the IR's consumers and in JSON */
+    if (!lp_dtype_storage_bytes(dt, numel, &nbytes) || nbytes > (uint64_t)INT64_MAX)
         return lp_error(ld->d, LP_ERR_INVALID_MODEL, "tensor '%s' is too large to address", name);
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
         return convert_external(ld, t, name, nbytes, data);
@@ -697,6 +733,63 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
     return convert_graph(ld, m->graph);
 }
 
+/* protobuf-c unpacks nested messages recursively, so a file of a few hundred
+ * kB that nests TypeProto in TypeProto would exhaust the stack. This walks
+ * the wire format first, guided by the schema, and measures only nesting;
+ * anything malformed is left for the unpacker to report. */
+#define LP_PROTOBUF_MAX_DEPTH 100
+
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
+    *v = 0;
+    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) return true;
+    }
+    return false;
+}
+
+/* False only when messages nest deeper than LP_PROTOBUF_MAX_DEPTH. */
+static bool nesting_within_limit(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
+                                 const uint8_t *end, int depth) {
+    if (depth > LP_PROTOBUF_MAX_DEPTH) return false;
+    while (p < end) {
+        uint64_t key, n;
+        if (!read_varint(&p, end, &key)) return true;
+        switch (key & 7) {
+        case PROTOBUF_C_WIRE_TYPE_VARINT:
+            if (!read_varint(&p, end, &n)) return true;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_64BIT:
+            if (end - p < 8) return true;
+            p += 8;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_32BIT:
+            if (end - p < 4) return true;
+            p += 4;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED: {
+            if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p)) return true;
+            const ProtobufCFieldDescriptor *f =
+                key >> 3 <= UINT32_MAX
+                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+                    : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                !nesting_within_limit(f->descriptor, p, p + n, depth + 1))
+                return false;
+            p += n;
+            break;
+        }
+        default:
+            return true; /* groups and bad wire types: the unpacker rejects them */
+        }
+    }
+    return true;
+}
+
+static void *pb_arena_alloc(void *arena, size_t size) { return lp_arena_alloc(arena, size); }
+static void pb_arena_free(void *arena, void *p) { (void)arena, (void)p; }
+
 lp_status lp_frontend_load_buffer(const void *bytes, size_t len, const char *path,
                                   const lp_load_options *opt, lp_graph **out, lp_diag *d) {
     *out = NULL;
@@ -705,18 +798,30 @@ lp_status lp_frontend_load_buffer(const void *bytes, size_t len, const char *pat
                         "the file is %zu bytes, over protobuf's 2 GiB limit for one message; "
                         "store the weights as external data "
                         "(onnx.save_model(m, path, save_as_external_data=True))", len);
-    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, bytes);
-    if (!m)
+    if (!nesting_within_limit(&onnx__model_proto__descriptor, bytes, (const uint8_t *)bytes + len, 1))
+        return lp_error(d, LP_ERR_INVALID_MODEL,
+                        "the protobuf nests messages more than %d deep; no ONNX model needs "
+                        "that, and unpacking it could exhaust the stack", LP_PROTOBUF_MAX_DEPTH);
+    /* the unpacked protobuf lives in its own arena: one model is hundreds of
+     * thousands of small messages, and they all die together */
+    lp_arena *pb_arena = lp_arena_new();
+    if (!pb_arena) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    ProtobufCAllocator pb_alloc = {.alloc = pb_arena_alloc, .free = pb_arena_free,
+                                   .allocator_data = pb_arena};
+    Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_alloc, len, bytes);
+    if (!m) {
+        lp_arena_free(pb_arena);
         return lp_error(d, LP_ERR_INVALID_MODEL,
                         "not an ONNX model: the protobuf is truncated or malformed (%zu bytes)", len);
+    }
     lp_graph *g = lp_graph_new(path);
     if (!g) {
-        onnx__model_proto__free_unpacked(m, NULL);
+        lp_arena_free(pb_arena);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     }
     loader ld = {.g = g, .d = d, .opt = opt, .model = m};
     lp_status st = convert_model(&ld, m);
-    onnx__model_proto__free_unpacked(m, NULL);
+    lp_arena_free(pb_arena);
     if (st != LP_OK) {
         lp_graph_free(g);
         return st;

@@ -37,6 +37,25 @@ lp_status lp_graph_bind_input_shape(lp_graph *g, const char *input, int rank,
     if (v->shape.rank >= 0 && v->shape.rank != rank)
         return lp_error(d, LP_ERR_USAGE, "--shapes: input '%s' has rank %d, the shape given has %d",
                         input, v->shape.rank, rank);
+    /* check every axis before changing any, so a refused shape leaves the
+     * graph as it was */
+    for (int k = 0; k < rank; k++) {
+        const lp_dim *dm = v->shape.rank == rank ? &v->shape.dims[k] : NULL;
+        if (dims[k] < 0)
+            return lp_error(d, LP_ERR_USAGE, "--shapes: input '%s' axis %d: a dim must be >= 0",
+                            input, k);
+        if (dm && dm->size >= 0 && dm->size != dims[k])
+            return lp_error(d, LP_ERR_USAGE,
+                            "--shapes: input '%s' axis %d is %" PRId64 " in the model, not %" PRId64,
+                            input, k, dm->size, dims[k]);
+        for (int j = 0; dm && dm->size < 0 && dm->sym && j < k; j++) {
+            const lp_dim *dj = &v->shape.dims[j];
+            if (dj->size < 0 && dj->sym && strcmp(dj->sym, dm->sym) == 0 && dims[j] != dims[k])
+                return lp_error(d, LP_ERR_USAGE,
+                                "--shapes: input '%s' axes %d and %d share the dim '%s', but are "
+                                "given %" PRId64 " and %" PRId64, input, j, k, dm->sym, dims[j], dims[k]);
+        }
+    }
     if (v->shape.rank < 0) {
         v->shape.dims = lp_arena_array(g->arena, (size_t)(rank ? rank : 1), sizeof(lp_dim));
         if (!v->shape.dims) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
@@ -45,13 +64,6 @@ lp_status lp_graph_bind_input_shape(lp_graph *g, const char *input, int rank,
     }
     for (int k = 0; k < rank; k++) {
         lp_dim *dm = &v->shape.dims[k];
-        if (dims[k] < 0)
-            return lp_error(d, LP_ERR_USAGE, "--shapes: input '%s' axis %d: a dim must be >= 0",
-                            input, k);
-        if (dm->size >= 0 && dm->size != dims[k])
-            return lp_error(d, LP_ERR_USAGE,
-                            "--shapes: input '%s' axis %d is %" PRId64 " in the model, not %" PRId64,
-                            input, k, dm->size, dims[k]);
         if (dm->size < 0 && dm->sym)
             replace_dim(g, dm->sym, dims[k]);
         dm->size = dims[k];

@@ -59,10 +59,15 @@ bool lp_dtype_is_float(lp_dtype t) {
     return (unsigned)t < LP_DT_COUNT && dtype_table[t].is_float;
 }
 
+/* Every 8 elements fill exactly `bits` bytes; only the last partial group
+ * rounds up. Splitting the count this way keeps count * bits, which can
+ * overflow even when the byte count fits, out of the arithmetic. */
 bool lp_dtype_storage_bytes(lp_dtype t, uint64_t count, uint64_t *bytes) {
     uint64_t bits = (uint64_t)lp_dtype_bits(t);
-    if (bits == 0 || count > UINT64_MAX / bits) return false;
-    *bytes = (count * bits + 7) / 8;
+    if (bits == 0 || count / 8 > UINT64_MAX / bits) return false;
+    uint64_t whole = count / 8 * bits, tail = (count % 8 * bits + 7) / 8;
+    if (whole > UINT64_MAX - tail) return false;
+    *bytes = whole + tail;
     return true;
 }
 

@@ -5,36 +5,52 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Open-addressing map from value name to index; grows at half load. */
+/* Open-addressing map from value name to index; grows at half load. Each
+ * slot keeps the name's hash, so probing and growing compare integers and
+ * touch a name only on a likely hit. */
+typedef struct lp_name_slot {
+    int32_t value; /* -1: empty */
+    uint32_t hash;
+} lp_name_slot;
+
 typedef struct lp_name_map {
     size_t cap;
     size_t used;
-    int32_t *slots; /* -1: empty */
+    lp_name_slot *slots;
 } lp_name_map;
 
-static uint64_t hash_name(const char *s) {
+static uint32_t hash_name(const char *s) {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
+    return (uint32_t)(h ^ h >> 32);
 }
 
 static bool map_grow(lp_graph *g) {
     lp_name_map *m = g->names;
     size_t cap = m->cap ? m->cap * 2 : 1024;
-    int32_t *slots = malloc(cap * sizeof *slots);
+    lp_name_slot *slots = malloc(cap * sizeof *slots);
     if (!slots) return false;
-    memset(slots, 0xff, cap * sizeof *slots);
+    for (size_t j = 0; j < cap; j++) slots[j].value = -1;
     for (size_t i = 0; i < m->cap; i++) {
-        int32_t v = m->slots[i];
-        if (v < 0) continue;
-        size_t j = hash_name(g->values[v].name) & (cap - 1);
-        while (slots[j] >= 0) j = (j + 1) & (cap - 1);
-        slots[j] = v;
+        if (m->slots[i].value < 0) continue;
+        size_t j = m->slots[i].hash & (cap - 1);
+        while (slots[j].value >= 0) j = (j + 1) & (cap - 1);
+        slots[j] = m->slots[i];
     }
     free(m->slots);
     m->slots = slots;
     m->cap = cap;
     return true;
+}
+
+/* The slot holding `name`, or the empty slot where it would go. */
+static size_t map_probe(const lp_graph *g, const char *name, uint32_t hash) {
+    const lp_name_map *m = g->names;
+    size_t j = hash & (m->cap - 1);
+    for (; m->slots[j].value >= 0; j = (j + 1) & (m->cap - 1))
+        if (m->slots[j].hash == hash && strcmp(g->values[m->slots[j].value].name, name) == 0)
+            break;
+    return j;
 }
 
 lp_graph *lp_graph_new(const char *path) {
@@ -66,14 +82,8 @@ void lp_graph_free(lp_graph *g) {
 }
 
 int32_t lp_graph_find_value(const lp_graph *g, const char *name) {
-    const lp_name_map *m = g->names;
-    if (!m->cap) return -1;
-    size_t j = hash_name(name) & (m->cap - 1);
-    while (m->slots[j] >= 0) {
-        if (strcmp(g->values[m->slots[j]].name, name) == 0) return m->slots[j];
-        j = (j + 1) & (m->cap - 1);
-    }
-    return -1;
+    if (!g->names->cap) return -1;
+    return g->names->slots[map_probe(g, name, hash_name(name))].value;
 }
 
 /* g->values is the one array kept outside the arena, since it grows. */
@@ -84,8 +94,11 @@ static size_t values_cap(const lp_graph *g) {
 }
 
 int32_t lp_graph_intern_value(lp_graph *g, const char *name) {
-    int32_t found = lp_graph_find_value(g, name);
-    if (found >= 0) return found;
+    uint32_t hash = hash_name(name);
+    if (g->names->cap) {
+        int32_t found = g->names->slots[map_probe(g, name, hash)].value;
+        if (found >= 0) return found;
+    }
     if (g->n_values == INT32_MAX) return -1;
     if ((g->names->used + 1) * 2 > g->names->cap && !map_grow(g)) return -1;
     if (g->n_values == 0 || (size_t)g->n_values == values_cap(g)) {
@@ -102,11 +115,9 @@ int32_t lp_graph_intern_value(lp_graph *g, const char *name) {
     v->name = copy;
     v->producer = -1;
     v->shape.rank = LP_RANK_UNKNOWN;
-    lp_name_map *m = g->names;
-    size_t j = hash_name(copy) & (m->cap - 1);
-    while (m->slots[j] >= 0) j = (j + 1) & (m->cap - 1);
-    m->slots[j] = idx;
-    m->used++;
+    size_t j = map_probe(g, copy, hash);
+    g->names->slots[j] = (lp_name_slot){.value = idx, .hash = hash};
+    g->names->used++;
     return idx;
 }
 
@@ -137,6 +148,8 @@ const char *lp_node_meta(const lp_node *n, const char *key) {
     return NULL;
 }
 
+static void node_report(lp_diag *d, lp_severity sev, const lp_node *n, const char *fmt,
+                        va_list ap) LP_PRINTF(4, 0);
 static void node_report(lp_diag *d, lp_severity sev, const lp_node *n, const char *fmt,
                         va_list ap) {
     char msg[sizeof d->last_error];

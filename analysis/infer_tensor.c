@@ -1,0 +1,712 @@
+/* Shape rules of the ops that move data around without arithmetic: Shape,
+ * Gather, Slice, Concat, Reshape, Expand, ... Most also carry known values
+ * through, which is how shape subgraphs fold at compile time. */
+#include "infer_internal.h"
+
+#include <math.h>
+#include <string.h>
+
+#define MAXL LP_FOLD_MAX_ELEMS
+
+static const lp_value *need(lp_infer *cx, const lp_node *n, int i, lp_status *st) {
+    const lp_value *v = lp_infer_input(cx, n, i);
+    if (!v) *st = lp_infer_bad(cx, n, "input %d is required", i);
+    return v;
+}
+
+/* Known values of input i are passed through to output 0 unchanged. */
+static lp_status pass_known(lp_infer *cx, const lp_node *n, int i) {
+    const lp_sval *s = lp_infer_known(cx, n, i);
+    return s ? lp_infer_set_known(cx, n, 0, s->n, s->e) : LP_OK;
+}
+
+static int64_t clamp64(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+
+lp_status lp_infer_Shape(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int r = x->shape.rank;
+    int64_t start = lp_node_attr_int(n, "start", 0), end = lp_node_attr_int(n, "end", r);
+    start = clamp64(start < 0 ? start + r : start, 0, r);
+    end = clamp64(end < 0 ? end + r : end, 0, r);
+    int len = end > start ? (int)(end - start) : 0;
+    lp_dim d = lp_dim_num(len);
+    if ((st = lp_infer_output(cx, n, 0, LP_DT_INT64, 1, &d)) != LP_OK) return st;
+    if (len > MAXL) return LP_OK;
+    lp_elem e[MAXL];
+    for (int k = 0; k < len; k++) e[k] = lp_elem_from_dim(x->shape.dims[start + k]);
+    return lp_infer_set_known(cx, n, 0, len, e);
+}
+
+lp_status lp_infer_Size(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    if ((st = lp_infer_output(cx, n, 0, LP_DT_INT64, 0, NULL)) != LP_OK) return st;
+    lp_elem e = lp_elem_from_dim(lp_dim_product(cx->g->arena, x->shape.dims, x->shape.rank));
+    return lp_infer_set_known(cx, n, 0, 1, &e);
+}
+
+lp_status lp_infer_Gather(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st), *idx = need(cx, n, 1, &st);
+    if (!x || !idx) return st;
+    int axis, r = x->shape.rank, q = idx->shape.rank;
+    if ((st = lp_infer_axis(cx, n, lp_node_attr_int(n, "axis", 0), r, &axis)) != LP_OK) return st;
+    lp_dim *d = lp_infer_dims(cx, r + q - 1);
+    if (!d) return LP_ERR_INTERNAL;
+    int o = 0;
+    for (int k = 0; k < axis; k++) d[o++] = x->shape.dims[k];
+    for (int k = 0; k < q; k++) d[o++] = idx->shape.dims[k];
+    for (int k = axis + 1; k < r; k++) d[o++] = x->shape.dims[k];
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, o, d)) != LP_OK) return st;
+    /* fold: picking from a known 1-D tensor */
+    const lp_sval *xs = lp_infer_known(cx, n, 0);
+    int64_t iv[MAXL];
+    int ni;
+    if (r != 1 || !xs || !lp_infer_ints(cx, n, 1, iv, MAXL, &ni)) return LP_OK;
+    lp_elem e[MAXL];
+    for (int k = 0; k < ni; k++) {
+        int64_t i = iv[k] < 0 ? iv[k] + xs->n : iv[k];
+        if (i < 0 || i >= xs->n)
+            return lp_infer_bad(cx, n, "index %lld is out of range for %d elements", (long long)iv[k], xs->n);
+        e[k] = xs->e[i];
+    }
+    return lp_infer_set_known(cx, n, 0, ni, e);
+}
+
+lp_status lp_infer_GatherElements(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st), *idx = need(cx, n, 1, &st);
+    if (!x || !idx) return st;
+    if (x->shape.rank != idx->shape.rank)
+        return lp_infer_bad(cx, n, "data has rank %d but indices rank %d", x->shape.rank, idx->shape.rank);
+    return lp_infer_output(cx, n, 0, x->dtype, idx->shape.rank, idx->shape.dims);
+}
+
+lp_status lp_infer_GatherND(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st), *idx = need(cx, n, 1, &st);
+    if (!x || !idx) return st;
+    int b = (int)lp_node_attr_int(n, "batch_dims", 0), q = idx->shape.rank, r = x->shape.rank;
+    if (q < 1) return lp_infer_bad(cx, n, "indices must have rank >= 1");
+    lp_dim last = idx->shape.dims[q - 1];
+    if (!lp_dim_is_num(last)) return lp_infer_output(cx, n, 0, x->dtype, LP_RANK_UNKNOWN, NULL);
+    if (b < 0 || b + last.size > r) return lp_infer_bad(cx, n, "indices' last dim %lld is too large", (long long)last.size);
+    int rank = q - 1 + r - b - (int)last.size;
+    lp_dim *d = lp_infer_dims(cx, rank);
+    if (!d) return LP_ERR_INTERNAL;
+    int o = 0;
+    for (int k = 0; k < q - 1; k++) d[o++] = idx->shape.dims[k];
+    for (int k = b + (int)last.size; k < r; k++) d[o++] = x->shape.dims[k];
+    return lp_infer_output(cx, n, 0, x->dtype, o, d);
+}
+
+/* One sliced axis: elements of [start, end) by step over a dim; symbolic
+ * dims are kept only for the whole-axis slice. */
+static lp_dim slice_dim(lp_dim dim, lp_elem start, lp_elem end, int64_t step) {
+    const int64_t big = INT64_MAX / 4;
+    if (start.kind == LP_EL_NUM && end.kind == LP_EL_NUM && lp_dim_is_num(dim)) {
+        int64_t s = start.v, e = end.v, len = dim.size;
+        if (s < 0) s += len;
+        if (e < 0) e += len;
+        if (step > 0) {
+            s = clamp64(s, 0, len);
+            e = clamp64(e, 0, len);
+            return lp_dim_num(e > s ? (e - s + step - 1) / step : 0);
+        }
+        s = clamp64(s, -1, len - 1);
+        e = clamp64(e, -1, len - 1);
+        return lp_dim_num(s > e ? (s - e + (-step) - 1) / (-step) : 0);
+    }
+    if (step == 1 && start.kind == LP_EL_NUM && start.v == 0) {
+        if (end.kind == LP_EL_NUM && end.v >= big) return dim;
+        if (end.kind == LP_EL_SYM && lp_dim_same(lp_elem_to_dim(end), dim)) return dim;
+        if (end.kind == LP_EL_SYM && lp_dim_is_num(dim)) return lp_dim_unknown();
+        if (end.kind == LP_EL_NUM && end.v >= 0 && !lp_dim_is_num(dim)) return lp_dim_unknown();
+    }
+    return lp_dim_unknown();
+}
+
+static bool elems_of(const lp_infer *cx, const lp_node *n, int i, const lp_sval **out) {
+    *out = lp_infer_known(cx, n, i);
+    return *out != NULL;
+}
+
+lp_status lp_infer_Slice(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int r = x->shape.rank, cnt = 0;
+    lp_elem starts[MAXL], ends[MAXL];
+    int64_t axes[MAXL], steps[MAXL];
+    const lp_attr *sa = lp_node_attr(n, "starts");
+    if (sa) { /* opset < 10: attributes */
+        const lp_attr *ea = lp_node_attr(n, "ends"), *aa = lp_node_attr(n, "axes");
+        if (!ea || ea->n != sa->n || sa->n > MAXL) return lp_infer_bad(cx, n, "starts and ends differ in length");
+        cnt = sa->n;
+        for (int k = 0; k < cnt; k++) {
+            starts[k] = lp_elem_num(sa->ints[k]);
+            ends[k] = lp_elem_num(ea->ints[k]);
+            axes[k] = aa && aa->n == cnt ? aa->ints[k] : k;
+            steps[k] = 1;
+        }
+    } else {
+        const lp_sval *ss, *es;
+        if (!elems_of(cx, n, 1, &ss) || !elems_of(cx, n, 2, &es) || ss->n != es->n) {
+            /* bounds computed at run time: only the rank is known */
+            lp_dim *d = lp_infer_dims(cx, r);
+            if (!d) return LP_ERR_INTERNAL;
+            for (int k = 0; k < r; k++) d[k] = lp_dim_unknown();
+            return lp_infer_output(cx, n, 0, x->dtype, r, d);
+        }
+        cnt = ss->n;
+        int na = 0, ns = 0;
+        lp_list_state as = lp_infer_int_list(cx, n, NULL, 3, axes, MAXL, &na);
+        lp_list_state ps = lp_infer_int_list(cx, n, NULL, 4, steps, MAXL, &ns);
+        if (as == LP_LIST_UNKNOWN || ps == LP_LIST_UNKNOWN)
+            return lp_infer_output(cx, n, 0, x->dtype, LP_RANK_UNKNOWN, NULL);
+        if ((as == LP_LIST_KNOWN && na != cnt) || (ps == LP_LIST_KNOWN && ns != cnt))
+            return lp_infer_bad(cx, n, "starts, ends, axes and steps differ in length");
+        for (int k = 0; k < cnt; k++) {
+            starts[k] = ss->e[k];
+            ends[k] = es->e[k];
+            if (as != LP_LIST_KNOWN) axes[k] = k;
+            if (ps != LP_LIST_KNOWN) steps[k] = 1;
+        }
+    }
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    memcpy(d, x->shape.dims, (size_t)r * sizeof *d);
+    int ax[MAXL];
+    for (int k = 0; k < cnt; k++) {
+        if ((st = lp_infer_axis(cx, n, axes[k], r, &ax[k])) != LP_OK) return st;
+        if (steps[k] == 0) return lp_infer_bad(cx, n, "a step is 0");
+        d[ax[k]] = slice_dim(x->shape.dims[ax[k]], starts[k], ends[k], steps[k]);
+    }
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
+    /* fold: a slice of a known 1-D tensor with numeric bounds */
+    const lp_sval *xs = lp_infer_known(cx, n, 0);
+    if (r != 1 || !xs || cnt != 1 || !lp_dim_is_num(d[0]) || starts[0].kind != LP_EL_NUM) return LP_OK;
+    int64_t s = starts[0].v, len = xs->n, step = steps[0];
+    if (s < 0) s += len;
+    s = step > 0 ? clamp64(s, 0, len) : clamp64(s, -1, len - 1);
+    lp_elem e[MAXL];
+    for (int64_t k = 0; k < d[0].size; k++) e[k] = xs->e[s + k * step];
+    return lp_infer_set_known(cx, n, 0, (int)d[0].size, e);
+}
+
+lp_status lp_infer_Concat(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x0 = need(cx, n, 0, &st);
+    if (!x0) return st;
+    int r = x0->shape.rank, axis;
+    if ((st = lp_infer_axis(cx, n, lp_node_attr_int(n, "axis", 0), r, &axis)) != LP_OK) return st;
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    memcpy(d, x0->shape.dims, (size_t)r * sizeof *d);
+    d[axis] = lp_dim_num(0);
+    for (int i = 0; i < n->n_inputs; i++) {
+        const lp_value *v = lp_infer_input(cx, n, i);
+        if (!v) continue;
+        if (v->shape.rank != r)
+            return lp_infer_bad(cx, n, "input %d ('%s') has rank %d, input 0 has %d", i, v->name, v->shape.rank, r);
+        for (int k = 0; k < r; k++) {
+            if (k == axis) {
+                d[k] = lp_dim_add(d[k], v->shape.dims[k]);
+                continue;
+            }
+            lp_dim a = d[k], b = v->shape.dims[k];
+            if (lp_dim_is_num(a) && lp_dim_is_num(b) && a.size != b.size)
+                return lp_infer_bad(cx, n, "input %d ('%s') axis %d is %lld, input 0 has %lld", i, v->name,
+                                    k, (long long)b.size, (long long)a.size);
+            if (!lp_dim_is_num(a) && (lp_dim_is_num(b) || lp_dim_is_unknown(a))) d[k] = b;
+        }
+    }
+    if ((st = lp_infer_output(cx, n, 0, x0->dtype, r, d)) != LP_OK) return st;
+    if (r != 1) return LP_OK;
+    lp_elem e[MAXL];
+    int cnt = 0;
+    for (int i = 0; i < n->n_inputs; i++) {
+        const lp_sval *s = lp_infer_known(cx, n, i);
+        if (!lp_infer_input(cx, n, i)) continue;
+        if (!s || cnt + s->n > MAXL) return LP_OK;
+        memcpy(e + cnt, s->e, (size_t)s->n * sizeof *e);
+        cnt += s->n;
+    }
+    return lp_infer_set_known(cx, n, 0, cnt, e);
+}
+
+static lp_elem scalar_of(const lp_infer *cx, const lp_node *n, int i) {
+    const lp_sval *s = lp_infer_known(cx, n, i);
+    lp_elem unk = {.kind = LP_EL_UNKNOWN};
+    return s && s->n == 1 ? s->e[0] : unk;
+}
+
+lp_status lp_infer_Range(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *s0 = need(cx, n, 0, &st);
+    if (!s0 || !need(cx, n, 1, &st) || !need(cx, n, 2, &st)) return st;
+    lp_elem start = scalar_of(cx, n, 0), limit = scalar_of(cx, n, 1), delta = scalar_of(cx, n, 2);
+    lp_dim len = lp_dim_unknown();
+    if (start.kind == LP_EL_NUM && limit.kind == LP_EL_NUM && delta.kind == LP_EL_NUM) {
+        if (delta.v == 0) return lp_infer_bad(cx, n, "delta is 0");
+        int64_t span = limit.v - start.v;
+        int64_t c = delta.v > 0 ? (span + delta.v - 1) / delta.v : (span + delta.v + 1) / delta.v;
+        len = lp_dim_num(c > 0 ? c : 0);
+    } else if (start.kind == LP_EL_NUM && start.v == 0 && delta.kind == LP_EL_NUM && delta.v == 1) {
+        len = lp_elem_to_dim(limit);
+    } else {
+        /* float bounds given as constants */
+        double a[1], b[1], c[1];
+        int k;
+        if (lp_infer_floats(cx, n, 0, a, 1, &k) && lp_infer_floats(cx, n, 1, b, 1, &k) &&
+            lp_infer_floats(cx, n, 2, c, 1, &k) && c[0] != 0) {
+            double cntf = ceil((b[0] - a[0]) / c[0]);
+            len = lp_dim_num(cntf > 0 ? (int64_t)cntf : 0);
+        }
+    }
+    if ((st = lp_infer_output(cx, n, 0, s0->dtype, 1, &len)) != LP_OK) return st;
+    if (!lp_dim_is_num(len) || len.size > MAXL || start.kind != LP_EL_NUM || delta.kind != LP_EL_NUM) return LP_OK;
+    lp_elem e[MAXL];
+    for (int64_t k = 0; k < len.size; k++) e[k] = lp_elem_num(start.v + k * delta.v);
+    return lp_infer_set_known(cx, n, 0, (int)len.size, e);
+}
+
+/* Dims of a shape given as a known 1-D tensor (Expand, ConstantOfShape, ...);
+ * NULL with *rank set when only the rank is known, NULL with *rank unknown
+ * when not even that. */
+static lp_dim *dims_from_input(lp_infer *cx, const lp_node *n, int i, int *rank) {
+    const lp_value *v = lp_infer_input(cx, n, i);
+    const lp_sval *s = lp_infer_known(cx, n, i);
+    *rank = LP_RANK_UNKNOWN;
+    if (!v) return NULL;
+    if (!s) {
+        if (v->shape.rank == 1 && lp_dim_is_num(v->shape.dims[0])) *rank = (int)v->shape.dims[0].size;
+        return NULL;
+    }
+    *rank = s->n;
+    lp_dim *d = lp_infer_dims(cx, s->n);
+    if (!d) return NULL;
+    for (int k = 0; k < s->n; k++) d[k] = lp_elem_to_dim(s->e[k]);
+    return d;
+}
+
+static lp_status unknown_dims_output(lp_infer *cx, const lp_node *n, int i, lp_dtype dt, int rank) {
+    if (rank < 0) return lp_infer_output(cx, n, i, dt, LP_RANK_UNKNOWN, NULL);
+    lp_dim *d = lp_infer_dims(cx, rank);
+    if (!d) return LP_ERR_INTERNAL;
+    for (int k = 0; k < rank; k++) d[k] = lp_dim_unknown();
+    return lp_infer_output(cx, n, i, dt, rank, d);
+}
+
+lp_status lp_infer_Expand(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x || !need(cx, n, 1, &st)) return st;
+    int tr;
+    lp_dim *t = dims_from_input(cx, n, 1, &tr);
+    if (cx->oom) return LP_ERR_INTERNAL;
+    int r = tr > x->shape.rank ? tr : x->shape.rank;
+    if (!t) return unknown_dims_output(cx, n, 0, x->dtype, tr < 0 ? -1 : r);
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    for (int k = 0; k < r; k++) {
+        int kx = k - (r - x->shape.rank), kt = k - (r - tr);
+        lp_dim a = kx >= 0 ? x->shape.dims[kx] : lp_dim_num(1), b = kt >= 0 ? t[kt] : lp_dim_num(1);
+        if (!lp_dim_broadcast(a, b, &d[k]))
+            return lp_infer_bad(cx, n, "cannot expand axis %d of size %lld to %lld", kx, (long long)a.size,
+                                (long long)b.size);
+    }
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
+    return lp_fold_broadcast_copy(cx, n, 0);
+}
+
+/* Reshape's target: 0 copies the input dim (unless allowzero), -1 is what
+ * the element count leaves, computed on monomials so that
+ * [batch, seq, 256] -> [0, -1, 4, 64] gives [batch, seq, 4, 64]. */
+lp_status lp_infer_Reshape(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    const lp_sval *s = lp_infer_known(cx, n, 1);
+    const lp_attr *sa = lp_node_attr(n, "shape");
+    lp_elem tmp[MAXL];
+    if (!s && sa && sa->type == LP_ATTR_INTS && sa->n <= MAXL) { /* opset 1-4 */
+        for (int k = 0; k < sa->n; k++) tmp[k] = lp_elem_num(sa->ints[k]);
+        lp_sval *fake = &(lp_sval){.n = sa->n, .e = tmp};
+        s = fake;
+    }
+    if (!s) {
+        int tr;
+        dims_from_input(cx, n, 1, &tr);
+        return unknown_dims_output(cx, n, 0, x->dtype, tr);
+    }
+    bool allowzero = lp_node_attr_int(n, "allowzero", 0) != 0;
+    int r = s->n, minus = -1;
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    lp_dim known = lp_dim_num(1);
+    for (int k = 0; k < r; k++) {
+        lp_elem e = s->e[k];
+        if (e.kind == LP_EL_NUM && e.v == -1) {
+            if (minus >= 0) return lp_infer_bad(cx, n, "the target shape has more than one -1");
+            minus = k;
+            continue;
+        }
+        if (e.kind == LP_EL_NUM && e.v == 0 && !allowzero) {
+            if (k >= x->shape.rank)
+                return lp_infer_bad(cx, n, "target dim %d is 0 but the input has rank %d", k, x->shape.rank);
+            d[k] = x->shape.dims[k];
+        } else if (e.kind == LP_EL_NUM && e.v < 0) {
+            return lp_infer_bad(cx, n, "target dim %d is %lld", k, (long long)e.v);
+        } else {
+            d[k] = lp_elem_to_dim(e);
+        }
+        known = lp_dim_mul(cx->g->arena, known, d[k]);
+    }
+    if (minus >= 0) {
+        lp_dim total = lp_dim_product(cx->g->arena, x->shape.dims, x->shape.rank);
+        d[minus] = lp_dim_div(cx->g->arena, total, known);
+        if (lp_dim_is_num(total) && lp_dim_is_num(known) && lp_dim_is_unknown(d[minus]))
+            return lp_infer_bad(cx, n, "cannot reshape %lld elements with %lld per -1 slot",
+                                (long long)total.size, (long long)known.size);
+    } else {
+        lp_dim total = lp_dim_product(cx->g->arena, x->shape.dims, x->shape.rank);
+        if (lp_dim_is_num(total) && lp_dim_is_num(known) && total.size != known.size)
+            return lp_infer_bad(cx, n, "cannot reshape %lld elements into %lld", (long long)total.size,
+                                (long long)known.size);
+    }
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
+    return pass_known(cx, n, 0);
+}
+
+lp_status lp_infer_Transpose(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int r = x->shape.rank;
+    const lp_attr *p = lp_node_attr(n, "perm");
+    if (p && p->n != r) return lp_infer_bad(cx, n, "perm has %d entries for rank %d", p->n, r);
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    for (int k = 0; k < r; k++) {
+        int64_t src = p ? p->ints[k] : r - 1 - k;
+        if (src < 0 || src >= r) return lp_infer_bad(cx, n, "perm entry %lld is out of range", (long long)src);
+        d[k] = x->shape.dims[src];
+    }
+    return lp_infer_output(cx, n, 0, x->dtype, r, d);
+}
+
+lp_status lp_infer_Split(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int r = x->shape.rank, axis, no = n->n_outputs, cnt = 0;
+    if ((st = lp_infer_axis(cx, n, lp_node_attr_int(n, "axis", 0), r, &axis)) != LP_OK) return st;
+    int64_t sizes[MAXL];
+    lp_list_state ls = lp_infer_int_list(cx, n, "split", 1, sizes, MAXL, &cnt);
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    memcpy(d, x->shape.dims, (size_t)r * sizeof *d);
+    lp_dim whole = x->shape.dims[axis];
+    if (ls == LP_LIST_KNOWN && cnt != no)
+        return lp_infer_bad(cx, n, "split has %d sizes for %d outputs", cnt, no);
+    for (int i = 0; i < no; i++) {
+        if (ls == LP_LIST_KNOWN) {
+            d[axis] = lp_dim_num(sizes[i]);
+        } else if (ls == LP_LIST_UNKNOWN) {
+            d[axis] = lp_dim_unknown();
+        } else if (lp_dim_is_num(whole)) {
+            /* equal parts; with num_outputs (opset 18) the last may be smaller */
+            int64_t part = (whole.size + no - 1) / no;
+            if (!lp_node_attr(n, "num_outputs") && whole.size % no)
+                return lp_infer_bad(cx, n, "axis %d of size %lld does not split into %d equal parts", axis,
+                                    (long long)whole.size, no);
+            int64_t left = whole.size - part * i;
+            d[axis] = lp_dim_num(left < part ? (left > 0 ? left : 0) : part);
+        } else {
+            d[axis] = lp_dim_div(cx->g->arena, whole, lp_dim_num(no));
+        }
+        if ((st = lp_infer_output(cx, n, i, x->dtype, r, d)) != LP_OK) return st;
+    }
+    return LP_OK;
+}
+
+/* Marks axes (normalised against `rank`) in `mark`; an error for a repeat. */
+static lp_status mark_axes(lp_infer *cx, const lp_node *n, const int64_t *axes, int cnt, int rank, bool *mark) {
+    for (int k = 0; k < rank; k++) mark[k] = false;
+    for (int k = 0; k < cnt; k++) {
+        int a;
+        lp_status st = lp_infer_axis(cx, n, axes[k], rank, &a);
+        if (st != LP_OK) return st;
+        if (mark[a]) return lp_infer_bad(cx, n, "axis %lld is given twice", (long long)axes[k]);
+        mark[a] = true;
+    }
+    return LP_OK;
+}
+
+lp_status lp_infer_Squeeze(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int r = x->shape.rank, cnt = 0;
+    int64_t axes[MAXL];
+    lp_list_state ls = lp_infer_int_list(cx, n, "axes", 1, axes, MAXL, &cnt);
+    if (ls == LP_LIST_UNKNOWN) return lp_infer_output(cx, n, 0, x->dtype, LP_RANK_UNKNOWN, NULL);
+    bool *mark = lp_arena_array(cx->g->arena, (size_t)r + 1, sizeof *mark);
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!mark || !d) return LP_ERR_INTERNAL;
+    if (ls == LP_LIST_KNOWN) {
+        if ((st = mark_axes(cx, n, axes, cnt, r, mark)) != LP_OK) return st;
+    } else {
+        for (int k = 0; k < r; k++) {
+            if (!lp_dim_is_num(x->shape.dims[k]))
+                return lp_infer_output(cx, n, 0, x->dtype, LP_RANK_UNKNOWN, NULL);
+            mark[k] = x->shape.dims[k].size == 1;
+        }
+    }
+    int o = 0;
+    for (int k = 0; k < r; k++) {
+        if (!mark[k]) {
+            d[o++] = x->shape.dims[k];
+        } else if (lp_dim_is_num(x->shape.dims[k]) && x->shape.dims[k].size != 1) {
+            return lp_infer_bad(cx, n, "cannot squeeze axis %d of size %lld", k, (long long)x->shape.dims[k].size);
+        }
+    }
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, o, d)) != LP_OK) return st;
+    return pass_known(cx, n, 0);
+}
+
+lp_status lp_infer_Unsqueeze(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int cnt = 0;
+    int64_t axes[MAXL];
+    lp_list_state ls = lp_infer_int_list(cx, n, "axes", 1, axes, MAXL, &cnt);
+    if (ls == LP_LIST_UNKNOWN) return lp_infer_output(cx, n, 0, x->dtype, LP_RANK_UNKNOWN, NULL);
+    if (ls == LP_LIST_ABSENT) return lp_infer_bad(cx, n, "axes are required");
+    int r = x->shape.rank + cnt;
+    bool *mark = lp_arena_array(cx->g->arena, (size_t)r + 1, sizeof *mark);
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!mark || !d) return LP_ERR_INTERNAL;
+    if ((st = mark_axes(cx, n, axes, cnt, r, mark)) != LP_OK) return st;
+    for (int k = 0, i = 0; k < r; k++) d[k] = mark[k] ? lp_dim_num(1) : x->shape.dims[i++];
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
+    return pass_known(cx, n, 0);
+}
+
+lp_status lp_infer_Flatten(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int r = x->shape.rank;
+    int64_t axis = lp_node_attr_int(n, "axis", 1);
+    if (axis < 0) axis += r;
+    if (axis < 0 || axis > r) return lp_infer_bad(cx, n, "axis %lld is out of range", (long long)axis);
+    lp_dim d[2] = {lp_dim_product(cx->g->arena, x->shape.dims, (int)axis),
+                   lp_dim_product(cx->g->arena, x->shape.dims + axis, r - (int)axis)};
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, 2, d)) != LP_OK) return st;
+    return pass_known(cx, n, 0);
+}
+
+lp_status lp_infer_ConstantOfShape(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    if (!need(cx, n, 0, &st)) return st;
+    const lp_attr *va = lp_node_attr(n, "value");
+    lp_dtype dt = va && va->tensor ? va->tensor->dtype : LP_DT_FLOAT;
+    int r;
+    lp_dim *d = dims_from_input(cx, n, 0, &r);
+    if (cx->oom) return LP_ERR_INTERNAL;
+    if (!d) return unknown_dims_output(cx, n, 0, dt, r);
+    if ((st = lp_infer_output(cx, n, 0, dt, r, d)) != LP_OK) return st;
+    /* fold: a filled integer tensor (e.g. ones for Expand targets) */
+    uint64_t numel;
+    if (!lp_shape_numel(&cx->g->values[n->outputs[0]].shape, &numel) || numel > MAXL) return LP_OK;
+    lp_value fill = {.dtype = dt, .shape = {.rank = 0}, .data = va ? va->tensor->data : (lp_tensor_data){0}};
+    lp_elem v = lp_elem_num(0);
+    if (va) {
+        lp_sval *s = lp_fold_from_data(cx->g->arena, &fill);
+        if (!s || s->n != 1) return LP_OK;
+        v = s->e[0];
+    } else {
+        return LP_OK; /* float zeros are not tracked */
+    }
+    lp_elem e[MAXL];
+    for (uint64_t k = 0; k < numel; k++) e[k] = v;
+    return lp_infer_set_known(cx, n, 0, (int)numel, e);
+}
+
+lp_status lp_infer_Tile(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x || !need(cx, n, 1, &st)) return st;
+    int r = x->shape.rank, cnt;
+    int64_t rep[MAXL];
+    if (!lp_infer_ints(cx, n, 1, rep, MAXL, &cnt)) return unknown_dims_output(cx, n, 0, x->dtype, r);
+    if (cnt != r) return lp_infer_bad(cx, n, "repeats has %d entries for rank %d", cnt, r);
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    for (int k = 0; k < r; k++) d[k] = lp_dim_mul(cx->g->arena, x->shape.dims[k], lp_dim_num(rep[k]));
+    return lp_infer_output(cx, n, 0, x->dtype, r, d);
+}
+
+lp_status lp_infer_Pad(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int r = x->shape.rank, np = 0, na = 0;
+    int64_t pads[2 * MAXL], axes[MAXL];
+    lp_list_state ps = lp_infer_int_list(cx, n, "pads", 1, pads, 2 * MAXL, &np);
+    if (ps == LP_LIST_UNKNOWN) return unknown_dims_output(cx, n, 0, x->dtype, r);
+    if (ps == LP_LIST_ABSENT) np = 0;
+    lp_list_state as = lp_infer_int_list(cx, n, NULL, 3, axes, MAXL, &na);
+    if (as == LP_LIST_UNKNOWN) return unknown_dims_output(cx, n, 0, x->dtype, r);
+    if (as == LP_LIST_ABSENT) {
+        na = r;
+        for (int k = 0; k < r; k++) axes[k] = k;
+    }
+    if (np && np != 2 * na) return lp_infer_bad(cx, n, "pads has %d entries for %d axes", np, na);
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    memcpy(d, x->shape.dims, (size_t)r * sizeof *d);
+    for (int k = 0; np && k < na; k++) {
+        int a;
+        if ((st = lp_infer_axis(cx, n, axes[k], r, &a)) != LP_OK) return st;
+        lp_dim p = lp_dim_num(0);
+        int64_t add = pads[k] + pads[k + na];
+        if (lp_dim_is_num(d[a])) {
+            if (d[a].size + add < 0) return lp_infer_bad(cx, n, "pads make axis %d negative", a);
+            p = lp_dim_num(d[a].size + add);
+        } else {
+            p = add == 0 ? d[a] : lp_dim_unknown();
+        }
+        d[a] = p;
+    }
+    return lp_infer_output(cx, n, 0, x->dtype, r, d);
+}
+
+/* Resize: explicit sizes, or floor(dim * scale) (round-to-nearest would
+ * differ; ONNX specifies floor). */
+lp_status lp_infer_Resize(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int r = x->shape.rank, na = 0, cnt = 0;
+    int64_t axes[MAXL], sizes[MAXL];
+    double scales[MAXL];
+    const lp_attr *aa = lp_node_attr(n, "axes");
+    if (aa && aa->n <= MAXL) {
+        na = aa->n;
+        for (int k = 0; k < na; k++) axes[k] = aa->ints[k];
+    } else {
+        na = r;
+        for (int k = 0; k < r; k++) axes[k] = k;
+    }
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    memcpy(d, x->shape.dims, (size_t)r * sizeof *d);
+    int si = n->n_inputs >= 3 ? 2 : 1; /* opset 10 has (X, scales) */
+    bool have_sizes = lp_infer_input(cx, n, 3) && lp_infer_ints(cx, n, 3, sizes, MAXL, &cnt);
+    bool have_scales = !have_sizes && lp_infer_floats(cx, n, si, scales, MAXL, &cnt) && cnt > 0;
+    if (!have_sizes && !have_scales) return unknown_dims_output(cx, n, 0, x->dtype, r);
+    if (cnt != na) return lp_infer_bad(cx, n, "%d %s for %d axes", cnt, have_sizes ? "sizes" : "scales", na);
+    const char *policy = lp_node_attr_string(n, "keep_aspect_ratio_policy", "stretch");
+    if (have_sizes && strcmp(policy, "stretch") != 0) {
+        /* one scale for all axes: min or max of sizes / dims */
+        double s = strcmp(policy, "not_larger") == 0 ? INFINITY : 0;
+        for (int k = 0; k < na; k++) {
+            int a;
+            if ((st = lp_infer_axis(cx, n, axes[k], r, &a)) != LP_OK) return st;
+            if (!lp_dim_is_num(d[a])) return unknown_dims_output(cx, n, 0, x->dtype, r);
+            double q = (double)sizes[k] / (double)d[a].size;
+            s = strcmp(policy, "not_larger") == 0 ? fmin(s, q) : fmax(s, q);
+        }
+        for (int k = 0; k < na; k++) scales[k] = s;
+        have_sizes = false;
+        have_scales = true;
+        for (int k = 0; k < na; k++) {
+            int a = (int)(axes[k] < 0 ? axes[k] + r : axes[k]);
+            d[a] = lp_dim_num((int64_t)floor((double)d[a].size * s + 0.5));
+        }
+        return lp_infer_output(cx, n, 0, x->dtype, r, d);
+    }
+    for (int k = 0; k < na; k++) {
+        int a;
+        if ((st = lp_infer_axis(cx, n, axes[k], r, &a)) != LP_OK) return st;
+        if (have_sizes)
+            d[a] = lp_dim_num(sizes[k]);
+        else if (lp_dim_is_num(d[a]))
+            d[a] = lp_dim_num((int64_t)floor((double)d[a].size * scales[k]));
+        else
+            d[a] = scales[k] == 1.0 ? d[a] : lp_dim_unknown();
+    }
+    return lp_infer_output(cx, n, 0, x->dtype, r, d);
+}
+
+lp_status lp_infer_TopK(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int r = x->shape.rank, axis, cnt;
+    if ((st = lp_infer_axis(cx, n, lp_node_attr_int(n, "axis", -1), r, &axis)) != LP_OK) return st;
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    memcpy(d, x->shape.dims, (size_t)r * sizeof *d);
+    int64_t k[1];
+    if (lp_node_attr(n, "k"))
+        d[axis] = lp_dim_num(lp_node_attr_int(n, "k", 0));
+    else if (lp_infer_ints(cx, n, 1, k, 1, &cnt))
+        d[axis] = lp_dim_num(k[0]);
+    else
+        d[axis] = lp_dim_unknown();
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
+    return lp_infer_output(cx, n, 1, LP_DT_INT64, r, d);
+}
+
+lp_status lp_infer_OneHot(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *idx = need(cx, n, 0, &st), *vals = need(cx, n, 2, &st);
+    if (!idx || !vals || !need(cx, n, 1, &st)) return st;
+    int r = idx->shape.rank + 1, axis;
+    if ((st = lp_infer_axis(cx, n, lp_node_attr_int(n, "axis", -1), r, &axis)) != LP_OK) return st;
+    lp_dim *d = lp_infer_dims(cx, r);
+    if (!d) return LP_ERR_INTERNAL;
+    int64_t depth[1];
+    double fdepth[1];
+    int cnt;
+    lp_dim dd = lp_dim_unknown();
+    if (lp_infer_ints(cx, n, 1, depth, 1, &cnt)) dd = lp_dim_num(depth[0]);
+    else if (lp_infer_floats(cx, n, 1, fdepth, 1, &cnt)) dd = lp_dim_num((int64_t)fdepth[0]);
+    for (int k = 0, i = 0; k < r; k++) d[k] = k == axis ? dd : idx->shape.dims[i++];
+    return lp_infer_output(cx, n, 0, vals->dtype, r, d);
+}
+
+lp_status lp_infer_EyeLike(lp_infer *cx, const lp_node *n) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    int64_t t = lp_node_attr_int(n, "dtype", x->dtype);
+    return lp_infer_output(cx, n, 0, (lp_dtype)t, x->shape.rank, x->shape.dims);
+}
+
+static lp_status space_depth(lp_infer *cx, const lp_node *n, bool to_space) {
+    lp_status st = LP_OK;
+    const lp_value *x = need(cx, n, 0, &st);
+    if (!x) return st;
+    if (x->shape.rank != 4) return lp_infer_bad(cx, n, "input must have rank 4");
+    int64_t b = lp_node_attr_int(n, "blocksize", 0);
+    if (b <= 0) return lp_infer_bad(cx, n, "blocksize must be > 0");
+    lp_dim d[4], bb = lp_dim_num(b * b), bd = lp_dim_num(b);
+    lp_arena *a = cx->g->arena;
+    d[0] = x->shape.dims[0];
+    d[1] = to_space ? lp_dim_div(a, x->shape.dims[1], bb) : lp_dim_mul(a, x->shape.dims[1], bb);
+    for (int k = 2; k < 4; k++)
+        d[k] = to_space ? lp_dim_mul(a, x->shape.dims[k], bd) : lp_dim_div(a, x->shape.dims[k], bd);
+    return lp_infer_output(cx, n, 0, x->dtype, 4, d);
+}
+
+lp_status lp_infer_DepthToSpace(lp_infer *cx, const lp_node *n) { return space_depth(cx, n, true); }
+lp_status lp_infer_SpaceToDepth(lp_infer *cx, const lp_node *n) { return space_depth(cx, n, false); }

@@ -1,0 +1,888 @@
+/* The linear layer IR: g->nodes cut into contiguous runs ("layers").
+ *
+ * Layering modes (lp_layering):
+ *   auto     One layer per repeated block. A node's module path comes from the
+ *            metadata torch writes (pkg.torch.onnx.name_scopes, the list of
+ *            dotted module paths from the root, then the fx node name) or,
+ *            without it, from a node name of the form /layers.3/attn/MatMul.
+ *            The block is the shallowest path ending in a number
+ *            (encoder.layer.0, h.0, model.layers.7). Nodes outside blocks
+ *            form "embed" (no block before them) and "head" (no block after
+ *            them); those between blocks, and nodes without any module
+ *            (shape arithmetic), join the layer of their earliest consumer
+ *            (else of their producer). Without any module path the graph is
+ *            cut where the fewest bytes cross (see cut_at_narrow_points).
+ *   node     One node per layer.
+ *   scope:D  Module path prefix of depth D (1 = children of the root).
+ *   regex:P  First capture group of a POSIX extended regex over node names;
+ *            nodes that do not match join their consumer as above.
+ *
+ * Node order: to make every layer contiguous, g->nodes is re-sorted
+ * topologically by (layer rank, position in the old order); the result is a
+ * valid topological order. Should a dependency still force a layer apart, its
+ * pieces become separate layers named "key", "key#2", ... */
+#define _POSIX_C_SOURCE 200809L
+#include "layers_internal.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- keys: layer names with a rank, interned by a small hash map ---------- */
+
+typedef struct keymap {
+    int n, cap;
+    const char **name;
+    int *rank;
+    int hcap;
+    int *slots; /* key index + 1, 0 empty */
+} keymap;
+
+static uint64_t hash_str(const char *s) {
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+static bool keymap_grow_hash(keymap *m) {
+    int hcap = m->hcap ? 2 * m->hcap : 64;
+    int *slots = calloc((size_t)hcap, sizeof *slots);
+    if (!slots) return false;
+    for (int k = 0; k < m->n; k++) {
+        size_t h = hash_str(m->name[k]) & (size_t)(hcap - 1);
+        while (slots[h]) h = (h + 1) & (size_t)(hcap - 1);
+        slots[h] = k + 1;
+    }
+    free(m->slots);
+    m->slots = slots;
+    m->hcap = hcap;
+    return true;
+}
+
+/* Index of key `name`, added with rank `rank` when new; -1 if out of memory. */
+static int keymap_get(keymap *m, lp_arena *a, const char *name, int rank) {
+    if (2 * (m->n + 1) > m->hcap && !keymap_grow_hash(m)) return -1;
+    size_t h = hash_str(name) & (size_t)(m->hcap - 1);
+    for (; m->slots[h]; h = (h + 1) & (size_t)(m->hcap - 1))
+        if (strcmp(m->name[m->slots[h] - 1], name) == 0) return m->slots[h] - 1;
+    if (m->n == m->cap) {
+        int cap = m->cap ? 2 * m->cap : 32;
+        const char **nn = realloc(m->name, (size_t)cap * sizeof *nn);
+        if (!nn) return -1;
+        m->name = nn;
+        int *nr = realloc(m->rank, (size_t)cap * sizeof *nr);
+        if (!nr) return -1;
+        m->rank = nr;
+        m->cap = cap;
+    }
+    const char *copy = lp_arena_strdup(a, name);
+    if (!copy) return -1;
+    m->name[m->n] = copy;
+    m->rank[m->n] = rank;
+    m->slots[h] = ++m->n;
+    return m->n - 1;
+}
+
+static void keymap_free(keymap *m) {
+    free(m->name);
+    free(m->rank);
+    free(m->slots);
+}
+
+/* ---- module paths ---------------------------------------------------------- */
+
+#define NO_SCOPE (-1)
+
+/* Module paths of node n, shallowest first, root excluded; NO_SCOPE when the
+ * node has none (shape arithmetic), 0 for a node of the root module. */
+static int node_scopes(lp_arena *a, const lp_node *n, const char ***out) {
+    const char *meta = lp_node_meta(n, "pkg.torch.onnx.name_scopes");
+    int cap = 8, count = 0;
+    const char **paths = lp_arena_array(a, (size_t)cap, sizeof *paths);
+    if (!paths) return NO_SCOPE;
+    if (meta) {
+        /* a Python list repr: ['', 'layers.0', 'layers.0.attn', 'linear'] */
+        const char *items[512];
+        size_t lens[512];
+        int n_items = 0;
+        for (const char *p = meta; *p && n_items < 512; p++) {
+            if (*p != '\'' && *p != '"') continue;
+            char q = *p++;
+            const char *e = strchr(p, q);
+            if (!e) break;
+            items[n_items] = p;
+            lens[n_items++] = (size_t)(e - p);
+            p = e;
+        }
+        if (n_items == 0 || (lens[0] && strncmp(items[0], "_empty_nn_module_stack", 22) == 0))
+            return NO_SCOPE;
+        /* items[0] is the root, the last the fx node name */
+        for (int i = 1; i + 1 < n_items; i++) {
+            if (count == cap) {
+                const char **np = lp_arena_array(a, (size_t)cap * 2, sizeof *np);
+                if (!np) return NO_SCOPE;
+                memcpy(np, paths, (size_t)cap * sizeof *np);
+                paths = np;
+                cap *= 2;
+            }
+            paths[count] = lp_arena_strndup(a, items[i], lens[i]);
+            if (!paths[count]) return NO_SCOPE;
+            count++;
+        }
+        *out = paths;
+        return count;
+    }
+    /* node names as the TorchScript exporter writes them: /layers.3/attn/MatMul */
+    if (!n->name || n->name[0] != '/') return NO_SCOPE;
+    const char *last = strrchr(n->name, '/');
+    for (const char *p = n->name + 1; p < last;) {
+        const char *e = strchr(p, '/');
+        if (count == cap) {
+            const char **np = lp_arena_array(a, (size_t)cap * 2, sizeof *np);
+            if (!np) return NO_SCOPE;
+            memcpy(np, paths, (size_t)cap * sizeof *np);
+            paths = np;
+            cap *= 2;
+        }
+        /* the path so far with '/' written as '.' */
+        char *path = lp_arena_strndup(a, n->name + 1, (size_t)(e - n->name - 1));
+        if (!path) return NO_SCOPE;
+        for (char *c = path; *c; c++)
+            if (*c == '/') *c = '.';
+        paths[count++] = path;
+        p = e + 1;
+    }
+    *out = paths;
+    return count;
+}
+
+/* True for a dotted path whose last component is a number: "h.0", "layers.12". */
+static bool is_block_path(const char *path) {
+    const char *dot = strrchr(path, '.');
+    const char *c = dot ? dot + 1 : path;
+    if (!*c) return false;
+    for (; *c; c++)
+        if (!isdigit((unsigned char)*c)) return false;
+    return dot != NULL;
+}
+
+/* ---- consumer lists in the current node order ------------------------------ */
+
+typedef struct edges {
+    int32_t *start; /* [n_values + 1] */
+    int32_t *node;  /* consumers, ascending node index */
+} edges;
+
+static bool edges_build(const lp_graph *g, edges *e) {
+    size_t n_in = 0;
+    for (int i = 0; i < g->n_nodes; i++) n_in += (size_t)g->nodes[i].n_inputs;
+    e->start = calloc((size_t)g->n_values + 1, sizeof *e->start);
+    e->node = malloc((n_in ? n_in : 1) * sizeof *e->node);
+    int32_t *fill = calloc((size_t)g->n_values + 1, sizeof *fill);
+    if (!e->start || !e->node || !fill) {
+        free(fill);
+        return false;
+    }
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++)
+            if (g->nodes[i].inputs[k] >= 0) e->start[g->nodes[i].inputs[k] + 1]++;
+    for (int v = 0; v < g->n_values; v++) e->start[v + 1] += e->start[v];
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) {
+            int32_t v = g->nodes[i].inputs[k];
+            if (v < 0) continue;
+            /* a node reading v twice is listed once */
+            int32_t at = e->start[v] + fill[v];
+            if (fill[v] && e->node[at - 1] == i) continue;
+            e->node[at] = i;
+            fill[v]++;
+        }
+    /* compact duplicates away: shift each list's end */
+    int32_t w = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        int32_t s = e->start[v];
+        e->start[v] = w;
+        for (int32_t k = 0; k < fill[v]; k++) e->node[w++] = e->node[s + k];
+    }
+    e->start[g->n_values] = w;
+    free(fill);
+    return true;
+}
+
+static void edges_free(edges *e) {
+    free(e->start);
+    free(e->node);
+}
+
+/* ---- key assignment --------------------------------------------------------- */
+
+#define KEY_NONE (-1)
+
+/* Gives every node without a key the key of its lowest-ranked consumer
+ * (sweeping backwards, so chains resolve), then of its highest-ranked
+ * producer, else key `fallback`. */
+static void join_neighbours(const lp_graph *g, const edges *e, const keymap *km, int *key,
+                            int fallback) {
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        if (key[i] != KEY_NONE) continue;
+        const lp_node *n = &g->nodes[i];
+        int best = KEY_NONE;
+        for (int k = 0; k < n->n_outputs; k++) {
+            int32_t v = n->outputs[k];
+            if (v < 0) continue;
+            for (int32_t c = e->start[v]; c < e->start[v + 1]; c++) {
+                int kc = key[e->node[c]];
+                if (kc != KEY_NONE && (best == KEY_NONE || km->rank[kc] < km->rank[best])) best = kc;
+            }
+        }
+        key[i] = best;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (key[i] != KEY_NONE) continue;
+        const lp_node *n = &g->nodes[i];
+        int best = KEY_NONE;
+        for (int k = 0; k < n->n_inputs; k++) {
+            int32_t v = n->inputs[k];
+            if (v < 0 || g->values[v].producer < 0 || g->values[v].kind != LP_VALUE_ACTIVATION) continue;
+            int kp = key[g->values[v].producer];
+            if (kp != KEY_NONE && (best == KEY_NONE || km->rank[kp] > km->rank[best])) best = kp;
+        }
+        key[i] = best != KEY_NONE ? best : fallback;
+    }
+}
+
+enum { CLS_FREE, CLS_OTHER, CLS_BLOCK };
+
+/* auto: blocks from module paths. Returns false (keys untouched) when no node
+ * lies in a block, so the caller can fall back to cutting at narrow points. */
+static lp_status keys_from_blocks(lp_graph *g, const edges *e, lp_arena *a, keymap *km, int *key,
+                                  bool *found, lp_diag *d) {
+    int n = g->n_nodes;
+    *found = false;
+    unsigned char *cls = calloc((size_t)n, 1);
+    unsigned char *anc = calloc((size_t)n, 1); /* a block node precedes it */
+    unsigned char *desc = calloc((size_t)n, 1); /* a block node follows it */
+    const char **block = calloc((size_t)n, sizeof *block);
+    lp_status st = LP_OK;
+    if (!cls || !anc || !desc || !block) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping %d nodes", n);
+        goto done;
+    }
+    int n_blocks = 0;
+    for (int i = 0; i < n; i++) {
+        const char **paths = NULL;
+        int np = node_scopes(a, &g->nodes[i], &paths);
+        cls[i] = np == NO_SCOPE ? CLS_FREE : CLS_OTHER;
+        for (int k = 0; k < np; k++)
+            if (is_block_path(paths[k])) {
+                cls[i] = CLS_BLOCK;
+                block[i] = paths[k];
+                n_blocks++;
+                break;
+            }
+    }
+    if (n_blocks == 0) goto done;
+    *found = true;
+    for (int i = 0; i < n; i++) {
+        const lp_node *nd = &g->nodes[i];
+        for (int k = 0; k < nd->n_inputs; k++) {
+            int32_t v = nd->inputs[k];
+            if (v < 0 || g->values[v].kind != LP_VALUE_ACTIVATION || g->values[v].producer < 0) continue;
+            int p = g->values[v].producer;
+            if (cls[p] == CLS_BLOCK || anc[p]) anc[i] = 1;
+        }
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        const lp_node *nd = &g->nodes[i];
+        for (int k = 0; k < nd->n_outputs; k++) {
+            int32_t v = nd->outputs[k];
+            if (v < 0) continue;
+            for (int32_t c = e->start[v]; c < e->start[v + 1]; c++)
+                if (cls[e->node[c]] == CLS_BLOCK || desc[e->node[c]]) desc[i] = 1;
+        }
+    }
+    /* ranks: embed 0, blocks by first appearance, head last */
+    int embed = keymap_get(km, a, "embed", 0);
+    if (embed < 0) goto oom;
+    int rank = 1;
+    for (int i = 0; i < n; i++) {
+        key[i] = KEY_NONE;
+        if (cls[i] == CLS_BLOCK) {
+            int before = km->n;
+            key[i] = keymap_get(km, a, block[i], rank);
+            if (key[i] < 0) goto oom;
+            if (km->n > before) rank++;
+        }
+    }
+    int head = keymap_get(km, a, "head", rank);
+    if (head < 0) goto oom;
+    for (int i = 0; i < n; i++)
+        if (cls[i] == CLS_OTHER && !(anc[i] && desc[i])) key[i] = anc[i] ? head : embed;
+    join_neighbours(g, e, km, key, embed);
+    goto done;
+oom:
+    st = lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
+done:
+    free(cls);
+    free(anc);
+    free(desc);
+    free(block);
+    return st;
+}
+
+/* scope:D — the module path at depth D (or the deepest one a node has). */
+static lp_status keys_from_scope(lp_graph *g, const edges *e, lp_arena *a, int depth, keymap *km,
+                                 int *key, lp_diag *d) {
+    for (int i = 0; i < g->n_nodes; i++) {
+        const char **paths = NULL;
+        int np = node_scopes(a, &g->nodes[i], &paths);
+        key[i] = KEY_NONE;
+        if (np == NO_SCOPE) continue;
+        const char *name = np == 0 ? "root" : paths[(np < depth ? np : depth) - 1];
+        if ((key[i] = keymap_get(km, a, name, km->n)) < 0)
+            return lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
+    }
+    if (km->n == 0 && keymap_get(km, a, "root", 0) < 0)
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
+    join_neighbours(g, e, km, key, 0);
+    return LP_OK;
+}
+
+/* regex:P — the first capture group over node names. */
+static lp_status keys_from_regex(lp_graph *g, const edges *e, lp_arena *a, const char *pattern,
+                                 keymap *km, int *key, lp_diag *d) {
+    regex_t re;
+    int rc = regcomp(&re, pattern, REG_EXTENDED);
+    if (rc != 0) {
+        char msg[256];
+        regerror(rc, &re, msg, sizeof msg);
+        return lp_error(d, LP_ERR_USAGE, "--layers regex:%s: %s", pattern, msg);
+    }
+    lp_status st = LP_OK;
+    if (re.re_nsub < 1) {
+        st = lp_error(d, LP_ERR_USAGE, "--layers regex:%s: the pattern needs a capture group "
+                      "(...) naming the layer", pattern);
+        goto done;
+    }
+    for (int i = 0; i < g->n_nodes && st == LP_OK; i++) {
+        regmatch_t m[2];
+        key[i] = KEY_NONE;
+        const char *name = g->nodes[i].name ? g->nodes[i].name : "";
+        if (regexec(&re, name, 2, m, 0) != 0 || m[1].rm_so < 0) continue;
+        char *cap = lp_arena_strndup(a, name + m[1].rm_so, (size_t)(m[1].rm_eo - m[1].rm_so));
+        if (!cap || (key[i] = keymap_get(km, a, cap, km->n)) < 0)
+            st = lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
+    }
+    if (st == LP_OK && km->n == 0 && keymap_get(km, a, "all", 0) < 0)
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
+    if (st == LP_OK) join_neighbours(g, e, km, key, 0);
+done:
+    regfree(&re);
+    return st;
+}
+
+/* auto without module paths: cut after node i where the bytes crossing the
+ * cut are within 1% of the smallest crossing seen over the graph (the
+ * residual stream between blocks), and only once the piece since the last
+ * cut reads a weight. Crossing bytes: activations made at or before i and
+ * read after i, graph inputs still to be read included. */
+static lp_status keys_from_cuts(lp_graph *g, const edges *e, const uint64_t *vbytes, lp_arena *a,
+                                keymap *km, int *key, lp_diag *d) {
+    int n = g->n_nodes;
+    uint64_t *cross = calloc((size_t)n + 1, sizeof *cross);
+    if (!cross) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    /* difference array over cut positions: value live across cuts [from, to) */
+    int64_t *diff = calloc((size_t)n + 1, sizeof *diff);
+    if (!diff) {
+        free(cross);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    for (int v = 0; v < g->n_values; v++) {
+        const lp_value *val = &g->values[v];
+        if (!lp_value_in_arena(val) || e->start[v] == e->start[v + 1]) continue;
+        int from = val->kind == LP_VALUE_INPUT ? 0 : val->producer;
+        int to = e->node[e->start[v + 1] - 1];
+        if (from < 0 || to <= from) continue;
+        diff[from] += (int64_t)vbytes[v];
+        diff[to] -= (int64_t)vbytes[v];
+    }
+    int64_t run = 0;
+    uint64_t least = UINT64_MAX;
+    for (int i = 0; i + 1 < n; i++) {
+        run += diff[i];
+        cross[i] = (uint64_t)run;
+        if (cross[i] < least) least = cross[i];
+    }
+    int cur = 0;
+    char name[32];
+    snprintf(name, sizeof name, "part.%d", cur);
+    int k = keymap_get(km, a, name, cur);
+    bool has_weight = false;
+    for (int i = 0; i < n && k >= 0; i++) {
+        key[i] = k;
+        for (int j = 0; j < g->nodes[i].n_inputs; j++) {
+            int32_t v = g->nodes[i].inputs[j];
+            if (v >= 0 && g->values[v].kind == LP_VALUE_WEIGHT) has_weight = true;
+        }
+        if (i + 1 < n && has_weight && cross[i] <= least + least / 100) {
+            snprintf(name, sizeof name, "part.%d", ++cur);
+            k = keymap_get(km, a, name, cur);
+            has_weight = false;
+        }
+    }
+    free(cross);
+    free(diff);
+    return k < 0 ? lp_error(d, LP_ERR_INTERNAL, "out of memory") : LP_OK;
+}
+
+/* ---- reordering ------------------------------------------------------------- */
+
+/* Topological sort of g->nodes by (rank of key, old index), via Kahn's
+ * algorithm with a binary heap; permutes key[] alongside and updates the
+ * producers of values. */
+static lp_status reorder_by_rank(lp_graph *g, const edges *e, const keymap *km, int *key,
+                                 lp_diag *d) {
+    int n = g->n_nodes;
+    int32_t *indeg = calloc((size_t)n, sizeof *indeg);
+    int64_t *heap = malloc((size_t)n * sizeof *heap);
+    int32_t *order = malloc((size_t)n * sizeof *order);
+    int *newkey = malloc((size_t)n * sizeof *newkey);
+    lp_node *sorted = lp_arena_array(g->arena, (size_t)n, sizeof *sorted);
+    lp_status st = LP_OK;
+    if (!indeg || !heap || !order || !newkey || !sorted) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory while ordering %d nodes", n);
+        goto done;
+    }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) {
+            int32_t v = g->nodes[i].inputs[k];
+            if (v >= 0 && g->values[v].kind == LP_VALUE_ACTIVATION && g->values[v].producer >= 0)
+                indeg[i]++;
+        }
+    /* a node read twice by one consumer counts twice above; edges lists it
+     * once, so decrement per input occurrence below instead */
+    int hn = 0, done_n = 0;
+#define PRIO(i) (((int64_t)km->rank[key[i]] << 32) | (int64_t)(i))
+    for (int i = 0; i < n; i++)
+        if (indeg[i] == 0) {
+            int c = hn++;
+            heap[c] = PRIO(i);
+            for (; c > 0 && heap[(c - 1) / 2] > heap[c]; c = (c - 1) / 2) {
+                int64_t t = heap[c];
+                heap[c] = heap[(c - 1) / 2];
+                heap[(c - 1) / 2] = t;
+            }
+        }
+    while (hn > 0) {
+        int32_t top = (int32_t)(heap[0] & 0xffffffff);
+        heap[0] = heap[--hn];
+        for (int c = 0;;) {
+            int l = 2 * c + 1, r = l + 1, m = c;
+            if (l < hn && heap[l] < heap[m]) m = l;
+            if (r < hn && heap[r] < heap[m]) m = r;
+            if (m == c) break;
+            int64_t t = heap[c];
+            heap[c] = heap[m];
+            heap[m] = t;
+            c = m;
+        }
+        order[done_n++] = top;
+        const lp_node *nd = &g->nodes[top];
+        for (int k = 0; k < nd->n_outputs; k++) {
+            int32_t v = nd->outputs[k];
+            if (v < 0) continue;
+            for (int32_t c = e->start[v]; c < e->start[v + 1]; c++) {
+                int32_t cn = e->node[c];
+                const lp_node *cnd = &g->nodes[cn];
+                for (int j = 0; j < cnd->n_inputs; j++)
+                    if (cnd->inputs[j] == v) indeg[cn]--;
+                if (indeg[cn] == 0) {
+                    int p = hn++;
+                    heap[p] = PRIO(cn);
+                    for (; p > 0 && heap[(p - 1) / 2] > heap[p]; p = (p - 1) / 2) {
+                        int64_t t = heap[p];
+                        heap[p] = heap[(p - 1) / 2];
+                        heap[(p - 1) / 2] = t;
+                    }
+                }
+            }
+        }
+    }
+#undef PRIO
+    /* g->nodes was topological already, so every node is reached */
+    assert(done_n == n);
+    for (int i = 0; i < n; i++) {
+        sorted[i] = g->nodes[order[i]];
+        newkey[i] = key[order[i]];
+    }
+    g->nodes = sorted;
+    memcpy(key, newkey, (size_t)n * sizeof *key);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < sorted[i].n_outputs; k++)
+            if (sorted[i].outputs[k] >= 0) g->values[sorted[i].outputs[k]].producer = i;
+done:
+    free(indeg);
+    free(heap);
+    free(order);
+    free(newkey);
+    return st;
+}
+
+/* ---- value sizes and the index ------------------------------------------------ */
+
+bool lp_analysis_value_bytes(const lp_layer_ir *L, int32_t v, uint64_t *bytes) {
+    if (v < 0 || v >= L->g->n_values) return false;
+    if (L->index && L->index->vbytes) {
+        *bytes = L->index->vbytes[v];
+        return *bytes != LP_BYTES_UNKNOWN;
+    }
+    const lp_value *val = &L->g->values[v];
+    uint64_t numel;
+    lp_dtype t = val->dtype;
+    if (L->deploy_dtype != LP_DT_UNDEFINED && lp_dtype_is_float(t)) t = L->deploy_dtype;
+    return lp_shape_numel(&val->shape, &numel) && lp_dtype_storage_bytes(t, numel, bytes);
+}
+
+uint32_t lp_layer_index_next_epoch(struct lp_layer_index *ix, int n_values) {
+    if (++ix->epoch == 0) {
+        memset(ix->stamp, 0, (size_t)n_values * sizeof *ix->stamp);
+        ix->epoch = 1;
+    }
+    return ix->epoch;
+}
+
+static lp_status index_build(lp_layer_ir *L, lp_diag *d) {
+    lp_graph *g = L->g;
+    struct lp_layer_index *ix = calloc(1, sizeof *ix);
+    if (!ix) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    L->index = ix;
+    edges e;
+    if (!edges_build(g, &e)) {
+        edges_free(&e);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    ix->cons_start = e.start;
+    ix->cons = e.node;
+    size_t nv = (size_t)g->n_values;
+    ix->last_use = malloc((nv ? nv : 1) * sizeof *ix->last_use);
+    ix->vbytes = malloc((nv ? nv : 1) * sizeof *ix->vbytes);
+    ix->stamp = calloc(nv ? nv : 1, sizeof *ix->stamp);
+    size_t n_items = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        n_items += (size_t)g->nodes[i].n_inputs + (size_t)g->nodes[i].n_outputs;
+    ix->items = malloc((n_items ? n_items : 1) * sizeof *ix->items);
+    ix->items_cap = (int)n_items;
+    if (!ix->last_use || !ix->vbytes || !ix->stamp || !ix->items)
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int v = 0; v < g->n_values; v++) {
+        ix->last_use[v] = e.start[v] < e.start[v + 1] ? e.node[e.start[v + 1] - 1] : -1;
+        uint64_t b;
+        ix->vbytes[v] = LP_BYTES_UNKNOWN;
+        /* computed before vbytes is published: the shape path */
+        struct lp_layer_index *saved = L->index;
+        L->index = NULL;
+        if (lp_analysis_value_bytes(L, v, &b)) ix->vbytes[v] = b;
+        L->index = saved;
+    }
+    return LP_OK;
+}
+
+/* Every activation a node reads or writes needs a known size. */
+static lp_status check_sizes(const lp_layer_ir *L, lp_diag *d) {
+    const lp_graph *g = L->g;
+    for (int i = 0; i < g->n_nodes; i++) {
+        const lp_node *n = &g->nodes[i];
+        for (int pass = 0; pass < 2; pass++) {
+            int cnt = pass ? n->n_outputs : n->n_inputs;
+            const int32_t *vs = pass ? n->outputs : n->inputs;
+            for (int k = 0; k < cnt; k++) {
+                if (vs[k] < 0 || L->index->vbytes[vs[k]] != LP_BYTES_UNKNOWN) continue;
+                const lp_value *v = &g->values[vs[k]];
+                return lp_node_error(d, LP_ERR_UNSUPPORTED, n,
+                                     "size of %s '%s' is unknown (%s); bind its dims with "
+                                     "--dim NAME=N or --shapes",
+                                     pass ? "output" : "input", v->name,
+                                     v->shape.rank < 0 ? "no shape" : v->dtype ? "symbolic dims"
+                                                                               : "no dtype");
+            }
+        }
+    }
+    return LP_OK;
+}
+
+/* ---- layers from keys ------------------------------------------------------------ */
+
+static lp_status layers_from_runs(lp_layer_ir *L, const keymap *km, const int *key, lp_diag *d) {
+    lp_graph *g = L->g;
+    int n = g->n_nodes, n_layers = 0;
+    for (int i = 0; i < n; i++)
+        if (i == 0 || key[i] != key[i - 1]) n_layers++;
+    L->layers = lp_arena_array(L->arena, (size_t)(n_layers ? n_layers : 1), sizeof *L->layers);
+    L->layer_of_node = lp_arena_array(L->arena, (size_t)(n ? n : 1), sizeof *L->layer_of_node);
+    int *seen = calloc((size_t)(km->n ? km->n : 1), sizeof *seen);
+    if (!L->layers || !L->layer_of_node || !seen) {
+        free(seen);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    int j = -1;
+    for (int i = 0; i < n; i++) {
+        if (i == 0 || key[i] != key[i - 1]) {
+            lp_layer *l = &L->layers[++j];
+            int times = ++seen[key[i]];
+            l->name = times == 1 ? km->name[key[i]]
+                                 : lp_arena_printf(L->arena, "%s#%d", km->name[key[i]], times);
+            if (!l->name) {
+                free(seen);
+                return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+            }
+            l->first_node = i;
+        }
+        L->layers[j].last_node = i;
+        L->layer_of_node[i] = j;
+    }
+    free(seen);
+    L->n_layers = n_layers;
+    return LP_OK;
+}
+
+/* Adds v to a growing list unless stamped with `mark` already. */
+static bool list_add(lp_arena *a, int32_t **list, int *n, int *cap, int32_t v, uint32_t *stamp,
+                     uint32_t mark) {
+    if (stamp[v] == mark) return true;
+    stamp[v] = mark;
+    if (*n == *cap) {
+        int nc = *cap ? 2 * *cap : 8;
+        int32_t *nl = lp_arena_array(a, (size_t)nc, sizeof *nl);
+        if (!nl) return false;
+        if (*n) memcpy(nl, *list, (size_t)*n * sizeof *nl);
+        *list = nl;
+        *cap = nc;
+    }
+    (*list)[(*n)++] = v;
+    return true;
+}
+
+/* Integer tensors of rank 0 or 1 are shape and index data (axes, target
+ * shapes, gather indices): compile-time constants of the program, not
+ * weights. Integer matrices (quantized weights) are weights. */
+static bool is_shape_data(const lp_value *v) {
+    return !lp_dtype_is_float(v->dtype) && v->shape.rank >= 0 && v->shape.rank <= 1;
+}
+
+/* Weights, inputs and outputs of each layer, and its per-layer sums. */
+static lp_status layer_lists(lp_layer_ir *L, lp_diag *d) {
+    const lp_graph *g = L->g;
+    struct lp_layer_index *ix = L->index;
+    for (int j = 0; j < L->n_layers; j++) {
+        lp_layer *l = &L->layers[j];
+        int wcap = 0, icap = 0, ocap = 0;
+        uint32_t mark = lp_layer_index_next_epoch(ix, g->n_values);
+        for (int i = l->first_node; i <= l->last_node; i++) {
+            const lp_node *n = &g->nodes[i];
+            for (int k = 0; k < n->n_inputs; k++) {
+                int32_t v = n->inputs[k];
+                if (v < 0) continue;
+                const lp_value *val = &g->values[v];
+                uint64_t b = ix->vbytes[v] == LP_BYTES_UNKNOWN ? 0 : ix->vbytes[v];
+                l->bytes_read += b;
+                bool ok = true;
+                if (val->kind == LP_VALUE_WEIGHT || val->kind == LP_VALUE_CONSTANT) {
+                    if (is_shape_data(val)) continue;
+                    if (ix->stamp[v] != mark) l->weight_bytes += b;
+                    ok = list_add(L->arena, &l->weights, &l->n_weights, &wcap, v, ix->stamp, mark);
+                } else if (val->kind == LP_VALUE_INPUT || val->producer < l->first_node) {
+                    ok = list_add(L->arena, &l->inputs, &l->n_inputs, &icap, v, ix->stamp, mark);
+                }
+                if (!ok) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+            }
+            for (int k = 0; k < n->n_outputs; k++) {
+                int32_t v = n->outputs[k];
+                if (v < 0) continue;
+                uint64_t b = ix->vbytes[v];
+                l->bytes_written += b;
+                l->activation_sum_bytes += b;
+                if ((g->values[v].is_graph_output || ix->last_use[v] > l->last_node) &&
+                    !list_add(L->arena, &l->outputs, &l->n_outputs, &ocap, v, ix->stamp, mark))
+                    return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+            }
+            l->flops += L->node_flops[i];
+            if (L->node_buffer_bytes[i] > l->buffer_bytes) l->buffer_bytes = L->node_buffer_bytes[i];
+        }
+        L->activation_sum_bytes += l->activation_sum_bytes;
+        lp_footprint fp;
+        lp_analysis_range_footprint(L, j, j, &fp);
+        if (fp.total == UINT64_MAX) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        l->activation_bytes = fp.activation_bytes;
+        l->input_bytes = fp.received_bytes;
+        l->output_bytes = fp.sent_bytes;
+        assert(fp.weight_bytes == l->weight_bytes && fp.buffer_bytes == l->buffer_bytes);
+        l->total_bytes = fp.total;
+    }
+    return LP_OK;
+}
+
+/* The whole model on one card: graph inputs live from the start, graph
+ * outputs to the end. */
+static lp_status plan_whole(lp_layer_ir *L, lp_diag *d) {
+    const lp_graph *g = L->g;
+    const struct lp_layer_index *ix = L->index;
+    int n = g->n_nodes, count = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        const lp_value *val = &g->values[v];
+        if (!lp_value_in_arena(val) || ix->vbytes[v] == LP_BYTES_UNKNOWN) continue;
+        if (val->kind == LP_VALUE_ACTIVATION && val->producer < 0) continue;
+        count++;
+    }
+    L->slots = lp_arena_array(L->arena, (size_t)(count ? count : 1), sizeof *L->slots);
+    lp_memplan_item *items = malloc((size_t)(count ? count : 1) * sizeof *items);
+    if (!L->slots || !items) {
+        free(items);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    int k = 0;
+    /* graph inputs first, so they are placed first at step 0 */
+    for (int pass = 0; pass < 2; pass++)
+        for (int v = 0; v < g->n_values; v++) {
+            const lp_value *val = &g->values[v];
+            if (!lp_value_in_arena(val) || ix->vbytes[v] == LP_BYTES_UNKNOWN) continue;
+            if ((val->kind == LP_VALUE_INPUT) != (pass == 0)) continue;
+            if (val->kind == LP_VALUE_ACTIVATION && val->producer < 0) continue;
+            int first = val->kind == LP_VALUE_INPUT ? 0 : val->producer;
+            int last = val->is_graph_output ? n - 1 : ix->last_use[v] < first ? first : ix->last_use[v];
+            if (n == 0) first = last = 0;
+            items[k] = (lp_memplan_item){.bytes = ix->vbytes[v], .first = first, .last = last};
+            L->slots[k] = (lp_value_slot){.value = v, .bytes = ix->vbytes[v], .first_node = first,
+                                          .last_node = last};
+            k++;
+        }
+    lp_status st = lp_memplan_run(items, count, n ? n : 1, LP_MEMPLAN_ALIGN, &L->arena_bytes);
+    for (int i = 0; i < count && st == LP_OK; i++) L->slots[i].offset = items[i].offset;
+    free(items);
+    L->n_slots = count;
+    return st == LP_OK ? LP_OK : lp_error(d, st, "out of memory while planning activations");
+}
+
+/* ---- entry points -------------------------------------------------------------- */
+
+static lp_status assign_keys(lp_layer_ir *L, const lp_analysis_options *opt, keymap *km, int *key,
+                             lp_diag *d) {
+    lp_graph *g = L->g;
+    edges e;
+    if (!edges_build(g, &e)) {
+        edges_free(&e);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    lp_status st = LP_OK;
+    switch (opt->layering) {
+    case LP_LAYERS_NODE:
+        /* named after the node; a repeated name gets "@index" to stay apart */
+        for (int i = 0; i < g->n_nodes && st == LP_OK; i++) {
+            const char *nm = g->nodes[i].name && g->nodes[i].name[0]
+                                 ? g->nodes[i].name
+                                 : lp_arena_printf(L->arena, "node.%d", i);
+            int before = km->n;
+            key[i] = nm ? keymap_get(km, L->arena, nm, i) : -1;
+            if (key[i] >= 0 && km->n == before) {
+                const char *alt = lp_arena_printf(L->arena, "%s@%d", nm, i);
+                key[i] = alt ? keymap_get(km, L->arena, alt, i) : -1;
+            }
+            if (key[i] < 0) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        }
+        break;
+    case LP_LAYERS_SCOPE:
+        if (opt->scope_depth < 1) {
+            st = lp_error(d, LP_ERR_USAGE, "--layers scope:%d: depth must be at least 1",
+                          opt->scope_depth);
+            break;
+        }
+        st = keys_from_scope(g, &e, L->arena, opt->scope_depth, km, key, d);
+        break;
+    case LP_LAYERS_REGEX:
+        st = keys_from_regex(g, &e, L->arena, opt->regex ? opt->regex : "", km, key, d);
+        break;
+    case LP_LAYERS_AUTO: {
+        bool found = false;
+        st = keys_from_blocks(g, &e, L->arena, km, key, &found, d);
+        if (st == LP_OK && !found)
+            st = keys_from_cuts(g, &e, L->index->vbytes, L->arena, km, key, d);
+        break;
+    }
+    }
+    if (st == LP_OK && opt->layering != LP_LAYERS_NODE && g->n_nodes > 0)
+        st = reorder_by_rank(g, &e, km, key, d);
+    edges_free(&e);
+    return st;
+}
+
+static void index_free(struct lp_layer_index *ix) {
+    if (!ix) return;
+    free(ix->cons_start);
+    free(ix->cons);
+    free(ix->last_use);
+    free(ix->vbytes);
+    free(ix->stamp);
+    free(ix->items);
+    free(ix);
+}
+
+lp_status lp_analysis_build_layers(lp_graph *g, const lp_analysis_options *opt,
+                                   lp_layer_ir **out, lp_diag *d) {
+    *out = NULL;
+    lp_analysis_options defaults = lp_analysis_defaults();
+    if (!opt) opt = &defaults;
+    lp_layer_ir *L = calloc(1, sizeof *L);
+    if (!L) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    L->g = g;
+    L->deploy_dtype = opt->deploy_dtype;
+    L->arena = lp_arena_new();
+    keymap km = {0};
+    int *key = calloc((size_t)(g->n_nodes ? g->n_nodes : 1), sizeof *key);
+    lp_workspace_model *ws = NULL;
+    lp_status st = LP_OK;
+    if (!L->arena || !key) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        goto done;
+    }
+    if ((st = lp_workspace_load(opt->workspace_file, &ws, d)) != LP_OK) goto done;
+    /* sizes first: the cut-based grouping needs them */
+    if ((st = index_build(L, d)) != LP_OK) goto done;
+    if ((st = check_sizes(L, d)) != LP_OK) goto done;
+    if ((st = assign_keys(L, opt, &km, key, d)) != LP_OK) goto done;
+    /* the order may have changed: consumers again */
+    index_free(L->index);
+    L->index = NULL;
+    if ((st = index_build(L, d)) != LP_OK) goto done;
+    if ((st = layers_from_runs(L, &km, key, d)) != LP_OK) goto done;
+    size_t nn = (size_t)(g->n_nodes ? g->n_nodes : 1);
+    L->node_flops = lp_arena_array(L->arena, nn, sizeof *L->node_flops);
+    L->node_buffer_bytes = lp_arena_array(L->arena, nn, sizeof *L->node_buffer_bytes);
+    if (!L->node_flops || !L->node_buffer_bytes) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        goto done;
+    }
+    for (int i = 0; i < g->n_nodes; i++) {
+        L->node_flops[i] = lp_analysis_node_flops(g, &g->nodes[i]);
+        L->node_buffer_bytes[i] = lp_workspace_node_bytes(ws, L, &g->nodes[i]);
+    }
+    if ((st = layer_lists(L, d)) != LP_OK) goto done;
+    st = plan_whole(L, d);
+done:
+    lp_workspace_free(ws);
+    keymap_free(&km);
+    free(key);
+    if (st != LP_OK) {
+        lp_layer_ir_free(L);
+        return st;
+    }
+    *out = L;
+    return LP_OK;
+}
+
+void lp_layer_ir_free(lp_layer_ir *L) {
+    if (!L) return;
+    index_free(L->index);
+    lp_arena_free(L->arena);
+    free(L);
+}

@@ -1,0 +1,291 @@
+/* The activation memory planner: places buffers with known lifetimes in one
+ * arena so that buffers alive at the same step never overlap, keeping the
+ * arena (the peak) small. Offsets are computed here, ahead of time; the
+ * runtime allocates one arena of the peak and uses them as they are.
+ *
+ * Two strategies run and the smaller peak wins:
+ *  - online best-fit in step order (ggml-alloc's scheme): at each step the
+ *    items starting there take the smallest free block that holds them
+ *    (lowest offset on ties), else the free block at the top is extended or
+ *    the arena grows; then the items whose last step it is are freed and
+ *    merged with free neighbours. Outputs are placed before inputs are
+ *    freed, so a node's outputs never overlap its inputs.
+ *  - greedy by size (TFLite's default arena strategy): largest item first,
+ *    each into the smallest gap left by already placed items whose lifetimes
+ *    overlap it. Quadratic, so only up to GREEDY_BY_SIZE_MAX items.
+ *  - when the items form a chain (ordered by first step, each overlaps only
+ *    its neighbours), the optimum: P = the largest aligned sum of two
+ *    neighbours, items alternately at offset 0 and at P - size.
+ * The general problem is NP-hard and the first two are heuristics: on a chain
+ * with sizes 5, 5, 8 the online scheme needs 18 where 13 suffice. */
+#include "lp_analysis.h"
+
+#include <assert.h>
+#include <stdlib.h>
+
+typedef struct block {
+    uint64_t offset, size;
+} block;
+
+/* Free blocks sorted by offset; `top` is the arena's high-water mark. */
+typedef struct freelist {
+    block *b;
+    int n, cap;
+    uint64_t top;
+} freelist;
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return a > 1 ? (x + a - 1) / a * a : x; }
+
+static uint64_t freelist_take(freelist *f, uint64_t size) {
+    int best = -1;
+    for (int i = 0; i < f->n; i++)
+        if (f->b[i].size >= size && (best < 0 || f->b[i].size < f->b[best].size)) best = i;
+    if (best < 0 && f->n > 0 && f->b[f->n - 1].offset + f->b[f->n - 1].size == f->top) {
+        /* the last free block touches the top: grow the arena past it */
+        best = f->n - 1;
+        f->top = f->b[best].offset + size;
+        f->b[best].size = size;
+    }
+    if (best < 0) {
+        uint64_t off = f->top;
+        f->top += size;
+        return off;
+    }
+    uint64_t off = f->b[best].offset;
+    f->b[best].offset += size;
+    f->b[best].size -= size;
+    if (f->b[best].size == 0) {
+        for (int i = best + 1; i < f->n; i++) f->b[i - 1] = f->b[i];
+        f->n--;
+    }
+    return off;
+}
+
+static bool freelist_give(freelist *f, uint64_t off, uint64_t size) {
+    int i = 0;
+    while (i < f->n && f->b[i].offset < off) i++;
+    bool merge_prev = i > 0 && f->b[i - 1].offset + f->b[i - 1].size == off;
+    bool merge_next = i < f->n && off + size == f->b[i].offset;
+    if (merge_prev && merge_next) {
+        f->b[i - 1].size += size + f->b[i].size;
+        for (int k = i + 1; k < f->n; k++) f->b[k - 1] = f->b[k];
+        f->n--;
+    } else if (merge_prev) {
+        f->b[i - 1].size += size;
+    } else if (merge_next) {
+        f->b[i].offset = off;
+        f->b[i].size += size;
+    } else {
+        if (f->n == f->cap) {
+            int cap = f->cap ? 2 * f->cap : 16;
+            block *nb = realloc(f->b, (size_t)cap * sizeof *nb);
+            if (!nb) return false;
+            f->b = nb;
+            f->cap = cap;
+        }
+        for (int k = f->n; k > i; k--) f->b[k] = f->b[k - 1];
+        f->b[i] = (block){off, size};
+        f->n++;
+    }
+    return true;
+}
+
+/* Items grouped by a step key (first or last) as CSR: idx[start[s]..start[s+1]). */
+static bool bucket_by_step(const lp_memplan_item *items, int n_items, int n_steps, bool by_last,
+                           int **start_out, int **idx_out) {
+    int *start = calloc((size_t)n_steps + 1, sizeof *start);
+    int *idx = malloc((size_t)(n_items ? n_items : 1) * sizeof *idx);
+    if (!start || !idx) {
+        free(start);
+        free(idx);
+        return false;
+    }
+    for (int i = 0; i < n_items; i++) start[(by_last ? items[i].last : items[i].first) + 1]++;
+    for (int s = 0; s < n_steps; s++) start[s + 1] += start[s];
+    for (int i = 0; i < n_items; i++) {
+        int s = by_last ? items[i].last : items[i].first;
+        idx[start[s]++] = i;
+    }
+    for (int s = n_steps; s > 0; s--) start[s] = start[s - 1];
+    start[0] = 0;
+    *start_out = start;
+    *idx_out = idx;
+    return true;
+}
+
+static lp_status plan_online(lp_memplan_item *items, int n_items, int n_steps, uint64_t align,
+                             uint64_t *peak) {
+    *peak = 0;
+    for (int i = 0; i < n_items; i++)
+        assert(items[i].first >= 0 && items[i].first <= items[i].last && items[i].last < n_steps);
+    if (n_items == 0) return LP_OK;
+    int *fstart = NULL, *fidx = NULL, *lstart = NULL, *lidx = NULL;
+    freelist f = {0};
+    lp_status st = LP_ERR_INTERNAL;
+    if (!bucket_by_step(items, n_items, n_steps, false, &fstart, &fidx) ||
+        !bucket_by_step(items, n_items, n_steps, true, &lstart, &lidx))
+        goto done;
+    for (int s = 0; s < n_steps; s++) {
+        for (int k = fstart[s]; k < fstart[s + 1]; k++) {
+            lp_memplan_item *it = &items[fidx[k]];
+            it->offset = it->bytes ? freelist_take(&f, align_up(it->bytes, align)) : 0;
+        }
+        for (int k = lstart[s]; k < lstart[s + 1]; k++) {
+            const lp_memplan_item *it = &items[lidx[k]];
+            if (it->bytes && !freelist_give(&f, it->offset, align_up(it->bytes, align))) goto done;
+        }
+    }
+    *peak = f.top;
+    st = LP_OK;
+done:
+    free(fstart);
+    free(fidx);
+    free(lstart);
+    free(lidx);
+    free(f.b);
+    return st;
+}
+
+uint64_t lp_memplan_live_peak(const lp_memplan_item *items, int n_items, int n_steps,
+                              uint64_t align) {
+    /* running sum over a difference array: +bytes at first, -bytes after last */
+    uint64_t live = 0, best = 0;
+    int *fstart = NULL, *fidx = NULL, *lstart = NULL, *lidx = NULL;
+    if (!bucket_by_step(items, n_items, n_steps, false, &fstart, &fidx) ||
+        !bucket_by_step(items, n_items, n_steps, true, &lstart, &lidx)) {
+        /* out of memory: 0, a trivial bound */
+        free(fstart);
+        free(fidx);
+        free(lstart);
+        return 0;
+    }
+    for (int s = 0; s < n_steps; s++) {
+        for (int k = fstart[s]; k < fstart[s + 1]; k++) live += align_up(items[fidx[k]].bytes, align);
+        if (live > best) best = live;
+        for (int k = lstart[s]; k < lstart[s + 1]; k++) live -= align_up(items[lidx[k]].bytes, align);
+    }
+    free(fstart);
+    free(fidx);
+    free(lstart);
+    free(lidx);
+    return best;
+}
+
+#define GREEDY_BY_SIZE_MAX 128
+
+typedef struct placed {
+    uint64_t offset, end;
+} placed;
+
+static int cmp_placed(const void *a, const void *b) {
+    const placed *x = a, *y = b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+typedef struct by_size {
+    uint64_t bytes;
+    int first, index;
+} by_size;
+
+static int cmp_size_desc(const void *a, const void *b) {
+    const by_size *x = a, *y = b;
+    if (x->bytes != y->bytes) return x->bytes > y->bytes ? -1 : 1;
+    if (x->first != y->first) return x->first < y->first ? -1 : 1;
+    return x->index - y->index;
+}
+
+/* Greedy by size into offsets[]; returns false if out of memory. */
+static bool plan_by_size(const lp_memplan_item *items, int n, uint64_t align, uint64_t *offsets,
+                         uint64_t *peak) {
+    by_size *order = malloc((size_t)n * sizeof *order);
+    bool *done = calloc((size_t)n, sizeof *done);
+    placed *conf = malloc((size_t)n * sizeof *conf);
+    if (!order || !done || !conf) {
+        free(order);
+        free(done);
+        free(conf);
+        return false;
+    }
+    for (int i = 0; i < n; i++) order[i] = (by_size){items[i].bytes, items[i].first, i};
+    qsort(order, (size_t)n, sizeof *order, cmp_size_desc);
+    *peak = 0;
+    for (int r = 0; r < n; r++) {
+        const lp_memplan_item *it = &items[order[r].index];
+        uint64_t size = align_up(it->bytes, align);
+        int nc = 0;
+        for (int k = 0; k < n; k++)
+            if (done[k] && items[k].first <= it->last && it->first <= items[k].last && items[k].bytes)
+                conf[nc++] = (placed){offsets[k], offsets[k] + align_up(items[k].bytes, align)};
+        qsort(conf, (size_t)nc, sizeof *conf, cmp_placed);
+        /* smallest gap between conflicting items that holds it, else the end */
+        uint64_t at = 0, best = UINT64_MAX, best_gap = UINT64_MAX;
+        for (int k = 0; k < nc; k++) {
+            if (conf[k].offset > at && conf[k].offset - at >= size && conf[k].offset - at < best_gap) {
+                best = at;
+                best_gap = conf[k].offset - at;
+            }
+            if (conf[k].end > at) at = conf[k].end;
+        }
+        offsets[order[r].index] = best != UINT64_MAX ? best : at;
+        done[order[r].index] = true;
+        if (size && offsets[order[r].index] + size > *peak) *peak = offsets[order[r].index] + size;
+    }
+    free(order);
+    free(done);
+    free(conf);
+    return true;
+}
+
+static int cmp_first(const void *a, const void *b) {
+    const by_size *x = a, *y = b;
+    if (x->first != y->first) return x->first < y->first ? -1 : 1;
+    return x->index - y->index;
+}
+
+/* The alternating layout when the items form a chain; false if they do not
+ * (or out of memory). */
+static bool plan_chain(const lp_memplan_item *items, int n, uint64_t align, uint64_t *offsets,
+                       uint64_t *peak) {
+    by_size *order = malloc((size_t)n * sizeof *order);
+    if (!order) return false;
+    for (int i = 0; i < n; i++) order[i] = (by_size){items[i].bytes, items[i].first, i};
+    qsort(order, (size_t)n, sizeof *order, cmp_first);
+    bool chain = true;
+    uint64_t p = 0;
+    for (int k = 0; k < n && chain; k++) {
+        const lp_memplan_item *a = &items[order[k].index];
+        if (k + 2 < n && items[order[k + 2].index].first <= a->last) chain = false;
+        uint64_t pair = align_up(a->bytes, align);
+        if (k + 1 < n && items[order[k + 1].index].first <= a->last)
+            pair += align_up(items[order[k + 1].index].bytes, align);
+        if (pair > p) p = pair;
+    }
+    for (int k = 0; k < n && chain; k++) {
+        int i = order[k].index;
+        offsets[i] = k % 2 == 0 ? 0 : p - align_up(items[i].bytes, align);
+    }
+    free(order);
+    *peak = p;
+    return chain;
+}
+
+lp_status lp_memplan_run(lp_memplan_item *items, int n_items, int n_steps, uint64_t align,
+                         uint64_t *peak) {
+    lp_status st = plan_online(items, n_items, n_steps, align, peak);
+    /* at the lower bound already: nothing can do better */
+    if (st != LP_OK || n_items < 2 || *peak == lp_memplan_live_peak(items, n_items, n_steps, align))
+        return st;
+    uint64_t *offsets = malloc((size_t)n_items * sizeof *offsets);
+    uint64_t other;
+    if (!offsets) return LP_ERR_INTERNAL;
+    for (int strategy = 0; strategy < 2; strategy++) {
+        bool ok = strategy == 0 ? plan_chain(items, n_items, align, offsets, &other)
+                  : n_items <= GREEDY_BY_SIZE_MAX && plan_by_size(items, n_items, align, offsets, &other);
+        if (ok && other < *peak) {
+            for (int i = 0; i < n_items; i++) items[i].offset = offsets[i];
+            *peak = other;
+        }
+    }
+    free(offsets);
+    return LP_OK;
+}

@@ -1,0 +1,436 @@
+/* Shape and type inference: one walk over the nodes in topological order,
+ * one rule per op (ops.def), with the values of small integer tensors
+ * (shape computations) carried along so Reshape / Expand / Slice targets
+ * computed in the graph resolve to numbers or symbols.
+ *
+ * Policy on failure: inference goes on past a problem so that one run
+ * reports all of them. An unsupported op leaves its outputs unknown and is
+ * listed, with counts, in one error at the end; a dim that cannot be
+ * resolved is reported at the node where it first appears (not again
+ * downstream); a shape the model declares (value_info, graph outputs) that
+ * disagrees with the inferred one is an error. Any of these makes the
+ * result an error status. */
+#include "infer_internal.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct op_entry {
+    const char *name;
+    lp_infer_rule rule;
+    lp_fold_op fold;
+} op_entry;
+
+static const op_entry op_table[] = {
+#define LP_OP(name, rule, fold) {#name, rule, fold},
+#include "ops.def"
+#undef LP_OP
+};
+
+lp_analysis_options lp_analysis_defaults(void) {
+    lp_analysis_options o;
+    memset(&o, 0, sizeof o);
+    o.deploy_dtype = LP_DT_UNDEFINED;
+    o.layering = LP_LAYERS_AUTO;
+    return o;
+}
+
+static const op_entry *find_op(const lp_node *n) {
+    if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0) return NULL;
+    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
+        if (strcmp(op_table[i].name, n->op_type) == 0) return &op_table[i];
+    return NULL;
+}
+
+/* ---- the rules' view of the graph ----------------------------------------- */
+
+const lp_value *lp_infer_input(const lp_infer *cx, const lp_node *n, int i) {
+    if (i < 0 || i >= n->n_inputs || n->inputs[i] < 0) return NULL;
+    return &cx->g->values[n->inputs[i]];
+}
+
+lp_dim *lp_infer_dims(lp_infer *cx, int count) {
+    lp_dim *d = lp_arena_array(cx->g->arena, (size_t)(count > 0 ? count : 1), sizeof *d);
+    if (!d) cx->oom = true;
+    return d;
+}
+
+lp_status lp_infer_output(lp_infer *cx, const lp_node *n, int i, lp_dtype dt, int rank,
+                          const lp_dim *dims) {
+    if (i >= n->n_outputs || n->outputs[i] < 0) return LP_OK;
+    lp_value *v = &cx->g->values[n->outputs[i]];
+    v->dtype = dt;
+    v->shape.rank = rank;
+    v->shape.dims = NULL;
+    if (rank < 0) return LP_OK;
+    v->shape.dims = lp_infer_dims(cx, rank);
+    if (!v->shape.dims) return LP_ERR_INTERNAL;
+    for (int k = 0; k < rank; k++) v->shape.dims[k] = dims[k];
+    return LP_OK;
+}
+
+lp_status lp_infer_same(lp_infer *cx, const lp_node *n, int i, int j) {
+    const lp_value *in = lp_infer_input(cx, n, j);
+    if (!in) return lp_infer_bad(cx, n, "input %d is required", j);
+    return lp_infer_output(cx, n, i, in->dtype, in->shape.rank, in->shape.dims);
+}
+
+const lp_sval *lp_infer_known(const lp_infer *cx, const lp_node *n, int i) {
+    if (i < 0 || i >= n->n_inputs || n->inputs[i] < 0) return NULL;
+    return cx->known[n->inputs[i]];
+}
+
+bool lp_infer_ints(const lp_infer *cx, const lp_node *n, int i, int64_t *vals, int max, int *count) {
+    const lp_sval *s = lp_infer_known(cx, n, i);
+    if (!s || s->n > max) return false;
+    for (int k = 0; k < s->n; k++) {
+        if (s->e[k].kind != LP_EL_NUM) return false;
+        vals[k] = s->e[k].v;
+    }
+    *count = s->n;
+    return true;
+}
+
+lp_list_state lp_infer_int_list(const lp_infer *cx, const lp_node *n, const char *attr, int input,
+                                int64_t *vals, int max, int *count) {
+    const lp_attr *a = attr ? lp_node_attr(n, attr) : NULL;
+    if (a && a->type == LP_ATTR_INTS) {
+        if (a->n > max) return LP_LIST_UNKNOWN;
+        for (int k = 0; k < a->n; k++) vals[k] = a->ints[k];
+        *count = a->n;
+        return LP_LIST_KNOWN;
+    }
+    if (!lp_infer_input(cx, n, input)) return LP_LIST_ABSENT;
+    return lp_infer_ints(cx, n, input, vals, max, count) ? LP_LIST_KNOWN : LP_LIST_UNKNOWN;
+}
+
+static double half_to_double(uint16_t h) {
+    int e = (h >> 10) & 31, m = h & 1023;
+    double v = e == 0 ? ldexp(m, -24) : e == 31 ? (m ? NAN : INFINITY) : ldexp(m + 1024, e - 25);
+    return h >> 15 ? -v : v;
+}
+
+bool lp_infer_floats(const lp_infer *cx, const lp_node *n, int i, double *vals, int max, int *count) {
+    const lp_value *v = lp_infer_input(cx, n, i);
+    uint64_t numel;
+    if (!v || v->data.where != LP_DATA_INLINE || !lp_shape_numel(&v->shape, &numel) || numel > (uint64_t)max)
+        return false;
+    int bytes = lp_dtype_bits(v->dtype) / 8;
+    if (bytes <= 0 || v->data.nbytes < numel * (uint64_t)bytes) return false;
+    for (uint64_t k = 0; k < numel; k++) {
+        const uint8_t *p = v->data.bytes + k * (uint64_t)bytes;
+        uint64_t u = 0;
+        for (int b = 0; b < bytes; b++) u |= (uint64_t)p[b] << (8 * b);
+        if (v->dtype == LP_DT_FLOAT) {
+            uint32_t w = (uint32_t)u;
+            float f;
+            memcpy(&f, &w, sizeof f);
+            vals[k] = f;
+        } else if (v->dtype == LP_DT_DOUBLE) {
+            memcpy(&vals[k], &u, sizeof u);
+        } else if (v->dtype == LP_DT_FLOAT16) {
+            vals[k] = half_to_double((uint16_t)u);
+        } else {
+            return false;
+        }
+    }
+    *count = (int)numel;
+    return true;
+}
+
+lp_status lp_infer_set_known(lp_infer *cx, const lp_node *n, int i, int count, const lp_elem *e) {
+    if (i >= n->n_outputs || n->outputs[i] < 0 || count > LP_FOLD_MAX_ELEMS) return LP_OK;
+    lp_sval *s = lp_arena_alloc(cx->g->arena, sizeof *s);
+    lp_elem *copy = lp_arena_array(cx->g->arena, (size_t)(count ? count : 1), sizeof *copy);
+    if (!s || !copy) {
+        cx->oom = true;
+        return LP_ERR_INTERNAL;
+    }
+    memcpy(copy, e, (size_t)count * sizeof *e);
+    s->n = count;
+    s->e = copy;
+    cx->known[n->outputs[i]] = s;
+    return LP_OK;
+}
+
+lp_status lp_infer_bad(lp_infer *cx, const lp_node *n, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return lp_node_error(cx->d, LP_ERR_INVALID_MODEL, n, "%s", msg);
+}
+
+lp_status lp_infer_axis(lp_infer *cx, const lp_node *n, int64_t axis, int rank, int *out) {
+    int64_t a = axis < 0 ? axis + rank : axis;
+    if (a < 0 || a >= rank)
+        return lp_infer_bad(cx, n, "axis %lld is out of range for rank %d", (long long)axis, rank);
+    *out = (int)a;
+    return LP_OK;
+}
+
+/* ---- formatting and symbol lists for messages ------------------------------ */
+
+static void format_type(char *buf, size_t size, lp_dtype dt, const lp_shape *s) {
+    size_t used = (size_t)snprintf(buf, size, "%s", dt ? lp_dtype_name(dt) : "?");
+    if (s->rank < 0) {
+        snprintf(buf + (used < size ? used : size - 1), size - (used < size ? used : size - 1), "[?]");
+        return;
+    }
+    for (int k = 0; k < s->rank && used < size; k++) {
+        const lp_dim *d = &s->dims[k];
+        const char *sep = k ? ", " : "[";
+        if (d->size >= 0)
+            used += (size_t)snprintf(buf + used, size - used, "%s%lld", sep, (long long)d->size);
+        else
+            used += (size_t)snprintf(buf + used, size - used, "%s%s", sep, d->sym ? d->sym : "?");
+    }
+    if (used < size) snprintf(buf + used, size - used, s->rank ? "]" : "[]");
+}
+
+typedef struct symbol_list {
+    char text[256];
+    size_t used;
+} symbol_list;
+
+static void symbol_add(const char *name, size_t len, void *ctx) {
+    symbol_list *l = ctx;
+    /* skip names already listed */
+    for (const char *p = l->text; (p = strstr(p, name)) != NULL; p++)
+        if ((p == l->text || p[-1] == ' ') && (p[len] == ',' || p[len] == '\0') &&
+            strncmp(p, name, len) == 0)
+            return;
+    if (l->used + len + 3 >= sizeof l->text) return;
+    if (l->used) {
+        memcpy(l->text + l->used, ", ", 2);
+        l->used += 2;
+    }
+    memcpy(l->text + l->used, name, len);
+    l->used += len;
+    l->text[l->used] = '\0';
+}
+
+static void symbols_of_shape(const lp_shape *s, symbol_list *l) {
+    for (int k = 0; k < s->rank; k++) lp_dim_for_each_symbol(s->dims[k], symbol_add, l);
+}
+
+/* ---- checks after each node ------------------------------------------------ */
+
+static bool shape_complete(const lp_shape *s) {
+    if (s->rank < 0) return false;
+    for (int k = 0; k < s->rank; k++)
+        if (lp_dim_is_unknown(s->dims[k])) return false;
+    return true;
+}
+
+/* Merges what the model declares for an output with what was inferred:
+ * numbers must agree; the more specific of the two is kept. */
+static lp_status merge_declared(lp_infer *cx, const lp_node *n, lp_value *v, lp_dtype ddt,
+                                lp_shape ds) {
+    char want[256], got[256];
+    bool conflict = ddt && v->dtype && ddt != v->dtype;
+    if (!v->dtype) v->dtype = ddt;
+    if (ds.rank >= 0 && v->shape.rank >= 0) {
+        conflict |= ds.rank != v->shape.rank;
+        for (int k = 0; !conflict && k < ds.rank; k++) {
+            lp_dim dd = ds.dims[k], *id = &v->shape.dims[k];
+            if (lp_dim_is_num(dd) && lp_dim_is_num(*id) && dd.size != id->size) conflict = true;
+            else if (lp_dim_is_num(dd) || lp_dim_is_unknown(*id)) *id = dd;
+        }
+    } else if (ds.rank >= 0) {
+        v->shape = ds;
+    }
+    if (!conflict) return LP_OK;
+    format_type(want, sizeof want, ddt, &ds);
+    format_type(got, sizeof got, v->dtype, &v->shape);
+    return lp_node_error(cx->d, LP_ERR_INVALID_MODEL, n,
+                         "output '%s' is declared %s in the model but inferred as %s", v->name, want,
+                         got);
+}
+
+/* Reports an output dim that could not be resolved although every input
+ * was: this node is where the information is lost. */
+static lp_status check_resolved(lp_infer *cx, const lp_node *n) {
+    for (int i = 0; i < n->n_inputs; i++) {
+        const lp_value *in = lp_infer_input(cx, n, i);
+        if (in && !shape_complete(&in->shape)) return LP_OK;
+    }
+    for (int i = 0; i < n->n_outputs; i++) {
+        if (n->outputs[i] < 0) continue;
+        const lp_value *v = &cx->g->values[n->outputs[i]];
+        if (shape_complete(&v->shape)) continue;
+        symbol_list l = {.used = 0};
+        l.text[0] = '\0';
+        for (int k = 0; k < n->n_inputs; k++) {
+            const lp_value *in = lp_infer_input(cx, n, k);
+            const lp_sval *s = lp_infer_known(cx, n, k);
+            if (in) symbols_of_shape(&in->shape, &l);
+            for (int e = 0; s && e < s->n; e++)
+                if (s->e[e].kind == LP_EL_SYM) lp_dim_for_each_symbol(lp_elem_to_dim(s->e[e]), symbol_add, &l);
+        }
+        char got[256];
+        format_type(got, sizeof got, v->dtype, &v->shape);
+        if (l.used)
+            return lp_node_error(cx->d, LP_ERR_UNSUPPORTED, n,
+                                 "the shape of output '%s' (%s) cannot be resolved: it depends on "
+                                 "the unbound dims %s (bind them with --dim NAME=VALUE)",
+                                 v->name, got, l.text);
+        return lp_node_error(cx->d, LP_ERR_UNSUPPORTED, n,
+                             "the shape of output '%s' (%s) depends on tensor values known only "
+                             "at run time", v->name, got);
+    }
+    return LP_OK;
+}
+
+/* ---- unsupported ops, reported together --------------------------------------- */
+
+typedef struct unsupported {
+    const lp_node *first;
+    int count;
+} unsupported;
+
+typedef struct unsupported_list {
+    unsupported *items;
+    int n, cap;
+} unsupported_list;
+
+static bool same_op(const lp_node *a, const lp_node *b) {
+    return strcmp(a->op_type, b->op_type) == 0 && strcmp(a->domain, b->domain) == 0;
+}
+
+static bool unsupported_add(unsupported_list *l, const lp_node *n) {
+    for (int i = 0; i < l->n; i++)
+        if (same_op(l->items[i].first, n)) {
+            l->items[i].count++;
+            return true;
+        }
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 8;
+        unsupported *p = realloc(l->items, (size_t)cap * sizeof *p);
+        if (!p) return false;
+        l->items = p;
+        l->cap = cap;
+    }
+    l->items[l->n].first = n;
+    l->items[l->n].count = 1;
+    l->n++;
+    return true;
+}
+
+static lp_status unsupported_report(const unsupported_list *l, lp_diag *d) {
+    char text[768];
+    size_t used = 0;
+    text[0] = '\0';
+    for (int i = 0; i < l->n && used < sizeof text; i++) {
+        const lp_node *n = l->items[i].first;
+        used += (size_t)snprintf(text + used, sizeof text - used, "%s%s%s%s x%d (first: node %d '%s')",
+                                 i ? ", " : "", n->domain, n->domain[0] ? "." : "", n->op_type,
+                                 l->items[i].count, n->file_index, n->name);
+    }
+    return lp_error(d, LP_ERR_UNSUPPORTED,
+                    "shape inference does not support %d op type%s: %s", l->n, l->n == 1 ? "" : "s",
+                    text);
+}
+
+/* ---- the walk ------------------------------------------------------------------ */
+
+static bool inputs_ready(const lp_infer *cx, const lp_node *n) {
+    for (int i = 0; i < n->n_inputs; i++) {
+        const lp_value *in = lp_infer_input(cx, n, i);
+        if (in && (in->shape.rank < 0 || !in->dtype)) return false;
+    }
+    return true;
+}
+
+static lp_status infer_node(lp_infer *cx, const lp_node *n, const op_entry *op) {
+    int no = n->n_outputs;
+    lp_dtype *ddt = malloc((size_t)(no ? no : 1) * sizeof *ddt);
+    lp_shape *ds = malloc((size_t)(no ? no : 1) * sizeof *ds);
+    if (!ddt || !ds) {
+        free(ddt);
+        free(ds);
+        return lp_error(cx->d, LP_ERR_INTERNAL, "out of memory");
+    }
+    for (int i = 0; i < no; i++) {
+        if (n->outputs[i] < 0) continue;
+        lp_value *v = &cx->g->values[n->outputs[i]];
+        ddt[i] = v->dtype;
+        ds[i] = v->shape;
+        v->dtype = LP_DT_UNDEFINED;
+        v->shape.rank = LP_RANK_UNKNOWN;
+        v->shape.dims = NULL;
+    }
+    lp_status st = op->rule(cx, n);
+    if (st == LP_OK && op->fold != LP_FOLD_NONE) st = lp_fold_elementwise(cx, n, op->fold);
+    if (cx->oom || st == LP_ERR_INTERNAL) st = lp_error(cx->d, LP_ERR_INTERNAL, "out of memory");
+    for (int i = 0; i < no; i++) {
+        if (n->outputs[i] < 0) continue;
+        lp_value *v = &cx->g->values[n->outputs[i]];
+        if (st != LP_OK) {
+            v->dtype = ddt[i];
+            v->shape = ds[i];
+            cx->known[n->outputs[i]] = NULL;
+            continue;
+        }
+        lp_status ms = merge_declared(cx, n, v, ddt[i], ds[i]);
+        if (st == LP_OK) st = ms;
+    }
+    free(ddt);
+    free(ds);
+    if (st == LP_OK) st = check_resolved(cx, n);
+    return st;
+}
+
+static lp_status check_graph_inputs(lp_infer *cx) {
+    lp_status first = LP_OK;
+    for (int i = 0; i < cx->g->n_inputs; i++) {
+        const lp_value *v = &cx->g->values[cx->g->inputs[i]];
+        lp_status st = LP_OK;
+        if (v->shape.rank < 0)
+            st = lp_error(cx->d, LP_ERR_UNSUPPORTED,
+                          "input '%s' has no shape; give one with --shapes %s:AxBx..", v->name, v->name);
+        for (int k = 0; st == LP_OK && k < v->shape.rank; k++)
+            if (lp_dim_is_unknown(v->shape.dims[k]))
+                st = lp_error(cx->d, LP_ERR_UNSUPPORTED,
+                              "input '%s' axis %d has neither a size nor a name; give one with "
+                              "--shapes %s:AxBx..", v->name, k, v->name);
+        if (first == LP_OK) first = st;
+    }
+    return first;
+}
+
+lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d) {
+    (void)opt; /* dtypes are inferred as the model has them; deploy_dtype is for sizes */
+    lp_infer cx = {.g = g, .d = d};
+    cx.known = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *cx.known);
+    if (!cx.known) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int i = 0; i < g->n_values; i++) {
+        const lp_value *v = &g->values[i];
+        if (v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT)
+            cx.known[i] = lp_fold_from_data(g->arena, v);
+    }
+    unsupported_list unsup = {0};
+    lp_status first = check_graph_inputs(&cx);
+    for (int i = 0; i < g->n_nodes; i++) {
+        const lp_node *n = &g->nodes[i];
+        const op_entry *op = find_op(n);
+        lp_status st = LP_OK;
+        if (!op) {
+            if (!unsupported_add(&unsup, n)) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        } else if (inputs_ready(&cx, n)) {
+            st = infer_node(&cx, n, op);
+        }
+        if (first == LP_OK) first = st;
+        if (st == LP_ERR_INTERNAL) break;
+    }
+    if (unsup.n) {
+        lp_status st = unsupported_report(&unsup, d);
+        if (first == LP_OK) first = st;
+    }
+    free(unsup.items);
+    free(cx.known);
+    return first;
+}

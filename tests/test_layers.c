@@ -1,0 +1,187 @@
+/* The layer IR on hand-built graphs: cuts at the residual stream when there
+ * is no module metadata, shared weights listed per layer and counted once
+ * per group, and lp_analysis_range_footprint against a brute-force
+ * recomputation of every range. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "lp_analysis.h"
+
+enum { HID = 64, MLP = 256, SEQ = 8 };
+
+static int32_t value(lp_graph *g, const char *name, lp_value_kind kind, int64_t d0, int64_t d1) {
+    int32_t v = lp_graph_intern_value(g, name);
+    assert_true(v >= 0);
+    lp_value *val = &g->values[v];
+    val->kind = kind;
+    val->dtype = LP_DT_FLOAT;
+    val->shape.rank = 2;
+    val->shape.dims = lp_arena_array(g->arena, 2, sizeof(lp_dim));
+    val->shape.dims[0].size = d0;
+    val->shape.dims[1].size = d1;
+    return v;
+}
+
+static void node(lp_graph *g, int *n, const char *op, int32_t a, int32_t b, int32_t out) {
+    lp_node *nd = &g->nodes[*n];
+    nd->name = lp_arena_printf(g->arena, "n%d", *n);
+    nd->op_type = op;
+    nd->domain = "";
+    nd->file_index = *n;
+    nd->n_inputs = b >= 0 ? 2 : 1;
+    nd->inputs = lp_arena_array(g->arena, 2, sizeof(int32_t));
+    nd->inputs[0] = a;
+    nd->inputs[1] = b;
+    nd->n_outputs = 1;
+    nd->outputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
+    nd->outputs[0] = out;
+    g->values[out].producer = *n;
+    (*n)++;
+}
+
+/* `blocks` residual MLP blocks x + W2 relu(W1 x); all blocks share W1. */
+static lp_graph *mlp_stack(int blocks) {
+    lp_graph *g = lp_graph_new("stack.onnx");
+    assert_non_null(g);
+    g->nodes = lp_arena_array(g->arena, (size_t)blocks * 4, sizeof(lp_node));
+    int32_t x = value(g, "x", LP_VALUE_INPUT, SEQ, HID);
+    g->values[x].is_graph_input = true;
+    g->n_inputs = 1;
+    g->inputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
+    g->inputs[0] = x;
+    int32_t w1 = value(g, "w1", LP_VALUE_WEIGHT, HID, MLP);
+    int n = 0;
+    for (int b = 0; b < blocks; b++) {
+        char nm[32];
+        snprintf(nm, sizeof nm, "w2.%d", b);
+        int32_t w2 = value(g, nm, LP_VALUE_WEIGHT, MLP, HID);
+        snprintf(nm, sizeof nm, "h.%d", b);
+        int32_t h = value(g, nm, LP_VALUE_ACTIVATION, SEQ, MLP);
+        snprintf(nm, sizeof nm, "r.%d", b);
+        int32_t r = value(g, nm, LP_VALUE_ACTIVATION, SEQ, MLP);
+        snprintf(nm, sizeof nm, "o.%d", b);
+        int32_t o = value(g, nm, LP_VALUE_ACTIVATION, SEQ, HID);
+        snprintf(nm, sizeof nm, "y.%d", b);
+        int32_t y = value(g, nm, LP_VALUE_ACTIVATION, SEQ, HID);
+        node(g, &n, "MatMul", x, w1, h);
+        node(g, &n, "Relu", h, -1, r);
+        node(g, &n, "MatMul", r, w2, o);
+        node(g, &n, "Add", o, x, y);
+        x = y;
+    }
+    g->n_nodes = n;
+    g->values[x].is_graph_output = true;
+    g->n_outputs = 1;
+    g->outputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
+    g->outputs[0] = x;
+    return g;
+}
+
+static lp_layer_ir *build(lp_graph *g, lp_layering mode) {
+    lp_analysis_options o = lp_analysis_defaults();
+    o.layering = mode;
+    lp_diag d = lp_diag_make("stack.onnx");
+    lp_layer_ir *L = NULL;
+    assert_int_equal(lp_analysis_build_layers(g, &o, &L, &d), LP_OK);
+    return L;
+}
+
+static void test_cuts_at_residual(void **state) {
+    (void)state;
+    lp_graph *g = mlp_stack(3);
+    lp_layer_ir *L = build(g, LP_LAYERS_AUTO);
+    assert_int_equal(L->n_layers, 3);
+    for (int j = 0; j < 3; j++) {
+        const lp_layer *l = &L->layers[j];
+        assert_int_equal(l->first_node, 4 * j);
+        assert_int_equal(l->last_node, 4 * j + 3);
+        /* W1 is shared: listed in every layer */
+        assert_int_equal(l->n_weights, 2);
+        assert_int_equal(l->weight_bytes, 2 * HID * MLP * 4);
+        assert_int_equal(l->input_bytes, SEQ * HID * 4);
+        assert_int_equal(l->output_bytes, SEQ * HID * 4);
+        /* 2*S*H*M per MatMul, S*M for Relu, S*H for Add */
+        assert_int_equal(l->flops, 2ull * 2 * SEQ * HID * MLP + SEQ * MLP + SEQ * HID);
+    }
+    lp_footprint fp;
+    lp_analysis_range_footprint(L, 0, 2, &fp);
+    assert_int_equal(fp.weight_bytes, HID * MLP * 4 + 3 * MLP * HID * 4);
+    lp_layer_ir_free(L);
+    lp_graph_free(g);
+}
+
+/* Brute force: lifetimes of one range written out directly. */
+static void brute_range(const lp_layer_ir *L, int first, int last, uint64_t *live, uint64_t *recv,
+                        uint64_t *sent) {
+    const lp_graph *g = L->g;
+    int a = L->layers[first].first_node, b = L->layers[last].last_node;
+    *live = *recv = *sent = 0;
+    int steps = b - a + 1;
+    uint64_t *at = calloc((size_t)steps, sizeof *at);
+    for (int v = 0; v < g->n_values; v++) {
+        const lp_value *val = &g->values[v];
+        if (val->kind == LP_VALUE_WEIGHT) continue;
+        int made = val->kind == LP_VALUE_INPUT ? -1 : val->producer;
+        int last_in = -1, after = 0;
+        for (int i = 0; i < g->n_nodes; i++)
+            for (int k = 0; k < g->nodes[i].n_inputs; k++)
+                if (g->nodes[i].inputs[k] == v) {
+                    if (i >= a && i <= b) last_in = i;
+                    if (i > b) after = 1;
+                }
+        uint64_t bytes;
+        assert_true(lp_analysis_value_bytes(L, v, &bytes));
+        int from, to;
+        if (made >= a && made <= b) {
+            from = made;
+            to = after || val->is_graph_output ? b : last_in > made ? last_in : made;
+            if (after || val->is_graph_output) *sent += bytes;
+        } else if (made < a && last_in >= 0) {
+            from = a;
+            to = last_in;
+            *recv += bytes;
+        } else {
+            continue;
+        }
+        for (int t = from; t <= to; t++) at[t - a] += (bytes + LP_MEMPLAN_ALIGN - 1) / LP_MEMPLAN_ALIGN * LP_MEMPLAN_ALIGN;
+    }
+    for (int t = 0; t < steps; t++)
+        if (at[t] > *live) *live = at[t];
+    free(at);
+}
+
+static void test_range_footprint_brute_force(void **state) {
+    (void)state;
+    lp_graph *g = mlp_stack(5);
+    lp_layer_ir *L = build(g, LP_LAYERS_NODE);
+    assert_int_equal(L->n_layers, 20);
+    for (int i = 0; i < L->n_layers; i++)
+        for (int j = i; j < L->n_layers; j++) {
+            lp_footprint fp;
+            lp_analysis_range_footprint(L, i, j, &fp);
+            uint64_t live, recv, sent;
+            brute_range(L, i, j, &live, &recv, &sent);
+            assert_int_equal(fp.live_bytes, live);
+            assert_int_equal(fp.received_bytes, recv);
+            assert_int_equal(fp.sent_bytes, sent);
+            assert_true(fp.activation_bytes >= live);
+            assert_int_equal(fp.total, fp.weight_bytes + fp.activation_bytes + fp.buffer_bytes +
+                                           recv + sent);
+        }
+    lp_layer_ir_free(L);
+    lp_graph_free(g);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_cuts_at_residual),
+        cmocka_unit_test(test_range_footprint_brute_force),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
