@@ -5,6 +5,7 @@
 
 #include "lp_analysis.h"
 #include "lp_frontend.h"
+#include "lp_partition.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -29,6 +30,18 @@ typedef struct cli {
     const char *out_dir;
     const char *dump;  /* NULL, "graph", "layers" or "plan" */
     bool json;
+    lp_dtype deploy_dtype; /* --dtype; LP_DT_UNDEFINED keeps the model's */
+    lp_layering layering;  /* --layers */
+    int scope_depth;
+    const char *layers_regex;
+    const char *workspace; /* --workspace FILE.json */
+    const char *dot;       /* --dot FILE */
+    bool compare;          /* --compare tp=N,pp=N */
+    lp_compare_options compare_opt;
+    lp_compare_result compared;
+    bool partition;        /* a partition option, --dump-ir=plan or -o */
+    lp_partition_request part;
+    const char *pins[MAX_BINDINGS];
     int verbosity;     /* 0 quiet, 1 normal, 2 verbose */
     int n_dims, n_shapes;
     binding dims[MAX_BINDINGS];
@@ -57,8 +70,26 @@ static void usage(FILE *f) {
           "  -o, --output DIR         write results (graph.json, ...) into DIR\n"
           "      --dim NAME=VALUE     bind a symbolic dim, e.g. --dim batch=8 (repeatable)\n"
           "      --shapes IN:AxBxC,.. fix input shapes, e.g. --shapes input_ids:1x128\n"
-          "      --dump-ir[=STAGE]    print the IR after STAGE: graph (default)\n"
+          "      --dump-ir[=STAGE]    print the IR after STAGE: load (as read, before\n"
+          "                           inference), graph (default), layers, plan\n"
           "      --json               dumps as one JSON object instead of text\n"
+          "      --dtype T            deploy dtype of float tensors: fp16, bf16, fp32 or keep\n"
+          "      --layers MODE        auto (default), node, scope:DEPTH or regex:PATTERN\n"
+          "      --workspace F.json   per-op workspace bytes, e.g. {\"MatMul\": 4194304}\n"
+          "      --dot FILE           write a Graphviz graph: the plan's cards when there is a\n"
+          "                           plan, else the layers\n"
+          "      --cards N            use N cards (default: as many as needed)\n"
+          "      --capacity SIZE,..   on-chip bytes a card holds (31MiB, 40MB; a list: cards\n"
+          "                           in order), default the target's persisting-L2 size\n"
+          "      --target T           h100 (default), h200 or a profile FILE.json\n"
+          "      --algo A             greedy (default: fewest cards), dp (balance N cards),\n"
+          "                           throughput (fastest slowest stage, device memory)\n"
+          "      --no-split           never shard a layer larger than a card\n"
+          "      --plan FILE.json     use the cuts of a saved plan.json\n"
+          "      --cut-after L,..     force a cut after these layers (names or indices)\n"
+          "      --pin PATTERN=CARD   put layers whose names match PATTERN on CARD\n"
+          "      --compare tp=N,pp=N  also predict a step with tensor x pipeline parallelism on\n"
+          "                           tp*pp cards and with layer-wise groups on as many\n"
           "  -v, --verbose            more detail on stderr\n"
           "  -q, --quiet              errors only\n"
           "      --version            print the version\n"
@@ -115,8 +146,9 @@ static lp_status parse_shapes(cli *c, const char *arg, lp_diag *d) {
         char *dsave = NULL;
         for (char *tok = strtok_r(colon + 1, "x", &dsave); tok; tok = strtok_r(NULL, "x", &dsave)) {
             if (b->rank == 16 || parse_i64(tok, &b->dims[b->rank]) != LP_OK) {
+                /* item is cut at its ':' by now: quote the option as given */
                 st = lp_error(d, LP_ERR_USAGE, "--shapes '%s': '%s' is not a dim >= 0 (at most 16 dims)",
-                              item, tok);
+                              arg, tok);
                 break;
             }
             b->rank++;
@@ -133,12 +165,49 @@ static lp_status parse_shapes(cli *c, const char *arg, lp_diag *d) {
     return st;
 }
 
+/* --layers auto|node|scope:DEPTH|regex:PATTERN */
+static lp_status parse_layers(cli *c, const char *arg, lp_diag *d) {
+    int64_t depth;
+    if (strcmp(arg, "auto") == 0) {
+        c->layering = LP_LAYERS_AUTO;
+    } else if (strcmp(arg, "node") == 0) {
+        c->layering = LP_LAYERS_NODE;
+    } else if (strncmp(arg, "scope:", 6) == 0 && parse_i64(arg + 6, &depth) == LP_OK && depth >= 1 &&
+               depth <= 1000) {
+        c->layering = LP_LAYERS_SCOPE;
+        c->scope_depth = (int)depth;
+    } else if (strncmp(arg, "regex:", 6) == 0 && arg[6]) {
+        c->layering = LP_LAYERS_REGEX;
+        c->layers_regex = arg + 6;
+    } else {
+        return lp_error(d, LP_ERR_USAGE,
+                        "--layers %s: expected auto, node, scope:DEPTH (DEPTH >= 1) or regex:PATTERN",
+                        arg);
+    }
+    return LP_OK;
+}
+
+/* --dtype: the float type weights and activations are deployed in. */
+static lp_status parse_dtype(const char *arg, lp_dtype *out, lp_diag *d) {
+    static const struct { const char *name; lp_dtype t; } names[] = {
+        {"fp16", LP_DT_FLOAT16}, {"bf16", LP_DT_BFLOAT16}, {"fp32", LP_DT_FLOAT}, {"keep", LP_DT_UNDEFINED},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(arg, names[i].name) == 0) {
+            *out = names[i].t;
+            return LP_OK;
+        }
+    return lp_error(d, LP_ERR_USAGE, "--dtype %s: expected fp16, bf16, fp32 or keep", arg);
+}
+
 static void cli_free(cli *c) {
     for (int i = 0; i < c->n_dims; i++) free((char *)c->dims[i].name);
     for (int i = 0; i < c->n_shapes; i++) free((char *)c->shapes[i].name);
 }
 
-enum { OPT_DIM = 256, OPT_SHAPES, OPT_DUMP, OPT_JSON, OPT_VERSION };
+enum { OPT_DIM = 256, OPT_SHAPES, OPT_DUMP, OPT_JSON, OPT_VERSION, OPT_DTYPE, OPT_LAYERS,
+       OPT_WORKSPACE, OPT_DOT, OPT_CARDS, OPT_CAPACITY, OPT_TARGET, OPT_ALGO, OPT_NO_SPLIT,
+       OPT_PLAN, OPT_CUT_AFTER, OPT_PIN, OPT_COMPARE };
 
 static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *done) {
     static const struct option longopts[] = {
@@ -146,7 +215,15 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
         {"shapes", required_argument, NULL, OPT_SHAPES}, {"dump-ir", optional_argument, NULL, OPT_DUMP},
         {"json", no_argument, NULL, OPT_JSON},     {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},         {"version", no_argument, NULL, OPT_VERSION},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},          {"dtype", required_argument, NULL, OPT_DTYPE},
+        {"layers", required_argument, NULL, OPT_LAYERS}, {"workspace", required_argument, NULL, OPT_WORKSPACE},
+        {"dot", required_argument, NULL, OPT_DOT},
+        {"cards", required_argument, NULL, OPT_CARDS}, {"capacity", required_argument, NULL, OPT_CAPACITY},
+        {"target", required_argument, NULL, OPT_TARGET}, {"algo", required_argument, NULL, OPT_ALGO},
+        {"no-split", no_argument, NULL, OPT_NO_SPLIT}, {"plan", required_argument, NULL, OPT_PLAN},
+        {"cut-after", required_argument, NULL, OPT_CUT_AFTER}, {"pin", required_argument, NULL, OPT_PIN},
+        {"compare", required_argument, NULL, OPT_COMPARE},
+        {NULL, 0, NULL, 0},
     };
     c->verbosity = 1;
     optind = 1;
@@ -160,10 +237,43 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
         case OPT_SHAPES: st = parse_shapes(c, optarg, d); break;
         case OPT_DUMP:
             c->dump = optarg ? optarg : "graph";
-            if (strcmp(c->dump, "graph") != 0)
-                st = lp_error(d, LP_ERR_USAGE, "--dump-ir=%s: stage must be one of: graph", c->dump);
+            if (strcmp(c->dump, "load") != 0 && strcmp(c->dump, "graph") != 0 &&
+                strcmp(c->dump, "layers") != 0 && strcmp(c->dump, "plan") != 0)
+                st = lp_error(d, LP_ERR_USAGE,
+                              "--dump-ir=%s: stage must be one of: load, graph, layers, plan", c->dump);
+            c->partition |= strcmp(c->dump, "plan") == 0;
             break;
         case OPT_JSON: c->json = true; break;
+        case OPT_DTYPE: st = parse_dtype(optarg, &c->deploy_dtype, d); break;
+        case OPT_LAYERS: st = parse_layers(c, optarg, d); break;
+        case OPT_WORKSPACE: c->workspace = optarg; break;
+        case OPT_DOT: c->dot = optarg; break;
+        case OPT_CARDS: {
+            int64_t n = 0;
+            if (parse_i64(optarg, &n) != LP_OK || n < 1 || n > 1 << 20)
+                st = lp_error(d, LP_ERR_USAGE, "--cards %s: expected a count >= 1", optarg);
+            c->part.cards = (int)n;
+            c->partition = true;
+            break;
+        }
+        case OPT_CAPACITY: c->part.capacity = optarg, c->partition = true; break;
+        case OPT_TARGET: c->part.target = optarg, c->partition = true; break;
+        case OPT_ALGO: c->part.algo = optarg, c->partition = true; break;
+        case OPT_NO_SPLIT: c->part.no_split = true, c->partition = true; break;
+        case OPT_PLAN: c->part.plan_file = optarg, c->partition = true; break;
+        case OPT_CUT_AFTER: c->part.cut_after = optarg, c->partition = true; break;
+        case OPT_COMPARE:
+            st = lp_compare_parse(optarg, &c->compare_opt, d);
+            c->compare = c->partition = true;
+            break;
+        case OPT_PIN:
+            if (c->part.n_pins == MAX_BINDINGS)
+                st = lp_error(d, LP_ERR_USAGE, "too many --pin options (at most %d)", MAX_BINDINGS);
+            else
+                c->pins[c->part.n_pins++] = optarg;
+            c->part.pins = c->pins;
+            c->partition = true;
+            break;
         case 'v': c->verbosity = 2; break;
         case 'q': c->verbosity = 0; break;
         case OPT_VERSION:
@@ -264,6 +374,21 @@ static lp_status write_json(json_t *j, FILE *f, lp_diag *d) {
 
 /* ---- stages ---------------------------------------------------------------- */
 
+/* plan.json: the plan plus what reproduces it (bindings and dtype). */
+static json_t *plan_json(const cli *c, const lp_plan *plan, const lp_layer_ir *L) {
+    json_t *j = lp_plan_to_json(plan, L), *b = json_object();
+    if (!j || !b) {
+        json_decref(j);
+        json_decref(b);
+        return NULL;
+    }
+    for (int i = 0; i < c->n_dims; i++) json_object_set_new(b, c->dims[i].name, json_integer(c->dims[i].dims[0]));
+    json_object_set_new(j, "bindings", b);
+    json_object_set_new(j, "dtype", json_string(c->deploy_dtype ? lp_dtype_name(c->deploy_dtype) : "keep"));
+    if (c->compare) json_object_set_new(j, "comparison", lp_compare_to_json(&c->compared));
+    return j;
+}
+
 static lp_status bind_shapes(const cli *c, lp_graph *g, lp_diag *d) {
     for (int i = 0; i < c->n_dims; i++) {
         lp_status st = lp_graph_bind_dim(g, c->dims[i].name, c->dims[i].dims[0], d);
@@ -346,6 +471,37 @@ static void print_summary(const lp_graph *g, FILE *out) {
     fputc('\n', out);
 }
 
+/* The partition stage; --dump-ir=plan prints its result. */
+static lp_status partition_stage(cli *c, const lp_layer_ir *L, lp_plan **plan, lp_diag *d) {
+    c->part.tokens = 1;
+    for (int i = 0; i < c->n_dims; i++)
+        if (strcmp(c->dims[i].name, "batch") == 0 || strcmp(c->dims[i].name, "seq") == 0)
+            c->part.tokens *= (uint64_t)c->dims[i].dims[0];
+    lp_status st = lp_partition_stage(L, &c->part, plan, d);
+    if (c->compare && (st == LP_OK || st == LP_ERR_INFEASIBLE)) {
+        /* the comparison stands without a plan: it is the report when none fits */
+        lp_target t;
+        lp_status ts = *plan ? (t = (*plan)->target, LP_OK)
+                             : lp_target_load(c->part.target ? c->part.target : "h100", &t, d);
+        if (ts == LP_OK) ts = lp_compare_run(L, &t, &c->compare_opt, c->part.tokens, &c->compared, d);
+        if (ts != LP_OK) return ts;
+        if (st != LP_OK) {
+            if (c->json)
+                write_json(lp_compare_to_json(&c->compared), stdout, d);
+            else
+                lp_compare_dump_text(&c->compared, stdout);
+        }
+    }
+    if (st == LP_OK && c->dump && strcmp(c->dump, "plan") == 0) {
+        if (c->json)
+            st = write_json(plan_json(c, *plan, L), stdout, d);
+        else
+            lp_plan_dump_text(*plan, L, stdout);
+        if (!c->json && c->compare) lp_compare_dump_text(&c->compared, stdout);
+    }
+    return st;
+}
+
 int lpcc_main(int argc, char **argv) {
     lp_diag d = lp_diag_make(NULL);
     cli c;
@@ -363,7 +519,35 @@ int lpcc_main(int argc, char **argv) {
     lp_graph *g = NULL;
     outputs outs = {0};
     st = lp_frontend_load(c.model, &lo, &g, &d);
+    if (st == LP_OK) st = lp_graph_verify(g, &d);
+    if (st == LP_OK && c.dump && strcmp(c.dump, "load") == 0) {
+        if (c.json)
+            st = write_json(lp_graph_to_json(g), stdout, &d);
+        else
+            lp_graph_dump_text(g, stdout);
+    }
     if (st == LP_OK) st = bind_shapes(&c, g, &d);
+    lp_analysis_options ao = lp_analysis_defaults();
+    ao.deploy_dtype = c.deploy_dtype;
+    ao.layering = c.layering;
+    ao.scope_depth = c.scope_depth;
+    ao.regex = c.layers_regex;
+    ao.workspace_file = c.workspace;
+    if (st == LP_OK) st = lp_analysis_infer_shapes(g, &ao, &d);
+    lp_layer_ir *L = NULL;
+    bool dump_layers = c.dump && strcmp(c.dump, "layers") == 0;
+    if (st == LP_OK && (c.out_dir || c.dot || dump_layers || c.partition))
+        st = lp_analysis_build_layers(g, &ao, &L, &d);
+    lp_plan *plan = NULL;
+    if (st == LP_OK && (c.partition || c.out_dir)) st = partition_stage(&c, L, &plan, &d);
+    if (st == LP_OK && dump_layers) {
+        if (c.json)
+            st = write_json(lp_layer_ir_to_json(L), stdout, &d);
+        else
+            lp_layer_ir_dump_text(L, stdout);
+    }
+    if (st == LP_OK && c.dot)
+        st = plan ? lp_plan_write_dot(plan, L, c.dot, &d) : lp_layer_ir_write_dot(L, c.dot, &d);
     if (st == LP_OK && c.dump && strcmp(c.dump, "graph") == 0) {
         if (c.json)
             st = write_json(lp_graph_to_json(g), stdout, &d);
@@ -379,11 +563,40 @@ int lpcc_main(int argc, char **argv) {
             lp_status cs = output_close(f, &outs, &d);
             if (st == LP_OK) st = cs;
         }
+        f = st == LP_OK ? output_open(&outs, c.out_dir, "layers.json", &d) : NULL;
+        if (st == LP_OK && !f) st = LP_ERR_OUTPUT;
+        if (f) {
+            st = write_json(lp_layer_ir_to_json(L), f, &d);
+            lp_status cs = output_close(f, &outs, &d);
+            if (st == LP_OK) st = cs;
+        }
+    }
+    if (st == LP_OK && !c.dump && c.verbosity > 0) print_summary(g, stdout);
+    if (st == LP_OK && plan && !c.dump && c.verbosity > 0) lp_plan_dump_text(plan, L, stdout);
+    if (st == LP_OK && plan && !c.dump && c.verbosity > 0 && c.compare)
+        lp_compare_dump_text(&c.compared, stdout);
+    /* stdout is settled before the card models are written and the output
+     * files committed, so a run that fails to print leaves no result behind */
+    if ((fflush(stdout) != 0 || ferror(stdout)) && st == LP_OK)
+        st = lp_error(&d, LP_ERR_OUTPUT, "cannot write to stdout");
+    if (st == LP_OK && plan && c.out_dir) {
+        FILE *f = output_open(&outs, c.out_dir, "plan.json", &d);
+        if (!f) st = LP_ERR_OUTPUT;
+        if (f) {
+            st = write_json(plan_json(&c, plan, L), f, &d);
+            lp_status cs = output_close(f, &outs, &d);
+            if (st == LP_OK) st = cs;
+        }
+        if (st == LP_OK && plan->n_shards > 0)
+            lp_warn(&d, "layer %d is sharded over %d cards: no card_K.onnx written (plan.json "
+                    "describes the split)", plan->shards[0].layer, plan->shards[0].n_shards);
+        else if (st == LP_OK)
+            st = lp_plan_write_submodels(plan, L, c.out_dir, &d);
     }
     st = outputs_finish(&outs, st, &d);
-    if (st == LP_OK && !c.dump && c.verbosity > 0) print_summary(g, stdout);
+    lp_plan_free(plan);
+    lp_layer_ir_free(L);
     lp_graph_free(g);
     cli_free(&c);
-    if (fflush(stdout) != 0 && st == LP_OK) st = lp_error(&d, LP_ERR_OUTPUT, "cannot write to stdout");
     return lpcc_exit_code(st);
 }

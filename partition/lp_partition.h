@@ -1,10 +1,381 @@
-/* lp_partition.h - the partition stage; not implemented yet. */
+/* lp_partition.h - layer IR -> plan: contiguous groups of layers, one per
+ * card, the values that cross each cut, and a predicted stage time.
+ *
+ *     lp_target t;
+ *     lp_target_builtin("h100", &t);
+ *     lp_partition_options po = lp_partition_defaults();
+ *     po.target = t;
+ *     po.algo = LP_ALGO_GREEDY;             // fewest cards that hold the model
+ *     lp_plan *plan = NULL;
+ *     lp_footprint_source src = lp_partition_source_analysis(L);
+ *     if (lp_partition_run(L, &src, &po, &plan, &diag) != LP_OK) ...;
+ *     if (lp_plan_validate(plan, L, &src, &diag) != LP_OK) ...;
+ *     lp_plan_dump_text(plan, L, stdout);
+ *     lp_plan_free(plan);
+ *
+ * The algorithms themselves work on an abstract range cost (any function
+ * where a wider range never costs less), so they are independent of the
+ * layer IR and testable against brute force:
+ *
+ *     int ends[N], n_groups = lp_partition_greedy(&cost, &cards, ends, NULL);
+ *     // group g holds layers (g ? ends[g-1] + 1 : 0) .. ends[g]
+ */
 #ifndef LP_PARTITION_H
 #define LP_PARTITION_H
 
+#include "lp_analysis.h"
 #include "lp_ir.h"
 
-/* Reports that the stage is not implemented yet. */
-lp_status lp_partition_not_implemented(lp_diag *d);
+/* ---- device profiles ------------------------------------------------------ */
+
+/* One accelerator card. `capacity` is the C the partitioner fits groups into:
+ * by default the persisting-L2 maximum, the part of L2 the runtime can pin
+ * with an access-policy window and so can promise stays resident; the whole
+ * L2 (`l2_bytes`) is shared with everything else the card does. */
+typedef struct lp_target {
+    char name[64];
+    uint64_t l2_bytes;       /* whole L2 cache */
+    uint64_t persist_bytes;  /* persisting-L2 maximum */
+    uint64_t capacity;       /* C */
+    uint64_t dram_bytes;     /* device memory (HBM) */
+    double peak_flops;       /* dense FP16 FLOP/s */
+    double hbm_bw;           /* bytes/s, streaming */
+    double l2_bw;            /* bytes/s, re-reading an L2-resident set */
+    double link_latency_s;   /* card-to-card copy, fixed part */
+    double link_bw;          /* bytes/s, large card-to-card copies */
+    double launch_s;         /* per kernel, inside a CUDA graph */
+} lp_target;
+
+/* "h100" or "h200": profiles built in from the measured figures (see
+ * partition/targets/h100.json, which hold the same numbers). */
+bool lp_target_builtin(const char *name, lp_target *out);
+/* A built-in name, or a JSON file with the fields of lp_target (sizes in
+ * bytes or as "31 MiB" strings). */
+lp_status lp_target_load(const char *name_or_path, lp_target *out, lp_diag *d);
+void *lp_target_to_json(const lp_target *t); /* json_t* */
+/* The inverse of lp_target_to_json (json is a json_t*); `where` names the
+ * source in messages. */
+lp_status lp_target_from_json(void *json, const char *where, lp_target *out, lp_diag *d);
+
+/* "31MiB", "40 MB", "1.5GiB", "1024" (bytes). false on a bad string. */
+bool lp_parse_size(const char *s, uint64_t *out);
+
+/* ---- the algorithms, over an abstract cost ------------------------------- */
+
+/* Cost of layers first..last on one card. Must be monotone: a range never
+ * costs less than a range inside it. */
+typedef uint64_t (*lp_range_cost_fn)(void *ctx, int first, int last);
+
+typedef struct lp_range_cost {
+    int n;                /* layers */
+    lp_range_cost_fn fn;
+    void *ctx;
+} lp_range_cost;
+
+/* Cards in order. Card i holds caps[i]; with max_cards == 0 the count is
+ * free and the last capacity repeats; else at most max_cards cards, the last
+ * capacity repeating past n_caps. */
+typedef struct lp_cards {
+    int n_caps;
+    const uint64_t *caps;
+    int max_cards;
+} lp_cards;
+
+uint64_t lp_cards_capacity(const lp_cards *c, int card);
+
+/* The paper's greedy layer aggregation: add layers to the card while the
+ * group fits; start the next card when the next layer would overflow. With
+ * a monotone cost and equal capacities this uses the fewest cards. With
+ * unequal capacities in a fixed order it can fail where a plan exists
+ * (caps 100,10,100 and layers 50,5,50): use lp_partition_fewest. Writes group ends into ends[] (room for c->n) and
+ * returns the group count, or 0 if no plan fits: *stuck (if not NULL) is the
+ * first layer that could not be placed. */
+int lp_partition_greedy(const lp_range_cost *c, const lp_cards *cards, int *ends, int *stuck);
+
+/* Fewest cards for any capacities in card order (exact; every card used
+ * holds at least one layer). Same contract as lp_partition_greedy. */
+int lp_partition_fewest(const lp_range_cost *c, const lp_cards *cards, int *ends, int *stuck);
+
+/* Exact: among splits into at most k groups that fit their cards, the one
+ * whose largest group cost is smallest (binary search over the answer with
+ * greedy as the feasibility test). Uses all k cards when n >= k and equal
+ * capacities allow it. Returns the group count (0 if infeasible) and the
+ * largest group's cost in *largest. */
+int lp_partition_minmax(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
+                        uint64_t *largest);
+
+/* ---- the throughput model ------------------------------------------------- */
+
+/* Per-layer figures for the roofline model. cut_bytes[a] is what crosses a
+ * cut placed just before layer a (a = 1..n-1; cut_bytes[0] unused). */
+typedef struct lp_stage_model {
+    int n;
+    const uint64_t *flops;
+    const uint64_t *bytes;     /* weights + activations read and written */
+    const uint64_t *kernels;   /* launches, one per node */
+    const uint64_t *cut_bytes;
+    lp_range_cost footprint;   /* decides L2 vs HBM bandwidth */
+    const lp_target *target;
+} lp_stage_model;
+
+/* Predicted time of layers first..last on `card`: per layer
+ * max(flops/peak, bytes/bw) + launches * launch cost, at L2 bandwidth when
+ * the group's footprint fits the card's capacity and at HBM bandwidth when
+ * not, plus receiving the bytes of the cut before `first`. */
+double lp_stage_time(const lp_stage_model *m, const lp_cards *cards, int card, int first,
+                     int last);
+
+/* Exact DP minimising the slowest stage over splits into at most k groups
+ * (each must fit the card's device memory, not its L2). k == 0: the k in
+ * 1..max (cards->max_cards, or n) with the fastest slowest stage, fewest
+ * cards on ties; k > 0: exactly min(k, n) cards. Returns the group count
+ * (0 if infeasible, -1 out of memory) and the slowest stage in *slowest.
+ * O(k n^2) stage evaluations. */
+int lp_partition_throughput(const lp_stage_model *m, const lp_cards *cards, int k, int *ends,
+                            double *slowest);
+
+/* ---- plans ---------------------------------------------------------------- */
+
+typedef enum lp_algo { LP_ALGO_GREEDY, LP_ALGO_DP, LP_ALGO_THROUGHPUT } lp_algo;
+const char *lp_algo_name(lp_algo a);
+bool lp_algo_from_name(const char *s, lp_algo *out);
+
+/* Footprint of a layer range; lp_partition_source_analysis() wraps
+ * lp_analysis_range_footprint(), tests pass their own. */
+typedef void (*lp_footprint_fn)(void *ctx, int first, int last, lp_footprint *fp);
+typedef bool (*lp_value_bytes_fn)(void *ctx, int32_t value, uint64_t *bytes);
+typedef struct lp_footprint_source {
+    lp_footprint_fn fn;
+    lp_value_bytes_fn value_bytes; /* a value's bytes at the deploy dtype */
+    void *ctx;
+} lp_footprint_source;
+
+lp_footprint_source lp_partition_source_analysis(const lp_layer_ir *L);
+
+/* ---- sharded layers ------------------------------------------------------------ */
+
+/* A layer larger than C runs on n_shards consecutive cards. Each card holds
+ * columns [begin, end) of every weight below (lp_shard_range) and the other
+ * weights whole; it computes those columns of the weight's node output, and
+ * the cards all-gather the slices (gather transfers) so every card holds the
+ * whole output before the layer goes on. Activations are therefore not
+ * divided: only the sharded weights are. */
+typedef struct lp_shard_weight {
+    int32_t weight;   /* the initializer */
+    int32_t node;     /* the MatMul, Gemm or Conv that reads it */
+    int32_t output;   /* that node's output: its slices are gathered */
+    int weight_axis;  /* the weight's output dim: 1 for MatMul, 0 or 1 for Gemm
+                         (transB), 0 for Conv */
+    int output_axis;  /* the output's axis the slices concatenate along */
+    int64_t dim;      /* size of that axis */
+} lp_shard_weight;
+
+typedef struct lp_shard {
+    int layer;
+    int first_card, n_shards;
+    int n_weights;
+    lp_shard_weight *weights;
+} lp_shard;
+
+/* Columns [*begin, *end) of a dim of size dim that shard k of n holds:
+ * floor(dim * k / n) .. floor(dim * (k + 1) / n). */
+void lp_shard_range(int64_t dim, int n, int k, int64_t *begin, int64_t *end);
+
+/* The weights of `layer` that can be split by output dim (a rank-2 MatMul
+ * B or Gemm B, or a Conv W with group 1, read by that one node only).
+ * Fills *out (weights allocated from `a`; first_card left 0). */
+lp_status lp_shard_layer(const lp_layer_ir *L, int layer, int n_shards, lp_arena *a, lp_shard *out,
+                         lp_diag *d);
+
+/* Footprint of card k of a sharded layer: the layer's own footprint with
+ * each sharded weight replaced by its k-th slice (bytes rounded up). */
+void lp_shard_footprint(const lp_shard *s, int k, const lp_footprint_source *src, lp_footprint *fp);
+
+/* Fewest shards whose every card fits `cap`; 0 if none does (the rest of
+ * the layer alone exceeds cap, or nothing can be split). */
+int lp_shard_count(const lp_layer_ir *L, const lp_footprint_source *src, int layer, uint64_t cap);
+
+typedef struct lp_plan_card {
+    int card;
+    int first_layer, last_layer;
+    int shard, n_shards;      /* n_shards > 1: this card holds one output slice
+                                 of a layer too large for one card */
+    uint64_t capacity;
+    lp_footprint fp;
+    uint64_t flops;
+    uint64_t bytes_in, bytes_out;  /* received from / sent to other cards */
+    double stage_s;
+    int n_weights;
+    int32_t *weights;         /* weight values this card holds */
+    int n_inputs;
+    int32_t *inputs;          /* values from earlier cards or graph inputs */
+    int n_outputs;
+    int32_t *outputs;         /* values for later cards or graph outputs */
+} lp_plan_card;
+
+typedef enum lp_transfer_kind {
+    LP_TRANSFER_CUT,    /* a value made on an earlier card */
+    LP_TRANSFER_GATHER, /* columns [begin, end) of a sharded node's output */
+} lp_transfer_kind;
+
+typedef struct lp_transfer {
+    int32_t value;
+    int from_card, to_card;
+    uint64_t bytes;
+    lp_transfer_kind kind;
+    int axis;              /* GATHER: the output axis, and the range on it */
+    int64_t begin, end;
+} lp_transfer;
+
+typedef struct lp_plan {
+    lp_arena *arena;
+    const char *model;        /* path as given */
+    lp_algo algo;
+    lp_target target;
+    int n_caps;
+    uint64_t *caps;           /* capacities asked for, card order */
+    int max_cards;            /* 0: as many as needed */
+    int n_layers;
+    int n_cards;
+    lp_plan_card *cards;
+    int n_transfers;
+    lp_transfer *transfers;
+    int n_shards;             /* sharded layers, in layer order */
+    lp_shard *shards;
+    uint64_t tokens;          /* tokens a step, for throughput */
+    double slowest_s, latency_s;
+} lp_plan;
+
+/* Layer `layer` must go to card `card`. */
+typedef struct lp_pin {
+    int layer, card;
+} lp_pin;
+
+typedef struct lp_partition_options {
+    lp_algo algo;
+    lp_target target;
+    int n_caps;               /* 0: target.capacity */
+    const uint64_t *caps;
+    int cards;                /* 0: as many as needed */
+    bool no_split;
+    int n_cuts;               /* forced cuts: a cut after each listed layer */
+    const int *cuts;
+    int n_pins;
+    const lp_pin *pins;
+    uint64_t tokens;          /* tokens a step (batch x seq), for the report */
+    const int *shard_counts;  /* [n_layers] or NULL: cards per layer (> 1: sharded),
+                                 for lp_plan_from_ends on a loaded plan */
+} lp_partition_options;
+
+lp_partition_options lp_partition_defaults(void);
+
+/* Chooses the groups with opt->algo and builds the plan. Forced cuts and
+ * pins split the layers into segments partitioned one after another. A
+ * layer larger than C is sharded over consecutive cards unless no_split;
+ * LP_ERR_INFEASIBLE with a report naming the layer when nothing fits. */
+lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
+                           const lp_partition_options *opt, lp_plan **out, lp_diag *d);
+
+/* Builds a plan from given group ends (groups in order), filling
+ * footprints, weights, inputs, outputs and transfers. A group of one layer
+ * with opt->shard_counts[layer] = s > 1 becomes s cards. */
+lp_status lp_plan_from_ends(const lp_layer_ir *L, const lp_footprint_source *src,
+                            const lp_partition_options *opt, const int *ends, int n_groups,
+                            lp_plan **out, lp_diag *d);
+
+void lp_plan_free(lp_plan *p);
+
+/* Checks a plan (built, loaded or overridden): every layer exactly once,
+ * groups contiguous and in order, capacities respected, every value that
+ * crosses a cut carried by a transfer. Messages carry the numbers. */
+lp_status lp_plan_validate(const lp_plan *p, const lp_layer_ir *L,
+                           const lp_footprint_source *src, lp_diag *d);
+
+void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, FILE *out);
+void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L); /* json_t* */
+/* Reads the cuts, shard counts, target and options of a plan.json; the
+ * caller rebuilds the plan with lp_plan_from_ends() and validates it. ends,
+ * caps and shard_counts ([n_layers], also set in opt) are malloc'ed. */
+lp_status lp_plan_load_ends(const char *path, const lp_layer_ir *L, int **ends, int *n_groups,
+                            lp_partition_options *opt, uint64_t **caps, int **shard_counts,
+                            lp_diag *d);
+/* Graphviz: one cluster per card, cut edges labelled with their bytes. */
+lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *path,
+                            lp_diag *d);
+/* DIR/card_K.onnx for every card, through lp_frontend_write_submodel().
+ * Plans with sharded layers are refused (LP_ERR_UNSUPPORTED): their cards
+ * need weight slices and gathers, which these files do not express. */
+lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
+                                  lp_diag *d);
+
+/* ---- comparison with tensor x pipeline parallelism ---------------------------- */
+
+/* Predicted time of one step (`tokens` tokens through every layer) on
+ * tp * pp cards, two ways, from the same per-layer figures (flops, bytes
+ * moved, kernels, the bytes leaving the layer) and the same target:
+ *
+ *   layer-wise  the layers split into at most tp*pp contiguous groups, one
+ *               per card, by the throughput DP (lp_partition_throughput):
+ *               a group runs at L2 bandwidth when its footprint fits C,
+ *               else at HBM bandwidth; a cut costs link latency +
+ *               bytes / link bandwidth.
+ *   TP x PP     pp stages of n/pp consecutive layers, each layer split over
+ *               tp cards. Per layer on one card:
+ *                 max(flops / tp / peak, bytes / tp / bw) + kernels * launch
+ *                 + 2 all-reduces of the layer's output, each
+ *                   allreduce_latency + 2 (tp-1)/tp * bytes / link_bw (ring)
+ *               bw is L2's when the stage's footprint / tp fits C, else HBM's;
+ *               a stage boundary adds link latency + bytes / link_bw.
+ *
+ * Either way step_s is the slowest stage (a pipeline's time between steps)
+ * and latency_s the sum over stages (one step start to end). */
+typedef struct lp_compare_options {
+    int tp, pp;
+    double allreduce_latency_s; /* fixed cost of one all-reduce */
+} lp_compare_options;
+
+typedef struct lp_compare_side {
+    int cards;           /* cards used (layer-wise may use fewer than tp*pp) */
+    double step_s, latency_s;
+    double comm_s;       /* communication inside one step, on one card */
+    bool on_chip;        /* every card's working set fits C */
+    bool fits_dram;      /* every card's working set fits device memory */
+} lp_compare_side;
+
+typedef struct lp_compare_result {
+    uint64_t tokens;
+    lp_compare_options opt;
+    lp_compare_side layerwise, tp_pp;
+} lp_compare_result;
+
+/* tp 8, pp 2, all-reduce 12.5 us (NCCL's measured 11-14 us an op for
+ * small messages between two H200s). */
+lp_compare_options lp_compare_defaults(void);
+/* "tp=8,pp=2[,allreduce_us=12.5]" */
+lp_status lp_compare_parse(const char *s, lp_compare_options *o, lp_diag *d);
+lp_status lp_compare_run(const lp_layer_ir *L, const lp_target *t, const lp_compare_options *o,
+                         uint64_t tokens, lp_compare_result *r, lp_diag *d);
+void lp_compare_dump_text(const lp_compare_result *r, FILE *out);
+void *lp_compare_to_json(const lp_compare_result *r); /* json_t* */
+
+/* ---- the stage as the driver calls it ---------------------------------------- */
+
+/* Command-line choices, as text; NULL or 0 where not given. */
+typedef struct lp_partition_request {
+    int cards;              /* --cards N */
+    const char *capacity;   /* --capacity SIZE[,SIZE...] */
+    const char *target;     /* --target h100|h200|FILE.json (default h100) */
+    const char *algo;       /* --algo greedy|dp|throughput (default greedy) */
+    bool no_split;          /* --no-split */
+    const char *plan_file;  /* --plan FILE.json */
+    const char *cut_after;  /* --cut-after LAYER,... (names or indices) */
+    int n_pins;
+    const char *const *pins; /* --pin PATTERN=CARD, PATTERN a glob over layer names */
+    uint64_t tokens;        /* tokens a step, for the throughput figure */
+} lp_partition_request;
+
+/* Resolves the request against L, runs (or loads) the plan and validates it. */
+lp_status lp_partition_stage(const lp_layer_ir *L, const lp_partition_request *r, lp_plan **out,
+                             lp_diag *d);
 
 #endif

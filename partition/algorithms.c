@@ -1,0 +1,312 @@
+/* Partitioning algorithms over an abstract range cost: greedy (fewest cards),
+ * min-max (balance a fixed card count) and the throughput DP. */
+#include "lp_partition.h"
+
+#include <assert.h>
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+
+uint64_t lp_cards_capacity(const lp_cards *c, int card) {
+    assert(c->n_caps > 0 && card >= 0);
+    return c->caps[card < c->n_caps ? card : c->n_caps - 1];
+}
+
+static int cards_limit(const lp_cards *c, int n) {
+    return c->max_cards > 0 ? c->max_cards : n;
+}
+
+/* Greedy with every capacity clipped to `ceiling` and at most `limit`
+ * groups. With `reserve`, card j stops early enough to leave one layer for
+ * each of the remaining limit-j-1 cards, so all `limit` cards get work. */
+static int greedy_core(const lp_range_cost *c, const lp_cards *cards, int limit,
+                       uint64_t ceiling, bool reserve, int *ends, int *stuck) {
+    int groups = 0;
+    for (int start = 0; start < c->n; groups++) {
+        uint64_t cap = lp_cards_capacity(cards, groups);
+        if (cap > ceiling) cap = ceiling;
+        if (groups == limit || c->fn(c->ctx, start, start) > cap) {
+            if (stuck) *stuck = start;
+            return 0;
+        }
+        int max_end = reserve ? c->n - (limit - groups) : c->n - 1;
+        if (max_end < start) max_end = start;
+        int end = start;
+        while (end < max_end && c->fn(c->ctx, start, end + 1) <= cap) end++;
+        ends[groups] = end;
+        start = end + 1;
+    }
+    return groups;
+}
+
+int lp_partition_greedy(const lp_range_cost *c, const lp_cards *cards, int *ends, int *stuck) {
+    return greedy_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, false, ends, stuck);
+}
+
+static uint64_t clipped_capacity(const lp_cards *cards, int card, uint64_t ceiling) {
+    uint64_t cap = lp_cards_capacity(cards, card);
+    return cap < ceiling ? cap : ceiling;
+}
+
+/* reach[a]: the last b such that a..b costs at most cap (a - 1 if none).
+ * Monotone costs make reach non-decreasing, so two pointers suffice. */
+static void range_reach(const lp_range_cost *c, uint64_t cap, int *reach) {
+    int b = -1;
+    for (int a = 0; a < c->n; a++) {
+        if (b < a - 1) b = a - 1;
+        while (b + 1 < c->n && c->fn(c->ctx, a, b + 1) <= cap) b++;
+        reach[a] = b;
+    }
+}
+
+/* Fewest cards for unequal capacities in a fixed order. The paper's greedy
+ * is not enough there: running ahead can leave a small card facing a layer
+ * it cannot hold. Instead track every prefix length reachable with j cards:
+ * from prefix a, card j reaches a+1 .. reach_j(a)+1, intervals whose ends
+ * grow with a, so one sweep per card marks each prefix once. Past the
+ * listed capacities the last one repeats, and then the longest prefix
+ * reachable with all of them dominates, so greedy finishes from there. */
+static int fewest_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
+                       int *ends, int *stuck) {
+    int n = c->n;
+    int hetero = cards->n_caps < limit ? cards->n_caps : limit;
+    size_t width = (size_t)n + 1;
+    int *parent = malloc(sizeof(int) * width * (size_t)(hetero + 1));
+    int *reach = malloc(sizeof(int) * (size_t)n);
+    int groups = 0, furthest = 0;
+    if (!parent || !reach) goto done;
+    /* parent[j][b]: a prefix a from which card j-1 reached b; -1 unreachable */
+    for (size_t b = 0; b < width; b++) parent[b] = b == 0 ? 0 : -1;
+    for (int j = 1; j <= hetero && groups == 0; j++) {
+        int *prev = parent + (size_t)(j - 1) * width, *cur = parent + (size_t)j * width;
+        range_reach(c, clipped_capacity(cards, j - 1, ceiling), reach);
+        int from = -1;
+        for (size_t b = 0; b < width; b++) cur[b] = -1;
+        for (int a = 0; a < n; a++) {
+            if (prev[a] < 0) continue;
+            /* intervals start at a+1 in increasing a: keep the latest open one */
+            for (int b = (from < a ? a : from) + 1; b <= reach[a] + 1; b++) cur[b] = a;
+            if (reach[a] + 1 > from) from = reach[a] + 1;
+        }
+        for (int b = n; b > furthest; b--)
+            if (cur[b] >= 0) furthest = b;
+        if (cur[n] >= 0) groups = j;
+    }
+    int start = n;
+    while (start > 0 && parent[(size_t)hetero * width + start] < 0) start--;
+    if (!groups && start > 0 && hetero < limit) {
+        /* equal capacities from here: greedy from the longest prefix */
+        int b = start, j = hetero;
+        uint64_t cap = clipped_capacity(cards, cards->n_caps - 1, ceiling);
+        while (b < n && j < limit && c->fn(c->ctx, b, b) <= cap) {
+            int end = b;
+            while (end + 1 < n && c->fn(c->ctx, b, end + 1) <= cap) end++;
+            ends[j++] = end;
+            b = end + 1;
+        }
+        if (b == n) {
+            groups = j;
+            int a = start;
+            for (int i = hetero; i > 0; i--) {
+                ends[i - 1] = a - 1;
+                a = parent[(size_t)i * width + a];
+            }
+        } else {
+            furthest = b;
+        }
+    } else if (groups) {
+        int a = n;
+        for (int i = groups; i > 0; i--) {
+            ends[i - 1] = a - 1;
+            a = parent[(size_t)i * width + a];
+        }
+    }
+    if (!groups && stuck) *stuck = furthest;
+done:
+    free(parent);
+    free(reach);
+    return groups;
+}
+
+int lp_partition_fewest(const lp_range_cost *c, const lp_cards *cards, int *ends, int *stuck) {
+    return fewest_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, ends, stuck);
+}
+
+static bool cards_equal(const lp_cards *cards, int limit) {
+    for (int i = 1; i < cards->n_caps && i < limit; i++)
+        if (cards->caps[i] != cards->caps[0]) return false;
+    return true;
+}
+
+static int greedy_plain(const lp_range_cost *c, const lp_cards *cards, int limit,
+                        uint64_t ceiling, int *ends, int *stuck) {
+    return greedy_core(c, cards, limit, ceiling, false, ends, stuck);
+}
+
+static uint64_t largest_group(const lp_range_cost *c, const int *ends, int groups) {
+    uint64_t worst = 0;
+    for (int g = 0, start = 0; g < groups; start = ends[g] + 1, g++) {
+        uint64_t cost = c->fn(c->ctx, start, ends[g]);
+        if (cost > worst) worst = cost;
+    }
+    return worst;
+}
+
+/* Feasibility of "largest group <= T" is monotone in T and greedy decides
+ * it exactly, so a binary search over T finds the optimum in
+ * O(log(max C) * n) cost calls. */
+int lp_partition_minmax(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
+                        uint64_t *largest) {
+    int limit = k > 0 ? k : cards_limit(cards, c->n);
+    if (cards->max_cards > 0 && limit > cards->max_cards) limit = cards->max_cards;
+    uint64_t hi = 0;
+    for (int i = 0; i < limit; i++)
+        if (lp_cards_capacity(cards, i) > hi) hi = lp_cards_capacity(cards, i);
+    bool equal = cards_equal(cards, limit);
+    int (*fits)(const lp_range_cost *, const lp_cards *, int, uint64_t, int *, int *) =
+        equal ? greedy_plain : fewest_core;
+    if (!fits(c, cards, limit, hi, ends, NULL)) return 0;
+    uint64_t lo = 0; /* hi is feasible, everything below lo is not */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        if (fits(c, cards, limit, mid, ends, NULL))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    int groups = equal && c->n >= limit ? greedy_core(c, cards, limit, hi, true, ends, NULL) : 0;
+    if (!groups || largest_group(c, ends, groups) > hi) groups = fits(c, cards, limit, hi, ends, NULL);
+    assert(groups > 0);
+    if (largest) *largest = largest_group(c, ends, groups);
+    return groups;
+}
+
+/* ---- throughput ----------------------------------------------------------- */
+
+static double layer_time(const lp_stage_model *m, int i, double bw) {
+    const lp_target *t = m->target;
+    double compute = t->peak_flops > 0 ? (double)m->flops[i] / t->peak_flops : 0;
+    double memory = bw > 0 ? (double)m->bytes[i] / bw : 0;
+    double launches = m->kernels ? (double)m->kernels[i] * t->launch_s : 0;
+    return (compute > memory ? compute : memory) + launches;
+}
+
+static double recv_time(const lp_stage_model *m, int first) {
+    if (first == 0) return 0;
+    const lp_target *t = m->target;
+    return t->link_latency_s + (t->link_bw > 0 ? (double)m->cut_bytes[first] / t->link_bw : 0);
+}
+
+double lp_stage_time(const lp_stage_model *m, const lp_cards *cards, int card, int first,
+                     int last) {
+    bool on_chip = m->footprint.fn(m->footprint.ctx, first, last) <= lp_cards_capacity(cards, card);
+    double bw = on_chip ? m->target->l2_bw : m->target->hbm_bw;
+    double s = recv_time(m, first);
+    for (int i = first; i <= last; i++) s += layer_time(m, i, bw);
+    return s;
+}
+
+typedef struct stage_tables {
+    int n;
+    double *pre_l2, *pre_hbm; /* prefix sums of layer time at each bandwidth */
+    int *reach_dram;
+    int n_cards;
+    int **reach_chip;         /* per card, shared between equal capacities */
+} stage_tables;
+
+static void stage_tables_free(stage_tables *s) {
+    free(s->pre_l2);
+    free(s->pre_hbm);
+    free(s->reach_dram);
+    if (s->reach_chip) {
+        for (int j = 0; j < s->n_cards; j++)
+            if (s->reach_chip[j] && (j == 0 || s->reach_chip[j] != s->reach_chip[j - 1]))
+                free(s->reach_chip[j]);
+        free(s->reach_chip);
+    }
+}
+
+static bool stage_tables_init(stage_tables *s, const lp_stage_model *m, const lp_cards *cards,
+                              int n_cards) {
+    int n = m->n;
+    *s = (stage_tables){.n = n, .n_cards = n_cards};
+    s->pre_l2 = malloc(sizeof(double) * (size_t)(n + 1));
+    s->pre_hbm = malloc(sizeof(double) * (size_t)(n + 1));
+    s->reach_dram = malloc(sizeof(int) * (size_t)n);
+    s->reach_chip = calloc((size_t)n_cards, sizeof(int *));
+    if (!s->pre_l2 || !s->pre_hbm || !s->reach_dram || !s->reach_chip) return false;
+    s->pre_l2[0] = s->pre_hbm[0] = 0;
+    for (int i = 0; i < n; i++) {
+        s->pre_l2[i + 1] = s->pre_l2[i] + layer_time(m, i, m->target->l2_bw);
+        s->pre_hbm[i + 1] = s->pre_hbm[i] + layer_time(m, i, m->target->hbm_bw);
+    }
+    uint64_t dram = m->target->dram_bytes ? m->target->dram_bytes : UINT64_MAX;
+    range_reach(&m->footprint, dram, s->reach_dram);
+    for (int j = 0; j < n_cards; j++) {
+        if (j > 0 && lp_cards_capacity(cards, j) == lp_cards_capacity(cards, j - 1)) {
+            s->reach_chip[j] = s->reach_chip[j - 1];
+            continue;
+        }
+        s->reach_chip[j] = malloc(sizeof(int) * (size_t)n);
+        if (!s->reach_chip[j]) return false;
+        range_reach(&m->footprint, lp_cards_capacity(cards, j), s->reach_chip[j]);
+    }
+    return true;
+}
+
+static double stage_fast(const stage_tables *s, const lp_stage_model *m, int card, int a, int b) {
+    const double *pre = b <= s->reach_chip[card][a] ? s->pre_l2 : s->pre_hbm;
+    return recv_time(m, a) + pre[b + 1] - pre[a];
+}
+
+/* f[j][i]: the best slowest stage for layers 0..i on cards 0..j, each card
+ * busy; f[j][i] = min over p of max(f[j-1][p], stage(j, p+1..i)), over the
+ * p whose group p+1..i fits card j's device memory. */
+int lp_partition_throughput(const lp_stage_model *m, const lp_cards *cards, int k, int *ends,
+                            double *slowest) {
+    int n = m->n;
+    int kmax = k > 0 ? k : cards_limit(cards, n);
+    if (cards->max_cards > 0 && kmax > cards->max_cards) kmax = cards->max_cards;
+    if (kmax > n) kmax = n;
+    stage_tables s;
+    double *f = malloc(sizeof(double) * (size_t)kmax * (size_t)n);
+    int *parent = malloc(sizeof(int) * (size_t)kmax * (size_t)n);
+    bool ok = f && parent && stage_tables_init(&s, m, cards, kmax);
+    int groups = ok ? 0 : -1;
+    if (ok) {
+        for (int j = 0; j < kmax; j++) {
+            for (int i = 0; i < n; i++) {
+                double best = INFINITY;
+                int arg = -2;
+                int lo = j == 0 ? -1 : j - 1, hi = j == 0 ? -1 : i - 1;
+                for (int p = hi; p >= lo; p--) {
+                    if (s.reach_dram[p + 1] < i) break; /* wider groups fit less */
+                    double prev = p < 0 ? 0 : f[(size_t)(j - 1) * n + p];
+                    double st = stage_fast(&s, m, j, p + 1, i);
+                    double v = prev > st ? prev : st;
+                    if (v < best) best = v, arg = p;
+                }
+                f[(size_t)j * n + i] = best;
+                parent[(size_t)j * n + i] = arg;
+            }
+        }
+        int best_j = -1;
+        for (int j = k > 0 ? kmax - 1 : 0; j < kmax; j++) {
+            double v = f[(size_t)j * n + n - 1];
+            if (isfinite(v) && (best_j < 0 || v < f[(size_t)best_j * n + n - 1] * (1 - 1e-12)))
+                best_j = j;
+        }
+        if (best_j >= 0) {
+            groups = best_j + 1;
+            for (int j = best_j, i = n - 1; j >= 0; j--) {
+                ends[j] = i;
+                i = parent[(size_t)j * n + i];
+            }
+            if (slowest) *slowest = f[(size_t)best_j * n + n - 1];
+        }
+    }
+    if (f && parent) stage_tables_free(&s);
+    free(f);
+    free(parent);
+    return groups;
+}

@@ -1,0 +1,345 @@
+/* Plans out: the per-card text report, plan.json (and reading its cuts
+ * back), Graphviz, and the per-card ONNX sub-models. */
+#define _GNU_SOURCE
+#include "lp_frontend.h"
+#include "lp_partition.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *layer_name(const lp_layer_ir *L, int i) {
+    return L->layers[i].name ? L->layers[i].name : "";
+}
+
+static double fill(const lp_plan_card *c) {
+    return c->capacity ? 100.0 * (double)c->fp.total / (double)c->capacity : 0;
+}
+
+void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, FILE *out) {
+    char b[8][32];
+    fprintf(out, "plan %s: %s on %s, C = %s%s\n", p->model, lp_algo_name(p->algo), p->target.name,
+            lp_format_bytes(p->caps[0], b[0]), p->n_caps > 1 ? " (first card; unequal cards)" : "");
+    int largest = 0;
+    for (int c = 0; c < p->n_cards; c++) {
+        const lp_plan_card *pc = &p->cards[c];
+        if (pc->fp.total > p->cards[largest].fp.total) largest = c;
+        if (pc->n_shards > 1)
+            fprintf(out, "card %d  layer %d (%s) shard %d of %d\n", c, pc->first_layer,
+                    layer_name(L, pc->first_layer), pc->shard + 1, pc->n_shards);
+        else
+            fprintf(out, "card %d  layers %d..%d (%s .. %s)\n", c, pc->first_layer, pc->last_layer,
+                    layer_name(L, pc->first_layer), layer_name(L, pc->last_layer));
+        fprintf(out, "  weights %s  activations %s  buffers %s  boundary %s  total %s / %s (%.1f%%)%s\n",
+                lp_format_bytes(pc->fp.weight_bytes, b[0]), lp_format_bytes(pc->fp.activation_bytes, b[1]),
+                lp_format_bytes(pc->fp.buffer_bytes, b[2]), lp_format_bytes(pc->fp.boundary_bytes, b[3]),
+                lp_format_bytes(pc->fp.total, b[4]), lp_format_bytes(pc->capacity, b[5]), fill(pc),
+                pc->fp.total > pc->capacity ? "  NOT on-chip" : "");
+        fprintf(out, "  %.3g GFLOP  received %s  sent %s  stage %.2f us\n", (double)pc->flops / 1e9,
+                lp_format_bytes(pc->bytes_in, b[0]), lp_format_bytes(pc->bytes_out, b[1]),
+                pc->stage_s * 1e6);
+    }
+    for (int i = 0; i < p->n_shards; i++) {
+        const lp_shard *sh = &p->shards[i];
+        fprintf(out, "shard   layer %d (%s) over cards %d..%d: %d weight%s split by output columns\n",
+                sh->layer, layer_name(L, sh->layer), sh->first_card, sh->first_card + sh->n_shards - 1,
+                sh->n_weights, sh->n_weights == 1 ? "" : "s");
+        for (int k = 0; k < sh->n_weights; k++) {
+            int64_t b0, e0;
+            lp_shard_range(sh->weights[k].dim, sh->n_shards, 0, &b0, &e0);
+            fprintf(out, "  %s: axis %d of %" PRId64 ", card %d holds %" PRId64 "..%" PRId64 ", ...\n",
+                    L->g->values[sh->weights[k].weight].name, sh->weights[k].weight_axis,
+                    sh->weights[k].dim, sh->first_card, b0, e0);
+        }
+    }
+    fprintf(out, "total   %d card%s, largest group %s on card %d, %d transfer%s\n", p->n_cards,
+            p->n_cards == 1 ? "" : "s", lp_format_bytes(p->cards[largest].fp.total, b[0]), largest,
+            p->n_transfers, p->n_transfers == 1 ? "" : "s");
+    fprintf(out, "predict slowest stage %.2f us, latency %.2f us", p->slowest_s * 1e6, p->latency_s * 1e6);
+    if (p->tokens && p->slowest_s > 0)
+        fprintf(out, ", %.4g tokens/s (%" PRIu64 " tokens a step)", (double)p->tokens / p->slowest_s,
+                p->tokens);
+    fputc('\n', out);
+}
+
+static json_t *json_u64(uint64_t v) { return json_integer((json_int_t)v); }
+
+static json_t *value_names(const lp_layer_ir *L, const int32_t *v, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_string(L->g->values[v[i]].name));
+    return a;
+}
+
+/* Per sharded layer: its cards and, per split weight, every card's columns,
+ * which is what a code generator slices the weights by. */
+static json_t *shards_json(const lp_plan *p, const lp_layer_ir *L) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < p->n_shards; i++) {
+        const lp_shard *sh = &p->shards[i];
+        json_t *o = json_object(), *ws = json_array();
+        json_object_set_new(o, "layer", json_integer(sh->layer));
+        json_object_set_new(o, "layer_name", json_string(layer_name(L, sh->layer)));
+        json_object_set_new(o, "first_card", json_integer(sh->first_card));
+        json_object_set_new(o, "n_shards", json_integer(sh->n_shards));
+        for (int k = 0; k < sh->n_weights; k++) {
+            const lp_shard_weight *w = &sh->weights[k];
+            json_t *wo = json_object(), *ranges = json_array();
+            json_object_set_new(wo, "weight", json_string(L->g->values[w->weight].name));
+            json_object_set_new(wo, "node", json_string(L->g->nodes[w->node].name));
+            json_object_set_new(wo, "output", json_string(L->g->values[w->output].name));
+            json_object_set_new(wo, "weight_axis", json_integer(w->weight_axis));
+            json_object_set_new(wo, "output_axis", json_integer(w->output_axis));
+            json_object_set_new(wo, "dim", json_integer(w->dim));
+            for (int c = 0; c < sh->n_shards; c++) {
+                int64_t b, e;
+                lp_shard_range(w->dim, sh->n_shards, c, &b, &e);
+                json_array_append_new(ranges, json_pack("[II]", (json_int_t)b, (json_int_t)e));
+            }
+            json_object_set_new(wo, "ranges", ranges);
+            json_array_append_new(ws, wo);
+        }
+        json_object_set_new(o, "weights", ws);
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L) {
+    json_t *j = json_object(), *cards = json_array(), *tr = json_array(), *caps = json_array();
+    if (!j || !cards || !tr || !caps) {
+        json_decref(j), json_decref(cards), json_decref(tr), json_decref(caps);
+        return NULL;
+    }
+    json_object_set_new(j, "model", json_string(p->model));
+    json_object_set_new(j, "algorithm", json_string(lp_algo_name(p->algo)));
+    json_object_set_new(j, "target", lp_target_to_json(&p->target));
+    for (int i = 0; i < p->n_caps; i++) json_array_append_new(caps, json_u64(p->caps[i]));
+    json_object_set_new(j, "capacities", caps);
+    json_object_set_new(j, "cards_requested", json_integer(p->max_cards));
+    json_object_set_new(j, "n_layers", json_integer(p->n_layers));
+    json_t *cuts = json_array();
+    for (int c = 0; c + 1 < p->n_cards; c++) json_array_append_new(cuts, json_integer(p->cards[c].last_layer));
+    json_object_set_new(j, "cuts_after", cuts);
+    uint64_t largest = 0;
+    for (int c = 0; c < p->n_cards; c++) {
+        const lp_plan_card *pc = &p->cards[c];
+        if (pc->fp.total > largest) largest = pc->fp.total;
+        json_t *o = json_object();
+        json_object_set_new(o, "card", json_integer(c));
+        json_object_set_new(o, "first_layer", json_integer(pc->first_layer));
+        json_object_set_new(o, "last_layer", json_integer(pc->last_layer));
+        json_object_set_new(o, "first_layer_name", json_string(layer_name(L, pc->first_layer)));
+        json_object_set_new(o, "last_layer_name", json_string(layer_name(L, pc->last_layer)));
+        json_object_set_new(o, "shard", json_integer(pc->shard));
+        json_object_set_new(o, "n_shards", json_integer(pc->n_shards));
+        json_object_set_new(o, "capacity", json_u64(pc->capacity));
+        json_object_set_new(o, "weight_bytes", json_u64(pc->fp.weight_bytes));
+        json_object_set_new(o, "activation_bytes", json_u64(pc->fp.activation_bytes));
+        json_object_set_new(o, "buffer_bytes", json_u64(pc->fp.buffer_bytes));
+        json_object_set_new(o, "boundary_bytes", json_u64(pc->fp.boundary_bytes));
+        json_object_set_new(o, "total_bytes", json_u64(pc->fp.total));
+        json_object_set_new(o, "fill", json_real(fill(pc) / 100.0));
+        json_object_set_new(o, "flops", json_u64(pc->flops));
+        json_object_set_new(o, "bytes_in", json_u64(pc->bytes_in));
+        json_object_set_new(o, "bytes_out", json_u64(pc->bytes_out));
+        json_object_set_new(o, "stage_s", json_real(pc->stage_s));
+        json_object_set_new(o, "weights", value_names(L, pc->weights, pc->n_weights));
+        json_object_set_new(o, "inputs", value_names(L, pc->inputs, pc->n_inputs));
+        json_object_set_new(o, "outputs", value_names(L, pc->outputs, pc->n_outputs));
+        json_array_append_new(cards, o);
+    }
+    json_object_set_new(j, "cards", cards);
+    for (int t = 0; t < p->n_transfers; t++) {
+        json_t *o = json_object();
+        json_object_set_new(o, "value", json_string(L->g->values[p->transfers[t].value].name));
+        json_object_set_new(o, "from_card", json_integer(p->transfers[t].from_card));
+        json_object_set_new(o, "to_card", json_integer(p->transfers[t].to_card));
+        json_object_set_new(o, "bytes", json_u64(p->transfers[t].bytes));
+        json_object_set_new(o, "kind", json_string(p->transfers[t].kind == LP_TRANSFER_GATHER ? "gather" : "cut"));
+        if (p->transfers[t].kind == LP_TRANSFER_GATHER) {
+            json_object_set_new(o, "axis", json_integer(p->transfers[t].axis));
+            json_object_set_new(o, "begin", json_integer(p->transfers[t].begin));
+            json_object_set_new(o, "end", json_integer(p->transfers[t].end));
+        }
+        json_array_append_new(tr, o);
+    }
+    json_object_set_new(j, "transfers", tr);
+    json_object_set_new(j, "shards", shards_json(p, L));
+    json_t *tot = json_object();
+    json_object_set_new(tot, "cards_used", json_integer(p->n_cards));
+    json_object_set_new(tot, "largest_group_bytes", json_u64(largest));
+    json_object_set_new(tot, "slowest_stage_s", json_real(p->slowest_s));
+    json_object_set_new(tot, "latency_s", json_real(p->latency_s));
+    json_object_set_new(tot, "tokens_per_step", json_u64(p->tokens));
+    json_object_set_new(tot, "tokens_per_s",
+                        json_real(p->slowest_s > 0 ? (double)p->tokens / p->slowest_s : 0));
+    json_object_set_new(j, "totals", tot);
+    return j;
+}
+
+lp_status lp_plan_load_ends(const char *path, const lp_layer_ir *L, int **ends, int *n_groups,
+                            lp_partition_options *opt, uint64_t **caps, int **shard_counts,
+                            lp_diag *d) {
+    json_error_t err;
+    *ends = NULL;
+    *caps = NULL;
+    *shard_counts = NULL;
+    json_t *j = json_load_file(path, 0, &err);
+    if (!j) return lp_error(d, LP_ERR_USAGE, "plan '%s': %s (line %d)", path, err.text, err.line);
+    lp_status st = LP_OK;
+    json_t *cards = json_object_get(j, "cards"), *jc = json_object_get(j, "capacities");
+    const char *algo = json_string_value(json_object_get(j, "algorithm"));
+    size_t n = json_array_size(cards), nc = json_array_size(jc);
+    if (!n || !nc || !algo || !lp_algo_from_name(algo, &opt->algo))
+        st = lp_error(d, LP_ERR_USAGE, "plan '%s': needs 'cards', 'capacities' and 'algorithm'", path);
+    if (st == LP_OK) {
+        *ends = malloc(sizeof(int) * n);
+        *caps = malloc(sizeof(uint64_t) * nc);
+        *shard_counts = calloc((size_t)L->n_layers + 1, sizeof(int));
+        if (!*ends || !*caps || !*shard_counts) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    for (size_t i = 0; st == LP_OK && i < nc; i++) {
+        json_t *v = json_array_get(jc, i);
+        if (!json_is_integer(v) || json_integer_value(v) <= 0)
+            st = lp_error(d, LP_ERR_USAGE, "plan '%s': capacity %zu is not a positive integer", path, i);
+        else
+            (*caps)[i] = (uint64_t)json_integer_value(v);
+    }
+    size_t groups = 0;
+    for (size_t i = 0; st == LP_OK && i < n; i++) {
+        json_t *c = json_array_get(cards, i);
+        json_t *last = json_object_get(c, "last_layer");
+        /* the cards of a sharded layer are one group; shard 0 carries the count */
+        json_int_t shard = json_integer_value(json_object_get(c, "shard"));
+        json_int_t n_shards = json_integer_value(json_object_get(c, "n_shards"));
+        if (n_shards > 1 && (shard < 0 || shard >= n_shards || n_shards > 1 << 20)) {
+            st = lp_error(d, LP_ERR_USAGE, "plan '%s': card %zu: shard %lld of %lld", path, i,
+                          (long long)shard, (long long)n_shards);
+            break;
+        }
+        if (n_shards > 1 && shard > 0) continue;
+        const char *name = json_string_value(json_object_get(c, "last_layer_name"));
+        if (!json_is_integer(last) || json_integer_value(last) < 0 ||
+            json_integer_value(last) >= L->n_layers) {
+            st = lp_error(d, LP_ERR_USAGE, "plan '%s': card %zu: last_layer missing or not in 0..%d", path,
+                          i, L->n_layers - 1);
+            break;
+        }
+        int end = (int)json_integer_value(last);
+        (*ends)[groups++] = end;
+        if (n_shards > 1) (*shard_counts)[end] = (int)n_shards;
+        if (name && strcmp(name, layer_name(L, end)) != 0)
+            st = lp_error(d, LP_ERR_USAGE, "plan '%s': card %zu ends at layer %d '%s' but this model's "
+                          "layer %d is '%s' (a plan for another model or other options?)",
+                          path, i, end, name, end, layer_name(L, end));
+    }
+    /* the profile the plan was made for, built in or not */
+    json_t *t = json_object_get(j, "target");
+    if (st == LP_OK && t) st = lp_target_from_json(t, path, &opt->target, d);
+    json_t *req = json_object_get(j, "cards_requested");
+    if (json_is_integer(req)) opt->cards = (int)json_integer_value(req);
+    if (st == LP_OK) {
+        *n_groups = (int)groups;
+        opt->n_caps = (int)nc;
+        opt->caps = *caps;
+        opt->shard_counts = *shard_counts;
+    } else {
+        free(*ends);
+        free(*caps);
+        free(*shard_counts);
+        *ends = NULL;
+        *caps = NULL;
+        *shard_counts = NULL;
+    }
+    json_decref(j);
+    return st;
+}
+
+/* Writes s with the characters a DOT string cannot hold escaped. */
+static void dot_quoted(FILE *f, const char *s) {
+    for (; s && *s; s++) {
+        if (*s == '"' || *s == '\\') fputc('\\', f);
+        fputc(*s == '\n' ? ' ' : *s, f);
+    }
+}
+
+/* First layer of card c that reads v (the card's first layer if none). */
+static int reader_layer(const lp_plan *p, const lp_layer_ir *L, int c, int32_t v) {
+    const lp_plan_card *pc = &p->cards[c];
+    for (int i = pc->first_layer; i <= pc->last_layer; i++)
+        for (int k = 0; k < L->layers[i].n_inputs; k++)
+            if (L->layers[i].inputs[k] == v) return i;
+    return pc->first_layer;
+}
+
+/* Nodes are named c<card>_L<layer>, so a layer sharded over several cards
+ * appears once in each card's cluster. */
+lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *path, lp_diag *d) {
+    FILE *f = fopen(path, "w");
+    if (!f) return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+    char b[32];
+    fputs("digraph plan {\n  rankdir=TB;\n  node [shape=box];\n", f);
+    for (int c = 0; c < p->n_cards; c++) {
+        const lp_plan_card *pc = &p->cards[c];
+        fprintf(f, "  subgraph cluster_card%d {\n    label=\"card %d", c, c);
+        if (pc->n_shards > 1) fprintf(f, " (shard %d of %d)", pc->shard + 1, pc->n_shards);
+        fprintf(f, ": %s (%.0f%%)\";\n", lp_format_bytes(pc->fp.total, b), fill(pc));
+        for (int i = pc->first_layer; i <= pc->last_layer; i++) {
+            fprintf(f, "    c%d_L%d [label=\"%d ", c, i, i);
+            dot_quoted(f, layer_name(L, i));
+            fputs("\"];\n", f);
+        }
+        for (int i = pc->first_layer; i < pc->last_layer; i++)
+            fprintf(f, "    c%d_L%d -> c%d_L%d;\n", c, i, c, i + 1);
+        fputs("  }\n", f);
+    }
+    for (int t = 0; t < p->n_transfers; t++) {
+        const lp_transfer *tr = &p->transfers[t];
+        int from = p->cards[tr->from_card].first_layer;
+        int producer = L->g->values[tr->value].producer;
+        if (producer >= 0) from = L->layer_of_node[producer];
+        if (from < p->cards[tr->from_card].first_layer || from > p->cards[tr->from_card].last_layer)
+            from = p->cards[tr->from_card].last_layer;
+        int to = tr->kind == LP_TRANSFER_GATHER ? p->cards[tr->to_card].first_layer
+                                                : reader_layer(p, L, tr->to_card, tr->value);
+        fprintf(f, "  c%d_L%d -> c%d_L%d [color=%s, label=\"", tr->from_card, from, tr->to_card, to,
+                tr->kind == LP_TRANSFER_GATHER ? "blue" : "red");
+        dot_quoted(f, L->g->values[tr->value].name);
+        if (tr->kind == LP_TRANSFER_GATHER)
+            fprintf(f, " [%" PRId64 ":%" PRId64 "]", tr->begin, tr->end);
+        fprintf(f, "\\n%" PRIu64 " B (%s)\"];\n", tr->bytes, lp_format_bytes(tr->bytes, b));
+    }
+    fputs("}\n", f);
+    if (ferror(f) | (fclose(f) != 0)) return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s'", path);
+    return LP_OK;
+}
+
+lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
+                                  lp_diag *d) {
+    if (p->n_shards > 0)
+        return lp_error(d, LP_ERR_UNSUPPORTED,
+                        "layer %d '%s' is sharded over %d cards: card models for sharded layers "
+                        "(weight slices, gathers) are not written; plan.json describes the split",
+                        p->shards[0].layer, layer_name(L, p->shards[0].layer), p->shards[0].n_shards);
+    int *nodes = malloc(sizeof(int) * (size_t)(L->g->n_nodes ? L->g->n_nodes : 1));
+    if (!nodes) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    lp_status st = LP_OK;
+    for (int c = 0; st == LP_OK && c < p->n_cards; c++) {
+        const lp_plan_card *pc = &p->cards[c];
+        int first = L->layers[pc->first_layer].first_node, last = L->layers[pc->last_layer].last_node;
+        int n = 0;
+        for (int i = first; i <= last; i++) nodes[n++] = i;
+        char *path = NULL;
+        if (asprintf(&path, "%s/card_%d.onnx", dir, c) < 0) {
+            st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+            break;
+        }
+        st = lp_frontend_write_submodel(L->g, nodes, n, pc->inputs, pc->n_inputs, pc->outputs,
+                                        pc->n_outputs, path, d);
+        free(path);
+    }
+    free(nodes);
+    return st;
+}

@@ -1,0 +1,126 @@
+/* Sharding one layer too large for a card: which weights split by output
+ * dim, what each shard card holds, and how many shards make it fit. */
+#include "lp_partition.h"
+
+#include <assert.h>
+#include <string.h>
+
+void lp_shard_range(int64_t dim, int n, int k, int64_t *begin, int64_t *end) {
+    assert(n > 0 && k >= 0 && k < n && dim >= 0);
+    *begin = dim * k / n;
+    *end = dim * (k + 1) / n;
+}
+
+static int readers(const lp_graph *g, int32_t v) {
+    int count = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) count += g->nodes[i].inputs[k] == v;
+    return count;
+}
+
+/* The output-dim axes of node n's weight input, or false if it has none
+ * this pass can split. */
+static bool split_axes(const lp_graph *g, const lp_node *n, int *w_axis, int *o_axis) {
+    if (n->n_inputs < 2 || n->inputs[1] < 0 || n->n_outputs < 1 || n->outputs[0] < 0) return false;
+    const lp_value *w = &g->values[n->inputs[1]], *o = &g->values[n->outputs[0]];
+    if (w->kind != LP_VALUE_WEIGHT || o->shape.rank < 1) return false;
+    if (strcmp(n->op_type, "MatMul") == 0 && w->shape.rank == 2) {
+        *w_axis = 1;
+        *o_axis = o->shape.rank - 1;
+    } else if (strcmp(n->op_type, "Gemm") == 0 && w->shape.rank == 2 && o->shape.rank == 2) {
+        *w_axis = lp_node_attr_int(n, "transB", 0) ? 0 : 1;
+        *o_axis = 1;
+    } else if (strcmp(n->op_type, "Conv") == 0 && w->shape.rank >= 3 && o->shape.rank >= 2 &&
+               lp_node_attr_int(n, "group", 1) == 1) {
+        *w_axis = 0;
+        *o_axis = 1;
+    } else {
+        return false;
+    }
+    return w->shape.dims[*w_axis].size > 1 && o->shape.dims[*o_axis].size == w->shape.dims[*w_axis].size;
+}
+
+lp_status lp_shard_layer(const lp_layer_ir *L, int layer, int n_shards, lp_arena *a, lp_shard *out,
+                         lp_diag *d) {
+    const lp_graph *g = L->g;
+    const lp_layer *l = &L->layers[layer];
+    *out = (lp_shard){.layer = layer, .n_shards = n_shards};
+    out->weights = lp_arena_array(a, (size_t)(l->last_node - l->first_node + 1), sizeof(lp_shard_weight));
+    if (!out->weights) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int i = l->first_node; i <= l->last_node; i++) {
+        const lp_node *n = &g->nodes[i];
+        int wa, oa;
+        if (!split_axes(g, n, &wa, &oa) || readers(g, n->inputs[1]) != 1) continue;
+        out->weights[out->n_weights++] = (lp_shard_weight){
+            n->inputs[1], i, n->outputs[0], wa, oa, g->values[n->inputs[1]].shape.dims[wa].size};
+    }
+    return LP_OK;
+}
+
+static uint64_t value_bytes(const lp_footprint_source *src, int32_t v) {
+    uint64_t b = 0;
+    return src->value_bytes && src->value_bytes(src->ctx, v, &b) ? b : 0;
+}
+
+/* Bytes of columns [begin, end) of a tensor of `bytes` over `dim` columns. */
+static uint64_t slice_bytes(uint64_t bytes, int64_t dim, int64_t begin, int64_t end) {
+    return dim > 0 ? (bytes * (uint64_t)(end - begin) + (uint64_t)dim - 1) / (uint64_t)dim : bytes;
+}
+
+void lp_shard_footprint(const lp_shard *s, int k, const lp_footprint_source *src, lp_footprint *fp) {
+    src->fn(src->ctx, s->layer, s->layer, fp);
+    for (int i = 0; i < s->n_weights; i++) {
+        const lp_shard_weight *w = &s->weights[i];
+        int64_t b, e;
+        lp_shard_range(w->dim, s->n_shards, k, &b, &e);
+        uint64_t whole = value_bytes(src, w->weight), part = slice_bytes(whole, w->dim, b, e);
+        fp->weight_bytes -= whole - part;
+        fp->total -= whole - part;
+    }
+}
+
+/* Largest card footprint of layer sharded n ways: every slice at its widest,
+ * ceil(dim / n) columns, so an upper bound of each card's exact footprint
+ * that only shrinks as n grows. */
+static uint64_t widest_card(const lp_shard *s, const lp_footprint *whole, const lp_footprint_source *src,
+                            int n) {
+    uint64_t total = whole->total;
+    for (int i = 0; i < s->n_weights; i++) {
+        const lp_shard_weight *w = &s->weights[i];
+        uint64_t bytes = value_bytes(src, w->weight);
+        int64_t cols = (w->dim + n - 1) / n;
+        total -= bytes - slice_bytes(bytes, w->dim, 0, cols);
+    }
+    return total;
+}
+
+/* Binary search for the fewest shards n (2 .. smallest split dim) whose
+ * widest card fits; the widest card is monotone in n. */
+int lp_shard_count(const lp_layer_ir *L, const lp_footprint_source *src, int layer, uint64_t cap) {
+    lp_arena *a = lp_arena_new();
+    lp_diag quiet = lp_diag_make(NULL);
+    quiet.sink = NULL;
+    lp_shard s;
+    int found = 0;
+    if (a && lp_shard_layer(L, layer, 2, a, &s, &quiet) == LP_OK && s.n_weights > 0) {
+        lp_footprint whole;
+        src->fn(src->ctx, layer, layer, &whole);
+        int64_t max_n = s.weights[0].dim;
+        for (int i = 1; i < s.n_weights; i++)
+            if (s.weights[i].dim < max_n) max_n = s.weights[i].dim;
+        if (max_n > 1 << 20) max_n = 1 << 20;
+        int lo = 2, hi = (int)max_n;
+        if (hi >= 2 && widest_card(&s, &whole, src, hi) <= cap) {
+            while (lo < hi) {
+                int mid = lo + (hi - lo) / 2;
+                if (widest_card(&s, &whole, src, mid) <= cap)
+                    hi = mid;
+                else
+                    lo = mid + 1;
+            }
+            found = lo;
+        }
+    }
+    lp_arena_free(a);
+    return found;
+}

@@ -1,0 +1,173 @@
+/* Device profiles: the built-in H100 and H200 (from the measured figures in
+ * partition/targets/h100.json, h200.json) and user profiles read from JSON. */
+#include "lp_partition.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#define KIB 1024ull
+#define MIB (1024ull * KIB)
+#define GIB (1024ull * MIB)
+
+/* C is the persisting-L2 maximum: the part of L2 an access-policy window can
+ * pin. Re-reads of up to ~44 MB run at L2 speed without pinning, but that
+ * residency is not promised while other kernels stream through L2.
+ * H100 figures are bench/gpu/probe_h100.json's: HBM 3.09 TB/s, L2-resident
+ * re-read 7.5 TB/s (16-48 MiB), CUDA-graph launch 0.97 us, and peak_flops
+ * the measured cuBLAS FP16 GEMM rate (768 TFLOP/s, not the 989 of the
+ * datasheet). The H200 has the same die and clocks, so it takes the same
+ * measured GEMM rate. The link figures are the H200 pair's peer copies
+ * (/work/shared/targets/MEASURED.md), applied to both. */
+static const lp_target builtin_targets[] = {
+    {.name = "h100",
+     .l2_bytes = 50 * MIB,
+     .persist_bytes = 31 * MIB,
+     .capacity = 31 * MIB,
+     .dram_bytes = 79 * GIB,
+     .peak_flops = 768e12,
+     .hbm_bw = 3.09e12,
+     .l2_bw = 7.5e12,
+     .link_latency_s = 2.0e-6,
+     .link_bw = 3.95e11,
+     .launch_s = 0.97e-6},
+    {.name = "h200",
+     .l2_bytes = 60 * MIB,
+     .persist_bytes = 37 * MIB,
+     .capacity = 37 * MIB,
+     .dram_bytes = 139 * GIB,
+     .peak_flops = 768e12,
+     .hbm_bw = 4.5e12,
+     .l2_bw = 7.1e12,
+     .link_latency_s = 2.0e-6,
+     .link_bw = 3.95e11,
+     .launch_s = 1.1e-6},
+};
+
+bool lp_target_builtin(const char *name, lp_target *out) {
+    for (size_t i = 0; i < sizeof builtin_targets / sizeof builtin_targets[0]; i++)
+        if (strcasecmp(name, builtin_targets[i].name) == 0) {
+            *out = builtin_targets[i];
+            return true;
+        }
+    return false;
+}
+
+static const struct unit {
+    const char *name;
+    uint64_t scale;
+} units[] = {
+    {"", 1},        {"B", 1},           {"KB", 1000},        {"KiB", KIB},
+    {"MB", 1000000}, {"MiB", MIB},       {"GB", 1000000000},  {"GiB", GIB},
+    {"TB", 1000000000000ull}, {"TiB", 1024 * GIB},
+};
+
+bool lp_parse_size(const char *s, uint64_t *out) {
+    if (!s) return false;
+    while (isspace((unsigned char)*s)) s++;
+    if (!isdigit((unsigned char)*s) && *s != '.') return false;
+    errno = 0;
+    char *end;
+    double v = strtod(s, &end);
+    if (errno || end == s || !(v >= 0)) return false;
+    while (isspace((unsigned char)*end)) end++;
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strcasecmp(end, units[i].name) != 0) continue;
+        double bytes = v * (double)units[i].scale;
+        if (bytes >= 18446744073709551615.0 || bytes != floor(bytes)) return false;
+        *out = (uint64_t)bytes;
+        return true;
+    }
+    return false;
+}
+
+/* A size field: an integer of bytes or a string with a unit. */
+static bool json_size(json_t *j, uint64_t *out) {
+    if (json_is_integer(j) && json_integer_value(j) >= 0) {
+        *out = (uint64_t)json_integer_value(j);
+        return true;
+    }
+    return json_is_string(j) && lp_parse_size(json_string_value(j), out);
+}
+
+static lp_status target_from_json(json_t *root, const char *path, lp_target *t, lp_diag *d) {
+    if (!json_is_object(root))
+        return lp_error(d, LP_ERR_USAGE, "target '%s': expected a JSON object", path);
+    *t = (lp_target){0};
+    const char *name = json_string_value(json_object_get(root, "name"));
+    snprintf(t->name, sizeof t->name, "%s", name ? name : path);
+    static const struct {
+        const char *key;
+        size_t off;
+    } sizes[] = {
+        {"l2_bytes", offsetof(lp_target, l2_bytes)},
+        {"persist_bytes", offsetof(lp_target, persist_bytes)},
+        {"capacity", offsetof(lp_target, capacity)},
+        {"dram_bytes", offsetof(lp_target, dram_bytes)},
+    };
+    static const struct {
+        const char *key;
+        size_t off;
+    } rates[] = {
+        {"peak_flops", offsetof(lp_target, peak_flops)},
+        {"hbm_bw", offsetof(lp_target, hbm_bw)},
+        {"l2_bw", offsetof(lp_target, l2_bw)},
+        {"link_latency_s", offsetof(lp_target, link_latency_s)},
+        {"link_bw", offsetof(lp_target, link_bw)},
+        {"launch_s", offsetof(lp_target, launch_s)},
+    };
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+        json_t *v = json_object_get(root, sizes[i].key);
+        if (v && !json_size(v, (uint64_t *)((char *)t + sizes[i].off)))
+            return lp_error(d, LP_ERR_USAGE, "target '%s': '%s' is not a size", path, sizes[i].key);
+    }
+    for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
+        json_t *v = json_object_get(root, rates[i].key);
+        if (v && (!json_is_number(v) || json_number_value(v) < 0))
+            return lp_error(d, LP_ERR_USAGE, "target '%s': '%s' must be a number >= 0", path,
+                            rates[i].key);
+        if (v) *(double *)((char *)t + rates[i].off) = json_number_value(v);
+    }
+    if (!t->capacity) t->capacity = t->persist_bytes ? t->persist_bytes : t->l2_bytes;
+    if (!t->capacity)
+        return lp_error(d, LP_ERR_USAGE, "target '%s': needs 'capacity', 'persist_bytes' or 'l2_bytes'",
+                        path);
+    return LP_OK;
+}
+
+lp_status lp_target_from_json(void *json, const char *where, lp_target *out, lp_diag *d) {
+    return target_from_json(json, where, out, d);
+}
+
+lp_status lp_target_load(const char *name_or_path, lp_target *out, lp_diag *d) {
+    if (lp_target_builtin(name_or_path, out)) return LP_OK;
+    json_error_t err;
+    json_t *root = json_load_file(name_or_path, 0, &err);
+    if (!root)
+        return lp_error(d, LP_ERR_USAGE, "target '%s': not h100, h200 or a readable JSON file (%s, line %d)",
+                        name_or_path, err.text, err.line);
+    lp_status st = target_from_json(root, name_or_path, out, d);
+    json_decref(root);
+    return st;
+}
+
+void *lp_target_to_json(const lp_target *t) {
+    json_t *j = json_object();
+    if (!j) return NULL;
+    json_object_set_new(j, "name", json_string(t->name));
+    json_object_set_new(j, "l2_bytes", json_integer((json_int_t)t->l2_bytes));
+    json_object_set_new(j, "persist_bytes", json_integer((json_int_t)t->persist_bytes));
+    json_object_set_new(j, "capacity", json_integer((json_int_t)t->capacity));
+    json_object_set_new(j, "dram_bytes", json_integer((json_int_t)t->dram_bytes));
+    json_object_set_new(j, "peak_flops", json_real(t->peak_flops));
+    json_object_set_new(j, "hbm_bw", json_real(t->hbm_bw));
+    json_object_set_new(j, "l2_bw", json_real(t->l2_bw));
+    json_object_set_new(j, "link_latency_s", json_real(t->link_latency_s));
+    json_object_set_new(j, "link_bw", json_real(t->link_bw));
+    json_object_set_new(j, "launch_s", json_real(t->launch_s));
+    return j;
+}

@@ -1,0 +1,217 @@
+/* The plan verifier: runs on every plan, built, loaded or overridden, and
+ * recomputes what it checks from the layer IR instead of trusting the plan. */
+#include "lp_partition.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const lp_shard *find_shard(const lp_plan *p, int layer) {
+    for (int i = 0; i < p->n_shards; i++)
+        if (p->shards[i].layer == layer) return &p->shards[i];
+    return NULL;
+}
+
+/* A shard card: one layer, its shard number one past the previous card's,
+ * and an lp_shard entry that names these cards. */
+static lp_status check_shard_card(const lp_plan *p, int c, int *next, lp_diag *d) {
+    const lp_plan_card *pc = &p->cards[c];
+    if (pc->first_layer != pc->last_layer)
+        return lp_error(d, LP_ERR_USAGE, "plan: card %d is shard %d of %d but holds layers %d..%d",
+                        c, pc->shard, pc->n_shards, pc->first_layer, pc->last_layer);
+    const lp_shard *sh = find_shard(p, pc->first_layer);
+    if (!sh || sh->n_shards != pc->n_shards || sh->first_card + pc->shard != c)
+        return lp_error(d, LP_ERR_USAGE,
+                        "plan: card %d is shard %d of %d of layer %d but the plan's shard list "
+                        "does not place it there", c, pc->shard, pc->n_shards, pc->first_layer);
+    bool starts = pc->shard == 0;
+    if (starts ? pc->first_layer != *next
+               : c == 0 || p->cards[c - 1].first_layer != pc->first_layer ||
+                     p->cards[c - 1].shard != pc->shard - 1)
+        return lp_error(d, LP_ERR_USAGE,
+                        "plan: card %d (layer %d, shard %d of %d) does not follow shard %d of the "
+                        "same layer (layer %d is next)", c, pc->first_layer, pc->shard, pc->n_shards,
+                        pc->shard - 1, *next);
+    if (pc->shard == pc->n_shards - 1) *next = pc->first_layer + 1;
+    return LP_OK;
+}
+
+static lp_status check_ranges(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+    if (p->n_cards < 1) return lp_error(d, LP_ERR_USAGE, "plan: no cards");
+    int next = 0;
+    for (int c = 0; c < p->n_cards; c++) {
+        const lp_plan_card *pc = &p->cards[c];
+        if (pc->card != c)
+            return lp_error(d, LP_ERR_USAGE, "plan: card %d is listed as card %d", c, pc->card);
+        if (pc->last_layer < pc->first_layer || pc->first_layer < 0 || pc->last_layer >= L->n_layers)
+            return lp_error(d, LP_ERR_USAGE, "plan: card %d has layers %d..%d, not a range of 0..%d",
+                            c, pc->first_layer, pc->last_layer, L->n_layers - 1);
+        if (pc->n_shards > 1) {
+            lp_status st = check_shard_card(p, c, &next, d);
+            if (st != LP_OK) return st;
+            continue;
+        }
+        if (pc->first_layer != next)
+            return lp_error(d, LP_ERR_USAGE,
+                            "plan: card %d starts at layer %d but layer %d is next (%s)", c,
+                            pc->first_layer, next,
+                            pc->first_layer < next ? "a layer is on two cards" : "a layer is on none");
+        next = pc->last_layer + 1;
+    }
+    if (next != L->n_layers)
+        return lp_error(d, LP_ERR_USAGE, "plan: layers %d..%d are on no card", next, L->n_layers - 1);
+    return LP_OK;
+}
+
+/* Throughput plans are bound by device memory; the others by C. A shard
+ * card's footprint is recomputed from its slice of each split weight. */
+static lp_status check_capacity(const lp_plan *p, const lp_footprint_source *src, lp_diag *d) {
+    lp_status st = LP_OK;
+    for (int c = 0; c < p->n_cards; c++) {
+        const lp_plan_card *pc = &p->cards[c];
+        lp_footprint fp;
+        const lp_shard *sh = pc->n_shards > 1 ? find_shard(p, pc->first_layer) : NULL;
+        if (sh)
+            lp_shard_footprint(sh, pc->shard, src, &fp);
+        else
+            src->fn(src->ctx, pc->first_layer, pc->last_layer, &fp);
+        uint64_t cap = p->algo == LP_ALGO_THROUGHPUT ? p->target.dram_bytes : pc->capacity;
+        if (fp.total <= cap) continue;
+        char b[6][32], what[64] = "";
+        if (sh) snprintf(what, sizeof what, " (shard %d of %d of layer %d)", pc->shard, pc->n_shards, sh->layer);
+        st = lp_error(d, LP_ERR_INFEASIBLE,
+                      "card %d%s: %s (%" PRIu64 " B) exceeds capacity %s (%" PRIu64 " B) (weights %s + "
+                      "activations %s + buffers %s + boundary %s)",
+                      c, what, lp_format_bytes(fp.total, b[0]), fp.total, lp_format_bytes(cap, b[1]), cap,
+                      lp_format_bytes(fp.weight_bytes, b[2]), lp_format_bytes(fp.activation_bytes, b[3]),
+                      lp_format_bytes(fp.buffer_bytes, b[4]), lp_format_bytes(fp.boundary_bytes, b[5]));
+    }
+    return st;
+}
+
+/* The cards that run a layer: first..last (more than one when sharded). */
+static void cards_of_layer(const lp_plan *p, int layer, int *first, int *last) {
+    *first = *last = -1;
+    for (int c = 0; c < p->n_cards; c++)
+        if (p->cards[c].first_layer <= layer && layer <= p->cards[c].last_layer) {
+            if (*first < 0) *first = c;
+            *last = c;
+        }
+}
+
+static const lp_transfer *find_transfer(const lp_plan *p, int32_t v, int from, int to, lp_transfer_kind kind) {
+    for (int t = 0; t < p->n_transfers; t++) {
+        const lp_transfer *tr = &p->transfers[t];
+        if (tr->value == v && tr->from_card == from && tr->to_card == to && tr->kind == kind) return tr;
+    }
+    return NULL;
+}
+
+static bool is_data(const lp_graph *g, int32_t v) {
+    return v >= 0 && g->values[v].producer >= 0 && g->values[v].kind != LP_VALUE_WEIGHT &&
+           g->values[v].kind != LP_VALUE_CONSTANT;
+}
+
+/* Every value made on a card and read on another travels from the last
+ * card of its layer to each card of the reading layer. */
+static lp_status check_cut_transfers(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+    const lp_graph *g = L->g;
+    lp_status st = LP_OK;
+    for (int i = 0; i < L->n_layers; i++) {
+        int to_first, to_last;
+        cards_of_layer(p, i, &to_first, &to_last);
+        for (int k = 0; k < L->layers[i].n_inputs; k++) {
+            int32_t v = L->layers[i].inputs[k];
+            if (!is_data(g, v)) continue;
+            int pf, from;
+            cards_of_layer(p, L->layer_of_node[g->values[v].producer], &pf, &from);
+            for (int to = to_first; to <= to_last; to++) {
+                if (from == to) continue;
+                if (from > to)
+                    st = lp_error(d, LP_ERR_USAGE, "plan: value '%s' flows backwards from card %d to card %d",
+                                  g->values[v].name, from, to);
+                else if (!find_transfer(p, v, from, to, LP_TRANSFER_CUT))
+                    st = lp_error(d, LP_ERR_USAGE,
+                                  "plan: value '%s' crosses from card %d to card %d but no transfer carries it",
+                                  g->values[v].name, from, to);
+            }
+        }
+    }
+    return st;
+}
+
+/* Each card of a sharded layer sends its columns of every split node's
+ * output to each other card of the layer. */
+static lp_status check_gathers(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+    lp_status st = LP_OK;
+    for (int i = 0; i < p->n_shards; i++) {
+        const lp_shard *sh = &p->shards[i];
+        for (int w = 0; w < sh->n_weights; w++)
+            for (int k = 0; k < sh->n_shards; k++) {
+                int64_t b, e;
+                lp_shard_range(sh->weights[w].dim, sh->n_shards, k, &b, &e);
+                for (int j = 0; j < sh->n_shards; j++) {
+                    if (j == k) continue;
+                    int from = sh->first_card + k, to = sh->first_card + j;
+                    const lp_transfer *tr = find_transfer(p, sh->weights[w].output, from, to, LP_TRANSFER_GATHER);
+                    if (!tr || tr->begin != b || tr->end != e)
+                        st = lp_error(d, LP_ERR_USAGE,
+                                      "plan: columns %" PRId64 "..%" PRId64 " of '%s' (layer %d, shard %d) "
+                                      "must be gathered from card %d to card %d but no transfer carries them",
+                                      b, e, L->g->values[sh->weights[w].output].name, sh->layer, k, from, to);
+                }
+            }
+    }
+    return st;
+}
+
+static bool card_reads(const lp_plan *p, const lp_layer_ir *L, int c, int32_t v) {
+    const lp_plan_card *pc = &p->cards[c];
+    for (int i = pc->first_layer; i <= pc->last_layer; i++)
+        for (int k = 0; k < L->layers[i].n_inputs; k++)
+            if (L->layers[i].inputs[k] == v) return true;
+    return false;
+}
+
+static bool gather_needed(const lp_plan *p, const lp_transfer *tr) {
+    for (int i = 0; i < p->n_shards; i++) {
+        const lp_shard *sh = &p->shards[i];
+        int end = sh->first_card + sh->n_shards;
+        if (tr->from_card < sh->first_card || tr->from_card >= end || tr->to_card < sh->first_card ||
+            tr->to_card >= end || tr->from_card == tr->to_card)
+            continue;
+        for (int w = 0; w < sh->n_weights; w++)
+            if (sh->weights[w].output == tr->value) return true;
+    }
+    return false;
+}
+
+/* Every transfer listed carries something its receiver needs. */
+static lp_status check_transfers_used(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+    lp_status st = LP_OK;
+    for (int t = 0; t < p->n_transfers; t++) {
+        const lp_transfer *tr = &p->transfers[t];
+        bool ok = tr->value >= 0 && tr->value < L->g->n_values && tr->to_card >= 0 &&
+                  tr->to_card < p->n_cards && tr->from_card >= 0 && tr->from_card < p->n_cards;
+        if (ok)
+            ok = tr->kind == LP_TRANSFER_GATHER ? gather_needed(p, tr) : card_reads(p, L, tr->to_card, tr->value);
+        if (!ok)
+            st = lp_error(d, LP_ERR_USAGE,
+                          "plan: transfer %d (value %d, card %d -> %d) carries nothing card %d reads", t,
+                          tr->value, tr->from_card, tr->to_card, tr->to_card);
+    }
+    return st;
+}
+
+lp_status lp_plan_validate(const lp_plan *p, const lp_layer_ir *L, const lp_footprint_source *src,
+                           lp_diag *d) {
+    lp_status st = check_ranges(p, L, d);
+    if (st != LP_OK) return st;
+    lp_status cut = check_cut_transfers(p, L, d);
+    lp_status gather = check_gathers(p, L, d);
+    lp_status used = check_transfers_used(p, L, d);
+    st = check_capacity(p, src, d);
+    if (cut != LP_OK) return cut;
+    if (gather != LP_OK) return gather;
+    return used != LP_OK ? used : st;
+}

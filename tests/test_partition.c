@@ -1,0 +1,345 @@
+/* Partitioner: the algorithms against exhaustive search over every
+ * contiguous split on small random instances, sizes and profiles, plans
+ * built from a hand-made layer IR, and their validation. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lp_partition.h"
+
+/* ---- random instances ------------------------------------------------------ */
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng(void) {
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static uint64_t rng_below(uint64_t n) { return rng() % n; }
+
+#define MAXN 14
+
+/* weights[i] summed, plus (non-additive) the largest act[i] in the range:
+ * the shape of weights + peak activation. */
+typedef struct inst {
+    int n;
+    bool additive;
+    uint64_t w[MAXN], act[MAXN];
+} inst;
+
+static uint64_t inst_cost(void *ctx, int a, int b) {
+    const inst *s = ctx;
+    uint64_t sum = 0, peak = 0;
+    for (int i = a; i <= b; i++) {
+        sum += s->w[i];
+        if (s->act[i] > peak) peak = s->act[i];
+    }
+    return s->additive ? sum : sum + peak;
+}
+
+static void inst_random(inst *s) {
+    s->n = 1 + (int)rng_below(MAXN);
+    s->additive = rng_below(2);
+    for (int i = 0; i < s->n; i++) {
+        s->w[i] = 1 + rng_below(rng_below(4) ? 100 : 1000);
+        s->act[i] = rng_below(60);
+    }
+}
+
+static void random_cards(lp_cards *c, uint64_t *caps, int max_caps) {
+    c->n_caps = 1 + (int)rng_below(3) * (int)rng_below((uint64_t)max_caps);
+    if (c->n_caps > max_caps) c->n_caps = max_caps;
+    for (int i = 0; i < c->n_caps; i++) caps[i] = 50 + rng_below(1200);
+    c->caps = caps;
+    c->max_cards = rng_below(2) ? 0 : 1 + (int)rng_below(MAXN);
+}
+
+/* Walks every set of cuts; calls visit(groups, ends). */
+typedef void (*visit_fn)(void *ctx, int groups, const int *ends);
+
+static void for_each_split(int n, visit_fn visit, void *ctx) {
+    int ends[MAXN];
+    for (uint32_t mask = 0; mask < (1u << (n - 1)); mask++) {
+        int g = 0;
+        for (int i = 0; i < n - 1; i++)
+            if (mask & (1u << i)) ends[g++] = i;
+        ends[g++] = n - 1;
+        visit(ctx, g, ends);
+    }
+}
+
+typedef struct search {
+    const inst *s;
+    const lp_cards *cards;
+    int limit;          /* at most this many groups */
+    int best_groups;    /* fewest groups that fit */
+    uint64_t best_max;  /* smallest largest group within limit */
+} search;
+
+static bool split_fits(const search *x, int groups, const int *ends, uint64_t *largest) {
+    if (groups > x->limit) return false;
+    *largest = 0;
+    for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+        uint64_t c = inst_cost((void *)x->s, a, ends[g]);
+        if (c > lp_cards_capacity(x->cards, g)) return false;
+        if (c > *largest) *largest = c;
+    }
+    return true;
+}
+
+static void visit_search(void *ctx, int groups, const int *ends) {
+    search *x = ctx;
+    uint64_t largest;
+    if (!split_fits(x, groups, ends, &largest)) return;
+    if (x->best_groups == 0 || groups < x->best_groups) x->best_groups = groups;
+    if (largest < x->best_max) x->best_max = largest;
+}
+
+static void check_ends_fit(const inst *s, const lp_cards *cards, const int *ends, int groups,
+                           uint64_t ceiling) {
+    int a = 0;
+    for (int g = 0; g < groups; g++) {
+        assert_true(ends[g] >= a);
+        uint64_t c = inst_cost((void *)s, a, ends[g]);
+        assert_true(c <= lp_cards_capacity(cards, g));
+        assert_true(c <= ceiling);
+        a = ends[g] + 1;
+    }
+    assert_int_equal(a, s->n);
+}
+
+/* equal: one capacity for every card (the paper's setting, where greedy is
+ * exact); else 1-4 capacities in card order (lp_partition_fewest). */
+static void check_fewest(bool equal) {
+    int feasible = 0;
+    for (int iter = 0; iter < 4000; iter++) {
+        inst s;
+        uint64_t caps[4];
+        lp_cards cards;
+        inst_random(&s);
+        random_cards(&cards, caps, equal ? 1 : 4);
+        lp_range_cost c = {s.n, inst_cost, &s};
+        search x = {&s, &cards, cards.max_cards ? cards.max_cards : s.n, 0, UINT64_MAX};
+        for_each_split(s.n, visit_search, &x);
+        int ends[MAXN], stuck = -1;
+        int groups = equal ? lp_partition_greedy(&c, &cards, ends, &stuck)
+                           : lp_partition_fewest(&c, &cards, ends, &stuck);
+        assert_int_equal(groups, x.best_groups);
+        if (groups) {
+            check_ends_fit(&s, &cards, ends, groups, UINT64_MAX);
+            feasible++;
+        } else {
+            assert_true(stuck >= 0 && stuck < s.n);
+        }
+    }
+    /* the generator must produce both outcomes often */
+    assert_true(feasible > 1000 && feasible < 3900);
+}
+
+static void test_greedy_is_fewest_cards(void **state) {
+    (void)state;
+    check_fewest(true);
+}
+
+static void test_fewest_unequal_cards(void **state) {
+    (void)state;
+    check_fewest(false);
+}
+
+/* Why unequal cards need more than greedy: greedy packs 50+5 on the first
+ * card and leaves 50 for the 10-byte card. */
+static void test_greedy_counterexample(void **state) {
+    (void)state;
+    inst s = {.n = 3, .additive = true, .w = {50, 5, 50}};
+    uint64_t caps[] = {100, 10, 100};
+    lp_cards cards = {3, caps, 3};
+    lp_range_cost c = {s.n, inst_cost, &s};
+    int ends[3], stuck = -1;
+    assert_int_equal(lp_partition_greedy(&c, &cards, ends, &stuck), 0);
+    assert_int_equal(stuck, 2);
+    assert_int_equal(lp_partition_fewest(&c, &cards, ends, &stuck), 3);
+    assert_int_equal(ends[0], 0);
+    assert_int_equal(ends[1], 1);
+    assert_int_equal(ends[2], 2);
+}
+
+static void test_minmax_is_optimal(void **state) {
+    (void)state;
+    int feasible = 0;
+    for (int iter = 0; iter < 4000; iter++) {
+        inst s;
+        uint64_t caps[4];
+        lp_cards cards;
+        inst_random(&s);
+        random_cards(&cards, caps, 4);
+        int k = 1 + (int)rng_below((uint64_t)s.n + 1);
+        lp_range_cost c = {s.n, inst_cost, &s};
+        int limit = cards.max_cards && cards.max_cards < k ? cards.max_cards : k;
+        search x = {&s, &cards, limit, 0, UINT64_MAX};
+        for_each_split(s.n, visit_search, &x);
+        int ends[MAXN];
+        uint64_t largest = 0;
+        int groups = lp_partition_minmax(&c, &cards, k, ends, &largest);
+        if (!x.best_groups) {
+            assert_int_equal(groups, 0);
+            continue;
+        }
+        feasible++;
+        assert_true(groups > 0 && groups <= limit);
+        assert_int_equal(largest, x.best_max);
+        check_ends_fit(&s, &cards, ends, groups, largest);
+        /* equal capacities: all cards get work when there are enough layers */
+        if (cards.n_caps == 1 && s.n >= limit) assert_int_equal(groups, limit);
+    }
+    assert_true(feasible > 1000);
+}
+
+/* ---- throughput ------------------------------------------------------------ */
+
+typedef struct tp_search {
+    const lp_stage_model *m;
+    const lp_cards *cards;
+    int k;              /* exactly k groups; 0 any */
+    double best;
+    int best_groups;
+} tp_search;
+
+static void visit_tp(void *ctx, int groups, const int *ends) {
+    tp_search *x = ctx;
+    if (x->k && groups != x->k) return;
+    if (x->cards->max_cards && groups > x->cards->max_cards) return;
+    double worst = 0;
+    for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+        if (x->m->footprint.fn(x->m->footprint.ctx, a, ends[g]) > x->m->target->dram_bytes) return;
+        double t = lp_stage_time(x->m, x->cards, g, a, ends[g]);
+        if (t > worst) worst = t;
+    }
+    if (worst < x->best * (1 - 1e-12)) {
+        x->best = worst;
+        x->best_groups = groups;
+    }
+}
+
+static void test_throughput_is_optimal(void **state) {
+    (void)state;
+    int feasible = 0;
+    for (int iter = 0; iter < 1500; iter++) {
+        inst s;
+        uint64_t caps[4];
+        lp_cards cards;
+        inst_random(&s);
+        if (s.n > 11) s.n = 11;
+        random_cards(&cards, caps, 4);
+        lp_target t = {.peak_flops = 1e3, .hbm_bw = 100, .l2_bw = 400,
+                       .link_latency_s = 0.01 * (double)rng_below(5), .link_bw = 50,
+                       .launch_s = 0.001, .dram_bytes = 300 + rng_below(3000)};
+        uint64_t flops[MAXN], bytes[MAXN], kernels[MAXN], cut[MAXN];
+        for (int i = 0; i < s.n; i++) {
+            flops[i] = rng_below(2000);
+            bytes[i] = s.w[i] + rng_below(100);
+            kernels[i] = 1 + rng_below(5);
+            cut[i] = rng_below(200);
+        }
+        lp_stage_model m = {s.n, flops, bytes, kernels, cut, {s.n, inst_cost, &s}, &t};
+        int k = rng_below(3) ? 0 : 1 + (int)rng_below((uint64_t)s.n);
+        if (k && cards.max_cards && k > cards.max_cards) k = cards.max_cards;
+        tp_search x = {&m, &cards, k, INFINITY, 0};
+        for_each_split(s.n, visit_tp, &x);
+        int ends[MAXN];
+        double slowest = -1;
+        int groups = lp_partition_throughput(&m, &cards, k, ends, &slowest);
+        if (!x.best_groups) {
+            assert_int_equal(groups, 0);
+            continue;
+        }
+        feasible++;
+        assert_true(fabs(slowest - x.best) <= 1e-9 * x.best + 1e-15);
+        if (k) assert_int_equal(groups, k);
+        /* the reported ends achieve the reported time */
+        double worst = 0;
+        for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+            double st = lp_stage_time(&m, &cards, g, a, ends[g]);
+            if (st > worst) worst = st;
+        }
+        assert_true(fabs(worst - slowest) <= 1e-9 * slowest + 1e-15);
+    }
+    assert_true(feasible > 500);
+}
+
+/* ---- sizes and targets ------------------------------------------------------ */
+
+static void test_parse_size(void **state) {
+    (void)state;
+    uint64_t v;
+    assert_true(lp_parse_size("31MiB", &v));
+    assert_int_equal(v, 31ull << 20);
+    assert_true(lp_parse_size("40 MB", &v));
+    assert_int_equal(v, 40000000ull);
+    assert_true(lp_parse_size("1.5GiB", &v));
+    assert_int_equal(v, 3ull << 29);
+    assert_true(lp_parse_size("2KB", &v));
+    assert_int_equal(v, 2000);
+    assert_true(lp_parse_size("7kib", &v));
+    assert_int_equal(v, 7 * 1024);
+    assert_true(lp_parse_size("123", &v));
+    assert_int_equal(v, 123);
+    assert_true(lp_parse_size("9B", &v));
+    assert_int_equal(v, 9);
+    assert_false(lp_parse_size("", &v));
+    assert_false(lp_parse_size("MiB", &v));
+    assert_false(lp_parse_size("-1MiB", &v));
+    assert_false(lp_parse_size("3 parsecs", &v));
+    assert_false(lp_parse_size("0.5B", &v));
+}
+
+/* The built-in profiles equal the JSON files in partition/targets/. */
+static void test_builtin_targets_match_files(void **state) {
+    (void)state;
+    const char *src = getenv("LPCC_SOURCE_DIR");
+    if (!src) skip();
+    const char *names[] = {"h100", "h200"};
+    for (int i = 0; i < 2; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/partition/targets/%s.json", src, names[i]);
+        lp_target a, b;
+        lp_diag d = lp_diag_make(path);
+        assert_true(lp_target_builtin(names[i], &a));
+        assert_int_equal(lp_target_load(path, &b, &d), LP_OK);
+        assert_string_equal(a.name, b.name);
+        assert_int_equal(a.l2_bytes, b.l2_bytes);
+        assert_int_equal(a.persist_bytes, b.persist_bytes);
+        assert_int_equal(a.capacity, b.capacity);
+        assert_int_equal(a.dram_bytes, b.dram_bytes);
+        assert_true(a.peak_flops == b.peak_flops && a.hbm_bw == b.hbm_bw && a.l2_bw == b.l2_bw);
+        assert_true(a.link_latency_s == b.link_latency_s && a.link_bw == b.link_bw);
+        assert_true(a.launch_s == b.launch_s);
+    }
+    lp_target t;
+    assert_true(lp_target_builtin("h100", &t));
+    assert_int_equal(t.capacity, 31ull << 20);
+    assert_true(lp_target_builtin("H200", &t));
+    assert_int_equal(t.l2_bytes, 60ull << 20);
+    assert_false(lp_target_builtin("tpu", &t));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_greedy_is_fewest_cards),
+        cmocka_unit_test(test_fewest_unequal_cards),
+        cmocka_unit_test(test_greedy_counterexample),
+        cmocka_unit_test(test_minmax_is_optimal),
+        cmocka_unit_test(test_throughput_is_optimal),
+        cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_builtin_targets_match_files),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
