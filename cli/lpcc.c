@@ -70,14 +70,14 @@ static void usage(FILE *f) {
           "  -o, --output DIR         write results (graph.json, ...) into DIR\n"
           "      --dim NAME=VALUE     bind a symbolic dim, e.g. --dim batch=8 (repeatable)\n"
           "      --shapes IN:AxBxC,.. fix input shapes, e.g. --shapes input_ids:1x128\n"
-          "      --dump-ir[=STAGE]    print the IR after STAGE: load (as read, before\n"
-          "                           inference), graph (default), layers, plan\n"
+          "      --dump-ir[=STAGE]    print the IR after STAGE: load (as read; stops\n"
+          "                           there), graph (default), layers, plan\n"
           "      --json               dumps as one JSON object instead of text\n"
           "      --dtype T            deploy dtype of float tensors: fp16, bf16, fp32 or keep\n"
           "      --layers MODE        auto (default), node, scope:DEPTH or regex:PATTERN\n"
           "      --workspace F.json   per-op workspace bytes, e.g. {\"MatMul\": 4194304}\n"
-          "      --dot FILE           write a Graphviz graph: the plan's cards when there is a\n"
-          "                           plan, else the layers\n"
+          "      --dot FILE           write a Graphviz graph: the plan's cards when a partition\n"
+          "                           option is given, else the layers\n"
           "      --cards N            use N cards (default: as many as needed)\n"
           "      --capacity SIZE,..   on-chip bytes a card holds (31MiB, 40MB; a list: cards\n"
           "                           in order), default the target's persisting-L2 size\n"
@@ -402,6 +402,47 @@ static lp_status bind_shapes(const cli *c, lp_graph *g, lp_diag *d) {
     return LP_OK;
 }
 
+/* "ops  MatMul x128 Add x96 ...": most frequent first, ties by name. */
+typedef struct op_count {
+    const char *op;
+    int count;
+} op_count;
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int by_count(const void *a, const void *b) {
+    const op_count *x = a, *y = b;
+    return x->count != y->count ? y->count - x->count : strcmp(x->op, y->op);
+}
+
+static void print_op_histogram(const lp_graph *g, FILE *out) {
+    size_t n = (size_t)g->n_nodes;
+    const char **ops = malloc((n ? n : 1) * sizeof *ops);
+    op_count *runs = malloc((n ? n : 1) * sizeof *runs);
+    if (!ops || !runs) {
+        free(ops);
+        free(runs);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) ops[i] = g->nodes[i].op_type;
+    qsort(ops, n, sizeof *ops, by_name);
+    size_t n_runs = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (n_runs && strcmp(runs[n_runs - 1].op, ops[i]) == 0)
+            runs[n_runs - 1].count++;
+        else
+            runs[n_runs++] = (op_count){ops[i], 1};
+    }
+    qsort(runs, n_runs, sizeof *runs, by_count);
+    fputs("ops     ", out);
+    for (size_t i = 0; i < n_runs; i++) fprintf(out, " %s x%d", runs[i].op, runs[i].count);
+    fputc('\n', out);
+    free(ops);
+    free(runs);
+}
+
 static void print_summary(const lp_graph *g, FILE *out) {
     uint64_t weight_bytes = 0, unsized = 0;
     int n_weights = 0, n_external = 0;
@@ -442,33 +483,7 @@ static void print_summary(const lp_graph *g, FILE *out) {
             fputs(v->shape.rank < 0 ? "?]\n" : "]\n", out);
         }
     }
-    /* operator histogram, most frequent first */
-    int n_ops = 0;
-    const char *ops[256];
-    int counts[256];
-    for (int i = 0; i < g->n_nodes; i++) {
-        int k = 0;
-        while (k < n_ops && strcmp(ops[k], g->nodes[i].op_type) != 0) k++;
-        if (k == n_ops) {
-            if (n_ops == 256) continue;
-            ops[n_ops] = g->nodes[i].op_type;
-            counts[n_ops++] = 0;
-        }
-        counts[k]++;
-    }
-    for (int i = 1; i < n_ops; i++)
-        for (int k = i; k > 0 && (counts[k] > counts[k - 1] ||
-                                  (counts[k] == counts[k - 1] && strcmp(ops[k], ops[k - 1]) < 0)); k--) {
-            int tc = counts[k];
-            counts[k] = counts[k - 1];
-            counts[k - 1] = tc;
-            const char *to = ops[k];
-            ops[k] = ops[k - 1];
-            ops[k - 1] = to;
-        }
-    fputs("ops     ", out);
-    for (int i = 0; i < n_ops; i++) fprintf(out, " %s x%d", ops[i], counts[i]);
-    fputc('\n', out);
+    print_op_histogram(g, out);
 }
 
 /* The partition stage; --dump-ir=plan prints its result. */
@@ -520,20 +535,24 @@ int lpcc_main(int argc, char **argv) {
     outputs outs = {0};
     st = lp_frontend_load(c.model, &lo, &g, &d);
     if (st == LP_OK) st = lp_graph_verify(g, &d);
-    if (st == LP_OK && c.dump && strcmp(c.dump, "load") == 0) {
+    /* --dump-ir=load shows the graph as read, and no later stage runs */
+    bool load_only = c.dump && strcmp(c.dump, "load") == 0;
+    if (st == LP_OK && load_only && (c.out_dir || c.dot || c.partition))
+        st = lp_error(&d, LP_ERR_USAGE, "--dump-ir=load stops after loading; drop -o, --dot and --partition");
+    if (st == LP_OK && load_only) {
         if (c.json)
             st = write_json(lp_graph_to_json(g), stdout, &d);
         else
             lp_graph_dump_text(g, stdout);
     }
-    if (st == LP_OK) st = bind_shapes(&c, g, &d);
+    if (st == LP_OK && !load_only) st = bind_shapes(&c, g, &d);
     lp_analysis_options ao = lp_analysis_defaults();
     ao.deploy_dtype = c.deploy_dtype;
     ao.layering = c.layering;
     ao.scope_depth = c.scope_depth;
     ao.regex = c.layers_regex;
     ao.workspace_file = c.workspace;
-    if (st == LP_OK) st = lp_analysis_infer_shapes(g, &ao, &d);
+    if (st == LP_OK && !load_only) st = lp_analysis_infer_shapes(g, &ao, &d);
     lp_layer_ir *L = NULL;
     bool dump_layers = c.dump && strcmp(c.dump, "layers") == 0;
     if (st == LP_OK && (c.out_dir || c.dot || dump_layers || c.partition))
@@ -546,8 +565,10 @@ int lpcc_main(int argc, char **argv) {
         else
             lp_layer_ir_dump_text(L, stdout);
     }
+    /* the cards when a partition option asked for a plan; -o alone keeps the layers */
     if (st == LP_OK && c.dot)
-        st = plan ? lp_plan_write_dot(plan, L, c.dot, &d) : lp_layer_ir_write_dot(L, c.dot, &d);
+        st = plan && c.partition ? lp_plan_write_dot(plan, L, c.dot, &d)
+                                 : lp_layer_ir_write_dot(L, c.dot, &d);
     if (st == LP_OK && c.dump && strcmp(c.dump, "graph") == 0) {
         if (c.json)
             st = write_json(lp_graph_to_json(g), stdout, &d);

@@ -13,6 +13,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+typedef struct missing_file {
+    const char *location;
+    struct missing_file *next;
+} missing_file;
+
 /* Conversion state for one model. */
 typedef struct loader {
     lp_graph *g;
@@ -20,8 +25,7 @@ typedef struct loader {
     const lp_load_options *opt;
     const Onnx__ModelProto *model;
     /* external files reported missing, to warn once per file */
-    const char *missing[16];
-    int n_missing;
+    struct missing_file *missing;
     /* the external file looked up last; models keep their tensors in one or
      * a few files, so most lookups skip the path checks and the stat */
     const char *ext_location, *ext_path;
@@ -237,10 +241,13 @@ static lp_status convert_external(loader *ld, const Onnx__TensorProto *t, const 
         return lp_error(ld->d, LP_ERR_INVALID_MODEL,
                         "tensor '%s': external data file '%s' is missing from '%s'", name,
                         location, ld->g->dir);
-    for (int i = 0; i < ld->n_missing; i++)
-        if (strcmp(ld->missing[i], location) == 0) return LP_OK;
-    if (ld->n_missing < (int)(sizeof ld->missing / sizeof ld->missing[0]))
-        ld->missing[ld->n_missing++] = out->location;
+    for (const missing_file *m = ld->missing; m; m = m->next)
+        if (strcmp(m->location, location) == 0) return LP_OK;
+    missing_file *m = lp_arena_alloc(ld->g->arena, sizeof *m);
+    if (!m) return OOM(ld);
+    m->location = out->location;
+    m->next = ld->missing;
+    ld->missing = m;
     lp_warn(ld->d, "external data file '%s' is missing (first needed by '%s'): shapes and sizes "
             "are analysed without it; stages that need weight bytes will fail", location, name);
     return LP_OK;

@@ -98,15 +98,27 @@ static double allreduce_time(const lp_compare_options *o, const lp_target *t, do
     return o->allreduce_latency_s + (t->link_bw > 0 ? ring / t->link_bw : 0);
 }
 
-/* pp stages of consecutive layers (stage of layer i: i * pp / n), each
- * layer split over tp cards. */
+/* Stage of each layer: layers in order, balanced by work (flops + bytes),
+ * as a pipeline of equal transformer blocks is split; layer i goes to
+ * floor(pp * (work before i + half its own) / total work). */
+static int stage_of(const lp_stage_data *s, int n, int pp, int i, double total) {
+    double before = 0;
+    for (int k = 0; k < i; k++) before += (double)(s->flops[k] + s->bytes[k]);
+    double mid = before + 0.5 * (double)(s->flops[i] + s->bytes[i]);
+    int st = total > 0 ? (int)(pp * mid / total) : i * pp / n;
+    return st < pp ? st : pp - 1;
+}
+
+/* pp stages of consecutive layers, each layer split over tp cards. */
 static void tensor_pipeline(const lp_layer_ir *L, const lp_stage_data *s, const lp_footprint_source *src,
                             const lp_target *t, const lp_compare_options *o, lp_compare_side *out) {
     int n = L->n_layers, pp = o->pp < n ? o->pp : n;
+    double total = 0;
+    for (int i = 0; i < n; i++) total += (double)(s->flops[i] + s->bytes[i]);
     *out = (lp_compare_side){.cards = o->tp * pp, .on_chip = true, .fits_dram = true};
-    for (int stage = 0, a = 0; stage < pp; stage++) {
-        int b = a;
-        while (b + 1 < n && (int)((int64_t)(b + 1) * pp / n) == stage) b++;
+    for (int a = 0; a < n;) {
+        int b = a, stage = stage_of(s, n, pp, a, total);
+        while (b + 1 < n && stage_of(s, n, pp, b + 1, total) == stage) b++;
         lp_footprint fp;
         src->fn(src->ctx, a, b, &fp);
         uint64_t per_card = fp.total / (uint64_t)o->tp;

@@ -556,10 +556,9 @@ static lp_status plan_times(lp_plan *p, const lp_layer_ir *L, const lp_footprint
             if (pc->first_layer > 0)
                 pc->stage_s += t->link_latency_s + (t->link_bw > 0 ? (double)s.cut_bytes[pc->first_layer] / t->link_bw : 0);
             const lp_shard *sh = shard_of_card(p, c);
-            double gathered = 0;
-            for (int tr = 0; tr < p->n_transfers; tr++)
-                if (p->transfers[tr].kind == LP_TRANSFER_GATHER && p->transfers[tr].to_card == c)
-                    gathered += (double)p->transfers[tr].bytes;
+            /* bytes_in less the cut: what the gathers bring */
+            double gathered = (double)pc->bytes_in - (pc->first_layer > 0 ? (double)s.cut_bytes[pc->first_layer] : 0);
+            if (gathered < 0) gathered = 0;
             pc->stage_s += (sh ? sh->n_weights : 0) * t->link_latency_s +
                            (t->link_bw > 0 ? gathered / t->link_bw : 0);
         } else {

@@ -99,12 +99,45 @@ static void cards_of_layer(const lp_plan *p, int layer, int *first, int *last) {
         }
 }
 
-static const lp_transfer *find_transfer(const lp_plan *p, int32_t v, int from, int to, lp_transfer_kind kind) {
-    for (int t = 0; t < p->n_transfers; t++) {
-        const lp_transfer *tr = &p->transfers[t];
-        if (tr->value == v && tr->from_card == from && tr->to_card == to && tr->kind == kind) return tr;
+/* Transfers sorted by (value, from, to, kind) for lookups in O(log T): a
+ * layer sharded n ways has n (n - 1) gathers per split weight. */
+typedef struct transfer_index {
+    int n;
+    const lp_transfer **sorted;
+} transfer_index;
+
+static int transfer_cmp(const lp_transfer *a, const lp_transfer *b) {
+    if (a->value != b->value) return a->value < b->value ? -1 : 1;
+    if (a->from_card != b->from_card) return a->from_card < b->from_card ? -1 : 1;
+    if (a->to_card != b->to_card) return a->to_card < b->to_card ? -1 : 1;
+    return (a->kind > b->kind) - (a->kind < b->kind);
+}
+
+static int transfer_ptr_cmp(const void *a, const void *b) {
+    return transfer_cmp(*(const lp_transfer *const *)a, *(const lp_transfer *const *)b);
+}
+
+static bool transfer_index_build(transfer_index *ix, const lp_plan *p) {
+    ix->n = p->n_transfers;
+    ix->sorted = malloc(sizeof(lp_transfer *) * (size_t)(p->n_transfers + 1));
+    if (!ix->sorted) return false;
+    for (int t = 0; t < p->n_transfers; t++) ix->sorted[t] = &p->transfers[t];
+    qsort(ix->sorted, (size_t)ix->n, sizeof(lp_transfer *), transfer_ptr_cmp);
+    return true;
+}
+
+static const lp_transfer *find_transfer(const transfer_index *ix, int32_t v, int from, int to,
+                                        lp_transfer_kind kind) {
+    lp_transfer key = {.value = v, .from_card = from, .to_card = to, .kind = kind};
+    int lo = 0, hi = ix->n;
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (transfer_cmp(ix->sorted[mid], &key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return NULL;
+    return lo < ix->n && transfer_cmp(ix->sorted[lo], &key) == 0 ? ix->sorted[lo] : NULL;
 }
 
 static bool is_data(const lp_graph *g, int32_t v) {
@@ -114,7 +147,8 @@ static bool is_data(const lp_graph *g, int32_t v) {
 
 /* Every value made on a card and read on another travels from the last
  * card of its layer to each card of the reading layer. */
-static lp_status check_cut_transfers(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+static lp_status check_cut_transfers(const lp_plan *p, const transfer_index *ix, const lp_layer_ir *L,
+                                     lp_diag *d) {
     const lp_graph *g = L->g;
     lp_status st = LP_OK;
     for (int i = 0; i < L->n_layers; i++) {
@@ -130,7 +164,7 @@ static lp_status check_cut_transfers(const lp_plan *p, const lp_layer_ir *L, lp_
                 if (from > to)
                     st = lp_error(d, LP_ERR_USAGE, "plan: value '%s' flows backwards from card %d to card %d",
                                   g->values[v].name, from, to);
-                else if (!find_transfer(p, v, from, to, LP_TRANSFER_CUT))
+                else if (!find_transfer(ix, v, from, to, LP_TRANSFER_CUT))
                     st = lp_error(d, LP_ERR_USAGE,
                                   "plan: value '%s' crosses from card %d to card %d but no transfer carries it",
                                   g->values[v].name, from, to);
@@ -142,7 +176,8 @@ static lp_status check_cut_transfers(const lp_plan *p, const lp_layer_ir *L, lp_
 
 /* Each card of a sharded layer sends its columns of every split node's
  * output to each other card of the layer. */
-static lp_status check_gathers(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+static lp_status check_gathers(const lp_plan *p, const transfer_index *ix, const lp_layer_ir *L,
+                               lp_diag *d) {
     lp_status st = LP_OK;
     for (int i = 0; i < p->n_shards; i++) {
         const lp_shard *sh = &p->shards[i];
@@ -153,7 +188,7 @@ static lp_status check_gathers(const lp_plan *p, const lp_layer_ir *L, lp_diag *
                 for (int j = 0; j < sh->n_shards; j++) {
                     if (j == k) continue;
                     int from = sh->first_card + k, to = sh->first_card + j;
-                    const lp_transfer *tr = find_transfer(p, sh->weights[w].output, from, to, LP_TRANSFER_GATHER);
+                    const lp_transfer *tr = find_transfer(ix, sh->weights[w].output, from, to, LP_TRANSFER_GATHER);
                     if (!tr || tr->begin != b || tr->end != e)
                         st = lp_error(d, LP_ERR_USAGE,
                                       "plan: columns %" PRId64 "..%" PRId64 " of '%s' (layer %d, shard %d) "
@@ -207,8 +242,11 @@ lp_status lp_plan_validate(const lp_plan *p, const lp_layer_ir *L, const lp_foot
                            lp_diag *d) {
     lp_status st = check_ranges(p, L, d);
     if (st != LP_OK) return st;
-    lp_status cut = check_cut_transfers(p, L, d);
-    lp_status gather = check_gathers(p, L, d);
+    transfer_index ix;
+    if (!transfer_index_build(&ix, p)) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    lp_status cut = check_cut_transfers(p, &ix, L, d);
+    lp_status gather = check_gathers(p, &ix, L, d);
+    free(ix.sorted);
     lp_status used = check_transfers_used(p, L, d);
     st = check_capacity(p, src, d);
     if (cut != LP_OK) return cut;

@@ -2,8 +2,13 @@
 onnx.checker, and running them in sequence in ONNX Runtime (each card's
 outputs fed to later cards by name) reproduces the whole model's outputs.
 Also: plan.json loads back to the same cuts, a tampered plan is refused,
-an infeasible capacity exits 3, and a forced cut is honoured. (The
-algorithms' optimality is checked against brute force in test_partition.c.)"""
+an infeasible capacity exits 3, and a forced cut is honoured; a layer
+larger than C is sharded with the footprint and gather bytes a hand
+calculation from the ONNX file gives; --dot names every card and transfer;
+a plan made for a custom target loads back with that target; and the
+TP x PP comparison model predicts the seed layer's measured H200 timings
+within 1.5x. (The algorithms' optimality is checked against brute force in
+test_partition.c.)"""
 import json
 import os
 import subprocess
@@ -151,6 +156,165 @@ def check_errors(failures):
             failures.append(f"--cut-after 0: rc {r.returncode} {r.stdout[:200]} {r.stderr}")
 
 
+def shard_hand_calc(failures):
+    """seed_2x256 at C = 1 MiB: each 1.65 MiB block must split in two. Card k
+    holds half the columns of every MatMul weight (rank 2, read by one node)
+    and all other weights; the all-gather moves each MatMul output's half to
+    the other card."""
+    path = os.path.join(MODELS, "seed_2x256.onnx")
+    m = onnx.load(path)
+    inits = {t.name: t for t in m.graph.initializer}
+    args = [path, "--dim", f"batch={BATCH}", "--dim", f"seq={SEQ}"]
+    layers = json.loads(lpcc(*args, "--dump-ir=layers", "--json", "-q").stdout)["layers"]
+    cap = 1 << 20
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "o")
+        r = lpcc(*args, "--capacity", "1MiB", "-o", out, "--dot", os.path.join(tmp, "p.dot"))
+        if r.returncode != 0:
+            failures.append(f"shard: rc {r.returncode}: {r.stderr}")
+            return
+        if "sharded" not in r.stderr or any(f.startswith("card_") for f in os.listdir(out)):
+            failures.append("shard: expected a warning and no card_K.onnx for a sharded plan")
+        plan = json.load(open(os.path.join(out, "plan.json")))
+        shards = plan["shards"]
+        if [s["layer"] for s in shards] != [0, 1] or any(s["n_shards"] != 2 for s in shards):
+            failures.append(f"shard: want layers 0 and 1 over 2 cards each, got {shards}")
+            return
+        for sh in shards:
+            prefix = f"layers.{sh['layer']}."
+            mats = [n for n in m.graph.node if n.op_type == "MatMul" and n.input[1] in inits
+                    and n.input[1].startswith(prefix)]
+            want_w = sorted(n.input[1] for n in mats)
+            got_w = sorted(w["weight"] for w in sh["weights"])
+            if want_w != got_w:
+                failures.append(f"shard layer {sh['layer']}: weights {got_w} != {want_w}")
+                continue
+            layer = layers[sh["layer"]]
+            whole = sum(int(np.prod(inits[w].dims)) * 2 for w in want_w)
+            halves = {}
+            for w in sh["weights"]:
+                dim = inits[w["weight"]].dims[1]
+                if w["ranges"] != [[0, dim // 2], [dim // 2, dim]]:
+                    failures.append(f"shard {w['weight']}: ranges {w['ranges']}")
+                halves[w["output"]] = dim
+            for k in range(2):
+                card = plan["cards"][sh["first_card"] + k]
+                want = layer["total_bytes"] - whole // 2
+                if card["total_bytes"] != want or card["total_bytes"] > cap or card["shard"] != k:
+                    failures.append(f"shard card {card['card']}: total {card['total_bytes']} want {want}")
+            if layer["total_bytes"] <= cap:
+                failures.append("shard: the layer fits whole; the test needs it not to")
+            gathers = [t for t in plan["transfers"] if t.get("kind") == "gather"
+                       and sh["first_card"] <= t["from_card"] < sh["first_card"] + 2]
+            if len(gathers) != 2 * len(want_w):
+                failures.append(f"shard layer {sh['layer']}: {len(gathers)} gathers, want {2 * len(want_w)}")
+            for t in gathers:
+                dim = halves[t["value"]]
+                want = BATCH * SEQ * (dim // 2) * 2
+                if t["bytes"] != want or t["from_card"] == t["to_card"]:
+                    failures.append(f"gather {t}: want {want} bytes between two cards")
+        dot = open(os.path.join(tmp, "p.dot")).read()
+        for c in plan["cards"]:
+            if f"cluster_card{c['card']} " not in dot:
+                failures.append(f"dot: card {c['card']} missing")
+        for t in plan["transfers"]:
+            if f"c{t['from_card']}_" not in dot or f"\\n{t['bytes']} B" not in dot:
+                failures.append(f"dot: transfer {t['value']} {t['bytes']} B missing")
+        # the sharded plan loads back whole, and a card over capacity is refused
+        r = lpcc(*args, "--plan", os.path.join(out, "plan.json"), "--dump-ir=plan", "--json", "-q")
+        if r.returncode != 0:
+            failures.append(f"shard --plan: {r.stderr}")
+        else:
+            back = json.loads(r.stdout)
+            if back["shards"] != plan["shards"] or back["transfers"] != plan["transfers"]:
+                failures.append("shard --plan: reloaded plan differs")
+        small = json.loads(json.dumps(plan))
+        small["capacities"] = [plan["cards"][0]["total_bytes"] - 1]
+        p = os.path.join(tmp, "small.json")
+        json.dump(small, open(p, "w"))
+        r = lpcc(*args, "--plan", p, "-q")
+        if r.returncode != 3 or "shard 0 of 2 of layer 0" not in r.stderr:
+            failures.append(f"sharded card over capacity: rc {r.returncode}: {r.stderr}")
+    # --no-split: the oversize report instead
+    r = lpcc(*args, "--capacity", "1MiB", "--no-split")
+    if r.returncode != 3 or "layer 0 'layers.0' needs" not in r.stderr or "fit 2 cards" not in r.stderr:
+        failures.append(f"--no-split: rc {r.returncode}: {r.stderr}")
+
+
+def dot_plan(failures):
+    path = os.path.join(MODELS, "gpt2_tiny.onnx")
+    with tempfile.TemporaryDirectory() as tmp:
+        dot = os.path.join(tmp, "p.dot")
+        r = lpcc(path, "--dim", "batch=2", "--dim", "seq=8", "--cards", "3", "--algo", "dp",
+                 "--capacity", "1GiB", "--dump-ir=plan", "--json", "-q", "--dot", dot)
+        if r.returncode != 0:
+            failures.append(f"dot: {r.stderr}")
+            return
+        plan, text = json.loads(r.stdout), open(dot).read()
+        if not plan["transfers"]:
+            failures.append("dot: a 3-card plan with no transfers")
+        for c in range(3):
+            if f"subgraph cluster_card{c} " not in text:
+                failures.append(f"dot: card {c} not drawn")
+        for t in plan["transfers"]:
+            label = f"{t['value']}\\n{t['bytes']} B"
+            if label not in text:
+                failures.append(f"dot: transfer label '{label}' missing")
+
+
+def custom_target(failures):
+    """A plan made for a profile file loads back with that profile, not h100's."""
+    path = os.path.join(MODELS, "gpt2_tiny.onnx")
+    args = [path, "--dim", "batch=2", "--dim", "seq=8"]
+    with tempfile.TemporaryDirectory() as tmp:
+        prof = {"name": "testcard", "capacity": "600 KiB", "l2_bytes": "1 MiB", "dram_bytes": "1 GiB",
+                "peak_flops": 1e12, "hbm_bw": 1e11, "l2_bw": 5e11, "link_latency_s": 1e-5,
+                "link_bw": 1e10, "launch_s": 2e-6}
+        tp = os.path.join(tmp, "t.json")
+        json.dump(prof, open(tp, "w"))
+        out = os.path.join(tmp, "o")
+        r = lpcc(*args, "--target", tp, "-q", "-o", out)
+        if r.returncode != 0:
+            failures.append(f"custom target: {r.stderr}")
+            return
+        plan = json.load(open(os.path.join(out, "plan.json")))
+        r = lpcc(*args, "--plan", os.path.join(out, "plan.json"), "--dump-ir=plan", "--json", "-q")
+        back = json.loads(r.stdout) if r.returncode == 0 else None
+        if back is None or back["target"] != plan["target"] or back["target"]["name"] != "testcard" \
+                or back["target"]["capacity"] != 600 * 1024:
+            failures.append(f"custom target --plan: {r.stderr} {back and back['target']}")
+        elif [c["stage_s"] for c in back["cards"]] != [c["stage_s"] for c in plan["cards"]]:
+            failures.append("custom target --plan: stage times differ")
+
+
+# The seed's dense layer on one H200 and over 4 (tensor parallel), from
+# /work/shared/targets/MEASURED.md: (batch, seq) -> ms for 16 layers on 1
+# GPU, TP4, and 4 layers on 1 GPU.
+MEASURED_H200 = {(16, 1): (6.99, 2.86, 2.04), (1, 2048): (95.4, 30.0, 23.3), (4, 2048): (370, 118, 93.2)}
+FACTOR = 1.5
+
+
+def compare_model(failures):
+    path = os.path.join(MODELS, "seed_16x8192.onnx")
+    for (batch, seq), (one, tp4, four) in MEASURED_H200.items():
+        def predict(tp, pp):
+            r = lpcc(path, "--dim", f"batch={batch}", "--dim", f"seq={seq}", "--target", "h200",
+                     "--algo", "throughput", "--compare", f"tp={tp},pp={pp}", "--dump-ir=plan", "--json", "-q")
+            if r.returncode != 0:
+                failures.append(f"compare {batch}x{seq}: {r.stderr}")
+                return None
+            return json.loads(r.stdout)["comparison"]
+        c1, c4 = predict(1, 1), predict(4, 1)
+        if not c1 or not c4:
+            continue
+        got = {"16 layers, 1 GPU": (c1["tp_pp"]["step_s"] * 1e3, one),
+               "TP4": (c4["tp_pp"]["step_s"] * 1e3, tp4),
+               "4 layers a GPU": (c4["layerwise"]["step_s"] * 1e3, four)}
+        for what, (pred, meas) in got.items():
+            if not meas / FACTOR <= pred <= meas * FACTOR:
+                failures.append(f"compare {batch}x{seq} {what}: predicted {pred:.3g} ms, measured {meas} ms")
+
+
 def main():
     if not LPCC:
         print("LPCC not set; skipping")
@@ -159,6 +323,10 @@ def main():
     for model in ["gpt2_tiny", "bert_tiny", "llama_tiny", "cnn_small", "seed_2x256"]:
         check_model(model, failures)
     check_errors(failures)
+    shard_hand_calc(failures)
+    dot_plan(failures)
+    custom_target(failures)
+    compare_model(failures)
     for f in failures:
         print("FAIL", f)
     print(f"{len(failures)} failures")
