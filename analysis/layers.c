@@ -439,92 +439,25 @@ static lp_status keys_from_cuts(lp_graph *g, const edges *e, const uint64_t *vby
 
 /* ---- reordering ------------------------------------------------------------- */
 
-/* Topological sort of g->nodes by (rank of key, old index), via Kahn's
- * algorithm with a binary heap; permutes key[] alongside and updates the
- * producers of values. */
-static lp_status reorder_by_rank(lp_graph *g, const edges *e, const keymap *km, int *key,
-                                 lp_diag *d) {
+/* Topological re-sort of g->nodes by (rank of key, old index), so each
+ * layer's nodes come together; permutes key[] alongside. */
+static lp_status reorder_by_rank(lp_graph *g, const keymap *km, int *key, lp_diag *d) {
     int n = g->n_nodes;
-    int32_t *indeg = calloc((size_t)n, sizeof *indeg);
-    int64_t *heap = malloc((size_t)n * sizeof *heap);
+    int32_t *prio = malloc((size_t)n * sizeof *prio);
     int32_t *order = malloc((size_t)n * sizeof *order);
     int *newkey = malloc((size_t)n * sizeof *newkey);
-    lp_node *sorted = lp_arena_array(g->arena, (size_t)n, sizeof *sorted);
     lp_status st = LP_OK;
-    if (!indeg || !heap || !order || !newkey || !sorted) {
+    if (!prio || !order || !newkey) {
         st = lp_error(d, LP_ERR_INTERNAL, "out of memory while ordering %d nodes", n);
         goto done;
     }
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < g->nodes[i].n_inputs; k++) {
-            int32_t v = g->nodes[i].inputs[k];
-            if (v >= 0 && g->values[v].kind == LP_VALUE_ACTIVATION && g->values[v].producer >= 0)
-                indeg[i]++;
-        }
-    /* a node read twice by one consumer counts twice above; edges lists it
-     * once, so decrement per input occurrence below instead */
-    int hn = 0, done_n = 0;
-#define PRIO(i) (((int64_t)km->rank[key[i]] << 32) | (int64_t)(i))
-    for (int i = 0; i < n; i++)
-        if (indeg[i] == 0) {
-            int c = hn++;
-            heap[c] = PRIO(i);
-            for (; c > 0 && heap[(c - 1) / 2] > heap[c]; c = (c - 1) / 2) {
-                int64_t t = heap[c];
-                heap[c] = heap[(c - 1) / 2];
-                heap[(c - 1) / 2] = t;
-            }
-        }
-    while (hn > 0) {
-        int32_t top = (int32_t)(heap[0] & 0xffffffff);
-        heap[0] = heap[--hn];
-        for (int c = 0;;) {
-            int l = 2 * c + 1, r = l + 1, m = c;
-            if (l < hn && heap[l] < heap[m]) m = l;
-            if (r < hn && heap[r] < heap[m]) m = r;
-            if (m == c) break;
-            int64_t t = heap[c];
-            heap[c] = heap[m];
-            heap[m] = t;
-            c = m;
-        }
-        order[done_n++] = top;
-        const lp_node *nd = &g->nodes[top];
-        for (int k = 0; k < nd->n_outputs; k++) {
-            int32_t v = nd->outputs[k];
-            if (v < 0) continue;
-            for (int32_t c = e->start[v]; c < e->start[v + 1]; c++) {
-                int32_t cn = e->node[c];
-                const lp_node *cnd = &g->nodes[cn];
-                for (int j = 0; j < cnd->n_inputs; j++)
-                    if (cnd->inputs[j] == v) indeg[cn]--;
-                if (indeg[cn] == 0) {
-                    int p = hn++;
-                    heap[p] = PRIO(cn);
-                    for (; p > 0 && heap[(p - 1) / 2] > heap[p]; p = (p - 1) / 2) {
-                        int64_t t = heap[p];
-                        heap[p] = heap[(p - 1) / 2];
-                        heap[(p - 1) / 2] = t;
-                    }
-                }
-            }
-        }
-    }
-#undef PRIO
-    /* g->nodes was topological already, so every node is reached */
-    assert(done_n == n);
-    for (int i = 0; i < n; i++) {
-        sorted[i] = g->nodes[order[i]];
-        newkey[i] = key[order[i]];
-    }
-    g->nodes = sorted;
+    for (int i = 0; i < n; i++) prio[i] = km->rank[key[i]];
+    st = lp_graph_sort_by(g, prio, order, d);
+    if (st != LP_OK) goto done;
+    for (int i = 0; i < n; i++) newkey[i] = key[order[i]];
     memcpy(key, newkey, (size_t)n * sizeof *key);
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < sorted[i].n_outputs; k++)
-            if (sorted[i].outputs[k] >= 0) g->values[sorted[i].outputs[k]].producer = i;
 done:
-    free(indeg);
-    free(heap);
+    free(prio);
     free(order);
     free(newkey);
     return st;
@@ -811,7 +744,7 @@ static lp_status assign_keys(lp_layer_ir *L, const lp_analysis_options *opt, key
     }
     }
     if (st == LP_OK && opt->layering != LP_LAYERS_NODE && g->n_nodes > 0)
-        st = reorder_by_rank(g, &e, km, key, d);
+        st = reorder_by_rank(g, km, key, d);
     edges_free(&e);
     return st;
 }

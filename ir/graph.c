@@ -176,23 +176,58 @@ void lp_node_warn(lp_diag *d, const lp_node *n, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* Kahn's algorithm over producer -> consumer edges. Ready nodes leave in file
- * order (a min-heap on original position), so an already sorted graph keeps
- * its order. */
-lp_status lp_graph_sort(lp_graph *g, lp_diag *d) {
+/* Binary min-heap of (priority << 32 | node index): ready nodes leave by
+ * priority, then by their current position. */
+typedef struct node_heap {
+    int64_t *item;
+    int n;
+} node_heap;
+
+static void heap_push(node_heap *h, int64_t x) {
+    int c = h->n++;
+    h->item[c] = x;
+    for (; c > 0 && h->item[(c - 1) / 2] > h->item[c]; c = (c - 1) / 2) {
+        int64_t t = h->item[c];
+        h->item[c] = h->item[(c - 1) / 2];
+        h->item[(c - 1) / 2] = t;
+    }
+}
+
+static int64_t heap_pop(node_heap *h) {
+    int64_t top = h->item[0];
+    h->item[0] = h->item[--h->n];
+    for (int c = 0;;) {
+        int l = 2 * c + 1, r = l + 1, m = c;
+        if (l < h->n && h->item[l] < h->item[m]) m = l;
+        if (r < h->n && h->item[r] < h->item[m]) m = r;
+        if (m == c) break;
+        int64_t t = h->item[c];
+        h->item[c] = h->item[m];
+        h->item[m] = t;
+        c = m;
+    }
+    return top;
+}
+
+/* Kahn's algorithm over producer -> consumer edges, choosing among ready
+ * nodes by priority (then current position), so an already sorted graph
+ * keeps its order when priority is NULL. */
+lp_status lp_graph_sort_by(lp_graph *g, const int32_t *priority, int32_t *order_out,
+                           lp_diag *d) {
     int n = g->n_nodes;
     if (n == 0) return LP_OK;
     lp_status st = LP_OK;
     int32_t *indeg = calloc((size_t)n, sizeof *indeg);
-    int32_t *heap = malloc((size_t)n * sizeof *heap);
+    node_heap heap = {malloc((size_t)n * sizeof *heap.item), 0};
     int32_t *order = malloc((size_t)n * sizeof *order);
     /* consumers as CSR: for each value, the nodes reading it */
     int32_t *cstart = calloc((size_t)g->n_values + 1, sizeof *cstart);
     size_t n_edges = 0;
     for (int i = 0; i < n; i++) n_edges += (size_t)g->nodes[i].n_inputs;
     int32_t *cnode = malloc((n_edges ? n_edges : 1) * sizeof *cnode);
+    int32_t *fill = calloc((size_t)g->n_values + 1, sizeof *fill);
     lp_node *sorted = lp_arena_array(g->arena, (size_t)n, sizeof *sorted);
-    if (!indeg || !heap || !order || !cstart || !cnode || !sorted) {
+    if (!indeg || !heap.item || !order || !cstart || !cnode || !fill || !sorted) {
         st = lp_error(d, LP_ERR_INTERNAL, "out of memory while ordering %d nodes", n);
         goto done;
     }
@@ -206,59 +241,30 @@ lp_status lp_graph_sort(lp_graph *g, lp_diag *d) {
         }
     }
     for (int v = 0; v < g->n_values; v++) cstart[v + 1] += cstart[v];
-    {
-        int32_t *fill = calloc((size_t)g->n_values, sizeof *fill);
-        if (!fill) {
-            st = lp_error(d, LP_ERR_INTERNAL, "out of memory while ordering nodes");
-            goto done;
+    for (int i = 0; i < n; i++) {
+        const lp_node *nd = &g->nodes[i];
+        for (int k = 0; k < nd->n_inputs; k++) {
+            int32_t v = nd->inputs[k];
+            if (v < 0 || g->values[v].producer < 0) continue;
+            cnode[cstart[v] + fill[v]++] = i;
         }
-        for (int i = 0; i < n; i++) {
-            const lp_node *nd = &g->nodes[i];
-            for (int k = 0; k < nd->n_inputs; k++) {
-                int32_t v = nd->inputs[k];
-                if (v < 0 || g->values[v].producer < 0) continue;
-                cnode[cstart[v] + fill[v]++] = i;
-            }
-        }
-        free(fill);
     }
-    int hn = 0, done_n = 0;
-#define HEAP_PUSH(x)                                                                   \
-    do {                                                                               \
-        int c_ = hn++;                                                                 \
-        heap[c_] = (x);                                                                \
-        while (c_ > 0 && heap[(c_ - 1) / 2] > heap[c_]) {                              \
-            int32_t t_ = heap[c_];                                                     \
-            heap[c_] = heap[(c_ - 1) / 2];                                             \
-            heap[(c_ - 1) / 2] = t_;                                                   \
-            c_ = (c_ - 1) / 2;                                                         \
-        }                                                                              \
-    } while (0)
+#define PRIO(i) ((int64_t)(priority ? priority[i] : 0) << 32 | (int64_t)(i))
+    int done_n = 0;
     for (int i = 0; i < n; i++)
-        if (indeg[i] == 0) HEAP_PUSH(i);
-    while (hn > 0) {
-        int32_t top = heap[0];
-        heap[0] = heap[--hn];
-        for (int c = 0;;) {
-            int l = 2 * c + 1, r = l + 1, m = c;
-            if (l < hn && heap[l] < heap[m]) m = l;
-            if (r < hn && heap[r] < heap[m]) m = r;
-            if (m == c) break;
-            int32_t t = heap[c];
-            heap[c] = heap[m];
-            heap[m] = t;
-            c = m;
-        }
+        if (indeg[i] == 0) heap_push(&heap, PRIO(i));
+    while (heap.n > 0) {
+        int32_t top = (int32_t)(heap_pop(&heap) & 0xffffffff);
         order[done_n++] = top;
         const lp_node *nd = &g->nodes[top];
         for (int k = 0; k < nd->n_outputs; k++) {
             int32_t v = nd->outputs[k];
             if (v < 0) continue;
             for (int32_t e = cstart[v]; e < cstart[v + 1]; e++)
-                if (--indeg[cnode[e]] == 0) HEAP_PUSH(cnode[e]);
+                if (--indeg[cnode[e]] == 0) heap_push(&heap, PRIO(cnode[e]));
         }
     }
-#undef HEAP_PUSH
+#undef PRIO
     if (done_n < n) {
         int first = -1, listed = 0;
         char names[600] = "";
@@ -282,11 +288,15 @@ lp_status lp_graph_sort(lp_graph *g, lp_diag *d) {
     for (int i = 0; i < n; i++)
         for (int k = 0; k < sorted[i].n_outputs; k++)
             if (sorted[i].outputs[k] >= 0) g->values[sorted[i].outputs[k]].producer = i;
+    if (order_out) memcpy(order_out, order, (size_t)n * sizeof *order);
 done:
     free(indeg);
-    free(heap);
+    free(heap.item);
     free(order);
     free(cstart);
     free(cnode);
+    free(fill);
     return st;
 }
+
+lp_status lp_graph_sort(lp_graph *g, lp_diag *d) { return lp_graph_sort_by(g, NULL, NULL, d); }

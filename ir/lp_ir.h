@@ -292,6 +292,11 @@ const char *lp_node_meta(const lp_node *n, const char *key);
 /* Orders g->nodes topologically (stable: file order where free). A cycle is
  * reported as an invalid model naming the nodes on it. */
 lp_status lp_graph_sort(lp_graph *g, lp_diag *d);
+/* Same, choosing among ready nodes the smallest priority[i] (0 <= p < 2^31)
+ * first, then the earliest. order_out (n_nodes entries, may be NULL)
+ * receives the old index of each new position. */
+lp_status lp_graph_sort_by(lp_graph *g, const int32_t *priority, int32_t *order_out,
+                           lp_diag *d);
 
 /* Reports a problem at a node: "file: node 17 'conv3' (Conv): message". */
 lp_status lp_node_error(lp_diag *d, lp_status s, const lp_node *n, const char *fmt, ...)
