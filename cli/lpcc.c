@@ -64,8 +64,9 @@ int lpcc_exit_code(lp_status s) {
 static void usage(FILE *f) {
     fputs("usage: lpcc MODEL.onnx [-o DIR] [options]\n"
           "\n"
-          "Reads an ONNX model, and (as the stages land) splits its layers over cards whose\n"
-          "on-chip memory holds each group.\n"
+          "Reads an ONNX model, sizes each layer (weights + activations + buffers) and\n"
+          "splits the layers into contiguous groups, one per card, that fit the cards'\n"
+          "on-chip memory. Writes the plan and one ONNX sub-model per card.\n"
           "\n"
           "  -o, --output DIR         write results (graph.json, ...) into DIR\n"
           "      --dim NAME=VALUE     bind a symbolic dim, e.g. --dim batch=8 (repeatable)\n"
