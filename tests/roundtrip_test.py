@@ -378,6 +378,57 @@ def check_hostile(tmp):
             print(f"FAIL hostile {name} ({verdict}): {problems[0]}")
             for p in problems[1:MAX_SHOWN]:
                 print(f"    {p}")
+    return failed + check_external_files(tmp)
+
+
+def external_model(location, nbytes):
+    """One float initializer of nbytes/4 elements stored at `location`."""
+    t = TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[nbytes // 4])
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", location), ("offset", "0"), ("length", str(nbytes))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    g = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["w"], ["y"], name="id")],
+                               "ext", [], [onnx.helper.make_tensor_value_info(
+                                   "y", TensorProto.FLOAT, None)], [t])
+    return onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 18)])
+
+
+def check_external_files(tmp):
+    """External data on disk: present, too short, a link leaving the folder,
+    a dangling link; lpcc must report `present` right or refuse the file."""
+    model_dir = os.path.join(tmp, "model")
+    os.makedirs(model_dir)
+    with open(os.path.join(model_dir, "ok.bin"), "wb") as f:
+        f.truncate(64)
+    with open(os.path.join(model_dir, "short.bin"), "wb") as f:
+        f.truncate(8)
+    with open(os.path.join(tmp, "outside.bin"), "wb") as f:
+        f.truncate(64)
+    os.symlink(os.path.join(tmp, "outside.bin"), os.path.join(model_dir, "escape.bin"))
+    os.symlink("ok.bin", os.path.join(model_dir, "inside.bin"))
+    os.symlink("nowhere.bin", os.path.join(model_dir, "dangling.bin"))
+    cases = [("ok.bin", True), ("inside.bin", True), ("absent.bin", False),
+             ("short.bin", None), ("escape.bin", None), ("dangling.bin", None)]
+    failed = 0
+    for location, present in cases:
+        path = os.path.join(model_dir, f"m_{location}.onnx")
+        onnx.save(external_model(location, 64), path)
+        if present is None:
+            r = run_lpcc(path)
+            problems = [] if r.returncode == 1 and location in r.stderr else \
+                [f"expected exit 1 naming '{location}', got {r.returncode}: {r.stderr.strip()[:300]}"]
+        else:
+            problems = check_model(path)
+            r = run_lpcc(path)
+            if not problems:
+                (w,) = [v for v in json.loads(r.stdout)["values"] if v["name"] == "w"]
+                if w["external"].get("present") is not present:
+                    problems = [f"external present: lpcc {w['external'].get('present')}, "
+                                f"file there: {present}"]
+        if problems:
+            failed += 1
+            print(f"FAIL external data '{location}': {problems[0]}")
     return failed
 
 
