@@ -24,7 +24,7 @@ run: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-	@$(MAKE) --no-print-directory test-sanitize fuzz
+	@$(MAKE) --no-print-directory fuzz test-sanitize
 
 # The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
 test-sanitize: setup
