@@ -518,6 +518,112 @@ static lp_status partition_stage(cli *c, const lp_layer_ir *L, lp_plan **plan, l
     return st;
 }
 
+/* What one run builds; each stage fills its part. */
+typedef struct run {
+    cli *c;
+    lp_diag *d;
+    lp_analysis_options ao;
+    lp_graph *g;
+    lp_layer_ir *L;
+    lp_plan *plan;
+    outputs outs;
+    bool cards_written;
+} run;
+
+static bool dumping(const cli *c, const char *stage) { return c->dump && strcmp(c->dump, stage) == 0; }
+
+static lp_status dump_json_or_text(const cli *c, json_t *(*to_json)(const void *), const void *ir,
+                                   void (*to_text)(const void *, FILE *), lp_diag *d) {
+    if (c->json) return write_json(to_json(ir), stdout, d);
+    to_text(ir, stdout);
+    return LP_OK;
+}
+
+static json_t *graph_json(const void *g) { return lp_graph_to_json(g); }
+static void graph_text(const void *g, FILE *f) { lp_graph_dump_text(g, f); }
+static json_t *layers_json(const void *L) { return lp_layer_ir_to_json(L); }
+static void layers_text(const void *L, FILE *f) { lp_layer_ir_dump_text(L, f); }
+
+/* --dump-ir=load shows the graph as read, and no later stage runs. */
+static lp_status stage_load(run *r) {
+    lp_load_options lo = {.require_weights = false};
+    lp_status st = lp_frontend_load(r->c->model, &lo, &r->g, r->d);
+    if (st == LP_OK) st = lp_graph_verify(r->g, r->d);
+    if (st != LP_OK || !dumping(r->c, "load")) return st;
+    if (r->c->out_dir || r->c->dot || r->c->partition)
+        return lp_error(r->d, LP_ERR_USAGE,
+                        "--dump-ir=load stops after loading; drop -o, --dot and the partition options");
+    return dump_json_or_text(r->c, graph_json, r->g, graph_text, r->d);
+}
+
+static lp_status stage_shapes(run *r) {
+    lp_status st = bind_shapes(r->c, r->g, r->d);
+    if (st == LP_OK) st = lp_analysis_infer_shapes(r->g, &r->ao, r->d);
+    if (st == LP_OK) st = lp_graph_verify(r->g, r->d);
+    if (st == LP_OK && dumping(r->c, "graph"))
+        st = dump_json_or_text(r->c, graph_json, r->g, graph_text, r->d);
+    return st;
+}
+
+static bool wants_layers(const cli *c) { return c->out_dir || c->dot || c->partition || dumping(c, "layers"); }
+
+static lp_status stage_layers(run *r) {
+    lp_status st = lp_analysis_build_layers(r->g, &r->ao, &r->L, r->d);
+    if (st == LP_OK) st = lp_graph_verify(r->g, r->d);
+    if (st == LP_OK && dumping(r->c, "layers"))
+        st = dump_json_or_text(r->c, layers_json, r->L, layers_text, r->d);
+    return st;
+}
+
+/* The cards when a partition option asked for a plan; else the layers. */
+static lp_status stage_dot(run *r) {
+    return r->plan && r->c->partition ? lp_plan_write_dot(r->plan, r->L, r->c->dot, r->d)
+                                      : lp_layer_ir_write_dot(r->L, r->c->dot, r->d);
+}
+
+static lp_status write_output_json(run *r, const char *name, json_t *j) {
+    FILE *f = output_open(&r->outs, r->c->out_dir, name, r->d);
+    if (!f) {
+        json_decref(j);
+        return LP_ERR_OUTPUT;
+    }
+    lp_status st = write_json(j, f, r->d);
+    lp_status cs = output_close(f, &r->outs, r->d);
+    return st != LP_OK ? st : cs;
+}
+
+static lp_status stage_write_json(run *r) {
+    lp_status st = make_dir(r->c->out_dir, r->d);
+    if (st == LP_OK) st = write_output_json(r, "graph.json", lp_graph_to_json(r->g));
+    if (st == LP_OK) st = write_output_json(r, "layers.json", lp_layer_ir_to_json(r->L));
+    if (st == LP_OK && r->plan) st = write_output_json(r, "plan.json", plan_json(r->c, r->plan, r->L));
+    return st;
+}
+
+static lp_status stage_report(run *r) {
+    if (!r->c->dump && r->c->verbosity > 0) {
+        print_summary(r->g, stdout);
+        if (r->plan) lp_plan_dump_text(r->plan, r->L, stdout);
+        if (r->plan && r->c->compare) lp_compare_dump_text(&r->c->compared, stdout);
+    }
+    /* stdout is settled before the card models are written and the output
+     * files committed, so a run that fails to print leaves no result behind */
+    if (fflush(stdout) != 0 || ferror(stdout)) return lp_error(r->d, LP_ERR_OUTPUT, "cannot write to stdout");
+    return LP_OK;
+}
+
+static lp_status stage_write_cards(run *r) {
+    if (r->plan->n_shards > 0) {
+        lp_warn(r->d, "layer %d is sharded over %d cards: no card_K.onnx written (plan.json "
+                "describes the split)", r->plan->shards[0].layer, r->plan->shards[0].n_shards);
+        return lp_plan_remove_submodels(r->c->out_dir, 0);
+    }
+    r->cards_written = true;
+    return lp_plan_write_submodels(r->plan, r->L, r->c->out_dir, r->d);
+}
+
+/* The pipeline: a flat list of stages, each run only if the ones before it
+ * succeeded and the options ask for it. */
 int lpcc_main(int argc, char **argv) {
     lp_diag d = lp_diag_make(NULL);
     cli c;
@@ -530,95 +636,28 @@ int lpcc_main(int argc, char **argv) {
     }
     d.file = c.model;
     d.quiet = c.verbosity == 0;
+    run r = {.c = &c, .d = &d, .ao = lp_analysis_defaults()};
+    r.ao.deploy_dtype = c.deploy_dtype;
+    r.ao.layering = c.layering;
+    r.ao.scope_depth = c.scope_depth;
+    r.ao.regex = c.layers_regex;
+    r.ao.workspace_file = c.workspace;
+    bool go = !dumping(&c, "load");
 
-    lp_load_options lo = {.require_weights = false};
-    lp_graph *g = NULL;
-    outputs outs = {0};
-    st = lp_frontend_load(c.model, &lo, &g, &d);
-    if (st == LP_OK) st = lp_graph_verify(g, &d);
-    /* --dump-ir=load shows the graph as read, and no later stage runs */
-    bool load_only = c.dump && strcmp(c.dump, "load") == 0;
-    if (st == LP_OK && load_only && (c.out_dir || c.dot || c.partition))
-        st = lp_error(&d, LP_ERR_USAGE, "--dump-ir=load stops after loading; drop -o, --dot and --partition");
-    if (st == LP_OK && load_only) {
-        if (c.json)
-            st = write_json(lp_graph_to_json(g), stdout, &d);
-        else
-            lp_graph_dump_text(g, stdout);
-    }
-    if (st == LP_OK && !load_only) st = bind_shapes(&c, g, &d);
-    lp_analysis_options ao = lp_analysis_defaults();
-    ao.deploy_dtype = c.deploy_dtype;
-    ao.layering = c.layering;
-    ao.scope_depth = c.scope_depth;
-    ao.regex = c.layers_regex;
-    ao.workspace_file = c.workspace;
-    if (st == LP_OK && !load_only) st = lp_analysis_infer_shapes(g, &ao, &d);
-    lp_layer_ir *L = NULL;
-    bool dump_layers = c.dump && strcmp(c.dump, "layers") == 0;
-    if (st == LP_OK && (c.out_dir || c.dot || dump_layers || c.partition))
-        st = lp_analysis_build_layers(g, &ao, &L, &d);
-    lp_plan *plan = NULL;
-    if (st == LP_OK && (c.partition || c.out_dir)) st = partition_stage(&c, L, &plan, &d);
-    if (st == LP_OK && dump_layers) {
-        if (c.json)
-            st = write_json(lp_layer_ir_to_json(L), stdout, &d);
-        else
-            lp_layer_ir_dump_text(L, stdout);
-    }
-    /* the cards when a partition option asked for a plan; -o alone keeps the layers */
-    if (st == LP_OK && c.dot)
-        st = plan && c.partition ? lp_plan_write_dot(plan, L, c.dot, &d)
-                                 : lp_layer_ir_write_dot(L, c.dot, &d);
-    if (st == LP_OK && c.dump && strcmp(c.dump, "graph") == 0) {
-        if (c.json)
-            st = write_json(lp_graph_to_json(g), stdout, &d);
-        else
-            lp_graph_dump_text(g, stdout);
-    }
-    if (st == LP_OK && c.out_dir) {
-        st = make_dir(c.out_dir, &d);
-        FILE *f = st == LP_OK ? output_open(&outs, c.out_dir, "graph.json", &d) : NULL;
-        if (st == LP_OK && !f) st = LP_ERR_OUTPUT;
-        if (f) {
-            st = write_json(lp_graph_to_json(g), f, &d);
-            lp_status cs = output_close(f, &outs, &d);
-            if (st == LP_OK) st = cs;
-        }
-        f = st == LP_OK ? output_open(&outs, c.out_dir, "layers.json", &d) : NULL;
-        if (st == LP_OK && !f) st = LP_ERR_OUTPUT;
-        if (f) {
-            st = write_json(lp_layer_ir_to_json(L), f, &d);
-            lp_status cs = output_close(f, &outs, &d);
-            if (st == LP_OK) st = cs;
-        }
-    }
-    if (st == LP_OK && !c.dump && c.verbosity > 0) print_summary(g, stdout);
-    if (st == LP_OK && plan && !c.dump && c.verbosity > 0) lp_plan_dump_text(plan, L, stdout);
-    if (st == LP_OK && plan && !c.dump && c.verbosity > 0 && c.compare)
-        lp_compare_dump_text(&c.compared, stdout);
-    /* stdout is settled before the card models are written and the output
-     * files committed, so a run that fails to print leaves no result behind */
-    if ((fflush(stdout) != 0 || ferror(stdout)) && st == LP_OK)
-        st = lp_error(&d, LP_ERR_OUTPUT, "cannot write to stdout");
-    if (st == LP_OK && plan && c.out_dir) {
-        FILE *f = output_open(&outs, c.out_dir, "plan.json", &d);
-        if (!f) st = LP_ERR_OUTPUT;
-        if (f) {
-            st = write_json(plan_json(&c, plan, L), f, &d);
-            lp_status cs = output_close(f, &outs, &d);
-            if (st == LP_OK) st = cs;
-        }
-        if (st == LP_OK && plan->n_shards > 0)
-            lp_warn(&d, "layer %d is sharded over %d cards: no card_K.onnx written (plan.json "
-                    "describes the split)", plan->shards[0].layer, plan->shards[0].n_shards);
-        else if (st == LP_OK)
-            st = lp_plan_write_submodels(plan, L, c.out_dir, &d);
-    }
-    st = outputs_finish(&outs, st, &d);
-    lp_plan_free(plan);
-    lp_layer_ir_free(L);
-    lp_graph_free(g);
+    st = stage_load(&r);
+    if (st == LP_OK && go) st = stage_shapes(&r);
+    if (st == LP_OK && go && wants_layers(&c)) st = stage_layers(&r);
+    if (st == LP_OK && go && (c.partition || c.out_dir)) st = partition_stage(&c, r.L, &r.plan, &d);
+    if (st == LP_OK && go && c.dot) st = stage_dot(&r);
+    if (st == LP_OK && go && c.out_dir) st = stage_write_json(&r);
+    if (st == LP_OK && go) st = stage_report(&r);
+    if (st == LP_OK && go && c.out_dir && r.plan) st = stage_write_cards(&r);
+    st = outputs_finish(&r.outs, st, &d);
+    if (st != LP_OK && r.cards_written) lp_plan_remove_submodels(c.out_dir, 0);
+
+    lp_plan_free(r.plan);
+    lp_layer_ir_free(r.L);
+    lp_graph_free(r.g);
     cli_free(&c);
     return lpcc_exit_code(st);
 }

@@ -305,6 +305,10 @@ lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *
 /* DIR/card_K.onnx for every card, through lp_frontend_write_submodel().
  * Plans with sharded layers are refused (LP_ERR_UNSUPPORTED): their cards
  * need weight slices and gathers, which these files do not express. */
+/* Removes DIR/card_K.onnx for K >= first_card, up to the first K missing:
+ * cards of an earlier run, or of this run when it failed. */
+lp_status lp_plan_remove_submodels(const char *dir, int first_card);
+
 lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
                                   lp_diag *d);
 

@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static const char *layer_name(const lp_layer_ir *L, int i) {
     return L->layers[i].name ? L->layers[i].name : "";
@@ -316,6 +317,18 @@ lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *
     return LP_OK;
 }
 
+lp_status lp_plan_remove_submodels(const char *dir, int first_card) {
+    for (int c = first_card;; c++) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/card_%d.onnx", dir, c) < 0) return LP_ERR_INTERNAL;
+        int rc = unlink(path);
+        free(path);
+        if (rc != 0) return LP_OK;
+    }
+}
+
+/* Writes every card's sub-model; on failure none of them stays. Cards of an
+ * earlier run beyond this plan's count are removed so DIR holds one plan. */
 lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
                                   lp_diag *d) {
     if (p->n_shards > 0)
@@ -341,5 +354,6 @@ lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const 
         free(path);
     }
     free(nodes);
+    lp_plan_remove_submodels(dir, st == LP_OK ? p->n_cards : 0);
     return st;
 }

@@ -276,6 +276,26 @@ class Cli(unittest.TestCase):
             self.assert_exit(p, EXIT_OUTPUT)
             self.assertEqual(os.listdir(out) if os.path.isdir(out) else [], [])
 
+    def test_cards_of_an_earlier_plan_are_removed(self):
+        out = self.fresh_dir("recards")
+        model = os.path.join(MODELS, "gpt2_tiny.onnx")
+        args = ["--dim", "batch=1", "--dim", "seq=4", "--algo", "dp", "-o", out, "-q"]
+        self.assert_exit(run(model, "--cards", "3", *args), EXIT_OK)
+        self.assertEqual(sorted(f for f in os.listdir(out) if f.startswith("card_")),
+                         ["card_0.onnx", "card_1.onnx", "card_2.onnx"])
+        self.assert_exit(run(model, "--cards", "1", *args), EXIT_OK)
+        self.assertEqual(sorted(f for f in os.listdir(out) if f.startswith("card_")),
+                         ["card_0.onnx"])
+        with open(os.path.join(out, "plan.json")) as f:
+            self.assertEqual(len(json.load(f)["cards"]), 1)
+        # a failing run writes nothing: DIR still holds the last complete result
+        self.assert_exit(run(model, "--cards", "2", "--capacity", "1B", *args), 3)
+        self.assertEqual(sorted(f for f in os.listdir(out) if f.startswith("card_")),
+                         ["card_0.onnx"])
+        with open(os.path.join(out, "plan.json")) as f:
+            self.assertEqual(len(json.load(f)["cards"]), 1)
+        self.assert_no_temp_files(out)
+
     def test_unwritable_output(self):
         parent = self.fresh_dir("unwritable")
         os.mkdir(parent)
