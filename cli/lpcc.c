@@ -618,6 +618,17 @@ static lp_status stage_write_cards(run *r) {
                 "describes the split)", r->plan->shards[0].layer, r->plan->shards[0].n_shards);
         return lp_plan_remove_submodels(r->c->out_dir, 0);
     }
+    const lp_graph *g = r->g;
+    int n_absent = 0;
+    const char *first = NULL;
+    for (int i = 0; i < g->n_values; i++) {
+        const lp_tensor_data *t = &g->values[i].data;
+        if (t->where == LP_DATA_EXTERNAL && !t->present && n_absent++ == 0) first = t->location;
+    }
+    if (n_absent)
+        lp_warn(r->d, "the card models declare %d external weights whose file ('%s'%s) is absent: "
+                "they validate, and run once the file is placed next to them", n_absent, first,
+                n_absent > 1 ? ", ..." : "");
     r->cards_written = true;
     return lp_plan_write_submodels(r->plan, r->L, r->c->out_dir, r->d);
 }

@@ -758,6 +758,38 @@ static void test_external_escapes(void **state) {
     tmp_remove(e.dir);
 }
 
+/* Weights beyond 4 GiB into a (sparse) external file: offsets past 32 bits
+ * load and read back exactly, without reading the rest of the file. */
+static void test_external_beyond_4gib(void **state) {
+    (void)state;
+    ext_dir e;
+    ext_setup(&e);
+    char path[300];
+    snprintf(path, sizeof path, "%s/big.bin", e.dir);
+    int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+    assert_true(fd >= 0);
+    const uint64_t offset = ((uint64_t)9 << 29) + 48; /* 4.5 GiB + 48 */
+    assert_int_equal(ftruncate(fd, (off_t)(offset + 4096)), 0);
+    assert_int_equal(pwrite(fd, e.data, 16, (off_t)offset), 16);
+    close(fd);
+    char off_text[32];
+    snprintf(off_text, sizeof off_text, "%llu", (unsigned long long)offset);
+    lp_graph *g = NULL;
+    lp_diag d;
+    assert_int_equal(ext_load(&e, external_model("big.bin", off_text, "16"), true, &g, &d), LP_OK);
+    const lp_value *w = value_named(g, "W");
+    assert_true(w->data.present);
+    assert_true(w->data.offset == offset);
+    uint8_t buf[16];
+    assert_int_equal(lp_frontend_read_weight(g, w, buf, sizeof buf, &d), LP_OK);
+    assert_memory_equal(buf, e.data, 16);
+    lp_graph_free(g);
+    /* one byte past the end of the 4.5 GiB file is refused */
+    snprintf(off_text, sizeof off_text, "%llu", (unsigned long long)(offset + 4096 - 15));
+    expect_ext_reject(&e, external_model("big.bin", off_text, "16"), "beyond the end of 'big.bin'");
+    tmp_remove(e.dir);
+}
+
 static void test_external_bad_ranges(void **state) {
     (void)state;
     ext_dir e;
@@ -1212,6 +1244,7 @@ int main(void) {
         cmocka_unit_test(test_external_missing),
         cmocka_unit_test(test_external_escapes),
         cmocka_unit_test(test_external_bad_ranges),
+        cmocka_unit_test(test_external_beyond_4gib),
         cmocka_unit_test(test_control_flow_unsupported),
         cmocka_unit_test(test_other_unsupported),
         cmocka_unit_test(test_invalid_bytes),
