@@ -315,6 +315,27 @@ def compare_model(failures):
                 failures.append(f"compare {batch}x{seq} {what}: predicted {pred:.3g} ms, measured {meas} ms")
 
 
+def compare_h100(failures):
+    """The model against the seed layer timed on an H100 (bench/gpu/seed_layer_bench.py,
+    results in bench/gpu/seed_layer_h100.json): 16 layers on one card, and the slowest
+    stage of 4 and of 16 cards (4 layers and 1 layer a card)."""
+    path = os.path.join(MODELS, "seed_16x8192.onnx")
+    with open(os.path.join(SRC, "bench", "gpu", "seed_layer_h100.json")) as f:
+        runs = json.load(f)["runs"]
+    for run in runs:
+        cards = {16: 1, 4: 4, 1: 16}[run["layers"]]
+        r = lpcc(path, "--dim", f"batch={run['batch']}", "--dim", f"seq={run['seq']}", "--target", "h100",
+                 "--algo", "throughput", "--compare", f"tp={cards},pp=1", "--dump-ir=plan", "--json", "-q")
+        if r.returncode != 0:
+            failures.append(f"h100 {run}: {r.stderr}")
+            continue
+        c = json.loads(r.stdout)["comparison"]
+        pred = (c["tp_pp"] if cards == 1 else c["layerwise"])["step_s"] * 1e3
+        if not run["ms"] / FACTOR <= pred <= run["ms"] * FACTOR:
+            failures.append(f"h100 {run['layers']} layers {run['batch']}x{run['seq']}: predicted "
+                            f"{pred:.3g} ms, measured {run['ms']} ms")
+
+
 def main():
     if not LPCC:
         print("LPCC not set; skipping")
@@ -327,6 +348,7 @@ def main():
     dot_plan(failures)
     custom_target(failures)
     compare_model(failures)
+    compare_h100(failures)
     for f in failures:
         print("FAIL", f)
     print(f"{len(failures)} failures")
