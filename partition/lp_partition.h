@@ -312,6 +312,64 @@ lp_status lp_plan_remove_submodels(const char *dir, int first_card);
 lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
                                   lp_diag *d);
 
+/* ---- per-card memory plans (card_memory.c) ------------------------------------ */
+
+/* Where every tensor of a card lives in the one allocation the runtime makes
+ * for it: weights, receive/send buffers, the activation arena, a workspace.
+ * Offsets are from the allocation's start; see card_memory.c for the layout
+ * and how the totals relate to the card's footprint.
+ *
+ *     lp_card_memory *mem = NULL;
+ *     if (lp_plan_memory(plan, L, arena, &mem, &diag) != LP_OK) ...;
+ *     for (int k = 0; k < mem[c].n_slots; k++)
+ *         place(mem[c].slots[k].value, base + mem[c].slots[k].offset);
+ */
+typedef struct lp_mem_weight {
+    int32_t value;
+    uint64_t offset, bytes;
+    int axis;               /* -1: the whole tensor; else columns [begin, end) */
+    int64_t begin, end;     /* of this axis (a sharded card's slice) */
+} lp_mem_weight;
+
+typedef enum lp_mem_dir { LP_MEM_IN, LP_MEM_OUT } lp_mem_dir;
+
+typedef struct lp_mem_boundary {
+    int32_t value;
+    uint64_t offset, bytes;
+    lp_mem_dir dir;         /* IN: received from an earlier card or the host */
+} lp_mem_boundary;
+
+typedef struct lp_mem_slot {
+    int32_t value;
+    uint64_t offset, bytes;
+    int first, last;        /* steps alive; step 0 is the card's first node */
+} lp_mem_slot;
+
+typedef struct lp_card_memory {
+    int card;
+    uint64_t alignment;     /* of every offset and region (LP_MEMPLAN_ALIGN) */
+    int first_node, n_steps;
+    int n_weights;
+    lp_mem_weight *weights;
+    int n_boundary;
+    lp_mem_boundary *boundary;
+    int n_slots;
+    lp_mem_slot *slots;
+    uint64_t weights_bytes;                    /* region at offset 0 */
+    uint64_t boundary_offset, boundary_bytes;
+    uint64_t arena_offset, arena_bytes;        /* arena_bytes = footprint activation_bytes */
+    uint64_t workspace_offset, workspace_bytes; /* = footprint buffer_bytes */
+    uint64_t padding_bytes;  /* alignment padding of weights and boundary entries */
+    uint64_t total_bytes;    /* the allocation: workspace_offset + workspace_bytes */
+} lp_card_memory;
+
+/* The memory plan of every card of p; *out ([p->n_cards]) and its lists
+ * are allocated from `a`. */
+lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp_card_memory **out,
+                         lp_diag *d);
+/* The "memory" object of a card in plan.json (json_t*). */
+void *lp_card_memory_to_json(const lp_card_memory *m, const lp_layer_ir *L);
+
 /* ---- comparison with tensor x pipeline parallelism ---------------------------- */
 
 /* Predicted time of one step (`tokens` tokens through every layer) on

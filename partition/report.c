@@ -19,8 +19,23 @@ static double fill(const lp_plan_card *c) {
     return c->capacity ? 100.0 * (double)c->fp.total / (double)c->capacity : 0;
 }
 
+/* "  memory ..." for card c: the regions of its one allocation. */
+static void dump_card_memory(const lp_card_memory *m, FILE *out) {
+    char b[6][32];
+    fprintf(out, "  memory  weights %s (%d)  boundary %s (%d)  arena %s (%d slots)  workspace %s  "
+            "= %s allocated\n",
+            lp_format_bytes(m->weights_bytes, b[0]), m->n_weights, lp_format_bytes(m->boundary_bytes, b[1]),
+            m->n_boundary, lp_format_bytes(m->arena_bytes, b[2]), m->n_slots,
+            lp_format_bytes(m->workspace_bytes, b[3]), lp_format_bytes(m->total_bytes, b[4]));
+}
+
 void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, FILE *out) {
     char b[8][32];
+    lp_arena *ma = lp_arena_new();
+    lp_card_memory *mem = NULL;
+    lp_diag quiet = lp_diag_make(NULL);
+    quiet.sink = NULL;
+    if (ma && lp_plan_memory(p, L, ma, &mem, &quiet) != LP_OK) mem = NULL;
     fprintf(out, "plan %s: %s on %s, C = %s%s\n", p->model, lp_algo_name(p->algo), p->target.name,
             lp_format_bytes(p->caps[0], b[0]), p->n_caps > 1 ? " (first card; unequal cards)" : "");
     int largest = 0;
@@ -41,7 +56,9 @@ void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, FILE *out) {
         fprintf(out, "  %.3g GFLOP  received %s  sent %s  stage %.2f us\n", (double)pc->flops / 1e9,
                 lp_format_bytes(pc->bytes_in, b[0]), lp_format_bytes(pc->bytes_out, b[1]),
                 pc->stage_s * 1e6);
+        if (mem) dump_card_memory(&mem[c], out);
     }
+    lp_arena_free(ma);
     for (int i = 0; i < p->n_shards; i++) {
         const lp_shard *sh = &p->shards[i];
         fprintf(out, "shard   layer %d (%s) over cards %d..%d: %d weight%s split by output columns\n",
@@ -108,9 +125,15 @@ static json_t *shards_json(const lp_plan *p, const lp_layer_ir *L) {
 }
 
 void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L) {
+    /* each card's memory plan is recomputed from the cuts, never read back */
+    lp_arena *ma = lp_arena_new();
+    lp_card_memory *mem = NULL;
+    lp_diag quiet = lp_diag_make(NULL);
+    quiet.sink = NULL;
     json_t *j = json_object(), *cards = json_array(), *tr = json_array(), *caps = json_array();
-    if (!j || !cards || !tr || !caps) {
+    if (!j || !cards || !tr || !caps || !ma || lp_plan_memory(p, L, ma, &mem, &quiet) != LP_OK) {
         json_decref(j), json_decref(cards), json_decref(tr), json_decref(caps);
+        lp_arena_free(ma);
         return NULL;
     }
     json_object_set_new(j, "model", json_string(p->model));
@@ -149,6 +172,7 @@ void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L) {
         json_object_set_new(o, "weights", value_names(L, pc->weights, pc->n_weights));
         json_object_set_new(o, "inputs", value_names(L, pc->inputs, pc->n_inputs));
         json_object_set_new(o, "outputs", value_names(L, pc->outputs, pc->n_outputs));
+        json_object_set_new(o, "memory", lp_card_memory_to_json(&mem[c], L));
         json_array_append_new(cards, o);
     }
     json_object_set_new(j, "cards", cards);
@@ -177,6 +201,7 @@ void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L) {
     json_object_set_new(tot, "tokens_per_s",
                         json_real(p->slowest_s > 0 ? (double)p->tokens / p->slowest_s : 0));
     json_object_set_new(j, "totals", tot);
+    lp_arena_free(ma);
     return j;
 }
 
@@ -236,11 +261,16 @@ lp_status lp_plan_load_ends(const char *path, const lp_layer_ir *L, int **ends, 
                           "layer %d is '%s' (a plan for another model or other options?)",
                           path, i, end, name, end, layer_name(L, end));
     }
+    /* each card's "memory" is not read: it follows from the cuts and is
+     * recomputed when the plan is rebuilt */
     /* the profile the plan was made for, built in or not */
     json_t *t = json_object_get(j, "target");
     if (st == LP_OK && t) st = lp_target_from_json(t, path, &opt->target, d);
     json_t *req = json_object_get(j, "cards_requested");
-    if (json_is_integer(req)) opt->cards = (int)json_integer_value(req);
+    if (st == LP_OK && req && (!json_is_integer(req) || json_integer_value(req) < 0 ||
+                               json_integer_value(req) > 1 << 20))
+        st = lp_error(d, LP_ERR_USAGE, "plan '%s': cards_requested is not a count in 0..%d", path, 1 << 20);
+    if (st == LP_OK && req) opt->cards = (int)json_integer_value(req);
     if (st == LP_OK) {
         *n_groups = (int)groups;
         opt->n_caps = (int)nc;

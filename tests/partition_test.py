@@ -5,9 +5,10 @@ Also: plan.json loads back to the same cuts, a tampered plan is refused,
 an infeasible capacity exits 3, and a forced cut is honoured; a layer
 larger than C is sharded with the footprint and gather bytes a hand
 calculation from the ONNX file gives; --dot names every card and transfer;
-a plan made for a custom target loads back with that target; and the
-TP x PP comparison model predicts the seed layer's measured H200 timings
-within 1.5x. (The algorithms' optimality is checked against brute force in
+a plan made for a custom target loads back with that target; every
+card's memory section agrees with its footprint and is recomputed the same
+on reload; and the TP x PP comparison model predicts the seed layer's
+measured H200 timings within 1.5x. (The algorithms' optimality is checked against brute force in
 test_partition.c.)"""
 import json
 import os
@@ -68,6 +69,41 @@ def dims_args(model):
     return args
 
 
+def check_memory(what, plan, failures):
+    """Every card's memory section: its weights and boundary buffers are the
+    card's weights, inputs and outputs; its regions add up to total_bytes;
+    arena = activation_bytes, workspace = buffer_bytes, and total less the
+    alignment padding = the card's footprint total (a shard card before the
+    last sends nothing, so its total is checked in test_card_memory.c)."""
+    for c in plan["cards"]:
+        m = c.get("memory")
+        if m is None:
+            failures.append(f"{what} card {c['card']}: no memory section")
+            continue
+        align = m["alignment"]
+        ins = [b["value"] for b in m["boundary"] if b["direction"] == "in"]
+        outs = [b["value"] for b in m["boundary"] if b["direction"] == "out"]
+        pad = sum(-e["bytes"] % align for e in m["weights"] + m["boundary"])
+        entries = m["weights"] + m["boundary"] + m["slots"]
+        last = c["shard"] == c["n_shards"] - 1
+        checks = {
+            "weights": [w["value"] for w in m["weights"]] == c["weights"],
+            "inputs": ins == c["inputs"],
+            "outputs": outs == c["outputs"],
+            "weight bytes": sum(w["bytes"] for w in m["weights"]) == c["weight_bytes"],
+            "arena": m["arena_bytes"] == c["activation_bytes"],
+            "workspace": m["workspace_bytes"] == c["buffer_bytes"],
+            "regions": m["weights_bytes"] + m["boundary_bytes"] + m["arena_bytes"]
+            + m["workspace_bytes"] == m["total_bytes"],
+            "padding": pad == m["padding_bytes"],
+            "aligned": all(e["offset"] % align == 0 for e in entries),
+            "total": not last or m["total_bytes"] - pad == c["total_bytes"],
+        }
+        bad = [k for k, ok in checks.items() if not ok]
+        if bad:
+            failures.append(f"{what} card {c['card']}: memory section wrong: {', '.join(bad)}")
+
+
 def check_model(model, failures):
     path = os.path.join(MODELS, model + ".onnx")
     feeds = feeds_for(path)
@@ -91,6 +127,7 @@ def check_model(model, failures):
                 failures.append(f"{model} --cards {cards}: rc {r.returncode}: {r.stderr.strip()}")
                 continue
             plan = json.load(open(os.path.join(out, "plan.json")))
+            check_memory(f"{model} --cards {cards}", plan, failures)
             got_cards = len(plan["cards"])
             if got_cards != cards:
                 failures.append(f"{model}: dp on {cards} cards used {got_cards}")
@@ -114,6 +151,8 @@ def check_model(model, failures):
                 plan2 = json.load(open(os.path.join(out2, "plan.json")))
                 if plan2["cuts_after"] != plan["cuts_after"] or plan2["transfers"] != plan["transfers"]:
                     failures.append(f"{model} --plan: reloaded plan differs")
+                if [c["memory"] for c in plan2["cards"]] != [c["memory"] for c in plan["cards"]]:
+                    failures.append(f"{model} --plan: recomputed memory sections differ")
 
 
 def check_errors(failures):
@@ -176,6 +215,7 @@ def shard_hand_calc(failures):
         if "sharded" not in r.stderr or any(f.startswith("card_") for f in os.listdir(out)):
             failures.append("shard: expected a warning and no card_K.onnx for a sharded plan")
         plan = json.load(open(os.path.join(out, "plan.json")))
+        check_memory("shard", plan, failures)
         shards = plan["shards"]
         if [s["layer"] for s in shards] != [0, 1] or any(s["n_shards"] != 2 for s in shards):
             failures.append(f"shard: want layers 0 and 1 over 2 cards each, got {shards}")
@@ -228,6 +268,8 @@ def shard_hand_calc(failures):
             back = json.loads(r.stdout)
             if back["shards"] != plan["shards"] or back["transfers"] != plan["transfers"]:
                 failures.append("shard --plan: reloaded plan differs")
+            if [c["memory"] for c in back["cards"]] != [c["memory"] for c in plan["cards"]]:
+                failures.append("shard --plan: recomputed memory sections differ")
         small = json.loads(json.dumps(plan))
         small["capacities"] = [plan["cards"][0]["total_bytes"] - 1]
         p = os.path.join(tmp, "small.json")

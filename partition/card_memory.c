@@ -1,0 +1,328 @@
+/* The per-card memory plan: where every tensor of a card lives in the one
+ * device allocation the runtime makes for that card, so that code generation
+ * and the runtime place tensors at fixed offsets instead of allocating.
+ *
+ * Layout of card c (every region starts at a multiple of `alignment`, 256 B,
+ * and every offset below is from the start of the card's allocation):
+ *
+ *   weights    [0, weights_bytes): each weight and constant the card's layers
+ *              read (lp_layer.weights, in first-read order), once, at an
+ *              aligned offset, at the deploy dtype's size. Integer tensors of
+ *              rank 0-1 (axes, target shapes, indices) are not here: they are
+ *              shape data that the launch programs carry as literals, and the
+ *              footprint does not count them either.
+ *   boundary   [boundary_offset, +boundary_bytes): a receive buffer for each
+ *              card input (direction "in": values from earlier cards and graph
+ *              inputs), then a send buffer for each card output ("out": values
+ *              later cards or the host read).
+ *   arena      [arena_offset, +arena_bytes): the activation slots placed by
+ *              lp_memplan_run over the card's nodes, with the items
+ *              lp_analysis_range_footprint plans: every value a node of the
+ *              card makes (alive from its node to its last reader on the card;
+ *              to the card's last step when it is sent), and every received
+ *              value (alive from step 0 to its last reader). The items are
+ *              built in the same order, so arena_bytes equals the footprint's
+ *              activation_bytes exactly.
+ *   workspace  [workspace_offset, +workspace_bytes): one scratch buffer of the
+ *              largest per-node workspace (the footprint's buffer_bytes); the
+ *              card's nodes run one at a time and share it.
+ *
+ * A received value thus has a receive buffer and an arena slot, and a sent one
+ * an arena slot and a send buffer, as the footprint counts them: while the
+ * card computes step s of a pipeline, the next micro-batch's inputs arrive in
+ * the receive buffers and the previous one's outputs drain from the send
+ * buffers. The runtime copies receive buffer -> slot before step 0 and
+ * slot -> send buffer after the last step.
+ *
+ * Hence for a card of one group:
+ *   total_bytes = weights_bytes + boundary_bytes + arena_bytes + workspace_bytes
+ *               = footprint total + padding_bytes
+ * where padding_bytes is the alignment padding of the weights and boundary
+ * entries (the footprint sums unpadded tensor sizes; the arena's items are
+ * already padded in activation_bytes).
+ *
+ * A sharded card (n_shards > 1) holds only its columns [begin, end) of each
+ * split weight (bytes as lp_shard_footprint rounds them) and the other weights
+ * whole. Its activations are not divided: every shard computes its columns of
+ * the split node's output into that output's whole-size arena slot, and the
+ * gathers copy the other cards' columns straight into the same slot (a strided
+ * peer copy), so they need no boundary buffers. The arena is therefore the
+ * layer's own. Only the last shard sends the layer's outputs, so the other
+ * shards have no send buffers: their total is the footprint total + padding
+ * - the footprint's sent_bytes (the footprint reserves them on every shard).
+ *
+ * plan.json, per card:
+ *   "memory": {
+ *     "alignment": 256,
+ *     "weights":  [{"value", "offset", "bytes"}, ...]   split weights add
+ *                 "axis", "begin", "end" (the columns held),
+ *     "weights_bytes",
+ *     "boundary_offset", "boundary_bytes",
+ *     "boundary": [{"value", "offset", "bytes", "direction": "in" | "out"}, ...],
+ *     "arena_offset", "arena_bytes",
+ *     "slots":    [{"value", "offset", "bytes", "first", "last"}, ...]
+ *                 first/last: steps alive, 0 = the card's first node,
+ *     "workspace_offset", "workspace_bytes",
+ *     "padding_bytes", "total_bytes"
+ *   }
+ * The section is derived from the cuts; `--plan` recomputes it on load. */
+#include "lp_partition.h"
+
+#include <assert.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
+
+/* Activations and graph inputs live in the arena; weights and folded
+ * constants do not. */
+static bool in_arena(const lp_value *v) {
+    return v->kind == LP_VALUE_ACTIVATION || v->kind == LP_VALUE_INPUT;
+}
+
+/* Scratch shared by the cards of one plan: per value, the last node that
+ * reads it anywhere, and marks local to one card. */
+typedef struct mem_ctx {
+    const lp_plan *p;
+    const lp_layer_ir *L;
+    lp_arena *a;
+    lp_diag *d;
+    int *last_use;   /* [n_values]: last reading node, -1 if none */
+    int *mark;       /* [n_values]: card + 1 when last_in is valid */
+    int *last_in;    /* [n_values]: last reading node within the card */
+    lp_memplan_item *items;
+    int32_t *item_value;
+    int items_cap;
+} mem_ctx;
+
+static lp_status value_size(const mem_ctx *m, int32_t v, uint64_t *bytes) {
+    if (lp_analysis_value_bytes(m->L, v, bytes)) return LP_OK;
+    return lp_error(m->d, LP_ERR_UNSUPPORTED, "card memory: size of '%s' is unknown",
+                    m->L->g->values[v].name);
+}
+
+static const lp_shard *shard_of(const lp_plan *p, int card) {
+    for (int i = 0; i < p->n_shards; i++)
+        if (card >= p->shards[i].first_card && card < p->shards[i].first_card + p->shards[i].n_shards)
+            return &p->shards[i];
+    return NULL;
+}
+
+/* The weights region: each weight at the next aligned offset; split weights
+ * at their slice's size. */
+static lp_status place_weights(mem_ctx *m, const lp_plan_card *pc, lp_card_memory *cm) {
+    const lp_shard *sh = pc->n_shards > 1 ? shard_of(m->p, pc->card) : NULL;
+    cm->weights = lp_arena_array(m->a, (size_t)pc->n_weights + 1, sizeof *cm->weights);
+    if (!cm->weights) return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
+    uint64_t at = 0;
+    for (int k = 0; k < pc->n_weights; k++) {
+        lp_mem_weight *w = &cm->weights[cm->n_weights++];
+        *w = (lp_mem_weight){.value = pc->weights[k], .offset = at, .axis = -1};
+        lp_status st = value_size(m, w->value, &w->bytes);
+        if (st != LP_OK) return st;
+        for (int i = 0; sh && i < sh->n_weights; i++) {
+            const lp_shard_weight *sw = &sh->weights[i];
+            if (sw->weight != w->value || sw->dim <= 0) continue;
+            lp_shard_range(sw->dim, sh->n_shards, pc->shard, &w->begin, &w->end);
+            w->axis = sw->weight_axis;
+            w->bytes = (w->bytes * (uint64_t)(w->end - w->begin) + (uint64_t)sw->dim - 1) / (uint64_t)sw->dim;
+        }
+        at += align_up(w->bytes, cm->alignment);
+        cm->padding_bytes += align_up(w->bytes, cm->alignment) - w->bytes;
+    }
+    cm->weights_bytes = at;
+    return LP_OK;
+}
+
+/* Receive buffers, then send buffers, from boundary_offset on. */
+static lp_status place_boundary(mem_ctx *m, const lp_plan_card *pc, lp_card_memory *cm) {
+    cm->boundary = lp_arena_array(m->a, (size_t)(pc->n_inputs + pc->n_outputs) + 1, sizeof *cm->boundary);
+    if (!cm->boundary) return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
+    cm->boundary_offset = cm->weights_bytes;
+    uint64_t at = cm->boundary_offset;
+    for (int dir = 0; dir < 2; dir++) {
+        int n = dir == 0 ? pc->n_inputs : pc->n_outputs;
+        const int32_t *vs = dir == 0 ? pc->inputs : pc->outputs;
+        for (int k = 0; k < n; k++) {
+            lp_mem_boundary *b = &cm->boundary[cm->n_boundary++];
+            *b = (lp_mem_boundary){.value = vs[k], .offset = at, .dir = dir == 0 ? LP_MEM_IN : LP_MEM_OUT};
+            lp_status st = value_size(m, b->value, &b->bytes);
+            if (st != LP_OK) return st;
+            at += align_up(b->bytes, cm->alignment);
+            cm->padding_bytes += align_up(b->bytes, cm->alignment) - b->bytes;
+        }
+    }
+    cm->boundary_bytes = at - cm->boundary_offset;
+    return LP_OK;
+}
+
+static bool add_item(mem_ctx *m, int *n, int32_t v, uint64_t bytes, int first, int last) {
+    if (*n == m->items_cap) {
+        int cap = m->items_cap ? 2 * m->items_cap : 64;
+        lp_memplan_item *ni = realloc(m->items, (size_t)cap * sizeof *ni);
+        if (!ni) return false;
+        m->items = ni;
+        int32_t *nv = realloc(m->item_value, (size_t)cap * sizeof *nv);
+        if (!nv) return false;
+        m->item_value = nv;
+        m->items_cap = cap;
+    }
+    m->items[*n] = (lp_memplan_item){.bytes = bytes, .first = first, .last = last};
+    m->item_value[(*n)++] = v;
+    return true;
+}
+
+/* The arena items of nodes a..b with steps relative to a, in the order
+ * lp_analysis_range_footprint builds them (the planner's ties depend on it):
+ * per node, its received inputs (first read), then its outputs. */
+static lp_status arena_items(mem_ctx *m, int card, int a, int b, int *n_items) {
+    const lp_graph *g = m->L->g;
+    int tag = card + 1, n = 0;
+    for (int t = a; t <= b; t++)
+        for (int k = 0; k < g->nodes[t].n_inputs; k++) {
+            int32_t v = g->nodes[t].inputs[k];
+            if (v < 0) continue;
+            m->mark[v] = tag;
+            m->last_in[v] = t;
+        }
+    for (int t = a; t <= b; t++) {
+        const lp_node *nd = &g->nodes[t];
+        for (int k = 0; k < nd->n_inputs; k++) {
+            int32_t v = nd->inputs[k];
+            if (v < 0 || m->mark[v] != tag || !in_arena(&g->values[v])) continue;
+            if (g->values[v].kind == LP_VALUE_ACTIVATION && g->values[v].producer >= a) continue;
+            m->mark[v] = -tag; /* received: planned once */
+            uint64_t bytes;
+            lp_status st = value_size(m, v, &bytes);
+            if (st != LP_OK) return st;
+            if (!add_item(m, &n, v, bytes, 0, m->last_in[v] - a))
+                return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
+        }
+        for (int k = 0; k < nd->n_outputs; k++) {
+            int32_t v = nd->outputs[k];
+            if (v < 0) continue;
+            bool sent = g->values[v].is_graph_output || m->last_use[v] > b;
+            int last = sent ? b : m->last_use[v] > t ? m->last_use[v] : t;
+            uint64_t bytes;
+            lp_status st = value_size(m, v, &bytes);
+            if (st != LP_OK) return st;
+            if (!add_item(m, &n, v, bytes, t - a, last - a))
+                return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
+        }
+    }
+    *n_items = n;
+    return LP_OK;
+}
+
+static lp_status place_arena(mem_ctx *m, const lp_plan_card *pc, lp_card_memory *cm) {
+    const lp_layer_ir *L = m->L;
+    int a = L->layers[pc->first_layer].first_node, b = L->layers[pc->last_layer].last_node;
+    cm->first_node = a;
+    cm->n_steps = b - a + 1;
+    cm->arena_offset = cm->boundary_offset + cm->boundary_bytes;
+    int n = 0;
+    lp_status st = arena_items(m, pc->card, a, b, &n);
+    if (st != LP_OK) return st;
+    if (lp_memplan_run(m->items, n, cm->n_steps, cm->alignment, &cm->arena_bytes) != LP_OK)
+        return lp_error(m->d, LP_ERR_INTERNAL, "out of memory while planning card %d's arena", pc->card);
+    cm->slots = lp_arena_array(m->a, (size_t)n + 1, sizeof *cm->slots);
+    if (!cm->slots) return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
+    for (int i = 0; i < n; i++)
+        cm->slots[i] = (lp_mem_slot){m->item_value[i], cm->arena_offset + m->items[i].offset,
+                                     m->items[i].bytes, m->items[i].first, m->items[i].last};
+    cm->n_slots = n;
+    return LP_OK;
+}
+
+static lp_status card_memory(mem_ctx *m, const lp_plan_card *pc, lp_card_memory *cm) {
+    *cm = (lp_card_memory){.card = pc->card, .alignment = LP_MEMPLAN_ALIGN};
+    lp_status st = place_weights(m, pc, cm);
+    if (st == LP_OK) st = place_boundary(m, pc, cm);
+    if (st == LP_OK) st = place_arena(m, pc, cm);
+    if (st != LP_OK) return st;
+    for (int i = pc->first_layer; i <= pc->last_layer; i++)
+        if (m->L->layers[i].buffer_bytes > cm->workspace_bytes)
+            cm->workspace_bytes = m->L->layers[i].buffer_bytes;
+    cm->workspace_offset = cm->arena_offset + cm->arena_bytes;
+    cm->total_bytes = cm->workspace_offset + cm->workspace_bytes;
+    return LP_OK;
+}
+
+lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp_card_memory **out,
+                         lp_diag *d) {
+    const lp_graph *g = L->g;
+    size_t nv = (size_t)g->n_values + 1;
+    mem_ctx m = {p, L, a, d, malloc(nv * sizeof(int)), calloc(nv, sizeof(int)),
+                 malloc(nv * sizeof(int)), NULL, NULL, 0};
+    *out = lp_arena_array(a, (size_t)p->n_cards + 1, sizeof **out);
+    lp_status st = LP_OK;
+    if (!m.last_use || !m.mark || !m.last_in || !*out) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int v = 0; st == LP_OK && v < g->n_values; v++) m.last_use[v] = -1;
+    for (int t = 0; st == LP_OK && t < g->n_nodes; t++)
+        for (int k = 0; k < g->nodes[t].n_inputs; k++)
+            if (g->nodes[t].inputs[k] >= 0) m.last_use[g->nodes[t].inputs[k]] = t;
+    for (int c = 0; st == LP_OK && c < p->n_cards; c++) st = card_memory(&m, &p->cards[c], &(*out)[c]);
+    free(m.last_use);
+    free(m.mark);
+    free(m.last_in);
+    free(m.items);
+    free(m.item_value);
+    if (st != LP_OK) *out = NULL;
+    return st;
+}
+
+static json_t *json_u64(uint64_t v) { return json_integer((json_int_t)v); }
+
+static json_t *entry_json(const lp_layer_ir *L, int32_t v, uint64_t offset, uint64_t bytes) {
+    json_t *o = json_object();
+    json_object_set_new(o, "value", json_string(L->g->values[v].name));
+    json_object_set_new(o, "offset", json_u64(offset));
+    json_object_set_new(o, "bytes", json_u64(bytes));
+    return o;
+}
+
+void *lp_card_memory_to_json(const lp_card_memory *cm, const lp_layer_ir *L) {
+    json_t *j = json_object(), *ws = json_array(), *bs = json_array(), *ss = json_array();
+    if (!j || !ws || !bs || !ss) {
+        json_decref(j), json_decref(ws), json_decref(bs), json_decref(ss);
+        return NULL;
+    }
+    for (int k = 0; k < cm->n_weights; k++) {
+        const lp_mem_weight *w = &cm->weights[k];
+        json_t *o = entry_json(L, w->value, w->offset, w->bytes);
+        if (w->axis >= 0) {
+            json_object_set_new(o, "axis", json_integer(w->axis));
+            json_object_set_new(o, "begin", json_integer(w->begin));
+            json_object_set_new(o, "end", json_integer(w->end));
+        }
+        json_array_append_new(ws, o);
+    }
+    for (int k = 0; k < cm->n_boundary; k++) {
+        const lp_mem_boundary *b = &cm->boundary[k];
+        json_t *o = entry_json(L, b->value, b->offset, b->bytes);
+        json_object_set_new(o, "direction", json_string(b->dir == LP_MEM_IN ? "in" : "out"));
+        json_array_append_new(bs, o);
+    }
+    for (int k = 0; k < cm->n_slots; k++) {
+        const lp_mem_slot *s = &cm->slots[k];
+        json_t *o = entry_json(L, s->value, s->offset, s->bytes);
+        json_object_set_new(o, "first", json_integer(s->first));
+        json_object_set_new(o, "last", json_integer(s->last));
+        json_array_append_new(ss, o);
+    }
+    json_object_set_new(j, "alignment", json_u64(cm->alignment));
+    json_object_set_new(j, "weights", ws);
+    json_object_set_new(j, "weights_bytes", json_u64(cm->weights_bytes));
+    json_object_set_new(j, "boundary_offset", json_u64(cm->boundary_offset));
+    json_object_set_new(j, "boundary_bytes", json_u64(cm->boundary_bytes));
+    json_object_set_new(j, "boundary", bs);
+    json_object_set_new(j, "arena_offset", json_u64(cm->arena_offset));
+    json_object_set_new(j, "arena_bytes", json_u64(cm->arena_bytes));
+    json_object_set_new(j, "slots", ss);
+    json_object_set_new(j, "workspace_offset", json_u64(cm->workspace_offset));
+    json_object_set_new(j, "workspace_bytes", json_u64(cm->workspace_bytes));
+    json_object_set_new(j, "padding_bytes", json_u64(cm->padding_bytes));
+    json_object_set_new(j, "total_bytes", json_u64(cm->total_bytes));
+    return j;
+}
