@@ -72,6 +72,8 @@ static json_t *name_list(const lp_graph *g, const int32_t *vs, int n) {
 }
 
 #define JINT(x) json_integer((json_int_t)(x))
+/* Counts beyond JSON's signed 64-bit integers saturate rather than turn negative. */
+static json_t *json_count(uint64_t v) { return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v); }
 
 static json_t *layer_json(const lp_layer_ir *L, int j) {
     const lp_graph *g = L->g;
@@ -86,16 +88,16 @@ static json_t *layer_json(const lp_layer_ir *L, int j) {
     json_object_set_new(o, "first_node", JINT(l->first_node));
     json_object_set_new(o, "last_node", JINT(l->last_node));
     json_object_set_new(o, "nodes", nodes);
-    json_object_set_new(o, "weights_bytes", JINT(l->weight_bytes));
-    json_object_set_new(o, "activation_bytes", JINT(l->activation_bytes));
-    json_object_set_new(o, "activation_sum_bytes", JINT(l->activation_sum_bytes));
-    json_object_set_new(o, "buffer_bytes", JINT(l->buffer_bytes));
-    json_object_set_new(o, "input_bytes", JINT(l->input_bytes));
-    json_object_set_new(o, "output_bytes", JINT(l->output_bytes));
-    json_object_set_new(o, "total_bytes", JINT(l->total_bytes));
-    json_object_set_new(o, "flops", JINT(l->flops));
-    json_object_set_new(o, "bytes_read", JINT(l->bytes_read));
-    json_object_set_new(o, "bytes_written", JINT(l->bytes_written));
+    json_object_set_new(o, "weights_bytes", json_count(l->weight_bytes));
+    json_object_set_new(o, "activation_bytes", json_count(l->activation_bytes));
+    json_object_set_new(o, "activation_sum_bytes", json_count(l->activation_sum_bytes));
+    json_object_set_new(o, "buffer_bytes", json_count(l->buffer_bytes));
+    json_object_set_new(o, "input_bytes", json_count(l->input_bytes));
+    json_object_set_new(o, "output_bytes", json_count(l->output_bytes));
+    json_object_set_new(o, "total_bytes", json_count(l->total_bytes));
+    json_object_set_new(o, "flops", json_count(l->flops));
+    json_object_set_new(o, "bytes_read", json_count(l->bytes_read));
+    json_object_set_new(o, "bytes_written", json_count(l->bytes_written));
     json_object_set_new(o, "weights", name_list(g, l->weights, l->n_weights));
     json_object_set_new(o, "inputs", name_list(g, l->inputs, l->n_inputs));
     json_object_set_new(o, "outputs", name_list(g, l->outputs, l->n_outputs));
@@ -121,14 +123,14 @@ void *lp_layer_ir_to_json(const lp_layer_ir *L) {
         const lp_value_slot *s = &L->slots[i];
         json_t *o = json_object();
         json_object_set_new(o, "value", json_string(L->g->values[s->value].name));
-        json_object_set_new(o, "offset", JINT(s->offset));
-        json_object_set_new(o, "bytes", JINT(s->bytes));
+        json_object_set_new(o, "offset", json_count(s->offset));
+        json_object_set_new(o, "bytes", json_count(s->bytes));
         json_object_set_new(o, "first", JINT(s->first_node));
         json_object_set_new(o, "last", JINT(s->last_node));
         json_array_append_new(slots, o);
     }
-    json_object_set_new(plan, "arena_bytes", JINT(L->arena_bytes));
-    json_object_set_new(plan, "activation_sum_bytes", JINT(L->activation_sum_bytes));
+    json_object_set_new(plan, "arena_bytes", json_count(L->arena_bytes));
+    json_object_set_new(plan, "activation_sum_bytes", json_count(L->activation_sum_bytes));
     json_object_set_new(plan, "alignment", JINT(LP_MEMPLAN_ALIGN));
     json_object_set_new(plan, "slots", slots);
     json_object_set_new(root, "memory_plan", plan);

@@ -393,8 +393,9 @@ static lp_status keys_from_cuts(lp_graph *g, const edges *e, const uint64_t *vby
     int n = g->n_nodes;
     uint64_t *cross = calloc((size_t)n + 1, sizeof *cross);
     if (!cross) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    /* difference array over cut positions: value live across cuts [from, to) */
-    int64_t *diff = calloc((size_t)n + 1, sizeof *diff);
+    /* difference array over cut positions: value live across cuts [from, to);
+     * unsigned (modular) so values of up to 2^64 bytes add without overflow */
+    uint64_t *diff = calloc((size_t)n + 1, sizeof *diff);
     if (!diff) {
         free(cross);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory");
@@ -405,14 +406,14 @@ static lp_status keys_from_cuts(lp_graph *g, const edges *e, const uint64_t *vby
         int from = val->kind == LP_VALUE_INPUT ? 0 : val->producer;
         int to = e->node[e->start[v + 1] - 1];
         if (from < 0 || to <= from) continue;
-        diff[from] += (int64_t)vbytes[v];
-        diff[to] -= (int64_t)vbytes[v];
+        diff[from] += vbytes[v];
+        diff[to] -= vbytes[v];
     }
-    int64_t run = 0;
+    uint64_t run = 0;
     uint64_t least = UINT64_MAX;
     for (int i = 0; i + 1 < n; i++) {
         run += diff[i];
-        cross[i] = (uint64_t)run;
+        cross[i] = run;
         if (cross[i] < least) least = cross[i];
     }
     int cur = 0;
@@ -522,9 +523,37 @@ static lp_status index_build(lp_layer_ir *L, lp_diag *d) {
     return LP_OK;
 }
 
-/* Every activation a node reads or writes needs a known size. */
+/* Why a value's size is unknown: no shape, no dtype, unbound symbols, or
+ * numbers whose element or byte count does not fit 64 bits. */
+static const char *unknown_size_reason(const lp_value *v) {
+    if (v->shape.rank < 0) return "no shape";
+    if (!v->dtype) return "no dtype";
+    for (int k = 0; k < v->shape.rank; k++)
+        if (v->shape.dims[k].size < 0) return "symbolic dims";
+    return "its byte count overflows 64 bits";
+}
+
+/* Byte counts are 64-bit: a model whose tensors add up to more than this is
+ * refused, so no footprint (a sum of at most a few such totals) can wrap. */
+#define LP_MODEL_BYTES_MAX ((uint64_t)1 << 60)
+
+/* Every activation a node reads or writes needs a known size, and all
+ * tensors together must stay below LP_MODEL_BYTES_MAX. */
 static lp_status check_sizes(const lp_layer_ir *L, lp_diag *d) {
     const lp_graph *g = L->g;
+    uint64_t sum = 0;
+    for (int v = 0; v < g->n_values; v++) {
+        uint64_t b = L->index->vbytes[v];
+        if (b == LP_BYTES_UNKNOWN) continue;
+        sum = sum + b < sum ? UINT64_MAX : sum + b;
+    }
+    if (sum > LP_MODEL_BYTES_MAX) {
+        char buf[32];
+        return lp_error(d, LP_ERR_UNSUPPORTED,
+                        "the model's tensors add up to %s, beyond the 1 EiB that 64-bit byte counts "
+                        "of its footprints allow (bind smaller dims)",
+                        sum == UINT64_MAX ? "more than 16 EiB" : lp_format_bytes(sum, buf));
+    }
     for (int i = 0; i < g->n_nodes; i++) {
         const lp_node *n = &g->nodes[i];
         for (int pass = 0; pass < 2; pass++) {
@@ -533,12 +562,14 @@ static lp_status check_sizes(const lp_layer_ir *L, lp_diag *d) {
             for (int k = 0; k < cnt; k++) {
                 if (vs[k] < 0 || L->index->vbytes[vs[k]] != LP_BYTES_UNKNOWN) continue;
                 const lp_value *v = &g->values[vs[k]];
+                const char *why = unknown_size_reason(v);
+                if (strcmp(why, "symbolic dims") != 0)
+                    return lp_node_error(d, LP_ERR_UNSUPPORTED, n, "size of %s '%s' is unknown (%s)",
+                                         pass ? "output" : "input", v->name, why);
                 return lp_node_error(d, LP_ERR_UNSUPPORTED, n,
                                      "size of %s '%s' is unknown (%s); bind its dims with "
                                      "--dim NAME=N or --shapes",
-                                     pass ? "output" : "input", v->name,
-                                     v->shape.rank < 0 ? "no shape" : v->dtype ? "symbolic dims"
-                                                                               : "no dtype");
+                                     pass ? "output" : "input", v->name, why);
             }
         }
     }
@@ -640,7 +671,7 @@ static lp_status layer_lists(lp_layer_ir *L, lp_diag *d) {
                     !list_add(L->arena, &l->outputs, &l->n_outputs, &ocap, v, ix->stamp, mark))
                     return lp_error(d, LP_ERR_INTERNAL, "out of memory");
             }
-            l->flops += L->node_flops[i];
+            l->flops = l->flops + L->node_flops[i] < l->flops ? UINT64_MAX : l->flops + L->node_flops[i];
             if (L->node_buffer_bytes[i] > l->buffer_bytes) l->buffer_bytes = L->node_buffer_bytes[i];
         }
         L->activation_sum_bytes += l->activation_sum_bytes;
@@ -757,6 +788,7 @@ static void index_free(struct lp_layer_index *ix) {
     free(ix->vbytes);
     free(ix->stamp);
     free(ix->items);
+    lp_range_cursor_free(ix->cursor);
     free(ix);
 }
 

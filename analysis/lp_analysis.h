@@ -46,7 +46,9 @@ typedef struct lp_footprint {
     uint64_t activation_bytes; /* liveness-planned arena peak */
     uint64_t buffer_bytes;     /* largest workspace */
     uint64_t boundary_bytes;   /* received + sent values at the group's edges */
-    uint64_t total;            /* sum of the above */
+    uint64_t padding_bytes;    /* aligning each weight and boundary buffer to
+                                  LP_MEMPLAN_ALIGN, as the card allocates them */
+    uint64_t total;            /* sum of the above: the card's allocation */
     /* detail, not part of total */
     uint64_t received_bytes;   /* values made before the group and read in it */
     uint64_t sent_bytes;       /* values made in the group and read after it */
@@ -149,6 +151,11 @@ typedef struct lp_memplan_item {
 
 /* Offsets within an arena are rounded up to this (cudaMalloc's alignment). */
 #define LP_MEMPLAN_ALIGN 256
+
+/* Bytes that round `bytes` up to LP_MEMPLAN_ALIGN. */
+static inline uint64_t lp_align_pad(uint64_t bytes) {
+    return (LP_MEMPLAN_ALIGN - bytes % LP_MEMPLAN_ALIGN) % LP_MEMPLAN_ALIGN;
+}
 
 /* Places items in one arena: items alive at the same step never overlap;
  * *peak = the arena size. The better of online best-fit in step order

@@ -12,31 +12,23 @@
  *    freed, so a node's outputs never overlap its inputs.
  *  - greedy by size (TFLite's default arena strategy): largest item first,
  *    each into the smallest gap left by already placed items whose lifetimes
- *    overlap it. Quadratic, so only up to GREEDY_BY_SIZE_MAX items.
+ *    overlap it. Quadratic, so only up to LP_MEMPLAN_BY_SIZE_MAX items.
  *  - when the items form a chain (ordered by first step, each overlaps only
  *    its neighbours), the optimum: P = the largest aligned sum of two
  *    neighbours, items alternately at offset 0 and at P - size.
  * The general problem is NP-hard and the first two are heuristics: on a chain
  * with sizes 5, 5, 8 the online scheme needs 18 where 13 suffice. */
-#include "lp_analysis.h"
+#include "layers_internal.h"
 
 #include <assert.h>
 #include <stdlib.h>
 
-typedef struct block {
-    uint64_t offset, size;
-} block;
-
-/* Free blocks sorted by offset; `top` is the arena's high-water mark. */
-typedef struct freelist {
-    block *b;
-    int n, cap;
-    uint64_t top;
-} freelist;
+typedef lp_memplan_block block;
+typedef lp_memplan_online freelist;
 
 static uint64_t align_up(uint64_t x, uint64_t a) { return a > 1 ? (x + a - 1) / a * a : x; }
 
-static uint64_t freelist_take(freelist *f, uint64_t size) {
+uint64_t lp_memplan_online_take(freelist *f, uint64_t size) {
     int best = -1;
     for (int i = 0; i < f->n; i++)
         if (f->b[i].size >= size && (best < 0 || f->b[i].size < f->b[best].size)) best = i;
@@ -61,7 +53,7 @@ static uint64_t freelist_take(freelist *f, uint64_t size) {
     return off;
 }
 
-static bool freelist_give(freelist *f, uint64_t off, uint64_t size) {
+bool lp_memplan_online_give(freelist *f, uint64_t off, uint64_t size) {
     int i = 0;
     while (i < f->n && f->b[i].offset < off) i++;
     bool merge_prev = i > 0 && f->b[i - 1].offset + f->b[i - 1].size == off;
@@ -87,6 +79,20 @@ static bool freelist_give(freelist *f, uint64_t off, uint64_t size) {
         f->b[i] = (block){off, size};
         f->n++;
     }
+    return true;
+}
+
+bool lp_memplan_online_copy(freelist *dst, const freelist *src) {
+    if (dst->cap < src->n) {
+        int cap = src->n > 16 ? src->n : 16;
+        block *nb = realloc(dst->b, (size_t)cap * sizeof *nb);
+        if (!nb) return false;
+        dst->b = nb;
+        dst->cap = cap;
+    }
+    for (int i = 0; i < src->n; i++) dst->b[i] = src->b[i];
+    dst->n = src->n;
+    dst->top = src->top;
     return true;
 }
 
@@ -128,11 +134,11 @@ static lp_status plan_online(lp_memplan_item *items, int n_items, int n_steps, u
     for (int s = 0; s < n_steps; s++) {
         for (int k = fstart[s]; k < fstart[s + 1]; k++) {
             lp_memplan_item *it = &items[fidx[k]];
-            it->offset = it->bytes ? freelist_take(&f, align_up(it->bytes, align)) : 0;
+            it->offset = it->bytes ? lp_memplan_online_take(&f, align_up(it->bytes, align)) : 0;
         }
         for (int k = lstart[s]; k < lstart[s + 1]; k++) {
             const lp_memplan_item *it = &items[lidx[k]];
-            if (it->bytes && !freelist_give(&f, it->offset, align_up(it->bytes, align))) goto done;
+            if (it->bytes && !lp_memplan_online_give(&f, it->offset, align_up(it->bytes, align))) goto done;
         }
     }
     *peak = f.top;
@@ -170,8 +176,6 @@ uint64_t lp_memplan_live_peak(const lp_memplan_item *items, int n_items, int n_s
     free(lidx);
     return best;
 }
-
-#define GREEDY_BY_SIZE_MAX 128
 
 typedef struct placed {
     uint64_t offset, end;
@@ -236,32 +240,44 @@ static bool plan_by_size(const lp_memplan_item *items, int n, uint64_t align, ui
     return true;
 }
 
-static int cmp_first(const void *a, const void *b) {
-    const by_size *x = a, *y = b;
-    if (x->first != y->first) return x->first < y->first ? -1 : 1;
-    return x->index - y->index;
+/* Item indices ordered by first step, then index (a stable counting sort);
+ * malloc'ed, NULL if out of memory. */
+static int *order_by_first(const lp_memplan_item *items, int n) {
+    int steps = 0;
+    for (int i = 0; i < n; i++)
+        if (items[i].first + 1 > steps) steps = items[i].first + 1;
+    int *start = calloc((size_t)steps + 1, sizeof *start);
+    int *order = malloc((size_t)(n ? n : 1) * sizeof *order);
+    if (!start || !order) {
+        free(start);
+        free(order);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) start[items[i].first + 1]++;
+    for (int s = 0; s < steps; s++) start[s + 1] += start[s];
+    for (int i = 0; i < n; i++) order[start[items[i].first]++] = i;
+    free(start);
+    return order;
 }
 
 /* The alternating layout when the items form a chain; false if they do not
  * (or out of memory). */
 static bool plan_chain(const lp_memplan_item *items, int n, uint64_t align, uint64_t *offsets,
                        uint64_t *peak) {
-    by_size *order = malloc((size_t)n * sizeof *order);
+    int *order = order_by_first(items, n);
     if (!order) return false;
-    for (int i = 0; i < n; i++) order[i] = (by_size){items[i].bytes, items[i].first, i};
-    qsort(order, (size_t)n, sizeof *order, cmp_first);
     bool chain = true;
     uint64_t p = 0;
     for (int k = 0; k < n && chain; k++) {
-        const lp_memplan_item *a = &items[order[k].index];
-        if (k + 2 < n && items[order[k + 2].index].first <= a->last) chain = false;
+        const lp_memplan_item *a = &items[order[k]];
+        if (k + 2 < n && items[order[k + 2]].first <= a->last) chain = false;
         uint64_t pair = align_up(a->bytes, align);
-        if (k + 1 < n && items[order[k + 1].index].first <= a->last)
-            pair += align_up(items[order[k + 1].index].bytes, align);
+        if (k + 1 < n && items[order[k + 1]].first <= a->last)
+            pair += align_up(items[order[k + 1]].bytes, align);
         if (pair > p) p = pair;
     }
     for (int k = 0; k < n && chain; k++) {
-        int i = order[k].index;
+        int i = order[k];
         offsets[i] = k % 2 == 0 ? 0 : p - align_up(items[i].bytes, align);
     }
     free(order);
@@ -269,18 +285,16 @@ static bool plan_chain(const lp_memplan_item *items, int n, uint64_t align, uint
     return chain;
 }
 
-lp_status lp_memplan_run(lp_memplan_item *items, int n_items, int n_steps, uint64_t align,
-                         uint64_t *peak) {
-    lp_status st = plan_online(items, n_items, n_steps, align, peak);
+lp_status lp_memplan_improve(lp_memplan_item *items, int n_items, uint64_t align, uint64_t live,
+                             int max_alive, uint64_t *peak) {
     /* at the lower bound already: nothing can do better */
-    if (st != LP_OK || n_items < 2 || *peak == lp_memplan_live_peak(items, n_items, n_steps, align))
-        return st;
+    if (n_items < 2 || *peak == live) return LP_OK;
     uint64_t *offsets = malloc((size_t)n_items * sizeof *offsets);
     uint64_t other;
     if (!offsets) return LP_ERR_INTERNAL;
     for (int strategy = 0; strategy < 2; strategy++) {
-        bool ok = strategy == 0 ? plan_chain(items, n_items, align, offsets, &other)
-                  : n_items <= GREEDY_BY_SIZE_MAX && plan_by_size(items, n_items, align, offsets, &other);
+        bool ok = strategy == 0 ? max_alive < 3 && plan_chain(items, n_items, align, offsets, &other)
+                  : n_items <= LP_MEMPLAN_BY_SIZE_MAX && plan_by_size(items, n_items, align, offsets, &other);
         if (ok && other < *peak) {
             for (int i = 0; i < n_items; i++) items[i].offset = offsets[i];
             *peak = other;
@@ -288,4 +302,12 @@ lp_status lp_memplan_run(lp_memplan_item *items, int n_items, int n_steps, uint6
     }
     free(offsets);
     return LP_OK;
+}
+
+lp_status lp_memplan_run(lp_memplan_item *items, int n_items, int n_steps, uint64_t align,
+                         uint64_t *peak) {
+    lp_status st = plan_online(items, n_items, n_steps, align, peak);
+    if (st != LP_OK || n_items < 2) return st;
+    return lp_memplan_improve(items, n_items, align,
+                              lp_memplan_live_peak(items, n_items, n_steps, align), -1, peak);
 }

@@ -36,10 +36,11 @@
  *
  * Hence for a card of one group:
  *   total_bytes = weights_bytes + boundary_bytes + arena_bytes + workspace_bytes
- *               = footprint total + padding_bytes
- * where padding_bytes is the alignment padding of the weights and boundary
- * entries (the footprint sums unpadded tensor sizes; the arena's items are
- * already padded in activation_bytes).
+ *               = footprint total
+ * where padding_bytes, the alignment padding of the weights and boundary
+ * entries, equals the footprint's padding_bytes (the arena's items are
+ * already padded in activation_bytes): the partitioner fits exactly what is
+ * allocated.
  *
  * A sharded card (n_shards > 1) holds only its columns [begin, end) of each
  * split weight (bytes as lp_shard_footprint rounds them) and the other weights
@@ -48,8 +49,8 @@
  * gathers copy the other cards' columns straight into the same slot (a strided
  * peer copy), so they need no boundary buffers. The arena is therefore the
  * layer's own. Only the last shard sends the layer's outputs, so the other
- * shards have no send buffers: their total is the footprint total + padding
- * - the footprint's sent_bytes (the footprint reserves them on every shard).
+ * shards have no send buffers: their total is the footprint total less the
+ * sent values and their padding (the footprint reserves them on every shard).
  *
  * plan.json, per card:
  *   "memory": {

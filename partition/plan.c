@@ -148,7 +148,7 @@ static lp_status report_oversize(const lp_layer_ir *L, const lp_footprint_source
     lp_footprint fp;
     src->fn(src->ctx, layer, layer, &fp);
     const lp_layer *l = &L->layers[layer];
-    char b[6][32];
+    char b[7][32];
     int bits = lp_dtype_bits(L->deploy_dtype ? L->deploy_dtype : LP_DT_FLOAT16);
     if (bits <= 0) bits = 16;
     uint64_t int8 = fp.weight_bytes / (uint64_t)bits * 8;
@@ -157,11 +157,11 @@ static lp_status report_oversize(const lp_layer_ir *L, const lp_footprint_source
     const lp_node *n = &L->g->nodes[l->first_node];
     lp_node_error(d, LP_ERR_INFEASIBLE, n,
                   "layer %d '%s' needs %s on one card but a card holds %s (%.1fx too large): "
-                  "weights %s + activations %s + buffers %s + boundary %s",
+                  "weights %s + activations %s + buffers %s + boundary %s + alignment %s",
                   layer, l->name, lp_format_bytes(fp.total, b[0]), lp_format_bytes(cap, b[1]),
                   (double)fp.total / (double)cap, lp_format_bytes(fp.weight_bytes, b[2]),
                   lp_format_bytes(fp.activation_bytes, b[3]), lp_format_bytes(fp.buffer_bytes, b[4]),
-                  lp_format_bytes(fp.boundary_bytes, b[5]));
+                  lp_format_bytes(fp.boundary_bytes, b[5]), lp_format_bytes(fp.padding_bytes, b[6]));
     lp_note(d, "at int8 its weights alone would need %s; %s", lp_format_bytes(int8, b[0]),
             int8 + rest <= cap ? "that would fit" : "still too large");
     if (fp.weight_bytes >= cap)

@@ -48,9 +48,11 @@ void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, FILE *out) {
         else
             fprintf(out, "card %d  layers %d..%d (%s .. %s)\n", c, pc->first_layer, pc->last_layer,
                     layer_name(L, pc->first_layer), layer_name(L, pc->last_layer));
-        fprintf(out, "  weights %s  activations %s  buffers %s  boundary %s  total %s / %s (%.1f%%)%s\n",
+        fprintf(out, "  weights %s  activations %s  buffers %s  boundary %s  alignment %s  "
+                "total %s / %s (%.1f%%)%s\n",
                 lp_format_bytes(pc->fp.weight_bytes, b[0]), lp_format_bytes(pc->fp.activation_bytes, b[1]),
                 lp_format_bytes(pc->fp.buffer_bytes, b[2]), lp_format_bytes(pc->fp.boundary_bytes, b[3]),
+                lp_format_bytes(pc->fp.padding_bytes, b[6]),
                 lp_format_bytes(pc->fp.total, b[4]), lp_format_bytes(pc->capacity, b[5]), fill(pc),
                 pc->fp.total > pc->capacity ? "  NOT on-chip" : "");
         fprintf(out, "  %.3g GFLOP  received %s  sent %s  stage %.2f us\n", (double)pc->flops / 1e9,
@@ -163,6 +165,7 @@ void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L) {
         json_object_set_new(o, "activation_bytes", json_u64(pc->fp.activation_bytes));
         json_object_set_new(o, "buffer_bytes", json_u64(pc->fp.buffer_bytes));
         json_object_set_new(o, "boundary_bytes", json_u64(pc->fp.boundary_bytes));
+        json_object_set_new(o, "padding_bytes", json_u64(pc->fp.padding_bytes));
         json_object_set_new(o, "total_bytes", json_u64(pc->fp.total));
         json_object_set_new(o, "fill", json_real(fill(pc) / 100.0));
         json_object_set_new(o, "flops", json_u64(pc->flops));

@@ -75,7 +75,8 @@ void lp_shard_footprint(const lp_shard *s, int k, const lp_footprint_source *src
         lp_shard_range(w->dim, s->n_shards, k, &b, &e);
         uint64_t whole = value_bytes(src, w->weight), part = slice_bytes(whole, w->dim, b, e);
         fp->weight_bytes -= whole - part;
-        fp->total -= whole - part;
+        fp->padding_bytes = fp->padding_bytes - lp_align_pad(whole) + lp_align_pad(part);
+        fp->total = fp->total - (whole - part) - lp_align_pad(whole) + lp_align_pad(part);
     }
 }
 
@@ -89,7 +90,8 @@ static uint64_t widest_card(const lp_shard *s, const lp_footprint *whole, const 
         const lp_shard_weight *w = &s->weights[i];
         uint64_t bytes = value_bytes(src, w->weight);
         int64_t cols = (w->dim + n - 1) / n;
-        total -= bytes - slice_bytes(bytes, w->dim, 0, cols);
+        uint64_t part = slice_bytes(bytes, w->dim, 0, cols);
+        total = total - (bytes - part) - lp_align_pad(bytes) + lp_align_pad(part);
     }
     return total;
 }

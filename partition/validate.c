@@ -77,14 +77,15 @@ static lp_status check_capacity(const lp_plan *p, const lp_footprint_source *src
             src->fn(src->ctx, pc->first_layer, pc->last_layer, &fp);
         uint64_t cap = p->algo == LP_ALGO_THROUGHPUT ? p->target.dram_bytes : pc->capacity;
         if (fp.total <= cap) continue;
-        char b[6][32], what[64] = "";
+        char b[7][32], what[64] = "";
         if (sh) snprintf(what, sizeof what, " (shard %d of %d of layer %d)", pc->shard, pc->n_shards, sh->layer);
         st = lp_error(d, LP_ERR_INFEASIBLE,
                       "card %d%s: %s (%" PRIu64 " B) exceeds capacity %s (%" PRIu64 " B) (weights %s + "
-                      "activations %s + buffers %s + boundary %s)",
+                      "activations %s + buffers %s + boundary %s + alignment %s)",
                       c, what, lp_format_bytes(fp.total, b[0]), fp.total, lp_format_bytes(cap, b[1]), cap,
                       lp_format_bytes(fp.weight_bytes, b[2]), lp_format_bytes(fp.activation_bytes, b[3]),
-                      lp_format_bytes(fp.buffer_bytes, b[4]), lp_format_bytes(fp.boundary_bytes, b[5]));
+                      lp_format_bytes(fp.buffer_bytes, b[4]), lp_format_bytes(fp.boundary_bytes, b[5]),
+                      lp_format_bytes(fp.padding_bytes, b[6]));
     }
     return st;
 }

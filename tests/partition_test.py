@@ -72,9 +72,9 @@ def dims_args(model):
 def check_memory(what, plan, failures):
     """Every card's memory section: its weights and boundary buffers are the
     card's weights, inputs and outputs; its regions add up to total_bytes;
-    arena = activation_bytes, workspace = buffer_bytes, and total less the
-    alignment padding = the card's footprint total (a shard card before the
-    last sends nothing, so its total is checked in test_card_memory.c)."""
+    arena = activation_bytes, workspace = buffer_bytes, and total = the card's
+    footprint total, alignment padding included (a shard card before the last
+    sends nothing, so it allocates less: checked in test_card_memory.c)."""
     for c in plan["cards"]:
         m = c.get("memory")
         if m is None:
@@ -97,7 +97,9 @@ def check_memory(what, plan, failures):
             + m["workspace_bytes"] == m["total_bytes"],
             "padding": pad == m["padding_bytes"],
             "aligned": all(e["offset"] % align == 0 for e in entries),
-            "total": not last or m["total_bytes"] - pad == c["total_bytes"],
+            "total": not last or (m["total_bytes"] == c["total_bytes"]
+                                  and pad == c["padding_bytes"]),
+            "fits": m["total_bytes"] <= c["total_bytes"],
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

@@ -14,9 +14,10 @@
 
 /* Four layers of one node each: x -> L0 -> a0 -> L1 -> a1 -> L2 -> a2 ->
  * L3 -> a3, and L3 also reads a1 (a skip over card boundaries). Layer i
- * weighs wbytes[i] and has no activations, so a range costs the sum. */
+ * weighs wbytes[i] (multiples of the 256 B alignment, so no padding) and has
+ * no activations, so a range costs the sum. */
 enum { X, A0, A1, A2, A3, W0, W1, W2, W3, N_VALUES };
-static const uint64_t wbytes[4] = {100, 200, 300, 400};
+static const uint64_t wbytes[4] = {256, 512, 768, 1024};
 
 typedef struct fixture {
     lp_value values[N_VALUES];
@@ -39,8 +40,11 @@ typedef struct fixture {
 static void range_fp(void *ctx, int first, int last, lp_footprint *fp) {
     (void)ctx;
     memset(fp, 0, sizeof *fp);
-    for (int i = first; i <= last; i++) fp->weight_bytes += wbytes[i];
-    fp->total = fp->weight_bytes;
+    for (int i = first; i <= last; i++) {
+        fp->weight_bytes += wbytes[i];
+        fp->padding_bytes += lp_align_pad(wbytes[i]);
+    }
+    fp->total = fp->weight_bytes + fp->padding_bytes;
 }
 
 static bool value_bytes(void *ctx, int32_t v, uint64_t *bytes) {
@@ -94,7 +98,7 @@ static void add_transfer(fixture *f, int32_t v, int from, int to) {
 static void good_plan(fixture *f) {
     memset(f, 0, sizeof *f);
     build_ir(f);
-    f->caps[0] = 500;
+    f->caps[0] = 1280;
     f->p = (lp_plan){.algo = LP_ALGO_GREEDY, .n_caps = 1, .caps = f->caps, .n_layers = 4,
                      .cards = f->cards, .transfers = f->transfers};
     add_card(f, 0, 1);
@@ -143,7 +147,7 @@ static void test_out_of_order(void **state) {
     fixture f;
     good_plan(&f);
     f.cards[1] = f.cards[2], f.cards[2] = (lp_plan_card){.card = 2, .first_layer = 2, .last_layer = 2,
-                                                         .n_shards = 1, .capacity = 500};
+                                                         .n_shards = 1, .capacity = 1280};
     f.cards[1].card = 1;
     expect_error(&f, LP_ERR_USAGE, "card 1 starts at layer 3 but layer 2 is next");
     good_plan(&f);
@@ -158,13 +162,13 @@ static void test_over_capacity(void **state) {
     (void)state;
     fixture f;
     good_plan(&f);
-    f.cards[2].capacity = 399; /* layer 3 weighs 400 */
-    expect_error(&f, LP_ERR_INFEASIBLE, "card 2: 400 B (400 B) exceeds capacity 399 B (399 B)");
+    f.cards[2].capacity = 1023; /* layer 3 weighs 1024 */
+    expect_error(&f, LP_ERR_INFEASIBLE, "card 2: 1.00 KiB (1024 B) exceeds capacity 1023 B (1023 B)");
     /* the validator recomputes: a plan claiming a small footprint is no help */
     good_plan(&f);
     f.cards[0].fp.total = 1;
-    f.cards[0].capacity = 299;
-    expect_error(&f, LP_ERR_INFEASIBLE, "card 0: 300 B (300 B) exceeds capacity 299 B");
+    f.cards[0].capacity = 767;
+    expect_error(&f, LP_ERR_INFEASIBLE, "card 0: 768 B (768 B) exceeds capacity 767 B");
 }
 
 static void test_missing_transfer(void **state) {
@@ -186,8 +190,8 @@ static void test_useless_transfer(void **state) {
     expect_error(&f, LP_ERR_USAGE, "transfer 3 (value 1, card 0 -> 2) carries nothing card 2 reads");
 }
 
-/* Layer 3 (400 B) over cards 2 and 3, its weight split in columns 0..2 and
- * 2..4: each card holds 200 B and sends its half of a3 to the other. */
+/* Layer 3 (1024 B) over cards 2 and 3, its weight split in columns 0..2 and
+ * 2..4: each card holds 512 B and sends its half of a3 to the other. */
 static void sharded_plan(fixture *f, uint64_t cap) {
     good_plan(f);
     f->caps[0] = cap;
@@ -208,31 +212,31 @@ static void sharded_plan(fixture *f, uint64_t cap) {
 static void test_sharded_plan(void **state) {
     (void)state;
     fixture f;
-    sharded_plan(&f, 300);
+    sharded_plan(&f, 768);
     assert_int_equal(lp_plan_validate(&f.p, &f.L, &f.src, &f.d), LP_OK);
     lp_footprint fp;
     lp_shard_footprint(&f.shard, 1, &f.src, &fp);
-    assert_int_equal(fp.total, 200);
-    assert_int_equal(fp.weight_bytes, 200);
+    assert_int_equal(fp.total, 512);
+    assert_int_equal(fp.weight_bytes, 512);
     /* each shard card is checked against its capacity */
-    sharded_plan(&f, 300);
-    f.cards[3].capacity = 199;
-    expect_error(&f, LP_ERR_INFEASIBLE, "card 3 (shard 1 of 2 of layer 3): 200 B (200 B) exceeds capacity 199 B");
+    sharded_plan(&f, 768);
+    f.cards[3].capacity = 511;
+    expect_error(&f, LP_ERR_INFEASIBLE, "card 3 (shard 1 of 2 of layer 3): 512 B (512 B) exceeds capacity 511 B");
     /* a missing gather */
-    sharded_plan(&f, 300);
+    sharded_plan(&f, 768);
     f.p.n_transfers--;
     expect_error(&f, LP_ERR_USAGE,
                  "columns 2..4 of 'a3' (layer 3, shard 1) must be gathered from card 3 to card 2");
     /* a gather with the wrong columns */
-    sharded_plan(&f, 300);
+    sharded_plan(&f, 768);
     f.transfers[f.p.n_transfers - 2].end = 3;
     expect_error(&f, LP_ERR_USAGE, "columns 0..2 of 'a3' (layer 3, shard 0)");
     /* a shard card whose predecessor is not the previous shard */
-    sharded_plan(&f, 300);
+    sharded_plan(&f, 768);
     f.cards[3].shard = 0;
     expect_error(&f, LP_ERR_USAGE, "card 3 is shard 0 of 2 of layer 3 but the plan's shard list");
     /* the sharded layer still needs its inputs on every card */
-    sharded_plan(&f, 300);
+    sharded_plan(&f, 768);
     f.transfers[4].to_card = 2; /* a1 0 -> 3 becomes a duplicate 0 -> 2 */
     expect_error(&f, LP_ERR_USAGE, "value 'a1' crosses from card 0 to card 3 but no transfer carries it");
 }
