@@ -635,6 +635,19 @@ static bool is_shape_data(const lp_value *v) {
     return !lp_dtype_is_float(v->dtype) && v->shape.rank >= 0 && v->shape.rank <= 1;
 }
 
+/* Gathers read only the rows they pick from their data input (an embedding
+ * table): as many bytes as they write. */
+static bool reads_rows_only(const lp_node *n) {
+    return !n->domain[0] && n->n_outputs >= 1 &&
+           (strcmp(n->op_type, "Gather") == 0 || strcmp(n->op_type, "GatherND") == 0 ||
+            strcmp(n->op_type, "GatherElements") == 0);
+}
+
+static uint64_t gathered_bytes(const struct lp_layer_index *ix, const lp_node *n) {
+    int32_t out = n->outputs[0];
+    return out >= 0 && ix->vbytes[out] != LP_BYTES_UNKNOWN ? ix->vbytes[out] : 0;
+}
+
 /* Weights, inputs and outputs of each layer, and its per-layer sums. */
 static lp_status layer_lists(lp_layer_ir *L, lp_diag *d) {
     const lp_graph *g = L->g;
@@ -650,7 +663,7 @@ static lp_status layer_lists(lp_layer_ir *L, lp_diag *d) {
                 if (v < 0) continue;
                 const lp_value *val = &g->values[v];
                 uint64_t b = ix->vbytes[v] == LP_BYTES_UNKNOWN ? 0 : ix->vbytes[v];
-                l->bytes_read += b;
+                l->bytes_read += k == 0 && reads_rows_only(n) ? gathered_bytes(ix, n) : b;
                 bool ok = true;
                 if (val->kind == LP_VALUE_WEIGHT || val->kind == LP_VALUE_CONSTANT) {
                     if (is_shape_data(val)) continue;

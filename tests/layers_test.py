@@ -140,6 +140,12 @@ def small_models():
         want16 = sum(tensor_bytes(t, 2) for t in inits.values()) + shared // 2
         check(sum(l["weights_bytes"] for l in jh["layers"]) == want16, f"{model}: --dtype fp16 weights")
         check_plan(model, j)
+        # the embedding reads the rows it gathers (batch*seq*hidden floats), not the table
+        embed = j["layers"][0]
+        rows = 2 * 16 * 128 * 4
+        table = max(tensor_bytes(inits[w]) for w in embed["weights"] if w in inits)
+        check(rows <= embed["bytes_read"] < table // 4,
+              f"{model}: embed reads {embed['bytes_read']} B (rows {rows}, table {table})")
 
 
 def check_plan(model, j):
