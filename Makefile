@@ -26,21 +26,30 @@ test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	@$(MAKE) --no-print-directory fuzz test-sanitize
 
-# The unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer,
+# the Python tests against the sanitized lpcc. A sanitizer report exits 86,
+# which no test mistakes for one of lpcc's own exit codes.
+SANITIZE_ENV = ASAN_OPTIONS=detect_leaks=1:exitcode=86 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:exitcode=86
 test-sanitize: setup
 	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DLPCC_SANITIZE=ON >/dev/null
 	@cmake --build $(BUILD)-asan -j $(JOBS)
-	cd $(BUILD)-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j $(JOBS) -L unit
+	cd $(BUILD)-asan && $(SANITIZE_ENV) ctest --output-on-failure -j $(JOBS)
 
-# The loader's libFuzzer target, for a short budget.
+# The libFuzzer targets (the loader, then every later stage), sharing a
+# budget of FUZZ_SECONDS.
 FUZZ_SECONDS ?= 60
 fuzz: setup
 	@cmake -S . -B $(BUILD)-fuzz -DCMAKE_C_COMPILER=clang -DLPCC_FUZZ=ON -DLPCC_TESTS=OFF >/dev/null
-	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_load
-	bash fuzz/run.sh $(BUILD)-fuzz/fuzz/fuzz_load $(FUZZ_SECONDS)
+	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target fuzz_load fuzz_pipeline
+	bash fuzz/run.sh $(BUILD)-fuzz/fuzz/fuzz_load $$(( $(FUZZ_SECONDS) / 2 ))
+	bash fuzz/run.sh $(BUILD)-fuzz/fuzz/fuzz_pipeline $$(( $(FUZZ_SECONDS) - $(FUZZ_SECONDS) / 2 ))
 
+# Every benchmark of bench/BENCHMARKS.md, on this machine.
 bench: build
 	bash bench/run.sh $(BUILD)
+	bash bench/analysis_bench.sh $(BUILD)
+	bash bench/footprint_bench.sh $(BUILD)
+	./$(BUILD)/bench/partition_bench
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz out

@@ -87,6 +87,9 @@ static bool einsum_parse_term(const char *s, size_t len, einsum_term *t) {
 lp_status lp_infer_Einsum(lp_infer *cx, const lp_node *n) {
     const char *eq = lp_node_attr_string(n, "equation", NULL);
     if (!eq) return lp_infer_bad(cx, n, "attribute 'equation' is required");
+    lp_status st = LP_OK;
+    const lp_value *x0 = need(cx, n, 0, &st); /* the output takes its dtype */
+    if (!x0) return st;
     const char *arrow = strstr(eq, "->");
     size_t lhs_len = arrow ? (size_t)(arrow - eq) : strlen(eq);
     lp_dim size_of[128];
@@ -162,7 +165,7 @@ lp_status lp_infer_Einsum(lp_infer *cx, const lp_node *n) {
             d[r++] = size_of[(int)c];
         }
     }
-    return lp_infer_output(cx, n, 0, lp_infer_input(cx, n, 0)->dtype, r, d);
+    return lp_infer_output(cx, n, 0, x0->dtype, r, d);
 }
 
 /* ---- normalisations ------------------------------------------------------------- */
@@ -277,6 +280,7 @@ static lp_status read_window(lp_infer *cx, const lp_node *n, int spatial, const 
         if (ks && ks->n == spatial) win->kernel[k] = ks->ints[k];
         else if (w && lp_dim_is_num(w->shape.dims[2 + k])) win->kernel[k] = w->shape.dims[2 + k].size;
         else return lp_infer_bad(cx, n, "the kernel shape is not known");
+        if (win->kernel[k] < 1) return lp_infer_bad(cx, n, "kernel axis %d has size %lld", k, (long long)win->kernel[k]);
         win->stride[k] = win->dil[k] = 1;
         win->pad[k] = win->pad[k + spatial] = 0;
     }
@@ -294,23 +298,35 @@ static lp_status read_window(lp_infer *cx, const lp_node *n, int spatial, const 
     return LP_OK;
 }
 
-static int64_t div_ceil(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
-static int64_t div_floor(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+/* Window arithmetic in 128 bits: a kernel, dilation and padding of up to
+ * 2^63 each cannot overflow it; the result must fit a dim again. */
+typedef __int128 wide;
+static wide div_ceil(wide a, wide b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+static wide div_floor(wide a, wide b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
-/* Output size of one windowed axis. */
-static lp_dim window_out(const window *w, int k, lp_dim in) {
-    int64_t eff = (w->kernel[k] - 1) * w->dil[k] + 1, s = w->stride[k];
-    bool same = strncmp(w->auto_pad, "SAME", 4) == 0, valid = strcmp(w->auto_pad, "VALID") == 0;
-    if (!lp_dim_is_num(in)) return same && s == 1 ? in : lp_dim_unknown();
-    int64_t D = in.size;
-    if (same) return lp_dim_num(div_ceil(D, s));
-    if (valid) return lp_dim_num(div_floor(D - eff, s) + 1);
-    int64_t span = D + w->pad[k] + w->pad[k + w->n] - eff;
-    if (!w->ceil_mode) return lp_dim_num(div_floor(span, s) + 1);
-    int64_t o = div_ceil(span, s) + 1;
+static wide window_size(const window *w, int k, int64_t D) {
+    wide eff = ((wide)w->kernel[k] - 1) * w->dil[k] + 1, s = w->stride[k];
+    if (strncmp(w->auto_pad, "SAME", 4) == 0) return div_ceil(D, s);
+    if (strcmp(w->auto_pad, "VALID") == 0) return div_floor(D - eff, s) + 1;
+    wide span = (wide)D + w->pad[k] + w->pad[k + w->n] - eff;
+    if (!w->ceil_mode) return div_floor(span, s) + 1;
+    wide o = div_ceil(span, s) + 1;
     /* the last window must start inside the input or its left padding */
-    if ((o - 1) * s >= D + w->pad[k]) o--;
-    return lp_dim_num(o);
+    if ((o - 1) * s >= (wide)D + w->pad[k]) o--;
+    return o;
+}
+
+/* Output size of one windowed axis; false if it does not fit 64 bits. */
+static bool window_out(const window *w, int k, lp_dim in, lp_dim *out) {
+    bool same = strncmp(w->auto_pad, "SAME", 4) == 0;
+    if (!lp_dim_is_num(in)) {
+        *out = same && w->stride[k] == 1 ? in : lp_dim_unknown();
+        return true;
+    }
+    wide o = window_size(w, k, in.size);
+    /* sizes <= 0 come back as 0, which the callers report */
+    *out = lp_dim_num(o > INT64_MAX ? INT64_MAX : o < 0 ? 0 : (int64_t)o);
+    return o <= INT64_MAX;
 }
 
 lp_status lp_infer_Conv(lp_infer *cx, const lp_node *n) {
@@ -323,7 +339,12 @@ lp_status lp_infer_Conv(lp_infer *cx, const lp_node *n) {
     if ((st = read_window(cx, n, r - 2, w, &win)) != LP_OK) return st;
     int64_t group = lp_node_attr_int(n, "group", 1);
     lp_dim cin = x->shape.dims[1], wc = w->shape.dims[1];
-    if (lp_dim_is_num(cin) && lp_dim_is_num(wc) && cin.size != wc.size * group)
+    int64_t want = 0;
+    if (group < 1) return lp_infer_bad(cx, n, "group is %lld", (long long)group);
+    if (lp_dim_is_num(wc) && __builtin_mul_overflow(wc.size, group, &want))
+        return lp_infer_bad(cx, n, "weight channels %lld x group %lld overflow 64 bits", (long long)wc.size,
+                            (long long)group);
+    if (lp_dim_is_num(cin) && lp_dim_is_num(wc) && cin.size != want)
         return lp_infer_bad(cx, n, "input has %lld channels but weight expects %lld x group %lld", (long long)cin.size,
                             (long long)wc.size, (long long)group);
     lp_dim *d = lp_infer_dims(cx, r);
@@ -331,7 +352,8 @@ lp_status lp_infer_Conv(lp_infer *cx, const lp_node *n) {
     d[0] = x->shape.dims[0];
     d[1] = w->shape.dims[0];
     for (int k = 0; k < r - 2; k++) {
-        d[2 + k] = window_out(&win, k, x->shape.dims[2 + k]);
+        if (!window_out(&win, k, x->shape.dims[2 + k], &d[2 + k]))
+            return lp_infer_bad(cx, n, "spatial axis %d is larger than 64 bits can count", k);
         if (lp_dim_is_num(d[2 + k]) && d[2 + k].size <= 0)
             return lp_infer_bad(cx, n, "spatial axis %d would have size %lld", k, (long long)d[2 + k].size);
     }
@@ -377,7 +399,12 @@ lp_status lp_infer_pool(lp_infer *cx, const lp_node *n) {
     if (!d) return LP_ERR_INTERNAL;
     d[0] = x->shape.dims[0];
     d[1] = x->shape.dims[1];
-    for (int k = 0; k < r - 2; k++) d[2 + k] = window_out(&win, k, x->shape.dims[2 + k]);
+    for (int k = 0; k < r - 2; k++) {
+        if (!window_out(&win, k, x->shape.dims[2 + k], &d[2 + k]))
+            return lp_infer_bad(cx, n, "spatial axis %d is larger than 64 bits can count", k);
+        if (lp_dim_is_num(d[2 + k]) && d[2 + k].size <= 0)
+            return lp_infer_bad(cx, n, "spatial axis %d would have size 0", k);
+    }
     if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
     return lp_infer_output(cx, n, 1, LP_DT_INT64, r, d);
 }

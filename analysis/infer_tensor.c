@@ -111,14 +111,19 @@ static lp_dim slice_dim(lp_dim dim, lp_elem start, lp_elem end, int64_t step) {
         int64_t s = start.v, e = end.v, len = dim.size;
         if (s < 0) s += len;
         if (e < 0) e += len;
+        /* ceil(span / |step|) as 1 + (span - 1) / |step|: no overflow for any
+         * step, INT64_MIN included */
         if (step > 0) {
             s = clamp64(s, 0, len);
             e = clamp64(e, 0, len);
-            return lp_dim_num(e > s ? (e - s + step - 1) / step : 0);
+            return lp_dim_num(e > s ? 1 + (int64_t)((uint64_t)(e - s - 1) / (uint64_t)step) : 0);
         }
-        s = clamp64(s, -1, len - 1);
+        /* ONNX clamps a negative step's start to [0, len-1] (not numpy's
+         * [-1, len-1]): x[-5:-10:-1] of 3 elements is {x[0]} */
+        if (len == 0) return lp_dim_num(0);
+        s = clamp64(s, 0, len - 1);
         e = clamp64(e, -1, len - 1);
-        return lp_dim_num(s > e ? (s - e + (-step) - 1) / (-step) : 0);
+        return lp_dim_num(s > e ? 1 + (int64_t)((uint64_t)(s - e - 1) / (0 - (uint64_t)step)) : 0);
     }
     if (step == 1 && start.kind == LP_EL_NUM && start.v == 0) {
         if (end.kind == LP_EL_NUM && end.v >= big) return dim;
@@ -191,7 +196,7 @@ lp_status lp_infer_Slice(lp_infer *cx, const lp_node *n) {
     if (r != 1 || !xs || cnt != 1 || !lp_dim_is_num(d[0]) || starts[0].kind != LP_EL_NUM) return LP_OK;
     int64_t s = starts[0].v, len = xs->n, step = steps[0];
     if (s < 0) s += len;
-    s = step > 0 ? clamp64(s, 0, len) : clamp64(s, -1, len - 1);
+    s = step > 0 ? clamp64(s, 0, len) : clamp64(s, 0, len - 1);
     lp_elem e[MAXL];
     for (int64_t k = 0; k < d[0].size; k++) e[k] = xs->e[s + k * step];
     return lp_infer_set_known(cx, n, 0, (int)d[0].size, e);
@@ -252,9 +257,18 @@ lp_status lp_infer_Range(lp_infer *cx, const lp_node *n) {
     lp_dim len = lp_dim_unknown();
     if (start.kind == LP_EL_NUM && limit.kind == LP_EL_NUM && delta.kind == LP_EL_NUM) {
         if (delta.v == 0) return lp_infer_bad(cx, n, "delta is 0");
-        int64_t span = limit.v - start.v;
-        int64_t c = delta.v > 0 ? (span + delta.v - 1) / delta.v : (span + delta.v + 1) / delta.v;
-        len = lp_dim_num(c > 0 ? c : 0);
+        /* ceil(|limit - start| / |delta|) when the range runs the way delta
+         * steps, else empty; unsigned, as |limit - start| may reach 2^64 - 1 */
+        uint64_t c = 0;
+        if (delta.v > 0 && limit.v > start.v)
+            c = 1 + ((uint64_t)limit.v - (uint64_t)start.v - 1) / (uint64_t)delta.v;
+        else if (delta.v < 0 && limit.v < start.v)
+            c = 1 + ((uint64_t)start.v - (uint64_t)limit.v - 1) / (0 - (uint64_t)delta.v);
+        if (c > INT64_MAX)
+            return lp_infer_bad(cx, n, "the range from %lld to %lld by %lld has %llu elements",
+                                (long long)start.v, (long long)limit.v, (long long)delta.v,
+                                (unsigned long long)c);
+        len = lp_dim_num((int64_t)c);
     } else if (start.kind == LP_EL_NUM && start.v == 0 && delta.kind == LP_EL_NUM && delta.v == 1) {
         len = lp_elem_to_dim(limit);
     } else {
@@ -264,13 +278,17 @@ lp_status lp_infer_Range(lp_infer *cx, const lp_node *n) {
         if (lp_infer_floats(cx, n, 0, a, 1, &k) && lp_infer_floats(cx, n, 1, b, 1, &k) &&
             lp_infer_floats(cx, n, 2, c, 1, &k) && c[0] != 0) {
             double cntf = ceil((b[0] - a[0]) / c[0]);
+            if (!(cntf < 0x1p62) && cntf > 0)
+                return lp_infer_bad(cx, n, "the range has %g elements", cntf);
             len = lp_dim_num(cntf > 0 ? (int64_t)cntf : 0);
         }
     }
     if ((st = lp_infer_output(cx, n, 0, s0->dtype, 1, &len)) != LP_OK) return st;
     if (!lp_dim_is_num(len) || len.size > MAXL || start.kind != LP_EL_NUM || delta.kind != LP_EL_NUM) return LP_OK;
     lp_elem e[MAXL];
-    for (int64_t k = 0; k < len.size; k++) e[k] = lp_elem_num(start.v + k * delta.v);
+    /* each element lies between start and limit; the product may not */
+    for (int64_t k = 0; k < len.size; k++)
+        e[k] = lp_elem_num((int64_t)((uint64_t)start.v + (uint64_t)k * (uint64_t)delta.v));
     return lp_infer_set_known(cx, n, 0, (int)len.size, e);
 }
 
@@ -394,6 +412,8 @@ lp_status lp_infer_Transpose(lp_infer *cx, const lp_node *n) {
     for (int k = 0; k < r; k++) {
         int64_t src = p ? p->ints[k] : r - 1 - k;
         if (src < 0 || src >= r) return lp_infer_bad(cx, n, "perm entry %lld is out of range", (long long)src);
+        for (int j = 0; p && j < k; j++)
+            if (p->ints[j] == src) return lp_infer_bad(cx, n, "perm names axis %lld twice", (long long)src);
         d[k] = x->shape.dims[src];
     }
     return lp_infer_output(cx, n, 0, x->dtype, r, d);
@@ -413,6 +433,17 @@ lp_status lp_infer_Split(lp_infer *cx, const lp_node *n) {
     lp_dim whole = x->shape.dims[axis];
     if (ls == LP_LIST_KNOWN && cnt != no)
         return lp_infer_bad(cx, n, "split has %d sizes for %d outputs", cnt, no);
+    if (ls == LP_LIST_KNOWN) {
+        /* sizes >= 0 that add up to the axis (checked without overflow) */
+        uint64_t sum = 0;
+        for (int i = 0; i < cnt; i++) {
+            if (sizes[i] < 0) return lp_infer_bad(cx, n, "split size %lld is negative", (long long)sizes[i]);
+            sum = sum + (uint64_t)sizes[i] < sum ? UINT64_MAX : sum + (uint64_t)sizes[i];
+        }
+        if (lp_dim_is_num(whole) && sum != (uint64_t)whole.size)
+            return lp_infer_bad(cx, n, "split sizes add up to %llu, axis %d has %lld",
+                                (unsigned long long)sum, axis, (long long)whole.size);
+    }
     for (int i = 0; i < no; i++) {
         if (ls == LP_LIST_KNOWN) {
             d[axis] = lp_dim_num(sizes[i]);
@@ -656,12 +687,16 @@ lp_status lp_infer_TopK(lp_infer *cx, const lp_node *n) {
     if (!d) return LP_ERR_INTERNAL;
     memcpy(d, x->shape.dims, (size_t)r * sizeof *d);
     int64_t k[1];
+    bool known = true;
     if (lp_node_attr(n, "k"))
-        d[axis] = lp_dim_num(lp_node_attr_int(n, "k", 0));
-    else if (lp_infer_ints(cx, n, 1, k, 1, &cnt))
-        d[axis] = lp_dim_num(k[0]);
+        k[0] = lp_node_attr_int(n, "k", 0);
     else
-        d[axis] = lp_dim_unknown();
+        known = lp_infer_ints(cx, n, 1, k, 1, &cnt);
+    if (known && k[0] < 0) return lp_infer_bad(cx, n, "k is %lld", (long long)k[0]);
+    if (known && lp_dim_is_num(x->shape.dims[axis]) && k[0] > x->shape.dims[axis].size)
+        return lp_infer_bad(cx, n, "k is %lld but axis %d has %lld elements", (long long)k[0], axis,
+                            (long long)x->shape.dims[axis].size);
+    d[axis] = known ? lp_dim_num(k[0]) : lp_dim_unknown();
     if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
     return lp_infer_output(cx, n, 1, LP_DT_INT64, r, d);
 }

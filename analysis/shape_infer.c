@@ -363,7 +363,8 @@ static lp_status infer_node(lp_infer *cx, const lp_node *n, const op_entry *op) 
         v->shape.rank = LP_RANK_UNKNOWN;
         v->shape.dims = NULL;
     }
-    lp_status st = op->rule(cx, n);
+    /* every operator of the standard domains has at least one output */
+    lp_status st = no > 0 ? op->rule(cx, n) : lp_infer_bad(cx, n, "the node has no outputs");
     if (st == LP_OK && op->fold != LP_FOLD_NONE) st = lp_fold_elementwise(cx, n, op->fold);
     if (cx->oom || st == LP_ERR_INTERNAL) st = lp_error(cx->d, LP_ERR_INTERNAL, "out of memory");
     for (int i = 0; i < no; i++) {

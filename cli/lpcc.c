@@ -606,8 +606,8 @@ static lp_status stage_report(run *r) {
         if (r->plan) lp_plan_dump_text(r->plan, r->L, stdout);
         if (r->plan && r->c->compare) lp_compare_dump_text(&r->c->compared, stdout);
     }
-    /* stdout is settled before the card models are written and the output
-     * files committed, so a run that fails to print leaves no result behind */
+    /* stdout is settled before the output files are committed, so a run
+     * that fails to print leaves no result behind */
     if (fflush(stdout) != 0 || ferror(stdout)) return lp_error(r->d, LP_ERR_OUTPUT, "cannot write to stdout");
     return LP_OK;
 }
@@ -661,8 +661,10 @@ int lpcc_main(int argc, char **argv) {
     if (st == LP_OK && go && (c.partition || c.out_dir)) st = partition_stage(&c, r.L, &r.plan, &d);
     if (st == LP_OK && go && c.dot) st = stage_dot(&r);
     if (st == LP_OK && go && c.out_dir) st = stage_write_json(&r);
-    if (st == LP_OK && go) st = stage_report(&r);
+    /* the cards before the report: a run that fails to write them prints no
+     * plan, and one that fails to print removes them (cards_written) */
     if (st == LP_OK && go && c.out_dir && r.plan) st = stage_write_cards(&r);
+    if (st == LP_OK && go) st = stage_report(&r);
     st = outputs_finish(&r.outs, st, &d);
     if (st != LP_OK && r.cards_written) lp_plan_remove_submodels(c.out_dir, 0);
 

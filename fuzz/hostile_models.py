@@ -107,6 +107,29 @@ def hostile_models():
         TensorProto(name="w", data_type=TensorProto.INT4, dims=[4], int32_data=[1, 2, 3, 4])),
         "reject")
 
+    # well-formed files whose sizes overflow only once shapes are inferred:
+    # they load, and the later stages (fuzz_pipeline, tests/hostile_test.py)
+    # must refuse them with a located error
+    add("input_2p40_squared", _model([helper.make_node("Relu", ["x"], ["y"], name="r")],
+                                     [_f("x", [1 << 40, 1 << 40])], [_f("y", None)]), "accept")
+    add("matmul_flops_2p64", _model([helper.make_node("MatMul", ["a", "b"], ["y"], name="mm")],
+                                    [_f("a", [1 << 21, 1 << 21]), _f("b", [1 << 21, 1 << 21])],
+                                    [_f("y", None)]), "accept")
+    add("range_int64_extremes", _model(
+        [helper.make_node("Range", ["s", "l", "d"], ["y"], name="rng")], [],
+        [helper.make_tensor_value_info("y", TensorProto.INT64, None)],
+        [helper.make_tensor(k, TensorProto.INT64, [], [v])
+         for k, v in (("s", -(1 << 63)), ("l", (1 << 63) - 1), ("d", 1))]), "accept")
+    add("slice_step_int64_min", _model(
+        [helper.make_node("Slice", ["x", "s", "e", "a", "t"], ["y"], name="sl")], [_f("x", [5, 6])],
+        [_f("y", None)],
+        [helper.make_tensor(k, TensorProto.INT64, [1], [v])
+         for k, v in (("s", (1 << 63) - 1), ("e", -(1 << 63)), ("a", 1), ("t", -(1 << 63)))]),
+        "accept")
+
+    add("einsum_no_inputs", _model([helper.make_node("Einsum", [], ["y"], name="es", equation="->")],
+                                   [], [_f("y", None)]), "accept")
+
     # huge repeated fields
     add("million_float_data", _identity_of(
         TensorProto(name="w", data_type=TensorProto.FLOAT, dims=[1], float_data=[0.5] * 1000000)),

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the loader's libFuzzer target for a time budget; fails on a crash.
+# Runs a libFuzzer target (fuzz_load or fuzz_pipeline) for a time budget;
+# fails on a crash.
 #
 #     bash fuzz/run.sh build-fuzz/fuzz/fuzz_load 60
+#     bash fuzz/run.sh build-fuzz/fuzz/fuzz_pipeline 60
 #
 # The seed corpus is made in a temporary folder: the small models of
 # models/, the model files of onnx's backend test data, the models of onnx's
@@ -64,6 +66,17 @@ with warnings.catch_warnings():
 print(f"fuzz: {n} suite and node-test models in the seed corpus")
 EOF
 python3 "$here/hostile_models.py" "$work/seed"
+# fuzz_pipeline reads an optional "LPFZ" + 8 option bytes before the model
+# (see fuzz_pipeline.c): the small models again with options that let them
+# reach the partitioner (dims bound to 1 or 2, a few cards, algorithms).
+if [ "$(basename "$bin")" = fuzz_pipeline ]; then
+    for f in "$work"/seed/models_*.onnx; do
+        for opt in '\x00\x00\x19\x26\x26' '\x15\x08\x14\x25\x26' '\x21\x0c\x1e\x25\x25'; do
+            { printf 'LPFZ'; printf "$opt"'\x00\x00\x00'; cat "$f"; } \
+                >"$work/seed/opt$(printf "$opt" | od -An -tx1 | tr -d ' \n')_$(basename "$f")"
+        done
+    done
+fi
 echo "fuzz: $(ls "$work/seed" | wc -l) seed files; running $(basename "$bin") for ${seconds}s"
 
 # TMPDIR: the target's scratch folder goes inside $work and is removed with it
