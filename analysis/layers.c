@@ -95,67 +95,70 @@ static void keymap_free(keymap *m) {
 
 #define NO_SCOPE (-1)
 
+/* A growing list of module paths in the arena. */
+typedef struct path_list {
+    const char **item;
+    int n, cap;
+} path_list;
+
+static bool path_push(lp_arena *a, path_list *l, const char *path) {
+    if (!path) return false;
+    if (l->n == l->cap) {
+        int cap = l->cap ? l->cap * 2 : 8;
+        const char **grown = lp_arena_array(a, (size_t)cap, sizeof *grown);
+        if (!grown) return false;
+        if (l->n) memcpy(grown, l->item, (size_t)l->n * sizeof *grown);
+        l->item = grown;
+        l->cap = cap;
+    }
+    l->item[l->n++] = path;
+    return true;
+}
+
 /* Module paths of node n, shallowest first, root excluded; NO_SCOPE when the
  * node has none (shape arithmetic), 0 for a node of the root module. */
 static int node_scopes(lp_arena *a, const lp_node *n, const char ***out) {
     const char *meta = lp_node_meta(n, "pkg.torch.onnx.name_scopes");
-    int cap = 8, count = 0;
-    const char **paths = lp_arena_array(a, (size_t)cap, sizeof *paths);
-    if (!paths) return NO_SCOPE;
+    path_list paths = {0};
     if (meta) {
-        /* a Python list repr: ['', 'layers.0', 'layers.0.attn', 'linear'] */
-        const char *items[512];
-        size_t lens[512];
+        /* a Python list repr: ['', 'layers.0', 'layers.0.attn', 'linear'];
+         * the first item is the root, the last the fx node name */
+        const char *prev = NULL;
+        size_t prev_len = 0;
         int n_items = 0;
-        for (const char *p = meta; *p && n_items < 512; p++) {
+        for (const char *p = meta; *p; p++) {
             if (*p != '\'' && *p != '"') continue;
             char q = *p++;
             const char *e = strchr(p, q);
             if (!e) break;
-            items[n_items] = p;
-            lens[n_items++] = (size_t)(e - p);
+            if (n_items == 0 && e - p >= 22 && strncmp(p, "_empty_nn_module_stack", 22) == 0)
+                return NO_SCOPE;
+            /* an item becomes a path once a later one shows it is not the last */
+            if (n_items >= 2 && !path_push(a, &paths, lp_arena_strndup(a, prev, prev_len)))
+                return NO_SCOPE;
+            prev = p;
+            prev_len = (size_t)(e - p);
+            n_items++;
             p = e;
         }
-        if (n_items == 0 || (lens[0] && strncmp(items[0], "_empty_nn_module_stack", 22) == 0))
-            return NO_SCOPE;
-        /* items[0] is the root, the last the fx node name */
-        for (int i = 1; i + 1 < n_items; i++) {
-            if (count == cap) {
-                const char **np = lp_arena_array(a, (size_t)cap * 2, sizeof *np);
-                if (!np) return NO_SCOPE;
-                memcpy(np, paths, (size_t)cap * sizeof *np);
-                paths = np;
-                cap *= 2;
-            }
-            paths[count] = lp_arena_strndup(a, items[i], lens[i]);
-            if (!paths[count]) return NO_SCOPE;
-            count++;
-        }
-        *out = paths;
-        return count;
+        if (n_items == 0) return NO_SCOPE;
+        *out = paths.item;
+        return paths.n;
     }
     /* node names as the TorchScript exporter writes them: /layers.3/attn/MatMul */
     if (!n->name || n->name[0] != '/') return NO_SCOPE;
     const char *last = strrchr(n->name, '/');
     for (const char *p = n->name + 1; p < last;) {
         const char *e = strchr(p, '/');
-        if (count == cap) {
-            const char **np = lp_arena_array(a, (size_t)cap * 2, sizeof *np);
-            if (!np) return NO_SCOPE;
-            memcpy(np, paths, (size_t)cap * sizeof *np);
-            paths = np;
-            cap *= 2;
-        }
         /* the path so far with '/' written as '.' */
         char *path = lp_arena_strndup(a, n->name + 1, (size_t)(e - n->name - 1));
-        if (!path) return NO_SCOPE;
+        if (!path_push(a, &paths, path)) return NO_SCOPE;
         for (char *c = path; *c; c++)
             if (*c == '/') *c = '.';
-        paths[count++] = path;
         p = e + 1;
     }
-    *out = paths;
-    return count;
+    *out = paths.item;
+    return paths.n;
 }
 
 /* True for a dotted path whose last component is a number: "h.0", "layers.12". */

@@ -13,6 +13,7 @@
  * algorithm dp, the min-max split) and reports that stage's time and the
  * plan's card count and largest group.
  */
+#include "bench_clock.h"
 #include "lp_analysis.h"
 #include "lp_frontend.h"
 #include "lp_partition.h"
@@ -40,23 +41,6 @@ typedef struct run_result {
     int nodes, values, layers, plan_cards;
     uint64_t largest;
 } run_result;
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
-    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 static double median_of_sorted(const double *ms, int n) {
     return n % 2 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2;
@@ -108,15 +92,15 @@ static bool run_once(const bench_args *a, double *ms, run_result *r) {
     lp_layer_ir *L = NULL;
     lp_plan *plan = NULL;
     bool ok = false;
-    double t0 = now_ms();
+    double t0 = bench_ms();
     if (lp_frontend_load(a->model, &lo, &g, &d) != LP_OK) goto done;
-    double t1 = now_ms();
+    double t1 = bench_ms();
     for (int i = 0; i < a->n_dims; i++)
         if (lp_graph_bind_dim(g, a->dim_names[i], a->dim_values[i], &d) != LP_OK) goto done;
     if (lp_analysis_infer_shapes(g, &ao, &d) != LP_OK) goto done;
-    double t2 = now_ms();
+    double t2 = bench_ms();
     if (lp_analysis_build_layers(g, &ao, &L, &d) != LP_OK) goto done;
-    double t3 = now_ms();
+    double t3 = bench_ms();
     if (a->cards > 0) {
         lp_partition_options po = lp_partition_defaults();
         po.algo = a->algo;
@@ -128,7 +112,7 @@ static bool run_once(const bench_args *a, double *ms, run_result *r) {
         for (int c = 0; c < plan->n_cards; c++)
             if (plan->cards[c].fp.total > r->largest) r->largest = plan->cards[c].fp.total;
     }
-    double t4 = now_ms();
+    double t4 = bench_ms();
     ms[STAGE_LOAD] = t1 - t0;
     ms[STAGE_INFER] = t2 - t1;
     ms[STAGE_LAYERS] = t3 - t2;
@@ -157,7 +141,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "analysis_bench: out of memory\n");
         return 1;
     }
-    double base = peak_rss_mb();
+    double base = bench_peak_rss_mb();
     run_result r = {0};
     int rc = 0;
     for (int i = 0; i < a.runs && rc == 0; i++) {
@@ -170,14 +154,14 @@ int main(int argc, char **argv) {
         for (int s = 0; s < N_STAGES; s++) {
             if (s == STAGE_PARTITION && a.cards == 0) continue;
             double *col = ms + (size_t)s * (size_t)a.runs;
-            qsort(col, (size_t)a.runs, sizeof *col, cmp_double);
+            qsort(col, (size_t)a.runs, sizeof *col, bench_cmp_double);
             printf(" %s_min_ms=%.3f %s_median_ms=%.3f", stage_names[s], col[0], stage_names[s],
                    median_of_sorted(col, a.runs));
         }
         if (a.cards > 0)
             printf(" algo=%s plan_cards=%d largest_mb=%.3f", lp_algo_name(a.algo), r.plan_cards,
                    (double)r.largest / (1024.0 * 1024.0));
-        printf(" peak_rss_mb=%.1f base_rss_mb=%.1f\n", peak_rss_mb(), base);
+        printf(" peak_rss_mb=%.1f base_rss_mb=%.1f\n", bench_peak_rss_mb(), base);
     }
     free(ms);
     free(a.dim_names);

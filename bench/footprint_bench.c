@@ -6,6 +6,7 @@
  *
  *     footprint_bench [N_BLOCKS]     (default 10000)
  */
+#include "bench_clock.h"
 #include "lp_analysis.h"
 
 #include <stdio.h>
@@ -13,12 +14,6 @@
 #include <time.h>
 
 enum { HID = 256, MLP = 1024, SEQ = 16 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int32_t add_value(lp_graph *g, const char *name, lp_value_kind kind, int64_t d0, int64_t d1) {
     int32_t v = lp_graph_intern_value(g, name);
@@ -104,15 +99,15 @@ int main(int argc, char **argv) {
     lp_diag d = lp_diag_make("stack.onnx");
     lp_analysis_options o = lp_analysis_defaults();
     lp_layer_ir *L = NULL;
-    double t0 = now();
+    double t0 = bench_seconds();
     if (lp_analysis_build_layers(g, &o, &L, &d) != LP_OK) return 1;
-    double t_build = now() - t0;
+    double t_build = bench_seconds() - t0;
 
     /* greedy: grow each group until it passes 8 layers' worth of weights */
     lp_footprint fp;
     uint64_t cap = 8 * L->layers[0].total_bytes;
     long calls = 0;
-    t0 = now();
+    t0 = bench_seconds();
     for (int first = 0; first < L->n_layers;) {
         int last = first;
         for (; last < L->n_layers; last++, calls++) {
@@ -121,14 +116,14 @@ int main(int argc, char **argv) {
         }
         first = last > first ? last : first + 1;
     }
-    double t_greedy = now() - t0;
+    double t_greedy = bench_seconds() - t0;
     long greedy_calls = calls;
 
     /* DP pattern: n log2 n ranges of random length 1..64 */
     long n_dp = 0;
     for (int k = L->n_layers; k > 1; k >>= 1) n_dp += L->n_layers;
     unsigned seed = 1;
-    t0 = now();
+    t0 = bench_seconds();
     for (long i = 0; i < n_dp; i++) {
         seed = seed * 1103515245u + 12345u;
         int first = (int)((seed >> 8) % (unsigned)L->n_layers);
@@ -136,7 +131,7 @@ int main(int argc, char **argv) {
         int last = first + len - 1 < L->n_layers ? first + len - 1 : L->n_layers - 1;
         lp_analysis_range_footprint(L, first, last, &fp);
     }
-    double t_dp = now() - t0;
+    double t_dp = bench_seconds() - t0;
     printf("blocks %d, layers %d, nodes %d\n", blocks, L->n_layers, g->n_nodes);
     printf("build_layers     %.3f s\n", t_build);
     printf("greedy sweep     %ld calls, %.3f s, %.2f us/call\n", greedy_calls, t_greedy,

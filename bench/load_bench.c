@@ -11,6 +11,7 @@
  * what loading costs. Each graph is freed before the next load.
  */
 #define _GNU_SOURCE
+#include "bench_clock.h"
 #include "lp_frontend.h"
 
 #include <stdio.h>
@@ -18,23 +19,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static double peak_rss_mb(void) {
-    struct rusage ru;
-    if (getrusage(RUSAGE_SELF, &ru) != 0) return -1;
-    return (double)ru.ru_maxrss / 1024.0; /* Linux reports KiB */
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     if (argc < 2 || argc > 3) {
@@ -52,7 +36,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "load_bench: out of memory\n");
         return 1;
     }
-    double base = peak_rss_mb();
+    double base = bench_peak_rss_mb();
     int n_nodes = 0, n_values = 0;
     size_t arena = 0;
     for (int i = 0; i < runs; i++) {
@@ -60,9 +44,9 @@ int main(int argc, char **argv) {
         d.quiet = 1; /* the missing-weights warning once per run is noise */
         lp_load_options opt = {.require_weights = false};
         lp_graph *g = NULL;
-        double t0 = now_ms();
+        double t0 = bench_ms();
         lp_status st = lp_frontend_load(path, &opt, &g, &d);
-        ms[i] = now_ms() - t0;
+        ms[i] = bench_ms() - t0;
         if (st != LP_OK) {
             free(ms);
             return 1; /* diag printed why */
@@ -72,11 +56,11 @@ int main(int argc, char **argv) {
         arena = lp_arena_bytes(g->arena);
         lp_graph_free(g);
     }
-    qsort(ms, (size_t)runs, sizeof *ms, cmp_double);
+    qsort(ms, (size_t)runs, sizeof *ms, bench_cmp_double);
     double median = runs % 2 ? ms[runs / 2] : (ms[runs / 2 - 1] + ms[runs / 2]) / 2;
     printf("nodes=%d values=%d runs=%d min_ms=%.2f median_ms=%.2f peak_rss_mb=%.1f "
            "base_rss_mb=%.1f arena_mb=%.1f\n",
-           n_nodes, n_values, runs, ms[0], median, peak_rss_mb(), base,
+           n_nodes, n_values, runs, ms[0], median, bench_peak_rss_mb(), base,
            (double)arena / (1024.0 * 1024.0));
     free(ms);
     return 0;

@@ -5,6 +5,7 @@
  *     build/bench/partition_bench      # prints one line per case
  */
 #define _POSIX_C_SOURCE 199309L
+#include "bench_clock.h"
 #include "lp_partition.h"
 
 #include <stdio.h>
@@ -14,12 +15,6 @@
 static uint64_t prefix_cost(void *ctx, int first, int last) {
     const uint64_t *pre = ctx;
     return pre[last + 1] - pre[first];
-}
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 static uint64_t *random_prefix(int n, uint64_t seed) {
@@ -43,16 +38,16 @@ int main(void) {
         lp_range_cost c = {n, prefix_cost, pre};
         uint64_t cap = 4u << 20;
         lp_cards cards = {1, &cap, 0};
-        double t0 = now();
+        double t0 = bench_seconds();
         int g = lp_partition_greedy(&c, &cards, ends, NULL);
-        double t1 = now();
+        double t1 = bench_seconds();
         printf("greedy  %8d layers  C 4 MiB        %6d cards  %8.3f ms\n", n, g, (t1 - t0) * 1e3);
         if (n == 10000) {
             uint64_t big = UINT64_MAX / 4, largest = 0;
             lp_cards k64 = {1, &big, 64};
-            t0 = now();
+            t0 = bench_seconds();
             g = lp_partition_minmax(&c, &k64, 64, ends, &largest);
-            t1 = now();
+            t1 = bench_seconds();
             printf("dp      %8d layers  64 cards      %6d cards  %8.3f ms  largest %.1f%% above mean\n", n,
                    g, (t1 - t0) * 1e3, 100.0 * ((double)largest / ((double)pre[n] / 64) - 1));
         }

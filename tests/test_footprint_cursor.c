@@ -16,39 +16,10 @@
 
 #include "layers_internal.h"
 #include "lp_analysis.h"
+#include "support/ir_builder.h"
 #include "lp_frontend.h"
 
 enum { HID = 64, MLP = 256, SEQ = 8 };
-
-static int32_t value(lp_graph *g, const char *name, lp_value_kind kind, int64_t d0, int64_t d1) {
-    int32_t v = lp_graph_intern_value(g, name);
-    assert_true(v >= 0);
-    lp_value *val = &g->values[v];
-    val->kind = kind;
-    val->dtype = LP_DT_FLOAT;
-    val->shape.rank = 2;
-    val->shape.dims = lp_arena_array(g->arena, 2, sizeof(lp_dim));
-    val->shape.dims[0].size = d0;
-    val->shape.dims[1].size = d1;
-    return v;
-}
-
-static void node(lp_graph *g, int *n, const char *op, int32_t a, int32_t b, int32_t out) {
-    lp_node *nd = &g->nodes[*n];
-    nd->name = lp_arena_printf(g->arena, "n%d", *n);
-    nd->op_type = op;
-    nd->domain = "";
-    nd->file_index = *n;
-    nd->n_inputs = b >= 0 ? 2 : 1;
-    nd->inputs = lp_arena_array(g->arena, 2, sizeof(int32_t));
-    nd->inputs[0] = a;
-    nd->inputs[1] = b;
-    nd->n_outputs = 1;
-    nd->outputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
-    nd->outputs[0] = out;
-    g->values[out].producer = *n;
-    (*n)++;
-}
 
 /* Blocks y = x + W2 relu(W1 x) * m with m a graph input read by every block,
  * sizes varying by block so that the planner's layouts differ. */
@@ -56,8 +27,8 @@ static lp_graph *masked_stack(int blocks) {
     lp_graph *g = lp_graph_new("masked.onnx");
     assert_non_null(g);
     g->nodes = lp_arena_array(g->arena, (size_t)blocks * 5, sizeof(lp_node));
-    int32_t x = value(g, "x", LP_VALUE_INPUT, SEQ, HID);
-    int32_t m = value(g, "m", LP_VALUE_INPUT, SEQ, HID);
+    int32_t x = ib_value(g, "x", LP_VALUE_INPUT, SEQ, HID);
+    int32_t m = ib_value(g, "m", LP_VALUE_INPUT, SEQ, HID);
     g->values[x].is_graph_input = g->values[m].is_graph_input = true;
     g->n_inputs = 2;
     g->inputs = lp_arena_array(g->arena, 2, sizeof(int32_t));
@@ -67,7 +38,7 @@ static lp_graph *masked_stack(int blocks) {
     for (int b = 0; b < blocks; b++) {
         int64_t mlp = MLP / (1 + b % 3);
         char nm[32];
-#define V(fmt, kind, d0, d1) (snprintf(nm, sizeof nm, fmt, b), value(g, nm, kind, d0, d1))
+#define V(fmt, kind, d0, d1) (snprintf(nm, sizeof nm, fmt, b), ib_value(g, nm, kind, d0, d1))
         int32_t w1 = V("w1.%d", LP_VALUE_WEIGHT, HID, mlp);
         int32_t w2 = V("w2.%d", LP_VALUE_WEIGHT, mlp, HID);
         int32_t h = V("h.%d", LP_VALUE_ACTIVATION, SEQ, mlp);
@@ -76,11 +47,11 @@ static lp_graph *masked_stack(int blocks) {
         int32_t p = V("p.%d", LP_VALUE_ACTIVATION, SEQ, HID);
         int32_t y = V("y.%d", LP_VALUE_ACTIVATION, SEQ, HID);
 #undef V
-        node(g, &n, "MatMul", x, w1, h);
-        node(g, &n, "Relu", h, -1, r);
-        node(g, &n, "MatMul", r, w2, o);
-        node(g, &n, "Mul", o, m, p);
-        node(g, &n, "Add", p, x, y);
+        ib_node(g, &n, "MatMul", x, w1, h);
+        ib_node(g, &n, "Relu", h, -1, r);
+        ib_node(g, &n, "MatMul", r, w2, o);
+        ib_node(g, &n, "Mul", o, m, p);
+        ib_node(g, &n, "Add", p, x, y);
         x = y;
     }
     g->n_nodes = n;

@@ -12,67 +12,38 @@
 #include <cmocka.h>
 
 #include "lp_analysis.h"
+#include "support/ir_builder.h"
 
 enum { HID = 64, MLP = 256, SEQ = 8 };
-
-static int32_t value(lp_graph *g, const char *name, lp_value_kind kind, int64_t d0, int64_t d1) {
-    int32_t v = lp_graph_intern_value(g, name);
-    assert_true(v >= 0);
-    lp_value *val = &g->values[v];
-    val->kind = kind;
-    val->dtype = LP_DT_FLOAT;
-    val->shape.rank = 2;
-    val->shape.dims = lp_arena_array(g->arena, 2, sizeof(lp_dim));
-    val->shape.dims[0].size = d0;
-    val->shape.dims[1].size = d1;
-    return v;
-}
-
-static void node(lp_graph *g, int *n, const char *op, int32_t a, int32_t b, int32_t out) {
-    lp_node *nd = &g->nodes[*n];
-    nd->name = lp_arena_printf(g->arena, "n%d", *n);
-    nd->op_type = op;
-    nd->domain = "";
-    nd->file_index = *n;
-    nd->n_inputs = b >= 0 ? 2 : 1;
-    nd->inputs = lp_arena_array(g->arena, 2, sizeof(int32_t));
-    nd->inputs[0] = a;
-    nd->inputs[1] = b;
-    nd->n_outputs = 1;
-    nd->outputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
-    nd->outputs[0] = out;
-    g->values[out].producer = *n;
-    (*n)++;
-}
 
 /* `blocks` residual MLP blocks x + W2 relu(W1 x); all blocks share W1. */
 static lp_graph *mlp_stack(int blocks) {
     lp_graph *g = lp_graph_new("stack.onnx");
     assert_non_null(g);
     g->nodes = lp_arena_array(g->arena, (size_t)blocks * 4, sizeof(lp_node));
-    int32_t x = value(g, "x", LP_VALUE_INPUT, SEQ, HID);
+    int32_t x = ib_value(g, "x", LP_VALUE_INPUT, SEQ, HID);
     g->values[x].is_graph_input = true;
     g->n_inputs = 1;
     g->inputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
     g->inputs[0] = x;
-    int32_t w1 = value(g, "w1", LP_VALUE_WEIGHT, HID, MLP);
+    int32_t w1 = ib_value(g, "w1", LP_VALUE_WEIGHT, HID, MLP);
     int n = 0;
     for (int b = 0; b < blocks; b++) {
         char nm[32];
         snprintf(nm, sizeof nm, "w2.%d", b);
-        int32_t w2 = value(g, nm, LP_VALUE_WEIGHT, MLP, HID);
+        int32_t w2 = ib_value(g, nm, LP_VALUE_WEIGHT, MLP, HID);
         snprintf(nm, sizeof nm, "h.%d", b);
-        int32_t h = value(g, nm, LP_VALUE_ACTIVATION, SEQ, MLP);
+        int32_t h = ib_value(g, nm, LP_VALUE_ACTIVATION, SEQ, MLP);
         snprintf(nm, sizeof nm, "r.%d", b);
-        int32_t r = value(g, nm, LP_VALUE_ACTIVATION, SEQ, MLP);
+        int32_t r = ib_value(g, nm, LP_VALUE_ACTIVATION, SEQ, MLP);
         snprintf(nm, sizeof nm, "o.%d", b);
-        int32_t o = value(g, nm, LP_VALUE_ACTIVATION, SEQ, HID);
+        int32_t o = ib_value(g, nm, LP_VALUE_ACTIVATION, SEQ, HID);
         snprintf(nm, sizeof nm, "y.%d", b);
-        int32_t y = value(g, nm, LP_VALUE_ACTIVATION, SEQ, HID);
-        node(g, &n, "MatMul", x, w1, h);
-        node(g, &n, "Relu", h, -1, r);
-        node(g, &n, "MatMul", r, w2, o);
-        node(g, &n, "Add", o, x, y);
+        int32_t y = ib_value(g, nm, LP_VALUE_ACTIVATION, SEQ, HID);
+        ib_node(g, &n, "MatMul", x, w1, h);
+        ib_node(g, &n, "Relu", h, -1, r);
+        ib_node(g, &n, "MatMul", r, w2, o);
+        ib_node(g, &n, "Add", o, x, y);
         x = y;
     }
     g->n_nodes = n;
