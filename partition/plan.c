@@ -169,8 +169,8 @@ static lp_status report_oversize(const lp_layer_ir *L, const lp_footprint_source
                 "activations and buffers are %s at this batch",
                 lp_format_bytes(rest, b[0]));
     else if (rest > 0)
-        lp_note(d, "weights fit; activations, buffers and boundary (%s) must shrink by %.1fx, "
-                "e.g. a batch that small", lp_format_bytes(rest, b[0]),
+        lp_note(d, "weights fit; activations, buffers and boundary (%s) must shrink by %.1fx "
+                "(a batch or sequence about that much smaller)", lp_format_bytes(rest, b[0]),
                 (double)rest / (double)(cap - fp.weight_bytes));
     if (shards && opt->no_split)
         lp_note(d, "split by output columns it would fit %d cards of %s (--no-split forbids it)",
