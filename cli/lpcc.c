@@ -613,9 +613,12 @@ static lp_status stage_report(run *r) {
 }
 
 static lp_status stage_write_cards(run *r) {
-    if (r->plan->n_shards > 0) {
-        lp_warn(r->d, "layer %d is sharded over %d cards: no card_K.onnx written (plan.json "
-                "describes the split)", r->plan->shards[0].layer, r->plan->shards[0].n_shards);
+    int32_t unsliceable = lp_plan_unsliceable_weight(r->plan, r->L);
+    if (unsliceable >= 0) {
+        const lp_value *w = &r->g->values[unsliceable];
+        lp_warn(r->d, "a sharded layer splits weight '%s', whose external file '%s' is absent: its "
+                "column slices cannot be cut, so no card models are written (plan.json describes "
+                "the split)", w->name, w->data.location);
         return lp_plan_remove_submodels(r->c->out_dir, 0);
     }
     const lp_graph *g = r->g;

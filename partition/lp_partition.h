@@ -302,15 +302,39 @@ lp_status lp_plan_load_ends(const char *path, const lp_layer_ir *L, int **ends, 
 /* Graphviz: one cluster per card, cut edges labelled with their bytes. */
 lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *path,
                             lp_diag *d);
-/* DIR/card_K.onnx for every card, through lp_frontend_write_submodel().
- * Plans with sharded layers are refused (LP_ERR_UNSUPPORTED): their cards
- * need weight slices and gathers, which these files do not express. */
-/* Removes DIR/card_K.onnx for K >= first_card, up to the first K missing:
- * cards of an earlier run, or of this run when it failed. */
-lp_status lp_plan_remove_submodels(const char *dir, int first_card);
-
+/* Runnable ONNX models of every card, through lp_frontend_write_submodel()
+ * (see shard_submodels.c for how a sharded layer is cut):
+ *
+ *   DIR/card_K.onnx          an unsharded card: the nodes of its layers
+ *   DIR/card_K.phase_P.onnx  phase P of a card holding one shard of a layer:
+ *                            its split nodes multiply by the card's column
+ *                            slice of the weight (an initializer of just
+ *                            those columns) and output "<value>.shard<k>";
+ *                            phase P > 0 first concatenates the slices of
+ *                            every shard back into the value
+ *   DIR/cards.json           the order that runs them:
+ *       {"model": ..., "cards": N,
+ *        "steps": [{"file": "card_2.phase_0.onnx", "card": 2, "phase": 0,
+ *                   "inputs": [names], "outputs": [names]}, ...]}
+ *
+ * Running the steps in order, feeding each the named values earlier steps
+ * produced or the model's inputs, yields the model's outputs ("phase" is 0
+ * for an unsharded card). Shards compute the unsplit nodes alike, so a
+ * name two shards both output holds the same value. Files of an earlier
+ * run not rewritten are removed; on failure every card file goes. A split
+ * weight whose external bytes are absent cannot be sliced: LP_ERR_UNSUPPORTED
+ * before anything is written (lp_plan_unsliceable_weight tells beforehand). */
 lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
                                   lp_diag *d);
+
+/* A weight (or bias) a sharded layer splits whose bytes are in an absent
+ * external file, or -1 when every split weight can be sliced. */
+int32_t lp_plan_unsliceable_weight(const lp_plan *p, const lp_layer_ir *L);
+
+/* Removes DIR's card files (card_K.onnx, card_K.phase_P.onnx and their
+ * ".data" sidecars) for K >= first_card, and cards.json when first_card is
+ * 0: cards of an earlier run, or of this run when it failed. */
+lp_status lp_plan_remove_submodels(const char *dir, int first_card);
 
 /* ---- per-card memory plans (card_memory.c) ------------------------------------ */
 

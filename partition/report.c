@@ -1,7 +1,6 @@
 /* Plans out: the per-card text report, plan.json (and reading its cuts
- * back), Graphviz, and the per-card ONNX sub-models. */
+ * back) and Graphviz; the per-card ONNX models are in shard_submodels.c. */
 #define _GNU_SOURCE
-#include "lp_frontend.h"
 #include "lp_partition.h"
 
 #include <errno.h>
@@ -9,7 +8,6 @@
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 static const char *layer_name(const lp_layer_ir *L, int i) {
     return L->layers[i].name ? L->layers[i].name : "";
@@ -348,45 +346,4 @@ lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *
     fputs("}\n", f);
     if (ferror(f) | (fclose(f) != 0)) return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s'", path);
     return LP_OK;
-}
-
-lp_status lp_plan_remove_submodels(const char *dir, int first_card) {
-    for (int c = first_card;; c++) {
-        char *path = NULL;
-        if (asprintf(&path, "%s/card_%d.onnx", dir, c) < 0) return LP_ERR_INTERNAL;
-        int rc = unlink(path);
-        free(path);
-        if (rc != 0) return LP_OK;
-    }
-}
-
-/* Writes every card's sub-model; on failure none of them stays. Cards of an
- * earlier run beyond this plan's count are removed so DIR holds one plan. */
-lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
-                                  lp_diag *d) {
-    if (p->n_shards > 0)
-        return lp_error(d, LP_ERR_UNSUPPORTED,
-                        "layer %d '%s' is sharded over %d cards: card models for sharded layers "
-                        "(weight slices, gathers) are not written; plan.json describes the split",
-                        p->shards[0].layer, layer_name(L, p->shards[0].layer), p->shards[0].n_shards);
-    int *nodes = malloc(sizeof(int) * (size_t)(L->g->n_nodes ? L->g->n_nodes : 1));
-    if (!nodes) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    lp_status st = LP_OK;
-    for (int c = 0; st == LP_OK && c < p->n_cards; c++) {
-        const lp_plan_card *pc = &p->cards[c];
-        int first = L->layers[pc->first_layer].first_node, last = L->layers[pc->last_layer].last_node;
-        int n = 0;
-        for (int i = first; i <= last; i++) nodes[n++] = i;
-        char *path = NULL;
-        if (asprintf(&path, "%s/card_%d.onnx", dir, c) < 0) {
-            st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
-            break;
-        }
-        st = lp_frontend_write_submodel(L->g, nodes, n, pc->inputs, pc->n_inputs, pc->outputs,
-                                        pc->n_outputs, path, d);
-        free(path);
-    }
-    free(nodes);
-    lp_plan_remove_submodels(dir, st == LP_OK ? p->n_cards : 0);
-    return st;
 }

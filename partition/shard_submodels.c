@@ -1,0 +1,562 @@
+/* Per-card ONNX models of a plan and cards.json, the order that runs them.
+ *
+ * An unsharded card is one model, card_K.onnx: the nodes of its layers. The
+ * card holding shard k of a sharded layer is a series of phase models,
+ * card_K.phase_P.onnx, cut at the layer's split nodes s_0 < s_1 < ... < s_m-1
+ * (the nodes whose weight is divided by output columns):
+ *
+ *   phase 0      the layer's nodes up to and including s_0, which multiplies
+ *                by this shard's column slice of its weight (an initializer
+ *                holding just those columns) and outputs "<output>.shard<k>"
+ *   phase P > 0  a Concat of "<output of s_P-1>.shard<0..n-1>" (the
+ *                all-gather) back into the value under its own name, then the
+ *                nodes after s_P-1 up to and including s_P, sliced again; the
+ *                last phase (P = m) runs to the layer's end
+ *
+ * Every shard computes the unsplit nodes, so their values are the same on
+ * every card of the layer. A value one phase makes and a later phase of the
+ * same card reads leaves as an output and comes back as an input. Only the
+ * last shard sends the layer's outputs, so the others stop after their last
+ * split node (they have no phase m).
+ */
+#define _GNU_SOURCE
+#include "lp_frontend.h"
+#include "lp_partition.h"
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CARDS_JSON "cards.json"
+
+static bool carries_data(const lp_value *v) {
+    return v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT;
+}
+
+/* ---- file names ------------------------------------------------------------ */
+
+static bool parse_index(const char **s, long *out) {
+    const char *p = *s;
+    long v = 0;
+    if (*p < '0' || *p > '9') return false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        if (v > (INT32_MAX - 9) / 10) return false;
+        v = v * 10 + (*p - '0');
+    }
+    *s = p;
+    *out = v;
+    return true;
+}
+
+/* The card of a file this module writes (card_K.onnx, card_K.phase_P.onnx,
+ * or the ".data" sidecar of either); -1 for any other name. */
+static long card_file_index(const char *name) {
+    long card, phase;
+    const char *s = name + 5;
+    if (strncmp(name, "card_", 5) != 0 || !parse_index(&s, &card)) return -1;
+    if (strncmp(s, ".phase_", 7) == 0) {
+        s += 7;
+        if (!parse_index(&s, &phase)) return -1;
+    }
+    return strcmp(s, ".onnx") == 0 || strcmp(s, ".onnx.data") == 0 ? card : -1;
+}
+
+typedef struct name_list {
+    int n, cap;
+    char **items;
+} name_list;
+
+static bool names_add(name_list *l, const char *s) {
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 16;
+        char **grown = realloc(l->items, sizeof(char *) * (size_t)cap);
+        if (!grown) return false;
+        l->items = grown;
+        l->cap = cap;
+    }
+    if (!(l->items[l->n] = strdup(s))) return false;
+    l->n++;
+    return true;
+}
+
+static bool names_has(const name_list *l, const char *s) {
+    for (int i = 0; l && i < l->n; i++)
+        if (strcmp(l->items[i], s) == 0) return true;
+    return false;
+}
+
+static void names_free(name_list *l) {
+    for (int i = 0; i < l->n; i++) free(l->items[i]);
+    free(l->items);
+    *l = (name_list){0};
+}
+
+/* Removes dir's card files of cards >= first_card that `keep` does not name.
+ * Names are collected before anything is unlinked, so the scan sees the
+ * folder as it was. */
+static lp_status remove_card_files(const char *dir, int first_card, const name_list *keep) {
+    DIR *dp = opendir(dir);
+    if (!dp) return LP_OK; /* no folder, no files */
+    name_list doomed = {0};
+    lp_status st = LP_OK;
+    for (struct dirent *e; (e = readdir(dp));) {
+        long card = card_file_index(e->d_name);
+        if (card >= first_card && !names_has(keep, e->d_name) && !names_add(&doomed, e->d_name))
+            st = LP_ERR_INTERNAL;
+    }
+    closedir(dp);
+    for (int i = 0; i < doomed.n; i++) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s", dir, doomed.items[i]) < 0) {
+            st = LP_ERR_INTERNAL;
+            continue;
+        }
+        unlink(path); /* a folder in the way stays, as the user made it */
+        free(path);
+    }
+    names_free(&doomed);
+    return st;
+}
+
+lp_status lp_plan_remove_submodels(const char *dir, int first_card) {
+    lp_status st = remove_card_files(dir, first_card, NULL);
+    if (first_card == 0) {
+        char *path = NULL;
+        if (asprintf(&path, "%s/%s", dir, CARDS_JSON) < 0) return LP_ERR_INTERNAL;
+        unlink(path);
+        free(path);
+    }
+    return st;
+}
+
+/* ---- split nodes ----------------------------------------------------------- */
+
+/* The bias of a split Gemm (C) or Conv (B), whose last axis runs along the
+ * output columns and so is sliced with them; -1 if the node has none. */
+static int32_t split_bias(const lp_graph *g, const lp_shard_weight *w) {
+    const lp_node *n = &g->nodes[w->node];
+    bool has_bias = strcmp(n->op_type, "Gemm") == 0 || strcmp(n->op_type, "Conv") == 0;
+    return has_bias && n->n_inputs > 2 ? n->inputs[2] : -1;
+}
+
+/* Whether a bias needs slicing: its last axis spans the columns (a
+ * broadcast axis of 1, or a scalar, is kept whole). */
+static bool bias_is_split(const lp_value *b, int64_t dim) {
+    return b->shape.rank >= 1 && b->shape.dims[b->shape.rank - 1].size == dim;
+}
+
+int32_t lp_plan_unsliceable_weight(const lp_plan *p, const lp_layer_ir *L) {
+    const lp_graph *g = L->g;
+    for (int i = 0; i < p->n_shards; i++)
+        for (int k = 0; k < p->shards[i].n_weights; k++) {
+            const lp_shard_weight *w = &p->shards[i].weights[k];
+            int32_t b = split_bias(g, w);
+            int32_t cut[2] = {w->weight, b >= 0 && bias_is_split(&g->values[b], w->dim) ? b : -1};
+            for (int j = 0; j < 2; j++) {
+                const lp_tensor_data *t = cut[j] >= 0 ? &g->values[cut[j]].data : NULL;
+                if (t && t->where == LP_DATA_EXTERNAL && !t->present) return cut[j];
+            }
+        }
+    return -1;
+}
+
+/* ---- one shard card's graph -------------------------------------------------- */
+
+/* Shard k's view of the graph: g's values and nodes, then the slices, with
+ * each split node rewritten to read its weight slice and make its output
+ * slice, and one Concat per split node. Names, shapes and attributes not
+ * changed are shared with g. */
+typedef struct shard_graph {
+    lp_graph g;
+    lp_arena *a;
+    const lp_shard *sh;
+    int k;
+    int32_t *slice_out; /* [n_weights * n_shards]: value "<output>.shard<j>" */
+    int *concat;        /* [n_weights]: the node gathering split node i */
+} shard_graph;
+
+/* A name not used in the original graph: base, else base_1, base_2, ... */
+static const char *fresh_name(shard_graph *sg, const lp_graph *g, const char *base) {
+    const char *name = base;
+    for (int i = 1; name && lp_graph_find_value(g, name) >= 0; i++)
+        name = lp_arena_printf(sg->a, "%s_%d", base, i);
+    return name;
+}
+
+/* Appends a copy of `like` named `name` whose dim `axis` is `size`. */
+static int32_t add_value(shard_graph *sg, const lp_value *like, const char *name, int axis,
+                         int64_t size) {
+    if (!name) return -1;
+    lp_value *v = &sg->g.values[sg->g.n_values];
+    *v = *like;
+    v->name = name;
+    v->producer = -1;
+    v->is_graph_input = v->is_graph_output = false;
+    v->data = (lp_tensor_data){0};
+    if (like->shape.rank > 0) {
+        v->shape.dims = lp_arena_array(sg->a, (size_t)like->shape.rank, sizeof(lp_dim));
+        if (!v->shape.dims) return -1;
+        memcpy(v->shape.dims, like->shape.dims, sizeof(lp_dim) * (size_t)like->shape.rank);
+        v->shape.dims[axis] = (lp_dim){.size = size};
+    }
+    return sg->g.n_values++;
+}
+
+/* Columns [b, e) along `axis` of weight v as a new inline weight: the bytes
+ * are read (from an external file if need be) and the slice copied out,
+ * one contiguous run per index of the axes before `axis`. */
+static lp_status slice_weight(shard_graph *sg, const lp_graph *g, int32_t v, int axis, int64_t b,
+                              int64_t e, int32_t *out, lp_diag *d) {
+    const lp_value *src = &g->values[v];
+    int bits = lp_dtype_bits(src->dtype);
+    uint64_t nbytes = 0;
+    if (bits <= 0 || bits % 8 || !lp_value_bytes(src, &nbytes) || src->data.nbytes != nbytes ||
+        axis >= src->shape.rank)
+        return lp_error(d, LP_ERR_UNSUPPORTED, "weight '%s': cannot cut columns %" PRId64 "..%" PRId64
+                        " of axis %d (element type %s, %" PRIu64 " bytes stored)", src->name, b, e,
+                        axis, lp_dtype_name(src->dtype) ? lp_dtype_name(src->dtype) : "?",
+                        src->data.nbytes);
+    uint64_t outer = 1, inner = (uint64_t)bits / 8;
+    for (int i = 0; i < axis; i++) outer *= (uint64_t)src->shape.dims[i].size;
+    for (int i = axis + 1; i < src->shape.rank; i++) inner *= (uint64_t)src->shape.dims[i].size;
+    uint64_t dim = (uint64_t)src->shape.dims[axis].size, run = (uint64_t)(e - b) * inner;
+    uint8_t *whole = malloc(nbytes ? (size_t)nbytes : 1);
+    uint8_t *part = lp_arena_alloc(sg->a, outer * run > 0 ? (size_t)(outer * run) : 1);
+    if (!whole || !part) {
+        free(whole);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory slicing '%s'", src->name);
+    }
+    lp_status st = lp_frontend_read_weight(g, src, whole, nbytes, d);
+    for (uint64_t o = 0; st == LP_OK && o < outer; o++)
+        memcpy(part + o * run, whole + (o * dim + (uint64_t)b) * inner, (size_t)run);
+    free(whole);
+    if (st != LP_OK) return st;
+    const char *name = fresh_name(sg, g, lp_arena_printf(sg->a, "%s.shard%d", src->name, sg->k));
+    *out = add_value(sg, src, name, axis, e - b);
+    if (*out < 0) return lp_error(d, LP_ERR_INTERNAL, "out of memory slicing '%s'", src->name);
+    lp_value *sv = &sg->g.values[*out];
+    sv->kind = LP_VALUE_WEIGHT;
+    sv->data = (lp_tensor_data){.where = LP_DATA_INLINE, .bytes = part, .nbytes = outer * run};
+    return LP_OK;
+}
+
+/* Split node i of shard k: reads the weight (and bias) slices and makes
+ * output slice k; a Concat of all n output slices remakes the whole value. */
+static lp_status rewrite_split(shard_graph *sg, const lp_graph *g, int i, lp_diag *d) {
+    const lp_shard *sh = sg->sh;
+    const lp_shard_weight *w = &sh->weights[i];
+    const lp_value *outv = &g->values[w->output];
+    int32_t *slices = &sg->slice_out[i * sh->n_shards];
+    int64_t b = 0, e = 0;
+    for (int j = 0; j < sh->n_shards; j++) {
+        lp_shard_range(w->dim, sh->n_shards, j, &b, &e);
+        const char *name = fresh_name(sg, g, lp_arena_printf(sg->a, "%s.shard%d", outv->name, j));
+        if ((slices[j] = add_value(sg, outv, name, w->output_axis, e - b)) < 0)
+            return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    lp_shard_range(w->dim, sh->n_shards, sg->k, &b, &e);
+
+    lp_node *n = &sg->g.nodes[w->node];
+    int32_t *in = lp_arena_array(sg->a, (size_t)n->n_inputs, sizeof(int32_t));
+    int32_t *out = lp_arena_array(sg->a, (size_t)n->n_outputs, sizeof(int32_t));
+    if (!in || !out) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    memcpy(in, n->inputs, sizeof(int32_t) * (size_t)n->n_inputs);
+    memcpy(out, n->outputs, sizeof(int32_t) * (size_t)n->n_outputs);
+    lp_status st = slice_weight(sg, g, w->weight, w->weight_axis, b, e, &in[1], d);
+    int32_t bias = split_bias(g, w);
+    if (st == LP_OK && bias >= 0 && bias_is_split(&g->values[bias], w->dim)) {
+        const lp_value *bv = &g->values[bias];
+        if (!carries_data(bv))
+            return lp_node_error(d, LP_ERR_UNSUPPORTED, &g->nodes[w->node], "its bias '%s' is "
+                                 "computed, not a weight: it cannot be cut by output columns",
+                                 bv->name);
+        st = slice_weight(sg, g, bias, bv->shape.rank - 1, b, e, &in[2], d);
+    }
+    if (st != LP_OK) return st;
+    out[0] = slices[sg->k];
+    n->inputs = in;
+    n->outputs = out;
+
+    int c = sg->concat[i] = sg->g.n_nodes++;
+    lp_node *cn = &sg->g.nodes[c];
+    lp_attr *axis = lp_arena_alloc(sg->a, sizeof *axis);
+    int32_t *gathered = lp_arena_alloc(sg->a, sizeof(int32_t));
+    const char *cname = lp_arena_printf(sg->a, "%s.gather", outv->name);
+    if (!axis || !gathered || !cname) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    *axis = (lp_attr){.name = "axis", .type = LP_ATTR_INT, .i = w->output_axis};
+    *gathered = w->output;
+    *cn = (lp_node){.name = cname, .op_type = "Concat", .domain = "", .file_index = -1,
+                    .n_inputs = sh->n_shards, .inputs = slices, .n_outputs = 1, .outputs = gathered,
+                    .n_attrs = 1, .attrs = axis};
+    return LP_OK;
+}
+
+static lp_status shard_graph_build(shard_graph *sg, const lp_graph *g, const lp_shard *sh, int k,
+                                   lp_diag *d) {
+    *sg = (shard_graph){.g = *g, .sh = sh, .k = k};
+    size_t nw = (size_t)sh->n_weights, extra_values = nw * ((size_t)sh->n_shards + 2);
+    if (!(sg->a = lp_arena_new())) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    sg->g.values = lp_arena_array(sg->a, (size_t)g->n_values + extra_values, sizeof(lp_value));
+    sg->g.nodes = lp_arena_array(sg->a, (size_t)g->n_nodes + nw, sizeof(lp_node));
+    sg->slice_out = lp_arena_array(sg->a, nw * (size_t)sh->n_shards + 1, sizeof(int32_t));
+    sg->concat = lp_arena_array(sg->a, nw + 1, sizeof(int));
+    if (!sg->g.values || !sg->g.nodes || !sg->slice_out || !sg->concat)
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    memcpy(sg->g.values, g->values, sizeof(lp_value) * (size_t)g->n_values);
+    memcpy(sg->g.nodes, g->nodes, sizeof(lp_node) * (size_t)g->n_nodes);
+    /* Before IR 4 the writer lists initializers among the inputs and looks
+     * them up by name; the slices are not in g's name map, and IR 4 lists
+     * initializers on their own, which every runtime accepts. */
+    if (sg->g.ir_version < 4) sg->g.ir_version = 4;
+    for (int i = 0; i < sh->n_weights; i++) {
+        assert(i == 0 || sh->weights[i].node > sh->weights[i - 1].node);
+        lp_status st = rewrite_split(sg, g, i, d);
+        if (st != LP_OK) return st;
+    }
+    return LP_OK;
+}
+
+/* ---- phases -------------------------------------------------------------------- */
+
+typedef struct phase {
+    bool written;
+    int n_nodes, n_in, n_out;
+    int *nodes;
+    int32_t *in, *out;
+} phase;
+
+/* Nodes of phase P: the Concat of split node P-1 (P > 0), then the layer's
+ * nodes after split node P-1 up to split node P, or to the layer's end. */
+static bool phase_nodes(shard_graph *sg, const lp_layer *l, int P, phase *ph) {
+    const lp_shard *sh = sg->sh;
+    int m = sh->n_weights;
+    int first = P == 0 ? l->first_node : sh->weights[P - 1].node + 1;
+    int last = P < m ? sh->weights[P].node : l->last_node;
+    ph->nodes = lp_arena_array(sg->a, (size_t)(last - first + 2), sizeof(int));
+    if (!ph->nodes) return false;
+    if (P > 0) ph->nodes[ph->n_nodes++] = sg->concat[P - 1];
+    for (int i = first; i <= last; i++) ph->nodes[ph->n_nodes++] = i;
+    return true;
+}
+
+/* Splits the layer of shard card pc into phases and finds each one's inputs
+ * (values it reads that no node of it makes, weights aside) and outputs (its
+ * output slice, what a later written phase reads, what the card sends). */
+static lp_status phases_plan(shard_graph *sg, const lp_layer_ir *L, const lp_plan_card *pc,
+                             phase **out, lp_diag *d) {
+    const lp_graph *g = &sg->g;
+    int m = sg->sh->n_weights, n_ph = m + 1;
+    phase *ph = lp_arena_array(sg->a, (size_t)n_ph, sizeof(phase));
+    int *made = lp_arena_array(sg->a, (size_t)g->n_values, sizeof(int));
+    int *last_read = lp_arena_array(sg->a, (size_t)g->n_values, sizeof(int));
+    int *seen = lp_arena_array(sg->a, (size_t)g->n_values, sizeof(int));
+    bool *sent = lp_arena_array(sg->a, (size_t)g->n_values, sizeof(bool));
+    if (!ph || !made || !last_read || !seen || !sent) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int v = 0; v < g->n_values; v++) made[v] = last_read[v] = -1;
+    for (int i = 0; i < pc->n_outputs; i++) sent[pc->outputs[i]] = true;
+    for (int P = 0; P < n_ph; P++) {
+        if (!phase_nodes(sg, &L->layers[sg->sh->layer], P, &ph[P]))
+            return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        for (int i = 0; i < ph[P].n_nodes; i++) {
+            const lp_node *n = &g->nodes[ph[P].nodes[i]];
+            for (int k = 0; k < n->n_outputs; k++)
+                if (n->outputs[k] >= 0) made[n->outputs[k]] = P;
+        }
+    }
+    /* the last phase only where it sends something */
+    for (int P = 0; P < m; P++) ph[P].written = true;
+    for (int i = 0; i < pc->n_outputs; i++) ph[m].written |= made[pc->outputs[i]] == m;
+    for (int P = 0; P < n_ph; P++)
+        for (int i = 0; ph[P].written && i < ph[P].n_nodes; i++) {
+            const lp_node *n = &g->nodes[ph[P].nodes[i]];
+            for (int k = 0; k < n->n_inputs; k++)
+                if (n->inputs[k] >= 0) last_read[n->inputs[k]] = P;
+        }
+    for (int P = 0; P < n_ph; P++) {
+        phase *p = &ph[P];
+        size_t room = 1;
+        for (int i = 0; i < p->n_nodes; i++)
+            room += (size_t)g->nodes[p->nodes[i]].n_inputs + (size_t)g->nodes[p->nodes[i]].n_outputs;
+        p->in = lp_arena_array(sg->a, room, sizeof(int32_t));
+        p->out = lp_arena_array(sg->a, room, sizeof(int32_t));
+        if (!p->in || !p->out) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        if (P < m) p->out[p->n_out++] = sg->slice_out[P * sg->sh->n_shards + sg->k];
+        for (int i = 0; i < p->n_nodes; i++) {
+            const lp_node *n = &g->nodes[p->nodes[i]];
+            for (int k = 0; k < n->n_inputs; k++) {
+                int32_t v = n->inputs[k];
+                if (v < 0 || carries_data(&g->values[v]) || made[v] == P || seen[v] == P + 1) continue;
+                seen[v] = P + 1;
+                p->in[p->n_in++] = v;
+            }
+            for (int k = 0; k < n->n_outputs; k++) {
+                int32_t v = n->outputs[k];
+                bool slice = P < m && v == p->out[0]; /* listed first already */
+                if (v >= 0 && made[v] == P && !slice && !carries_data(&g->values[v]) &&
+                    (sent[v] || last_read[v] > P))
+                    p->out[p->n_out++] = v;
+            }
+        }
+    }
+    *out = ph;
+    return LP_OK;
+}
+
+/* ---- writing ------------------------------------------------------------------- */
+
+typedef struct card_writer {
+    const lp_plan *p;
+    const lp_layer_ir *L;
+    const char *dir;
+    lp_diag *d;
+    json_t *steps;
+    name_list written; /* file names this run wrote, sidecars included */
+} card_writer;
+
+static json_t *names_json(const lp_graph *g, const int32_t *v, int n) {
+    json_t *a = json_array();
+    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_string(g->values[v[i]].name));
+    return a;
+}
+
+/* Writes one model file and its step of cards.json (appended to `steps`).
+ * A stale sidecar of the same name goes first, so the one that exists
+ * afterwards is this run's. */
+static lp_status write_model(card_writer *cw, const lp_graph *g, const char *file, int card, int step_phase,
+                             const int *nodes, int n_nodes, const int32_t *in, int n_in,
+                             const int32_t *out, int n_out, json_t *steps) {
+    char *path = NULL, *data = NULL;
+    if (asprintf(&path, "%s/%s", cw->dir, file) < 0) return lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    if (asprintf(&data, "%s.data", path) < 0) {
+        free(path);
+        return lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    }
+    unlink(data);
+    lp_status st = lp_frontend_write_submodel(g, nodes, n_nodes, in, n_in, out, n_out, path, cw->d);
+    if (st == LP_OK && !names_add(&cw->written, file)) st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    if (st == LP_OK && access(data, F_OK) == 0 && !names_add(&cw->written, strrchr(data, '/') + 1))
+        st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    free(path);
+    free(data);
+    json_t *step = json_pack("{s:s, s:i, s:i, s:o, s:o}", "file", file, "card", card, "phase", step_phase,
+                             "inputs", names_json(g, in, n_in), "outputs", names_json(g, out, n_out));
+    if (st == LP_OK && (!step || json_array_append_new(steps, step) != 0))
+        return lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    if (st != LP_OK) json_decref(step);
+    return st;
+}
+
+static lp_status write_whole_card(card_writer *cw, int c) {
+    const lp_plan_card *pc = &cw->p->cards[c];
+    const lp_layer_ir *L = cw->L;
+    int first = L->layers[pc->first_layer].first_node, last = L->layers[pc->last_layer].last_node;
+    int *nodes = malloc(sizeof(int) * (size_t)(last - first + 1));
+    char *file = NULL;
+    if (!nodes || asprintf(&file, "card_%d.onnx", c) < 0) {
+        free(nodes);
+        return lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    }
+    for (int i = first; i <= last; i++) nodes[i - first] = i;
+    lp_status st = write_model(cw, L->g, file, c, 0, nodes, last - first + 1, pc->inputs, pc->n_inputs,
+                               pc->outputs, pc->n_outputs, cw->steps);
+    free(file);
+    free(nodes);
+    return st;
+}
+
+/* The phase models of shard k; phase P's step goes to by_phase[P]. */
+static lp_status write_shard_card(card_writer *cw, const lp_shard *sh, int k, json_t **by_phase) {
+    int c = sh->first_card + k;
+    shard_graph sg;
+    phase *ph = NULL;
+    lp_status st = shard_graph_build(&sg, cw->L->g, sh, k, cw->d);
+    if (st == LP_OK) st = phases_plan(&sg, cw->L, &cw->p->cards[c], &ph, cw->d);
+    for (int P = 0; st == LP_OK && P <= sh->n_weights; P++) {
+        if (!ph[P].written) continue;
+        char *file = NULL;
+        if (asprintf(&file, "card_%d.phase_%d.onnx", c, P) < 0) {
+            st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+            break;
+        }
+        st = write_model(cw, &sg.g, file, c, P, ph[P].nodes, ph[P].n_nodes, ph[P].in, ph[P].n_in,
+                         ph[P].out, ph[P].n_out, by_phase[P]);
+        free(file);
+    }
+    lp_arena_free(sg.a);
+    return st;
+}
+
+/* All shards of one layer, their steps ordered phase by phase: phase P of
+ * every shard reads the output slices phase P-1 of every shard made. */
+static lp_status write_sharded_layer(card_writer *cw, const lp_shard *sh) {
+    int n_ph = sh->n_weights + 1;
+    json_t **by_phase = calloc((size_t)n_ph, sizeof(json_t *));
+    lp_status st = by_phase ? LP_OK : lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    for (int P = 0; st == LP_OK && P < n_ph; P++)
+        if (!(by_phase[P] = json_array())) st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    for (int k = 0; st == LP_OK && k < sh->n_shards; k++) st = write_shard_card(cw, sh, k, by_phase);
+    for (int P = 0; st == LP_OK && P < n_ph; P++)
+        if (json_array_extend(cw->steps, by_phase[P]) != 0) st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    for (int P = 0; by_phase && P < n_ph; P++) json_decref(by_phase[P]);
+    free(by_phase);
+    return st;
+}
+
+static lp_status write_cards_json(card_writer *cw) {
+    char *path = NULL, *tmp = NULL;
+    lp_status st = LP_OK;
+    json_t *j = json_pack("{s:s, s:i, s:O}", "model", cw->p->model, "cards", cw->p->n_cards, "steps",
+                          cw->steps);
+    if (!j || asprintf(&path, "%s/%s", cw->dir, CARDS_JSON) < 0 || asprintf(&tmp, "%s.tmp", path) < 0)
+        st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    else if (json_dump_file(j, tmp, JSON_INDENT(2)) != 0 || rename(tmp, path) != 0) {
+        st = lp_error(cw->d, LP_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+        unlink(tmp);
+    }
+    json_decref(j);
+    free(path);
+    free(tmp);
+    return st;
+}
+
+static const lp_shard *shard_of_card(const lp_plan *p, int card) {
+    for (int i = 0; i < p->n_shards; i++)
+        if (card >= p->shards[i].first_card && card < p->shards[i].first_card + p->shards[i].n_shards)
+            return &p->shards[i];
+    return NULL;
+}
+
+lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
+                                  lp_diag *d) {
+    int32_t absent = lp_plan_unsliceable_weight(p, L);
+    if (absent >= 0)
+        return lp_error(d, LP_ERR_UNSUPPORTED, "weight '%s' of a sharded layer is in external file "
+                        "'%s', which is absent: its column slices cannot be cut", L->g->values[absent].name,
+                        L->g->values[absent].data.location);
+    card_writer cw = {.p = p, .L = L, .dir = dir, .d = d, .steps = json_array()};
+    lp_status st = cw.steps ? LP_OK : lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int c = 0; st == LP_OK && c < p->n_cards; c++) {
+        const lp_plan_card *pc = &p->cards[c];
+        if (pc->n_shards <= 1)
+            st = write_whole_card(&cw, c);
+        else if (pc->shard == 0) {
+            const lp_shard *sh = shard_of_card(p, c);
+            assert(sh && sh->first_card == c);
+            st = write_sharded_layer(&cw, sh);
+        }
+    }
+    if (st == LP_OK) st = write_cards_json(&cw);
+    /* files of an earlier run this one did not rewrite, or all on failure */
+    if (st == LP_OK && remove_card_files(dir, 0, &cw.written) != LP_OK)
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory removing earlier card models from '%s'", dir);
+    if (st != LP_OK)
+        lp_plan_remove_submodels(dir, 0);
+    json_decref(cw.steps);
+    names_free(&cw.written);
+    return st;
+}
