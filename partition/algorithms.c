@@ -181,6 +181,119 @@ int lp_partition_minmax(const lp_range_cost *c, const lp_cards *cards, int k, in
     return groups;
 }
 
+/* ---- pins ------------------------------------------------------------------ */
+
+/* bad[a]: the first layer at or after a that is pinned to a group other
+ * than j (n if none). A group j starting at a may end at most at bad[a]-1,
+ * a bound that never decreases with a. */
+static void pin_barrier(const int *pinned, int n, int j, int *bad) {
+    int next = n;
+    for (int a = n - 1; a >= 0; a--) {
+        if (pinned[a] >= 0 && pinned[a] != j) next = a;
+        bad[a] = next;
+    }
+}
+
+/* Fewest groups (at most `limit`, capacities clipped to `ceiling`) such
+ * that every pinned layer lands in its group. A group may only hold layers
+ * that are free or pinned to it; when every group obeys that, every pinned
+ * layer is in its group. Breadth first over the group count: row j holds
+ * the prefixes that j groups can cover, and from prefix a group j covers
+ * up to min(reach_j(a), bad_j(a) - 1), a bound that grows with a, so one
+ * sweep marks each prefix once (as in fewest_core). O(groups * n) time and
+ * memory. Returns the group count, 0 if none, -1 out of memory. */
+static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
+                       const int *pinned, int *ends) {
+    int n = c->n, groups = 0;
+    size_t width = (size_t)n + 1;
+    int top = -1;
+    for (int i = 0; i < n; i++)
+        if (pinned[i] > top) top = pinned[i];
+    if (top >= limit) return 0;
+    int *reach = malloc(sizeof(int) * (size_t)n);
+    int *bad = malloc(sizeof(int) * (size_t)n);
+    int rows = 8;
+    int *parent = malloc(sizeof(int) * width * (size_t)rows);
+    if (!reach || !bad || !parent) {
+        groups = -1;
+        goto done;
+    }
+    /* parent[j][b]: the prefix a from which group j-1 covered a..b-1; -1 unreachable */
+    for (size_t b = 0; b < width; b++) parent[b] = b == 0 ? 0 : -1;
+    uint64_t reach_cap = 0;
+    for (int j = 0; j < limit && j < n; j++) {
+        if (j + 2 > rows) {
+            int *grown = realloc(parent, sizeof(int) * width * (size_t)(2 * rows));
+            if (!grown) {
+                groups = -1;
+                goto done;
+            }
+            parent = grown;
+            rows *= 2;
+        }
+        uint64_t cap = clipped_capacity(cards, j, ceiling);
+        if (j == 0 || cap != reach_cap) range_reach(c, cap, reach);
+        reach_cap = cap;
+        pin_barrier(pinned, n, j, bad);
+        const int *prev = parent + (size_t)j * width;
+        int *cur = parent + (size_t)(j + 1) * width;
+        int from = 0; /* every prefix up to here is already marked or unreachable */
+        bool any = false;
+        for (size_t b = 0; b < width; b++) cur[b] = -1;
+        for (int a = 0; a < n; a++) {
+            if (prev[a] < 0) continue;
+            int last = reach[a] < bad[a] - 1 ? reach[a] : bad[a] - 1;
+            for (int b = (from > a ? from : a) + 1; b <= last + 1; b++) cur[b] = a, any = true;
+            if (last + 1 > from) from = last + 1;
+        }
+        if (cur[n] >= 0) {
+            groups = j + 1;
+            break;
+        }
+        if (!any) break;
+    }
+    for (int i = groups, a = n; i > 0; i--) {
+        ends[i - 1] = a - 1;
+        a = parent[(size_t)i * width + a];
+    }
+done:
+    free(reach);
+    free(bad);
+    free(parent);
+    return groups;
+}
+
+int lp_partition_fewest_pinned(const lp_range_cost *c, const lp_cards *cards, const int *pinned,
+                               int *ends) {
+    return pinned_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, pinned, ends);
+}
+
+/* As lp_partition_minmax: feasibility of "largest group <= T" only grows
+ * with T, and pinned_core decides it exactly. */
+int lp_partition_minmax_pinned(const lp_range_cost *c, const lp_cards *cards, int k,
+                               const int *pinned, int *ends, uint64_t *largest) {
+    int limit = k > 0 ? k : cards_limit(cards, c->n);
+    if (cards->max_cards > 0 && limit > cards->max_cards) limit = cards->max_cards;
+    uint64_t hi = 0;
+    for (int i = 0; i < limit; i++)
+        if (lp_cards_capacity(cards, i) > hi) hi = lp_cards_capacity(cards, i);
+    int groups = pinned_core(c, cards, limit, hi, pinned, ends);
+    if (groups <= 0) return groups;
+    uint64_t lo = 0; /* hi is feasible, everything below lo is not */
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        int g = pinned_core(c, cards, limit, mid, pinned, ends);
+        if (g < 0) return -1;
+        if (g > 0)
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    groups = pinned_core(c, cards, limit, hi, pinned, ends);
+    if (groups > 0 && largest) *largest = largest_group(c, ends, groups);
+    return groups;
+}
+
 /* ---- throughput ----------------------------------------------------------- */
 
 static double layer_time(const lp_stage_model *m, int i, double bw) {
@@ -262,8 +375,11 @@ static double stage_fast(const stage_tables *s, const lp_stage_model *m, int car
 /* f[j][i]: the best slowest stage for layers 0..i on cards 0..j, each card
  * busy; f[j][i] = min over p of max(f[j-1][p], stage(j, p+1..i)), over the
  * p whose group p+1..i fits card j's device memory. */
-int lp_partition_throughput(const lp_stage_model *m, const lp_cards *cards, int k, int *ends,
-                            double *slowest) {
+/* With pins (pinned != NULL) group j = p+1..i must also stay below
+ * bad_j(p+1), the first layer pinned elsewhere; like device memory, that
+ * only fails more as the group widens. */
+static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k, const int *pinned,
+                           int *ends, double *slowest) {
     int n = m->n;
     int kmax = k > 0 ? k : cards_limit(cards, n);
     if (cards->max_cards > 0 && kmax > cards->max_cards) kmax = cards->max_cards;
@@ -271,16 +387,19 @@ int lp_partition_throughput(const lp_stage_model *m, const lp_cards *cards, int 
     stage_tables s;
     double *f = malloc(sizeof(double) * (size_t)kmax * (size_t)n);
     int *parent = malloc(sizeof(int) * (size_t)kmax * (size_t)n);
-    bool ok = f && parent && stage_tables_init(&s, m, cards, kmax);
+    int *bad = pinned ? malloc(sizeof(int) * (size_t)n) : NULL;
+    bool ok = f && parent && (!pinned || bad) && stage_tables_init(&s, m, cards, kmax);
     int groups = ok ? 0 : -1;
     if (ok) {
         for (int j = 0; j < kmax; j++) {
+            if (pinned) pin_barrier(pinned, n, j, bad);
             for (int i = 0; i < n; i++) {
                 double best = INFINITY;
                 int arg = -2;
                 int lo = j == 0 ? -1 : j - 1, hi = j == 0 ? -1 : i - 1;
                 for (int p = hi; p >= lo; p--) {
                     if (s.reach_dram[p + 1] < i) break; /* wider groups fit less */
+                    if (pinned && bad[p + 1] <= i) break;
                     double prev = p < 0 ? 0 : f[(size_t)(j - 1) * n + p];
                     double st = stage_fast(&s, m, j, p + 1, i);
                     double v = prev > st ? prev : st;
@@ -305,8 +424,19 @@ int lp_partition_throughput(const lp_stage_model *m, const lp_cards *cards, int 
             if (slowest) *slowest = f[(size_t)best_j * n + n - 1];
         }
     }
-    if (f && parent) stage_tables_free(&s);
+    if (f && parent && (!pinned || bad)) stage_tables_free(&s);
     free(f);
     free(parent);
+    free(bad);
     return groups;
+}
+
+int lp_partition_throughput(const lp_stage_model *m, const lp_cards *cards, int k, int *ends,
+                            double *slowest) {
+    return throughput_core(m, cards, k, NULL, ends, slowest);
+}
+
+int lp_partition_throughput_pinned(const lp_stage_model *m, const lp_cards *cards, int k,
+                                   const int *pinned, int *ends, double *slowest) {
+    return throughput_core(m, cards, k, pinned, ends, slowest);
 }

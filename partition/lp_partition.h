@@ -104,6 +104,22 @@ int lp_partition_fewest(const lp_range_cost *c, const lp_cards *cards, int *ends
 int lp_partition_minmax(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
                         uint64_t *largest);
 
+/* Pins for the algorithms: pinned[i] is the group layer i must be in, or
+ * -1 where it is free ([c->n] entries). The pinned searches are exact:
+ * among splits that fit their cards and put every pinned layer in its
+ * group, lp_partition_fewest_pinned finds one with the fewest groups and
+ * lp_partition_minmax_pinned (k as in lp_partition_minmax, not obliged to
+ * use all k cards) one whose largest group is smallest. Groups are
+ * contiguous and in order, so pins that go backwards (a later layer on an
+ * earlier group) or that split a group around a layer pinned elsewhere have
+ * no plan. They return the group count, 0 if no plan honours the pins, -1
+ * out of memory. O(groups * n) cost calls for fewest, times log2(capacity)
+ * for minmax. */
+int lp_partition_fewest_pinned(const lp_range_cost *c, const lp_cards *cards, const int *pinned,
+                               int *ends);
+int lp_partition_minmax_pinned(const lp_range_cost *c, const lp_cards *cards, int k,
+                               const int *pinned, int *ends, uint64_t *largest);
+
 /* ---- the throughput model ------------------------------------------------- */
 
 /* Per-layer figures for the roofline model. cut_bytes[a] is what crosses a
@@ -133,6 +149,10 @@ double lp_stage_time(const lp_stage_model *m, const lp_cards *cards, int card, i
  * O(k n^2) stage evaluations. */
 int lp_partition_throughput(const lp_stage_model *m, const lp_cards *cards, int k, int *ends,
                             double *slowest);
+/* The same DP over the splits that put every pinned layer in its group
+ * (pinned as for lp_partition_fewest_pinned); 0 if none fits. */
+int lp_partition_throughput_pinned(const lp_stage_model *m, const lp_cards *cards, int k,
+                                   const int *pinned, int *ends, double *slowest);
 
 /* ---- plans ---------------------------------------------------------------- */
 
@@ -251,6 +271,12 @@ typedef struct lp_pin {
     int layer, card;
 } lp_pin;
 
+/* Pins a plan can honour must be monotone: a later layer never on an
+ * earlier card, one layer never on two cards. Sorts pins by layer, then
+ * card; false with *first, *second (indices into the sorted pins) naming
+ * a pair that conflicts. */
+bool lp_pins_sort_check(lp_pin *pins, int n_pins, int *first, int *second);
+
 typedef struct lp_partition_options {
     lp_algo algo;
     lp_target target;
@@ -269,9 +295,13 @@ typedef struct lp_partition_options {
 
 lp_partition_options lp_partition_defaults(void);
 
-/* Chooses the groups with opt->algo and builds the plan. Forced cuts and
- * pins split the layers into segments partitioned one after another. A
- * layer larger than C is sharded over consecutive cards unless no_split;
+/* Chooses the groups with opt->algo and builds the plan. Forced cuts
+ * split the layers into segments partitioned one after another. With pins
+ * the same objective is optimised over the plans that put each pinned
+ * layer on its card (the *_pinned searches); pins that are not monotone
+ * are LP_ERR_USAGE, pins no plan can honour LP_ERR_INFEASIBLE naming the
+ * first such pin and the capacity. A layer larger than C is sharded over
+ * consecutive cards unless no_split (a pinned layer cannot be);
  * LP_ERR_INFEASIBLE with a report naming the layer when nothing fits. */
 lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
                            const lp_partition_options *opt, lp_plan **out, lp_diag *d);

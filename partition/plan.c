@@ -274,6 +274,185 @@ static lp_status run_algorithm(const lp_layer_ir *L, const lp_footprint_source *
     return LP_OK;
 }
 
+/* ---- pins ------------------------------------------------------------------ */
+
+static int pin_order(const void *x, const void *y) {
+    const lp_pin *a = x, *b = y;
+    if (a->layer != b->layer) return a->layer < b->layer ? -1 : 1;
+    return (a->card > b->card) - (a->card < b->card);
+}
+
+/* Sorted by (layer, card), the pins are monotone exactly when no adjacent
+ * pair steps back a card or puts one layer on two cards. */
+bool lp_pins_sort_check(lp_pin *pins, int n_pins, int *first, int *second) {
+    if (n_pins > 1) qsort(pins, (size_t)n_pins, sizeof *pins, pin_order);
+    for (int i = 1; i < n_pins; i++)
+        if (pins[i].card < pins[i - 1].card ||
+            (pins[i].layer == pins[i - 1].layer && pins[i].card != pins[i - 1].card)) {
+            *first = i - 1;
+            *second = i;
+            return false;
+        }
+    return true;
+}
+
+/* What the pinned searches work on: the pins (sorted, monotone) with the
+ * group each must land in. Group = card less the extra cards of the
+ * sharded layers before it, as those are one group but several cards. */
+typedef struct pin_set {
+    int n_pins;
+    lp_pin *pins;
+    int *group;    /* [n_pins] */
+    int *pinned;   /* [n_layers]: group of each layer, -1 free */
+} pin_set;
+
+static void pin_set_free(pin_set *ps) {
+    free(ps->pins);
+    free(ps->group);
+    free(ps->pinned);
+}
+
+/* pinned[] holding only the first m pins. */
+static void pin_set_prefix(pin_set *ps, int n, int m) {
+    for (int i = 0; i < n; i++) ps->pinned[i] = -1;
+    for (int i = 0; i < m; i++) ps->pinned[ps->pins[i].layer] = ps->group[i];
+}
+
+static lp_status pin_set_init(pin_set *ps, const lp_layer_ir *L, const lp_partition_options *opt,
+                              const int *shard_counts, lp_diag *d) {
+    int n = L->n_layers, a = 0, b = 0;
+    *ps = (pin_set){opt->n_pins, malloc(sizeof(lp_pin) * (size_t)opt->n_pins),
+                    malloc(sizeof(int) * (size_t)opt->n_pins), malloc(sizeof(int) * (size_t)n)};
+    if (!ps->pins || !ps->group || !ps->pinned) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    memcpy(ps->pins, opt->pins, sizeof(lp_pin) * (size_t)opt->n_pins);
+    if (!lp_pins_sort_check(ps->pins, ps->n_pins, &a, &b)) {
+        const lp_pin *p = &ps->pins[a], *q = &ps->pins[b];
+        if (p->layer == q->layer)
+            return lp_error(d, LP_ERR_USAGE, "--pin: layer %d '%s' is pinned to both card %d and card %d",
+                            p->layer, L->layers[p->layer].name, p->card, q->card);
+        return lp_error(d, LP_ERR_USAGE,
+                        "--pin: layer %d '%s' on card %d and layer %d '%s' on card %d conflict: cards "
+                        "hold contiguous layers in order, so a later layer cannot go to an earlier card",
+                        p->layer, L->layers[p->layer].name, p->card, q->layer, L->layers[q->layer].name,
+                        q->card);
+    }
+    int extra = 0; /* extra cards of sharded layers before the layer */
+    for (int i = 0, l = 0; i < ps->n_pins; i++) {
+        for (; l < ps->pins[i].layer; l++)
+            if (shard_counts[l] > 1) extra += shard_counts[l] - 1;
+        int layer = ps->pins[i].layer;
+        if (shard_counts[layer] > 1)
+            return lp_node_error(d, LP_ERR_INFEASIBLE, &L->g->nodes[L->layers[layer].first_node],
+                                 "layer %d '%s' is pinned to card %d but no card holds it whole: it "
+                                 "must be split over %d cards", layer, L->layers[layer].name,
+                                 ps->pins[i].card, shard_counts[layer]);
+        ps->group[i] = ps->pins[i].card - extra;
+        if (ps->group[i] < 0)
+            return lp_node_error(d, LP_ERR_INFEASIBLE, &L->g->nodes[L->layers[layer].first_node],
+                                 "layer %d '%s' is pinned to card %d, which holds a shard of an earlier "
+                                 "layer too large for one card", layer, L->layers[layer].name,
+                                 ps->pins[i].card);
+    }
+    pin_set_prefix(ps, n, ps->n_pins);
+    return LP_OK;
+}
+
+/* Group count of the best plan honouring ps->pinned (0 none, -1 out of
+ * memory); with `feasible_only`, any plan that proves one exists. */
+static int solve_pinned(const lp_partition_options *opt, const lp_cards *cards,
+                        const lp_range_cost *cost, const lp_stage_model *m, const int *pinned,
+                        bool feasible_only, int *ends) {
+    if (opt->algo == LP_ALGO_THROUGHPUT)
+        return lp_partition_throughput_pinned(m, cards, opt->cards, pinned, ends, NULL);
+    int groups = lp_partition_fewest_pinned(cost, cards, pinned, ends);
+    if (groups > 0 && opt->algo == LP_ALGO_DP && !feasible_only)
+        groups = lp_partition_minmax_pinned(cost, cards, cards->max_cards > 0 ? cards->max_cards : groups,
+                                            pinned, ends, NULL);
+    return groups;
+}
+
+/* The plan exists without the pins but not with them: name the first pin
+ * (in layer order) that no plan honours together with those before it,
+ * found by bisection as adding pins only removes plans, and say why. */
+static lp_status report_pins(const lp_layer_ir *L, const lp_partition_options *opt,
+                             const lp_cards *cards, const lp_range_cost *cost,
+                             const lp_stage_model *m, pin_set *ps, int extra, int *ends, lp_diag *d) {
+    int n = L->n_layers, lo = 0, hi = ps->n_pins; /* lo pins fit, hi do not */
+    while (hi - lo > 1) {
+        int mid = lo + (hi - lo) / 2;
+        pin_set_prefix(ps, n, mid);
+        int g = solve_pinned(opt, cards, cost, m, ps->pinned, true, ends);
+        if (g < 0) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        if (g > 0)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    pin_set_prefix(ps, n, hi);
+    const lp_pin *pin = &ps->pins[hi - 1];
+    int layer = pin->layer, group = ps->group[hi - 1];
+    bool dram = opt->algo == LP_ALGO_THROUGHPUT;
+    uint64_t cap = dram ? opt->target.dram_bytes : lp_cards_capacity(cards, group);
+    char b[2][32], limit[64] = "";
+    if (opt->cards > 0)
+        snprintf(limit, sizeof limit, " (at most %d card%s)", opt->cards, opt->cards == 1 ? "" : "s");
+    lp_node_error(d, LP_ERR_INFEASIBLE, &L->g->nodes[L->layers[layer].first_node],
+                  "layer %d '%s' is pinned to card %d, but no plan with %s %s on card %d%s puts it "
+                  "there%s", layer, L->layers[layer].name, pin->card, lp_format_bytes(cap, b[0]),
+                  dram ? "of device memory" : "capacity", pin->card, limit,
+                  hi > 1 ? " together with the pins before it" : "");
+    int first = layer; /* the first layer pinned to the same card */
+    for (int i = hi - 1; i >= 0 && ps->group[i] == group; i--) first = ps->pins[i].layer;
+    uint64_t span = cost->fn(cost->ctx, first, layer);
+    if (cards->max_cards > 0 && group >= cards->max_cards)
+        lp_note(d, "--cards %d allows cards 0..%d only", opt->cards, opt->cards - 1);
+    else if (group > layer)
+        lp_note(d, "cards 0..%d before it need a layer each, but only %d layer%s come%s before it",
+                pin->card - 1, layer, layer == 1 ? "" : "s", layer == 1 ? "s" : "");
+    else if (!dram && span == UINT64_MAX)
+        lp_note(d, "layers %d..%d, pinned to the same card, lie across a forced cut (--cut-after or a "
+                "sharded layer)", first, layer);
+    else if (!dram && span > cap && first < layer)
+        lp_note(d, "layers %d..%d, all pinned to card %d, need %s together", first, layer, pin->card,
+                lp_format_bytes(span, b[1]));
+    else if (!dram && span > cap)
+        lp_note(d, "the layer alone needs %s", lp_format_bytes(span, b[1]));
+    else if (!dram && layer > 0) {
+        lp_range_cost before = {layer, cost->fn, cost->ctx};
+        lp_cards any = *cards;
+        any.max_cards = 0;
+        int need = lp_partition_fewest_pinned(&before, &any, ps->pinned, ends);
+        if (need > group)
+            lp_note(d, "layers 0..%d before it need %d cards", layer - 1, need + extra);
+        else
+            lp_note(d, "the layers after it do not fit on the cards that remain");
+    }
+    return LP_ERR_INFEASIBLE;
+}
+
+/* The algorithm over the plans that honour the pins. When none does, the
+ * unpinned run says whether the capacities alone are the problem. */
+static lp_status run_pinned(const lp_layer_ir *L, const lp_footprint_source *src,
+                            const lp_partition_options *opt, const lp_cards *cards,
+                            lp_range_cost *cost, pin_set *ps, int extra, int *ends, int *n_groups,
+                            lp_diag *d) {
+    lp_stage_data s = {0};
+    if (opt->algo == LP_ALGO_THROUGHPUT && !lp_stage_data_init(&s, L, src, *cost, &opt->target))
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    int groups = solve_pinned(opt, cards, cost, &s.m, ps->pinned, false, ends);
+    lp_status st = LP_OK;
+    if (groups < 0)
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    else if (groups > 0)
+        *n_groups = groups;
+    else {
+        st = run_algorithm(L, src, opt, cards, cost, ends, n_groups, d);
+        if (st == LP_OK) st = report_pins(L, opt, cards, cost, &s.m, ps, extra, ends, d);
+    }
+    lp_stage_data_free(&s);
+    return st;
+}
+
 lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
                            const lp_partition_options *opt, lp_plan **out, lp_diag *d) {
     int n = L->n_layers;
@@ -285,8 +464,7 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
     for (int i = 0; i < opt->n_pins; i++)
         if (opt->pins[i].layer < 0 || opt->pins[i].layer >= n || opt->pins[i].card < 0)
             return lp_error(d, LP_ERR_USAGE, "pin %d: layer or card out of range", i);
-    /* forced cuts: after each listed layer, and before each pinned layer
-     * that does not go to card 0 */
+    /* forced cuts: after each listed layer */
     int *cuts_before = calloc((size_t)n + 1, sizeof(int));
     int *ends = malloc(sizeof(int) * (size_t)n);
     int *shard_counts = calloc((size_t)n, sizeof(int));
@@ -303,11 +481,6 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
         else
             cuts_before[opt->cuts[i] + 1] = 1;
     }
-    for (int i = 0; i < opt->n_pins; i++)
-        if (opt->pins[i].card > 0 && opt->pins[i].layer > 0 &&
-            (i == 0 || opt->pins[i - 1].card != opt->pins[i].card ||
-             opt->pins[i - 1].layer != opt->pins[i].layer - 1))
-            cuts_before[opt->pins[i].layer] = 1;
     int extra = 0;
     if (st == LP_OK && opt->algo != LP_ALGO_THROUGHPUT)
         st = plan_shards(L, src, opt, &cards, cuts_before, shard_counts, &extra, d);
@@ -324,17 +497,21 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
     int groups = 0;
     lp_partition_options o = *opt;
     o.shard_counts = extra ? shard_counts : NULL;
-    if (st == LP_OK) st = run_algorithm(L, src, opt, &cards, &cost, ends, &groups, d);
+    pin_set ps = {0};
+    if (st == LP_OK && opt->n_pins) st = pin_set_init(&ps, L, opt, shard_counts, d);
+    if (st == LP_OK && opt->n_pins)
+        st = run_pinned(L, src, opt, &cards, &cost, &ps, extra, ends, &groups, d);
+    else if (st == LP_OK)
+        st = run_algorithm(L, src, opt, &cards, &cost, ends, &groups, d);
+    pin_set_free(&ps);
     if (st == LP_OK) st = lp_plan_from_ends(L, src, &o, ends, groups, out, d);
     for (int i = 0; st == LP_OK && i < opt->n_pins; i++) {
         int layer = opt->pins[i].layer, card = -1;
         for (int k = 0; k < (*out)->n_cards; k++)
             if ((*out)->cards[k].first_layer <= layer && layer <= (*out)->cards[k].last_layer) card = k;
-        if (card != opt->pins[i].card)
-            st = lp_error(d, LP_ERR_INFEASIBLE,
-                          "layer %d '%s' is pinned to card %d but the plan puts it on card %d "
-                          "(add --cut-after or --cards to make room)",
-                          layer, L->layers[layer].name, opt->pins[i].card, card);
+        if (card != opt->pins[i].card) /* the search guarantees it */
+            st = lp_error(d, LP_ERR_INTERNAL, "layer %d '%s' is pinned to card %d but the plan puts it "
+                          "on card %d", layer, L->layers[layer].name, opt->pins[i].card, card);
     }
     if (st != LP_OK && *out) {
         lp_plan_free(*out);

@@ -8,7 +8,8 @@ calculation from the ONNX file gives; --dot names every card and transfer;
 a plan made for a custom target loads back with that target; every
 card's memory section agrees with its footprint and is recomputed the same
 on reload; and the TP x PP comparison model predicts the seed layer's
-measured H200 timings within 1.5x. (The algorithms' optimality is checked against brute force in
+measured H200 timings within 1.5x; --pin moves a layer to its card and
+still reproduces the model. (The algorithms' optimality is checked against brute force in
 test_partition.c.)"""
 import json
 import os
@@ -333,6 +334,63 @@ def custom_target(failures):
             failures.append("custom target --plan: stage times differ")
 
 
+def card_of(plan, layer):
+    return [c["card"] for c in plan["cards"] if c["first_layer"] <= layer <= c["last_layer"]]
+
+
+def pins(failures):
+    """--pin: at 2500 KiB gpt2_tiny fits one card; pinning h.1 to card 1
+    moves it there and the chained cards still reproduce the model; with
+    --cut-after both hold; an impossible pin exits 3 naming the pin and the
+    capacity, pins out of order exit 2 naming both."""
+    path = os.path.join(MODELS, "gpt2_tiny.onnx")
+    args = [path, *dims_args("gpt2_tiny"), "--capacity", "2500KiB", "-q"]
+    layers = json.loads(lpcc(*args, "--dump-ir=layers", "--json").stdout)["layers"]
+    h1 = [i for i, l in enumerate(layers) if l["name"] == "h.1"][0]
+    natural = json.loads(lpcc(*args, "--dump-ir=plan", "--json").stdout)
+    if card_of(natural, h1) != [0]:
+        failures.append(f"pin: the test needs h.1 on card 0 without pins, got {card_of(natural, h1)}")
+    feeds = feeds_for(path)
+    ref_sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    ref_names = [o.name for o in ref_sess.get_outputs()]
+    ref = dict(zip(ref_names, ref_sess.run(ref_names, feeds)))
+    with tempfile.TemporaryDirectory() as tmp:
+        for algo in ["greedy", "dp", "throughput"]:
+            out = os.path.join(tmp, algo)
+            r = lpcc(*args, "--algo", algo, "--pin", "h.1=1", "-o", out)
+            if r.returncode != 0:
+                failures.append(f"pin h.1=1 {algo}: rc {r.returncode}: {r.stderr}")
+                continue
+            plan = json.load(open(os.path.join(out, "plan.json")))
+            if card_of(plan, h1) != [1]:
+                failures.append(f"pin h.1=1 {algo}: h.1 on cards {card_of(plan, h1)}")
+            vals = run_chain(out, len(plan["cards"]), feeds)
+            for name, want in ref.items():
+                have = vals.get(name)
+                if have is None or not np.allclose(have, want, atol=1e-4, rtol=1e-4):
+                    failures.append(f"pin h.1=1 {algo}: output {name} differs")
+    # with forced cuts: cut after 0, h.1 alone after h.0 on card 2
+    r = lpcc(*args, "--cut-after", "0", "--pin", "h.1=2", "--dump-ir=plan", "--json")
+    if r.returncode != 0:
+        failures.append(f"pin + cut-after: rc {r.returncode}: {r.stderr}")
+    else:
+        plan = json.loads(r.stdout)
+        if plan["cuts_after"] != [0, h1 - 1] or card_of(plan, h1) != [2]:
+            failures.append(f"pin + cut-after: cuts {plan['cuts_after']}, h.1 on {card_of(plan, h1)}")
+    # h.0 is layer 1: cards 0 and 1 before card 2 cannot each get a layer
+    r = lpcc(*args, "--pin", "h.0=2")
+    if r.returncode != 3 or "'h.0' is pinned to card 2" not in r.stderr or "2.44 MiB" not in r.stderr:
+        failures.append(f"impossible pin: rc {r.returncode}: {r.stderr}")
+    # embed..h.1 on card 0 need more than 2 MiB
+    r = lpcc(path, *dims_args("gpt2_tiny"), "--capacity", "2MiB", "--pin", "embed=0", "--pin", "h.1=0")
+    if r.returncode != 3 or "'h.1' is pinned to card 0" not in r.stderr or "2.00 MiB" not in r.stderr \
+            or "layers 0..2, all pinned to card 0" not in r.stderr:
+        failures.append(f"pinned span over capacity: rc {r.returncode}: {r.stderr}")
+    r = lpcc(*args, "--pin", "h.1=0", "--pin", "h.0=1")
+    if r.returncode != 2 or "'h.0' on card 1" not in r.stderr or "'h.1' on card 0" not in r.stderr:
+        failures.append(f"pins out of order: rc {r.returncode}: {r.stderr}")
+
+
 # The seed's dense layer on one H200 and over 4 (tensor parallel), from
 # /work/shared/targets/MEASURED.md: (batch, seq) -> ms for 16 layers on 1
 # GPU, TP4, and 4 layers on 1 GPU.
@@ -393,6 +451,7 @@ def main():
     shard_hand_calc(failures)
     dot_plan(failures)
     custom_target(failures)
+    pins(failures)
     compare_model(failures)
     compare_h100(failures)
     for f in failures:

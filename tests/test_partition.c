@@ -275,6 +275,196 @@ static void test_throughput_is_optimal(void **state) {
     assert_true(feasible > 500);
 }
 
+/* ---- pins ------------------------------------------------------------------ */
+
+/* Pins: 1-3 layers, each on a random group below 4, in any order, so the
+ * generator makes monotone, non-monotone, feasible and infeasible sets. */
+static void random_pins(int n, int *pinned, lp_pin *pins, int *n_pins) {
+    for (int i = 0; i < n; i++) pinned[i] = -1;
+    *n_pins = 1 + (int)rng_below(3);
+    for (int i = 0; i < *n_pins; i++) {
+        int layer = (int)rng_below((uint64_t)n), group = (int)rng_below(n < 4 ? (uint64_t)n : 4);
+        if (pinned[layer] >= 0) group = pinned[layer];
+        pinned[layer] = group;
+        pins[i] = (lp_pin){layer, group};
+    }
+}
+
+static bool split_honours(const int *pinned, int groups, const int *ends) {
+    for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++)
+        for (int i = a; i <= ends[g]; i++)
+            if (pinned[i] >= 0 && pinned[i] != g) return false;
+    return true;
+}
+
+typedef struct pin_search {
+    search x;
+    const int *pinned;
+} pin_search;
+
+static void visit_pinned(void *ctx, int groups, const int *ends) {
+    pin_search *p = ctx;
+    if (split_honours(p->pinned, groups, ends)) visit_search(&p->x, groups, ends);
+}
+
+/* Monotone exactly when brute force over layer/card orders finds no pair
+ * with a later layer on an earlier card or one layer on two cards. */
+static bool pins_monotone_brute(const lp_pin *pins, int n) {
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < n; k++)
+            if (pins[i].layer < pins[k].layer ? pins[i].card > pins[k].card
+                                              : pins[i].layer == pins[k].layer && pins[i].card != pins[k].card)
+                return false;
+    return true;
+}
+
+/* lp_partition_fewest_pinned and lp_partition_minmax_pinned against every
+ * split honouring the pins (n <= 12, equal and unequal capacities,
+ * additive and not). */
+static void test_pinned_is_optimal(void **state) {
+    (void)state;
+    int feasible = 0, infeasible_pinned = 0, non_monotone = 0;
+    for (int iter = 0; iter < 6000; iter++) {
+        inst s;
+        uint64_t caps[4];
+        lp_cards cards;
+        inst_random(&s);
+        if (s.n > 12) s.n = 12;
+        random_cards(&cards, caps, iter % 2 ? 4 : 1);
+        int pinned[MAXN], n_pins;
+        lp_pin pins[3];
+        random_pins(s.n, pinned, pins, &n_pins);
+        int first = -1, second = -1;
+        bool monotone = lp_pins_sort_check(pins, n_pins, &first, &second);
+        assert_int_equal(monotone, pins_monotone_brute(pins, n_pins));
+        for (int i = 1; i < n_pins; i++) assert_true(pins[i - 1].layer <= pins[i].layer);
+        if (!monotone) {
+            non_monotone++;
+            assert_true(first >= 0 && second == first + 1);
+            assert_false(pins_monotone_brute((lp_pin[]){pins[first], pins[second]}, 2));
+        }
+        lp_range_cost c = {s.n, inst_cost, &s};
+        pin_search all = {{&s, &cards, cards.max_cards ? cards.max_cards : s.n, 0, UINT64_MAX}, pinned};
+        for_each_split(s.n, visit_pinned, &all);
+        pin_search free_ = {{&s, &cards, all.x.limit, 0, UINT64_MAX}, NULL};
+        for_each_split(s.n, visit_search, &free_.x);
+        int ends[MAXN];
+        int groups = lp_partition_fewest_pinned(&c, &cards, pinned, ends);
+        assert_int_equal(groups, all.x.best_groups);
+        if (!groups) {
+            if (!monotone) assert_int_equal(all.x.best_groups, 0);
+            infeasible_pinned += free_.x.best_groups > 0;
+            continue;
+        }
+        assert_true(monotone);
+        feasible++;
+        check_ends_fit(&s, &cards, ends, groups, UINT64_MAX);
+        assert_true(split_honours(pinned, groups, ends));
+        /* min-max over at most k groups */
+        int k = 1 + (int)rng_below((uint64_t)s.n + 1);
+        int limit = cards.max_cards && cards.max_cards < k ? cards.max_cards : k;
+        pin_search mm = {{&s, &cards, limit, 0, UINT64_MAX}, pinned};
+        for_each_split(s.n, visit_pinned, &mm);
+        uint64_t largest = 0;
+        groups = lp_partition_minmax_pinned(&c, &cards, k, pinned, ends, &largest);
+        if (!mm.x.best_groups) {
+            assert_int_equal(groups, 0);
+            continue;
+        }
+        assert_true(groups > 0 && groups <= limit);
+        assert_int_equal(largest, mm.x.best_max);
+        check_ends_fit(&s, &cards, ends, groups, largest);
+        assert_true(split_honours(pinned, groups, ends));
+    }
+    /* all outcomes, including plans that exist only without the pins */
+    assert_true(feasible > 1000);
+    assert_true(infeasible_pinned > 300);
+    assert_true(non_monotone > 300);
+}
+
+typedef struct tp_pin_search {
+    tp_search x;
+    const int *pinned;
+} tp_pin_search;
+
+static void visit_tp_pinned(void *ctx, int groups, const int *ends) {
+    tp_pin_search *p = ctx;
+    if (split_honours(p->pinned, groups, ends)) visit_tp(&p->x, groups, ends);
+}
+
+static void test_throughput_pinned_is_optimal(void **state) {
+    (void)state;
+    int feasible = 0;
+    for (int iter = 0; iter < 1500; iter++) {
+        inst s;
+        uint64_t caps[4];
+        lp_cards cards;
+        inst_random(&s);
+        if (s.n > 11) s.n = 11;
+        random_cards(&cards, caps, 4);
+        int pinned[MAXN], n_pins;
+        lp_pin pins[3];
+        random_pins(s.n, pinned, pins, &n_pins);
+        lp_target t = {.peak_flops = 1e3, .hbm_bw = 100, .l2_bw = 400,
+                       .link_latency_s = 0.01 * (double)rng_below(5), .link_bw = 50,
+                       .launch_s = 0.001, .dram_bytes = 300 + rng_below(3000)};
+        uint64_t flops[MAXN], bytes[MAXN], kernels[MAXN], cut[MAXN];
+        for (int i = 0; i < s.n; i++) {
+            flops[i] = rng_below(2000);
+            bytes[i] = s.w[i] + rng_below(100);
+            kernels[i] = 1 + rng_below(5);
+            cut[i] = rng_below(200);
+        }
+        lp_stage_model m = {s.n, flops, bytes, kernels, cut, {s.n, inst_cost, &s}, &t};
+        int k = rng_below(3) ? 0 : 1 + (int)rng_below((uint64_t)s.n);
+        if (k && cards.max_cards && k > cards.max_cards) k = cards.max_cards;
+        tp_pin_search x = {{&m, &cards, k, INFINITY, 0}, pinned};
+        for_each_split(s.n, visit_tp_pinned, &x);
+        int ends[MAXN];
+        double slowest = -1;
+        int groups = lp_partition_throughput_pinned(&m, &cards, k, pinned, ends, &slowest);
+        if (!x.x.best_groups) {
+            assert_int_equal(groups, 0);
+            continue;
+        }
+        feasible++;
+        assert_true(groups > 0);
+        assert_true(fabs(slowest - x.x.best) <= 1e-9 * x.x.best + 1e-15);
+        if (k) assert_int_equal(groups, k);
+        assert_true(split_honours(pinned, groups, ends));
+    }
+    assert_true(feasible > 300);
+}
+
+/* Layers pinned to one group take everything between them; a layer pinned
+ * elsewhere in between leaves no plan. */
+static void test_pins_hand_cases(void **state) {
+    (void)state;
+    inst s = {.n = 6, .additive = true, .w = {10, 10, 10, 10, 10, 10}};
+    uint64_t caps[] = {100};
+    lp_cards cards = {1, caps, 0};
+    lp_range_cost c = {s.n, inst_cost, &s};
+    int ends[6];
+    int pinned[6] = {-1, 1, -1, -1, 1, -1};
+    /* all fits one card, but layer 1 on card 1 puts layer 0 alone on card 0 */
+    assert_int_equal(lp_partition_fewest_pinned(&c, &cards, pinned, ends), 2);
+    assert_int_equal(ends[0], 0);
+    assert_int_equal(ends[1], 5);
+    pinned[2] = 2;
+    assert_int_equal(lp_partition_fewest_pinned(&c, &cards, pinned, ends), 0);
+    /* layers 1..4 on one card need 40: with a capacity of 35 no plan */
+    pinned[2] = -1;
+    caps[0] = 35;
+    assert_int_equal(lp_partition_fewest_pinned(&c, &cards, pinned, ends), 0);
+    caps[0] = 40;
+    assert_int_equal(lp_partition_fewest_pinned(&c, &cards, pinned, ends), 3);
+    assert_int_equal(ends[0], 0);
+    assert_int_equal(ends[1], 4);
+    /* a pin past the card limit */
+    cards.max_cards = 1;
+    assert_int_equal(lp_partition_fewest_pinned(&c, &cards, pinned, ends), 0);
+}
+
 /* ---- sizes and targets ------------------------------------------------------ */
 
 static void test_parse_size(void **state) {
@@ -338,6 +528,9 @@ int main(void) {
         cmocka_unit_test(test_greedy_counterexample),
         cmocka_unit_test(test_minmax_is_optimal),
         cmocka_unit_test(test_throughput_is_optimal),
+        cmocka_unit_test(test_pinned_is_optimal),
+        cmocka_unit_test(test_throughput_pinned_is_optimal),
+        cmocka_unit_test(test_pins_hand_cases),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_builtin_targets_match_files),
     };
