@@ -21,6 +21,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+from model_feeds import feeds_for  # noqa: E402
+
 LPCC = os.environ.get("LPCC")
 SRC = os.environ.get("LPCC_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
 MODELS = os.path.join(SRC, "models")
@@ -29,26 +32,6 @@ BATCH, SEQ = 2, 8
 
 def lpcc(*args):
     return subprocess.run([LPCC, *args], capture_output=True, text=True)
-
-
-def feeds_for(model_path):
-    m = onnx.load(model_path)
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for inp in m.graph.input:
-        t = inp.type.tensor_type
-        dims = []
-        for d in t.shape.dim:
-            dims.append({"batch": BATCH, "seq": SEQ}.get(d.dim_param, d.dim_value or 1) if d.dim_param
-                        else d.dim_value)
-        np_t = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
-        if inp.name == "input_ids":
-            feeds[inp.name] = rng.integers(0, 1000, dims).astype(np_t)
-        elif inp.name == "attention_mask":
-            feeds[inp.name] = np.ones(dims, np_t)
-        else:
-            feeds[inp.name] = rng.standard_normal(dims).astype(np_t)
-    return feeds
 
 
 def run_chain(out_dir, n_cards, feeds):
@@ -109,7 +92,7 @@ def check_memory(what, plan, failures):
 
 def check_model(model, failures):
     path = os.path.join(MODELS, model + ".onnx")
-    feeds = feeds_for(path)
+    feeds = feeds_for(path, {"batch": BATCH, "seq": SEQ})
     ref_sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     ref_names = [o.name for o in ref_sess.get_outputs()]
     ref = dict(zip(ref_names, ref_sess.run(ref_names, feeds)))
@@ -350,7 +333,7 @@ def pins(failures):
     natural = json.loads(lpcc(*args, "--dump-ir=plan", "--json").stdout)
     if card_of(natural, h1) != [0]:
         failures.append(f"pin: the test needs h.1 on card 0 without pins, got {card_of(natural, h1)}")
-    feeds = feeds_for(path)
+    feeds = feeds_for(path, {"batch": BATCH, "seq": SEQ})
     ref_sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     ref_names = [o.name for o in ref_sess.get_outputs()]
     ref = dict(zip(ref_names, ref_sess.run(ref_names, feeds)))

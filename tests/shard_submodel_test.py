@@ -30,6 +30,9 @@ import onnx
 import onnxruntime as ort
 from onnx import numpy_helper
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+from model_feeds import feeds_for  # noqa: E402
+
 LPCC = os.environ.get("LPCC")
 SRC = os.environ.get("LPCC_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
 MODELS = os.path.join(SRC, "models")
@@ -52,23 +55,6 @@ def lpcc(*args):
 
 def dim_args(dims):
     return [a for k, v in dims.items() for a in ("--dim", f"{k}={v}")]
-
-
-def feeds_for(path, dims):
-    m = onnx.load(path, load_external_data=False)
-    rng = np.random.default_rng(0)
-    feeds = {}
-    for inp in m.graph.input:
-        t = inp.type.tensor_type
-        shape = [dims[d.dim_param] if d.dim_param else d.dim_value for d in t.shape.dim]
-        np_t = onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)
-        if inp.name == "input_ids":
-            feeds[inp.name] = rng.integers(0, 1000, shape).astype(np_t)
-        elif inp.name == "attention_mask":
-            feeds[inp.name] = np.ones(shape, np_t)
-        else:
-            feeds[inp.name] = rng.standard_normal(shape).astype(np_t)
-    return feeds
 
 
 def session(path):

@@ -29,11 +29,7 @@ static lp_graph *masked_stack(int blocks) {
     g->nodes = lp_arena_array(g->arena, (size_t)blocks * 5, sizeof(lp_node));
     int32_t x = ib_value(g, "x", LP_VALUE_INPUT, SEQ, HID);
     int32_t m = ib_value(g, "m", LP_VALUE_INPUT, SEQ, HID);
-    g->values[x].is_graph_input = g->values[m].is_graph_input = true;
-    g->n_inputs = 2;
-    g->inputs = lp_arena_array(g->arena, 2, sizeof(int32_t));
-    g->inputs[0] = x;
-    g->inputs[1] = m;
+    ib_inputs(g, 2, (int32_t[]){x, m});
     int n = 0;
     for (int b = 0; b < blocks; b++) {
         int64_t mlp = MLP / (1 + b % 3);
@@ -55,20 +51,8 @@ static lp_graph *masked_stack(int blocks) {
         x = y;
     }
     g->n_nodes = n;
-    g->values[x].is_graph_output = true;
-    g->n_outputs = 1;
-    g->outputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
-    g->outputs[0] = x;
+    ib_output(g, x);
     return g;
-}
-
-static lp_layer_ir *build(lp_graph *g, lp_layering mode) {
-    lp_analysis_options o = lp_analysis_defaults();
-    o.layering = mode;
-    lp_diag d = lp_diag_make("masked.onnx");
-    lp_layer_ir *L = NULL;
-    assert_int_equal(lp_analysis_build_layers(g, &o, &L, &d), LP_OK);
-    return L;
 }
 
 /* One call through the cursor, checked field by field against the exact
@@ -119,14 +103,14 @@ static int check_patterns(const lp_layer_ir *L, int max_len, int n_random) {
 static void test_masked_stack(void **state) {
     (void)state;
     lp_graph *g = masked_stack(12);
-    lp_layer_ir *L = build(g, LP_LAYERS_NODE);
+    lp_layer_ir *L = ib_build_layers(g, LP_LAYERS_NODE);
     assert_int_equal(L->n_layers, 60);
     assert_true(check_patterns(L, 60, 400) > 60);
     lp_layer_ir_free(L);
     lp_graph_free(g);
 
     g = masked_stack(12);
-    L = build(g, LP_LAYERS_AUTO);
+    L = ib_build_layers(g, LP_LAYERS_AUTO);
     assert_true(L->n_layers >= 12);
     assert_true(check_patterns(L, L->n_layers, 200) > L->n_layers);
     lp_layer_ir_free(L);

@@ -22,10 +22,7 @@ static lp_graph *mlp_stack(int blocks) {
     assert_non_null(g);
     g->nodes = lp_arena_array(g->arena, (size_t)blocks * 4, sizeof(lp_node));
     int32_t x = ib_value(g, "x", LP_VALUE_INPUT, SEQ, HID);
-    g->values[x].is_graph_input = true;
-    g->n_inputs = 1;
-    g->inputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
-    g->inputs[0] = x;
+    ib_inputs(g, 1, &x);
     int32_t w1 = ib_value(g, "w1", LP_VALUE_WEIGHT, HID, MLP);
     int n = 0;
     for (int b = 0; b < blocks; b++) {
@@ -47,26 +44,14 @@ static lp_graph *mlp_stack(int blocks) {
         x = y;
     }
     g->n_nodes = n;
-    g->values[x].is_graph_output = true;
-    g->n_outputs = 1;
-    g->outputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
-    g->outputs[0] = x;
+    ib_output(g, x);
     return g;
-}
-
-static lp_layer_ir *build(lp_graph *g, lp_layering mode) {
-    lp_analysis_options o = lp_analysis_defaults();
-    o.layering = mode;
-    lp_diag d = lp_diag_make("stack.onnx");
-    lp_layer_ir *L = NULL;
-    assert_int_equal(lp_analysis_build_layers(g, &o, &L, &d), LP_OK);
-    return L;
 }
 
 static void test_cuts_at_residual(void **state) {
     (void)state;
     lp_graph *g = mlp_stack(3);
-    lp_layer_ir *L = build(g, LP_LAYERS_AUTO);
+    lp_layer_ir *L = ib_build_layers(g, LP_LAYERS_AUTO);
     assert_int_equal(L->n_layers, 3);
     for (int j = 0; j < 3; j++) {
         const lp_layer *l = &L->layers[j];
@@ -130,7 +115,7 @@ static void brute_range(const lp_layer_ir *L, int first, int last, uint64_t *liv
 static void test_range_footprint_brute_force(void **state) {
     (void)state;
     lp_graph *g = mlp_stack(5);
-    lp_layer_ir *L = build(g, LP_LAYERS_NODE);
+    lp_layer_ir *L = ib_build_layers(g, LP_LAYERS_NODE);
     assert_int_equal(L->n_layers, 20);
     for (int i = 0; i < L->n_layers; i++)
         for (int j = i; j < L->n_layers; j++) {

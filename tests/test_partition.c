@@ -229,6 +229,35 @@ static void visit_tp(void *ctx, int groups, const int *ends) {
     }
 }
 
+/* A random device and per-layer work over instance s, for the throughput
+ * tests; m points into rm, so rm must outlive it. */
+typedef struct random_model {
+    lp_target t;
+    uint64_t flops[MAXN], bytes[MAXN], kernels[MAXN], cut[MAXN];
+    lp_stage_model m;
+} random_model;
+
+static void random_model_make(random_model *rm, inst *s) {
+    rm->t = (lp_target){.peak_flops = 1e3, .hbm_bw = 100, .l2_bw = 400,
+                        .link_latency_s = 0.01 * (double)rng_below(5), .link_bw = 50,
+                        .launch_s = 0.001, .dram_bytes = 300 + rng_below(3000)};
+    for (int i = 0; i < s->n; i++) {
+        rm->flops[i] = rng_below(2000);
+        rm->bytes[i] = s->w[i] + rng_below(100);
+        rm->kernels[i] = 1 + rng_below(5);
+        rm->cut[i] = rng_below(200);
+    }
+    rm->m = (lp_stage_model){s->n, rm->flops, rm->bytes, rm->kernels, rm->cut,
+                             {s->n, inst_cost, s}, &rm->t};
+}
+
+/* 0 (the best count) two times in three, else a fixed count within the cards. */
+static int random_card_count(const inst *s, const lp_cards *cards) {
+    int k = rng_below(3) ? 0 : 1 + (int)rng_below((uint64_t)s->n);
+    if (k && cards->max_cards && k > cards->max_cards) k = cards->max_cards;
+    return k;
+}
+
 static void test_throughput_is_optimal(void **state) {
     (void)state;
     int feasible = 0;
@@ -239,19 +268,10 @@ static void test_throughput_is_optimal(void **state) {
         inst_random(&s);
         if (s.n > 11) s.n = 11;
         random_cards(&cards, caps, 4);
-        lp_target t = {.peak_flops = 1e3, .hbm_bw = 100, .l2_bw = 400,
-                       .link_latency_s = 0.01 * (double)rng_below(5), .link_bw = 50,
-                       .launch_s = 0.001, .dram_bytes = 300 + rng_below(3000)};
-        uint64_t flops[MAXN], bytes[MAXN], kernels[MAXN], cut[MAXN];
-        for (int i = 0; i < s.n; i++) {
-            flops[i] = rng_below(2000);
-            bytes[i] = s.w[i] + rng_below(100);
-            kernels[i] = 1 + rng_below(5);
-            cut[i] = rng_below(200);
-        }
-        lp_stage_model m = {s.n, flops, bytes, kernels, cut, {s.n, inst_cost, &s}, &t};
-        int k = rng_below(3) ? 0 : 1 + (int)rng_below((uint64_t)s.n);
-        if (k && cards.max_cards && k > cards.max_cards) k = cards.max_cards;
+        random_model rm;
+        random_model_make(&rm, &s);
+        lp_stage_model m = rm.m;
+        int k = random_card_count(&s, &cards);
         tp_search x = {&m, &cards, k, INFINITY, 0};
         for_each_split(s.n, visit_tp, &x);
         int ends[MAXN];
@@ -405,19 +425,10 @@ static void test_throughput_pinned_is_optimal(void **state) {
         int pinned[MAXN], n_pins;
         lp_pin pins[3];
         random_pins(s.n, pinned, pins, &n_pins);
-        lp_target t = {.peak_flops = 1e3, .hbm_bw = 100, .l2_bw = 400,
-                       .link_latency_s = 0.01 * (double)rng_below(5), .link_bw = 50,
-                       .launch_s = 0.001, .dram_bytes = 300 + rng_below(3000)};
-        uint64_t flops[MAXN], bytes[MAXN], kernels[MAXN], cut[MAXN];
-        for (int i = 0; i < s.n; i++) {
-            flops[i] = rng_below(2000);
-            bytes[i] = s.w[i] + rng_below(100);
-            kernels[i] = 1 + rng_below(5);
-            cut[i] = rng_below(200);
-        }
-        lp_stage_model m = {s.n, flops, bytes, kernels, cut, {s.n, inst_cost, &s}, &t};
-        int k = rng_below(3) ? 0 : 1 + (int)rng_below((uint64_t)s.n);
-        if (k && cards.max_cards && k > cards.max_cards) k = cards.max_cards;
+        random_model rm;
+        random_model_make(&rm, &s);
+        lp_stage_model m = rm.m;
+        int k = random_card_count(&s, &cards);
         tp_pin_search x = {{&m, &cards, k, INFINITY, 0}, pinned};
         for_each_split(s.n, visit_tp_pinned, &x);
         int ends[MAXN];

@@ -1,5 +1,6 @@
-/* ir_builder.h - hand-built graph IR for tests: 2-D float values and nodes
- * of one or two inputs, written straight into an lp_graph. */
+/* ir_builder.h - hand-built graph IR for tests: 2-D float values, nodes of
+ * one or two inputs and the graph's inputs and output, written straight into
+ * an lp_graph, and its layer IR. */
 #ifndef TB_IR_BUILDER_H
 #define TB_IR_BUILDER_H
 
@@ -9,6 +10,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "lp_analysis.h"
 #include "lp_ir.h"
 
 /* A float value [d0, d1] of the given kind. */
@@ -42,6 +44,34 @@ static inline void ib_node(lp_graph *g, int *n, const char *op, int32_t a, int32
     nd->outputs[0] = out;
     g->values[out].producer = *n;
     (*n)++;
+}
+
+/* Marks v[0..n-1] as the graph's inputs, in order. */
+static inline void ib_inputs(lp_graph *g, int n, const int32_t *v) {
+    g->inputs = lp_arena_array(g->arena, (size_t)n, sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        g->values[v[i]].is_graph_input = true;
+        g->inputs[i] = v[i];
+    }
+    g->n_inputs = n;
+}
+
+/* Marks v as the graph's one output. */
+static inline void ib_output(lp_graph *g, int32_t v) {
+    g->values[v].is_graph_output = true;
+    g->outputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
+    g->outputs[0] = v;
+    g->n_outputs = 1;
+}
+
+/* The layer IR of g in the given layering mode; fails the test on error. */
+static inline lp_layer_ir *ib_build_layers(lp_graph *g, lp_layering mode) {
+    lp_analysis_options o = lp_analysis_defaults();
+    o.layering = mode;
+    lp_diag d = lp_diag_make(g->path);
+    lp_layer_ir *L = NULL;
+    assert_int_equal(lp_analysis_build_layers(g, &o, &L, &d), LP_OK);
+    return L;
 }
 
 #endif
