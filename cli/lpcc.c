@@ -472,16 +472,9 @@ static void print_summary(const lp_graph *g, FILE *out) {
         const int32_t *idx = pass ? g->outputs : g->inputs;
         for (int i = 0; i < n; i++) {
             const lp_value *v = &g->values[idx[i]];
-            fprintf(out, "%s %s : %s[", pass ? "output  " : "input   ", v->name,
-                    v->dtype ? lp_dtype_name(v->dtype) : "?");
-            for (int k = 0; k < v->shape.rank; k++) {
-                if (k) fputs(", ", out);
-                if (v->shape.dims[k].size >= 0)
-                    fprintf(out, "%" PRId64, v->shape.dims[k].size);
-                else
-                    fputs(v->shape.dims[k].sym ? v->shape.dims[k].sym : "?", out);
-            }
-            fputs(v->shape.rank < 0 ? "?]\n" : "]\n", out);
+            fprintf(out, "%s %s : ", pass ? "output  " : "input   ", v->name);
+            lp_value_print_type(v, out);
+            fputc('\n', out);
         }
     }
     print_op_histogram(g, out);

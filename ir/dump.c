@@ -14,7 +14,7 @@ static const char *kind_name(lp_value_kind k) {
     return "?";
 }
 
-static void print_type(const lp_value *v, FILE *out) {
+void lp_value_print_type(const lp_value *v, FILE *out) {
     fprintf(out, "%s", v->dtype ? lp_dtype_name(v->dtype) : "?");
     if (v->shape.rank < 0) {
         fputs("[?]", out);
@@ -35,7 +35,7 @@ static void print_type(const lp_value *v, FILE *out) {
 static void print_value_line(const lp_graph *g, int32_t idx, FILE *out) {
     const lp_value *v = &g->values[idx];
     fprintf(out, "  %%%s : ", v->name);
-    print_type(v, out);
+    lp_value_print_type(v, out);
     uint64_t bytes;
     char buf[32];
     if (v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT) {

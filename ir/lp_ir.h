@@ -327,6 +327,8 @@ lp_status lp_graph_bind_input_shape(lp_graph *g, const char *input, int rank,
 
 /* ---- dumps -------------------------------------------------------------- */
 
+/* "float16[batch, 128, 768]": dtype and dims, '?' where unknown. */
+void lp_value_print_type(const lp_value *v, FILE *out);
 /* Stable, readable text: one line per value and per node. */
 void lp_graph_dump_text(const lp_graph *g, FILE *out);
 /* One JSON object (see README "JSON output"); returns a jansson json_t*
