@@ -133,6 +133,9 @@ typedef struct lp_dim {
 
 #define LP_DIM_UNKNOWN (-1)
 #define LP_RANK_UNKNOWN (-1)
+/* The largest rank lpcc accepts anywhere (numpy's limit; ONNX Runtime and
+ * TensorRT cap ranks too). A larger one is refused where it first appears. */
+#define LP_MAX_RANK 64
 
 typedef struct lp_shape {
     int rank; /* LP_RANK_UNKNOWN when not even the rank is known */
