@@ -3,6 +3,7 @@
  * no ".." component, no link that resolves outside. */
 #define _GNU_SOURCE
 #include "lp_frontend.h"
+#include "model_read.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -76,6 +77,57 @@ lp_status lp_frontend_resolve_external(lp_arena *a, const char *dir, const char 
     return *resolved ? LP_OK : lp_error(d, LP_ERR_INTERNAL, "out of memory");
 }
 
+/* Reads len bytes at offset of a file a tensor lives in; a short read
+ * means the file is shorter than when it was loaded. */
+static lp_status read_file_range(int fd, const char *file, const char *name, uint64_t offset,
+                                 void *dst, uint64_t len, lp_diag *d) {
+    if (lp_pread_all(fd, dst, len, offset)) return LP_OK;
+    if (errno)
+        return lp_error(d, LP_ERR_INVALID_MODEL, "reading tensor '%s' from '%s': %s", name, file,
+                        strerror(errno));
+    struct stat sb;
+    uint64_t now = fstat(fd, &sb) == 0 ? (uint64_t)sb.st_size : 0;
+    return lp_error(d, LP_ERR_INVALID_MODEL,
+                    "'%s' shrank after it was loaded: it is %llu bytes now, shorter than its "
+                    "contents say (tensor '%s' needs bytes %llu..%llu)", file,
+                    (unsigned long long)now, name, (unsigned long long)offset,
+                    (unsigned long long)(offset + len));
+}
+
+lp_status lp_frontend_read_tensor(const lp_graph *g, const lp_tensor_data *t, const char *name,
+                                  uint64_t offset, void *dst, uint64_t len, lp_diag *d) {
+    if (offset > t->nbytes || len > t->nbytes - offset)
+        return lp_error(d, LP_ERR_INTERNAL, "tensor '%s': bytes %llu..%llu asked of %llu", name,
+                        (unsigned long long)offset, (unsigned long long)(offset + len),
+                        (unsigned long long)t->nbytes);
+    if (!len) return LP_OK;
+    switch (t->where) {
+    case LP_DATA_INLINE:
+        if (!t->bytes) break;
+        memcpy(dst, t->bytes + offset, (size_t)len);
+        return LP_OK;
+    case LP_DATA_FILE:
+        if (!t->file || t->file->fd < 0) break;
+        return read_file_range(t->file->fd, t->file->path, name, t->offset + offset, dst, len, d);
+    case LP_DATA_EXTERNAL: {
+        if (!t->present)
+            return lp_error(d, LP_ERR_INVALID_MODEL,
+                            "weight '%s' lives in external file '%s' (next to %s), which is missing",
+                            name, t->location, g->path);
+        int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            return lp_error(d, LP_ERR_INVALID_MODEL, "cannot open external data '%s': %s",
+                            t->location, strerror(errno));
+        lp_status st = read_file_range(fd, t->path, name, t->offset + offset, dst, len, d);
+        close(fd);
+        return st;
+    }
+    case LP_DATA_NONE:
+        break;
+    }
+    return lp_error(d, LP_ERR_INTERNAL, "tensor '%s' holds no data", name);
+}
+
 lp_status lp_frontend_read_weight(const lp_graph *g, const lp_value *v, void *dst,
                                   uint64_t dst_size, lp_diag *d) {
     const lp_tensor_data *t = &v->data;
@@ -86,32 +138,7 @@ lp_status lp_frontend_read_weight(const lp_graph *g, const lp_value *v, void *ds
     if (t->nbytes > dst_size)
         return lp_error(d, LP_ERR_INTERNAL, "weight '%s' needs %llu bytes, buffer holds %llu",
                         v->name, (unsigned long long)t->nbytes, (unsigned long long)dst_size);
-    if (t->where == LP_DATA_INLINE) {
-        if (t->nbytes) memcpy(dst, t->bytes, t->nbytes);
-        return LP_OK;
-    }
-    if (t->where != LP_DATA_EXTERNAL)
+    if (t->where == LP_DATA_NONE)
         return lp_error(d, LP_ERR_INTERNAL, "value '%s' holds no data", v->name);
-    if (!t->present)
-        return lp_error(d, LP_ERR_INVALID_MODEL,
-                        "weight '%s' lives in external file '%s' (next to %s), which is missing",
-                        v->name, t->location, g->path);
-    int fd = open(t->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lp_error(d, LP_ERR_INVALID_MODEL, "cannot open external data '%s': %s",
-                        t->location, strerror(errno));
-    uint64_t done = 0;
-    while (done < t->nbytes) {
-        size_t want = t->nbytes - done > (1u << 30) ? (1u << 30) : (size_t)(t->nbytes - done);
-        ssize_t got = pread(fd, (char *)dst + done, want, (off_t)(t->offset + done));
-        if (got <= 0) {
-            close(fd);
-            return lp_error(d, LP_ERR_INVALID_MODEL,
-                            "external data '%s' ended early reading weight '%s'", t->location,
-                            v->name);
-        }
-        done += (uint64_t)got;
-    }
-    close(fd);
-    return LP_OK;
+    return lp_frontend_read_tensor(g, t, v->name, 0, dst, t->nbytes, d);
 }

@@ -8,10 +8,13 @@
  *     ...
  *     lp_graph_free(g);
  *
- * The file is mapped, unpacked with protobuf-c, converted and released; no
- * protobuf type is visible past this header. Weights stored as external data
- * are located and checked but not read: lp_frontend_read_weight() reads them
- * when a stage needs the bytes.
+ * The file is read with pread (never mapped), without the raw_data of its
+ * large initializers and constants, unpacked with protobuf-c, converted and
+ * released; no protobuf type is visible past this header. Large inline
+ * tensors (LP_DATA_FILE) stay in the model file, which the graph keeps open,
+ * and weights stored as external data are located and checked but not read:
+ * lp_frontend_read_weight() reads either when a stage needs the bytes. A
+ * file that was truncated since is then a clear error, never a crash.
  */
 #ifndef LP_FRONTEND_H
 #define LP_FRONTEND_H
@@ -34,9 +37,14 @@ lp_status lp_frontend_load_buffer(const void *bytes, size_t len, const char *pat
                                   const lp_load_options *opt, lp_graph **out, lp_diag *d);
 
 /* Copies a weight's or constant's bytes (packed as raw_data) into dst, which
- * holds dst_size bytes; reads external files on demand. */
+ * holds dst_size bytes; reads the model or external file on demand. */
 lp_status lp_frontend_read_weight(const lp_graph *g, const lp_value *v, void *dst,
                                   uint64_t dst_size, lp_diag *d);
+
+/* Copies bytes [offset, offset + len) of tensor data t (a value's or an
+ * attribute's) into dst; `name` names the tensor in errors. */
+lp_status lp_frontend_read_tensor(const lp_graph *g, const lp_tensor_data *t, const char *name,
+                                  uint64_t offset, void *dst, uint64_t len, lp_diag *d);
 
 /* Checks an external-data `location` against the model folder `dir`:
  * relative, no "..", and (when the file exists) not a link that leaves the

@@ -1,7 +1,9 @@
-/* ONNX protobuf -> lp_graph. The protobuf is unpacked once, converted into
- * the arena, and freed before returning. */
+/* ONNX protobuf -> lp_graph. The file is read without its large raw_data
+ * fields (model_read.c), the rest unpacked once, converted into the arena,
+ * and freed before returning; the large tensors stay in the file. */
 #define _GNU_SOURCE
 #include "lp_frontend.h"
+#include "model_read.h"
 #include "onnx.pb-c.h"
 
 #include <errno.h>
@@ -9,7 +11,6 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +32,12 @@ typedef struct loader {
     const char *ext_location, *ext_path;
     bool ext_exists;
     uint64_t ext_size;
+    /* raw_data left out of the unpacked message: in `file`, or in `mem` */
+    const lp_raw_range *raw;
+    size_t n_raw;
+    const uint8_t *mem;
+    const lp_data_file *file;
+    size_t n_file_tensors;
 } loader;
 
 static const char *str_or_empty(const char *s) { return s ? s : ""; }
@@ -41,7 +48,10 @@ static const char *str_or_empty(const char *s) { return s ? s : ""; }
 
 static lp_status convert_shape_dims(loader *ld, const char *what, const char *name,
                                     size_t n, const int64_t *dims, lp_shape *out) {
-    if (n > INT32_MAX) return lp_error(ld->d, LP_ERR_INVALID_MODEL, "%s '%s' has too many dims", what, name);
+    if (n > LP_MAX_RANK)
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                        "%s '%s' has rank %zu, above the largest rank lpcc accepts (%d)", what,
+                        name, n, LP_MAX_RANK);
     out->rank = (int)n;
     out->dims = lp_arena_array(ld->g->arena, n, sizeof *out->dims);
     if (n && !out->dims) return OOM(ld);
@@ -253,6 +263,22 @@ static lp_status convert_external(loader *ld, const Onnx__TensorProto *t, const 
     return LP_OK;
 }
 
+/* The raw_data range model_read.c took out of tensor t, if it did. */
+static lp_status removed_raw(loader *ld, const Onnx__TensorProto *t, const char *name,
+                             const lp_raw_range **out) {
+    *out = NULL;
+    for (unsigned i = 0; i < t->base.n_unknown_fields; i++) {
+        const ProtobufCMessageUnknownField *u = &t->base.unknown_fields[i];
+        if (u->tag != LP_RAW_MARK_FIELD || u->wire_type != PROTOBUF_C_WIRE_TYPE_VARINT) continue;
+        uint64_t idx = 0;
+        for (size_t k = 0; k < u->len && k < 10; k++) idx |= (uint64_t)(u->data[k] & 0x7f) << (7 * k);
+        if (*out || idx >= ld->n_raw)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL, "tensor '%s' holds raw_data twice", name);
+        *out = &ld->raw[idx];
+    }
+    return LP_OK;
+}
+
 /* Fills dtype, shape and data from a TensorProto (an initializer or an
  * attribute's tensor). */
 static lp_status convert_tensor(loader *ld, const Onnx__TensorProto *t, const char *name,
@@ -288,6 +314,27 @@ static lp_status convert_tensor(loader *ld, const Onnx__TensorProto *t, const ch
         return lp_error(ld->d, LP_ERR_INVALID_MODEL, "tensor '%s' is too large to address", name);
     if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL)
         return convert_external(ld, t, name, nbytes, data);
+    const lp_raw_range *raw = NULL;
+    if ((st = removed_raw(ld, t, name, &raw)) != LP_OK) return st;
+    if (raw) {
+        if (t->has_raw_data)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL, "tensor '%s' holds raw_data twice", name);
+        if (raw->len != nbytes)
+            return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                            "tensor '%s' (%s) holds %" PRIu64 " bytes of raw_data, but its dims need %" PRIu64,
+                            name, lp_dtype_name(dt), raw->len, nbytes);
+        if (ld->file) {
+            *data = (lp_tensor_data){.where = LP_DATA_FILE, .nbytes = nbytes, .offset = raw->offset,
+                                     .file = ld->file};
+            ld->n_file_tensors++;
+            return LP_OK;
+        }
+        uint8_t *buf = lp_arena_alloc(ld->g->arena, (size_t)nbytes);
+        if (!buf) return OOM(ld);
+        memcpy(buf, ld->mem + raw->offset, (size_t)nbytes);
+        *data = (lp_tensor_data){.where = LP_DATA_INLINE, .bytes = buf, .nbytes = nbytes};
+        return LP_OK;
+    }
     if (t->has_raw_data) {
         if (t->raw_data.len != nbytes)
             return lp_error(ld->d, LP_ERR_INVALID_MODEL,
@@ -333,7 +380,10 @@ static lp_status convert_value_info(loader *ld, const Onnx__ValueInfoProto *vi, 
     }
     if (!tt->shape) return LP_OK;
     size_t n = tt->shape->n_dim;
-    if (n > INT32_MAX) return lp_error(ld->d, LP_ERR_INVALID_MODEL, "%s '%s' has too many dims", role, v->name);
+    if (n > LP_MAX_RANK)
+        return lp_error(ld->d, LP_ERR_INVALID_MODEL,
+                        "%s '%s' has rank %zu, above the largest rank lpcc accepts (%d)", role,
+                        v->name, n, LP_MAX_RANK);
     lp_dim *dims = lp_arena_array(ld->g->arena, n, sizeof *dims);
     if (n && !dims) return OOM(ld);
     for (size_t i = 0; i < n; i++) {
@@ -740,101 +790,118 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
     return convert_graph(ld, m->graph);
 }
 
-/* protobuf-c unpacks nested messages recursively, so a file of a few hundred
- * kB that nests TypeProto in TypeProto would exhaust the stack. This walks
- * the wire format first, guided by the schema, and measures only nesting;
- * anything malformed is left for the unpacker to report. */
-#define LP_PROTOBUF_MAX_DEPTH 100
+/* ---- reading and unpacking ------------------------------------------------------ */
 
-static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v) {
-    *v = 0;
-    for (int shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if (!(b & 0x80)) return true;
+/* protobuf-c's allocations for one model come from a bump pool: hundreds
+ * of thousands of small messages that all die together, and protobuf-c
+ * initialises everything it allocates, so nothing is zeroed here. */
+typedef struct pb_chunk {
+    struct pb_chunk *next;
+    size_t size, used;
+    _Alignas(16) unsigned char mem[];
+} pb_chunk;
+
+typedef struct pb_pool {
+    pb_chunk *head;
+    size_t next_size;
+} pb_pool;
+
+static void *pb_pool_alloc(void *data, size_t size) {
+    pb_pool *p = data;
+    size_t need = (size + 15) & ~(size_t)15;
+    if (need < size) return NULL;
+    pb_chunk *c = p->head;
+    if (!c || c->size - c->used < need) {
+        size_t chunk = p->next_size > need ? p->next_size : need;
+        if (chunk > SIZE_MAX - sizeof *c) return NULL;
+        pb_chunk *fresh = malloc(sizeof *fresh + chunk);
+        if (!fresh) return NULL;
+        fresh->size = chunk;
+        fresh->used = 0;
+        fresh->next = c;
+        p->head = c = fresh;
+        if (p->next_size < ((size_t)64 << 20)) p->next_size *= 2;
     }
-    return false;
+    void *r = c->mem + c->used;
+    c->used += need;
+    return r;
 }
 
-/* False only when messages nest deeper than LP_PROTOBUF_MAX_DEPTH. */
-static bool nesting_within_limit(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
-                                 const uint8_t *end, int depth) {
-    if (depth > LP_PROTOBUF_MAX_DEPTH) return false;
-    while (p < end) {
-        uint64_t key, n;
-        if (!read_varint(&p, end, &key)) return true;
-        switch (key & 7) {
-        case PROTOBUF_C_WIRE_TYPE_VARINT:
-            if (!read_varint(&p, end, &n)) return true;
-            break;
-        case PROTOBUF_C_WIRE_TYPE_64BIT:
-            if (end - p < 8) return true;
-            p += 8;
-            break;
-        case PROTOBUF_C_WIRE_TYPE_32BIT:
-            if (end - p < 4) return true;
-            p += 4;
-            break;
-        case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED: {
-            if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p)) return true;
-            const ProtobufCFieldDescriptor *f =
-                key >> 3 <= UINT32_MAX
-                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
-                    : NULL;
-            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
-                !nesting_within_limit(f->descriptor, p, p + n, depth + 1))
-                return false;
-            p += n;
-            break;
-        }
-        default:
-            return true; /* groups and bad wire types: the unpacker rejects them */
-        }
+static void pb_pool_free(void *data, void *ptr) { (void)data, (void)ptr; }
+
+static void pb_pool_release(pb_pool *p) {
+    for (pb_chunk *c = p->head, *next; c; c = next) {
+        next = c->next;
+        free(c);
     }
-    return true;
+    p->head = NULL;
 }
 
-static void *pb_arena_alloc(void *arena, size_t size) { return lp_arena_alloc(arena, size); }
-static void pb_arena_free(void *arena, void *p) { (void)arena, (void)p; }
-
-lp_status lp_frontend_load_buffer(const void *bytes, size_t len, const char *path,
-                                  const lp_load_options *opt, lp_graph **out, lp_diag *d) {
-    *out = NULL;
-    if ((uint64_t)len >= LP_PROTOBUF_LIMIT)
-        return lp_error(d, LP_ERR_INVALID_MODEL,
-                        "the file is %zu bytes, over protobuf's 2 GiB limit for one message; "
-                        "store the weights as external data "
-                        "(onnx.save_model(m, path, save_as_external_data=True))", len);
-    if (!nesting_within_limit(&onnx__model_proto__descriptor, bytes, (const uint8_t *)bytes + len, 1))
-        return lp_error(d, LP_ERR_INVALID_MODEL,
-                        "the protobuf nests messages more than %d deep; no ONNX model needs "
-                        "that, and unpacking it could exhaust the stack", LP_PROTOBUF_MAX_DEPTH);
-    /* the unpacked protobuf lives in its own arena: one model is hundreds of
-     * thousands of small messages, and they all die together */
-    lp_arena *pb_arena = lp_arena_new();
-    if (!pb_arena) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    ProtobufCAllocator pb_alloc = {.alloc = pb_arena_alloc, .free = pb_arena_free,
-                                   .allocator_data = pb_arena};
-    Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_alloc, len, bytes);
-    if (!m) {
-        lp_arena_free(pb_arena);
-        return lp_error(d, LP_ERR_INVALID_MODEL,
-                        "not an ONNX model: the protobuf is truncated or malformed (%zu bytes)", len);
-    }
+/* Unpacks the read message and converts it into a new graph. The removed
+ * raw_data ranges lie in the open model file fd, which this takes over (the
+ * graph keeps it while a tensor is read from it; it is closed otherwise),
+ * or in `mem` when fd is -1. */
+static lp_status load_model(const lp_model_bytes *mb, const uint8_t *mem, int fd, uint64_t size,
+                            const char *path, const lp_load_options *opt, lp_graph **out,
+                            lp_diag *d) {
+    /* the unpacked skeleton is a few times the size of its wire form */
+    pb_pool pool = {.next_size = mb->len * 2 + 4096};
+    ProtobufCAllocator pb_alloc = {.alloc = pb_pool_alloc, .free = pb_pool_free,
+                                   .allocator_data = &pool};
     lp_graph *g = lp_graph_new(path);
-    if (!g) {
-        lp_arena_free(pb_arena);
+    lp_data_file *file = g && fd >= 0 ? lp_arena_alloc(g->arena, sizeof *file) : NULL;
+    if (!g || (fd >= 0 && !file)) {
+        if (fd >= 0) close(fd);
+        lp_graph_free(g);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     }
-    loader ld = {.g = g, .d = d, .opt = opt, .model = m};
+    if (file) {
+        *file = (lp_data_file){.fd = fd, .path = g->path, .size = size};
+        g->file = file; /* closed by lp_graph_free from here on */
+    }
+    Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_alloc, mb->len, mb->msg);
+    if (!m) {
+        pb_pool_release(&pool);
+        lp_graph_free(g);
+        return lp_error(d, LP_ERR_INVALID_MODEL,
+                        "not an ONNX model: the protobuf is truncated or malformed (%zu bytes)",
+                        mb->len);
+    }
+    loader ld = {.g = g, .d = d, .opt = opt, .model = m, .raw = mb->raw, .n_raw = mb->n_raw,
+                 .mem = mem, .file = file};
     lp_status st = convert_model(&ld, m);
-    lp_arena_free(pb_arena);
+    pb_pool_release(&pool);
     if (st != LP_OK) {
         lp_graph_free(g);
         return st;
     }
+    if (file && !ld.n_file_tensors) {
+        close(file->fd);
+        file->fd = -1;
+        g->file = NULL;
+    }
     *out = g;
     return LP_OK;
+}
+
+static lp_status too_big(lp_diag *d, uint64_t size) {
+    char buf[32];
+    return lp_error(d, LP_ERR_INVALID_MODEL,
+                    "the file is %s, over protobuf's 2 GiB limit for one message; store the "
+                    "weights as external data (onnx.save_model(m, path, "
+                    "save_as_external_data=True))", lp_format_bytes(size, buf));
+}
+
+lp_status lp_frontend_load_buffer(const void *bytes, size_t len, const char *path,
+                                  const lp_load_options *opt, lp_graph **out, lp_diag *d) {
+    *out = NULL;
+    if ((uint64_t)len >= LP_PROTOBUF_LIMIT) return too_big(d, (uint64_t)len);
+    lp_model_bytes mb;
+    lp_status st = lp_model_read_mem(bytes, len, &mb, d);
+    if (st != LP_OK) return st;
+    st = load_model(&mb, bytes, -1, 0, path, opt, out, d);
+    lp_model_bytes_free(&mb);
+    return st;
 }
 
 lp_status lp_frontend_load(const char *path, const lp_load_options *opt, lp_graph **out,
@@ -843,26 +910,20 @@ lp_status lp_frontend_load(const char *path, const lp_load_options *opt, lp_grap
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return lp_error(d, LP_ERR_INVALID_MODEL, "cannot open: %s", strerror(errno));
     struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    lp_status st = LP_OK;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode))
+        st = lp_error(d, LP_ERR_INVALID_MODEL, "not a regular file");
+    else if (sb.st_size == 0)
+        st = lp_error(d, LP_ERR_INVALID_MODEL, "the file is empty");
+    else if ((uint64_t)sb.st_size >= LP_PROTOBUF_LIMIT)
+        st = too_big(d, (uint64_t)sb.st_size);
+    lp_model_bytes mb = {0};
+    if (st == LP_OK) st = lp_model_read_fd(fd, (uint64_t)sb.st_size, &mb, d);
+    if (st != LP_OK) {
         close(fd);
-        return lp_error(d, LP_ERR_INVALID_MODEL, "not a regular file");
+        return st;
     }
-    if (sb.st_size == 0) {
-        close(fd);
-        return lp_error(d, LP_ERR_INVALID_MODEL, "the file is empty");
-    }
-    if ((uint64_t)sb.st_size >= LP_PROTOBUF_LIMIT) {
-        close(fd);
-        char buf[32];
-        return lp_error(d, LP_ERR_INVALID_MODEL,
-                        "the file is %s, over protobuf's 2 GiB limit for one message; store the "
-                        "weights as external data (onnx.save_model(m, path, "
-                        "save_as_external_data=True))", lp_format_bytes((uint64_t)sb.st_size, buf));
-    }
-    void *map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    close(fd);
-    if (map == MAP_FAILED) return lp_error(d, LP_ERR_INVALID_MODEL, "cannot map: %s", strerror(errno));
-    lp_status st = lp_frontend_load_buffer(map, (size_t)sb.st_size, path, opt, out, d);
-    munmap(map, (size_t)sb.st_size);
+    st = load_model(&mb, NULL, fd, (uint64_t)sb.st_size, path, opt, out, d);
+    lp_model_bytes_free(&mb);
     return st;
 }

@@ -43,7 +43,19 @@ typedef struct writer {
 
     size_t n_init, cap_init;
     Onnx__TensorProto **init;
+
+    /* Tensors still in the model file (LP_DATA_FILE): their raw_data points
+     * at the lp_tensor_data itself, and the file sink streams the bytes
+     * from the model file when protobuf-c appends that pointer. Sorted by
+     * address before packing. */
+    size_t n_lazy, cap_lazy;
+    struct lazy_tensor *lazy;
 } writer;
+
+typedef struct lazy_tensor {
+    const lp_tensor_data *t; /* first: the sort and search key */
+    const char *name;
+} lazy_tensor;
 
 #define OOM(w) lp_error((w)->d, LP_ERR_INTERNAL, "out of memory while writing '%s'", (w)->path)
 
@@ -317,6 +329,20 @@ static lp_status tensor_to_proto(writer *w, const char *name, lp_dtype dtype,
         tp->raw_data.len = (size_t)data->nbytes;
         tp->raw_data.data = (uint8_t *)data->bytes;
         return LP_OK;
+    case LP_DATA_FILE:
+        if (w->n_lazy == w->cap_lazy) {
+            size_t cap = w->cap_lazy ? 2 * w->cap_lazy : 16;
+            lazy_tensor *grown = lp_arena_array(w->a, cap, sizeof *grown);
+            if (!grown) return OOM(w);
+            if (w->n_lazy) memcpy(grown, w->lazy, w->n_lazy * sizeof *grown);
+            w->lazy = grown;
+            w->cap_lazy = cap;
+        }
+        w->lazy[w->n_lazy++] = (lazy_tensor){data, name};
+        tp->has_raw_data = true;
+        tp->raw_data.len = (size_t)data->nbytes;
+        tp->raw_data.data = (uint8_t *)data; /* a token; see writer.lazy */
+        return LP_OK;
     case LP_DATA_EXTERNAL:
         return external_to_proto(w, name, data, tp);
     case LP_DATA_NONE:
@@ -577,13 +603,48 @@ static lp_status model_to_proto(writer *w, Onnx__GraphProto *gp, Onnx__ModelProt
 /* protobuf-c packs through this straight into the file. */
 typedef struct file_sink {
     ProtobufCBuffer base;
+    writer *w;
     FILE *f;
-    int err; /* first errno, 0 while all writes succeed */
+    int err;        /* first errno, 0 while all writes succeed */
+    lp_status read; /* first failure reading a tensor from the model file */
+    uint8_t *chunk;
 } file_sink;
+
+static int cmp_lazy(const void *x, const void *y) {
+    uintptr_t a = (uintptr_t)((const lazy_tensor *)x)->t, b = (uintptr_t)((const lazy_tensor *)y)->t;
+    return a < b ? -1 : a > b;
+}
+
+enum { SINK_CHUNK = 1 << 20 };
+
+/* Streams a tensor's bytes from the model file into the sink. */
+static void sink_stream(file_sink *s, const lazy_tensor *lt) {
+    const lp_tensor_data *t = lt->t;
+    if (!s->chunk && !(s->chunk = malloc(SINK_CHUNK))) {
+        s->err = ENOMEM;
+        return;
+    }
+    for (uint64_t done = 0; done < t->nbytes && !s->err && s->read == LP_OK;) {
+        size_t n = t->nbytes - done > SINK_CHUNK ? SINK_CHUNK : (size_t)(t->nbytes - done);
+        s->read = lp_frontend_read_tensor(s->w->g, t, lt->name, done, s->chunk, n, s->w->d);
+        if (s->read == LP_OK && fwrite(s->chunk, 1, n, s->f) != n) s->err = errno ? errno : EIO;
+        done += n;
+    }
+}
 
 static void file_sink_append(ProtobufCBuffer *b, size_t len, const uint8_t *data) {
     file_sink *s = (file_sink *)b;
-    if (!s->err && len && fwrite(data, 1, len, s->f) != len) s->err = errno ? errno : EIO;
+    if (s->err || s->read != LP_OK || !len) return;
+    writer *w = s->w;
+    if (len >= LP_DATA_INLINE_MAX && w->n_lazy) {
+        lazy_tensor key = {(const lp_tensor_data *)(const void *)data, NULL};
+        const lazy_tensor *hit = bsearch(&key, w->lazy, w->n_lazy, sizeof *w->lazy, cmp_lazy);
+        if (hit && hit->t->nbytes == len) {
+            sink_stream(s, hit);
+            return;
+        }
+    }
+    if (fwrite(data, 1, len, s->f) != len) s->err = errno ? errno : EIO;
 }
 
 static lp_status write_model_file(writer *w, const Onnx__ModelProto *m) {
@@ -594,11 +655,14 @@ static lp_status write_model_file(writer *w, const Onnx__ModelProto *m) {
                         "over protobuf's 2 GiB limit; store its weights as external data",
                         w->path, lp_format_bytes((uint64_t)size, buf));
     }
+    if (w->n_lazy) qsort(w->lazy, w->n_lazy, sizeof *w->lazy, cmp_lazy);
     FILE *f = fopen(w->tmp, "wb");
     if (!f) return lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->tmp, strerror(errno));
-    file_sink sink = {.base = {.append = file_sink_append}, .f = f};
+    file_sink sink = {.base = {.append = file_sink_append}, .w = w, .f = f};
     onnx__model_proto__pack_to_buffer(m, &sink.base);
+    free(sink.chunk);
     if (fclose(f) != 0 && !sink.err) sink.err = errno ? errno : EIO;
+    if (sink.read != LP_OK) return sink.read;
     if (sink.err)
         return lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->tmp, strerror(sink.err));
     return LP_OK;

@@ -100,9 +100,9 @@ def hostile_models():
         _external("w", [1 << 61], location="absent.bin")), "reject")
     add("negative_dim", _identity_of(_raw_tensor("w", TensorProto.FLOAT, [-4], b"")), "reject")
     add("rank_100000_initializer", _identity_of(
-        _raw_tensor("w", TensorProto.FLOAT, [1] * 100000, b"\0" * 4)), "accept")
+        _raw_tensor("w", TensorProto.FLOAT, [1] * 100000, b"\0" * 4)), "reject")
     add("rank_100000_input", _model([helper.make_node("Relu", ["x"], ["y"], name="r")],
-                                    [_f("x", [1] * 100000)], [_f("y", None)]), "accept")
+                                    [_f("x", [1] * 100000)], [_f("y", None)]), "reject")
     add("int4_int32_data_unpacked", _identity_of(
         TensorProto(name="w", data_type=TensorProto.INT4, dims=[4], int32_data=[1, 2, 3, 4])),
         "reject")

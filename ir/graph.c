@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Open-addressing map from value name to index; grows at half load. Each
  * slot keeps the name's hash, so probing and growing compare integers and
@@ -75,6 +76,7 @@ lp_graph *lp_graph_new(const char *path) {
 
 void lp_graph_free(lp_graph *g) {
     if (!g) return;
+    if (g->file && g->file->fd >= 0) close(g->file->fd);
     if (g->names) free(g->names->slots);
     free(g->names);
     free(g->values);

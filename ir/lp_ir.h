@@ -159,18 +159,33 @@ typedef enum lp_data_where {
     LP_DATA_NONE,     /* no bytes (activations, graph inputs) */
     LP_DATA_INLINE,   /* bytes copied into the arena */
     LP_DATA_EXTERNAL, /* bytes in a file next to the model, not read */
+    LP_DATA_FILE,     /* raw_data inside the model file itself, not read */
 } lp_data_where;
 
+/* The model file, kept open while its graph lives so that tensors stored in
+ * it (LP_DATA_FILE) are read on demand with pread; lp_graph_free closes it.
+ * A file shorter than `size` was truncated after loading. */
+typedef struct lp_data_file {
+    int fd;
+    const char *path;
+    uint64_t size; /* bytes at load */
+} lp_data_file;
+
 /* Where a tensor's bytes are. Inline bytes are little-endian and packed as
- * ONNX's raw_data; external bytes are read only on demand. */
+ * ONNX's raw_data; external and file bytes (the same packing) are read only
+ * on demand, by lp_frontend_read_weight / lp_frontend_read_tensor. Small
+ * tensors (under LP_DATA_INLINE_MAX bytes, all that constant folding reads)
+ * are always INLINE. */
+#define LP_DATA_INLINE_MAX 4096
 typedef struct lp_tensor_data {
     lp_data_where where;
     const uint8_t *bytes;   /* INLINE */
-    uint64_t nbytes;        /* INLINE: size of bytes; EXTERNAL: length */
+    uint64_t nbytes;        /* INLINE: size of bytes; EXTERNAL, FILE: length */
     const char *location;   /* EXTERNAL: path as written in the model */
     const char *path;       /* EXTERNAL: resolved path on disk */
-    uint64_t offset;        /* EXTERNAL */
+    uint64_t offset;        /* EXTERNAL, FILE: where the bytes start in the file */
     bool present;           /* EXTERNAL: the file exists and covers the range */
+    const lp_data_file *file; /* FILE: the open model file */
 } lp_tensor_data;
 
 typedef struct lp_value {
@@ -275,6 +290,7 @@ typedef struct lp_graph {
     int n_meta;
     lp_kv *meta;               /* model metadata_props */
     struct lp_name_map *names; /* value name -> index */
+    lp_data_file *file;        /* open model file for LP_DATA_FILE tensors, or NULL */
 } lp_graph;
 
 lp_graph *lp_graph_new(const char *path);

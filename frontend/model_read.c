@@ -1,0 +1,375 @@
+/* Reading a model file: the ModelProto without its large raw_data fields,
+ * which stay in the file and are read on demand (see model_read.h). */
+#define _GNU_SOURCE
+#include "model_read.h"
+#include "onnx.pb-c.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Files up to this size are read whole and compacted in place; larger ones
+ * stream through a window of this size into a separate, growing copy. */
+#define LP_READ_WINDOW ((size_t)4 << 20)
+
+bool lp_pread_all(int fd, void *dst, uint64_t len, uint64_t offset) {
+    uint64_t done = 0;
+    while (done < len) {
+        size_t want = len - done > ((size_t)1 << 30) ? ((size_t)1 << 30) : (size_t)(len - done);
+        ssize_t got = pread(fd, (char *)dst + done, want, (off_t)(offset + done));
+        if (got < 0 && errno == EINTR) continue;
+        if (got <= 0) {
+            if (got == 0) errno = 0;
+            return false;
+        }
+        done += (uint64_t)got;
+    }
+    return true;
+}
+
+/* Where the walk is in the schema: the messages whose fields it rewrites. */
+enum { LV_MODEL, LV_GRAPH, LV_NODE, LV_ATTR, LV_TENSOR, LV_NONE };
+
+typedef struct walker {
+    lp_diag *d;
+    uint64_t size;      /* of the file or buffer */
+    /* in place: the whole input in buf, compacted towards its start */
+    bool in_place;
+    uint8_t *buf;
+    /* streaming: input through win, output into out */
+    int fd;
+    uint8_t *win;
+    uint64_t win_off;
+    size_t win_len;
+    uint8_t *out;
+    size_t out_len, out_cap;
+    lp_raw_range *raw;
+    size_t n_raw, cap_raw;
+    lp_status st;
+    /* field numbers, from the generated descriptors */
+    uint32_t f_graph, f_node, f_init, f_attr, f_t, f_tensors, f_raw;
+} walker;
+
+static bool fail_read(walker *w, uint64_t off) {
+    if (w->st != LP_OK) return false;
+    if (errno == 0)
+        w->st = lp_error(w->d, LP_ERR_INVALID_MODEL,
+                         "the file shrank while it was read: it ended before byte %" PRIu64
+                         " of the %" PRIu64 " it had when opened", off, w->size);
+    else
+        w->st = lp_error(w->d, LP_ERR_INVALID_MODEL, "cannot read: %s", strerror(errno));
+    return false;
+}
+
+/* n (at most 32) bytes at input offset off, n <= size - off. */
+static const uint8_t *peek(walker *w, uint64_t off, size_t n) {
+    if (w->in_place) return w->buf + off;
+    if (off >= w->win_off && off + n <= w->win_off + w->win_len) return w->win + (off - w->win_off);
+    size_t want = w->size - off < LP_READ_WINDOW ? (size_t)(w->size - off) : LP_READ_WINDOW;
+    if (!lp_pread_all(w->fd, w->win, want, off)) {
+        w->win_len = 0;
+        fail_read(w, off + want);
+        return NULL;
+    }
+    w->win_off = off;
+    w->win_len = want;
+    return w->win;
+}
+
+static uint8_t *out_reserve(walker *w, size_t n) {
+    if (w->out_cap - w->out_len < n) {
+        size_t cap = w->out_cap ? w->out_cap : (size_t)1 << 16;
+        while (cap - w->out_len < n) cap *= 2;
+        uint8_t *grown = realloc(w->out, cap);
+        if (!grown) {
+            if (w->st == LP_OK) w->st = lp_error(w->d, LP_ERR_INTERNAL, "out of memory reading the model");
+            return NULL;
+        }
+        w->out = grown;
+        w->out_cap = cap;
+    }
+    return w->out + w->out_len;
+}
+
+/* Appends input bytes [off, off + n) to the output. */
+static bool copy_in(walker *w, uint64_t off, uint64_t n) {
+    if (w->in_place) {
+        if (w->out_len != off) memmove(w->buf + w->out_len, w->buf + off, (size_t)n);
+        w->out_len += (size_t)n;
+        return true;
+    }
+    uint8_t *dst = out_reserve(w, (size_t)n);
+    if (!dst) return false;
+    if (off >= w->win_off && off < w->win_off + w->win_len) {
+        size_t have = (size_t)(w->win_off + w->win_len - off);
+        if (have > n) have = (size_t)n;
+        memcpy(dst, w->win + (off - w->win_off), have);
+        dst += have, off += have, n -= have;
+        w->out_len += have;
+    }
+    if (n && n < LP_READ_WINDOW / 2) {
+        const uint8_t *p = peek(w, off, (size_t)n);
+        if (!p) return false;
+        memcpy(dst, p, (size_t)n);
+    } else if (n && !lp_pread_all(w->fd, dst, n, off)) {
+        return fail_read(w, off + n);
+    }
+    w->out_len += (size_t)n;
+    return true;
+}
+
+static bool append(walker *w, const uint8_t *bytes, size_t n) {
+    uint8_t *dst = w->in_place ? w->buf + w->out_len : out_reserve(w, n);
+    if (!dst) return false;
+    memcpy(dst, bytes, n);
+    w->out_len += n;
+    return true;
+}
+
+static uint8_t *out_at(walker *w, size_t pos) { return (w->in_place ? w->buf : w->out) + pos; }
+
+/* Decodes a varint from p (avail bytes); its length, or 0 if malformed. */
+static size_t get_varint(const uint8_t *p, size_t avail, uint64_t *v) {
+    *v = 0;
+    for (size_t i = 0; i < avail && i < 10; i++) {
+        *v |= (uint64_t)(p[i] & 0x7f) << (7 * i);
+        if (!(p[i] & 0x80)) return i + 1;
+    }
+    return 0;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v) {
+    size_t n = 0;
+    for (; v >= 0x80; v >>= 7) p[n++] = (uint8_t)(v | 0x80);
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+/* Writes v into exactly width bytes (a padded varint; v fits, since a
+ * rewritten message only shrinks). */
+static void put_varint_width(uint8_t *p, uint64_t v, size_t width) {
+    for (size_t i = 0; i + 1 < width; i++, v >>= 7) p[i] = (uint8_t)((v & 0x7f) | 0x80);
+    p[width - 1] = (uint8_t)(v & 0x7f);
+}
+
+/* protobuf-c unpacks nested messages recursively: a few hundred kB that
+ * nest TypeProto in TypeProto would exhaust its stack. False only when
+ * messages nest deeper than LP_PROTOBUF_MAX_DEPTH; anything malformed is
+ * left for the unpacker to report. */
+static bool nesting_within_limit(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
+                                 const uint8_t *end, int depth) {
+    if (depth > LP_PROTOBUF_MAX_DEPTH) return false;
+    while (p < end) {
+        uint64_t key, n;
+        size_t k = get_varint(p, (size_t)(end - p), &key);
+        if (!k) return true;
+        p += k;
+        switch (key & 7) {
+        case PROTOBUF_C_WIRE_TYPE_VARINT:
+            if (!(k = get_varint(p, (size_t)(end - p), &n))) return true;
+            p += k;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_64BIT:
+            if (end - p < 8) return true;
+            p += 8;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_32BIT:
+            if (end - p < 4) return true;
+            p += 4;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED: {
+            if (!(k = get_varint(p, (size_t)(end - p), &n)) || n > (uint64_t)(end - p - (ptrdiff_t)k))
+                return true;
+            p += k;
+            const ProtobufCFieldDescriptor *f =
+                key >> 3 <= UINT32_MAX
+                    ? protobuf_c_message_descriptor_get_field(desc, (unsigned)(key >> 3))
+                    : NULL;
+            if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                !nesting_within_limit(f->descriptor, p, p + n, depth + 1))
+                return false;
+            p += n;
+            break;
+        }
+        default:
+            return true; /* groups and bad wire types: the unpacker rejects them */
+        }
+    }
+    return true;
+}
+
+static bool too_deep(walker *w) {
+    if (w->st == LP_OK)
+        w->st = lp_error(w->d, LP_ERR_INVALID_MODEL,
+                         "the protobuf nests messages more than %d deep; no ONNX model needs "
+                         "that, and unpacking it could exhaust the stack", LP_PROTOBUF_MAX_DEPTH);
+    return false;
+}
+
+/* The level a length-delimited field of `level` leads to, if rewritten. */
+static int sub_level(const walker *w, int level, uint64_t num) {
+    switch (level) {
+    case LV_MODEL: return num == w->f_graph ? LV_GRAPH : LV_NONE;
+    case LV_GRAPH: return num == w->f_node ? LV_NODE : num == w->f_init ? LV_TENSOR : LV_NONE;
+    case LV_NODE: return num == w->f_attr ? LV_ATTR : LV_NONE;
+    case LV_ATTR: return num == w->f_t || num == w->f_tensors ? LV_TENSOR : LV_NONE;
+    default: return LV_NONE;
+    }
+}
+
+static bool record_raw(walker *w, uint64_t off, uint64_t len) {
+    if (w->n_raw == w->cap_raw) {
+        size_t cap = w->cap_raw ? 2 * w->cap_raw : 64;
+        lp_raw_range *grown = realloc(w->raw, cap * sizeof *grown);
+        if (!grown) {
+            if (w->st == LP_OK) w->st = lp_error(w->d, LP_ERR_INTERNAL, "out of memory reading the model");
+            return false;
+        }
+        w->raw = grown;
+        w->cap_raw = cap;
+    }
+    uint8_t mark[20];
+    size_t n = put_varint(mark, (uint64_t)LP_RAW_MARK_FIELD << 3 | PROTOBUF_C_WIRE_TYPE_VARINT);
+    n += put_varint(mark + n, w->n_raw);
+    w->raw[w->n_raw++] = (lp_raw_range){off, len};
+    return append(w, mark, n);
+}
+
+/* Copies the message [start, end) of type desc at `level` to the output,
+ * rewriting as model_read.h says. Malformed input is copied as it is, for
+ * the unpacker to reject. */
+static bool walk(walker *w, const ProtobufCMessageDescriptor *desc, int level, uint64_t start,
+                 uint64_t end, int depth) {
+    if (depth > LP_PROTOBUF_MAX_DEPTH) return too_deep(w);
+    uint64_t pos = start;
+    while (pos < end) {
+        size_t avail = end - pos < 32 ? (size_t)(end - pos) : 32;
+        const uint8_t *p = peek(w, pos, avail);
+        if (!p) return false;
+        uint64_t key, v;
+        size_t kl = get_varint(p, avail, &key), vl;
+        if (!kl) return copy_in(w, pos, end - pos);
+        uint64_t num = key >> 3;
+        switch (key & 7) {
+        case PROTOBUF_C_WIRE_TYPE_VARINT:
+            if (!(vl = get_varint(p + kl, avail - kl, &v))) return copy_in(w, pos, end - pos);
+            /* the file's own marker fields would be taken for ours */
+            if (!(level == LV_TENSOR && num == LP_RAW_MARK_FIELD) && !copy_in(w, pos, kl + vl))
+                return false;
+            pos += kl + vl;
+            break;
+        case PROTOBUF_C_WIRE_TYPE_64BIT:
+        case PROTOBUF_C_WIRE_TYPE_32BIT: {
+            uint64_t n = kl + ((key & 7) == PROTOBUF_C_WIRE_TYPE_64BIT ? 8 : 4);
+            if (n > end - pos) return copy_in(w, pos, end - pos);
+            if (!copy_in(w, pos, n)) return false;
+            pos += n;
+            break;
+        }
+        case PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED: {
+            if (!(vl = get_varint(p + kl, avail - kl, &v))) return copy_in(w, pos, end - pos);
+            uint64_t body = pos + kl + vl;
+            if (v > w->size - body) {
+                if (w->st == LP_OK)
+                    w->st = lp_error(w->d, LP_ERR_INVALID_MODEL,
+                                     "not an ONNX model, or a truncated one: a field at byte %" PRIu64
+                                     " says it holds %" PRIu64 " bytes, but the file ends at byte %" PRIu64
+                                     " (it is shorter than its contents say)", pos, v, w->size);
+                return false;
+            }
+            if (v > end - body) return copy_in(w, pos, end - pos);
+            int sub = sub_level(w, level, num);
+            if (level == LV_TENSOR && num == w->f_raw && v >= LP_DATA_INLINE_MAX) {
+                if (!record_raw(w, body, v)) return false;
+            } else if (sub != LV_NONE) {
+                if (!copy_in(w, pos, kl + vl)) return false;
+                size_t len_at = w->out_len - vl, before = w->out_len;
+                const ProtobufCFieldDescriptor *f =
+                    protobuf_c_message_descriptor_get_field(desc, (unsigned)num);
+                if (!walk(w, f->descriptor, sub, body, body + v, depth + 1)) return false;
+                put_varint_width(out_at(w, len_at), w->out_len - before, vl);
+            } else {
+                if (!copy_in(w, pos, kl + vl + v)) return false;
+                const ProtobufCFieldDescriptor *f =
+                    num <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)num)
+                                      : NULL;
+                if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                    const uint8_t *b = out_at(w, w->out_len - (size_t)v);
+                    if (!nesting_within_limit(f->descriptor, b, b + v, depth + 1)) return too_deep(w);
+                }
+            }
+            pos = body + v;
+            break;
+        }
+        default:
+            return copy_in(w, pos, end - pos);
+        }
+    }
+    return true;
+}
+
+static uint32_t field_id(const ProtobufCMessageDescriptor *desc, const char *name) {
+    const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(desc, name);
+    return f ? f->id : 0;
+}
+
+static void walker_fields(walker *w) {
+    w->f_graph = field_id(&onnx__model_proto__descriptor, "graph");
+    w->f_node = field_id(&onnx__graph_proto__descriptor, "node");
+    w->f_init = field_id(&onnx__graph_proto__descriptor, "initializer");
+    w->f_attr = field_id(&onnx__node_proto__descriptor, "attribute");
+    w->f_t = field_id(&onnx__attribute_proto__descriptor, "t");
+    w->f_tensors = field_id(&onnx__attribute_proto__descriptor, "tensors");
+    w->f_raw = field_id(&onnx__tensor_proto__descriptor, "raw_data");
+}
+
+static lp_status finish(walker *w, bool ok, lp_model_bytes *out) {
+    if (!ok) {
+        free(w->in_place ? w->buf : w->out);
+        free(w->raw);
+        return w->st != LP_OK ? w->st : lp_error(w->d, LP_ERR_INTERNAL, "reading the model failed");
+    }
+    uint8_t *msg = w->in_place ? w->buf : w->out;
+    *out = (lp_model_bytes){.msg = msg, .len = w->out_len, .owned = msg, .raw = w->raw,
+                            .n_raw = w->n_raw};
+    return LP_OK;
+}
+
+lp_status lp_model_read_fd(int fd, uint64_t size, lp_model_bytes *out, lp_diag *d) {
+    *out = (lp_model_bytes){0};
+    walker w = {.d = d, .size = size, .fd = fd};
+    walker_fields(&w);
+    if (size <= LP_READ_WINDOW) {
+        w.in_place = true;
+        w.buf = malloc(size ? (size_t)size : 1);
+        if (!w.buf) return lp_error(d, LP_ERR_INTERNAL, "out of memory reading the model");
+        if (!lp_pread_all(fd, w.buf, size, 0)) {
+            fail_read(&w, size);
+            return finish(&w, false, out);
+        }
+        return finish(&w, walk(&w, &onnx__model_proto__descriptor, LV_MODEL, 0, size, 1), out);
+    }
+    w.win = malloc(LP_READ_WINDOW);
+    if (!w.win) return lp_error(d, LP_ERR_INTERNAL, "out of memory reading the model");
+    bool ok = walk(&w, &onnx__model_proto__descriptor, LV_MODEL, 0, size, 1);
+    free(w.win);
+    return finish(&w, ok, out);
+}
+
+lp_status lp_model_read_mem(const uint8_t *bytes, size_t size, lp_model_bytes *out, lp_diag *d) {
+    *out = (lp_model_bytes){0};
+    walker w = {.d = d, .size = size, .fd = -1, .in_place = true};
+    walker_fields(&w);
+    w.buf = malloc(size ? size : 1);
+    if (!w.buf) return lp_error(d, LP_ERR_INTERNAL, "out of memory reading the model");
+    if (size) memcpy(w.buf, bytes, size);
+    return finish(&w, walk(&w, &onnx__model_proto__descriptor, LV_MODEL, 0, size, 1), out);
+}
+
+void lp_model_bytes_free(lp_model_bytes *m) {
+    free(m->owned);
+    free(m->raw);
+    *m = (lp_model_bytes){0};
+}
