@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "lp_frontend.h"
+#include "model_read.h"
 #include "support/onnx_builder.h"
 #include "support/tmpdir.h"
 
@@ -1062,6 +1063,220 @@ static void test_invalid_graphs(void **state) {
     expect_reject(m, LP_ERR_UNSUPPORTED, "default ONNX domain");
 }
 
+/* ---- large inline tensors stay in the file -------------------------------------- */
+
+#define BIG_N 4096 /* floats: 16 KiB of raw_data, above LP_DATA_INLINE_MAX */
+
+/* x[BIG_N] + W (raw_data) + K (a Constant's tensor) + B (4 floats, broadcast) -> y */
+static Onnx__ModelProto *big_model(const float *w, const float *k, const float *b) {
+    Onnx__ModelProto *m = tb_model(10, 18);
+    tb_input(m, "x", LP_DT_FLOAT, "4096");
+    tb_set_raw(tb_initializer(m, tb_tensor("W", LP_DT_FLOAT, "4096")), w, BIG_N * sizeof *w);
+    tb_set_raw(tb_initializer(m, tb_tensor("B", LP_DT_FLOAT, "4")), b, 4 * sizeof *b);
+    Onnx__AttributeProto *a = tb_attr(tb_node(m, "Constant", "k", NULL, "K"), "value",
+                                      ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__TENSOR);
+    a->t = tb_tensor("", LP_DT_FLOAT, "4096");
+    tb_set_raw(a->t, k, BIG_N * sizeof *k);
+    tb_node(m, "Add", "add0", "x,W", "s");
+    tb_node(m, "Add", "add1", "s,K", "y");
+    tb_output(m, "y", LP_DT_FLOAT, "4096");
+    return m;
+}
+
+typedef struct big_files {
+    char dir[256], model[300], card[300];
+    float w[BIG_N], k[BIG_N], b[4];
+} big_files;
+
+static void big_setup(big_files *f) {
+    tmp_make(f->dir, sizeof f->dir);
+    snprintf(f->model, sizeof f->model, "%s/big.onnx", f->dir);
+    snprintf(f->card, sizeof f->card, "%s/card.onnx", f->dir);
+    for (int i = 0; i < BIG_N; i++) f->w[i] = (float)i * 0.5f, f->k[i] = (float)-i;
+    for (int i = 0; i < 4; i++) f->b[i] = (float)i + 0.25f;
+    Onnx__ModelProto *m = big_model(f->w, f->k, f->b);
+    size_t len;
+    uint8_t *buf = tb_pack(m, &len);
+    tb_free(m);
+    assert_int_equal(tmp_write(f->dir, "big.onnx", buf, len), 0);
+    free(buf);
+}
+
+static void expect_bytes(const lp_graph *g, const char *name, const void *want, size_t n) {
+    const lp_value *v = value_named(g, name);
+    assert_int_equal(v->data.nbytes, n);
+    uint8_t *got = malloc(n);
+    assert_non_null(got);
+    lp_diag d = lp_diag_make("t");
+    d.sink = NULL;
+    assert_int_equal(lp_frontend_read_weight(g, v, got, n, &d), LP_OK);
+    assert_memory_equal(got, want, n);
+    free(got);
+}
+
+/* Large raw_data is left in the model file and read on demand, from the
+ * loaded graph and from a card model written from it (streamed). */
+static void test_large_raw_in_file(void **state) {
+    (void)state;
+    big_files f;
+    big_setup(&f);
+    lp_diag d = lp_diag_make(f.model);
+    d.sink = NULL;
+    lp_graph *g = NULL;
+    assert_int_equal(lp_frontend_load(f.model, NULL, &g, &d), LP_OK);
+    const lp_value *w = value_named(g, "W"), *k = value_named(g, "K"), *b = value_named(g, "B");
+    assert_int_equal(w->data.where, LP_DATA_FILE);
+    assert_int_equal(k->kind, LP_VALUE_CONSTANT);
+    assert_int_equal(k->data.where, LP_DATA_FILE);
+    assert_non_null(g->file);
+    assert_true(w->data.file == g->file && k->data.file == g->file);
+    assert_int_equal(b->data.where, LP_DATA_INLINE); /* small: in memory */
+    assert_memory_equal(b->data.bytes, f.b, sizeof f.b);
+    expect_bytes(g, "W", f.w, sizeof f.w);
+    expect_bytes(g, "K", f.k, sizeof f.k);
+    /* a part of a tensor */
+    float part[3];
+    assert_int_equal(lp_frontend_read_tensor(g, &w->data, "W", 8 * sizeof(float), part, sizeof part, &d), LP_OK);
+    assert_memory_equal(part, f.w + 8, sizeof part);
+    assert_int_equal(lp_frontend_read_tensor(g, &w->data, "W", sizeof f.w - 4, part, 8, &d), LP_ERR_INTERNAL);
+
+    /* the card model carries the bytes */
+    int nodes[] = {0, 1};
+    int32_t in[] = {lp_graph_find_value(g, "x")}, out[] = {lp_graph_find_value(g, "y")};
+    assert_int_equal(lp_frontend_write_submodel(g, nodes, 2, in, 1, out, 1, f.card, &d), LP_OK);
+    lp_graph *c = NULL;
+    assert_int_equal(lp_frontend_load(f.card, NULL, &c, &d), LP_OK);
+    assert_int_equal(value_named(c, "W")->data.where, LP_DATA_FILE);
+    expect_bytes(c, "W", f.w, sizeof f.w);
+    expect_bytes(c, "K", f.k, sizeof f.k);
+    lp_graph_free(c);
+    lp_graph_free(g);
+
+    /* from memory, the same bytes are copied in */
+    size_t len;
+    Onnx__ModelProto *m = big_model(f.w, f.k, f.b);
+    assert_int_equal(load_as(m, f.model, false, &g, &d), LP_OK);
+    tb_free(m);
+    assert_int_equal(value_named(g, "W")->data.where, LP_DATA_INLINE);
+    assert_memory_equal(value_named(g, "W")->data.bytes, f.w, sizeof f.w);
+    assert_memory_equal(value_named(g, "K")->data.bytes, f.k, sizeof f.k);
+    assert_null(g->file);
+    lp_graph_free(g);
+
+    /* a model without large tensors keeps no file open */
+    m = relu_model();
+    uint8_t *buf = tb_pack(m, &len);
+    tb_free(m);
+    assert_int_equal(tmp_write(f.dir, "relu.onnx", buf, len), 0);
+    free(buf);
+    char relu[300];
+    snprintf(relu, sizeof relu, "%s/relu.onnx", f.dir);
+    assert_int_equal(lp_frontend_load(relu, NULL, &g, &d), LP_OK);
+    assert_null(g->file);
+    lp_graph_free(g);
+    tmp_remove(f.dir);
+}
+
+/* A file truncated after loading: reading a weight, or writing a card
+ * model that carries it, is an error naming the file, never a SIGBUS. */
+static void test_truncated_after_load(void **state) {
+    (void)state;
+    big_files f;
+    big_setup(&f);
+    lp_diag d = lp_diag_make(f.model);
+    d.sink = NULL;
+    lp_graph *g = NULL;
+    assert_int_equal(lp_frontend_load(f.model, NULL, &g, &d), LP_OK);
+    struct stat sb;
+    assert_int_equal(stat(f.model, &sb), 0);
+    assert_int_equal(truncate(f.model, sb.st_size / 2), 0);
+    const lp_value *w = value_named(g, "W");
+    float *buf = malloc(sizeof f.w);
+    assert_non_null(buf);
+    lp_status st = lp_frontend_read_weight(g, w, buf, sizeof f.w, &d);
+    lp_status st_k = lp_frontend_read_weight(g, value_named(g, "K"), buf, sizeof f.k, &d);
+    /* whichever of the two lies past the cut fails */
+    assert_true(st == LP_ERR_INVALID_MODEL || st_k == LP_ERR_INVALID_MODEL);
+    assert_contains(d.last_error, f.model);
+    assert_contains(d.last_error, "shrank after it was loaded");
+    assert_contains(d.last_error, "shorter than its contents say");
+    int nodes[] = {0, 1};
+    int32_t in[] = {lp_graph_find_value(g, "x")}, out[] = {lp_graph_find_value(g, "y")};
+    assert_int_equal(lp_frontend_write_submodel(g, nodes, 2, in, 1, out, 1, f.card, &d),
+                     LP_ERR_INVALID_MODEL);
+    assert_contains(d.last_error, "shrank after it was loaded");
+    assert_int_equal(access(f.card, F_OK), -1); /* nothing left behind */
+    free(buf);
+    lp_graph_free(g);
+
+    /* loading the cut file: it is shorter than its contents say */
+    assert_int_equal(lp_frontend_load(f.model, NULL, &g, &d), LP_ERR_INVALID_MODEL);
+    assert_null(g);
+    assert_contains(d.last_error, "shorter than its contents say");
+    tmp_remove(f.dir);
+}
+
+/* The field that marks removed raw_data, written by the file itself, is
+ * dropped rather than taken for a reference. */
+static void test_raw_mark_in_file(void **state) {
+    (void)state;
+    Onnx__ModelProto *m = relu_model();
+    float v[4] = {1, 2, 3, 4};
+    Onnx__TensorProto *t = tb_initializer(m, tb_tensor("W", LP_DT_FLOAT, "4"));
+    tb_set_raw(t, v, sizeof v);
+    t->base.n_unknown_fields = 1;
+    t->base.unknown_fields = tb_xalloc(sizeof *t->base.unknown_fields);
+    t->base.unknown_fields[0] = (ProtobufCMessageUnknownField){
+        .tag = LP_RAW_MARK_FIELD, .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT, .len = 1,
+        .data = tb_xalloc(1)};
+    lp_graph *g = NULL;
+    lp_diag d;
+    assert_int_equal(load(m, &g, &d), LP_OK);
+    const lp_value *w = value_named(g, "W");
+    assert_int_equal(w->data.where, LP_DATA_INLINE);
+    assert_memory_equal(w->data.bytes, v, sizeof v);
+    lp_graph_free(g);
+    tb_free(m);
+}
+
+/* Ranks above LP_MAX_RANK are refused where they appear, naming the value. */
+static void test_rank_bounds(void **state) {
+    (void)state;
+    char dims[400] = "1";
+    for (int i = 1; i < LP_MAX_RANK; i++) strcat(dims, ",1");
+    Onnx__ModelProto *m = tb_model(10, 18);
+    tb_input(m, "x", LP_DT_FLOAT, dims); /* rank 64: accepted */
+    tb_node(m, "Relu", "r", "x", "y");
+    tb_output(m, "y", LP_DT_FLOAT, dims);
+    lp_graph *g = NULL;
+    lp_diag d;
+    assert_int_equal(load(m, &g, &d), LP_OK);
+    assert_int_equal(value_named(g, "x")->shape.rank, LP_MAX_RANK);
+    lp_graph_free(g);
+    tb_free(m);
+
+    strcat(dims, ",1"); /* 65 */
+    m = tb_model(10, 18);
+    tb_input(m, "x", LP_DT_FLOAT, dims);
+    tb_node(m, "Relu", "r", "x", "y");
+    tb_output(m, "y", LP_DT_FLOAT, NULL);
+    expect_reject(m, LP_ERR_INVALID_MODEL, "graph input 'x' has rank 65, above the largest rank lpcc accepts (64)");
+
+    m = relu_model();
+    TB_PUSH(m->graph->value_info, m->graph->n_value_info, tb_value_info("y", LP_DT_FLOAT, dims));
+    expect_reject(m, LP_ERR_INVALID_MODEL, "value 'y' has rank 65");
+
+    m = tb_model(10, 18);
+    tb_input(m, "x", LP_DT_FLOAT, "2");
+    tb_node(m, "Relu", "r", "x", "y");
+    tb_output(m, "y", LP_DT_FLOAT, dims);
+    expect_reject(m, LP_ERR_INVALID_MODEL, "graph output 'y' has rank 65");
+
+    m = relu_model();
+    tb_set_raw(tb_initializer(m, tb_tensor("W", LP_DT_FLOAT, dims)), "\0\0\0\0", 4);
+    expect_reject(m, LP_ERR_INVALID_MODEL, "tensor 'W' has rank 65");
+}
+
 static void test_file_errors(void **state) {
     (void)state;
     char dir[256], path[300];
@@ -1251,6 +1466,10 @@ int main(void) {
         cmocka_unit_test(test_corrupted_bytes),
         cmocka_unit_test(test_invalid_graphs),
         cmocka_unit_test(test_file_errors),
+        cmocka_unit_test(test_large_raw_in_file),
+        cmocka_unit_test(test_truncated_after_load),
+        cmocka_unit_test(test_raw_mark_in_file),
+        cmocka_unit_test(test_rank_bounds),
         cmocka_unit_test(test_bind_dim),
         cmocka_unit_test(test_bind_input_shape),
         cmocka_unit_test(test_bind_shared_symbol),
