@@ -1,6 +1,7 @@
 /* ONNX protobuf -> lp_graph. The file is read without its large raw_data
- * fields (model_read.c), the rest unpacked once, converted into the arena,
- * and freed before returning; the large tensors stay in the file. */
+ * fields (model_read.c), and the rest unpacked once into the graph's arena
+ * and converted; strings stay where protobuf-c put them, and the large
+ * tensors stay in the file. */
 #define _GNU_SOURCE
 #include "lp_frontend.h"
 #include "model_read.h"
@@ -396,7 +397,7 @@ static lp_status convert_value_info(loader *ld, const Onnx__ValueInfoProto *vi, 
             dims[i].size = dm->dim_value;
         } else if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&
                    dm->dim_param && dm->dim_param[0]) {
-            dims[i].sym = lp_arena_strdup(ld->g->arena, dm->dim_param);
+            dims[i].sym = dm->dim_param;
             if (!dims[i].sym) return OOM(ld);
         }
     }
@@ -414,9 +415,8 @@ static lp_status convert_kvs(loader *ld, size_t n, Onnx__StringStringEntryProto 
     lp_kv *kv = lp_arena_array(ld->g->arena, n, sizeof *kv);
     if (!kv) return OOM(ld);
     for (size_t i = 0; i < n; i++) {
-        kv[i].key = lp_arena_strdup(ld->g->arena, str_or_empty(src[i]->key));
-        kv[i].value = lp_arena_strdup(ld->g->arena, str_or_empty(src[i]->value));
-        if (!kv[i].key || !kv[i].value) return OOM(ld);
+        kv[i].key = str_or_empty(src[i]->key);
+        kv[i].value = str_or_empty(src[i]->value);
     }
     *n_out = (int)n;
     *out = kv;
@@ -442,8 +442,7 @@ static int attr_type_of(const Onnx__AttributeProto *a) {
 static lp_status convert_attr(loader *ld, const lp_node *node, const Onnx__AttributeProto *a,
                               lp_attr *out) {
     lp_arena *ar = ld->g->arena;
-    out->name = lp_arena_strdup(ar, str_or_empty(a->name));
-    if (!out->name) return OOM(ld);
+    out->name = str_or_empty(a->name);
     if (a->ref_attr_name && a->ref_attr_name[0])
         return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
                              "attribute '%s' refers to a function attribute '%s' outside a function",
@@ -597,10 +596,9 @@ static lp_status convert_node(loader *ld, const Onnx__NodeProto *np, int32_t fil
                               lp_node *node) {
     lp_arena *ar = ld->g->arena;
     node->file_index = file_index;
-    node->name = lp_arena_strdup(ar, str_or_empty(np->name));
-    node->op_type = lp_arena_strdup(ar, str_or_empty(np->op_type));
-    node->domain = lp_arena_strdup(ar, default_domain(np->domain) ? "" : np->domain);
-    if (!node->name || !node->op_type || !node->domain) return OOM(ld);
+    node->name = str_or_empty(np->name);
+    node->op_type = str_or_empty(np->op_type);
+    node->domain = default_domain(np->domain) ? "" : np->domain;
     if (!node->op_type[0]) return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node, "node has no op_type");
     lp_status st = check_domain(ld, node);
     if (st != LP_OK) return st;
@@ -635,7 +633,7 @@ static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp) {
     lp_graph *g = ld->g;
     lp_arena *ar = g->arena;
     lp_status st;
-    g->name = lp_arena_strdup(ar, str_or_empty(gp->name));
+    g->name = str_or_empty(gp->name);
     if (gp->n_sparse_initializer)
         return lp_error(ld->d, LP_ERR_UNSUPPORTED,
                         "the graph has %zu sparse initializers (first '%s'); sparse initializers "
@@ -762,8 +760,8 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
     lp_graph *g = ld->g;
     lp_status st;
     g->ir_version = m->has_ir_version ? m->ir_version : 0;
-    g->producer_name = lp_arena_strdup(g->arena, str_or_empty(m->producer_name));
-    g->producer_version = lp_arena_strdup(g->arena, str_or_empty(m->producer_version));
+    g->producer_name = str_or_empty(m->producer_name);
+    g->producer_version = str_or_empty(m->producer_version);
     if (!m->graph) return lp_error(ld->d, LP_ERR_INVALID_MODEL, "the model has no graph");
     if (m->n_training_info)
         return lp_error(ld->d, LP_ERR_UNSUPPORTED,
@@ -775,7 +773,7 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
     g->opset = -1;
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *os = m->opset_import[i];
-        g->opsets[i].domain = lp_arena_strdup(g->arena, str_or_empty(os->domain));
+        g->opsets[i].domain = str_or_empty(os->domain);
         g->opsets[i].version = os->has_version ? os->version : 0;
         if (default_domain(os->domain)) g->opset = g->opsets[i].version;
     }
@@ -792,50 +790,11 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
 
 /* ---- reading and unpacking ------------------------------------------------------ */
 
-/* protobuf-c's allocations for one model come from a bump pool: hundreds
- * of thousands of small messages that all die together, and protobuf-c
- * initialises everything it allocates, so nothing is zeroed here. */
-typedef struct pb_chunk {
-    struct pb_chunk *next;
-    size_t size, used;
-    _Alignas(16) unsigned char mem[];
-} pb_chunk;
-
-typedef struct pb_pool {
-    pb_chunk *head;
-    size_t next_size;
-} pb_pool;
-
-static void *pb_pool_alloc(void *data, size_t size) {
-    pb_pool *p = data;
-    size_t need = (size + 15) & ~(size_t)15;
-    if (need < size) return NULL;
-    pb_chunk *c = p->head;
-    if (!c || c->size - c->used < need) {
-        size_t chunk = p->next_size > need ? p->next_size : need;
-        if (chunk > SIZE_MAX - sizeof *c) return NULL;
-        pb_chunk *fresh = malloc(sizeof *fresh + chunk);
-        if (!fresh) return NULL;
-        fresh->size = chunk;
-        fresh->used = 0;
-        fresh->next = c;
-        p->head = c = fresh;
-        if (p->next_size < ((size_t)64 << 20)) p->next_size *= 2;
-    }
-    void *r = c->mem + c->used;
-    c->used += need;
-    return r;
-}
-
-static void pb_pool_free(void *data, void *ptr) { (void)data, (void)ptr; }
-
-static void pb_pool_release(pb_pool *p) {
-    for (pb_chunk *c = p->head, *next; c; c = next) {
-        next = c->next;
-        free(c);
-    }
-    p->head = NULL;
-}
+/* protobuf-c allocates from the graph's arena: the unpacked skeleton (its
+ * large raw_data left in the file) lives as long as the graph, and the
+ * graph's names, attributes and metadata point into it, uncopied. */
+static void *pb_arena_alloc(void *arena, size_t size) { return lp_arena_alloc(arena, size); }
+static void pb_arena_free(void *arena, void *p) { (void)arena, (void)p; }
 
 /* Unpacks the read message and converts it into a new graph. The removed
  * raw_data ranges lie in the open model file fd, which this takes over (the
@@ -844,10 +803,6 @@ static void pb_pool_release(pb_pool *p) {
 static lp_status load_model(const lp_model_bytes *mb, const uint8_t *mem, int fd, uint64_t size,
                             const char *path, const lp_load_options *opt, lp_graph **out,
                             lp_diag *d) {
-    /* the unpacked skeleton is a few times the size of its wire form */
-    pb_pool pool = {.next_size = mb->len * 2 + 4096};
-    ProtobufCAllocator pb_alloc = {.alloc = pb_pool_alloc, .free = pb_pool_free,
-                                   .allocator_data = &pool};
     lp_graph *g = lp_graph_new(path);
     lp_data_file *file = g && fd >= 0 ? lp_arena_alloc(g->arena, sizeof *file) : NULL;
     if (!g || (fd >= 0 && !file)) {
@@ -859,9 +814,10 @@ static lp_status load_model(const lp_model_bytes *mb, const uint8_t *mem, int fd
         *file = (lp_data_file){.fd = fd, .path = g->path, .size = size};
         g->file = file; /* closed by lp_graph_free from here on */
     }
+    ProtobufCAllocator pb_alloc = {.alloc = pb_arena_alloc, .free = pb_arena_free,
+                                   .allocator_data = g->arena};
     Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_alloc, mb->len, mb->msg);
     if (!m) {
-        pb_pool_release(&pool);
         lp_graph_free(g);
         return lp_error(d, LP_ERR_INVALID_MODEL,
                         "not an ONNX model: the protobuf is truncated or malformed (%zu bytes)",
@@ -870,7 +826,6 @@ static lp_status load_model(const lp_model_bytes *mb, const uint8_t *mem, int fd
     loader ld = {.g = g, .d = d, .opt = opt, .model = m, .raw = mb->raw, .n_raw = mb->n_raw,
                  .mem = mem, .file = file};
     lp_status st = convert_model(&ld, m);
-    pb_pool_release(&pool);
     if (st != LP_OK) {
         lp_graph_free(g);
         return st;
