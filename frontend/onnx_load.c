@@ -793,7 +793,8 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
 /* protobuf-c allocates from the graph's arena: the unpacked skeleton (its
  * large raw_data left in the file) lives as long as the graph, and the
  * graph's names, attributes and metadata point into it, uncopied. */
-static void *pb_arena_alloc(void *arena, size_t size) { return lp_arena_alloc(arena, size); }
+/* protobuf-c initialises all it allocates: nothing needs zeroing */
+static void *pb_arena_alloc(void *arena, size_t size) { return lp_arena_alloc_uninit(arena, size); }
 static void pb_arena_free(void *arena, void *p) { (void)arena, (void)p; }
 
 /* Unpacks the read message and converts it into a new graph. The removed

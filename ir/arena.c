@@ -34,7 +34,7 @@ void lp_arena_free(lp_arena *a) {
     free(a);
 }
 
-void *lp_arena_alloc(lp_arena *a, size_t size) {
+void *lp_arena_alloc_uninit(lp_arena *a, size_t size) {
     if (size > SIZE_MAX - LP_ARENA_ALIGN - sizeof(lp_chunk)) return NULL;
     size_t need = (size + LP_ARENA_ALIGN - 1) & ~(size_t)(LP_ARENA_ALIGN - 1);
     if (need == 0) need = LP_ARENA_ALIGN;
@@ -58,7 +58,13 @@ void *lp_arena_alloc(lp_arena *a, size_t size) {
     }
     void *p = c->mem + c->used;
     c->used += need;
-    memset(p, 0, need);
+    return p;
+}
+
+void *lp_arena_alloc(lp_arena *a, size_t size) {
+    void *p = lp_arena_alloc_uninit(a, size);
+    size_t need = (size + LP_ARENA_ALIGN - 1) & ~(size_t)(LP_ARENA_ALIGN - 1);
+    if (p) memset(p, 0, need ? need : LP_ARENA_ALIGN);
     return p;
 }
 

@@ -69,6 +69,8 @@ lp_arena *lp_arena_new(void);
 void lp_arena_free(lp_arena *a);
 /* Zeroed memory, 16-byte aligned; NULL on overflow or out of memory. */
 void *lp_arena_alloc(lp_arena *a, size_t size);
+/* Same, not zeroed (for writers that fill every byte, e.g. protobuf-c). */
+void *lp_arena_alloc_uninit(lp_arena *a, size_t size);
 void *lp_arena_array(lp_arena *a, size_t count, size_t elem_size);
 char *lp_arena_strdup(lp_arena *a, const char *s);
 char *lp_arena_strndup(lp_arena *a, const char *s, size_t n);
