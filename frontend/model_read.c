@@ -158,9 +158,16 @@ static void put_varint_width(uint8_t *p, uint64_t v, size_t width) {
  * nest TypeProto in TypeProto would exhaust its stack. False only when
  * messages nest deeper than LP_PROTOBUF_MAX_DEPTH; anything malformed is
  * left for the unpacker to report. */
+static bool has_message_fields(const ProtobufCMessageDescriptor *desc) {
+    for (unsigned i = 0; i < desc->n_fields; i++)
+        if (desc->fields[i].type == PROTOBUF_C_TYPE_MESSAGE) return true;
+    return false;
+}
+
 static bool nesting_within_limit(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
                                  const uint8_t *end, int depth) {
     if (depth > LP_PROTOBUF_MAX_DEPTH) return false;
+    if (!has_message_fields(desc)) return true; /* strings and numbers only */
     while (p < end) {
         uint64_t key, n;
         size_t k = get_varint(p, (size_t)(end - p), &key);
