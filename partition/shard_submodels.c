@@ -207,9 +207,13 @@ static int32_t add_value(shard_graph *sg, const lp_value *like, const char *name
     return sg->g.n_values++;
 }
 
-/* Columns [b, e) along `axis` of weight v as a new inline weight: the bytes
- * are read (from an external file if need be) and the slice copied out,
- * one contiguous run per index of the axes before `axis`. */
+/* Columns [b, e) along `axis` of weight v as a new inline weight: one
+ * contiguous run per index of the axes before `axis`, read from wherever
+ * the weight lives (memory, the model file, an external file) through a
+ * scratch block of whole rows of at most SLICE_BLOCK bytes, or run by run
+ * straight into the slice when a row is larger: the whole weight is never
+ * held. */
+#define SLICE_BLOCK ((uint64_t)16 << 20)
 static lp_status slice_weight(shard_graph *sg, const lp_graph *g, int32_t v, int axis, int64_t b,
                               int64_t e, int32_t *out, lp_diag *d) {
     const lp_value *src = &g->values[v];
@@ -225,16 +229,27 @@ static lp_status slice_weight(shard_graph *sg, const lp_graph *g, int32_t v, int
     for (int i = 0; i < axis; i++) outer *= (uint64_t)src->shape.dims[i].size;
     for (int i = axis + 1; i < src->shape.rank; i++) inner *= (uint64_t)src->shape.dims[i].size;
     uint64_t dim = (uint64_t)src->shape.dims[axis].size, run = (uint64_t)(e - b) * inner;
-    uint8_t *whole = malloc(nbytes ? (size_t)nbytes : 1);
+    uint64_t row = dim * inner, rows = row && row <= SLICE_BLOCK ? SLICE_BLOCK / row : 1;
+    if (rows > outer) rows = outer;
+    uint8_t *block = row <= SLICE_BLOCK ? malloc(rows * row > 0 ? (size_t)(rows * row) : 1) : NULL;
     uint8_t *part = lp_arena_alloc(sg->a, outer * run > 0 ? (size_t)(outer * run) : 1);
-    if (!whole || !part) {
-        free(whole);
+    if ((row <= SLICE_BLOCK && !block) || !part) {
+        free(block);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory slicing '%s'", src->name);
     }
-    lp_status st = lp_frontend_read_weight(g, src, whole, nbytes, d);
-    for (uint64_t o = 0; st == LP_OK && o < outer; o++)
-        memcpy(part + o * run, whole + (o * dim + (uint64_t)b) * inner, (size_t)run);
-    free(whole);
+    lp_status st = LP_OK;
+    for (uint64_t o = 0; st == LP_OK && o < outer; o += rows) {
+        uint64_t k = outer - o < rows ? outer - o : rows;
+        if (!block) {
+            st = lp_frontend_read_tensor(g, &src->data, src->name, o * row + (uint64_t)b * inner,
+                                         part + o * run, run, d);
+            continue;
+        }
+        st = lp_frontend_read_tensor(g, &src->data, src->name, o * row, block, k * row, d);
+        for (uint64_t r = 0; st == LP_OK && r < k; r++)
+            memcpy(part + (o + r) * run, block + r * row + (uint64_t)b * inner, (size_t)run);
+    }
+    free(block);
     if (st != LP_OK) return st;
     const char *name = fresh_name(sg, g, lp_arena_printf(sg->a, "%s.shard%d", src->name, sg->k));
     *out = add_value(sg, src, name, axis, e - b);

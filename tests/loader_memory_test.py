@@ -7,12 +7,15 @@ The loader leaves large raw_data in the file and reads it only when a stage
 needs the bytes, so a summary stays far below the file's size, and `-o DIR`,
 which writes card models carrying the weights, streams them: both must stay
 within the file's size plus 64 MB. The card models must carry the weights'
-values.
+values. A weight too large for one card, sharded by columns, is read a
+slice at a time (its rows here are larger than the slicer's 16 MiB block,
+so each card's slice is read run by run), within the same bound.
 
 A child's ru_maxrss counts its parent's memory at the fork, so each lpcc run
 is measured by a small Python of its own (getrusage(RUSAGE_CHILDREN) after
 the run), not by this process, which holds numpy and onnx."""
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -40,6 +43,21 @@ def make_model(path):
     g = helper.make_graph(nodes, "inline_weights",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, D])],
                           [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, D])], inits)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+WIDE_K, WIDE_N = 8, 4718592  # one 144 MiB weight with 18 MiB rows
+
+
+def wide():
+    return (np.arange(WIDE_K * WIDE_N, dtype=np.float32) % 1000).reshape(WIDE_K, WIDE_N)
+
+
+def make_wide_model(path):
+    g = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "wide",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, WIDE_K])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, WIDE_N])],
+                          [numpy_helper.from_array(wide(), "w")])
     onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
 
 
@@ -93,6 +111,26 @@ def main():
         check(all(np.array_equal(found[f"w{i}"], weight(i)) for i in range(LAYERS) if f"w{i}" in found),
               "every weight in the card models holds its original values")
 
+        # one weight sharded over cards by columns
+        shutil.rmtree(out)
+        wide_model = os.path.join(tmp, "wide.onnx")
+        subprocess.run([sys.executable, __file__, "--generate-wide", wide_model], check=True)
+        wide_mb = os.path.getsize(wide_model) / MB
+        rc, err, sharded = run(wide_model, "-q", "--capacity", "64MiB", "-o", out)
+        check(rc == 0, f"sharded -o exits 0 (got {rc}: {err.strip()[:200]})")
+        check(sharded <= wide_mb + 64, f"-o sharding a {wide_mb:.0f} MB weight peaks at "
+              f"{sharded:.1f} MB (<= file + 64 MB)")
+        shards = {}
+        for name in os.listdir(out):
+            if name.startswith("card_") and name.endswith(".onnx"):
+                for t in onnx.load(os.path.join(out, name)).graph.initializer:
+                    shards[t.name] = numpy_helper.to_array(t)
+        names = sorted(shards, key=lambda n: int(n.rsplit("shard", 1)[1]) if "shard" in n else -1)
+        check(len(names) > 1 and all("shard" in n for n in names),
+              f"the weight is split over {len(names)} cards")
+        check(len(names) > 1 and np.array_equal(np.concatenate([shards[n] for n in names], axis=1), wide()),
+              "the slices put together are the weight")
+
         # cut inside a weight's raw_data: the file is shorter than it says
         os.truncate(model, os.path.getsize(model) // 2)
         rc, err, _ = run(model, "-q")
@@ -106,5 +144,8 @@ def main():
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--generate":
         make_model(sys.argv[2])
+        sys.exit(0)
+    if len(sys.argv) == 3 and sys.argv[1] == "--generate-wide":
+        make_wide_model(sys.argv[2])
         sys.exit(0)
     sys.exit(main())
