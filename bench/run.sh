@@ -6,7 +6,9 @@
 # Generates into a temporary folder (bench/gen_graph.py): synthetic
 # transformer-like graphs of 1k, 10k and 100k nodes (external weights,
 # absent) and two graphs of the same 116 nodes whose external weights file
-# exists, created sparse at 1.5 GiB and 4.1 GiB; then times
+# exists, created sparse at 1.5 GiB and 4.1 GiB, and one whose 288 MiB of
+# weights are inline (raw_data in the .onnx, which the loader leaves in the
+# file: peak RSS stays far below the file's size); then times
 # BUILD_DIR/bench/load_bench on each and on models/gpt2_full_graph.onnx,
 # next to Python's onnx.load of the same file.
 # RUNS (default 10; 3 for the 100k graph) sets the repetitions.
@@ -33,6 +35,21 @@ gen --nodes 10000 --out "$work/g10k.onnx"
 gen --nodes 100000 --out "$work/g100k.onnx"
 gen --layers 4 --hidden 4096 --weights sparse --out "$work/w1g.onnx"
 gen --layers 4 --hidden 6784 --weights sparse --out "$work/w4g.onnx"
+python3 - "$work/inline.onnx" <<'EOF'
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+nodes, inits, prev = [], [], "x"
+for i in range(18):  # 18 weights of 16 MiB
+    inits.append(numpy_helper.from_array(np.full((2048, 2048), i, dtype=np.float32), f"w{i}"))
+    nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"h{i}"], name=f"mm{i}"))
+    prev = f"h{i}"
+g = helper.make_graph(nodes, "inline", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2048])],
+                      [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [1, 2048])], inits)
+onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), sys.argv[1])
+EOF
 
 # field NAME from load_bench's "k=v ..." line
 field() { tr ' ' '\n' <<<"$1" | sed -n "s/^$2=//p"; }
@@ -52,6 +69,7 @@ row "synthetic 10k nodes" "$work/g10k.onnx" "$runs"
 row "synthetic 100k nodes" "$work/g100k.onnx" 3
 row "1.5 GiB weights (present)" "$work/w1g.onnx" "$runs"
 row "4.1 GiB weights (present)" "$work/w4g.onnx" "$runs"
+row "288 MiB inline weights" "$work/inline.onnx" "$runs"
 row "gpt2_full_graph.onnx" "$root/models/gpt2_full_graph.onnx" "$runs"
 
 python3 - "$root/models/gpt2_full_graph.onnx" "$runs" <<'EOF'
