@@ -164,10 +164,17 @@ static bool has_message_fields(const ProtobufCMessageDescriptor *desc) {
     return false;
 }
 
+/* Whether a message of n bytes at depth could nest past the limit: each
+ * level costs at least two bytes (a key and a length), and a message type
+ * without message fields holds no levels at all. */
+static bool nesting_possible(const ProtobufCMessageDescriptor *desc, uint64_t n, int depth) {
+    return (uint64_t)depth + n / 2 > LP_PROTOBUF_MAX_DEPTH && has_message_fields(desc);
+}
+
 static bool nesting_within_limit(const ProtobufCMessageDescriptor *desc, const uint8_t *p,
                                  const uint8_t *end, int depth) {
     if (depth > LP_PROTOBUF_MAX_DEPTH) return false;
-    if (!has_message_fields(desc)) return true; /* strings and numbers only */
+    if (!nesting_possible(desc, (uint64_t)(end - p), depth)) return true;
     while (p < end) {
         uint64_t key, n;
         size_t k = get_varint(p, (size_t)(end - p), &key);
@@ -300,9 +307,11 @@ static bool walk(walker *w, const ProtobufCMessageDescriptor *desc, int level, u
             } else {
                 if (!copy_in(w, pos, kl + vl + v)) return false;
                 const ProtobufCFieldDescriptor *f =
-                    num <= UINT32_MAX ? protobuf_c_message_descriptor_get_field(desc, (unsigned)num)
-                                      : NULL;
-                if (f && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                    (uint64_t)depth + 1 + v / 2 > LP_PROTOBUF_MAX_DEPTH && num <= UINT32_MAX
+                        ? protobuf_c_message_descriptor_get_field(desc, (unsigned)num)
+                        : NULL;
+                if (f && f->type == PROTOBUF_C_TYPE_MESSAGE &&
+                    nesting_possible(f->descriptor, v, depth + 1)) {
                     const uint8_t *b = out_at(w, w->out_len - (size_t)v);
                     if (!nesting_within_limit(f->descriptor, b, b + v, depth + 1)) return too_deep(w);
                 }

@@ -1,7 +1,6 @@
 /* ONNX protobuf -> lp_graph. The file is read without its large raw_data
- * fields (model_read.c), and the rest unpacked once into the graph's arena
- * and converted; strings stay where protobuf-c put them, and the large
- * tensors stay in the file. */
+ * fields (model_read.c), the rest unpacked once, converted into the graph's
+ * arena and freed before returning; the large tensors stay in the file. */
 #define _GNU_SOURCE
 #include "lp_frontend.h"
 #include "model_read.h"
@@ -397,7 +396,7 @@ static lp_status convert_value_info(loader *ld, const Onnx__ValueInfoProto *vi, 
             dims[i].size = dm->dim_value;
         } else if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&
                    dm->dim_param && dm->dim_param[0]) {
-            dims[i].sym = dm->dim_param;
+            dims[i].sym = lp_arena_strdup(ld->g->arena, dm->dim_param);
             if (!dims[i].sym) return OOM(ld);
         }
     }
@@ -415,8 +414,9 @@ static lp_status convert_kvs(loader *ld, size_t n, Onnx__StringStringEntryProto 
     lp_kv *kv = lp_arena_array(ld->g->arena, n, sizeof *kv);
     if (!kv) return OOM(ld);
     for (size_t i = 0; i < n; i++) {
-        kv[i].key = str_or_empty(src[i]->key);
-        kv[i].value = str_or_empty(src[i]->value);
+        kv[i].key = lp_arena_strdup(ld->g->arena, str_or_empty(src[i]->key));
+        kv[i].value = lp_arena_strdup(ld->g->arena, str_or_empty(src[i]->value));
+        if (!kv[i].key || !kv[i].value) return OOM(ld);
     }
     *n_out = (int)n;
     *out = kv;
@@ -442,7 +442,8 @@ static int attr_type_of(const Onnx__AttributeProto *a) {
 static lp_status convert_attr(loader *ld, const lp_node *node, const Onnx__AttributeProto *a,
                               lp_attr *out) {
     lp_arena *ar = ld->g->arena;
-    out->name = str_or_empty(a->name);
+    out->name = lp_arena_strdup(ar, str_or_empty(a->name));
+    if (!out->name) return OOM(ld);
     if (a->ref_attr_name && a->ref_attr_name[0])
         return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
                              "attribute '%s' refers to a function attribute '%s' outside a function",
@@ -596,9 +597,10 @@ static lp_status convert_node(loader *ld, const Onnx__NodeProto *np, int32_t fil
                               lp_node *node) {
     lp_arena *ar = ld->g->arena;
     node->file_index = file_index;
-    node->name = str_or_empty(np->name);
-    node->op_type = str_or_empty(np->op_type);
-    node->domain = default_domain(np->domain) ? "" : np->domain;
+    node->name = lp_arena_strdup(ar, str_or_empty(np->name));
+    node->op_type = lp_arena_strdup(ar, str_or_empty(np->op_type));
+    node->domain = lp_arena_strdup(ar, default_domain(np->domain) ? "" : np->domain);
+    if (!node->name || !node->op_type || !node->domain) return OOM(ld);
     if (!node->op_type[0]) return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node, "node has no op_type");
     lp_status st = check_domain(ld, node);
     if (st != LP_OK) return st;
@@ -633,7 +635,7 @@ static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp) {
     lp_graph *g = ld->g;
     lp_arena *ar = g->arena;
     lp_status st;
-    g->name = str_or_empty(gp->name);
+    g->name = lp_arena_strdup(ar, str_or_empty(gp->name));
     if (gp->n_sparse_initializer)
         return lp_error(ld->d, LP_ERR_UNSUPPORTED,
                         "the graph has %zu sparse initializers (first '%s'); sparse initializers "
@@ -760,8 +762,8 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
     lp_graph *g = ld->g;
     lp_status st;
     g->ir_version = m->has_ir_version ? m->ir_version : 0;
-    g->producer_name = str_or_empty(m->producer_name);
-    g->producer_version = str_or_empty(m->producer_version);
+    g->producer_name = lp_arena_strdup(g->arena, str_or_empty(m->producer_name));
+    g->producer_version = lp_arena_strdup(g->arena, str_or_empty(m->producer_version));
     if (!m->graph) return lp_error(ld->d, LP_ERR_INVALID_MODEL, "the model has no graph");
     if (m->n_training_info)
         return lp_error(ld->d, LP_ERR_UNSUPPORTED,
@@ -773,7 +775,7 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
     g->opset = -1;
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *os = m->opset_import[i];
-        g->opsets[i].domain = str_or_empty(os->domain);
+        g->opsets[i].domain = lp_arena_strdup(g->arena, str_or_empty(os->domain));
         g->opsets[i].version = os->has_version ? os->version : 0;
         if (default_domain(os->domain)) g->opset = g->opsets[i].version;
     }
@@ -790,10 +792,9 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
 
 /* ---- reading and unpacking ------------------------------------------------------ */
 
-/* protobuf-c allocates from the graph's arena: the unpacked skeleton (its
- * large raw_data left in the file) lives as long as the graph, and the
- * graph's names, attributes and metadata point into it, uncopied. */
-/* protobuf-c initialises all it allocates: nothing needs zeroing */
+/* protobuf-c allocates from an arena of its own, freed once the model is
+ * converted: hundreds of thousands of small messages that die together.
+ * protobuf-c initialises all it allocates, so nothing is zeroed. */
 static void *pb_arena_alloc(void *arena, size_t size) { return lp_arena_alloc_uninit(arena, size); }
 static void pb_arena_free(void *arena, void *p) { (void)arena, (void)p; }
 
@@ -815,10 +816,16 @@ static lp_status load_model(const lp_model_bytes *mb, const uint8_t *mem, int fd
         *file = (lp_data_file){.fd = fd, .path = g->path, .size = size};
         g->file = file; /* closed by lp_graph_free from here on */
     }
+    lp_arena *pb_arena = lp_arena_new();
+    if (!pb_arena) {
+        lp_graph_free(g);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
     ProtobufCAllocator pb_alloc = {.alloc = pb_arena_alloc, .free = pb_arena_free,
-                                   .allocator_data = g->arena};
+                                   .allocator_data = pb_arena};
     Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_alloc, mb->len, mb->msg);
     if (!m) {
+        lp_arena_free(pb_arena);
         lp_graph_free(g);
         return lp_error(d, LP_ERR_INVALID_MODEL,
                         "not an ONNX model: the protobuf is truncated or malformed (%zu bytes)",
@@ -827,6 +834,7 @@ static lp_status load_model(const lp_model_bytes *mb, const uint8_t *mem, int fd
     loader ld = {.g = g, .d = d, .opt = opt, .model = m, .raw = mb->raw, .n_raw = mb->n_raw,
                  .mem = mem, .file = file};
     lp_status st = convert_model(&ld, m);
+    lp_arena_free(pb_arena);
     if (st != LP_OK) {
         lp_graph_free(g);
         return st;
