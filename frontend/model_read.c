@@ -368,7 +368,14 @@ lp_status lp_model_read_fd(int fd, uint64_t size, lp_model_bytes *out, lp_diag *
         return finish(&w, walk(&w, &onnx__model_proto__descriptor, LV_MODEL, 0, size, 1), out);
     }
     w.win = malloc(LP_READ_WINDOW);
-    if (!w.win) return lp_error(d, LP_ERR_INTERNAL, "out of memory reading the model");
+    /* the copy never outgrows the file; only the pages written count */
+    w.out = malloc((size_t)size);
+    w.out_cap = (size_t)size;
+    if (!w.win || !w.out) {
+        free(w.win);
+        free(w.out);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory reading the model");
+    }
     bool ok = walk(&w, &onnx__model_proto__descriptor, LV_MODEL, 0, size, 1);
     free(w.win);
     return finish(&w, ok, out);
