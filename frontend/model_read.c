@@ -8,6 +8,8 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Files up to this size are read whole and compacted in place; larger ones
@@ -48,6 +50,7 @@ typedef struct walker {
     lp_raw_range *raw;
     size_t n_raw, cap_raw;
     lp_status st;
+    uint64_t nonce;
     /* field numbers, from the generated descriptors */
     uint32_t f_graph, f_node, f_init, f_attr, f_t, f_tensors, f_raw;
 } walker;
@@ -244,11 +247,14 @@ static bool record_raw(walker *w, uint64_t off, uint64_t len) {
         w->raw = grown;
         w->cap_raw = cap;
     }
-    uint8_t mark[20];
-    size_t n = put_varint(mark, (uint64_t)LP_RAW_MARK_FIELD << 3 | PROTOBUF_C_WIRE_TYPE_VARINT);
-    n += put_varint(mark + n, w->n_raw);
+    uint8_t mark[32];
+    size_t n = put_varint(mark, (uint64_t)LP_RAW_MARK_FIELD << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+    n += put_varint(mark + n, 16);
+    uint64_t idx = w->n_raw;
+    for (int i = 0; i < 8; i++) mark[n + i] = (uint8_t)(w->nonce >> (8 * i));
+    for (int i = 0; i < 8; i++) mark[n + 8 + i] = (uint8_t)(idx >> (8 * i));
     w->raw[w->n_raw++] = (lp_raw_range){off, len};
-    return append(w, mark, n);
+    return append(w, mark, n + 16);
 }
 
 /* Copies the message [start, end) of type desc at `level` to the output,
@@ -269,9 +275,7 @@ static bool walk(walker *w, const ProtobufCMessageDescriptor *desc, int level, u
         switch (key & 7) {
         case PROTOBUF_C_WIRE_TYPE_VARINT:
             if (!(vl = get_varint(p + kl, avail - kl, &v))) return copy_in(w, pos, end - pos);
-            /* the file's own marker fields would be taken for ours */
-            if (!(level == LV_TENSOR && num == LP_RAW_MARK_FIELD) && !copy_in(w, pos, kl + vl))
-                return false;
+            if (!copy_in(w, pos, kl + vl)) return false;
             pos += kl + vl;
             break;
         case PROTOBUF_C_WIRE_TYPE_64BIT:
@@ -294,7 +298,8 @@ static bool walk(walker *w, const ProtobufCMessageDescriptor *desc, int level, u
                 return false;
             }
             if (v > end - body) return copy_in(w, pos, end - pos);
-            int sub = sub_level(w, level, num);
+            /* a message shorter than the threshold holds no raw_data to remove */
+            int sub = v >= LP_DATA_INLINE_MAX ? sub_level(w, level, num) : LV_NONE;
             if (level == LV_TENSOR && num == w->f_raw && v >= LP_DATA_INLINE_MAX) {
                 if (!record_raw(w, body, v)) return false;
             } else if (sub != LV_NONE) {
@@ -331,7 +336,19 @@ static uint32_t field_id(const ProtobufCMessageDescriptor *desc, const char *nam
     return f ? f->id : 0;
 }
 
+/* A marker carries a secret of this load, so a file cannot forge one. */
+static uint64_t fresh_nonce(void) {
+    uint64_t v = 0;
+    if (getrandom(&v, sizeof v, GRND_NONBLOCK) != (ssize_t)sizeof v) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        v = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec ^ (uint64_t)getpid() << 32;
+    }
+    return v;
+}
+
 static void walker_fields(walker *w) {
+    w->nonce = fresh_nonce();
     w->f_graph = field_id(&onnx__model_proto__descriptor, "graph");
     w->f_node = field_id(&onnx__graph_proto__descriptor, "node");
     w->f_init = field_id(&onnx__graph_proto__descriptor, "initializer");
@@ -349,7 +366,7 @@ static lp_status finish(walker *w, bool ok, lp_model_bytes *out) {
     }
     uint8_t *msg = w->in_place ? w->buf : w->out;
     *out = (lp_model_bytes){.msg = msg, .len = w->out_len, .owned = msg, .raw = w->raw,
-                            .n_raw = w->n_raw};
+                            .n_raw = w->n_raw, .nonce = w->nonce};
     return LP_OK;
 }
 

@@ -5,10 +5,13 @@
  * copies the message without the raw_data of the top-level graph's
  * initializers and its nodes' tensor attributes when they hold
  * LP_DATA_INLINE_MAX bytes or more: each such field becomes a small unknown
- * field LP_RAW_MARK_FIELD (a varint, the index of its range in `raw`), and
- * the range records where the bytes lie in the file. protobuf-c then
- * unpacks only the skeleton. Length prefixes of the messages around a
- * removed field keep their byte count (padded varints), so nothing moves.
+ * field LP_RAW_MARK_FIELD (16 bytes: `nonce`, a secret of this read, then
+ * the index of its range in `raw`, both little-endian), and the range
+ * records where the bytes lie in the file. protobuf-c then unpacks only the
+ * skeleton. A mark field the file holds itself lacks the nonce and is
+ * ignored. Length prefixes of the messages around a removed field keep
+ * their byte count (padded varints), and messages shorter than the
+ * threshold are copied whole. 
  *
  * The same walk bounds nesting (LP_PROTOBUF_MAX_DEPTH), since protobuf-c
  * unpacks nested messages recursively, and reports a field longer than the
@@ -37,6 +40,7 @@ typedef struct lp_model_bytes {
     uint8_t *owned;   /* what lp_model_bytes_free releases (NULL when msg is the caller's) */
     lp_raw_range *raw;
     size_t n_raw;
+    uint64_t nonce;   /* in every mark field */
 } lp_model_bytes;
 
 /* From an open file of `size` bytes. */

@@ -35,6 +35,7 @@ typedef struct loader {
     /* raw_data left out of the unpacked message: in `file`, or in `mem` */
     const lp_raw_range *raw;
     size_t n_raw;
+    uint64_t nonce;
     const uint8_t *mem;
     const lp_data_file *file;
     size_t n_file_tensors;
@@ -263,15 +264,24 @@ static lp_status convert_external(loader *ld, const Onnx__TensorProto *t, const 
     return LP_OK;
 }
 
-/* The raw_data range model_read.c took out of tensor t, if it did. */
+static uint64_t get_le64(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* The raw_data range model_read.c took out of tensor t, if it did: a mark
+ * field with this read's nonce (any other is the file's own, and ignored). */
 static lp_status removed_raw(loader *ld, const Onnx__TensorProto *t, const char *name,
                              const lp_raw_range **out) {
     *out = NULL;
     for (unsigned i = 0; i < t->base.n_unknown_fields; i++) {
         const ProtobufCMessageUnknownField *u = &t->base.unknown_fields[i];
-        if (u->tag != LP_RAW_MARK_FIELD || u->wire_type != PROTOBUF_C_WIRE_TYPE_VARINT) continue;
-        uint64_t idx = 0;
-        for (size_t k = 0; k < u->len && k < 10; k++) idx |= (uint64_t)(u->data[k] & 0x7f) << (7 * k);
+        /* protobuf-c keeps a length-prefixed field with its one-byte prefix */
+        if (u->tag != LP_RAW_MARK_FIELD || u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED ||
+            u->len != 17 || u->data[0] != 16 || get_le64(u->data + 1) != ld->nonce)
+            continue;
+        uint64_t idx = get_le64(u->data + 9);
         if (*out || idx >= ld->n_raw)
             return lp_error(ld->d, LP_ERR_INVALID_MODEL, "tensor '%s' holds raw_data twice", name);
         *out = &ld->raw[idx];
@@ -798,11 +808,11 @@ static lp_status convert_model(loader *ld, const Onnx__ModelProto *m) {
 static void *pb_arena_alloc(void *arena, size_t size) { return lp_arena_alloc_uninit(arena, size); }
 static void pb_arena_free(void *arena, void *p) { (void)arena, (void)p; }
 
-/* Unpacks the read message and converts it into a new graph. The removed
+/* Unpacks the read message (releasing it) and converts it into a new graph. The removed
  * raw_data ranges lie in the open model file fd, which this takes over (the
  * graph keeps it while a tensor is read from it; it is closed otherwise),
  * or in `mem` when fd is -1. */
-static lp_status load_model(const lp_model_bytes *mb, const uint8_t *mem, int fd, uint64_t size,
+static lp_status load_model(lp_model_bytes *mb, const uint8_t *mem, int fd, uint64_t size,
                             const char *path, const lp_load_options *opt, lp_graph **out,
                             lp_diag *d) {
     lp_graph *g = lp_graph_new(path);
@@ -824,14 +834,19 @@ static lp_status load_model(const lp_model_bytes *mb, const uint8_t *mem, int fd
     ProtobufCAllocator pb_alloc = {.alloc = pb_arena_alloc, .free = pb_arena_free,
                                    .allocator_data = pb_arena};
     Onnx__ModelProto *m = onnx__model_proto__unpack(&pb_alloc, mb->len, mb->msg);
+    /* protobuf-c copied what it kept: the conversion can reuse the memory */
+    size_t len = mb->len;
+    free(mb->owned);
+    mb->owned = mb->msg = NULL;
     if (!m) {
         lp_arena_free(pb_arena);
         lp_graph_free(g);
         return lp_error(d, LP_ERR_INVALID_MODEL,
                         "not an ONNX model: the protobuf is truncated or malformed (%zu bytes)",
-                        mb->len);
+                        len);
     }
     loader ld = {.g = g, .d = d, .opt = opt, .model = m, .raw = mb->raw, .n_raw = mb->n_raw,
+                 .nonce = mb->nonce,
                  .mem = mem, .file = file};
     lp_status st = convert_model(&ld, m);
     lp_arena_free(pb_arena);

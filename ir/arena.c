@@ -74,8 +74,11 @@ void *lp_arena_array(lp_arena *a, size_t count, size_t elem_size) {
 }
 
 char *lp_arena_strndup(lp_arena *a, const char *s, size_t n) {
-    char *p = lp_arena_alloc(a, n + 1);
-    if (p && n) memcpy(p, s, n);
+    if (n == SIZE_MAX) return NULL;
+    char *p = lp_arena_alloc_uninit(a, n + 1);
+    if (!p) return NULL;
+    if (n) memcpy(p, s, n);
+    p[n] = '\0';
     return p;
 }
 

@@ -1216,27 +1216,39 @@ static void test_truncated_after_load(void **state) {
     tmp_remove(f.dir);
 }
 
-/* The field that marks removed raw_data, written by the file itself, is
- * dropped rather than taken for a reference. */
+/* The field that marks removed raw_data, written by the file itself (in
+ * any form, here as the loader writes it but without its secret), is
+ * ignored rather than taken for a reference. */
 static void test_raw_mark_in_file(void **state) {
     (void)state;
-    Onnx__ModelProto *m = relu_model();
-    float v[4] = {1, 2, 3, 4};
-    Onnx__TensorProto *t = tb_initializer(m, tb_tensor("W", LP_DT_FLOAT, "4"));
-    tb_set_raw(t, v, sizeof v);
-    t->base.n_unknown_fields = 1;
-    t->base.unknown_fields = tb_xalloc(sizeof *t->base.unknown_fields);
-    t->base.unknown_fields[0] = (ProtobufCMessageUnknownField){
-        .tag = LP_RAW_MARK_FIELD, .wire_type = PROTOBUF_C_WIRE_TYPE_VARINT, .len = 1,
-        .data = tb_xalloc(1)};
-    lp_graph *g = NULL;
-    lp_diag d;
-    assert_int_equal(load(m, &g, &d), LP_OK);
-    const lp_value *w = value_named(g, "W");
-    assert_int_equal(w->data.where, LP_DATA_INLINE);
-    assert_memory_equal(w->data.bytes, v, sizeof v);
-    lp_graph_free(g);
-    tb_free(m);
+    float big[BIG_N];
+    for (int i = 0; i < BIG_N; i++) big[i] = (float)i;
+    for (int form = 0; form < 2; form++) {
+        Onnx__ModelProto *m = relu_model();
+        float v[4] = {1, 2, 3, 4};
+        Onnx__TensorProto *t = tb_initializer(m, tb_tensor("W", LP_DT_FLOAT, "4"));
+        tb_set_raw(t, v, sizeof v);
+        /* a large tensor too, so the read removes one raw_data (index 0) */
+        tb_set_raw(tb_initializer(m, tb_tensor("L", LP_DT_FLOAT, "4096")), big, sizeof big);
+        t->base.n_unknown_fields = 1;
+        t->base.unknown_fields = tb_xalloc(sizeof *t->base.unknown_fields);
+        ProtobufCMessageUnknownField *u = &t->base.unknown_fields[0];
+        *u = (ProtobufCMessageUnknownField){.tag = LP_RAW_MARK_FIELD};
+        u->wire_type = form ? PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED : PROTOBUF_C_WIRE_TYPE_VARINT;
+        u->len = form ? 17 : 1; /* protobuf-c keeps the length prefix */
+        u->data = tb_xalloc(u->len); /* nonce 0, index 0 */
+        u->data[0] = form ? 16 : 0;
+        lp_graph *g = NULL;
+        lp_diag d;
+        assert_int_equal(load(m, &g, &d), LP_OK);
+        const lp_value *w = value_named(g, "W");
+        assert_int_equal(w->data.where, LP_DATA_INLINE);
+        assert_int_equal(w->data.nbytes, sizeof v);
+        assert_memory_equal(w->data.bytes, v, sizeof v);
+        assert_memory_equal(value_named(g, "L")->data.bytes, big, sizeof big);
+        lp_graph_free(g);
+        tb_free(m);
+    }
 }
 
 /* Ranks above LP_MAX_RANK are refused where they appear, naming the value. */
