@@ -20,11 +20,24 @@ typedef struct lp_name_map {
     lp_name_slot *slots;
 } lp_name_map;
 
-static uint32_t hash_name(const char *s) {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++) h = (h ^ (unsigned char)*s) * 1099511628211ull;
+/* Eight bytes a step (names share long prefixes such as "/model/layers.1"),
+ * each word mixed by a multiply and a shift. */
+static uint32_t hash_name_n(const char *s, size_t n) {
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, s + i, n - i);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 29;
     return (uint32_t)(h ^ h >> 32);
 }
+
+static uint32_t hash_name(const char *s) { return hash_name_n(s, strlen(s)); }
 
 static bool map_grow(lp_graph *g) {
     lp_name_map *m = g->names;
@@ -96,7 +109,8 @@ static size_t values_cap(const lp_graph *g) {
 }
 
 int32_t lp_graph_intern_value(lp_graph *g, const char *name) {
-    uint32_t hash = hash_name(name);
+    size_t len = strlen(name);
+    uint32_t hash = hash_name_n(name, len);
     if (g->names->cap) {
         int32_t found = g->names->slots[map_probe(g, name, hash)].value;
         if (found >= 0) return found;
@@ -109,7 +123,7 @@ int32_t lp_graph_intern_value(lp_graph *g, const char *name) {
         if (!grown) return -1;
         g->values = grown;
     }
-    const char *copy = lp_arena_strdup(g->arena, name);
+    const char *copy = lp_arena_strndup(g->arena, name, len);
     if (!copy) return -1;
     int32_t idx = g->n_values++;
     lp_value *v = &g->values[idx];
