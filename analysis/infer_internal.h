@@ -96,6 +96,10 @@ const lp_value *lp_infer_input(const lp_infer *cx, const lp_node *n, int i);
  * nothing for an omitted output. rank LP_RANK_UNKNOWN leaves dims unset. */
 lp_status lp_infer_output(lp_infer *cx, const lp_node *n, int i, lp_dtype dt, int rank,
                           const lp_dim *dims);
+/* An error naming `what` when `rank` exceeds LP_MAX_RANK; lp_infer_output
+ * checks every output, rules check ranks read from the file (a shape
+ * tensor's length) before sizing anything by them. */
+lp_status lp_infer_check_rank(lp_infer *cx, const lp_node *n, int64_t rank, const char *what);
 /* Output i is input j's dtype and shape. */
 lp_status lp_infer_same(lp_infer *cx, const lp_node *n, int i, int j);
 /* The known values of input i, or NULL. */
