@@ -14,8 +14,10 @@
  *            cut where the fewest bytes cross (see cut_at_narrow_points).
  *   node     One node per layer.
  *   scope:D  Module path prefix of depth D (1 = children of the root).
- *   regex:P  First capture group of a POSIX extended regex over node names;
- *            nodes that do not match join their consumer as above.
+ *   regex:P  First capture group of a PCRE2 (Perl-syntax) regex over node
+ *            names, searched with a match and depth limit so that no
+ *            pattern backtracks without bound; nodes that do not match join
+ *            their consumer as above. A pattern matching no node is an error.
  *
  * Node order: to make every layer contiguous, g->nodes is re-sorted
  * topologically by (layer rank, position in the old order); the result is a
@@ -26,7 +28,8 @@
 
 #include <assert.h>
 #include <ctype.h>
-#include <regex.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -353,36 +356,73 @@ static lp_status keys_from_scope(lp_graph *g, const edges *e, lp_arena *a, int d
     return LP_OK;
 }
 
-/* regex:P — the first capture group over node names. */
+/* regex:P — the first capture group over node names. A hostile pattern
+ * ((a*)(a*)\1\2b) backtracks exponentially; PCRE2's match limit (steps of
+ * its matcher) and depth limit (backtracking depth) bound every search. */
+#define LP_REGEX_MATCH_LIMIT 1000000u
+#define LP_REGEX_DEPTH_LIMIT 10000u
+
 static lp_status keys_from_regex(lp_graph *g, const edges *e, lp_arena *a, const char *pattern,
                                  keymap *km, int *key, lp_diag *d) {
-    regex_t re;
-    int rc = regcomp(&re, pattern, REG_EXTENDED);
-    if (rc != 0) {
-        char msg[256];
-        regerror(rc, &re, msg, sizeof msg);
-        return lp_error(d, LP_ERR_USAGE, "--layers regex:%s: %s", pattern, msg);
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        if (pcre2_get_error_message(err, msg, sizeof msg) < 0) snprintf((char *)msg, sizeof msg, "error %d", err);
+        return lp_error(d, LP_ERR_USAGE, "--layers regex:%s: %s at offset %zu", pattern, (const char *)msg,
+                        (size_t)off);
     }
     lp_status st = LP_OK;
-    if (re.re_nsub < 1) {
+    uint32_t groups = 0;
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    if (!mc || !md || pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &groups) != 0) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory while compiling --layers regex:%s", pattern);
+        goto done;
+    }
+    if (groups < 1) {
         st = lp_error(d, LP_ERR_USAGE, "--layers regex:%s: the pattern needs a capture group "
                       "(...) naming the layer", pattern);
         goto done;
     }
+    pcre2_set_match_limit(mc, LP_REGEX_MATCH_LIMIT);
+    pcre2_set_depth_limit(mc, LP_REGEX_DEPTH_LIMIT);
+    int matched = 0;
     for (int i = 0; i < g->n_nodes && st == LP_OK; i++) {
-        regmatch_t m[2];
         key[i] = KEY_NONE;
-        const char *name = g->nodes[i].name ? g->nodes[i].name : "";
-        if (regexec(&re, name, 2, m, 0) != 0 || m[1].rm_so < 0) continue;
-        char *cap = lp_arena_strndup(a, name + m[1].rm_so, (size_t)(m[1].rm_eo - m[1].rm_so));
+        const lp_node *n = &g->nodes[i];
+        const char *name = n->name ? n->name : "";
+        int rc = pcre2_match(re, (PCRE2_SPTR)name, strlen(name), 0, 0, md, mc);
+        if (rc == PCRE2_ERROR_NOMATCH) continue;
+        if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT) {
+            st = lp_error(d, LP_ERR_USAGE, "--layers regex:%s: matching node %d '%s' (%s) hit the regex %s "
+                          "limit: the pattern backtracks too much; simplify it", pattern, n->file_index,
+                          name, n->op_type, rc == PCRE2_ERROR_MATCHLIMIT ? "match" : "depth");
+            break;
+        }
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            if (pcre2_get_error_message(rc, msg, sizeof msg) < 0) snprintf((char *)msg, sizeof msg, "error %d", rc);
+            st = lp_error(d, LP_ERR_USAGE, "--layers regex:%s: matching node %d '%s' (%s): %s", pattern,
+                          n->file_index, name, n->op_type, (const char *)msg);
+            break;
+        }
+        matched++;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        if (rc < 2 || ov[2] == PCRE2_UNSET) continue; /* group 1 did not take part */
+        char *cap = lp_arena_strndup(a, name + ov[2], (size_t)(ov[3] - ov[2]));
         if (!cap || (key[i] = keymap_get(km, a, cap, km->n)) < 0)
             st = lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
     }
-    if (st == LP_OK && km->n == 0 && keymap_get(km, a, "all", 0) < 0)
-        st = lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
+    if (st == LP_OK && km->n == 0)
+        st = lp_error(d, LP_ERR_USAGE, "--layers regex:%s %s of the %d node names", pattern,
+                      matched ? "captures nothing (group 1 is unset) in any" : "matches none", g->n_nodes);
     if (st == LP_OK) join_neighbours(g, e, km, key, 0);
 done:
-    regfree(&re);
+    pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
+    pcre2_code_free(re);
     return st;
 }
 
