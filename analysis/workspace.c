@@ -32,6 +32,9 @@
  * replaces the 0 of other ops. Values are a byte count or an expression
  * string: numbers, variables, + and *, min(a, b), max(a, b), parentheses:
  *     {"MatMul": 4194304, "Conv": "2*output", "Softmax": "rows*8", "default": 0}
+ * Bounds: an expression has at most LP_WORKSPACE_MAX_EXPR characters and
+ * LP_WORKSPACE_MAX_DEPTH levels of parentheses and min/max; numbers must fit
+ * 64 bits (sums and products saturate at 2^64 - 1, which no card holds).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "layers_internal.h"
@@ -79,9 +82,13 @@ typedef struct vars {
     uint64_t output, input, inputs, outnumel, rows, im2col;
 } vars;
 
+#define LP_WORKSPACE_MAX_EXPR 1024
+#define LP_WORKSPACE_MAX_DEPTH 32
+
 typedef struct parser {
     const char *p;
     const vars *v; /* NULL: check the syntax only */
+    int depth;     /* open parentheses and min/max calls */
     bool ok;
     char err[256];
 } parser;
@@ -109,18 +116,41 @@ static void fail(parser *ps, const char *what) {
 
 static uint64_t parse_sum(parser *ps);
 
+/* Enters one level of nesting; false (and an error) past the limit, so that
+ * the recursion below never runs deeper than LP_WORKSPACE_MAX_DEPTH. */
+static bool enter(parser *ps) {
+    if (ps->depth >= LP_WORKSPACE_MAX_DEPTH) {
+        char what[64];
+        snprintf(what, sizeof what, "nested deeper than %d levels", LP_WORKSPACE_MAX_DEPTH);
+        fail(ps, what);
+        return false;
+    }
+    ps->depth++;
+    return true;
+}
+
 /* factor := number | variable | min(sum, sum) | max(sum, sum) | (sum) */
 static uint64_t parse_factor(parser *ps) {
     skip_ws(ps);
     if (isdigit((unsigned char)*ps->p)) {
-        char *end;
-        unsigned long long x = strtoull(ps->p, &end, 10);
-        ps->p = end;
+        uint64_t x = 0;
+        const char *s = ps->p;
+        for (; isdigit((unsigned char)*ps->p); ps->p++) {
+            unsigned digit = (unsigned)(*ps->p - '0');
+            if (x > (UINT64_MAX - digit) / 10) {
+                ps->p = s;
+                fail(ps, "the number does not fit 64 bits");
+                return 0;
+            }
+            x = x * 10 + digit;
+        }
         return x;
     }
     if (accept(ps, '(')) {
+        if (!enter(ps)) return 0;
         uint64_t x = parse_sum(ps);
-        if (!accept(ps, ')')) fail(ps, "expected ')'");
+        ps->depth--;
+        if (ps->ok && !accept(ps, ')')) fail(ps, "expected ')'");
         return x;
     }
     const char *s = ps->p;
@@ -129,11 +159,16 @@ static uint64_t parse_factor(parser *ps) {
 #define IS(name) (len == strlen(name) && strncmp(s, name, len) == 0)
     if (IS("min") || IS("max")) {
         bool is_min = IS("min");
-        if (!accept(ps, '(')) fail(ps, "expected '('");
-        uint64_t a = parse_sum(ps);
-        if (!accept(ps, ',')) fail(ps, "expected ','");
-        uint64_t b = parse_sum(ps);
-        if (!accept(ps, ')')) fail(ps, "expected ')'");
+        if (!accept(ps, '(')) {
+            fail(ps, "expected '('");
+            return 0;
+        }
+        if (!enter(ps)) return 0;
+        uint64_t a = parse_sum(ps), b = 0;
+        if (ps->ok && !accept(ps, ',')) fail(ps, "expected ','");
+        if (ps->ok) b = parse_sum(ps);
+        if (ps->ok && !accept(ps, ')')) fail(ps, "expected ')'");
+        ps->depth--;
         return is_min ? (a < b ? a : b) : (a > b ? a : b);
     }
     const vars *v = ps->v;
@@ -211,13 +246,20 @@ static lp_status load_file(lp_workspace_model *m, const char *path, lp_diag *d) 
             expr = buf;
         } else if (json_is_string(val)) {
             expr = json_string_value(val);
+            if (json_string_length(val) > LP_WORKSPACE_MAX_EXPR) {
+                st = lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': the expression has %zu characters, "
+                              "more than the %d allowed", path, op, json_string_length(val),
+                              LP_WORKSPACE_MAX_EXPR);
+                break;
+            }
         } else {
             st = lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': expected bytes >= 0 or an "
                           "expression string", path, op);
             break;
         }
         if (!eval_expr(expr, NULL, &x, err)) {
-            st = lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': \"%s\": %s", path, op, expr, err);
+            st = lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': \"%.80s%s\": %s", path, op, expr,
+                          strlen(expr) > 80 ? "..." : "", err);
             break;
         }
         if ((st = add_rule(m, op, expr, d)) != LP_OK) break;

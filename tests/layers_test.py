@@ -270,6 +270,44 @@ def regex_modes():
         check(time.monotonic() - t0 < 5, "backtracking pattern took over 5 s")
 
 
+def workspace_bounds():
+    """Hostile --workspace files: each a usage error naming the file and key."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.onnx")
+        chain_model(["relu0", "relu1"], path)
+        ws = os.path.join(tmp, "ws.json")
+        cases = [
+            ("deep", '{"Relu": "' + "(" * 500 + "1" + ")" * 500 + '"}', "nested deeper than 32 levels"),
+            ("deep_min", '{"Relu": "' + "min(1," * 100 + "1" + ")" * 100 + '"}',
+             "nested deeper than 32 levels"),
+            ("deep_70k", '{"Relu": "' + "(" * 70000 + "1" + ")" * 70000 + '"}',
+             "140001 characters, more than the 1024"),
+            ("overflow", '{"Relu": "18446744073709551616*output"}', "does not fit 64 bits"),
+            ("long", '{"Relu": "' + "+".join(["1"] * 5000) + '"}', "9999 characters, more than the 1024"),
+            ("json_int", '{"Relu": 99999999999999999999}', "ws.json:1"),
+        ]
+        for name, text, want in cases:
+            with open(ws, "w") as f:
+                f.write(text)
+            r = run_lpcc(path, "--dump-ir=layers", "--workspace", ws)
+            check(r is not None and r.returncode == 2 and f"--workspace {ws}" in r.stderr and want in r.stderr
+                  and (name == "json_int" or "'Relu'" in r.stderr),
+                  f"--workspace {name}: {r and (r.returncode, r.stderr[:300])}")
+        # the largest number loads; 32 levels evaluate
+        with open(ws, "w") as f:
+            f.write('{"Relu": "max(18446744073709551615, 1)"}')
+        r = run_lpcc(path, "--dump-ir=layers", "--workspace", ws)
+        check(r is not None and r.returncode == 0, f"--workspace 2^64-1: {r and r.stderr}")
+        with open(ws, "w") as f:
+            f.write('{"Relu": "' + "(" * 31 + "1000 + 2*3" + ")" * 31 + '", "default": 7}')
+        r = run_lpcc(path, "--dump-ir=layers", "--json", "-q", "--layers", "node", "--workspace", ws)
+        check(r is not None and r.returncode == 0, f"--workspace at the bounds: {r and r.stderr}")
+        if r is not None and r.returncode == 0:
+            bufs = [l["buffer_bytes"] for l in json.loads(r.stdout)["layers"]]
+            check(bufs == [1006, 1006], f"--workspace at the bounds: buffers {bufs}")
+
+
+workspace_bounds()
 regex_modes()
 seed_full()
 seed_batch_doubling()
