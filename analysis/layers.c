@@ -25,6 +25,7 @@
  * pieces become separate layers named "key", "key#2", ... */
 #define _POSIX_C_SOURCE 200809L
 #include "layers_internal.h"
+#include "infer_internal.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -681,9 +682,9 @@ static bool is_shape_data(const lp_value *v) {
 /* Gathers read only the rows they pick from their data input (an embedding
  * table): as many bytes as they write. */
 static bool reads_rows_only(const lp_node *n) {
+    int id = lp_node_op(n);
     return !n->domain[0] && n->n_outputs >= 1 &&
-           (strcmp(n->op_type, "Gather") == 0 || strcmp(n->op_type, "GatherND") == 0 ||
-            strcmp(n->op_type, "GatherElements") == 0);
+           (id == LP_OP_Gather || id == LP_OP_GatherND || id == LP_OP_GatherElements);
 }
 
 static uint64_t gathered_bytes(const struct lp_layer_index *ix, const lp_node *n) {

@@ -39,6 +39,10 @@ lp_analysis_options lp_analysis_defaults(void);
  * a declared shape (value_info, outputs) that disagrees is an error.
  * Inference continues past errors so one run reports them all. */
 lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d);
+/* Sets every node's op id (lp_node.op) from its op type; shape inference
+ * does it first, so later stages compare ids instead of names. Run again
+ * after nodes are added or their op types changed. */
+void lp_analysis_assign_ops(lp_graph *g);
 
 /* Memory footprint of a group of layers, in bytes at the deploy dtype. */
 typedef struct lp_footprint {

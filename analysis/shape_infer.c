@@ -37,11 +37,11 @@ lp_analysis_options lp_analysis_defaults(void) {
     return o;
 }
 
+_Static_assert(sizeof op_table / sizeof op_table[0] == LP_OP_COUNT, "one op id per row of ops.def");
+
 static const op_entry *find_op(const lp_node *n) {
-    if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0) return NULL;
-    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
-        if (strcmp(op_table[i].name, n->op_type) == 0) return &op_table[i];
-    return NULL;
+    int id = lp_node_op(n);
+    return id > 0 ? &op_table[id - 1] : NULL;
 }
 
 /* ---- the rules' view of the graph ----------------------------------------- */
@@ -433,6 +433,7 @@ static lp_status check_graph_inputs(lp_infer *cx) {
 lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d) {
     (void)opt; /* dtypes are inferred as the model has them; deploy_dtype is for sizes */
     lp_infer cx = {.g = g, .d = d};
+    lp_analysis_assign_ops(g);
     cx.known = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *cx.known);
     if (!cx.known) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     for (int i = 0; i < g->n_values; i++) {

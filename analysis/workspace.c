@@ -38,6 +38,7 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include "layers_internal.h"
+#include "infer_internal.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -52,7 +53,16 @@ typedef struct rule {
 struct lp_workspace_model {
     int n;
     rule *rules; /* file rules first, so they win */
+    const char *by_id[LP_OP_COUNT + 1]; /* the winning rule of each op id, or NULL */
+    const char *fallback;               /* "default", or NULL */
 };
+
+/* The first rule for `op`, else NULL. */
+static const char *rule_for(const lp_workspace_model *m, const char *op) {
+    for (int i = 0; i < m->n; i++)
+        if (strcmp(m->rules[i].op, op) == 0) return m->rules[i].expr;
+    return NULL;
+}
 
 static const rule builtin_rules[] = {
     {"MatMul", "min(33554432, 4*outnumel)"},
@@ -280,6 +290,9 @@ lp_status lp_workspace_load(const char *path, lp_workspace_model **out, lp_diag 
         lp_workspace_free(m);
         return st;
     }
+    /* resolved once, so a node's rule is one array read */
+    for (int id = 1; id <= LP_OP_COUNT; id++) m->by_id[id] = rule_for(m, lp_op_name(id));
+    m->fallback = rule_for(m, "default");
     *out = m;
     return LP_OK;
 }
@@ -302,7 +315,7 @@ static uint64_t bytes_or_0(const lp_layer_ir *L, int32_t v) {
 /* Conv's unfolded input: N * prod(Y spatial) columns of C_in/group * prod(k). */
 static uint64_t im2col_bytes(const lp_layer_ir *L, const lp_node *n) {
     const lp_graph *g = L->g;
-    if (strcmp(n->op_type, "Conv") != 0 || n->n_inputs < 2 || n->n_outputs < 1) return 0;
+    if (lp_node_op(n) != LP_OP_Conv || n->n_inputs < 2 || n->n_outputs < 1) return 0;
     int32_t w = n->inputs[1], y = n->outputs[0], x = n->inputs[0];
     if (w < 0 || y < 0 || x < 0) return 0;
     const lp_shape *ws = &g->values[w].shape;
@@ -319,11 +332,9 @@ static uint64_t im2col_bytes(const lp_layer_ir *L, const lp_node *n) {
 
 uint64_t lp_workspace_node_bytes(const lp_workspace_model *m, const lp_layer_ir *L,
                                  const lp_node *n) {
-    const char *expr = NULL;
-    for (int i = 0; i < m->n && !expr; i++)
-        if (strcmp(m->rules[i].op, n->op_type) == 0) expr = m->rules[i].expr;
-    for (int i = 0; i < m->n && !expr; i++)
-        if (strcmp(m->rules[i].op, "default") == 0) expr = m->rules[i].expr;
+    int id = lp_node_op(n);
+    const char *expr = id > 0 ? m->by_id[id] : rule_for(m, n->op_type);
+    if (!expr) expr = m->fallback;
     if (!expr) return 0;
     const lp_graph *g = L->g;
     vars v = {0};

@@ -246,6 +246,7 @@ typedef struct lp_node {
     lp_attr *attrs;
     int n_meta;
     lp_kv *meta;           /* metadata_props, e.g. pkg.torch.onnx.name_scopes */
+    int16_t op;            /* analysis's op id: 0 not looked up yet, -1 an op it has no rule for */
 } lp_node;
 
 typedef struct lp_opset {

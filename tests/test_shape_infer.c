@@ -481,6 +481,36 @@ static void test_rank_bounds(void **state) {
     lp_graph_free(g);
 }
 
+/* Op ids: every row of ops.def is found by name, in both spellings of the
+ * default domain; other domains and unknown names are LP_OP_UNKNOWN. */
+static void test_op_ids(void **state) {
+    (void)state;
+    for (int id = 1; id <= LP_OP_COUNT; id++) {
+        assert_int_equal(lp_op_lookup("", lp_op_name(id)), id);
+        assert_int_equal(lp_op_lookup("ai.onnx", lp_op_name(id)), id);
+        assert_int_equal(lp_op_lookup("com.microsoft", lp_op_name(id)), LP_OP_UNKNOWN);
+    }
+    assert_string_equal(lp_op_name(LP_OP_Reshape), "Reshape");
+    assert_int_equal(lp_op_lookup("", "MatMul"), LP_OP_MatMul);
+    assert_int_equal(lp_op_lookup("", "matmul"), LP_OP_UNKNOWN);
+    assert_int_equal(lp_op_lookup("", "Constant"), LP_OP_UNKNOWN);
+    assert_int_equal(lp_op_lookup("", ""), LP_OP_UNKNOWN);
+    assert_null(lp_op_name(0));
+    assert_null(lp_op_name(LP_OP_COUNT + 1));
+    lp_graph *g = graph();
+    input(g, "x", LP_DT_FLOAT, "2,3");
+    lp_node *relu = node(g, "Relu", "relu", "x", "y");
+    lp_node *custom = node(g, "Relu", "custom", "y", "z");
+    custom->domain = "com.example";
+    assert_int_equal(relu->op, LP_OP_UNSET);
+    lp_diag d;
+    assert_int_equal(infer(g, &d), LP_ERR_UNSUPPORTED); /* com.example.Relu has no rule */
+    assert_int_equal(relu->op, LP_OP_Relu);
+    assert_int_equal(custom->op, LP_OP_UNKNOWN);
+    assert_string_equal(type_of(g, "y"), "float[2, 3]");
+    lp_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dim_algebra),
@@ -494,6 +524,7 @@ int main(void) {
         cmocka_unit_test(test_declared_conflict),
         cmocka_unit_test(test_unsupported_listed),
         cmocka_unit_test(test_rank_bounds),
+        cmocka_unit_test(test_op_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
