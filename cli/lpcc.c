@@ -119,10 +119,47 @@ static lp_status parse_dim(cli *c, const char *arg, lp_diag *d) {
     binding *b = &c->dims[c->n_dims];
     if (!eq || eq == arg || parse_i64(eq + 1, &b->dims[0]) != LP_OK)
         return lp_error(d, LP_ERR_USAGE, "--dim '%s': expected NAME=VALUE with VALUE >= 0", arg);
-    b->name = strndup(arg, (size_t)(eq - arg));
+    size_t len = (size_t)(eq - arg);
+    for (int i = 0; i < c->n_dims; i++) {
+        const binding *o = &c->dims[i];
+        if (strlen(o->name) != len || strncmp(o->name, arg, len) != 0) continue;
+        if (o->dims[0] == b->dims[0]) return LP_OK; /* the same binding again */
+        return lp_error(d, LP_ERR_USAGE, "--dim %s is given twice, as %" PRId64 " and as %" PRId64,
+                        o->name, o->dims[0], b->dims[0]);
+    }
+    b->name = strndup(arg, len);
     if (!b->name) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     b->rank = 1;
     c->n_dims++;
+    return LP_OK;
+}
+
+/* "1x128" for messages. */
+static void format_shape(const binding *b, char *buf, size_t size) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < b->rank && used < size; i++) {
+        int n = snprintf(buf + used, size - used, "%s%" PRId64, i ? "x" : "", b->dims[i]);
+        if (n < 0) break;
+        used += (size_t)n;
+    }
+}
+
+/* An input given twice: the same shape is accepted once, two shapes are an error. */
+static lp_status check_shape_repeat(const cli *c, const binding *b, bool *repeat, lp_diag *d) {
+    *repeat = false;
+    for (int i = 0; i < c->n_shapes; i++) {
+        const binding *o = &c->shapes[i];
+        if (strcmp(o->name, b->name) != 0) continue;
+        if (o->rank == b->rank && memcmp(o->dims, b->dims, sizeof(int64_t) * (size_t)b->rank) == 0) {
+            *repeat = true;
+            return LP_OK;
+        }
+        char x[16 * 24], y[16 * 24];
+        format_shape(o, x, sizeof x);
+        format_shape(b, y, sizeof y);
+        return lp_error(d, LP_ERR_USAGE, "--shapes gives input '%s' twice, as %s and as %s", b->name, x, y);
+    }
     return LP_OK;
 }
 
@@ -160,6 +197,14 @@ static lp_status parse_shapes(cli *c, const char *arg, lp_diag *d) {
         if (!b->name) {
             st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
             break;
+        }
+        bool repeat = false;
+        st = check_shape_repeat(c, b, &repeat, d);
+        if (st != LP_OK || repeat) {
+            free((char *)b->name);
+            b->name = NULL;
+            if (st != LP_OK) break;
+            continue;
         }
         c->n_shapes++;
     }
