@@ -15,6 +15,7 @@
  *                    "slots": [{"value", "offset", "bytes", "first",
  *                               "last"}]}}
  * Byte counts are at the deploy dtype. */
+#include "lp_outdir.h"
 #include "layers_internal.h"
 
 #include <errno.h>
@@ -149,8 +150,10 @@ static void dot_str(FILE *f, const char *s) {
 
 lp_status lp_layer_ir_write_dot(const lp_layer_ir *L, const char *path, lp_diag *d) {
     const lp_graph *g = L->g;
-    FILE *f = fopen(path, "wb");
-    if (!f) return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+    /* a fresh temporary beside `path`, renamed over it when complete */
+    lp_atomic_file af;
+    FILE *f = lp_atomic_open(&af, path, d);
+    if (!f) return LP_ERR_OUTPUT;
     char b[2][32];
     fputs("digraph layers {\n  rankdir=TB;\n  node [shape=box, fontsize=10];\n", f);
     for (int j = 0; j < L->n_layers; j++) {
@@ -184,7 +187,5 @@ lp_status lp_layer_ir_write_dot(const lp_layer_ir *L, const char *path, lp_diag 
         }
     }
     fputs("}\n", f);
-    bool bad = ferror(f);
-    if (fclose(f) != 0 || bad) return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s'", path);
-    return LP_OK;
+    return lp_atomic_commit(&af, d);
 }

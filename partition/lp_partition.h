@@ -25,6 +25,7 @@
 
 #include "lp_analysis.h"
 #include "lp_ir.h"
+#include "lp_outdir.h"
 
 /* ---- device profiles ------------------------------------------------------ */
 
@@ -350,21 +351,24 @@ lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *
  * Running the steps in order, feeding each the named values earlier steps
  * produced or the model's inputs, yields the model's outputs ("phase" is 0
  * for an unsharded card). Shards compute the unsplit nodes alike, so a
- * name two shards both output holds the same value. Files of an earlier
- * run not rewritten are removed; on failure every card file goes. A split
- * weight whose external bytes are absent cannot be sliced: LP_ERR_UNSUPPORTED
- * before anything is written (lp_plan_unsliceable_weight tells beforehand). */
-lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
+ * name two shards both output holds the same value. The files are created
+ * in output folder `od` (lp_outdir.h), whose commit moves them into place
+ * and removes an earlier run's card files (lp_plan_is_card_file) this run
+ * did not write. A split weight whose external bytes are absent cannot be
+ * sliced: LP_ERR_UNSUPPORTED before anything is written
+ * (lp_plan_unsliceable_weight tells beforehand). */
+lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, lp_outdir *od,
                                   lp_diag *d);
 
 /* A weight (or bias) a sharded layer splits whose bytes are in an absent
  * external file, or -1 when every split weight can be sliced. */
 int32_t lp_plan_unsliceable_weight(const lp_plan *p, const lp_layer_ir *L);
 
-/* Removes DIR's card files (card_K.onnx, card_K.phase_P.onnx and their
- * ".data" sidecars) for K >= first_card, and cards.json when first_card is
- * 0: cards of an earlier run, or of this run when it failed. */
-lp_status lp_plan_remove_submodels(const char *dir, int first_card);
+/* Whether `name` is a file lp_plan_write_submodels writes: card_K.onnx,
+ * card_K.phase_P.onnx, their ".data" sidecars, or cards.json. An output
+ * folder's commit removes those an earlier run left and this one did not
+ * write. */
+bool lp_plan_is_card_file(const char *name);
 
 /* ---- per-card memory plans (card_memory.c) ------------------------------------ */
 

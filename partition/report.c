@@ -309,8 +309,10 @@ static int reader_layer(const lp_plan *p, const lp_layer_ir *L, int c, int32_t v
 /* Nodes are named c<card>_L<layer>, so a layer sharded over several cards
  * appears once in each card's cluster. */
 lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *path, lp_diag *d) {
-    FILE *f = fopen(path, "w");
-    if (!f) return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+    /* a fresh temporary beside `path`, renamed over it when complete */
+    lp_atomic_file af;
+    FILE *f = lp_atomic_open(&af, path, d);
+    if (!f) return LP_ERR_OUTPUT;
     char b[32];
     fputs("digraph plan {\n  rankdir=TB;\n  node [shape=box];\n", f);
     for (int c = 0; c < p->n_cards; c++) {
@@ -344,6 +346,5 @@ lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *
         fprintf(f, "\\n%" PRIu64 " B (%s)\"];\n", tr->bytes, lp_format_bytes(tr->bytes, b));
     }
     fputs("}\n", f);
-    if (ferror(f) | (fclose(f) != 0)) return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s'", path);
-    return LP_OK;
+    return lp_atomic_commit(&af, d);
 }
