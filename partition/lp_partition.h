@@ -57,8 +57,13 @@ void *lp_target_to_json(const lp_target *t); /* json_t* */
  * source in messages. */
 lp_status lp_target_from_json(void *json, const char *where, lp_target *out, lp_diag *d);
 
-/* "31MiB", "40 MB", "1.5GiB", "1024" (bytes). false on a bad string. */
+/* "31MiB", "40 MB", "1.5GiB", "1024" (bytes): decimal digits with an
+ * optional fraction and unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, any
+ * case). false on a bad string: a sign, hex, an exponent, trailing text, an
+ * unknown unit, a fraction of a byte, more than 2^64 - 1. */
 bool lp_parse_size(const char *s, uint64_t *out);
+/* The same; NULL when s is a size, else why not (a static string). */
+const char *lp_size_error(const char *s, uint64_t *out);
 
 /* ---- the algorithms, over an abstract cost ------------------------------- */
 

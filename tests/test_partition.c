@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "lp_partition.h"
 
 /* ---- random instances ------------------------------------------------------ */
@@ -500,6 +502,66 @@ static void test_parse_size(void **state) {
     assert_false(lp_parse_size("-1MiB", &v));
     assert_false(lp_parse_size("3 parsecs", &v));
     assert_false(lp_parse_size("0.5B", &v));
+    /* exact fractions, spaces, big values */
+    assert_true(lp_parse_size(" .5KiB ", &v));
+    assert_int_equal(v, 512);
+    assert_true(lp_parse_size("1.000000000000000000000GiB", &v));
+    assert_int_equal(v, 1ull << 30);
+    assert_true(lp_parse_size("18446744073709551615", &v));
+    assert_true(v == UINT64_MAX);
+    assert_true(lp_parse_size("16TiB", &v));
+    assert_int_equal(v, 16ull << 40);
+    /* each sloppy form is refused with its own reason */
+    static const struct {
+        const char *s, *why;
+    } bad[] = {
+        {"0x10MiB", "hexadecimal"}, {"+1MiB", "sign"},  {"-1MiB", "negative"},
+        {"1e6", "unit"},            {"31MiB junk", "unit"}, {"31 M", "unit"},
+        {"nan", "number"},          {"inf", "number"},  {".", "number"},
+        {"18446744073709551616", "too large"},          {"16777216TiB", "too large"},
+        {"0.3B", "whole number"},   {"1.0000001KiB", "whole number"}, {"", "empty"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *why = lp_size_error(bad[i].s, &v);
+        assert_non_null(why);
+        if (!strstr(why, bad[i].why)) fail_msg("'%s': %s, want '%s'", bad[i].s, why, bad[i].why);
+    }
+}
+
+/* A target file's bad size names the file, the key and the reason; an
+ * explicit capacity of 0 is refused instead of falling back to persist_bytes. */
+static void test_target_sizes(void **state) {
+    (void)state;
+    static const struct {
+        const char *json, *want;
+    } cases[] = {
+        {"{\"capacity\": \"0\", \"persist_bytes\": \"31MiB\"}", "'capacity' is 0"},
+        {"{\"capacity\": 0, \"persist_bytes\": \"31MiB\"}", "'capacity' is 0"},
+        {"{\"capacity\": \"0x10MiB\"}", "'capacity' \"0x10MiB\" is not a size: hexadecimal"},
+        {"{\"capacity\": -5}", "'capacity': a size cannot be negative"},
+        {"{\"capacity\": 1.5}", "'capacity': expected an integer"},
+        {"{\"l2_bytes\": \"50 MiB trailing\"}", "'l2_bytes' \"50 MiB trailing\" is not a size: unknown unit"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_error_t err;
+        json_t *j = json_loads(cases[i].json, 0, &err);
+        assert_non_null(j);
+        lp_diag d = lp_diag_make("t.json");
+        d.quiet = 1;
+        lp_target t;
+        assert_int_equal(lp_target_from_json(j, "t.json", &t, &d), LP_ERR_USAGE);
+        if (!strstr(d.last_error, cases[i].want) || !strstr(d.last_error, "target 't.json'"))
+            fail_msg("%s: got '%s', want '%s'", cases[i].json, d.last_error, cases[i].want);
+        json_decref(j);
+    }
+    /* capacity absent: persist_bytes, as before */
+    json_error_t err;
+    json_t *j = json_loads("{\"persist_bytes\": \"31 MiB\"}", 0, &err);
+    lp_diag d = lp_diag_make("t.json");
+    lp_target t;
+    assert_int_equal(lp_target_from_json(j, "t.json", &t, &d), LP_OK);
+    assert_int_equal(t.capacity, 31ull << 20);
+    json_decref(j);
 }
 
 /* The built-in profiles equal the JSON files in partition/targets/. */
@@ -543,6 +605,7 @@ int main(void) {
         cmocka_unit_test(test_throughput_pinned_is_optimal),
         cmocka_unit_test(test_pins_hand_cases),
         cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_target_sizes),
         cmocka_unit_test(test_builtin_targets_match_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
