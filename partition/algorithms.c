@@ -12,8 +12,12 @@ uint64_t lp_cards_capacity(const lp_cards *c, int card) {
     return c->caps[card < c->n_caps ? card : c->n_caps - 1];
 }
 
+int lp_cards_max(const lp_cards *c) {
+    return c->max_cards < 0 ? -c->max_cards : c->max_cards;
+}
+
 static int cards_limit(const lp_cards *c, int n) {
-    return c->max_cards > 0 ? c->max_cards : n;
+    return c->max_cards != 0 ? lp_cards_max(c) : n;
 }
 
 /* Greedy with every capacity clipped to `ceiling` and at most `limit`
@@ -39,8 +43,17 @@ static int greedy_core(const lp_range_cost *c, const lp_cards *cards, int limit,
     return groups;
 }
 
+static bool cards_exact(const lp_cards *c) {
+    return c->max_cards < 0;
+}
+
 int lp_partition_greedy(const lp_range_cost *c, const lp_cards *cards, int *ends, int *stuck) {
-    return greedy_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, false, ends, stuck);
+    if (cards_exact(cards) && c->n < lp_cards_max(cards)) {
+        if (stuck) *stuck = -1;
+        return 0;
+    }
+    return greedy_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), ends,
+                       stuck);
 }
 
 static uint64_t clipped_capacity(const lp_cards *cards, int card, uint64_t ceiling) {
@@ -67,9 +80,11 @@ static void range_reach(const lp_range_cost *c, uint64_t cap, int *reach) {
  * listed capacities the last one repeats, and then the longest prefix
  * reachable with all of them dominates, so greedy finishes from there. */
 static int fewest_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
-                       int *ends, int *stuck) {
+                       bool exact, int *ends, int *stuck) {
     int n = c->n;
-    int hetero = cards->n_caps < limit ? cards->n_caps : limit;
+    if (exact && limit > n) return 0;
+    /* exact: every row up to `limit`, the answer only in the last */
+    int hetero = exact ? limit : cards->n_caps < limit ? cards->n_caps : limit;
     size_t width = (size_t)n + 1;
     int *parent = malloc(sizeof(int) * width * (size_t)(hetero + 1));
     int *reach = malloc(sizeof(int) * (size_t)n);
@@ -77,9 +92,12 @@ static int fewest_core(const lp_range_cost *c, const lp_cards *cards, int limit,
     if (!parent || !reach) goto done;
     /* parent[j][b]: a prefix a from which card j-1 reached b; -1 unreachable */
     for (size_t b = 0; b < width; b++) parent[b] = b == 0 ? 0 : -1;
+    uint64_t reach_cap = 0;
     for (int j = 1; j <= hetero && groups == 0; j++) {
         int *prev = parent + (size_t)(j - 1) * width, *cur = parent + (size_t)j * width;
-        range_reach(c, clipped_capacity(cards, j - 1, ceiling), reach);
+        uint64_t cap = clipped_capacity(cards, j - 1, ceiling);
+        if (j == 1 || cap != reach_cap) range_reach(c, cap, reach);
+        reach_cap = cap;
         int from = -1;
         for (size_t b = 0; b < width; b++) cur[b] = -1;
         for (int a = 0; a < n; a++) {
@@ -90,11 +108,11 @@ static int fewest_core(const lp_range_cost *c, const lp_cards *cards, int limit,
         }
         for (int b = n; b > furthest; b--)
             if (cur[b] >= 0) furthest = b;
-        if (cur[n] >= 0) groups = j;
+        if (cur[n] >= 0 && (!exact || j == hetero)) groups = j;
     }
     int start = n;
     while (start > 0 && parent[(size_t)hetero * width + start] < 0) start--;
-    if (!groups && start > 0 && hetero < limit) {
+    if (!groups && start > 0 && hetero < limit && !exact) {
         /* equal capacities from here: greedy from the longest prefix */
         int b = start, j = hetero;
         uint64_t cap = clipped_capacity(cards, cards->n_caps - 1, ceiling);
@@ -129,7 +147,7 @@ done:
 }
 
 int lp_partition_fewest(const lp_range_cost *c, const lp_cards *cards, int *ends, int *stuck) {
-    return fewest_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, ends, stuck);
+    return fewest_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), ends, stuck);
 }
 
 static bool cards_equal(const lp_cards *cards, int limit) {
@@ -138,8 +156,13 @@ static bool cards_equal(const lp_cards *cards, int limit) {
     return true;
 }
 
+/* Feasibility tests of min-max: "some split into at most (exact: exactly)
+ * limit groups fits under ceiling". With equal capacities and n >= limit
+ * the two agree (a fitting split can always be cut finer), so greedy
+ * decides both. */
 static int greedy_plain(const lp_range_cost *c, const lp_cards *cards, int limit,
-                        uint64_t ceiling, int *ends, int *stuck) {
+                        uint64_t ceiling, bool exact, int *ends, int *stuck) {
+    (void)exact;
     return greedy_core(c, cards, limit, ceiling, false, ends, stuck);
 }
 
@@ -158,24 +181,27 @@ static uint64_t largest_group(const lp_range_cost *c, const int *ends, int group
 int lp_partition_minmax(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
                         uint64_t *largest) {
     int limit = k > 0 ? k : cards_limit(cards, c->n);
-    if (cards->max_cards > 0 && limit > cards->max_cards) limit = cards->max_cards;
+    if (cards->max_cards != 0 && limit > lp_cards_max(cards)) limit = lp_cards_max(cards);
+    bool exact = cards_exact(cards);
+    if (exact && limit > c->n) return 0;
     uint64_t hi = 0;
     for (int i = 0; i < limit; i++)
         if (lp_cards_capacity(cards, i) > hi) hi = lp_cards_capacity(cards, i);
     bool equal = cards_equal(cards, limit);
-    int (*fits)(const lp_range_cost *, const lp_cards *, int, uint64_t, int *, int *) =
+    int (*fits)(const lp_range_cost *, const lp_cards *, int, uint64_t, bool, int *, int *) =
         equal ? greedy_plain : fewest_core;
-    if (!fits(c, cards, limit, hi, ends, NULL)) return 0;
+    if (!fits(c, cards, limit, hi, exact, ends, NULL)) return 0;
     uint64_t lo = 0; /* hi is feasible, everything below lo is not */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if (fits(c, cards, limit, mid, ends, NULL))
+        if (fits(c, cards, limit, mid, exact, ends, NULL))
             hi = mid;
         else
             lo = mid + 1;
     }
     int groups = equal && c->n >= limit ? greedy_core(c, cards, limit, hi, true, ends, NULL) : 0;
-    if (!groups || largest_group(c, ends, groups) > hi) groups = fits(c, cards, limit, hi, ends, NULL);
+    if (!groups || largest_group(c, ends, groups) > hi)
+        groups = fits(c, cards, limit, hi, exact, ends, NULL);
     assert(groups > 0);
     if (largest) *largest = largest_group(c, ends, groups);
     return groups;
@@ -203,8 +229,9 @@ static void pin_barrier(const int *pinned, int n, int j, int *bad) {
  * sweep marks each prefix once (as in fewest_core). O(groups * n) time and
  * memory. Returns the group count, 0 if none, -1 out of memory. */
 static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
-                       const int *pinned, int *ends) {
+                       bool exact, const int *pinned, int *ends) {
     int n = c->n, groups = 0;
+    if (exact && limit > n) return 0;
     size_t width = (size_t)n + 1;
     int top = -1;
     for (int i = 0; i < n; i++)
@@ -246,7 +273,7 @@ static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit,
             for (int b = (from > a ? from : a) + 1; b <= last + 1; b++) cur[b] = a, any = true;
             if (last + 1 > from) from = last + 1;
         }
-        if (cur[n] >= 0) {
+        if (cur[n] >= 0 && (!exact || j + 1 == limit)) {
             groups = j + 1;
             break;
         }
@@ -265,7 +292,7 @@ done:
 
 int lp_partition_fewest_pinned(const lp_range_cost *c, const lp_cards *cards, const int *pinned,
                                int *ends) {
-    return pinned_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, pinned, ends);
+    return pinned_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), pinned, ends);
 }
 
 /* As lp_partition_minmax: feasibility of "largest group <= T" only grows
@@ -273,23 +300,24 @@ int lp_partition_fewest_pinned(const lp_range_cost *c, const lp_cards *cards, co
 int lp_partition_minmax_pinned(const lp_range_cost *c, const lp_cards *cards, int k,
                                const int *pinned, int *ends, uint64_t *largest) {
     int limit = k > 0 ? k : cards_limit(cards, c->n);
-    if (cards->max_cards > 0 && limit > cards->max_cards) limit = cards->max_cards;
+    if (cards->max_cards != 0 && limit > lp_cards_max(cards)) limit = lp_cards_max(cards);
     uint64_t hi = 0;
     for (int i = 0; i < limit; i++)
         if (lp_cards_capacity(cards, i) > hi) hi = lp_cards_capacity(cards, i);
-    int groups = pinned_core(c, cards, limit, hi, pinned, ends);
+    bool exact = cards_exact(cards);
+    int groups = pinned_core(c, cards, limit, hi, exact, pinned, ends);
     if (groups <= 0) return groups;
     uint64_t lo = 0; /* hi is feasible, everything below lo is not */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        int g = pinned_core(c, cards, limit, mid, pinned, ends);
+        int g = pinned_core(c, cards, limit, mid, exact, pinned, ends);
         if (g < 0) return -1;
         if (g > 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    groups = pinned_core(c, cards, limit, hi, pinned, ends);
+    groups = pinned_core(c, cards, limit, hi, exact, pinned, ends);
     if (groups > 0 && largest) *largest = largest_group(c, ends, groups);
     return groups;
 }
@@ -381,9 +409,13 @@ static double stage_fast(const stage_tables *s, const lp_stage_model *m, int car
 static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k, const int *pinned,
                            int *ends, double *slowest) {
     int n = m->n;
+    if (cards_exact(cards) && k <= 0) k = lp_cards_max(cards);
     int kmax = k > 0 ? k : cards_limit(cards, n);
-    if (cards->max_cards > 0 && kmax > cards->max_cards) kmax = cards->max_cards;
-    if (kmax > n) kmax = n;
+    if (cards->max_cards != 0 && kmax > lp_cards_max(cards)) kmax = lp_cards_max(cards);
+    if (kmax > n) {
+        if (cards_exact(cards)) return 0;
+        kmax = n;
+    }
     stage_tables s;
     double *f = malloc(sizeof(double) * (size_t)kmax * (size_t)n);
     int *parent = malloc(sizeof(int) * (size_t)kmax * (size_t)n);

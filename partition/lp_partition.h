@@ -78,14 +78,20 @@ typedef struct lp_range_cost {
 } lp_range_cost;
 
 /* Cards in order. Card i holds caps[i]; with max_cards == 0 the count is
- * free and the last capacity repeats; else at most max_cards cards, the last
- * capacity repeating past n_caps. */
+ * free and the last capacity repeats; with max_cards > 0 at most max_cards
+ * cards, the last capacity repeating past n_caps. max_cards < 0 asks for
+ * exactly -max_cards cards (--cards N): every algorithm then uses that many,
+ * each holding at least one layer, or reports no plan (0): greedy keeps one
+ * layer back for each card still to fill, fewest / min-max / pinned /
+ * throughput search only the splits into that many groups. */
 typedef struct lp_cards {
     int n_caps;
     const uint64_t *caps;
     int max_cards;
 } lp_cards;
 
+/* The card bound of c (0: none), exact or not. */
+int lp_cards_max(const lp_cards *c);
 uint64_t lp_cards_capacity(const lp_cards *c, int card);
 
 /* The paper's greedy layer aggregation: add layers to the card while the

@@ -478,6 +478,87 @@ static void test_pins_hand_cases(void **state) {
     assert_int_equal(lp_partition_fewest_pinned(&c, &cards, pinned, ends), 0);
 }
 
+/* ---- exactly N cards (--cards N) ------------------------------------------ */
+
+typedef struct exact_search {
+    const inst *s;
+    const lp_cards *cards; /* max_cards < 0: exactly -max_cards */
+    const int *pinned;     /* or NULL */
+    int k;
+    bool any;
+    uint64_t best_max;     /* smallest largest group over splits into exactly k */
+} exact_search;
+
+static void visit_exact(void *ctx, int groups, const int *ends) {
+    exact_search *x = ctx;
+    if (groups != x->k || (x->pinned && !split_honours(x->pinned, groups, ends))) return;
+    uint64_t largest = 0;
+    for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+        uint64_t c = inst_cost((void *)x->s, a, ends[g]);
+        if (c > lp_cards_capacity(x->cards, g)) return;
+        if (c > largest) largest = c;
+    }
+    x->any = true;
+    if (largest < x->best_max) x->best_max = largest;
+}
+
+/* With max_cards = -k every search returns exactly k groups when some split
+ * into exactly k fits (and honours the pins), else 0; min-max finds the
+ * best of those splits. Equal and unequal capacities, k past n included. */
+static void test_exact_cards(void **state) {
+    (void)state;
+    int feasible = 0, fewer_exist = 0;
+    for (int iter = 0; iter < 6000; iter++) {
+        inst s;
+        uint64_t caps[4];
+        lp_cards cards;
+        inst_random(&s);
+        if (s.n > 12) s.n = 12;
+        random_cards(&cards, caps, iter % 2 ? 4 : 1);
+        int k = 1 + (int)rng_below((uint64_t)s.n + 2);
+        cards.max_cards = -k;
+        bool equal = cards.n_caps == 1;
+        lp_range_cost c = {s.n, inst_cost, &s};
+        exact_search x = {&s, &cards, NULL, k, false, UINT64_MAX};
+        for_each_split(s.n, visit_exact, &x);
+        lp_cards any = cards;
+        any.max_cards = 0;
+        int ends[MAXN];
+        int free_groups = equal ? lp_partition_greedy(&c, &any, ends, NULL)
+                                : lp_partition_fewest(&c, &any, ends, NULL);
+        int groups = equal ? lp_partition_greedy(&c, &cards, ends, NULL)
+                           : lp_partition_fewest(&c, &cards, ends, NULL);
+        assert_int_equal(groups, x.any ? k : 0);
+        if (groups) check_ends_fit(&s, &cards, ends, groups, UINT64_MAX);
+        if (x.any) feasible++;
+        fewer_exist += free_groups > 0 && free_groups < k;
+        uint64_t largest = 0;
+        groups = lp_partition_minmax(&c, &cards, k, ends, &largest);
+        assert_int_equal(groups, x.any ? k : 0);
+        if (groups) {
+            assert_int_equal(largest, x.best_max);
+            check_ends_fit(&s, &cards, ends, groups, largest);
+        }
+        /* with pins */
+        int pinned[MAXN], n_pins;
+        lp_pin pins[3];
+        random_pins(s.n, pinned, pins, &n_pins);
+        exact_search xp = {&s, &cards, pinned, k, false, UINT64_MAX};
+        for_each_split(s.n, visit_exact, &xp);
+        groups = lp_partition_fewest_pinned(&c, &cards, pinned, ends);
+        assert_int_equal(groups, xp.any ? k : 0);
+        if (groups) assert_true(split_honours(pinned, groups, ends));
+        groups = lp_partition_minmax_pinned(&c, &cards, k, pinned, ends, &largest);
+        assert_int_equal(groups, xp.any ? k : 0);
+        if (groups) {
+            assert_int_equal(largest, xp.best_max);
+            assert_true(split_honours(pinned, groups, ends));
+            check_ends_fit(&s, &cards, ends, groups, largest);
+        }
+    }
+    assert_true(feasible > 1000 && fewer_exist > 500);
+}
+
 /* ---- sizes and targets ------------------------------------------------------ */
 
 static void test_parse_size(void **state) {
@@ -604,6 +685,7 @@ int main(void) {
         cmocka_unit_test(test_pinned_is_optimal),
         cmocka_unit_test(test_throughput_pinned_is_optimal),
         cmocka_unit_test(test_pins_hand_cases),
+        cmocka_unit_test(test_exact_cards),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_target_sizes),
         cmocka_unit_test(test_builtin_targets_match_files),
