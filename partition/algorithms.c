@@ -176,11 +176,74 @@ static uint64_t largest_group(const lp_range_cost *c, const int *ends, int group
     return worst;
 }
 
+/* ---- a memo of range costs ----
+ *
+ * The bisections below ask for the same ranges again and again as the bound
+ * converges; a real cost (the memory planner over the range's nodes) is
+ * costly, so each (first, last) is computed once. Open addressing, grown at
+ * half full; when memory runs out the costs are computed again (never wrong). */
+typedef struct cost_memo {
+    const lp_range_cost *inner;
+    size_t cap, used;       /* slots, a power of two */
+    uint64_t *key, *value;  /* key 0: empty; else (first << 32 | last) + 1 */
+} cost_memo;
+
+static uint64_t memo_cost(void *ctx, int first, int last) {
+    cost_memo *m = ctx;
+    uint64_t key = ((uint64_t)(uint32_t)first << 32 | (uint32_t)last) + 1;
+    if (m->used * 2 >= m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 1024;
+        uint64_t *k = calloc(cap, sizeof *k), *v = malloc(cap * sizeof *v);
+        if (!k || !v) {
+            free(k);
+            free(v);
+            return m->inner->fn(m->inner->ctx, first, last);
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->key[i]) continue;
+            size_t h = (size_t)(m->key[i] * 0x9e3779b97f4a7c15ull >> 20) & (cap - 1);
+            while (k[h]) h = (h + 1) & (cap - 1);
+            k[h] = m->key[i];
+            v[h] = m->value[i];
+        }
+        free(m->key);
+        free(m->value);
+        m->key = k;
+        m->value = v;
+        m->cap = cap;
+    }
+    size_t h = (size_t)(key * 0x9e3779b97f4a7c15ull >> 20) & (m->cap - 1);
+    while (m->key[h] && m->key[h] != key) h = (h + 1) & (m->cap - 1);
+    if (m->key[h]) return m->value[h];
+    uint64_t v = m->inner->fn(m->inner->ctx, first, last);
+    m->key[h] = key;
+    m->value[h] = v;
+    m->used++;
+    return v;
+}
+
+static void memo_free(cost_memo *m) {
+    free(m->key);
+    free(m->value);
+}
+
 /* Feasibility of "largest group <= T" is monotone in T and greedy decides
  * it exactly, so a binary search over T finds the optimum in
  * O(log(max C) * n) cost calls. */
+static int minmax_core(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
+                       uint64_t *largest);
+
 int lp_partition_minmax(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
                         uint64_t *largest) {
+    cost_memo memo = {c, 0, 0, NULL, NULL};
+    lp_range_cost mc = {c->n, memo_cost, &memo};
+    int groups = minmax_core(&mc, cards, k, ends, largest);
+    memo_free(&memo);
+    return groups;
+}
+
+static int minmax_core(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
+                       uint64_t *largest) {
     int limit = k > 0 ? k : cards_limit(cards, c->n);
     if (cards->max_cards != 0 && limit > lp_cards_max(cards)) limit = lp_cards_max(cards);
     bool exact = cards_exact(cards);
@@ -229,8 +292,15 @@ static void pin_barrier(const int *pinned, int n, int j, int *bad) {
  * up to min(reach_j(a), bad_j(a) - 1), a bound that grows with a, so one
  * sweep marks each prefix once (as in fewest_core). O(groups * n) time and
  * memory. Returns the group count, 0 if none, -1 out of memory. */
+/* The parent rows, kept between the calls of one bisection so that each
+ * call does not fault in fresh pages. */
+typedef struct pin_rows {
+    int *parent;
+    size_t room; /* ints */
+} pin_rows;
+
 static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
-                       bool exact, const int *pinned, int *ends) {
+                       bool exact, const int *pinned, int *ends, pin_rows *pr) {
     int n = c->n, groups = 0;
     if (exact && limit > n) return 0;
     size_t width = (size_t)n + 1;
@@ -240,8 +310,14 @@ static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit,
     if (top >= limit) return 0;
     int *reach = malloc(sizeof(int) * (size_t)n);
     int *bad = malloc(sizeof(int) * (size_t)n);
-    int rows = 8;
-    int *parent = malloc(sizeof(int) * width * (size_t)rows);
+    if (pr->room < width * 8) {
+        free(pr->parent);
+        pr->room = width * 8;
+        pr->parent = malloc(sizeof(int) * pr->room);
+        if (!pr->parent) pr->room = 0;
+    }
+    int rows = (int)(pr->room / width);
+    int *parent = pr->parent;
     if (!reach || !bad || !parent) {
         groups = -1;
         goto done;
@@ -256,8 +332,9 @@ static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit,
                 groups = -1;
                 goto done;
             }
-            parent = grown;
+            pr->parent = parent = grown;
             rows *= 2;
+            pr->room = width * (size_t)rows;
         }
         uint64_t cap = clipped_capacity(cards, j, ceiling);
         if (j == 0 || cap != reach_cap) range_reach(c, cap, reach);
@@ -287,39 +364,62 @@ static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit,
 done:
     free(reach);
     free(bad);
-    free(parent);
     return groups;
 }
 
 int lp_partition_fewest_pinned(const lp_range_cost *c, const lp_cards *cards, const int *pinned,
                                int *ends) {
-    return pinned_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), pinned, ends);
+    pin_rows pr = {NULL, 0};
+    int groups = pinned_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), pinned,
+                             ends, &pr);
+    free(pr.parent);
+    return groups;
 }
 
 /* As lp_partition_minmax: feasibility of "largest group <= T" only grows
  * with T, and pinned_core decides it exactly. */
+static int minmax_pinned_core(const lp_range_cost *c, const lp_cards *cards, int k,
+                              const int *pinned, int *ends, uint64_t *largest);
+
 int lp_partition_minmax_pinned(const lp_range_cost *c, const lp_cards *cards, int k,
                                const int *pinned, int *ends, uint64_t *largest) {
+    cost_memo memo = {c, 0, 0, NULL, NULL};
+    lp_range_cost mc = {c->n, memo_cost, &memo};
+    int groups = minmax_pinned_core(&mc, cards, k, pinned, ends, largest);
+    memo_free(&memo);
+    return groups;
+}
+
+static int minmax_pinned_core(const lp_range_cost *c, const lp_cards *cards, int k,
+                              const int *pinned, int *ends, uint64_t *largest) {
     int limit = k > 0 ? k : cards_limit(cards, c->n);
     if (cards->max_cards != 0 && limit > lp_cards_max(cards)) limit = lp_cards_max(cards);
     uint64_t hi = 0;
     for (int i = 0; i < limit; i++)
         if (lp_cards_capacity(cards, i) > hi) hi = lp_cards_capacity(cards, i);
     bool exact = cards_exact(cards);
-    int groups = pinned_core(c, cards, limit, hi, exact, pinned, ends);
-    if (groups <= 0) return groups;
+    pin_rows pr = {NULL, 0};
+    int groups = pinned_core(c, cards, limit, hi, exact, pinned, ends, &pr);
+    if (groups <= 0) {
+        free(pr.parent);
+        return groups;
+    }
     uint64_t lo = 0; /* hi is feasible, everything below lo is not */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        int g = pinned_core(c, cards, limit, mid, exact, pinned, ends);
-        if (g < 0) return -1;
+        int g = pinned_core(c, cards, limit, mid, exact, pinned, ends, &pr);
+        if (g < 0) {
+            free(pr.parent);
+            return -1;
+        }
         if (g > 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    groups = pinned_core(c, cards, limit, hi, exact, pinned, ends);
+    groups = pinned_core(c, cards, limit, hi, exact, pinned, ends, &pr);
     if (groups > 0 && largest) *largest = largest_group(c, ends, groups);
+    free(pr.parent);
     return groups;
 }
 
