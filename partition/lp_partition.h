@@ -58,8 +58,13 @@ void *lp_target_to_json(const lp_target *t); /* json_t* */
  * source in messages. */
 lp_status lp_target_from_json(void *json, const char *where, lp_target *out, lp_diag *d);
 
-/* "31MiB", "40 MB", "1.5GiB", "1024" (bytes). false on a bad string. */
+/* "31MiB", "40 MB", "1.5GiB", "1024" (bytes): decimal digits with an
+ * optional fraction and unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, any
+ * case). false on a bad string: a sign, hex, an exponent, trailing text, an
+ * unknown unit, a fraction of a byte, more than 2^64 - 1. */
 bool lp_parse_size(const char *s, uint64_t *out);
+/* The same; NULL when s is a size, else why not (a static string). */
+const char *lp_size_error(const char *s, uint64_t *out);
 
 /* ---- the algorithms, over an abstract cost ------------------------------- */
 
@@ -74,14 +79,20 @@ typedef struct lp_range_cost {
 } lp_range_cost;
 
 /* Cards in order. Card i holds caps[i]; with max_cards == 0 the count is
- * free and the last capacity repeats; else at most max_cards cards, the last
- * capacity repeating past n_caps. */
+ * free and the last capacity repeats; with max_cards > 0 at most max_cards
+ * cards, the last capacity repeating past n_caps. max_cards < 0 asks for
+ * exactly -max_cards cards (--cards N): every algorithm then uses that many,
+ * each holding at least one layer, or reports no plan (0): greedy keeps one
+ * layer back for each card still to fill, fewest / min-max / pinned /
+ * throughput search only the splits into that many groups. */
 typedef struct lp_cards {
     int n_caps;
     const uint64_t *caps;
     int max_cards;
 } lp_cards;
 
+/* The card bound of c (0: none), exact or not. */
+int lp_cards_max(const lp_cards *c);
 uint64_t lp_cards_capacity(const lp_cards *c, int card);
 
 /* The paper's greedy layer aggregation: add layers to the card while the

@@ -242,7 +242,7 @@ static lp_status run_algorithm(const lp_layer_ir *L, const lp_footprint_source *
         groups = equal ? lp_partition_greedy(cost, cards, ends, &stuck)
                        : lp_partition_fewest(cost, cards, ends, &stuck);
         if (groups > 0 && opt->algo == LP_ALGO_DP) {
-            int k = cards->max_cards > 0 ? cards->max_cards : groups;
+            int k = cards->max_cards != 0 ? lp_cards_max(cards) : groups;
             groups = lp_partition_minmax(cost, cards, k, ends, NULL);
         }
     }
@@ -265,10 +265,14 @@ static lp_status run_algorithm(const lp_layer_ir *L, const lp_footprint_source *
             return lp_error(d, LP_ERR_INFEASIBLE,
                             "layer %d '%s' fits no card in the order given (capacities %s ...)",
                             stuck, L->layers[stuck].name, lp_format_bytes(cards->caps[0], b[0]));
+        if (cards->max_cards < 0 && need > 0 && need <= lp_cards_max(cards))
+            return lp_error(d, LP_ERR_INFEASIBLE,
+                            "--cards %d: the layers fit %d cards, but no split into exactly %d "
+                            "fits the capacities in card order", opt->cards, need, lp_cards_max(cards));
         return lp_error(d, LP_ERR_INFEASIBLE,
                         "the model needs %d cards of %s but only %d were given", need,
                         lp_format_bytes(lp_cards_capacity(cards, cards->n_caps - 1), b[1]),
-                        cards->max_cards);
+                        lp_cards_max(cards));
     }
     *n_groups = groups;
     return LP_OK;
@@ -366,7 +370,7 @@ static int solve_pinned(const lp_partition_options *opt, const lp_cards *cards,
         return lp_partition_throughput_pinned(m, cards, opt->cards, pinned, ends, NULL);
     int groups = lp_partition_fewest_pinned(cost, cards, pinned, ends);
     if (groups > 0 && opt->algo == LP_ALGO_DP && !feasible_only)
-        groups = lp_partition_minmax_pinned(cost, cards, cards->max_cards > 0 ? cards->max_cards : groups,
+        groups = lp_partition_minmax_pinned(cost, cards, cards->max_cards != 0 ? lp_cards_max(cards) : groups,
                                             pinned, ends, NULL);
     return groups;
 }
@@ -404,7 +408,7 @@ static lp_status report_pins(const lp_layer_ir *L, const lp_partition_options *o
     int first = layer; /* the first layer pinned to the same card */
     for (int i = hi - 1; i >= 0 && ps->group[i] == group; i--) first = ps->pins[i].layer;
     uint64_t span = cost->fn(cost->ctx, first, layer);
-    if (cards->max_cards > 0 && group >= cards->max_cards)
+    if (cards->max_cards != 0 && group >= lp_cards_max(cards))
         lp_note(d, "--cards %d allows cards 0..%d only", opt->cards, opt->cards - 1);
     else if (group > layer)
         lp_note(d, "cards 0..%d before it need a layer each, but only %d layer%s come%s before it",
@@ -459,6 +463,7 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
     *out = NULL;
     if (n == 0) return lp_error(d, LP_ERR_UNSUPPORTED, "partition: the model has no layers");
     uint64_t one = opt->target.capacity;
+    /* --cards N is exact: N cards or an error, never silently fewer */
     lp_cards cards = {opt->n_caps ? opt->n_caps : 1, opt->n_caps ? opt->caps : &one, opt->cards};
     if (opt->n_caps > 1 && !opt->cards) cards.max_cards = opt->n_caps;
     for (int i = 0; i < opt->n_pins; i++)
@@ -491,6 +496,15 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
                           extra + 1, cards.max_cards);
         cards.max_cards -= extra;
     }
+    if (opt->cards > 0) cards.max_cards = -cards.max_cards; /* exactly */
+    if (st == LP_OK && lp_cards_max(&cards) > n && opt->cards > 0)
+        st = extra ? lp_error(d, LP_ERR_INFEASIBLE,
+                              "--cards %d: the model has %d layers and its sharded layers take %d "
+                              "extra cards, so at most %d cards can each hold work", opt->cards, n,
+                              extra, n + extra)
+                   : lp_error(d, LP_ERR_INFEASIBLE,
+                              "--cards %d: the model has only %d layers and every card holds at least "
+                              "one, so at most %d cards can be used", opt->cards, n, n);
     for (int i = 1; i <= n; i++) cuts_before[i] += cuts_before[i - 1];
     cost_ctx cc = {src, cuts_before, extra ? shard_counts : NULL};
     lp_range_cost cost = {n, range_total, &cc};
@@ -505,6 +519,9 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
         st = run_algorithm(L, src, opt, &cards, &cost, ends, &groups, d);
     pin_set_free(&ps);
     if (st == LP_OK) st = lp_plan_from_ends(L, src, &o, ends, groups, out, d);
+    if (st == LP_OK && opt->cards > 0 && (*out)->n_cards != opt->cards) /* the searches guarantee it */
+        st = lp_error(d, LP_ERR_INTERNAL, "--cards %d: the plan uses %d cards", opt->cards,
+                      (*out)->n_cards);
     for (int i = 0; st == LP_OK && i < opt->n_pins; i++) {
         int layer = opt->pins[i].layer, card = -1;
         for (int k = 0; k < (*out)->n_cards; k++)
