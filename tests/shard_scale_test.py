@@ -15,6 +15,8 @@ declared external and absent (a 154-byte file standing for 1 GiB or
   - 24 GiB at the h100's C: the same bound; at a C that would need more
     than 16384 cards, exit 3 naming the layer, the count and the limit,
     at once;
+  - card models of a present 64 MiB weight over 8+ cards: each slice is
+    read alone (peak RSS under 40 MiB) and holds the right columns;
   - the text report: one row per card, whose numbers are plan.json's, a
     totals row, and the per-card details only under -v."""
 import json
@@ -26,8 +28,9 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import onnx
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 LPCC = os.environ.get("LPCC")
 SRC = os.environ.get("LPCC_SOURCE_DIR", os.path.join(os.path.dirname(__file__), ".."))
@@ -43,8 +46,11 @@ def fail(msg):
     print("FAIL", msg)
 
 
-def giant_matmul(path, k, n):
-    """x[1, k] @ w[k, n] (fp16, external, absent) -> y[1, n]."""
+def giant_matmul(path, k, n, data=None):
+    """x[1, k] @ w[k, n] (fp16, external in w.bin next to path: `data`, or
+    absent) -> y[1, n]."""
+    if data is not None:
+        data.astype(np.float16).tofile(os.path.join(os.path.dirname(path), "w.bin"))
     w = TensorProto(name="w", data_type=TensorProto.FLOAT16, dims=[k, n],
                     data_location=TensorProto.EXTERNAL)
     for key, value in (("location", "w.bin"), ("offset", "0"), ("length", str(k * n * 2))):
@@ -149,6 +155,41 @@ def scale_cases(tmp):
         fail(f"24 GiB / 3 MiB: the message lacks the count: {r.stderr}")
 
 
+def peak_rss(*args):
+    """Runs lpcc in a fresh child of a fresh interpreter: that run's peak RSS."""
+    probe = ("import resource, subprocess, sys\n"
+             "r = subprocess.run(sys.argv[1:], capture_output=True)\n"
+             "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024)")
+    r = subprocess.run([sys.executable, "-c", probe, LPCC, *args], capture_output=True, text=True)
+    rc, rss = r.stdout.split()
+    return int(rc), int(rss)
+
+
+def slice_case(tmp):
+    """Card models of a layer whose 64 MiB weight is present: each shard's
+    slice is read by itself, never the whole weight (which took 75 MB)."""
+    work = os.path.join(tmp, "present")
+    os.makedirs(work)
+    k, n = 4096, 8192
+    w = (np.arange(k * n, dtype=np.int64).reshape(k, n) % 2039).astype(np.float16)
+    path = os.path.join(work, "m.onnx")
+    giant_matmul(path, k, n, w)
+    out = os.path.join(work, "o")
+    rc, rss = peak_rss(path, "--capacity", "8MiB", "-q", "-o", out)
+    print(f"64 MiB present weight, 8 MiB cards: peak RSS {rss / 2**20:.1f} MiB")
+    if rc != 0 or rss > 40 << 20:
+        fail(f"present weight: rc {rc}, peak RSS {rss >> 20} MiB (limit 40 MiB; the weight is 64 MiB)")
+        return
+    plan = json.load(open(os.path.join(out, "plan.json")))
+    sh = plan["shards"][0]
+    b, e = sh["weights"][0]["ranges"][-1]
+    last = sh["first_card"] + sh["n_shards"] - 1
+    m = onnx.load(os.path.join(out, f"card_{last}.phase_0.onnx"))
+    got = [numpy_helper.to_array(t) for t in m.graph.initializer if t.name.startswith("w.shard")]
+    if sh["n_shards"] < 8 or len(got) != 1 or not np.array_equal(got[0], w[:, b:e]):
+        fail(f"present weight: card {last} does not hold columns {b}..{e} of w")
+
+
 UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
 
 
@@ -230,6 +271,7 @@ def main():
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         scale_cases(tmp)
+        slice_case(tmp)
         report_case(tmp, os.path.join(MODELS, "seed_16x8192.onnx"),
                     ["--dim", "batch=16", "--dim", "seq=1", "--dtype", "fp16", "--target", "h100",
                      "--algo", "throughput", "--cards", "16"], 16)
