@@ -493,7 +493,7 @@ static lp_status partition_stage(cli *c, const lp_layer_ir *L, lp_plan **plan, l
         if (c->json)
             st = write_json(plan_json(c, *plan, L), stdout, d);
         else
-            lp_plan_dump_text(*plan, L, stdout);
+            lp_plan_dump_text(*plan, L, c->verbosity > 1, stdout);
         if (!c->json && c->compare) lp_compare_dump_text(&c->compared, stdout);
     }
     return st;
@@ -602,7 +602,7 @@ static lp_status stage_write_json(run *r) {
 static lp_status stage_report(run *r) {
     if (!r->c->dump && r->c->verbosity > 0) {
         print_summary(r->g, stdout);
-        if (r->plan) lp_plan_dump_text(r->plan, r->L, stdout);
+        if (r->plan) lp_plan_dump_text(r->plan, r->L, r->c->verbosity > 1, stdout);
         if (r->plan && r->c->compare) lp_compare_dump_text(&r->c->compared, stdout);
     }
     /* stdout is settled before the output folder is committed, so a run

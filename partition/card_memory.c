@@ -14,7 +14,8 @@
  *   boundary   [boundary_offset, +boundary_bytes): a receive buffer for each
  *              card input (direction "in": values from earlier cards and graph
  *              inputs), then a send buffer for each card output ("out": values
- *              later cards or the host read).
+ *              later cards or the host read), then on a shard card a gather
+ *              buffer per split node's output ("gather", see below).
  *   arena      [arena_offset, +arena_bytes): the activation slots placed by
  *              lp_memplan_run over the card's nodes, with the items
  *              lp_analysis_range_footprint plans: every value a node of the
@@ -45,10 +46,12 @@
  * A sharded card (n_shards > 1) holds only its columns [begin, end) of each
  * split weight (bytes as lp_shard_footprint rounds them) and the other weights
  * whole. Its activations are not divided: every shard computes its columns of
- * the split node's output into that output's whole-size arena slot, and the
- * gathers copy the other cards' columns straight into the same slot (a strided
- * peer copy), so they need no boundary buffers. The arena is therefore the
- * layer's own. Only the last shard sends the layer's outputs, so the other
+ * the split node's output, and one all-gather per split node (a collective
+ * among the layer's cards, as NCCL runs it) lands every participant's columns
+ * in the card's gather buffer for that output (direction "gather", the whole
+ * value's bytes, after the send buffers), from which the layer reads on into
+ * the output's whole-size arena slot. The arena is therefore the layer's own,
+ * and the gather buffers are in the footprint's boundary_bytes. Only the last shard sends the layer's outputs, so the other
  * shards have no send buffers: their total is the footprint total less the
  * sent values and their padding (the footprint reserves them on every shard).
  *
@@ -59,7 +62,7 @@
  *                 "axis", "begin", "end" (the columns held),
  *     "weights_bytes",
  *     "boundary_offset", "boundary_bytes",
- *     "boundary": [{"value", "offset", "bytes", "direction": "in" | "out"}, ...],
+ *     "boundary": [{"value", "offset", "bytes", "direction": "in" | "out" | "gather"}, ...],
  *     "arena_offset", "arena_bytes",
  *     "slots":    [{"value", "offset", "bytes", "first", "last"}, ...]
  *                 first/last: steps alive, 0 = the card's first node,
@@ -136,18 +139,29 @@ static lp_status place_weights(mem_ctx *m, const lp_plan_card *pc, lp_card_memor
     return LP_OK;
 }
 
-/* Receive buffers, then send buffers, from boundary_offset on. */
+/* Receive buffers, then send buffers, then on a shard card one gather
+ * buffer per split node's output, from boundary_offset on. */
 static lp_status place_boundary(mem_ctx *m, const lp_plan_card *pc, lp_card_memory *cm) {
-    cm->boundary = lp_arena_array(m->a, (size_t)(pc->n_inputs + pc->n_outputs) + 1, sizeof *cm->boundary);
+    const lp_shard *sh = pc->n_shards > 1 ? shard_of(m->p, pc->card) : NULL;
+    int n_gathers = sh ? sh->n_weights : 0;
+    cm->boundary = lp_arena_array(m->a, (size_t)(pc->n_inputs + pc->n_outputs + n_gathers) + 1,
+                                  sizeof *cm->boundary);
     if (!cm->boundary) return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
     cm->boundary_offset = cm->weights_bytes;
     uint64_t at = cm->boundary_offset;
-    for (int dir = 0; dir < 2; dir++) {
-        int n = dir == 0 ? pc->n_inputs : pc->n_outputs;
-        const int32_t *vs = dir == 0 ? pc->inputs : pc->outputs;
+    int32_t *gathered = NULL;
+    if (n_gathers) {
+        gathered = lp_arena_array(m->a, (size_t)n_gathers, sizeof *gathered);
+        if (!gathered) return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
+        for (int i = 0; i < n_gathers; i++) gathered[i] = sh->weights[i].output;
+    }
+    for (int dir = 0; dir < 3; dir++) {
+        static const lp_mem_dir dirs[3] = {LP_MEM_IN, LP_MEM_OUT, LP_MEM_GATHER};
+        int n = dir == 0 ? pc->n_inputs : dir == 1 ? pc->n_outputs : n_gathers;
+        const int32_t *vs = dir == 0 ? pc->inputs : dir == 1 ? pc->outputs : gathered;
         for (int k = 0; k < n; k++) {
             lp_mem_boundary *b = &cm->boundary[cm->n_boundary++];
-            *b = (lp_mem_boundary){.value = vs[k], .offset = at, .dir = dir == 0 ? LP_MEM_IN : LP_MEM_OUT};
+            *b = (lp_mem_boundary){.value = vs[k], .offset = at, .dir = dirs[dir]};
             lp_status st = value_size(m, b->value, &b->bytes);
             if (st != LP_OK) return st;
             at += align_up(b->bytes, cm->alignment);
@@ -302,7 +316,9 @@ void *lp_card_memory_to_json(const lp_card_memory *cm, const lp_layer_ir *L) {
     for (int k = 0; k < cm->n_boundary; k++) {
         const lp_mem_boundary *b = &cm->boundary[k];
         json_t *o = entry_json(L, b->value, b->offset, b->bytes);
-        json_object_set_new(o, "direction", json_string(b->dir == LP_MEM_IN ? "in" : "out"));
+        json_object_set_new(o, "direction", json_string(b->dir == LP_MEM_IN    ? "in"
+                                                        : b->dir == LP_MEM_OUT ? "out"
+                                                                               : "gather"));
         json_array_append_new(bs, o);
     }
     for (int k = 0; k < cm->n_slots; k++) {

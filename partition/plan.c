@@ -208,6 +208,16 @@ static lp_status plan_shards(const lp_layer_ir *L, const lp_footprint_source *sr
         if (fp.total <= biggest) continue;
         int s = opt->no_split || !equal ? 0 : lp_shard_count(L, src, i, biggest);
         if (s < 2) return report_oversize(L, src, i, biggest, opt, d);
+        if (s > LP_MAX_SHARDS) {
+            char b[2][32];
+            lp_footprint fp1;
+            src->fn(src->ctx, i, i, &fp1);
+            return lp_node_error(d, LP_ERR_INFEASIBLE, &L->g->nodes[L->layers[i].first_node],
+                                 "layer %d '%s' (%s) would be sharded over %d cards of %s, more than the "
+                                 "%d cards lpcc splits one layer over", i, L->layers[i].name,
+                                 lp_format_bytes(fp1.total, b[0]), s, lp_format_bytes(biggest, b[1]),
+                                 LP_MAX_SHARDS);
+        }
         shard_counts[i] = s;
         *extra_cards += s - 1;
         if (i > 0) cut_flags[i] = 1;
@@ -608,26 +618,31 @@ static lp_transfer *add_transfer(lp_plan *p, int *room, lp_transfer t) {
         *room = grown;
     }
     p->transfers[p->n_transfers] = t;
-    p->cards[t.to_card].bytes_in += t.bytes;
-    p->cards[t.from_card].bytes_out += t.bytes;
+    if (t.kind == LP_TRANSFER_CUT) {
+        p->cards[t.to_card].bytes_in += t.bytes;
+        p->cards[t.from_card].bytes_out += t.bytes;
+    }
     return &p->transfers[p->n_transfers++];
 }
 
-/* The all-gather of a sharded layer: each card sends its columns of every
- * sharded node's output to each other card of the layer. */
+/* One all-gather per sharded node output, among the layer's cards. Card k
+ * receives the other cards' slices and sends its own to each of them:
+ * bytes_in += (sum of slices) - slice k, bytes_out += (n - 1) slice k.
+ * O(n_shards) per gathered value. */
 static bool add_gathers(lp_plan *p, const lp_shard *s, const lp_footprint_source *src, int *room) {
     for (int i = 0; i < s->n_weights; i++) {
         const lp_shard_weight *w = &s->weights[i];
-        uint64_t whole = value_bytes(src, w->output);
-        for (int k = 0; k < s->n_shards; k++) {
-            int64_t b, e;
-            lp_shard_range(w->dim, s->n_shards, k, &b, &e);
-            uint64_t bytes = w->dim ? (whole * (uint64_t)(e - b) + (uint64_t)w->dim - 1) / (uint64_t)w->dim : 0;
-            for (int j = 0; j < s->n_shards; j++)
-                if (j != k && !add_transfer(p, room,
-                                            (lp_transfer){w->output, s->first_card + k, s->first_card + j,
-                                                          bytes, LP_TRANSFER_GATHER, w->output_axis, b, e}))
-                    return false;
+        lp_transfer t = {.value = w->output, .kind = LP_TRANSFER_ALL_GATHER,
+                         .bytes = value_bytes(src, w->output), .first_card = s->first_card,
+                         .n_cards = s->n_shards, .axis = w->output_axis, .dim = w->dim};
+        const lp_transfer *added = add_transfer(p, room, t);
+        if (!added) return false;
+        uint64_t sum = 0;
+        for (int k = 0; k < t.n_cards; k++) sum += lp_transfer_slice_bytes(added, k);
+        for (int k = 0; k < t.n_cards; k++) {
+            uint64_t own = lp_transfer_slice_bytes(added, k);
+            p->cards[t.first_card + k].bytes_in += sum - own;
+            p->cards[t.first_card + k].bytes_out += own * (uint64_t)(t.n_cards - 1);
         }
     }
     return true;
@@ -708,8 +723,9 @@ static lp_status plan_fill(lp_plan *p, const lp_layer_ir *L, const lp_footprint_
             int32_t v = p->cards[c].inputs[k];
             int pl = producer_layer(L, v);
             if (pl < 0) continue;
-            if (!add_transfer(p, &room, (lp_transfer){v, last_card[pl], c, value_bytes(src, v),
-                                                     LP_TRANSFER_CUT, 0, 0, 0}))
+            if (!add_transfer(p, &room, (lp_transfer){.value = v, .kind = LP_TRANSFER_CUT,
+                                                     .bytes = value_bytes(src, v),
+                                                     .from_card = last_card[pl], .to_card = c}))
                 st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
         }
     for (int i = 0; st == LP_OK && i < p->n_shards; i++)

@@ -27,38 +27,115 @@ static void dump_card_memory(const lp_card_memory *m, FILE *out) {
             lp_format_bytes(m->workspace_bytes, b[3]), lp_format_bytes(m->total_bytes, b[4]));
 }
 
-void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, FILE *out) {
+/* The per-card table: one row per card, a totals row below. Columns are
+ * as wide as their widest cell, so the table stays aligned for any plan. */
+enum { COL_CARD, COL_LAYERS, COL_WEIGHTS, COL_ACT, COL_BUF, COL_BOUNDARY, COL_ALIGN, COL_TOTAL,
+       COL_FILL, COL_STAGE, COL_IN, COL_OUT, N_COLS };
+#define CELL 40
+
+static const char *const col_head[N_COLS] = {"card",     "layers", "weights", "activations",
+                                             "buffers",  "boundary", "alignment", "total",
+                                             "fill",     "stage_us", "in", "out"};
+
+static void card_cells(const lp_plan_card *pc, char cell[N_COLS][CELL]) {
+    snprintf(cell[COL_CARD], CELL, "%d", pc->card);
+    if (pc->n_shards > 1)
+        snprintf(cell[COL_LAYERS], CELL, "%d [%d/%d]", pc->first_layer, pc->shard + 1, pc->n_shards);
+    else
+        snprintf(cell[COL_LAYERS], CELL, "%d..%d", pc->first_layer, pc->last_layer);
+    lp_format_bytes(pc->fp.weight_bytes, cell[COL_WEIGHTS]);
+    lp_format_bytes(pc->fp.activation_bytes, cell[COL_ACT]);
+    lp_format_bytes(pc->fp.buffer_bytes, cell[COL_BUF]);
+    lp_format_bytes(pc->fp.boundary_bytes, cell[COL_BOUNDARY]);
+    lp_format_bytes(pc->fp.padding_bytes, cell[COL_ALIGN]);
+    lp_format_bytes(pc->fp.total, cell[COL_TOTAL]);
+    snprintf(cell[COL_FILL], CELL, "%.1f%%%s", fill(pc), pc->fp.total > pc->capacity ? "*" : "");
+    snprintf(cell[COL_STAGE], CELL, "%.2f", pc->stage_s * 1e6);
+    lp_format_bytes(pc->bytes_in, cell[COL_IN]);
+    lp_format_bytes(pc->bytes_out, cell[COL_OUT]);
+}
+
+static void table_row(FILE *out, char cell[N_COLS][CELL], const int *width) {
+    for (int k = 0; k < N_COLS; k++) /* the layers column reads left-aligned */
+        fprintf(out, k == COL_LAYERS ? "  %-*s" : k ? "  %*s" : "%*s", width[k], cell[k]);
+    fputc('\n', out);
+}
+
+/* -v: what a card holds, beyond its row. */
+static void dump_card_details(const lp_plan *p, const lp_layer_ir *L, int c, const lp_card_memory *m,
+                              FILE *out) {
+    const lp_plan_card *pc = &p->cards[c];
+    char b[3][32];
+    if (pc->n_shards > 1)
+        fprintf(out, "card %d  layer %d (%s) shard %d of %d\n", c, pc->first_layer,
+                layer_name(L, pc->first_layer), pc->shard + 1, pc->n_shards);
+    else
+        fprintf(out, "card %d  layers %d..%d (%s .. %s)\n", c, pc->first_layer, pc->last_layer,
+                layer_name(L, pc->first_layer), layer_name(L, pc->last_layer));
+    fprintf(out, "  capacity %s  %.3g GFLOP  received %s  sent %s  %d input%s  %d output%s\n",
+            lp_format_bytes(pc->capacity, b[0]), (double)pc->flops / 1e9, lp_format_bytes(pc->bytes_in, b[1]),
+            lp_format_bytes(pc->bytes_out, b[2]), pc->n_inputs, pc->n_inputs == 1 ? "" : "s",
+            pc->n_outputs, pc->n_outputs == 1 ? "" : "s");
+    if (m) dump_card_memory(m, out);
+}
+
+void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, bool verbose, FILE *out) {
     char b[8][32];
-    lp_arena *ma = lp_arena_new();
-    lp_card_memory *mem = NULL;
-    lp_diag quiet = lp_diag_make(NULL);
-    quiet.sink = NULL;
-    if (ma && lp_plan_memory(p, L, ma, &mem, &quiet) != LP_OK) mem = NULL;
     fprintf(out, "plan %s: %s on %s, C = %s%s\n", p->model, lp_algo_name(p->algo), p->target.name,
             lp_format_bytes(p->caps[0], b[0]), p->n_caps > 1 ? " (first card; unequal cards)" : "");
-    int largest = 0;
+    int width[N_COLS], largest = 0, over = 0, n_gathers = 0;
+    char cell[N_COLS][CELL];
+    for (int k = 0; k < N_COLS; k++) width[k] = (int)strlen(col_head[k]);
+    lp_footprint sum = {0};
+    uint64_t sum_in = 0, sum_out = 0;
     for (int c = 0; c < p->n_cards; c++) {
         const lp_plan_card *pc = &p->cards[c];
+        card_cells(pc, cell);
+        for (int k = 0; k < N_COLS; k++)
+            if ((int)strlen(cell[k]) > width[k]) width[k] = (int)strlen(cell[k]);
         if (pc->fp.total > p->cards[largest].fp.total) largest = c;
-        if (pc->n_shards > 1)
-            fprintf(out, "card %d  layer %d (%s) shard %d of %d\n", c, pc->first_layer,
-                    layer_name(L, pc->first_layer), pc->shard + 1, pc->n_shards);
-        else
-            fprintf(out, "card %d  layers %d..%d (%s .. %s)\n", c, pc->first_layer, pc->last_layer,
-                    layer_name(L, pc->first_layer), layer_name(L, pc->last_layer));
-        fprintf(out, "  weights %s  activations %s  buffers %s  boundary %s  alignment %s  "
-                "total %s / %s (%.1f%%)%s\n",
-                lp_format_bytes(pc->fp.weight_bytes, b[0]), lp_format_bytes(pc->fp.activation_bytes, b[1]),
-                lp_format_bytes(pc->fp.buffer_bytes, b[2]), lp_format_bytes(pc->fp.boundary_bytes, b[3]),
-                lp_format_bytes(pc->fp.padding_bytes, b[6]),
-                lp_format_bytes(pc->fp.total, b[4]), lp_format_bytes(pc->capacity, b[5]), fill(pc),
-                pc->fp.total > pc->capacity ? "  NOT on-chip" : "");
-        fprintf(out, "  %.3g GFLOP  received %s  sent %s  stage %.2f us\n", (double)pc->flops / 1e9,
-                lp_format_bytes(pc->bytes_in, b[0]), lp_format_bytes(pc->bytes_out, b[1]),
-                pc->stage_s * 1e6);
-        if (mem) dump_card_memory(&mem[c], out);
+        over += pc->fp.total > pc->capacity;
+        sum.weight_bytes += pc->fp.weight_bytes;
+        sum.activation_bytes += pc->fp.activation_bytes;
+        sum.buffer_bytes += pc->fp.buffer_bytes;
+        sum.boundary_bytes += pc->fp.boundary_bytes;
+        sum.padding_bytes += pc->fp.padding_bytes;
+        sum.total += pc->fp.total;
+        sum_in += pc->bytes_in;
+        sum_out += pc->bytes_out;
     }
-    lp_arena_free(ma);
+    char total[N_COLS][CELL] = {{0}};
+    snprintf(total[COL_CARD], CELL, "sum");
+    lp_format_bytes(sum.weight_bytes, total[COL_WEIGHTS]);
+    lp_format_bytes(sum.activation_bytes, total[COL_ACT]);
+    lp_format_bytes(sum.buffer_bytes, total[COL_BUF]);
+    lp_format_bytes(sum.boundary_bytes, total[COL_BOUNDARY]);
+    lp_format_bytes(sum.padding_bytes, total[COL_ALIGN]);
+    lp_format_bytes(sum.total, total[COL_TOTAL]);
+    lp_format_bytes(sum_in, total[COL_IN]);
+    lp_format_bytes(sum_out, total[COL_OUT]);
+    for (int k = 0; k < N_COLS; k++)
+        if ((int)strlen(total[k]) > width[k]) width[k] = (int)strlen(total[k]);
+    char head[N_COLS][CELL];
+    for (int k = 0; k < N_COLS; k++) snprintf(head[k], CELL, "%s", col_head[k]);
+    table_row(out, head, width);
+    for (int c = 0; c < p->n_cards; c++) {
+        card_cells(&p->cards[c], cell);
+        table_row(out, cell, width);
+    }
+    table_row(out, total, width);
+    if (over)
+        fprintf(out, "* %d card%s over C: %s working set is not on-chip\n", over, over == 1 ? "" : "s",
+                over == 1 ? "its" : "their");
+    if (verbose) {
+        lp_arena *ma = lp_arena_new();
+        lp_card_memory *mem = NULL;
+        lp_diag quiet = lp_diag_make(NULL);
+        quiet.sink = NULL;
+        if (ma && lp_plan_memory(p, L, ma, &mem, &quiet) != LP_OK) mem = NULL;
+        for (int c = 0; c < p->n_cards; c++) dump_card_details(p, L, c, mem ? &mem[c] : NULL, out);
+        lp_arena_free(ma);
+    }
     for (int i = 0; i < p->n_shards; i++) {
         const lp_shard *sh = &p->shards[i];
         fprintf(out, "shard   layer %d (%s) over cards %d..%d: %d weight%s split by output columns\n",
@@ -72,9 +149,11 @@ void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, FILE *out) {
                     sh->weights[k].dim, sh->first_card, b0, e0);
         }
     }
-    fprintf(out, "total   %d card%s, largest group %s on card %d, %d transfer%s\n", p->n_cards,
-            p->n_cards == 1 ? "" : "s", lp_format_bytes(p->cards[largest].fp.total, b[0]), largest,
-            p->n_transfers, p->n_transfers == 1 ? "" : "s");
+    for (int t = 0; t < p->n_transfers; t++) n_gathers += p->transfers[t].kind == LP_TRANSFER_ALL_GATHER;
+    fprintf(out, "total   %d card%s, largest group %s on card %d, %d transfer%s (%d cut%s, %d all-gather%s)\n",
+            p->n_cards, p->n_cards == 1 ? "" : "s", lp_format_bytes(p->cards[largest].fp.total, b[0]),
+            largest, p->n_transfers, p->n_transfers == 1 ? "" : "s", p->n_transfers - n_gathers,
+            p->n_transfers - n_gathers == 1 ? "" : "s", n_gathers, n_gathers == 1 ? "" : "s");
     fprintf(out, "predict slowest stage %.2f us, latency %.2f us", p->slowest_s * 1e6, p->latency_s * 1e6);
     if (p->tokens && p->slowest_s > 0)
         fprintf(out, ", %.4g tokens/s (%" PRIu64 " tokens a step)", (double)p->tokens / p->slowest_s,
@@ -88,6 +167,27 @@ static json_t *value_names(const lp_layer_ir *L, const int32_t *v, int n) {
     json_t *a = json_array();
     for (int i = 0; a && i < n; i++) json_array_append_new(a, json_string(L->g->values[v[i]].name));
     return a;
+}
+
+/* An all-gather in plan.json: the value's bytes, the axis, the
+ * participants first_card .. first_card + n_cards - 1 and what each
+ * contributes ({"card", "begin", "end", "bytes"}). */
+static void transfer_gather_json(const lp_transfer *t, json_t *o) {
+    json_t *parts = json_array();
+    for (int k = 0; parts && k < t->n_cards; k++) {
+        int64_t b, e;
+        lp_transfer_range(t, k, &b, &e);
+        json_array_append_new(parts, json_pack("{s:i, s:I, s:I, s:I}", "card", t->first_card + k, "begin",
+                                               (json_int_t)b, "end", (json_int_t)e, "bytes",
+                                               (json_int_t)lp_transfer_slice_bytes(t, k)));
+    }
+    json_object_set_new(o, "kind", json_string("all_gather"));
+    json_object_set_new(o, "bytes", json_u64(t->bytes));
+    json_object_set_new(o, "axis", json_integer(t->axis));
+    json_object_set_new(o, "dim", json_integer(t->dim));
+    json_object_set_new(o, "first_card", json_integer(t->first_card));
+    json_object_set_new(o, "n_cards", json_integer(t->n_cards));
+    json_object_set_new(o, "participants", parts);
 }
 
 /* Per sharded layer: its cards and, per split weight, every card's columns,
@@ -180,14 +280,13 @@ void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L) {
     for (int t = 0; t < p->n_transfers; t++) {
         json_t *o = json_object();
         json_object_set_new(o, "value", json_string(L->g->values[p->transfers[t].value].name));
-        json_object_set_new(o, "from_card", json_integer(p->transfers[t].from_card));
-        json_object_set_new(o, "to_card", json_integer(p->transfers[t].to_card));
-        json_object_set_new(o, "bytes", json_u64(p->transfers[t].bytes));
-        json_object_set_new(o, "kind", json_string(p->transfers[t].kind == LP_TRANSFER_GATHER ? "gather" : "cut"));
-        if (p->transfers[t].kind == LP_TRANSFER_GATHER) {
-            json_object_set_new(o, "axis", json_integer(p->transfers[t].axis));
-            json_object_set_new(o, "begin", json_integer(p->transfers[t].begin));
-            json_object_set_new(o, "end", json_integer(p->transfers[t].end));
+        if (p->transfers[t].kind == LP_TRANSFER_ALL_GATHER)
+            transfer_gather_json(&p->transfers[t], o);
+        else {
+            json_object_set_new(o, "from_card", json_integer(p->transfers[t].from_card));
+            json_object_set_new(o, "to_card", json_integer(p->transfers[t].to_card));
+            json_object_set_new(o, "bytes", json_u64(p->transfers[t].bytes));
+            json_object_set_new(o, "kind", json_string("cut"));
         }
         json_array_append_new(tr, o);
     }
@@ -241,7 +340,7 @@ lp_status lp_plan_load_ends(const char *path, const lp_layer_ir *L, int **ends, 
         /* the cards of a sharded layer are one group; shard 0 carries the count */
         json_int_t shard = json_integer_value(json_object_get(c, "shard"));
         json_int_t n_shards = json_integer_value(json_object_get(c, "n_shards"));
-        if (n_shards > 1 && (shard < 0 || shard >= n_shards || n_shards > 1 << 20)) {
+        if (n_shards > 1 && (shard < 0 || shard >= n_shards || n_shards > LP_MAX_SHARDS)) {
             st = lp_error(d, LP_ERR_USAGE, "plan '%s': card %zu: shard %lld of %lld", path, i,
                           (long long)shard, (long long)n_shards);
             break;
@@ -306,6 +405,25 @@ static int reader_layer(const lp_plan *p, const lp_layer_ir *L, int c, int32_t v
     return pc->first_layer;
 }
 
+/* An all-gather is one node, g<t>, labelled with the value and its bytes,
+ * joined to each participant by an edge labelled with its columns: the
+ * drawing grows with the participants, not their pairs. */
+static void dot_gather(FILE *f, const lp_plan *p, const lp_layer_ir *L, const lp_transfer *tr,
+                       int t) {
+    char b[32];
+    fprintf(f, "  g%d [shape=ellipse, color=blue, label=\"all-gather ", t);
+    dot_quoted(f, L->g->values[tr->value].name);
+    fprintf(f, "\\naxis %d, %d cards\\n%" PRIu64 " B (%s)\"];\n", tr->axis, tr->n_cards, tr->bytes,
+            lp_format_bytes(tr->bytes, b));
+    for (int k = 0; k < tr->n_cards; k++) {
+        int c = tr->first_card + k;
+        int64_t lo, hi;
+        lp_transfer_range(tr, k, &lo, &hi);
+        fprintf(f, "  c%d_L%d -> g%d [color=blue, dir=both, label=\"[%" PRId64 ":%" PRId64 "]\"];\n", c,
+                p->cards[c].first_layer, t, lo, hi);
+    }
+}
+
 /* Nodes are named c<card>_L<layer>, so a layer sharded over several cards
  * appears once in each card's cluster. */
 lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *path, lp_diag *d) {
@@ -331,18 +449,18 @@ lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *
     }
     for (int t = 0; t < p->n_transfers; t++) {
         const lp_transfer *tr = &p->transfers[t];
+        if (tr->kind == LP_TRANSFER_ALL_GATHER) {
+            dot_gather(f, p, L, tr, t);
+            continue;
+        }
         int from = p->cards[tr->from_card].first_layer;
         int producer = L->g->values[tr->value].producer;
         if (producer >= 0) from = L->layer_of_node[producer];
         if (from < p->cards[tr->from_card].first_layer || from > p->cards[tr->from_card].last_layer)
             from = p->cards[tr->from_card].last_layer;
-        int to = tr->kind == LP_TRANSFER_GATHER ? p->cards[tr->to_card].first_layer
-                                                : reader_layer(p, L, tr->to_card, tr->value);
-        fprintf(f, "  c%d_L%d -> c%d_L%d [color=%s, label=\"", tr->from_card, from, tr->to_card, to,
-                tr->kind == LP_TRANSFER_GATHER ? "blue" : "red");
+        int to = reader_layer(p, L, tr->to_card, tr->value);
+        fprintf(f, "  c%d_L%d -> c%d_L%d [color=red, label=\"", tr->from_card, from, tr->to_card, to);
         dot_quoted(f, L->g->values[tr->value].name);
-        if (tr->kind == LP_TRANSFER_GATHER)
-            fprintf(f, " [%" PRId64 ":%" PRId64 "]", tr->begin, tr->end);
         fprintf(f, "\\n%" PRIu64 " B (%s)\"];\n", tr->bytes, lp_format_bytes(tr->bytes, b));
     }
     fputs("}\n", f);

@@ -25,6 +25,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -142,9 +143,42 @@ static int32_t add_value(shard_graph *sg, const lp_value *like, const char *name
     return sg->g.n_values++;
 }
 
-/* Columns [b, e) along `axis` of weight v as a new inline weight: the bytes
- * are read (from an external file if need be) and the slice copied out,
- * one contiguous run per index of the axes before `axis`. */
+/* Copies `outer` runs of `run` bytes, run o from byte o * stride + first of
+ * v's data, to part: from the inline bytes, or read from the external file
+ * run by run, so that only the slice is ever held, never the whole weight. */
+static lp_status read_runs(const lp_graph *g, const lp_value *v, uint64_t outer, uint64_t stride,
+                           uint64_t first, uint64_t run, uint8_t *part, lp_diag *d) {
+    const lp_tensor_data *t = &v->data;
+    if (t->where == LP_DATA_INLINE) {
+        for (uint64_t o = 0; o < outer; o++) memcpy(part + o * run, t->bytes + o * stride + first, (size_t)run);
+        return LP_OK;
+    }
+    if (t->where != LP_DATA_EXTERNAL || !t->present)
+        return lp_error(d, LP_ERR_INVALID_MODEL, "weight '%s' lives in external file '%s' (next to %s), "
+                        "which is missing", v->name, t->location ? t->location : "?", g->path);
+    int fd = open(t->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lp_error(d, LP_ERR_INVALID_MODEL, "cannot open external data '%s': %s", t->location,
+                        strerror(errno));
+    lp_status st = LP_OK;
+    for (uint64_t o = 0; st == LP_OK && o < outer; o++)
+        for (uint64_t done = 0; done < run;) {
+            size_t want = run - done > (1u << 30) ? (1u << 30) : (size_t)(run - done);
+            ssize_t got = pread(fd, part + o * run + done, want, (off_t)(t->offset + o * stride + first + done));
+            if (got <= 0) {
+                st = lp_error(d, LP_ERR_INVALID_MODEL, "external data '%s' ended early reading weight '%s'",
+                              t->location, v->name);
+                break;
+            }
+            done += (uint64_t)got;
+        }
+    close(fd);
+    return st;
+}
+
+/* Columns [b, e) along `axis` of weight v as a new inline weight: one
+ * contiguous run per index of the axes before `axis`, read straight from
+ * the model's (or the external file's) bytes. */
 static lp_status slice_weight(shard_graph *sg, const lp_graph *g, int32_t v, int axis, int64_t b,
                               int64_t e, int32_t *out, lp_diag *d) {
     const lp_value *src = &g->values[v];
@@ -160,16 +194,9 @@ static lp_status slice_weight(shard_graph *sg, const lp_graph *g, int32_t v, int
     for (int i = 0; i < axis; i++) outer *= (uint64_t)src->shape.dims[i].size;
     for (int i = axis + 1; i < src->shape.rank; i++) inner *= (uint64_t)src->shape.dims[i].size;
     uint64_t dim = (uint64_t)src->shape.dims[axis].size, run = (uint64_t)(e - b) * inner;
-    uint8_t *whole = malloc(nbytes ? (size_t)nbytes : 1);
     uint8_t *part = lp_arena_alloc(sg->a, outer * run > 0 ? (size_t)(outer * run) : 1);
-    if (!whole || !part) {
-        free(whole);
-        return lp_error(d, LP_ERR_INTERNAL, "out of memory slicing '%s'", src->name);
-    }
-    lp_status st = lp_frontend_read_weight(g, src, whole, nbytes, d);
-    for (uint64_t o = 0; st == LP_OK && o < outer; o++)
-        memcpy(part + o * run, whole + (o * dim + (uint64_t)b) * inner, (size_t)run);
-    free(whole);
+    if (!part) return lp_error(d, LP_ERR_INTERNAL, "out of memory slicing '%s'", src->name);
+    lp_status st = read_runs(g, src, outer, dim * inner, (uint64_t)b * inner, run, part, d);
     if (st != LP_OK) return st;
     const char *name = fresh_name(sg, g, lp_arena_printf(sg->a, "%s.shard%d", src->name, sg->k));
     *out = add_value(sg, src, name, axis, e - b);
