@@ -161,25 +161,28 @@ static void newline_indent(lp_json_out *w, int depth) {
     for (int i = 0; i < depth; i++) out_bytes(w, " ", 1);
 }
 
-/* Bytes JSON takes inside quotes as they are: every writer, jansson's
- * included, writes them unchanged. */
-static bool verbatim(const char *s, size_t *len) {
-    const unsigned char *u = (const unsigned char *)s;
-    size_t i = 0;
-    for (; u[i]; i++)
-        if (u[i] < 0x20 || u[i] > 0x7e || u[i] == '"' || u[i] == '\\') return false;
-    *len = i;
-    return true;
-}
-
-/* Stream: a string, by the writer when verbatim, else by jansson. */
+/* Stream: a string. Printable ASCII but '"' and '\' is what JSON takes
+ * inside quotes as it is (every writer, jansson's included, writes it
+ * unchanged): copied straight into the buffer; anything else is written by
+ * jansson. */
 static void out_string(lp_json_out *w, const char *s) {
-    size_t n;
-    if (verbatim(s, &n)) {
-        out_bytes(w, "\"", 1);
-        out_bytes(w, s, n);
-        out_bytes(w, "\"", 1);
-        return;
+    size_t n = strlen(s);
+    if (w->len + n + 2 > OUT_BUFFER_BYTES) flush_buffer(w);
+    if (n + 2 <= OUT_BUFFER_BYTES) {
+        char *o = w->buf + w->len;
+        const unsigned char *u = (const unsigned char *)s;
+        size_t i = 0;
+        *o++ = '"';
+        for (; i < n; i++) {
+            unsigned char c = u[i];
+            if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') break;
+            o[i] = (char)c;
+        }
+        if (i == n) {
+            o[n] = '"';
+            w->len += n + 2;
+            return;
+        }
     }
     json_t *j = lp_json_name(s);
     if (!j) {
