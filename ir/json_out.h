@@ -1,11 +1,11 @@
 /* JSON documents written as they are built.
  *
- * A document is a nest of objects and arrays opened and closed here; every
- * member or element put into it is a small jansson value, dumped (by
- * jansson) into a large buffer as soon as it is put and freed, so no tree
- * of a whole document exists and memory does not grow with its size. The
- * same calls build a json_t tree instead when the writer is made by
- * lp_json_out_tree (the library's *_to_json functions).
+ * A document is a nest of objects and arrays opened and closed here, and
+ * what is put into them goes into a large buffer at once and is flushed to
+ * the file whenever the buffer fills, so no tree of a whole document exists
+ * and memory does not grow with its size. The same calls build a json_t
+ * tree instead when the writer is made by lp_json_out_tree (the library's
+ * *_to_json functions), so both hold the same keys, order and values.
  *
  * Layout of a streamed document: every member of a block object or array
  * on its own line, indented one space per level; a row on one line as
