@@ -122,7 +122,7 @@ static void many_rows(const void *ctx, lp_json_out *w) {
     for (int i = 0; i < n; i++) {
         lp_json_begin_row_object(w, NULL);
         lp_json_int(w, "i", i);
-        lp_json_int(w, "neg", -(int64_t)i - INT64_MAX);
+        lp_json_int(w, "neg", i % 2 ? INT64_MIN : INT64_MAX - i);
         lp_json_string(w, "name", "row name long enough to fill the buffer soon");
         lp_json_end(w);
     }
