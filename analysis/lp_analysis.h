@@ -128,6 +128,8 @@ bool lp_analysis_value_bytes(const lp_layer_ir *L, int32_t v, uint64_t *bytes);
 
 void lp_layer_ir_dump_text(const lp_layer_ir *L, FILE *out);
 void *lp_layer_ir_to_json(const lp_layer_ir *L); /* json_t* */
+/* The same document into w as it is built (ir/json_out.h). */
+void lp_layer_ir_write_json(const lp_layer_ir *L, lp_json_out *w);
 lp_status lp_layer_ir_write_dot(const lp_layer_ir *L, const char *path, lp_diag *d);
 
 /* ---- cost rules (analysis/footprint.c, analysis/workspace.c) ------------ */

@@ -7,6 +7,7 @@
 #include "lp_frontend.h"
 #include "lp_outdir.h"
 #include "lp_partition.h"
+#include "json_out.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -353,29 +354,50 @@ static bool lpcc_output_name(const char *name) {
            strcmp(name, "plan.json") == 0 || lp_plan_is_card_file(name);
 }
 
+static void json_value_doc(const void *j, lp_json_out *w) { lp_json_put(w, NULL, json_incref((json_t *)j)); }
+
 static lp_status write_json(json_t *j, FILE *f, lp_diag *d) {
     if (!j) return lp_error(d, LP_ERR_INTERNAL, "out of memory building JSON");
-    int rc = json_dumpf(j, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-    fputc('\n', f);
+    lp_status st = lp_json_write(f, json_value_doc, j, "JSON", d);
     json_decref(j);
-    return rc == 0 ? LP_OK : lp_error(d, LP_ERR_OUTPUT, "cannot write JSON");
+    return st;
 }
 
 /* ---- stages ---------------------------------------------------------------- */
 
 /* plan.json: the plan plus what reproduces it (bindings and dtype). */
-static json_t *plan_json(const cli *c, const lp_plan *plan, const lp_layer_ir *L) {
-    json_t *j = lp_plan_to_json(plan, L), *b = json_object();
+typedef struct plan_doc_ctx {
+    const struct cli *c;
+    const lp_plan *plan;
+    const lp_layer_ir *L;
+} plan_doc_ctx;
+
+static void plan_doc(const void *ctx, lp_json_out *w) {
+    const plan_doc_ctx *x = ctx;
+    const cli *c = x->c;
+    json_t *j = json_object(), *b = json_object();
     if (!j || !b) {
         json_decref(j);
         json_decref(b);
-        return NULL;
+        lp_json_put(w, NULL, NULL); /* marks the document failed */
+        return;
     }
-    for (int i = 0; i < c->n_dims; i++) json_object_set_new(b, c->dims[i].name, json_integer(c->dims[i].dims[0]));
+    for (int i = 0; i < c->n_dims; i++) {
+        char *name = lp_json_escape_name(c->dims[i].name); /* dim names are names too */
+        if (!name || json_object_set_new(b, name, json_integer(c->dims[i].dims[0])) != 0) {
+            free(name);
+            json_decref(j);
+            json_decref(b);
+            lp_json_put(w, NULL, NULL);
+            return;
+        }
+        free(name);
+    }
     json_object_set_new(j, "bindings", b);
     json_object_set_new(j, "dtype", json_string(c->deploy_dtype ? lp_dtype_name(c->deploy_dtype) : "keep"));
     if (c->compare) json_object_set_new(j, "comparison", lp_compare_to_json(&c->compared));
-    return j;
+    lp_plan_write_json(x->plan, x->L, j, w);
+    json_decref(j);
 }
 
 static lp_status bind_shapes(const cli *c, lp_graph *g, lp_diag *d) {
@@ -491,7 +513,7 @@ static lp_status partition_stage(cli *c, const lp_layer_ir *L, lp_plan **plan, l
     }
     if (st == LP_OK && c->dump && strcmp(c->dump, "plan") == 0) {
         if (c->json)
-            st = write_json(plan_json(c, *plan, L), stdout, d);
+            st = lp_json_write(stdout, plan_doc, &(plan_doc_ctx){c, *plan, L}, "stdout", d);
         else
             lp_plan_dump_text(*plan, L, c->verbosity > 1, stdout);
         if (!c->json && c->compare) lp_compare_dump_text(&c->compared, stdout);
@@ -512,16 +534,16 @@ typedef struct run {
 
 static bool dumping(const cli *c, const char *stage) { return c->dump && strcmp(c->dump, stage) == 0; }
 
-static lp_status dump_json_or_text(const cli *c, json_t *(*to_json)(const void *), const void *ir,
+static lp_status dump_json_or_text(const cli *c, lp_json_doc to_json, const void *ir,
                                    void (*to_text)(const void *, FILE *), lp_diag *d) {
-    if (c->json) return write_json(to_json(ir), stdout, d);
+    if (c->json) return lp_json_write(stdout, to_json, ir, "stdout", d);
     to_text(ir, stdout);
     return LP_OK;
 }
 
-static json_t *graph_json(const void *g) { return lp_graph_to_json(g); }
+static void graph_json(const void *g, lp_json_out *w) { lp_graph_write_json(g, w); }
 static void graph_text(const void *g, FILE *f) { lp_graph_dump_text(g, f); }
-static json_t *layers_json(const void *L) { return lp_layer_ir_to_json(L); }
+static void layers_json(const void *L, lp_json_out *w) { lp_layer_ir_write_json(L, w); }
 static void layers_text(const void *L, FILE *f) { lp_layer_ir_dump_text(L, f); }
 
 /* The model and the external data files it reads: none of them may be a
@@ -581,21 +603,21 @@ static lp_status stage_dot(run *r) {
                                       : lp_layer_ir_write_dot(r->L, r->c->dot, r->d);
 }
 
-static lp_status write_output_json(run *r, const char *name, json_t *j) {
+static lp_status write_output_json(run *r, const char *name, lp_json_doc doc, const void *ctx) {
     FILE *f = lp_outdir_create(r->od, name, r->d);
-    if (!f) {
-        json_decref(j);
-        return LP_ERR_OUTPUT;
-    }
-    lp_status st = write_json(j, f, r->d);
+    if (!f) return LP_ERR_OUTPUT;
+    char what[4096];
+    snprintf(what, sizeof what, "%s/%s", lp_outdir_path(r->od), name);
+    lp_status st = lp_json_write(f, doc, ctx, what, r->d);
     lp_status cs = lp_outdir_close(r->od, f, r->d);
     return st != LP_OK ? st : cs;
 }
 
 static lp_status stage_write_json(run *r) {
-    lp_status st = write_output_json(r, "graph.json", lp_graph_to_json(r->g));
-    if (st == LP_OK) st = write_output_json(r, "layers.json", lp_layer_ir_to_json(r->L));
-    if (st == LP_OK && r->plan) st = write_output_json(r, "plan.json", plan_json(r->c, r->plan, r->L));
+    lp_status st = write_output_json(r, "graph.json", graph_json, r->g);
+    if (st == LP_OK) st = write_output_json(r, "layers.json", layers_json, r->L);
+    if (st == LP_OK && r->plan)
+        st = write_output_json(r, "plan.json", plan_doc, &(plan_doc_ctx){r->c, r->plan, r->L});
     return st;
 }
 

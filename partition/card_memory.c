@@ -71,6 +71,7 @@
  *   }
  * The section is derived from the cuts; `--plan` recomputes it on load. */
 #include "lp_partition.h"
+#include "json_out.h"
 
 #include <assert.h>
 #include <jansson.h>
@@ -287,59 +288,62 @@ lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp
     return st;
 }
 
-static json_t *json_u64(uint64_t v) { return json_integer((json_int_t)v); }
+static void entry_json(lp_json_out *w, const lp_layer_ir *L, int32_t v, uint64_t offset, uint64_t bytes) {
+    lp_json_begin_row_object(w, NULL);
+    lp_json_string(w, "value", L->g->values[v].name);
+    lp_json_int(w, "offset", (int64_t)offset);
+    lp_json_int(w, "bytes", (int64_t)bytes);
+}
 
-static json_t *entry_json(const lp_layer_ir *L, int32_t v, uint64_t offset, uint64_t bytes) {
-    json_t *o = json_object();
-    json_object_set_new(o, "value", json_string(L->g->values[v].name));
-    json_object_set_new(o, "offset", json_u64(offset));
-    json_object_set_new(o, "bytes", json_u64(bytes));
-    return o;
+void lp_card_memory_write_json(const lp_card_memory *cm, const lp_layer_ir *L, const char *key,
+                               lp_json_out *w) {
+    lp_json_begin_row_object(w, key);
+    lp_json_int(w, "alignment", (int64_t)cm->alignment);
+    lp_json_begin_row_array(w, "weights");
+    for (int k = 0; k < cm->n_weights; k++) {
+        const lp_mem_weight *mw = &cm->weights[k];
+        entry_json(w, L, mw->value, mw->offset, mw->bytes);
+        if (mw->axis >= 0) {
+            lp_json_int(w, "axis", mw->axis);
+            lp_json_int(w, "begin", mw->begin);
+            lp_json_int(w, "end", mw->end);
+        }
+        lp_json_end(w);
+    }
+    lp_json_end(w);
+    lp_json_int(w, "weights_bytes", (int64_t)cm->weights_bytes);
+    lp_json_int(w, "boundary_offset", (int64_t)cm->boundary_offset);
+    lp_json_int(w, "boundary_bytes", (int64_t)cm->boundary_bytes);
+    lp_json_begin_row_array(w, "boundary");
+    for (int k = 0; k < cm->n_boundary; k++) {
+        const lp_mem_boundary *b = &cm->boundary[k];
+        entry_json(w, L, b->value, b->offset, b->bytes);
+        lp_json_string(w, "direction", b->dir == LP_MEM_IN    ? "in"
+                                        : b->dir == LP_MEM_OUT ? "out"
+                                                               : "gather");
+        lp_json_end(w);
+    }
+    lp_json_end(w);
+    lp_json_int(w, "arena_offset", (int64_t)cm->arena_offset);
+    lp_json_int(w, "arena_bytes", (int64_t)cm->arena_bytes);
+    lp_json_begin_row_array(w, "slots");
+    for (int k = 0; k < cm->n_slots; k++) {
+        const lp_mem_slot *s = &cm->slots[k];
+        entry_json(w, L, s->value, s->offset, s->bytes);
+        lp_json_int(w, "first", s->first);
+        lp_json_int(w, "last", s->last);
+        lp_json_end(w);
+    }
+    lp_json_end(w);
+    lp_json_int(w, "workspace_offset", (int64_t)cm->workspace_offset);
+    lp_json_int(w, "workspace_bytes", (int64_t)cm->workspace_bytes);
+    lp_json_int(w, "padding_bytes", (int64_t)cm->padding_bytes);
+    lp_json_int(w, "total_bytes", (int64_t)cm->total_bytes);
+    lp_json_end(w);
 }
 
 void *lp_card_memory_to_json(const lp_card_memory *cm, const lp_layer_ir *L) {
-    json_t *j = json_object(), *ws = json_array(), *bs = json_array(), *ss = json_array();
-    if (!j || !ws || !bs || !ss) {
-        json_decref(j), json_decref(ws), json_decref(bs), json_decref(ss);
-        return NULL;
-    }
-    for (int k = 0; k < cm->n_weights; k++) {
-        const lp_mem_weight *w = &cm->weights[k];
-        json_t *o = entry_json(L, w->value, w->offset, w->bytes);
-        if (w->axis >= 0) {
-            json_object_set_new(o, "axis", json_integer(w->axis));
-            json_object_set_new(o, "begin", json_integer(w->begin));
-            json_object_set_new(o, "end", json_integer(w->end));
-        }
-        json_array_append_new(ws, o);
-    }
-    for (int k = 0; k < cm->n_boundary; k++) {
-        const lp_mem_boundary *b = &cm->boundary[k];
-        json_t *o = entry_json(L, b->value, b->offset, b->bytes);
-        json_object_set_new(o, "direction", json_string(b->dir == LP_MEM_IN    ? "in"
-                                                        : b->dir == LP_MEM_OUT ? "out"
-                                                                               : "gather"));
-        json_array_append_new(bs, o);
-    }
-    for (int k = 0; k < cm->n_slots; k++) {
-        const lp_mem_slot *s = &cm->slots[k];
-        json_t *o = entry_json(L, s->value, s->offset, s->bytes);
-        json_object_set_new(o, "first", json_integer(s->first));
-        json_object_set_new(o, "last", json_integer(s->last));
-        json_array_append_new(ss, o);
-    }
-    json_object_set_new(j, "alignment", json_u64(cm->alignment));
-    json_object_set_new(j, "weights", ws);
-    json_object_set_new(j, "weights_bytes", json_u64(cm->weights_bytes));
-    json_object_set_new(j, "boundary_offset", json_u64(cm->boundary_offset));
-    json_object_set_new(j, "boundary_bytes", json_u64(cm->boundary_bytes));
-    json_object_set_new(j, "boundary", bs);
-    json_object_set_new(j, "arena_offset", json_u64(cm->arena_offset));
-    json_object_set_new(j, "arena_bytes", json_u64(cm->arena_bytes));
-    json_object_set_new(j, "slots", ss);
-    json_object_set_new(j, "workspace_offset", json_u64(cm->workspace_offset));
-    json_object_set_new(j, "workspace_bytes", json_u64(cm->workspace_bytes));
-    json_object_set_new(j, "padding_bytes", json_u64(cm->padding_bytes));
-    json_object_set_new(j, "total_bytes", json_u64(cm->total_bytes));
-    return j;
+    lp_json_out *w = lp_json_out_tree();
+    lp_card_memory_write_json(cm, L, NULL, w);
+    return lp_json_out_take(w);
 }

@@ -359,6 +359,9 @@ lp_status lp_plan_validate(const lp_plan *p, const lp_layer_ir *L,
  * with verbose each card's memory regions and inputs and outputs too. */
 void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, bool verbose, FILE *out);
 void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L); /* json_t* */
+/* The same document into w as it is built (ir/json_out.h); the members of
+ * object `extra` (a json_t*, borrowed; may be NULL) follow the plan's own. */
+void lp_plan_write_json(const lp_plan *p, const lp_layer_ir *L, const void *extra, lp_json_out *w);
 /* Reads the cuts, shard counts, target and options of a plan.json; the
  * caller rebuilds the plan with lp_plan_from_ends() and validates it. ends,
  * caps and shard_counts ([n_layers], also set in opt) are malloc'ed. */
@@ -465,6 +468,9 @@ lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp
                          lp_diag *d);
 /* The "memory" object of a card in plan.json (json_t*). */
 void *lp_card_memory_to_json(const lp_card_memory *m, const lp_layer_ir *L);
+/* The same object as member `key` (NULL: element) of w's open container. */
+void lp_card_memory_write_json(const lp_card_memory *m, const lp_layer_ir *L, const char *key,
+                               lp_json_out *w);
 
 /* ---- comparison with tensor x pipeline parallelism ---------------------------- */
 

@@ -2,6 +2,7 @@
  * back) and Graphviz; the per-card ONNX models are in shard_submodels.c. */
 #define _GNU_SOURCE
 #include "lp_partition.h"
+#include "json_out.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -163,146 +164,180 @@ void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, bool verbose, FIL
 
 static json_t *json_u64(uint64_t v) { return json_integer((json_int_t)v); }
 
-static json_t *value_names(const lp_layer_ir *L, const int32_t *v, int n) {
-    json_t *a = json_array();
-    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_string(L->g->values[v[i]].name));
+/* Sets o[key] = v; a NULL v (out of memory) or a failed set drops o. */
+static json_t *set(json_t *o, const char *key, json_t *v) {
+    if (!o || !v || json_object_set_new(o, key, v) != 0) {
+        json_decref(o);
+        if (!o) json_decref(v);
+        return NULL;
+    }
+    return o;
+}
+
+/* Appends v to a; a NULL v or a failed append drops a. */
+static json_t *append(json_t *a, json_t *v) {
+    if (!a || !v || json_array_append_new(a, v) != 0) {
+        json_decref(a);
+        if (!a) json_decref(v);
+        return NULL;
+    }
     return a;
 }
 
-/* An all-gather in plan.json: the value's bytes, the axis, the
- * participants first_card .. first_card + n_cards - 1 and what each
- * contributes ({"card", "begin", "end", "bytes"}). */
-static void transfer_gather_json(const lp_transfer *t, json_t *o) {
-    json_t *parts = json_array();
-    for (int k = 0; parts && k < t->n_cards; k++) {
-        int64_t b, e;
-        lp_transfer_range(t, k, &b, &e);
-        json_array_append_new(parts, json_pack("{s:i, s:I, s:I, s:I}", "card", t->first_card + k, "begin",
-                                               (json_int_t)b, "end", (json_int_t)e, "bytes",
-                                               (json_int_t)lp_transfer_slice_bytes(t, k)));
-    }
-    json_object_set_new(o, "kind", json_string("all_gather"));
-    json_object_set_new(o, "bytes", json_u64(t->bytes));
-    json_object_set_new(o, "axis", json_integer(t->axis));
-    json_object_set_new(o, "dim", json_integer(t->dim));
-    json_object_set_new(o, "first_card", json_integer(t->first_card));
-    json_object_set_new(o, "n_cards", json_integer(t->n_cards));
-    json_object_set_new(o, "participants", parts);
+static void value_names(lp_json_out *w, const char *key, const lp_layer_ir *L, const int32_t *v, int n) {
+    lp_json_begin_row_array(w, key);
+    for (int i = 0; i < n; i++) lp_json_string(w, NULL, L->g->values[v[i]].name);
+    lp_json_end(w);
 }
 
-/* Per sharded layer: its cards and, per split weight, every card's columns,
+/* One sharded layer: its cards and, per split weight, every card's columns,
  * which is what a code generator slices the weights by. */
-static json_t *shards_json(const lp_plan *p, const lp_layer_ir *L) {
-    json_t *a = json_array();
-    for (int i = 0; a && i < p->n_shards; i++) {
-        const lp_shard *sh = &p->shards[i];
-        json_t *o = json_object(), *ws = json_array();
-        json_object_set_new(o, "layer", json_integer(sh->layer));
-        json_object_set_new(o, "layer_name", json_string(layer_name(L, sh->layer)));
-        json_object_set_new(o, "first_card", json_integer(sh->first_card));
-        json_object_set_new(o, "n_shards", json_integer(sh->n_shards));
-        for (int k = 0; k < sh->n_weights; k++) {
-            const lp_shard_weight *w = &sh->weights[k];
-            json_t *wo = json_object(), *ranges = json_array();
-            json_object_set_new(wo, "weight", json_string(L->g->values[w->weight].name));
-            json_object_set_new(wo, "node", json_string(L->g->nodes[w->node].name));
-            json_object_set_new(wo, "output", json_string(L->g->values[w->output].name));
-            json_object_set_new(wo, "weight_axis", json_integer(w->weight_axis));
-            json_object_set_new(wo, "output_axis", json_integer(w->output_axis));
-            json_object_set_new(wo, "dim", json_integer(w->dim));
-            for (int c = 0; c < sh->n_shards; c++) {
-                int64_t b, e;
-                lp_shard_range(w->dim, sh->n_shards, c, &b, &e);
-                json_array_append_new(ranges, json_pack("[II]", (json_int_t)b, (json_int_t)e));
-            }
-            json_object_set_new(wo, "ranges", ranges);
-            json_array_append_new(ws, wo);
+static json_t *shard_json(const lp_plan *p, const lp_layer_ir *L, int i) {
+    const lp_shard *sh = &p->shards[i];
+    json_t *o = json_object(), *ws = json_array();
+    o = set(o, "layer", json_integer(sh->layer));
+    o = set(o, "layer_name", lp_json_name(layer_name(L, sh->layer)));
+    o = set(o, "first_card", json_integer(sh->first_card));
+    o = set(o, "n_shards", json_integer(sh->n_shards));
+    for (int k = 0; ws && k < sh->n_weights; k++) {
+        const lp_shard_weight *w = &sh->weights[k];
+        json_t *wo = json_object(), *ranges = json_array();
+        wo = set(wo, "weight", lp_json_name(L->g->values[w->weight].name));
+        wo = set(wo, "node", lp_json_name(L->g->nodes[w->node].name));
+        wo = set(wo, "output", lp_json_name(L->g->values[w->output].name));
+        wo = set(wo, "weight_axis", json_integer(w->weight_axis));
+        wo = set(wo, "output_axis", json_integer(w->output_axis));
+        wo = set(wo, "dim", json_integer(w->dim));
+        for (int c = 0; ranges && c < sh->n_shards; c++) {
+            int64_t b, e;
+            lp_shard_range(w->dim, sh->n_shards, c, &b, &e);
+            ranges = append(ranges, json_pack("[II]", (json_int_t)b, (json_int_t)e));
         }
-        json_object_set_new(o, "weights", ws);
-        json_array_append_new(a, o);
+        wo = set(wo, "ranges", ranges);
+        ws = append(ws, wo);
     }
-    return a;
+    return set(o, "weights", ws);
 }
 
-void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L) {
+static void card_json(lp_json_out *w, const lp_plan *p, const lp_layer_ir *L, const lp_card_memory *mem,
+                      int c) {
+    const lp_plan_card *pc = &p->cards[c];
+    lp_json_begin_row_object(w, NULL);
+    lp_json_int(w, "card", c);
+    lp_json_int(w, "first_layer", pc->first_layer);
+    lp_json_int(w, "last_layer", pc->last_layer);
+    lp_json_string(w, "first_layer_name", layer_name(L, pc->first_layer));
+    lp_json_string(w, "last_layer_name", layer_name(L, pc->last_layer));
+    lp_json_int(w, "shard", pc->shard);
+    lp_json_int(w, "n_shards", pc->n_shards);
+    lp_json_int(w, "capacity", (int64_t)pc->capacity);
+    lp_json_int(w, "weight_bytes", (int64_t)pc->fp.weight_bytes);
+    lp_json_int(w, "activation_bytes", (int64_t)pc->fp.activation_bytes);
+    lp_json_int(w, "buffer_bytes", (int64_t)pc->fp.buffer_bytes);
+    lp_json_int(w, "boundary_bytes", (int64_t)pc->fp.boundary_bytes);
+    lp_json_int(w, "padding_bytes", (int64_t)pc->fp.padding_bytes);
+    lp_json_int(w, "total_bytes", (int64_t)pc->fp.total);
+    lp_json_put(w, "fill", json_real(fill(pc) / 100.0));
+    lp_json_int(w, "flops", (int64_t)pc->flops);
+    lp_json_int(w, "bytes_in", (int64_t)pc->bytes_in);
+    lp_json_int(w, "bytes_out", (int64_t)pc->bytes_out);
+    lp_json_put(w, "stage_s", json_real(pc->stage_s));
+    value_names(w, "weights", L, pc->weights, pc->n_weights);
+    value_names(w, "inputs", L, pc->inputs, pc->n_inputs);
+    value_names(w, "outputs", L, pc->outputs, pc->n_outputs);
+    lp_card_memory_write_json(&mem[c], L, "memory", w);
+    lp_json_end(w);
+}
+
+/* One entry of "transfers": a cut, or an all-gather with its participants
+ * first_card .. first_card + n_cards - 1 and what each contributes. */
+static void transfer_json(lp_json_out *w, const lp_plan *p, const lp_layer_ir *L, int t) {
+    const lp_transfer *tr = &p->transfers[t];
+    lp_json_begin_row_object(w, NULL);
+    lp_json_string(w, "value", L->g->values[tr->value].name);
+    if (tr->kind == LP_TRANSFER_ALL_GATHER) {
+        lp_json_string(w, "kind", "all_gather");
+        lp_json_int(w, "bytes", (int64_t)tr->bytes);
+        lp_json_int(w, "axis", tr->axis);
+        lp_json_int(w, "dim", tr->dim);
+        lp_json_int(w, "first_card", tr->first_card);
+        lp_json_int(w, "n_cards", tr->n_cards);
+        lp_json_begin_row_array(w, "participants");
+        for (int k = 0; k < tr->n_cards; k++) {
+            int64_t b, e;
+            lp_transfer_range(tr, k, &b, &e);
+            lp_json_begin_row_object(w, NULL);
+            lp_json_int(w, "card", tr->first_card + k);
+            lp_json_int(w, "begin", b);
+            lp_json_int(w, "end", e);
+            lp_json_int(w, "bytes", (int64_t)lp_transfer_slice_bytes(tr, k));
+            lp_json_end(w);
+        }
+        lp_json_end(w);
+    } else {
+        lp_json_int(w, "from_card", tr->from_card);
+        lp_json_int(w, "to_card", tr->to_card);
+        lp_json_int(w, "bytes", (int64_t)tr->bytes);
+        lp_json_string(w, "kind", "cut");
+    }
+    lp_json_end(w);
+}
+
+static json_t *totals_json(const lp_plan *p) {
+    uint64_t largest = 0;
+    for (int c = 0; c < p->n_cards; c++)
+        if (p->cards[c].fp.total > largest) largest = p->cards[c].fp.total;
+    json_t *tot = json_object();
+    tot = set(tot, "cards_used", json_integer(p->n_cards));
+    tot = set(tot, "largest_group_bytes", json_u64(largest));
+    tot = set(tot, "slowest_stage_s", json_real(p->slowest_s));
+    tot = set(tot, "latency_s", json_real(p->latency_s));
+    tot = set(tot, "tokens_per_step", json_u64(p->tokens));
+    return set(tot, "tokens_per_s", json_real(p->slowest_s > 0 ? (double)p->tokens / p->slowest_s : 0));
+}
+
+void lp_plan_write_json(const lp_plan *p, const lp_layer_ir *L, const void *extra, lp_json_out *w) {
     /* each card's memory plan is recomputed from the cuts, never read back */
     lp_arena *ma = lp_arena_new();
     lp_card_memory *mem = NULL;
     lp_diag quiet = lp_diag_make(NULL);
     quiet.sink = NULL;
-    json_t *j = json_object(), *cards = json_array(), *tr = json_array(), *caps = json_array();
-    if (!j || !cards || !tr || !caps || !ma || lp_plan_memory(p, L, ma, &mem, &quiet) != LP_OK) {
-        json_decref(j), json_decref(cards), json_decref(tr), json_decref(caps);
+    if (!ma || lp_plan_memory(p, L, ma, &mem, &quiet) != LP_OK) {
         lp_arena_free(ma);
-        return NULL;
+        lp_json_put(w, NULL, NULL); /* marks the document failed */
+        return;
     }
-    json_object_set_new(j, "model", json_string(p->model));
-    json_object_set_new(j, "algorithm", json_string(lp_algo_name(p->algo)));
-    json_object_set_new(j, "target", lp_target_to_json(&p->target));
-    for (int i = 0; i < p->n_caps; i++) json_array_append_new(caps, json_u64(p->caps[i]));
-    json_object_set_new(j, "capacities", caps);
-    json_object_set_new(j, "cards_requested", json_integer(p->max_cards));
-    json_object_set_new(j, "n_layers", json_integer(p->n_layers));
+    lp_json_begin_object(w, NULL);
+    lp_json_put(w, "model", lp_json_name(p->model));
+    lp_json_put(w, "algorithm", json_string(lp_algo_name(p->algo)));
+    lp_json_put(w, "target", lp_target_to_json(&p->target));
+    json_t *caps = json_array();
+    for (int i = 0; caps && i < p->n_caps; i++) caps = append(caps, json_u64(p->caps[i]));
+    lp_json_put(w, "capacities", caps);
+    lp_json_put(w, "cards_requested", json_integer(p->max_cards));
+    lp_json_put(w, "n_layers", json_integer(p->n_layers));
     json_t *cuts = json_array();
-    for (int c = 0; c + 1 < p->n_cards; c++) json_array_append_new(cuts, json_integer(p->cards[c].last_layer));
-    json_object_set_new(j, "cuts_after", cuts);
-    uint64_t largest = 0;
-    for (int c = 0; c < p->n_cards; c++) {
-        const lp_plan_card *pc = &p->cards[c];
-        if (pc->fp.total > largest) largest = pc->fp.total;
-        json_t *o = json_object();
-        json_object_set_new(o, "card", json_integer(c));
-        json_object_set_new(o, "first_layer", json_integer(pc->first_layer));
-        json_object_set_new(o, "last_layer", json_integer(pc->last_layer));
-        json_object_set_new(o, "first_layer_name", json_string(layer_name(L, pc->first_layer)));
-        json_object_set_new(o, "last_layer_name", json_string(layer_name(L, pc->last_layer)));
-        json_object_set_new(o, "shard", json_integer(pc->shard));
-        json_object_set_new(o, "n_shards", json_integer(pc->n_shards));
-        json_object_set_new(o, "capacity", json_u64(pc->capacity));
-        json_object_set_new(o, "weight_bytes", json_u64(pc->fp.weight_bytes));
-        json_object_set_new(o, "activation_bytes", json_u64(pc->fp.activation_bytes));
-        json_object_set_new(o, "buffer_bytes", json_u64(pc->fp.buffer_bytes));
-        json_object_set_new(o, "boundary_bytes", json_u64(pc->fp.boundary_bytes));
-        json_object_set_new(o, "padding_bytes", json_u64(pc->fp.padding_bytes));
-        json_object_set_new(o, "total_bytes", json_u64(pc->fp.total));
-        json_object_set_new(o, "fill", json_real(fill(pc) / 100.0));
-        json_object_set_new(o, "flops", json_u64(pc->flops));
-        json_object_set_new(o, "bytes_in", json_u64(pc->bytes_in));
-        json_object_set_new(o, "bytes_out", json_u64(pc->bytes_out));
-        json_object_set_new(o, "stage_s", json_real(pc->stage_s));
-        json_object_set_new(o, "weights", value_names(L, pc->weights, pc->n_weights));
-        json_object_set_new(o, "inputs", value_names(L, pc->inputs, pc->n_inputs));
-        json_object_set_new(o, "outputs", value_names(L, pc->outputs, pc->n_outputs));
-        json_object_set_new(o, "memory", lp_card_memory_to_json(&mem[c], L));
-        json_array_append_new(cards, o);
-    }
-    json_object_set_new(j, "cards", cards);
-    for (int t = 0; t < p->n_transfers; t++) {
-        json_t *o = json_object();
-        json_object_set_new(o, "value", json_string(L->g->values[p->transfers[t].value].name));
-        if (p->transfers[t].kind == LP_TRANSFER_ALL_GATHER)
-            transfer_gather_json(&p->transfers[t], o);
-        else {
-            json_object_set_new(o, "from_card", json_integer(p->transfers[t].from_card));
-            json_object_set_new(o, "to_card", json_integer(p->transfers[t].to_card));
-            json_object_set_new(o, "bytes", json_u64(p->transfers[t].bytes));
-            json_object_set_new(o, "kind", json_string("cut"));
-        }
-        json_array_append_new(tr, o);
-    }
-    json_object_set_new(j, "transfers", tr);
-    json_object_set_new(j, "shards", shards_json(p, L));
-    json_t *tot = json_object();
-    json_object_set_new(tot, "cards_used", json_integer(p->n_cards));
-    json_object_set_new(tot, "largest_group_bytes", json_u64(largest));
-    json_object_set_new(tot, "slowest_stage_s", json_real(p->slowest_s));
-    json_object_set_new(tot, "latency_s", json_real(p->latency_s));
-    json_object_set_new(tot, "tokens_per_step", json_u64(p->tokens));
-    json_object_set_new(tot, "tokens_per_s",
-                        json_real(p->slowest_s > 0 ? (double)p->tokens / p->slowest_s : 0));
-    json_object_set_new(j, "totals", tot);
+    for (int c = 0; cuts && c + 1 < p->n_cards; c++) cuts = append(cuts, json_integer(p->cards[c].last_layer));
+    lp_json_put(w, "cuts_after", cuts);
+    lp_json_begin_array(w, "cards");
+    for (int c = 0; c < p->n_cards; c++) card_json(w, p, L, mem, c);
+    lp_json_end(w);
+    lp_json_begin_array(w, "transfers");
+    for (int t = 0; t < p->n_transfers; t++) transfer_json(w, p, L, t);
+    lp_json_end(w);
+    lp_json_begin_array(w, "shards");
+    for (int i = 0; i < p->n_shards; i++) lp_json_put(w, NULL, shard_json(p, L, i));
+    lp_json_end(w);
+    lp_json_put(w, "totals", totals_json(p));
+    if (extra) lp_json_put_members(w, extra);
+    lp_json_end(w);
     lp_arena_free(ma);
-    return j;
+}
+
+void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L) {
+    lp_json_out *w = lp_json_out_tree();
+    lp_plan_write_json(p, L, NULL, w);
+    return lp_json_out_take(w);
 }
 
 lp_status lp_plan_load_ends(const char *path, const lp_layer_ir *L, int **ends, int *n_groups,
@@ -356,10 +391,15 @@ lp_status lp_plan_load_ends(const char *path, const lp_layer_ir *L, int **ends, 
         int end = (int)json_integer_value(last);
         (*ends)[groups++] = end;
         if (n_shards > 1) (*shard_counts)[end] = (int)n_shards;
-        if (name && strcmp(name, layer_name(L, end)) != 0)
+        /* names are compared as plan.json writes them (json_out.h escapes) */
+        char *want = name ? lp_json_escape_name(layer_name(L, end)) : NULL;
+        if (name && !want)
+            st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        else if (name && strcmp(name, want) != 0)
             st = lp_error(d, LP_ERR_USAGE, "plan '%s': card %zu ends at layer %d '%s' but this model's "
                           "layer %d is '%s' (a plan for another model or other options?)",
-                          path, i, end, name, end, layer_name(L, end));
+                          path, i, end, name, end, want);
+        free(want);
     }
     /* each card's "memory" is not read: it follows from the cuts and is
      * recomputed when the plan is rebuilt */

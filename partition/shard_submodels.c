@@ -22,6 +22,7 @@
 #define _GNU_SOURCE
 #include "lp_frontend.h"
 #include "lp_partition.h"
+#include "json_out.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -381,7 +382,11 @@ typedef struct card_writer {
 
 static json_t *names_json(const lp_graph *g, const int32_t *v, int n) {
     json_t *a = json_array();
-    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_string(g->values[v[i]].name));
+    for (int i = 0; a && i < n; i++)
+        if (json_array_append_new(a, lp_json_name(g->values[v[i]].name)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
     return a;
 }
 
@@ -456,7 +461,7 @@ static lp_status write_sharded_layer(card_writer *cw, const lp_shard *sh) {
 }
 
 static lp_status write_cards_json(card_writer *cw) {
-    json_t *j = json_pack("{s:s, s:i, s:O}", "model", cw->p->model, "cards", cw->p->n_cards, "steps",
+    json_t *j = json_pack("{s:o, s:i, s:O}", "model", lp_json_name(cw->p->model), "cards", cw->p->n_cards, "steps",
                           cw->steps);
     if (!j) return lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
     FILE *f = lp_outdir_create(cw->od, CARDS_JSON, cw->d);
