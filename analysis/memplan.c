@@ -22,6 +22,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef lp_memplan_block block;
 typedef lp_memplan_online freelist;
@@ -177,14 +178,11 @@ uint64_t lp_memplan_live_peak(const lp_memplan_item *items, int n_items, int n_s
     return best;
 }
 
+/* A placed item with nonzero size: its bytes [offset, end) and steps [first, last]. */
 typedef struct placed {
     uint64_t offset, end;
+    int first, last;
 } placed;
-
-static int cmp_placed(const void *a, const void *b) {
-    const placed *x = a, *y = b;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
 
 typedef struct by_size {
     uint64_t bytes;
@@ -198,45 +196,55 @@ static int cmp_size_desc(const void *a, const void *b) {
     return x->index - y->index;
 }
 
-/* Greedy by size into offsets[]; returns false if out of memory. */
+/* Greedy by size into offsets[]; returns false if out of memory. The items
+ * placed so far are kept sorted by offset, so each new one scans them once
+ * for the gaps between those whose lifetimes overlap it: O(n) an item. (The
+ * order among equal offsets does not matter: after the first of them the
+ * scan's end is past that offset, so no later one opens a gap there.) */
 static bool plan_by_size(const lp_memplan_item *items, int n, uint64_t align, uint64_t *offsets,
                          uint64_t *peak) {
     by_size *order = malloc((size_t)n * sizeof *order);
-    bool *done = calloc((size_t)n, sizeof *done);
-    placed *conf = malloc((size_t)n * sizeof *conf);
-    if (!order || !done || !conf) {
+    placed *sorted = malloc((size_t)n * sizeof *sorted);
+    if (!order || !sorted) {
         free(order);
-        free(done);
-        free(conf);
+        free(sorted);
         return false;
     }
     for (int i = 0; i < n; i++) order[i] = (by_size){items[i].bytes, items[i].first, i};
     qsort(order, (size_t)n, sizeof *order, cmp_size_desc);
     *peak = 0;
+    int n_sorted = 0;
     for (int r = 0; r < n; r++) {
         const lp_memplan_item *it = &items[order[r].index];
         uint64_t size = align_up(it->bytes, align);
-        int nc = 0;
-        for (int k = 0; k < n; k++)
-            if (done[k] && items[k].first <= it->last && it->first <= items[k].last && items[k].bytes)
-                conf[nc++] = (placed){offsets[k], offsets[k] + align_up(items[k].bytes, align)};
-        qsort(conf, (size_t)nc, sizeof *conf, cmp_placed);
         /* smallest gap between conflicting items that holds it, else the end */
         uint64_t at = 0, best = UINT64_MAX, best_gap = UINT64_MAX;
-        for (int k = 0; k < nc; k++) {
-            if (conf[k].offset > at && conf[k].offset - at >= size && conf[k].offset - at < best_gap) {
+        for (int k = 0; k < n_sorted; k++) {
+            const placed *p = &sorted[k];
+            if (p->first > it->last || it->first > p->last) continue;
+            if (p->offset > at && p->offset - at >= size && p->offset - at < best_gap) {
                 best = at;
-                best_gap = conf[k].offset - at;
+                best_gap = p->offset - at;
             }
-            if (conf[k].end > at) at = conf[k].end;
+            if (p->end > at) at = p->end;
         }
-        offsets[order[r].index] = best != UINT64_MAX ? best : at;
-        done[order[r].index] = true;
-        if (size && offsets[order[r].index] + size > *peak) *peak = offsets[order[r].index] + size;
+        uint64_t off = best != UINT64_MAX ? best : at;
+        offsets[order[r].index] = off;
+        if (!it->bytes) continue;
+        if (off + size > *peak) *peak = off + size;
+        /* insert after the last placed item with an offset <= off */
+        int lo = 0, hi = n_sorted;
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (sorted[mid].offset <= off) lo = mid + 1;
+            else hi = mid;
+        }
+        memmove(&sorted[lo + 1], &sorted[lo], (size_t)(n_sorted - lo) * sizeof *sorted);
+        sorted[lo] = (placed){off, off + size, it->first, it->last};
+        n_sorted++;
     }
     free(order);
-    free(done);
-    free(conf);
+    free(sorted);
     return true;
 }
 
