@@ -485,9 +485,23 @@ static lp_status keys_from_cuts(lp_graph *g, const edges *e, const uint64_t *vby
 /* ---- reordering ------------------------------------------------------------- */
 
 /* Topological re-sort of g->nodes by (rank of key, old index), so each
- * layer's nodes come together; permutes key[] alongside. */
-static lp_status reorder_by_rank(lp_graph *g, const keymap *km, int *key, lp_diag *d) {
+ * layer's nodes come together; permutes key[] alongside. *moved: whether
+ * the order changed. When the nodes are in topological order already and
+ * the ranks never fall along it, that order is the result (the sort emits
+ * the least available (rank, index) each time, and node i is available
+ * once 0..i-1 are out), so the sort is skipped. */
+static lp_status reorder_by_rank(lp_graph *g, const keymap *km, int *key, bool *moved, lp_diag *d) {
     int n = g->n_nodes;
+    *moved = false;
+    bool sorted = true;
+    for (int i = 0; i < n && sorted; i++) {
+        if (i > 0 && km->rank[key[i]] < km->rank[key[i - 1]]) sorted = false;
+        for (int k = 0; k < g->nodes[i].n_inputs && sorted; k++) {
+            int32_t v = g->nodes[i].inputs[k];
+            if (v >= 0 && g->values[v].producer >= i) sorted = false;
+        }
+    }
+    if (sorted) return LP_OK;
     int32_t *prio = malloc((size_t)n * sizeof *prio);
     int32_t *order = malloc((size_t)n * sizeof *order);
     int *newkey = malloc((size_t)n * sizeof *newkey);
@@ -499,7 +513,10 @@ static lp_status reorder_by_rank(lp_graph *g, const keymap *km, int *key, lp_dia
     for (int i = 0; i < n; i++) prio[i] = km->rank[key[i]];
     st = lp_graph_sort_by(g, prio, order, d);
     if (st != LP_OK) goto done;
-    for (int i = 0; i < n; i++) newkey[i] = key[order[i]];
+    for (int i = 0; i < n; i++) {
+        newkey[i] = key[order[i]];
+        if (order[i] != i) *moved = true;
+    }
     memcpy(key, newkey, (size_t)n * sizeof *key);
 done:
     free(prio);
@@ -531,18 +548,31 @@ uint32_t lp_layer_index_next_epoch(struct lp_layer_index *ix, int n_values) {
     return ix->epoch;
 }
 
+/* Consumer lists and last uses in the current node order (replacing any
+ * made for an earlier order). */
+static bool index_edges(lp_layer_ir *L) {
+    const lp_graph *g = L->g;
+    struct lp_layer_index *ix = L->index;
+    edges e;
+    free(ix->cons_start);
+    free(ix->cons);
+    ix->cons_start = NULL;
+    ix->cons = NULL;
+    if (!edges_build(g, &e)) {
+        edges_free(&e);
+        return false;
+    }
+    ix->cons_start = e.start;
+    ix->cons = e.node;
+    for (int v = 0; v < g->n_values; v++)
+        ix->last_use[v] = e.start[v] < e.start[v + 1] ? e.node[e.start[v + 1] - 1] : -1;
+    return true;
+}
+
 static lp_status index_build(lp_layer_ir *L, lp_diag *d) {
     lp_graph *g = L->g;
     struct lp_layer_index *ix = calloc(1, sizeof *ix);
     if (!ix) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    L->index = ix;
-    edges e;
-    if (!edges_build(g, &e)) {
-        edges_free(&e);
-        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    }
-    ix->cons_start = e.start;
-    ix->cons = e.node;
     size_t nv = (size_t)g->n_values;
     ix->last_use = malloc((nv ? nv : 1) * sizeof *ix->last_use);
     ix->vbytes = malloc((nv ? nv : 1) * sizeof *ix->vbytes);
@@ -552,18 +582,17 @@ static lp_status index_build(lp_layer_ir *L, lp_diag *d) {
         n_items += (size_t)g->nodes[i].n_inputs + (size_t)g->nodes[i].n_outputs;
     ix->items = malloc((n_items ? n_items : 1) * sizeof *ix->items);
     ix->items_cap = (int)n_items;
-    if (!ix->last_use || !ix->vbytes || !ix->stamp || !ix->items)
+    /* sizes do not depend on the node order: computed here once, before
+     * vbytes is published (lp_analysis_value_bytes takes the shape path) */
+    L->index = NULL;
+    if (ix->vbytes)
+        for (int v = 0; v < g->n_values; v++) {
+            uint64_t b;
+            ix->vbytes[v] = lp_analysis_value_bytes(L, v, &b) ? b : LP_BYTES_UNKNOWN;
+        }
+    L->index = ix;
+    if (!ix->last_use || !ix->vbytes || !ix->stamp || !ix->items || !index_edges(L))
         return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    for (int v = 0; v < g->n_values; v++) {
-        ix->last_use[v] = e.start[v] < e.start[v + 1] ? e.node[e.start[v + 1] - 1] : -1;
-        uint64_t b;
-        ix->vbytes[v] = LP_BYTES_UNKNOWN;
-        /* computed before vbytes is published: the shape path */
-        struct lp_layer_index *saved = L->index;
-        L->index = NULL;
-        if (lp_analysis_value_bytes(L, v, &b)) ix->vbytes[v] = b;
-        L->index = saved;
-    }
     return LP_OK;
 }
 
@@ -787,15 +816,15 @@ static lp_status plan_whole(lp_layer_ir *L, lp_diag *d) {
 
 /* ---- entry points -------------------------------------------------------------- */
 
+/* Keys for every node, then the node order that makes each layer one run;
+ * *moved: whether that order differs from the old one. */
 static lp_status assign_keys(lp_layer_ir *L, const lp_analysis_options *opt, keymap *km, int *key,
-                             lp_diag *d) {
+                             bool *moved, lp_diag *d) {
     lp_graph *g = L->g;
-    edges e;
-    if (!edges_build(g, &e)) {
-        edges_free(&e);
-        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    }
+    /* the index's consumer lists are those of the current order */
+    edges e = {L->index->cons_start, L->index->cons};
     lp_status st = LP_OK;
+    *moved = false;
     switch (opt->layering) {
     case LP_LAYERS_NODE:
         /* named after the node; a repeated name gets "@index" to stay apart */
@@ -832,8 +861,7 @@ static lp_status assign_keys(lp_layer_ir *L, const lp_analysis_options *opt, key
     }
     }
     if (st == LP_OK && opt->layering != LP_LAYERS_NODE && g->n_nodes > 0)
-        st = reorder_by_rank(g, km, key, d);
-    edges_free(&e);
+        st = reorder_by_rank(g, km, key, moved, d);
     return st;
 }
 
@@ -871,11 +899,13 @@ lp_status lp_analysis_build_layers(lp_graph *g, const lp_analysis_options *opt,
     /* sizes first: the cut-based grouping needs them */
     if ((st = index_build(L, d)) != LP_OK) goto done;
     if ((st = check_sizes(L, d)) != LP_OK) goto done;
-    if ((st = assign_keys(L, opt, &km, key, d)) != LP_OK) goto done;
-    /* the order may have changed: consumers again */
-    index_free(L->index);
-    L->index = NULL;
-    if ((st = index_build(L, d)) != LP_OK) goto done;
+    bool moved;
+    if ((st = assign_keys(L, opt, &km, key, &moved, d)) != LP_OK) goto done;
+    /* a new order: consumers again (sizes stay) */
+    if (moved && !index_edges(L)) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        goto done;
+    }
     if ((st = layers_from_runs(L, &km, key, d)) != LP_OK) goto done;
     size_t nn = (size_t)(g->n_nodes ? g->n_nodes : 1);
     L->node_flops = lp_arena_array(L->arena, nn, sizeof *L->node_flops);
