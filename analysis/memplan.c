@@ -120,9 +120,11 @@ static bool bucket_by_step(const lp_memplan_item *items, int n_items, int n_step
     return true;
 }
 
+/* The online plan; *live gets the most aligned bytes alive at one step
+ * (lp_memplan_live_peak's result), from the same step buckets. */
 static lp_status plan_online(lp_memplan_item *items, int n_items, int n_steps, uint64_t align,
-                             uint64_t *peak) {
-    *peak = 0;
+                             uint64_t *peak, uint64_t *live) {
+    *peak = *live = 0;
     for (int i = 0; i < n_items; i++)
         assert(items[i].first >= 0 && items[i].first <= items[i].last && items[i].last < n_steps);
     if (n_items == 0) return LP_OK;
@@ -132,14 +134,20 @@ static lp_status plan_online(lp_memplan_item *items, int n_items, int n_steps, u
     if (!bucket_by_step(items, n_items, n_steps, false, &fstart, &fidx) ||
         !bucket_by_step(items, n_items, n_steps, true, &lstart, &lidx))
         goto done;
+    uint64_t now = 0;
     for (int s = 0; s < n_steps; s++) {
         for (int k = fstart[s]; k < fstart[s + 1]; k++) {
             lp_memplan_item *it = &items[fidx[k]];
-            it->offset = it->bytes ? lp_memplan_online_take(&f, align_up(it->bytes, align)) : 0;
+            uint64_t size = align_up(it->bytes, align);
+            it->offset = it->bytes ? lp_memplan_online_take(&f, size) : 0;
+            now += size;
         }
+        if (now > *live) *live = now;
         for (int k = lstart[s]; k < lstart[s + 1]; k++) {
             const lp_memplan_item *it = &items[lidx[k]];
-            if (it->bytes && !lp_memplan_online_give(&f, it->offset, align_up(it->bytes, align))) goto done;
+            uint64_t size = align_up(it->bytes, align);
+            if (it->bytes && !lp_memplan_online_give(&f, it->offset, size)) goto done;
+            now -= size;
         }
     }
     *peak = f.top;
@@ -314,8 +322,8 @@ lp_status lp_memplan_improve(lp_memplan_item *items, int n_items, uint64_t align
 
 lp_status lp_memplan_run(lp_memplan_item *items, int n_items, int n_steps, uint64_t align,
                          uint64_t *peak) {
-    lp_status st = plan_online(items, n_items, n_steps, align, peak);
+    uint64_t live;
+    lp_status st = plan_online(items, n_items, n_steps, align, peak, &live);
     if (st != LP_OK || n_items < 2) return st;
-    return lp_memplan_improve(items, n_items, align,
-                              lp_memplan_live_peak(items, n_items, n_steps, align), -1, peak);
+    return lp_memplan_improve(items, n_items, align, live, -1, peak);
 }
