@@ -197,11 +197,34 @@ typedef struct by_size {
     int first, index;
 } by_size;
 
-static int cmp_size_desc(const void *a, const void *b) {
-    const by_size *x = a, *y = b;
-    if (x->bytes != y->bytes) return x->bytes > y->bytes ? -1 : 1;
-    if (x->first != y->first) return x->first < y->first ? -1 : 1;
-    return x->index - y->index;
+/* Largest first, then earliest first step, then lowest index: a total order. */
+static bool size_before(const by_size *x, const by_size *y) {
+    if (x->bytes != y->bytes) return x->bytes > y->bytes;
+    if (x->first != y->first) return x->first < y->first;
+    return x->index < y->index;
+}
+
+/* Merge sort of a[0..n) by size_before, tmp[n] scratch; a direct sort since
+ * the order is total (qsort through a comparator pointer cost more than the
+ * placement). */
+static void sort_by_size(by_size *a, by_size *tmp, int n) {
+    if (n < 2) return;
+    if (n <= 8) {
+        for (int i = 1; i < n; i++) {
+            by_size x = a[i];
+            int j = i;
+            for (; j > 0 && size_before(&x, &a[j - 1]); j--) a[j] = a[j - 1];
+            a[j] = x;
+        }
+        return;
+    }
+    int h = n / 2;
+    sort_by_size(a, tmp, h);
+    sort_by_size(a + h, tmp, n - h);
+    int i = 0, j = h, k = 0;
+    while (i < h && j < n) tmp[k++] = size_before(&a[j], &a[i]) ? a[j++] : a[i++];
+    while (i < h) tmp[k++] = a[i++];
+    memcpy(a, tmp, (size_t)k * sizeof *a);
 }
 
 /* Greedy by size into offsets[]; returns false if out of memory. The items
@@ -211,7 +234,7 @@ static int cmp_size_desc(const void *a, const void *b) {
  * scan's end is past that offset, so no later one opens a gap there.) */
 static bool plan_by_size(const lp_memplan_item *items, int n, uint64_t align, uint64_t *offsets,
                          uint64_t *peak) {
-    by_size *order = malloc((size_t)n * sizeof *order);
+    by_size *order = malloc((size_t)n * 2 * sizeof *order);
     placed *sorted = malloc((size_t)n * sizeof *sorted);
     if (!order || !sorted) {
         free(order);
@@ -219,7 +242,7 @@ static bool plan_by_size(const lp_memplan_item *items, int n, uint64_t align, ui
         return false;
     }
     for (int i = 0; i < n; i++) order[i] = (by_size){items[i].bytes, items[i].first, i};
-    qsort(order, (size_t)n, sizeof *order, cmp_size_desc);
+    sort_by_size(order, order + n, n);
     *peak = 0;
     int n_sorted = 0;
     for (int r = 0; r < n; r++) {
