@@ -66,6 +66,27 @@ typedef enum lp_fold_op {
 #include "ops.def"
 #undef LP_OP
 
+/* Op ids (lp_node.op): the rows of ops.def, numbered from 1. */
+enum lp_op_id {
+    LP_OP_UNKNOWN = -1,
+    LP_OP_UNSET = 0,
+#define LP_OP(name, rule, fold) LP_OP_##name,
+#include "ops.def"
+#undef LP_OP
+    LP_OP_END
+};
+#define LP_OP_COUNT (LP_OP_END - 1)
+
+/* The id of an op type in the default domain ("" or "ai.onnx"), or
+ * LP_OP_UNKNOWN: one hash probe, no scan over the table. */
+int lp_op_lookup(const char *domain, const char *op_type);
+/* The node's id: n->op once lp_analysis_assign_ops has run, else looked up. */
+static inline int lp_node_op(const lp_node *n) {
+    return n->op ? n->op : lp_op_lookup(n->domain, n->op_type);
+}
+/* Name of an op id (1..LP_OP_COUNT). */
+const char *lp_op_name(int id);
+
 /* ---- dims (infer_dim.c) -------------------------------------------------- */
 
 lp_dim lp_dim_num(int64_t v);
@@ -96,6 +117,10 @@ const lp_value *lp_infer_input(const lp_infer *cx, const lp_node *n, int i);
  * nothing for an omitted output. rank LP_RANK_UNKNOWN leaves dims unset. */
 lp_status lp_infer_output(lp_infer *cx, const lp_node *n, int i, lp_dtype dt, int rank,
                           const lp_dim *dims);
+/* An error naming `what` when `rank` exceeds LP_MAX_RANK; lp_infer_output
+ * checks every output, rules check ranks read from the file (a shape
+ * tensor's length) before sizing anything by them. */
+lp_status lp_infer_check_rank(lp_infer *cx, const lp_node *n, int64_t rank, const char *what);
 /* Output i is input j's dtype and shape. */
 lp_status lp_infer_same(lp_infer *cx, const lp_node *n, int i, int j);
 /* The known values of input i, or NULL. */

@@ -292,27 +292,38 @@ lp_status lp_infer_Range(lp_infer *cx, const lp_node *n) {
     return lp_infer_set_known(cx, n, 0, (int)len.size, e);
 }
 
-/* Dims of a shape given as a known 1-D tensor (Expand, ConstantOfShape, ...);
- * NULL with *rank set when only the rank is known, NULL with *rank unknown
- * when not even that. */
-static lp_dim *dims_from_input(lp_infer *cx, const lp_node *n, int i, int *rank) {
+/* Dims of a shape given as a known 1-D tensor (Expand, ConstantOfShape, ...):
+ * *dims NULL with *rank set when only the rank is known, *dims NULL with
+ * *rank unknown when not even that. A shape tensor longer than LP_MAX_RANK
+ * is an error before anything is sized by its length. */
+static lp_status dims_from_input(lp_infer *cx, const lp_node *n, int i, int *rank, lp_dim **dims) {
     const lp_value *v = lp_infer_input(cx, n, i);
     const lp_sval *s = lp_infer_known(cx, n, i);
     *rank = LP_RANK_UNKNOWN;
-    if (!v) return NULL;
+    *dims = NULL;
+    if (!v) return LP_OK;
+    if (v->shape.rank == 1 && lp_dim_is_num(v->shape.dims[0])) {
+        char what[128];
+        snprintf(what, sizeof what, "the output (its shape is input %d '%.60s')", i, v->name);
+        lp_status st = lp_infer_check_rank(cx, n, v->shape.dims[0].size, what);
+        if (st != LP_OK) return st;
+    }
     if (!s) {
         if (v->shape.rank == 1 && lp_dim_is_num(v->shape.dims[0])) *rank = (int)v->shape.dims[0].size;
-        return NULL;
+        return LP_OK;
     }
     *rank = s->n;
     lp_dim *d = lp_infer_dims(cx, s->n);
-    if (!d) return NULL;
+    if (!d) return LP_ERR_INTERNAL;
     for (int k = 0; k < s->n; k++) d[k] = lp_elem_to_dim(s->e[k]);
-    return d;
+    *dims = d;
+    return LP_OK;
 }
 
 static lp_status unknown_dims_output(lp_infer *cx, const lp_node *n, int i, lp_dtype dt, int rank) {
     if (rank < 0) return lp_infer_output(cx, n, i, dt, LP_RANK_UNKNOWN, NULL);
+    lp_status st = lp_infer_check_rank(cx, n, rank, "the output");
+    if (st != LP_OK) return st;
     lp_dim *d = lp_infer_dims(cx, rank);
     if (!d) return LP_ERR_INTERNAL;
     for (int k = 0; k < rank; k++) d[k] = lp_dim_unknown();
@@ -324,8 +335,8 @@ lp_status lp_infer_Expand(lp_infer *cx, const lp_node *n) {
     const lp_value *x = need(cx, n, 0, &st);
     if (!x || !need(cx, n, 1, &st)) return st;
     int tr;
-    lp_dim *t = dims_from_input(cx, n, 1, &tr);
-    if (cx->oom) return LP_ERR_INTERNAL;
+    lp_dim *t;
+    if ((st = dims_from_input(cx, n, 1, &tr, &t)) != LP_OK) return st;
     int r = tr > x->shape.rank ? tr : x->shape.rank;
     if (!t) return unknown_dims_output(cx, n, 0, x->dtype, tr < 0 ? -1 : r);
     lp_dim *d = lp_infer_dims(cx, r);
@@ -358,7 +369,8 @@ lp_status lp_infer_Reshape(lp_infer *cx, const lp_node *n) {
     }
     if (!s) {
         int tr;
-        dims_from_input(cx, n, 1, &tr);
+        lp_dim *t;
+        if ((st = dims_from_input(cx, n, 1, &tr, &t)) != LP_OK) return st;
         return unknown_dims_output(cx, n, 0, x->dtype, tr);
     }
     bool allowzero = lp_node_attr_int(n, "allowzero", 0) != 0;
@@ -549,8 +561,8 @@ lp_status lp_infer_ConstantOfShape(lp_infer *cx, const lp_node *n) {
     const lp_attr *va = lp_node_attr(n, "value");
     lp_dtype dt = va && va->tensor ? va->tensor->dtype : LP_DT_FLOAT;
     int r;
-    lp_dim *d = dims_from_input(cx, n, 0, &r);
-    if (cx->oom) return LP_ERR_INTERNAL;
+    lp_dim *d;
+    if ((st = dims_from_input(cx, n, 0, &r, &d)) != LP_OK) return st;
     if (!d) return unknown_dims_output(cx, n, 0, dt, r);
     if ((st = lp_infer_output(cx, n, 0, dt, r, d)) != LP_OK) return st;
     /* fold: a filled integer tensor (e.g. ones for Expand targets) */

@@ -15,7 +15,10 @@
  *                    "slots": [{"value", "offset", "bytes", "first",
  *                               "last"}]}}
  * Byte counts are at the deploy dtype. */
+#include "lp_outdir.h"
 #include "layers_internal.h"
+
+#include "json_out.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -65,76 +68,80 @@ void lp_layer_ir_dump_text(const lp_layer_ir *L, FILE *out) {
             lp_format_bytes(L->activation_sum_bytes, b[0]));
 }
 
-static json_t *name_list(const lp_graph *g, const int32_t *vs, int n) {
-    json_t *a = json_array();
-    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_string(g->values[vs[i]].name));
-    return a;
+static void name_list(lp_json_out *w, const char *key, const lp_graph *g, const int32_t *vs, int n) {
+    lp_json_begin_row_array(w, key);
+    for (int i = 0; i < n; i++) lp_json_string(w, NULL, g->values[vs[i]].name);
+    lp_json_end(w);
 }
 
-#define JINT(x) json_integer((json_int_t)(x))
 /* Counts beyond JSON's signed 64-bit integers saturate rather than turn negative. */
-static json_t *json_count(uint64_t v) { return json_integer(v > INT64_MAX ? INT64_MAX : (json_int_t)v); }
+static void count(lp_json_out *w, const char *key, uint64_t v) {
+    lp_json_int(w, key, v > INT64_MAX ? INT64_MAX : (int64_t)v);
+}
 
-static json_t *layer_json(const lp_layer_ir *L, int j) {
+static void layer_json(lp_json_out *w, const lp_layer_ir *L, int j) {
     const lp_graph *g = L->g;
     const lp_layer *l = &L->layers[j];
-    json_t *o = json_object();
-    if (!o) return NULL;
-    json_t *nodes = json_array();
-    for (int i = l->first_node; nodes && i <= l->last_node; i++)
-        json_array_append_new(nodes, json_string(g->nodes[i].name ? g->nodes[i].name : ""));
-    json_object_set_new(o, "index", JINT(j));
-    json_object_set_new(o, "name", json_string(l->name));
-    json_object_set_new(o, "first_node", JINT(l->first_node));
-    json_object_set_new(o, "last_node", JINT(l->last_node));
-    json_object_set_new(o, "nodes", nodes);
-    json_object_set_new(o, "weights_bytes", json_count(l->weight_bytes));
-    json_object_set_new(o, "activation_bytes", json_count(l->activation_bytes));
-    json_object_set_new(o, "activation_sum_bytes", json_count(l->activation_sum_bytes));
-    json_object_set_new(o, "buffer_bytes", json_count(l->buffer_bytes));
-    json_object_set_new(o, "input_bytes", json_count(l->input_bytes));
-    json_object_set_new(o, "output_bytes", json_count(l->output_bytes));
-    json_object_set_new(o, "total_bytes", json_count(l->total_bytes));
-    json_object_set_new(o, "flops", json_count(l->flops));
-    json_object_set_new(o, "bytes_read", json_count(l->bytes_read));
-    json_object_set_new(o, "bytes_written", json_count(l->bytes_written));
-    json_object_set_new(o, "weights", name_list(g, l->weights, l->n_weights));
-    json_object_set_new(o, "inputs", name_list(g, l->inputs, l->n_inputs));
-    json_object_set_new(o, "outputs", name_list(g, l->outputs, l->n_outputs));
-    return o;
+    lp_json_begin_row_object(w, NULL);
+    lp_json_int(w, "index", j);
+    lp_json_string(w, "name", l->name);
+    lp_json_int(w, "first_node", l->first_node);
+    lp_json_int(w, "last_node", l->last_node);
+    lp_json_begin_row_array(w, "nodes");
+    for (int i = l->first_node; i <= l->last_node; i++) lp_json_string(w, NULL, g->nodes[i].name);
+    lp_json_end(w);
+    count(w, "weights_bytes", l->weight_bytes);
+    count(w, "activation_bytes", l->activation_bytes);
+    count(w, "activation_sum_bytes", l->activation_sum_bytes);
+    count(w, "buffer_bytes", l->buffer_bytes);
+    count(w, "input_bytes", l->input_bytes);
+    count(w, "output_bytes", l->output_bytes);
+    count(w, "total_bytes", l->total_bytes);
+    count(w, "flops", l->flops);
+    count(w, "bytes_read", l->bytes_read);
+    count(w, "bytes_written", l->bytes_written);
+    name_list(w, "weights", g, l->weights, l->n_weights);
+    name_list(w, "inputs", g, l->inputs, l->n_inputs);
+    name_list(w, "outputs", g, l->outputs, l->n_outputs);
+    lp_json_end(w);
+}
+
+static void slot_json(lp_json_out *w, const lp_layer_ir *L, int i) {
+    const lp_value_slot *s = &L->slots[i];
+    lp_json_begin_row_object(w, NULL);
+    lp_json_string(w, "value", L->g->values[s->value].name);
+    count(w, "offset", s->offset);
+    count(w, "bytes", s->bytes);
+    lp_json_int(w, "first", s->first_node);
+    lp_json_int(w, "last", s->last_node);
+    lp_json_end(w);
+}
+
+void lp_layer_ir_write_json(const lp_layer_ir *L, lp_json_out *w) {
+    lp_json_begin_object(w, NULL);
+    if (L->deploy_dtype)
+        lp_json_string(w, "deploy_dtype", lp_dtype_name(L->deploy_dtype));
+    else
+        lp_json_null(w, "deploy_dtype");
+    lp_json_int(w, "n_layers", L->n_layers);
+    lp_json_begin_array(w, "layers");
+    for (int j = 0; j < L->n_layers; j++) layer_json(w, L, j);
+    lp_json_end(w);
+    lp_json_begin_object(w, "memory_plan");
+    count(w, "arena_bytes", L->arena_bytes);
+    count(w, "activation_sum_bytes", L->activation_sum_bytes);
+    lp_json_int(w, "alignment", LP_MEMPLAN_ALIGN);
+    lp_json_begin_array(w, "slots");
+    for (int i = 0; i < L->n_slots; i++) slot_json(w, L, i);
+    lp_json_end(w);
+    lp_json_end(w);
+    lp_json_end(w);
 }
 
 void *lp_layer_ir_to_json(const lp_layer_ir *L) {
-    json_t *root = json_object(), *layers = json_array(), *plan = json_object(),
-           *slots = json_array();
-    if (!root || !layers || !plan || !slots) {
-        json_decref(root);
-        json_decref(layers);
-        json_decref(plan);
-        json_decref(slots);
-        return NULL;
-    }
-    json_object_set_new(root, "deploy_dtype",
-                        L->deploy_dtype ? json_string(lp_dtype_name(L->deploy_dtype)) : json_null());
-    json_object_set_new(root, "n_layers", JINT(L->n_layers));
-    for (int j = 0; j < L->n_layers; j++) json_array_append_new(layers, layer_json(L, j));
-    json_object_set_new(root, "layers", layers);
-    for (int i = 0; i < L->n_slots; i++) {
-        const lp_value_slot *s = &L->slots[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "value", json_string(L->g->values[s->value].name));
-        json_object_set_new(o, "offset", json_count(s->offset));
-        json_object_set_new(o, "bytes", json_count(s->bytes));
-        json_object_set_new(o, "first", JINT(s->first_node));
-        json_object_set_new(o, "last", JINT(s->last_node));
-        json_array_append_new(slots, o);
-    }
-    json_object_set_new(plan, "arena_bytes", json_count(L->arena_bytes));
-    json_object_set_new(plan, "activation_sum_bytes", json_count(L->activation_sum_bytes));
-    json_object_set_new(plan, "alignment", JINT(LP_MEMPLAN_ALIGN));
-    json_object_set_new(plan, "slots", slots);
-    json_object_set_new(root, "memory_plan", plan);
-    return root;
+    lp_json_out *w = lp_json_out_tree();
+    lp_layer_ir_write_json(L, w);
+    return lp_json_out_take(w);
 }
 
 /* Graphviz names: everything quoted, quotes and backslashes escaped. */
@@ -149,8 +156,10 @@ static void dot_str(FILE *f, const char *s) {
 
 lp_status lp_layer_ir_write_dot(const lp_layer_ir *L, const char *path, lp_diag *d) {
     const lp_graph *g = L->g;
-    FILE *f = fopen(path, "wb");
-    if (!f) return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
+    /* a fresh temporary beside `path`, renamed over it when complete */
+    lp_atomic_file af;
+    FILE *f = lp_atomic_open(&af, path, d);
+    if (!f) return LP_ERR_OUTPUT;
     char b[2][32];
     fputs("digraph layers {\n  rankdir=TB;\n  node [shape=box, fontsize=10];\n", f);
     for (int j = 0; j < L->n_layers; j++) {
@@ -184,7 +193,5 @@ lp_status lp_layer_ir_write_dot(const lp_layer_ir *L, const char *path, lp_diag 
         }
     }
     fputs("}\n", f);
-    bool bad = ferror(f);
-    if (fclose(f) != 0 || bad) return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s'", path);
-    return LP_OK;
+    return lp_atomic_commit(&af, d);
 }

@@ -14,8 +14,10 @@
  *            cut where the fewest bytes cross (see cut_at_narrow_points).
  *   node     One node per layer.
  *   scope:D  Module path prefix of depth D (1 = children of the root).
- *   regex:P  First capture group of a POSIX extended regex over node names;
- *            nodes that do not match join their consumer as above.
+ *   regex:P  First capture group of a PCRE2 (Perl-syntax) regex over node
+ *            names, searched with a match and depth limit so that no
+ *            pattern backtracks without bound; nodes that do not match join
+ *            their consumer as above. A pattern matching no node is an error.
  *
  * Node order: to make every layer contiguous, g->nodes is re-sorted
  * topologically by (layer rank, position in the old order); the result is a
@@ -23,10 +25,12 @@
  * pieces become separate layers named "key", "key#2", ... */
 #define _POSIX_C_SOURCE 200809L
 #include "layers_internal.h"
+#include "infer_internal.h"
 
 #include <assert.h>
 #include <ctype.h>
-#include <regex.h>
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,31 +99,72 @@ static void keymap_free(keymap *m) {
 
 #define NO_SCOPE (-1)
 
-/* A growing list of module paths in the arena. */
-typedef struct path_list {
-    const char **item;
-    int n, cap;
-} path_list;
+#define SCOPE_OOM (-2)
 
-static bool path_push(lp_arena *a, path_list *l, const char *path) {
-    if (!path) return false;
-    if (l->n == l->cap) {
-        int cap = l->cap ? l->cap * 2 : 8;
-        const char **grown = lp_arena_array(a, (size_t)cap, sizeof *grown);
-        if (!grown) return false;
-        if (l->n) memcpy(grown, l->item, (size_t)l->n * sizeof *grown);
-        l->item = grown;
-        l->cap = cap;
+/* Module paths of one node: NUL-terminated strings back to back in buf,
+ * path k at buf + at[k]; reused from node to node. */
+typedef struct scope_buf {
+    char *buf;
+    size_t len, cap;
+    size_t *at;
+    int n, n_cap;
+    const char **path; /* [n]: pointers into buf, set once the node is done */
+    int path_cap;
+} scope_buf;
+
+static void scope_buf_free(scope_buf *s) {
+    free(s->buf);
+    free(s->at);
+    free(s->path);
+}
+
+/* Appends `len` bytes of `p` as a new path, '/' written as '.' if `dots`. */
+static bool scope_push(scope_buf *s, const char *p, size_t len, bool dots) {
+    if (s->len + len + 1 > s->cap) {
+        size_t cap = s->cap ? s->cap : 256;
+        while (cap < s->len + len + 1) cap *= 2;
+        char *nb = realloc(s->buf, cap);
+        if (!nb) return false;
+        s->buf = nb;
+        s->cap = cap;
     }
-    l->item[l->n++] = path;
+    if (s->n == s->n_cap) {
+        int cap = s->n_cap ? 2 * s->n_cap : 16;
+        size_t *na = realloc(s->at, (size_t)cap * sizeof *na);
+        if (!na) return false;
+        s->at = na;
+        s->n_cap = cap;
+    }
+    char *d = s->buf + s->len;
+    memcpy(d, p, len);
+    d[len] = '\0';
+    if (dots)
+        for (size_t k = 0; k < len; k++)
+            if (d[k] == '/') d[k] = '.';
+    s->at[s->n++] = s->len;
+    s->len += len + 1;
     return true;
 }
 
-/* Module paths of node n, shallowest first, root excluded; NO_SCOPE when the
- * node has none (shape arithmetic), 0 for a node of the root module. */
-static int node_scopes(lp_arena *a, const lp_node *n, const char ***out) {
+/* s->path[0..n) from the offsets; false if out of memory. */
+static bool scope_finish(scope_buf *s) {
+    if (s->n > s->path_cap) {
+        const char **np = realloc(s->path, (size_t)s->n * sizeof *np);
+        if (!np) return false;
+        s->path = np;
+        s->path_cap = s->n;
+    }
+    for (int k = 0; k < s->n; k++) s->path[k] = s->buf + s->at[k];
+    return true;
+}
+
+/* Module paths of node n, shallowest first, root excluded, in s->path (valid
+ * until the next call); NO_SCOPE when the node has none (shape arithmetic),
+ * 0 for a node of the root module, SCOPE_OOM if out of memory. */
+static int node_scopes(scope_buf *s, const lp_node *n) {
     const char *meta = lp_node_meta(n, "pkg.torch.onnx.name_scopes");
-    path_list paths = {0};
+    s->len = 0;
+    s->n = 0;
     if (meta) {
         /* a Python list repr: ['', 'layers.0', 'layers.0.attn', 'linear'];
          * the first item is the root, the last the fx node name */
@@ -134,16 +179,14 @@ static int node_scopes(lp_arena *a, const lp_node *n, const char ***out) {
             if (n_items == 0 && e - p >= 22 && strncmp(p, "_empty_nn_module_stack", 22) == 0)
                 return NO_SCOPE;
             /* an item becomes a path once a later one shows it is not the last */
-            if (n_items >= 2 && !path_push(a, &paths, lp_arena_strndup(a, prev, prev_len)))
-                return NO_SCOPE;
+            if (n_items >= 2 && !scope_push(s, prev, prev_len, false)) return SCOPE_OOM;
             prev = p;
             prev_len = (size_t)(e - p);
             n_items++;
             p = e;
         }
         if (n_items == 0) return NO_SCOPE;
-        *out = paths.item;
-        return paths.n;
+        return scope_finish(s) ? s->n : SCOPE_OOM;
     }
     /* node names as the TorchScript exporter writes them: /layers.3/attn/MatMul */
     if (!n->name || n->name[0] != '/') return NO_SCOPE;
@@ -151,14 +194,10 @@ static int node_scopes(lp_arena *a, const lp_node *n, const char ***out) {
     for (const char *p = n->name + 1; p < last;) {
         const char *e = strchr(p, '/');
         /* the path so far with '/' written as '.' */
-        char *path = lp_arena_strndup(a, n->name + 1, (size_t)(e - n->name - 1));
-        if (!path_push(a, &paths, path)) return NO_SCOPE;
-        for (char *c = path; *c; c++)
-            if (*c == '/') *c = '.';
+        if (!scope_push(s, n->name + 1, (size_t)(e - n->name - 1), true)) return SCOPE_OOM;
         p = e + 1;
     }
-    *out = paths.item;
-    return paths.n;
+    return scope_finish(s) ? s->n : SCOPE_OOM;
 }
 
 /* True for a dotted path whose last component is a number: "h.0", "layers.12". */
@@ -274,18 +313,27 @@ static lp_status keys_from_blocks(lp_graph *g, const edges *e, lp_arena *a, keym
         goto done;
     }
     int n_blocks = 0;
+    scope_buf sb = {0};
     for (int i = 0; i < n; i++) {
-        const char **paths = NULL;
-        int np = node_scopes(a, &g->nodes[i], &paths);
+        int np = node_scopes(&sb, &g->nodes[i]);
+        if (np == SCOPE_OOM) {
+            scope_buf_free(&sb);
+            goto oom;
+        }
         cls[i] = np == NO_SCOPE ? CLS_FREE : CLS_OTHER;
         for (int k = 0; k < np; k++)
-            if (is_block_path(paths[k])) {
+            if (is_block_path(sb.path[k])) {
                 cls[i] = CLS_BLOCK;
-                block[i] = paths[k];
+                block[i] = lp_arena_strdup(a, sb.path[k]);
                 n_blocks++;
                 break;
             }
+        if (cls[i] == CLS_BLOCK && !block[i]) {
+            scope_buf_free(&sb);
+            goto oom;
+        }
     }
+    scope_buf_free(&sb);
     if (n_blocks == 0) goto done;
     *found = true;
     for (int i = 0; i < n; i++) {
@@ -338,51 +386,91 @@ done:
 /* scope:D — the module path at depth D (or the deepest one a node has). */
 static lp_status keys_from_scope(lp_graph *g, const edges *e, lp_arena *a, int depth, keymap *km,
                                  int *key, lp_diag *d) {
+    scope_buf sb = {0};
     for (int i = 0; i < g->n_nodes; i++) {
-        const char **paths = NULL;
-        int np = node_scopes(a, &g->nodes[i], &paths);
+        int np = node_scopes(&sb, &g->nodes[i]);
         key[i] = KEY_NONE;
         if (np == NO_SCOPE) continue;
-        const char *name = np == 0 ? "root" : paths[(np < depth ? np : depth) - 1];
-        if ((key[i] = keymap_get(km, a, name, km->n)) < 0)
+        const char *name = np == 0 ? "root" : np > 0 ? sb.path[(np < depth ? np : depth) - 1] : NULL;
+        if (!name || (key[i] = keymap_get(km, a, name, km->n)) < 0) {
+            scope_buf_free(&sb);
             return lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
+        }
     }
+    scope_buf_free(&sb);
     if (km->n == 0 && keymap_get(km, a, "root", 0) < 0)
         return lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
     join_neighbours(g, e, km, key, 0);
     return LP_OK;
 }
 
-/* regex:P — the first capture group over node names. */
+/* regex:P — the first capture group over node names. A hostile pattern
+ * ((a*)(a*)\1\2b) backtracks exponentially; PCRE2's match limit (steps of
+ * its matcher) and depth limit (backtracking depth) bound every search. */
+#define LP_REGEX_MATCH_LIMIT 1000000u
+#define LP_REGEX_DEPTH_LIMIT 10000u
+
 static lp_status keys_from_regex(lp_graph *g, const edges *e, lp_arena *a, const char *pattern,
                                  keymap *km, int *key, lp_diag *d) {
-    regex_t re;
-    int rc = regcomp(&re, pattern, REG_EXTENDED);
-    if (rc != 0) {
-        char msg[256];
-        regerror(rc, &re, msg, sizeof msg);
-        return lp_error(d, LP_ERR_USAGE, "--layers regex:%s: %s", pattern, msg);
+    int err;
+    PCRE2_SIZE off;
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pattern, PCRE2_ZERO_TERMINATED, 0, &err, &off, NULL);
+    if (!re) {
+        PCRE2_UCHAR msg[256];
+        if (pcre2_get_error_message(err, msg, sizeof msg) < 0) snprintf((char *)msg, sizeof msg, "error %d", err);
+        return lp_error(d, LP_ERR_USAGE, "--layers regex:%s: %s at offset %zu", pattern, (const char *)msg,
+                        (size_t)off);
     }
     lp_status st = LP_OK;
-    if (re.re_nsub < 1) {
+    uint32_t groups = 0;
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
+    if (!mc || !md || pcre2_pattern_info(re, PCRE2_INFO_CAPTURECOUNT, &groups) != 0) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory while compiling --layers regex:%s", pattern);
+        goto done;
+    }
+    if (groups < 1) {
         st = lp_error(d, LP_ERR_USAGE, "--layers regex:%s: the pattern needs a capture group "
                       "(...) naming the layer", pattern);
         goto done;
     }
+    pcre2_set_match_limit(mc, LP_REGEX_MATCH_LIMIT);
+    pcre2_set_depth_limit(mc, LP_REGEX_DEPTH_LIMIT);
+    int matched = 0;
     for (int i = 0; i < g->n_nodes && st == LP_OK; i++) {
-        regmatch_t m[2];
         key[i] = KEY_NONE;
-        const char *name = g->nodes[i].name ? g->nodes[i].name : "";
-        if (regexec(&re, name, 2, m, 0) != 0 || m[1].rm_so < 0) continue;
-        char *cap = lp_arena_strndup(a, name + m[1].rm_so, (size_t)(m[1].rm_eo - m[1].rm_so));
+        const lp_node *n = &g->nodes[i];
+        const char *name = n->name ? n->name : "";
+        int rc = pcre2_match(re, (PCRE2_SPTR)name, strlen(name), 0, 0, md, mc);
+        if (rc == PCRE2_ERROR_NOMATCH) continue;
+        if (rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT) {
+            st = lp_error(d, LP_ERR_USAGE, "--layers regex:%s: matching node %d '%s' (%s) hit the regex %s "
+                          "limit: the pattern backtracks too much; simplify it", pattern, n->file_index,
+                          name, n->op_type, rc == PCRE2_ERROR_MATCHLIMIT ? "match" : "depth");
+            break;
+        }
+        if (rc < 0) {
+            PCRE2_UCHAR msg[256];
+            if (pcre2_get_error_message(rc, msg, sizeof msg) < 0) snprintf((char *)msg, sizeof msg, "error %d", rc);
+            st = lp_error(d, LP_ERR_USAGE, "--layers regex:%s: matching node %d '%s' (%s): %s", pattern,
+                          n->file_index, name, n->op_type, (const char *)msg);
+            break;
+        }
+        matched++;
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        if (rc < 2 || ov[2] == PCRE2_UNSET) continue; /* group 1 did not take part */
+        char *cap = lp_arena_strndup(a, name + ov[2], (size_t)(ov[3] - ov[2]));
         if (!cap || (key[i] = keymap_get(km, a, cap, km->n)) < 0)
             st = lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
     }
-    if (st == LP_OK && km->n == 0 && keymap_get(km, a, "all", 0) < 0)
-        st = lp_error(d, LP_ERR_INTERNAL, "out of memory while grouping nodes");
+    if (st == LP_OK && km->n == 0)
+        st = lp_error(d, LP_ERR_USAGE, "--layers regex:%s %s of the %d node names", pattern,
+                      matched ? "captures nothing (group 1 is unset) in any" : "matches none", g->n_nodes);
     if (st == LP_OK) join_neighbours(g, e, km, key, 0);
 done:
-    regfree(&re);
+    pcre2_match_data_free(md);
+    pcre2_match_context_free(mc);
+    pcre2_code_free(re);
     return st;
 }
 
@@ -444,9 +532,23 @@ static lp_status keys_from_cuts(lp_graph *g, const edges *e, const uint64_t *vby
 /* ---- reordering ------------------------------------------------------------- */
 
 /* Topological re-sort of g->nodes by (rank of key, old index), so each
- * layer's nodes come together; permutes key[] alongside. */
-static lp_status reorder_by_rank(lp_graph *g, const keymap *km, int *key, lp_diag *d) {
+ * layer's nodes come together; permutes key[] alongside. *moved: whether
+ * the order changed. When the nodes are in topological order already and
+ * the ranks never fall along it, that order is the result (the sort emits
+ * the least available (rank, index) each time, and node i is available
+ * once 0..i-1 are out), so the sort is skipped. */
+static lp_status reorder_by_rank(lp_graph *g, const keymap *km, int *key, bool *moved, lp_diag *d) {
     int n = g->n_nodes;
+    *moved = false;
+    bool sorted = true;
+    for (int i = 0; i < n && sorted; i++) {
+        if (i > 0 && km->rank[key[i]] < km->rank[key[i - 1]]) sorted = false;
+        for (int k = 0; k < g->nodes[i].n_inputs && sorted; k++) {
+            int32_t v = g->nodes[i].inputs[k];
+            if (v >= 0 && g->values[v].producer >= i) sorted = false;
+        }
+    }
+    if (sorted) return LP_OK;
     int32_t *prio = malloc((size_t)n * sizeof *prio);
     int32_t *order = malloc((size_t)n * sizeof *order);
     int *newkey = malloc((size_t)n * sizeof *newkey);
@@ -458,7 +560,10 @@ static lp_status reorder_by_rank(lp_graph *g, const keymap *km, int *key, lp_dia
     for (int i = 0; i < n; i++) prio[i] = km->rank[key[i]];
     st = lp_graph_sort_by(g, prio, order, d);
     if (st != LP_OK) goto done;
-    for (int i = 0; i < n; i++) newkey[i] = key[order[i]];
+    for (int i = 0; i < n; i++) {
+        newkey[i] = key[order[i]];
+        if (order[i] != i) *moved = true;
+    }
     memcpy(key, newkey, (size_t)n * sizeof *key);
 done:
     free(prio);
@@ -490,18 +595,31 @@ uint32_t lp_layer_index_next_epoch(struct lp_layer_index *ix, int n_values) {
     return ix->epoch;
 }
 
+/* Consumer lists and last uses in the current node order (replacing any
+ * made for an earlier order). */
+static bool index_edges(lp_layer_ir *L) {
+    const lp_graph *g = L->g;
+    struct lp_layer_index *ix = L->index;
+    edges e;
+    free(ix->cons_start);
+    free(ix->cons);
+    ix->cons_start = NULL;
+    ix->cons = NULL;
+    if (!edges_build(g, &e)) {
+        edges_free(&e);
+        return false;
+    }
+    ix->cons_start = e.start;
+    ix->cons = e.node;
+    for (int v = 0; v < g->n_values; v++)
+        ix->last_use[v] = e.start[v] < e.start[v + 1] ? e.node[e.start[v + 1] - 1] : -1;
+    return true;
+}
+
 static lp_status index_build(lp_layer_ir *L, lp_diag *d) {
     lp_graph *g = L->g;
     struct lp_layer_index *ix = calloc(1, sizeof *ix);
     if (!ix) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    L->index = ix;
-    edges e;
-    if (!edges_build(g, &e)) {
-        edges_free(&e);
-        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    }
-    ix->cons_start = e.start;
-    ix->cons = e.node;
     size_t nv = (size_t)g->n_values;
     ix->last_use = malloc((nv ? nv : 1) * sizeof *ix->last_use);
     ix->vbytes = malloc((nv ? nv : 1) * sizeof *ix->vbytes);
@@ -511,18 +629,17 @@ static lp_status index_build(lp_layer_ir *L, lp_diag *d) {
         n_items += (size_t)g->nodes[i].n_inputs + (size_t)g->nodes[i].n_outputs;
     ix->items = malloc((n_items ? n_items : 1) * sizeof *ix->items);
     ix->items_cap = (int)n_items;
-    if (!ix->last_use || !ix->vbytes || !ix->stamp || !ix->items)
+    /* sizes do not depend on the node order: computed here once, before
+     * vbytes is published (lp_analysis_value_bytes takes the shape path) */
+    L->index = NULL;
+    if (ix->vbytes)
+        for (int v = 0; v < g->n_values; v++) {
+            uint64_t b;
+            ix->vbytes[v] = lp_analysis_value_bytes(L, v, &b) ? b : LP_BYTES_UNKNOWN;
+        }
+    L->index = ix;
+    if (!ix->last_use || !ix->vbytes || !ix->stamp || !ix->items || !index_edges(L))
         return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    for (int v = 0; v < g->n_values; v++) {
-        ix->last_use[v] = e.start[v] < e.start[v + 1] ? e.node[e.start[v + 1] - 1] : -1;
-        uint64_t b;
-        ix->vbytes[v] = LP_BYTES_UNKNOWN;
-        /* computed before vbytes is published: the shape path */
-        struct lp_layer_index *saved = L->index;
-        L->index = NULL;
-        if (lp_analysis_value_bytes(L, v, &b)) ix->vbytes[v] = b;
-        L->index = saved;
-    }
     return LP_OK;
 }
 
@@ -641,9 +758,9 @@ static bool is_shape_data(const lp_value *v) {
 /* Gathers read only the rows they pick from their data input (an embedding
  * table): as many bytes as they write. */
 static bool reads_rows_only(const lp_node *n) {
+    int id = lp_node_op(n);
     return !n->domain[0] && n->n_outputs >= 1 &&
-           (strcmp(n->op_type, "Gather") == 0 || strcmp(n->op_type, "GatherND") == 0 ||
-            strcmp(n->op_type, "GatherElements") == 0);
+           (id == LP_OP_Gather || id == LP_OP_GatherND || id == LP_OP_GatherElements);
 }
 
 static uint64_t gathered_bytes(const struct lp_layer_index *ix, const lp_node *n) {
@@ -746,15 +863,15 @@ static lp_status plan_whole(lp_layer_ir *L, lp_diag *d) {
 
 /* ---- entry points -------------------------------------------------------------- */
 
+/* Keys for every node, then the node order that makes each layer one run;
+ * *moved: whether that order differs from the old one. */
 static lp_status assign_keys(lp_layer_ir *L, const lp_analysis_options *opt, keymap *km, int *key,
-                             lp_diag *d) {
+                             bool *moved, lp_diag *d) {
     lp_graph *g = L->g;
-    edges e;
-    if (!edges_build(g, &e)) {
-        edges_free(&e);
-        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    }
+    /* the index's consumer lists are those of the current order */
+    edges e = {L->index->cons_start, L->index->cons};
     lp_status st = LP_OK;
+    *moved = false;
     switch (opt->layering) {
     case LP_LAYERS_NODE:
         /* named after the node; a repeated name gets "@index" to stay apart */
@@ -791,8 +908,7 @@ static lp_status assign_keys(lp_layer_ir *L, const lp_analysis_options *opt, key
     }
     }
     if (st == LP_OK && opt->layering != LP_LAYERS_NODE && g->n_nodes > 0)
-        st = reorder_by_rank(g, km, key, d);
-    edges_free(&e);
+        st = reorder_by_rank(g, km, key, moved, d);
     return st;
 }
 
@@ -830,11 +946,13 @@ lp_status lp_analysis_build_layers(lp_graph *g, const lp_analysis_options *opt,
     /* sizes first: the cut-based grouping needs them */
     if ((st = index_build(L, d)) != LP_OK) goto done;
     if ((st = check_sizes(L, d)) != LP_OK) goto done;
-    if ((st = assign_keys(L, opt, &km, key, d)) != LP_OK) goto done;
-    /* the order may have changed: consumers again */
-    index_free(L->index);
-    L->index = NULL;
-    if ((st = index_build(L, d)) != LP_OK) goto done;
+    bool moved;
+    if ((st = assign_keys(L, opt, &km, key, &moved, d)) != LP_OK) goto done;
+    /* a new order: consumers again (sizes stay) */
+    if (moved && !index_edges(L)) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        goto done;
+    }
     if ((st = layers_from_runs(L, &km, key, d)) != LP_OK) goto done;
     size_t nn = (size_t)(g->n_nodes ? g->n_nodes : 1);
     L->node_flops = lp_arena_array(L->arena, nn, sizeof *L->node_flops);

@@ -39,6 +39,10 @@ lp_analysis_options lp_analysis_defaults(void);
  * a declared shape (value_info, outputs) that disagrees is an error.
  * Inference continues past errors so one run reports them all. */
 lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d);
+/* Sets every node's op id (lp_node.op) from its op type; shape inference
+ * does it first, so later stages compare ids instead of names. Run again
+ * after nodes are added or their op types changed. */
+void lp_analysis_assign_ops(lp_graph *g);
 
 /* Memory footprint of a group of layers, in bytes at the deploy dtype. */
 typedef struct lp_footprint {
@@ -124,6 +128,8 @@ bool lp_analysis_value_bytes(const lp_layer_ir *L, int32_t v, uint64_t *bytes);
 
 void lp_layer_ir_dump_text(const lp_layer_ir *L, FILE *out);
 void *lp_layer_ir_to_json(const lp_layer_ir *L); /* json_t* */
+/* The same document into w as it is built (ir/json_out.h). */
+void lp_layer_ir_write_json(const lp_layer_ir *L, lp_json_out *w);
 lp_status lp_layer_ir_write_dot(const lp_layer_ir *L, const char *path, lp_diag *d);
 
 /* ---- cost rules (analysis/footprint.c, analysis/workspace.c) ------------ */

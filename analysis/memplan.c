@@ -22,6 +22,7 @@
 
 #include <assert.h>
 #include <stdlib.h>
+#include <string.h>
 
 typedef lp_memplan_block block;
 typedef lp_memplan_online freelist;
@@ -119,9 +120,11 @@ static bool bucket_by_step(const lp_memplan_item *items, int n_items, int n_step
     return true;
 }
 
+/* The online plan; *live gets the most aligned bytes alive at one step
+ * (lp_memplan_live_peak's result), from the same step buckets. */
 static lp_status plan_online(lp_memplan_item *items, int n_items, int n_steps, uint64_t align,
-                             uint64_t *peak) {
-    *peak = 0;
+                             uint64_t *peak, uint64_t *live) {
+    *peak = *live = 0;
     for (int i = 0; i < n_items; i++)
         assert(items[i].first >= 0 && items[i].first <= items[i].last && items[i].last < n_steps);
     if (n_items == 0) return LP_OK;
@@ -131,14 +134,20 @@ static lp_status plan_online(lp_memplan_item *items, int n_items, int n_steps, u
     if (!bucket_by_step(items, n_items, n_steps, false, &fstart, &fidx) ||
         !bucket_by_step(items, n_items, n_steps, true, &lstart, &lidx))
         goto done;
+    uint64_t now = 0;
     for (int s = 0; s < n_steps; s++) {
         for (int k = fstart[s]; k < fstart[s + 1]; k++) {
             lp_memplan_item *it = &items[fidx[k]];
-            it->offset = it->bytes ? lp_memplan_online_take(&f, align_up(it->bytes, align)) : 0;
+            uint64_t size = align_up(it->bytes, align);
+            it->offset = it->bytes ? lp_memplan_online_take(&f, size) : 0;
+            now += size;
         }
+        if (now > *live) *live = now;
         for (int k = lstart[s]; k < lstart[s + 1]; k++) {
             const lp_memplan_item *it = &items[lidx[k]];
-            if (it->bytes && !lp_memplan_online_give(&f, it->offset, align_up(it->bytes, align))) goto done;
+            uint64_t size = align_up(it->bytes, align);
+            if (it->bytes && !lp_memplan_online_give(&f, it->offset, size)) goto done;
+            now -= size;
         }
     }
     *peak = f.top;
@@ -177,66 +186,96 @@ uint64_t lp_memplan_live_peak(const lp_memplan_item *items, int n_items, int n_s
     return best;
 }
 
+/* A placed item with nonzero size: its bytes [offset, end) and steps [first, last]. */
 typedef struct placed {
     uint64_t offset, end;
+    int first, last;
 } placed;
-
-static int cmp_placed(const void *a, const void *b) {
-    const placed *x = a, *y = b;
-    return x->offset < y->offset ? -1 : x->offset > y->offset;
-}
 
 typedef struct by_size {
     uint64_t bytes;
     int first, index;
 } by_size;
 
-static int cmp_size_desc(const void *a, const void *b) {
-    const by_size *x = a, *y = b;
-    if (x->bytes != y->bytes) return x->bytes > y->bytes ? -1 : 1;
-    if (x->first != y->first) return x->first < y->first ? -1 : 1;
-    return x->index - y->index;
+/* Largest first, then earliest first step, then lowest index: a total order. */
+static bool size_before(const by_size *x, const by_size *y) {
+    if (x->bytes != y->bytes) return x->bytes > y->bytes;
+    if (x->first != y->first) return x->first < y->first;
+    return x->index < y->index;
 }
 
-/* Greedy by size into offsets[]; returns false if out of memory. */
+/* Merge sort of a[0..n) by size_before, tmp[n] scratch; a direct sort since
+ * the order is total (qsort through a comparator pointer cost more than the
+ * placement). */
+static void sort_by_size(by_size *a, by_size *tmp, int n) {
+    if (n < 2) return;
+    if (n <= 8) {
+        for (int i = 1; i < n; i++) {
+            by_size x = a[i];
+            int j = i;
+            for (; j > 0 && size_before(&x, &a[j - 1]); j--) a[j] = a[j - 1];
+            a[j] = x;
+        }
+        return;
+    }
+    int h = n / 2;
+    sort_by_size(a, tmp, h);
+    sort_by_size(a + h, tmp, n - h);
+    int i = 0, j = h, k = 0;
+    while (i < h && j < n) tmp[k++] = size_before(&a[j], &a[i]) ? a[j++] : a[i++];
+    while (i < h) tmp[k++] = a[i++];
+    memcpy(a, tmp, (size_t)k * sizeof *a);
+}
+
+/* Greedy by size into offsets[]; returns false if out of memory. The items
+ * placed so far are kept sorted by offset, so each new one scans them once
+ * for the gaps between those whose lifetimes overlap it: O(n) an item. (The
+ * order among equal offsets does not matter: after the first of them the
+ * scan's end is past that offset, so no later one opens a gap there.) */
 static bool plan_by_size(const lp_memplan_item *items, int n, uint64_t align, uint64_t *offsets,
                          uint64_t *peak) {
-    by_size *order = malloc((size_t)n * sizeof *order);
-    bool *done = calloc((size_t)n, sizeof *done);
-    placed *conf = malloc((size_t)n * sizeof *conf);
-    if (!order || !done || !conf) {
+    by_size *order = malloc((size_t)n * 2 * sizeof *order);
+    placed *sorted = malloc((size_t)n * sizeof *sorted);
+    if (!order || !sorted) {
         free(order);
-        free(done);
-        free(conf);
+        free(sorted);
         return false;
     }
     for (int i = 0; i < n; i++) order[i] = (by_size){items[i].bytes, items[i].first, i};
-    qsort(order, (size_t)n, sizeof *order, cmp_size_desc);
+    sort_by_size(order, order + n, n);
     *peak = 0;
+    int n_sorted = 0;
     for (int r = 0; r < n; r++) {
         const lp_memplan_item *it = &items[order[r].index];
         uint64_t size = align_up(it->bytes, align);
-        int nc = 0;
-        for (int k = 0; k < n; k++)
-            if (done[k] && items[k].first <= it->last && it->first <= items[k].last && items[k].bytes)
-                conf[nc++] = (placed){offsets[k], offsets[k] + align_up(items[k].bytes, align)};
-        qsort(conf, (size_t)nc, sizeof *conf, cmp_placed);
         /* smallest gap between conflicting items that holds it, else the end */
         uint64_t at = 0, best = UINT64_MAX, best_gap = UINT64_MAX;
-        for (int k = 0; k < nc; k++) {
-            if (conf[k].offset > at && conf[k].offset - at >= size && conf[k].offset - at < best_gap) {
+        for (int k = 0; k < n_sorted; k++) {
+            const placed *p = &sorted[k];
+            if (p->first > it->last || it->first > p->last) continue;
+            if (p->offset > at && p->offset - at >= size && p->offset - at < best_gap) {
                 best = at;
-                best_gap = conf[k].offset - at;
+                best_gap = p->offset - at;
             }
-            if (conf[k].end > at) at = conf[k].end;
+            if (p->end > at) at = p->end;
         }
-        offsets[order[r].index] = best != UINT64_MAX ? best : at;
-        done[order[r].index] = true;
-        if (size && offsets[order[r].index] + size > *peak) *peak = offsets[order[r].index] + size;
+        uint64_t off = best != UINT64_MAX ? best : at;
+        offsets[order[r].index] = off;
+        if (!it->bytes) continue;
+        if (off + size > *peak) *peak = off + size;
+        /* insert after the last placed item with an offset <= off */
+        int lo = 0, hi = n_sorted;
+        while (lo < hi) {
+            int mid = lo + (hi - lo) / 2;
+            if (sorted[mid].offset <= off) lo = mid + 1;
+            else hi = mid;
+        }
+        memmove(&sorted[lo + 1], &sorted[lo], (size_t)(n_sorted - lo) * sizeof *sorted);
+        sorted[lo] = (placed){off, off + size, it->first, it->last};
+        n_sorted++;
     }
     free(order);
-    free(done);
-    free(conf);
+    free(sorted);
     return true;
 }
 
@@ -306,8 +345,8 @@ lp_status lp_memplan_improve(lp_memplan_item *items, int n_items, uint64_t align
 
 lp_status lp_memplan_run(lp_memplan_item *items, int n_items, int n_steps, uint64_t align,
                          uint64_t *peak) {
-    lp_status st = plan_online(items, n_items, n_steps, align, peak);
+    uint64_t live;
+    lp_status st = plan_online(items, n_items, n_steps, align, peak, &live);
     if (st != LP_OK || n_items < 2) return st;
-    return lp_memplan_improve(items, n_items, align,
-                              lp_memplan_live_peak(items, n_items, n_steps, align), -1, peak);
+    return lp_memplan_improve(items, n_items, align, live, -1, peak);
 }

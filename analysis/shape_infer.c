@@ -37,11 +37,11 @@ lp_analysis_options lp_analysis_defaults(void) {
     return o;
 }
 
+_Static_assert(sizeof op_table / sizeof op_table[0] == LP_OP_COUNT, "one op id per row of ops.def");
+
 static const op_entry *find_op(const lp_node *n) {
-    if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0) return NULL;
-    for (size_t i = 0; i < sizeof op_table / sizeof op_table[0]; i++)
-        if (strcmp(op_table[i].name, n->op_type) == 0) return &op_table[i];
-    return NULL;
+    int id = lp_node_op(n);
+    return id > 0 ? &op_table[id - 1] : NULL;
 }
 
 /* ---- the rules' view of the graph ----------------------------------------- */
@@ -57,10 +57,21 @@ lp_dim *lp_infer_dims(lp_infer *cx, int count) {
     return d;
 }
 
+lp_status lp_infer_check_rank(lp_infer *cx, const lp_node *n, int64_t rank, const char *what) {
+    if (rank <= LP_MAX_RANK) return LP_OK;
+    return lp_node_error(cx->d, LP_ERR_UNSUPPORTED, n, "%s would have rank %lld; lpcc supports ranks up to %d",
+                         what, (long long)rank, LP_MAX_RANK);
+}
+
 lp_status lp_infer_output(lp_infer *cx, const lp_node *n, int i, lp_dtype dt, int rank,
                           const lp_dim *dims) {
     if (i >= n->n_outputs || n->outputs[i] < 0) return LP_OK;
     lp_value *v = &cx->g->values[n->outputs[i]];
+    if (rank > LP_MAX_RANK) {
+        char what[96];
+        snprintf(what, sizeof what, "output %d ('%.60s')", i, v->name);
+        return lp_infer_check_rank(cx, n, rank, what);
+    }
     v->dtype = dt;
     v->shape.rank = rank;
     v->shape.dims = NULL;
@@ -337,6 +348,19 @@ static lp_status unsupported_report(const unsupported_list *l, lp_diag *d) {
 
 /* ---- the walk ------------------------------------------------------------------ */
 
+/* A value of a rank above LP_MAX_RANK (declared in the model) is refused at
+ * its first reader, before any rule sizes arrays by it. */
+static lp_status check_input_ranks(lp_infer *cx, const lp_node *n) {
+    for (int i = 0; i < n->n_inputs; i++) {
+        const lp_value *in = lp_infer_input(cx, n, i);
+        if (in && in->shape.rank > LP_MAX_RANK)
+            return lp_node_error(cx->d, LP_ERR_UNSUPPORTED, n,
+                                 "input %d ('%s') has rank %d; lpcc supports ranks up to %d", i, in->name,
+                                 in->shape.rank, LP_MAX_RANK);
+    }
+    return LP_OK;
+}
+
 static bool inputs_ready(const lp_infer *cx, const lp_node *n) {
     for (int i = 0; i < n->n_inputs; i++) {
         const lp_value *in = lp_infer_input(cx, n, i);
@@ -393,6 +417,9 @@ static lp_status check_graph_inputs(lp_infer *cx) {
         if (v->shape.rank < 0)
             st = lp_error(cx->d, LP_ERR_UNSUPPORTED,
                           "input '%s' has no shape; give one with --shapes %s:AxBx..", v->name, v->name);
+        else if (v->shape.rank > LP_MAX_RANK)
+            st = lp_error(cx->d, LP_ERR_UNSUPPORTED, "input '%s' has rank %d; lpcc supports ranks up to %d",
+                          v->name, v->shape.rank, LP_MAX_RANK);
         for (int k = 0; st == LP_OK && k < v->shape.rank; k++)
             if (lp_dim_is_unknown(v->shape.dims[k]))
                 st = lp_error(cx->d, LP_ERR_UNSUPPORTED,
@@ -406,6 +433,7 @@ static lp_status check_graph_inputs(lp_infer *cx) {
 lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d) {
     (void)opt; /* dtypes are inferred as the model has them; deploy_dtype is for sizes */
     lp_infer cx = {.g = g, .d = d};
+    lp_analysis_assign_ops(g);
     cx.known = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *cx.known);
     if (!cx.known) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     for (int i = 0; i < g->n_values; i++) {
@@ -421,7 +449,7 @@ lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, 
         lp_status st = LP_OK;
         if (!op) {
             if (!unsupported_add(&unsup, n)) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
-        } else if (inputs_ready(&cx, n)) {
+        } else if ((st = check_input_ranks(&cx, n)) == LP_OK && inputs_ready(&cx, n)) {
             st = infer_node(&cx, n, op);
         }
         if (first == LP_OK) first = st;

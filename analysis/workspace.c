@@ -32,9 +32,13 @@
  * replaces the 0 of other ops. Values are a byte count or an expression
  * string: numbers, variables, + and *, min(a, b), max(a, b), parentheses:
  *     {"MatMul": 4194304, "Conv": "2*output", "Softmax": "rows*8", "default": 0}
+ * Bounds: an expression has at most LP_WORKSPACE_MAX_EXPR characters and
+ * LP_WORKSPACE_MAX_DEPTH levels of parentheses and min/max; numbers must fit
+ * 64 bits (sums and products saturate at 2^64 - 1, which no card holds).
  */
 #define _POSIX_C_SOURCE 200809L
 #include "layers_internal.h"
+#include "infer_internal.h"
 
 #include <ctype.h>
 #include <jansson.h>
@@ -49,7 +53,16 @@ typedef struct rule {
 struct lp_workspace_model {
     int n;
     rule *rules; /* file rules first, so they win */
+    const char *by_id[LP_OP_COUNT + 1]; /* the winning rule of each op id, or NULL */
+    const char *fallback;               /* "default", or NULL */
 };
+
+/* The first rule for `op`, else NULL. */
+static const char *rule_for(const lp_workspace_model *m, const char *op) {
+    for (int i = 0; i < m->n; i++)
+        if (strcmp(m->rules[i].op, op) == 0) return m->rules[i].expr;
+    return NULL;
+}
 
 static const rule builtin_rules[] = {
     {"MatMul", "min(33554432, 4*outnumel)"},
@@ -79,9 +92,13 @@ typedef struct vars {
     uint64_t output, input, inputs, outnumel, rows, im2col;
 } vars;
 
+#define LP_WORKSPACE_MAX_EXPR 1024
+#define LP_WORKSPACE_MAX_DEPTH 32
+
 typedef struct parser {
     const char *p;
     const vars *v; /* NULL: check the syntax only */
+    int depth;     /* open parentheses and min/max calls */
     bool ok;
     char err[256];
 } parser;
@@ -109,18 +126,41 @@ static void fail(parser *ps, const char *what) {
 
 static uint64_t parse_sum(parser *ps);
 
+/* Enters one level of nesting; false (and an error) past the limit, so that
+ * the recursion below never runs deeper than LP_WORKSPACE_MAX_DEPTH. */
+static bool enter(parser *ps) {
+    if (ps->depth >= LP_WORKSPACE_MAX_DEPTH) {
+        char what[64];
+        snprintf(what, sizeof what, "nested deeper than %d levels", LP_WORKSPACE_MAX_DEPTH);
+        fail(ps, what);
+        return false;
+    }
+    ps->depth++;
+    return true;
+}
+
 /* factor := number | variable | min(sum, sum) | max(sum, sum) | (sum) */
 static uint64_t parse_factor(parser *ps) {
     skip_ws(ps);
     if (isdigit((unsigned char)*ps->p)) {
-        char *end;
-        unsigned long long x = strtoull(ps->p, &end, 10);
-        ps->p = end;
+        uint64_t x = 0;
+        const char *s = ps->p;
+        for (; isdigit((unsigned char)*ps->p); ps->p++) {
+            unsigned digit = (unsigned)(*ps->p - '0');
+            if (x > (UINT64_MAX - digit) / 10) {
+                ps->p = s;
+                fail(ps, "the number does not fit 64 bits");
+                return 0;
+            }
+            x = x * 10 + digit;
+        }
         return x;
     }
     if (accept(ps, '(')) {
+        if (!enter(ps)) return 0;
         uint64_t x = parse_sum(ps);
-        if (!accept(ps, ')')) fail(ps, "expected ')'");
+        ps->depth--;
+        if (ps->ok && !accept(ps, ')')) fail(ps, "expected ')'");
         return x;
     }
     const char *s = ps->p;
@@ -129,11 +169,16 @@ static uint64_t parse_factor(parser *ps) {
 #define IS(name) (len == strlen(name) && strncmp(s, name, len) == 0)
     if (IS("min") || IS("max")) {
         bool is_min = IS("min");
-        if (!accept(ps, '(')) fail(ps, "expected '('");
-        uint64_t a = parse_sum(ps);
-        if (!accept(ps, ',')) fail(ps, "expected ','");
-        uint64_t b = parse_sum(ps);
-        if (!accept(ps, ')')) fail(ps, "expected ')'");
+        if (!accept(ps, '(')) {
+            fail(ps, "expected '('");
+            return 0;
+        }
+        if (!enter(ps)) return 0;
+        uint64_t a = parse_sum(ps), b = 0;
+        if (ps->ok && !accept(ps, ',')) fail(ps, "expected ','");
+        if (ps->ok) b = parse_sum(ps);
+        if (ps->ok && !accept(ps, ')')) fail(ps, "expected ')'");
+        ps->depth--;
         return is_min ? (a < b ? a : b) : (a > b ? a : b);
     }
     const vars *v = ps->v;
@@ -211,13 +256,20 @@ static lp_status load_file(lp_workspace_model *m, const char *path, lp_diag *d) 
             expr = buf;
         } else if (json_is_string(val)) {
             expr = json_string_value(val);
+            if (json_string_length(val) > LP_WORKSPACE_MAX_EXPR) {
+                st = lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': the expression has %zu characters, "
+                              "more than the %d allowed", path, op, json_string_length(val),
+                              LP_WORKSPACE_MAX_EXPR);
+                break;
+            }
         } else {
             st = lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': expected bytes >= 0 or an "
                           "expression string", path, op);
             break;
         }
         if (!eval_expr(expr, NULL, &x, err)) {
-            st = lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': \"%s\": %s", path, op, expr, err);
+            st = lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': \"%.80s%s\": %s", path, op, expr,
+                          strlen(expr) > 80 ? "..." : "", err);
             break;
         }
         if ((st = add_rule(m, op, expr, d)) != LP_OK) break;
@@ -238,6 +290,9 @@ lp_status lp_workspace_load(const char *path, lp_workspace_model **out, lp_diag 
         lp_workspace_free(m);
         return st;
     }
+    /* resolved once, so a node's rule is one array read */
+    for (int id = 1; id <= LP_OP_COUNT; id++) m->by_id[id] = rule_for(m, lp_op_name(id));
+    m->fallback = rule_for(m, "default");
     *out = m;
     return LP_OK;
 }
@@ -260,7 +315,7 @@ static uint64_t bytes_or_0(const lp_layer_ir *L, int32_t v) {
 /* Conv's unfolded input: N * prod(Y spatial) columns of C_in/group * prod(k). */
 static uint64_t im2col_bytes(const lp_layer_ir *L, const lp_node *n) {
     const lp_graph *g = L->g;
-    if (strcmp(n->op_type, "Conv") != 0 || n->n_inputs < 2 || n->n_outputs < 1) return 0;
+    if (lp_node_op(n) != LP_OP_Conv || n->n_inputs < 2 || n->n_outputs < 1) return 0;
     int32_t w = n->inputs[1], y = n->outputs[0], x = n->inputs[0];
     if (w < 0 || y < 0 || x < 0) return 0;
     const lp_shape *ws = &g->values[w].shape;
@@ -277,11 +332,9 @@ static uint64_t im2col_bytes(const lp_layer_ir *L, const lp_node *n) {
 
 uint64_t lp_workspace_node_bytes(const lp_workspace_model *m, const lp_layer_ir *L,
                                  const lp_node *n) {
-    const char *expr = NULL;
-    for (int i = 0; i < m->n && !expr; i++)
-        if (strcmp(m->rules[i].op, n->op_type) == 0) expr = m->rules[i].expr;
-    for (int i = 0; i < m->n && !expr; i++)
-        if (strcmp(m->rules[i].op, "default") == 0) expr = m->rules[i].expr;
+    int id = lp_node_op(n);
+    const char *expr = id > 0 ? m->by_id[id] : rule_for(m, n->op_type);
+    if (!expr) expr = m->fallback;
     if (!expr) return 0;
     const lp_graph *g = L->g;
     vars v = {0};

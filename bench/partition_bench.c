@@ -1,16 +1,30 @@
-/* Partitioner speed: dp (min-max) on 10,000 layers x 64 cards, greedy on
- * 10k / 100k / 1M layers, over an additive cost (prefix sums, O(1) a call)
- * so the figures are the algorithms' own.
+/* Partitioner speed, two ways:
  *
- *     build/bench/partition_bench      # prints one line per case
+ *   micro: dp (min-max) on 10,000 layers x 64 cards and greedy on 10k / 100k /
+ *          1M layers over an additive cost (prefix sums, O(1) a call), so the
+ *          figures are the algorithms' own;
+ *   real:  lp_partition_run with the analysis footprint source (the exact
+ *          memory planner behind every range) on a synthetic stack of N
+ *          residual MLP blocks (one 4-node layer a block, as
+ *          bench/footprint_bench.c builds), for every algorithm, unpinned and
+ *          with one layer in ten pinned, at card counts up to 1,024. Each case
+ *          runs in its own process, so its peak RSS is its own.
+ *
+ *     build/bench/partition_bench                  # micro, then real at 10k layers
+ *     build/bench/partition_bench real 100000      # real at 100k layers
+ *     build/bench/partition_bench case N ALGO CARDS PIN   # one case
  */
-#define _POSIX_C_SOURCE 199309L
+#define _POSIX_C_SOURCE 200809L
 #include "bench_clock.h"
+#include "lp_analysis.h"
 #include "lp_partition.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static uint64_t prefix_cost(void *ctx, int first, int last) {
     const uint64_t *pre = ctx;
@@ -28,7 +42,84 @@ static uint64_t *random_prefix(int n, uint64_t seed) {
     return pre;
 }
 
-int main(void) {
+/* ---- the synthetic stack (as bench/footprint_bench.c) ---- */
+
+enum { HID = 128, MLP = 256, SEQ = 16 };
+
+static int32_t add_value(lp_graph *g, const char *name, lp_value_kind kind, int64_t d0, int64_t d1) {
+    int32_t v = lp_graph_intern_value(g, name);
+    if (v < 0) return -1;
+    lp_value *val = &g->values[v];
+    val->kind = kind;
+    val->dtype = LP_DT_FLOAT16;
+    val->shape.rank = 2;
+    val->shape.dims = lp_arena_array(g->arena, 2, sizeof(lp_dim));
+    if (!val->shape.dims) return -1;
+    val->shape.dims[0].size = d0;
+    val->shape.dims[1].size = d1;
+    return v;
+}
+
+static bool add_node(lp_graph *g, int *n, const char *op, int32_t a, int32_t b, int32_t out) {
+    lp_node *nd = &g->nodes[*n];
+    nd->name = lp_arena_printf(g->arena, "/blocks.%d/%s_%d", *n / 4, op, *n % 4);
+    nd->op_type = op;
+    nd->domain = "";
+    nd->file_index = *n;
+    nd->n_inputs = b >= 0 ? 2 : 1;
+    nd->inputs = lp_arena_array(g->arena, 2, sizeof(int32_t));
+    nd->outputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
+    if (!nd->name || !nd->inputs || !nd->outputs) return false;
+    nd->inputs[0] = a;
+    nd->inputs[1] = b;
+    nd->n_outputs = 1;
+    nd->outputs[0] = out;
+    g->values[out].producer = *n;
+    (*n)++;
+    return true;
+}
+
+static lp_graph *make_stack(int blocks) {
+    lp_graph *g = lp_graph_new("stack.onnx");
+    if (!g) return NULL;
+    g->nodes = lp_arena_array(g->arena, (size_t)blocks * 4, sizeof(lp_node));
+    g->inputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
+    g->outputs = lp_arena_array(g->arena, 1, sizeof(int32_t));
+    int32_t x = add_value(g, "x", LP_VALUE_INPUT, SEQ, HID);
+    if (!g->nodes || !g->inputs || !g->outputs || x < 0) goto fail;
+    g->values[x].is_graph_input = true;
+    g->n_inputs = 1;
+    g->inputs[0] = x;
+    int n = 0;
+    for (int b = 0; b < blocks; b++) {
+        char nm[5][48];
+        static const char *const prefix[5] = {"w1", "w2", "h", "r", "y"};
+        for (int k = 0; k < 5; k++) snprintf(nm[k], sizeof nm[k], "%s.%d", prefix[k], b);
+        int32_t w1 = add_value(g, nm[0], LP_VALUE_WEIGHT, HID, MLP);
+        int32_t w2 = add_value(g, nm[1], LP_VALUE_WEIGHT, MLP, HID);
+        int32_t h = add_value(g, nm[2], LP_VALUE_ACTIVATION, SEQ, MLP);
+        int32_t r = add_value(g, nm[3], LP_VALUE_ACTIVATION, SEQ, MLP);
+        char on[48];
+        snprintf(on, sizeof on, "o.%d", b);
+        int32_t o = add_value(g, on, LP_VALUE_ACTIVATION, SEQ, HID);
+        int32_t y = add_value(g, nm[4], LP_VALUE_ACTIVATION, SEQ, HID);
+        if (w1 < 0 || w2 < 0 || h < 0 || r < 0 || o < 0 || y < 0) goto fail;
+        if (!add_node(g, &n, "MatMul", x, w1, h) || !add_node(g, &n, "Relu", h, -1, r) ||
+            !add_node(g, &n, "MatMul", r, w2, o) || !add_node(g, &n, "Add", o, x, y))
+            goto fail;
+        x = y;
+    }
+    g->n_nodes = n;
+    g->values[x].is_graph_output = true;
+    g->n_outputs = 1;
+    g->outputs[0] = x;
+    return g;
+fail:
+    lp_graph_free(g);
+    return NULL;
+}
+
+static int micro(void) {
     int ns[] = {10000, 100000, 1000000};
     for (int t = 0; t < 3; t++) {
         int n = ns[t];
@@ -55,4 +146,74 @@ int main(void) {
         free(ends);
     }
     return 0;
+}
+
+/* One case: build the stack, then time lp_partition_run + lp_plan_validate.
+ * cards 0: as many as needed; pin: every tenth layer pinned where the
+ * unpinned plan put it (so the pins are honourable). */
+static int run_case(int blocks, const char *algo, int cards, int pin) {
+    lp_graph *g = make_stack(blocks);
+    if (!g) return 1;
+    lp_diag d = lp_diag_make("stack.onnx");
+    lp_analysis_options ao = lp_analysis_defaults();
+    lp_layer_ir *L = NULL;
+    if (lp_analysis_build_layers(g, &ao, &L, &d) != LP_OK) return 1;
+    double rss0 = bench_peak_rss_mb();
+    lp_partition_options po = lp_partition_defaults();
+    if (!lp_algo_from_name(algo, &po.algo)) return 1;
+    po.cards = cards;
+    lp_footprint_source src = lp_partition_source_analysis(L);
+    lp_pin *pins = NULL;
+    lp_plan *plan = NULL;
+    if (pin) {
+        if (lp_partition_run(L, &src, &po, &plan, &d) != LP_OK) return 1;
+        pins = malloc(sizeof(lp_pin) * (size_t)(L->n_layers / 10 + 1));
+        if (!pins) return 1;
+        int n_pins = 0;
+        for (int c = 0; c < plan->n_cards; c++)
+            for (int l = plan->cards[c].first_layer; l <= plan->cards[c].last_layer; l++)
+                if (l % 10 == 5) pins[n_pins++] = (lp_pin){l, c};
+        po.pins = pins;
+        po.n_pins = n_pins;
+        lp_plan_free(plan);
+        plan = NULL;
+    }
+    double t0 = bench_seconds();
+    lp_status st = lp_partition_run(L, &src, &po, &plan, &d);
+    if (st == LP_OK) st = lp_plan_validate(plan, L, &src, &d);
+    double t = bench_seconds() - t0;
+    printf("%-10s %7d layers  --cards %-5d %-8s %5d cards  %8.3f s  peak RSS %6.1f MB (IR %.1f MB)%s\n",
+           algo, L->n_layers, cards, pin ? "pinned" : "", plan ? plan->n_cards : 0, t,
+           bench_peak_rss_mb(), rss0, st == LP_OK ? "" : "  FAILED");
+    fflush(stdout);
+    lp_plan_free(plan);
+    free(pins);
+    lp_layer_ir_free(L);
+    lp_graph_free(g);
+    return st == LP_OK ? 0 : 1;
+}
+
+static int real(int blocks) {
+    static const char *const algos[] = {"greedy", "dp", "throughput"};
+    static const int counts[] = {0, 64, 1024};
+    int bad = 0;
+    for (int a = 0; a < 3; a++)
+        for (int c = 0; c < 3; c++)
+            for (int pin = 0; pin < 2; pin++) {
+                pid_t pid = fork();
+                if (pid == 0) _exit(run_case(blocks, algos[a], counts[c], pin));
+                int status = 0;
+                if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
+                    WEXITSTATUS(status) != 0)
+                    bad++;
+            }
+    return bad ? 1 : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc >= 6 && strcmp(argv[1], "case") == 0)
+        return run_case(atoi(argv[2]), argv[3], atoi(argv[4]), atoi(argv[5]));
+    if (argc >= 2 && strcmp(argv[1], "real") == 0) return real(argc > 2 ? atoi(argv[2]) : 10000);
+    if (micro() != 0) return 1;
+    return real(10000);
 }

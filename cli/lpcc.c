@@ -5,7 +5,9 @@
 
 #include "lp_analysis.h"
 #include "lp_frontend.h"
+#include "lp_outdir.h"
 #include "lp_partition.h"
+#include "json_out.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -118,10 +120,47 @@ static lp_status parse_dim(cli *c, const char *arg, lp_diag *d) {
     binding *b = &c->dims[c->n_dims];
     if (!eq || eq == arg || parse_i64(eq + 1, &b->dims[0]) != LP_OK)
         return lp_error(d, LP_ERR_USAGE, "--dim '%s': expected NAME=VALUE with VALUE >= 0", arg);
-    b->name = strndup(arg, (size_t)(eq - arg));
+    size_t len = (size_t)(eq - arg);
+    for (int i = 0; i < c->n_dims; i++) {
+        const binding *o = &c->dims[i];
+        if (strlen(o->name) != len || strncmp(o->name, arg, len) != 0) continue;
+        if (o->dims[0] == b->dims[0]) return LP_OK; /* the same binding again */
+        return lp_error(d, LP_ERR_USAGE, "--dim %s is given twice, as %" PRId64 " and as %" PRId64,
+                        o->name, o->dims[0], b->dims[0]);
+    }
+    b->name = strndup(arg, len);
     if (!b->name) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     b->rank = 1;
     c->n_dims++;
+    return LP_OK;
+}
+
+/* "1x128" for messages. */
+static void format_shape(const binding *b, char *buf, size_t size) {
+    size_t used = 0;
+    buf[0] = '\0';
+    for (int i = 0; i < b->rank && used < size; i++) {
+        int n = snprintf(buf + used, size - used, "%s%" PRId64, i ? "x" : "", b->dims[i]);
+        if (n < 0) break;
+        used += (size_t)n;
+    }
+}
+
+/* An input given twice: the same shape is accepted once, two shapes are an error. */
+static lp_status check_shape_repeat(const cli *c, const binding *b, bool *repeat, lp_diag *d) {
+    *repeat = false;
+    for (int i = 0; i < c->n_shapes; i++) {
+        const binding *o = &c->shapes[i];
+        if (strcmp(o->name, b->name) != 0) continue;
+        if (o->rank == b->rank && memcmp(o->dims, b->dims, sizeof(int64_t) * (size_t)b->rank) == 0) {
+            *repeat = true;
+            return LP_OK;
+        }
+        char x[16 * 24], y[16 * 24];
+        format_shape(o, x, sizeof x);
+        format_shape(b, y, sizeof y);
+        return lp_error(d, LP_ERR_USAGE, "--shapes gives input '%s' twice, as %s and as %s", b->name, x, y);
+    }
     return LP_OK;
 }
 
@@ -159,6 +198,14 @@ static lp_status parse_shapes(cli *c, const char *arg, lp_diag *d) {
         if (!b->name) {
             st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
             break;
+        }
+        bool repeat = false;
+        st = check_shape_repeat(c, b, &repeat, d);
+        if (st != LP_OK || repeat) {
+            free((char *)b->name);
+            b->name = NULL;
+            if (st != LP_OK) break;
+            continue;
         }
         c->n_shapes++;
     }
@@ -298,96 +345,59 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
     return LP_OK;
 }
 
-/* ---- output files: written beside their final name, renamed at the end,
- * removed if any stage fails, so DIR never holds a partial result ---------- */
+/* ---- the output folder: one transaction (lp_outdir.h) ---------------------- */
 
-typedef struct outputs {
-    int n;
-    char *tmp[8];
-    char *final[8];
-} outputs;
-
-static FILE *output_open(outputs *o, const char *dir, const char *name, lp_diag *d) {
-    if (o->n == 8) {
-        lp_error(d, LP_ERR_INTERNAL, "too many output files");
-        return NULL;
-    }
-    char *final = NULL, *tmp = NULL;
-    if (asprintf(&final, "%s/%s", dir, name) < 0 || asprintf(&tmp, "%s/.%s.tmp", dir, name) < 0) {
-        free(final);
-        lp_error(d, LP_ERR_INTERNAL, "out of memory");
-        return NULL;
-    }
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        lp_error(d, LP_ERR_OUTPUT, "cannot write '%s': %s", tmp, strerror(errno));
-        free(final);
-        free(tmp);
-        return NULL;
-    }
-    o->tmp[o->n] = tmp;
-    o->final[o->n] = final;
-    o->n++;
-    return f;
+/* The files a run writes into -o DIR; one an earlier run left there and this
+ * run does not write is removed when this run commits. */
+static bool lpcc_output_name(const char *name) {
+    return strcmp(name, "graph.json") == 0 || strcmp(name, "layers.json") == 0 ||
+           strcmp(name, "plan.json") == 0 || lp_plan_is_card_file(name);
 }
 
-static lp_status output_close(FILE *f, const outputs *o, lp_diag *d) {
-    bool bad = ferror(f);
-    if (fclose(f) != 0 || bad)
-        return lp_error(d, LP_ERR_OUTPUT, "cannot write '%s'", o->tmp[o->n - 1]);
-    return LP_OK;
-}
-
-static lp_status outputs_finish(outputs *o, lp_status st, lp_diag *d) {
-    for (int i = 0; i < o->n; i++) {
-        if (st == LP_OK && rename(o->tmp[i], o->final[i]) != 0)
-            st = lp_error(d, LP_ERR_OUTPUT, "cannot create '%s': %s", o->final[i], strerror(errno));
-        if (st != LP_OK) {
-            unlink(o->tmp[i]);
-            /* a failure after some renames leaves none of this run's files */
-            for (int k = 0; k < i; k++) unlink(o->final[k]);
-        }
-    }
-    for (int i = 0; i < o->n; i++) {
-        free(o->tmp[i]);
-        free(o->final[i]);
-    }
-    o->n = 0;
-    return st;
-}
-
-static lp_status make_dir(const char *dir, lp_diag *d) {
-    if (mkdir(dir, 0777) == 0 || errno == EEXIST) {
-        struct stat sb;
-        if (stat(dir, &sb) == 0 && S_ISDIR(sb.st_mode)) return LP_OK;
-        return lp_error(d, LP_ERR_OUTPUT, "output '%s' exists and is not a folder", dir);
-    }
-    return lp_error(d, LP_ERR_OUTPUT, "cannot create output folder '%s': %s", dir, strerror(errno));
-}
+static void json_value_doc(const void *j, lp_json_out *w) { lp_json_put(w, NULL, json_incref((json_t *)j)); }
 
 static lp_status write_json(json_t *j, FILE *f, lp_diag *d) {
     if (!j) return lp_error(d, LP_ERR_INTERNAL, "out of memory building JSON");
-    int rc = json_dumpf(j, f, JSON_INDENT(1) | JSON_PRESERVE_ORDER);
-    fputc('\n', f);
+    lp_status st = lp_json_write(f, json_value_doc, j, "JSON", d);
     json_decref(j);
-    return rc == 0 ? LP_OK : lp_error(d, LP_ERR_OUTPUT, "cannot write JSON");
+    return st;
 }
 
 /* ---- stages ---------------------------------------------------------------- */
 
 /* plan.json: the plan plus what reproduces it (bindings and dtype). */
-static json_t *plan_json(const cli *c, const lp_plan *plan, const lp_layer_ir *L) {
-    json_t *j = lp_plan_to_json(plan, L), *b = json_object();
+typedef struct plan_doc_ctx {
+    const struct cli *c;
+    const lp_plan *plan;
+    const lp_layer_ir *L;
+} plan_doc_ctx;
+
+static void plan_doc(const void *ctx, lp_json_out *w) {
+    const plan_doc_ctx *x = ctx;
+    const cli *c = x->c;
+    json_t *j = json_object(), *b = json_object();
     if (!j || !b) {
         json_decref(j);
         json_decref(b);
-        return NULL;
+        lp_json_put(w, NULL, NULL); /* marks the document failed */
+        return;
     }
-    for (int i = 0; i < c->n_dims; i++) json_object_set_new(b, c->dims[i].name, json_integer(c->dims[i].dims[0]));
+    for (int i = 0; i < c->n_dims; i++) {
+        char *name = lp_json_escape_name(c->dims[i].name); /* dim names are names too */
+        if (!name || json_object_set_new(b, name, json_integer(c->dims[i].dims[0])) != 0) {
+            free(name);
+            json_decref(j);
+            json_decref(b);
+            lp_json_put(w, NULL, NULL);
+            return;
+        }
+        free(name);
+    }
     json_object_set_new(j, "bindings", b);
     json_object_set_new(j, "dtype", json_string(c->deploy_dtype ? lp_dtype_name(c->deploy_dtype) : "keep"));
     if (c->compare) json_object_set_new(j, "comparison", lp_compare_to_json(&c->compared));
-    return j;
+    lp_plan_write_json(x->plan, x->L, j, w);
+    json_decref(j);
 }
 
 static lp_status bind_shapes(const cli *c, lp_graph *g, lp_diag *d) {
@@ -503,9 +513,9 @@ static lp_status partition_stage(cli *c, const lp_layer_ir *L, lp_plan **plan, l
     }
     if (st == LP_OK && c->dump && strcmp(c->dump, "plan") == 0) {
         if (c->json)
-            st = write_json(plan_json(c, *plan, L), stdout, d);
+            st = lp_json_write(stdout, plan_doc, &(plan_doc_ctx){c, *plan, L}, "stdout", d);
         else
-            lp_plan_dump_text(*plan, L, stdout);
+            lp_plan_dump_text(*plan, L, c->verbosity > 1, stdout);
         if (!c->json && c->compare) lp_compare_dump_text(&c->compared, stdout);
     }
     return st;
@@ -519,29 +529,48 @@ typedef struct run {
     lp_graph *g;
     lp_layer_ir *L;
     lp_plan *plan;
-    outputs outs;
-    bool cards_written;
+    lp_outdir *od; /* -o DIR, locked from the start of the run to its commit */
 } run;
 
 static bool dumping(const cli *c, const char *stage) { return c->dump && strcmp(c->dump, stage) == 0; }
 
-static lp_status dump_json_or_text(const cli *c, json_t *(*to_json)(const void *), const void *ir,
+static lp_status dump_json_or_text(const cli *c, lp_json_doc to_json, const void *ir,
                                    void (*to_text)(const void *, FILE *), lp_diag *d) {
-    if (c->json) return write_json(to_json(ir), stdout, d);
+    if (c->json) return lp_json_write(stdout, to_json, ir, "stdout", d);
     to_text(ir, stdout);
     return LP_OK;
 }
 
-static json_t *graph_json(const void *g) { return lp_graph_to_json(g); }
+static void graph_json(const void *g, lp_json_out *w) { lp_graph_write_json(g, w); }
 static void graph_text(const void *g, FILE *f) { lp_graph_dump_text(g, f); }
-static json_t *layers_json(const void *L) { return lp_layer_ir_to_json(L); }
+static void layers_json(const void *L, lp_json_out *w) { lp_layer_ir_write_json(L, w); }
 static void layers_text(const void *L, FILE *f) { lp_layer_ir_dump_text(L, f); }
+
+/* The model and the external data files it reads: none of them may be a
+ * file the commit replaces or removes. */
+static lp_status protect_inputs(run *r) {
+    lp_status st = lp_outdir_protect(r->od, r->g->path, "the model", r->d);
+    const char *last = NULL;
+    for (int i = 0; st == LP_OK && i < r->g->n_values; i++) {
+        const lp_value *v = &r->g->values[i];
+        const lp_tensor_data *t = &v->data;
+        if (t->where != LP_DATA_EXTERNAL || !t->path || (last && strcmp(last, t->path) == 0)) continue;
+        char *what = NULL;
+        if (asprintf(&what, "the external data of '%s'", v->name) < 0)
+            return lp_error(r->d, LP_ERR_INTERNAL, "out of memory");
+        st = lp_outdir_protect(r->od, t->path, what, r->d);
+        free(what);
+        last = t->path;
+    }
+    return st;
+}
 
 /* --dump-ir=load shows the graph as read, and no later stage runs. */
 static lp_status stage_load(run *r) {
     lp_load_options lo = {.require_weights = false};
     lp_status st = lp_frontend_load(r->c->model, &lo, &r->g, r->d);
     if (st == LP_OK) st = lp_graph_verify(r->g, r->d);
+    if (st == LP_OK && r->od) st = protect_inputs(r);
     if (st != LP_OK || !dumping(r->c, "load")) return st;
     if (r->c->out_dir || r->c->dot || r->c->partition)
         return lp_error(r->d, LP_ERR_USAGE,
@@ -574,33 +603,32 @@ static lp_status stage_dot(run *r) {
                                       : lp_layer_ir_write_dot(r->L, r->c->dot, r->d);
 }
 
-static lp_status write_output_json(run *r, const char *name, json_t *j) {
-    FILE *f = output_open(&r->outs, r->c->out_dir, name, r->d);
-    if (!f) {
-        json_decref(j);
-        return LP_ERR_OUTPUT;
-    }
-    lp_status st = write_json(j, f, r->d);
-    lp_status cs = output_close(f, &r->outs, r->d);
+static lp_status write_output_json(run *r, const char *name, lp_json_doc doc, const void *ctx) {
+    FILE *f = lp_outdir_create(r->od, name, r->d);
+    if (!f) return LP_ERR_OUTPUT;
+    char what[4096];
+    snprintf(what, sizeof what, "%s/%s", lp_outdir_path(r->od), name);
+    lp_status st = lp_json_write(f, doc, ctx, what, r->d);
+    lp_status cs = lp_outdir_close(r->od, f, r->d);
     return st != LP_OK ? st : cs;
 }
 
 static lp_status stage_write_json(run *r) {
-    lp_status st = make_dir(r->c->out_dir, r->d);
-    if (st == LP_OK) st = write_output_json(r, "graph.json", lp_graph_to_json(r->g));
-    if (st == LP_OK) st = write_output_json(r, "layers.json", lp_layer_ir_to_json(r->L));
-    if (st == LP_OK && r->plan) st = write_output_json(r, "plan.json", plan_json(r->c, r->plan, r->L));
+    lp_status st = write_output_json(r, "graph.json", graph_json, r->g);
+    if (st == LP_OK) st = write_output_json(r, "layers.json", layers_json, r->L);
+    if (st == LP_OK && r->plan)
+        st = write_output_json(r, "plan.json", plan_doc, &(plan_doc_ctx){r->c, r->plan, r->L});
     return st;
 }
 
 static lp_status stage_report(run *r) {
     if (!r->c->dump && r->c->verbosity > 0) {
         print_summary(r->g, stdout);
-        if (r->plan) lp_plan_dump_text(r->plan, r->L, stdout);
+        if (r->plan) lp_plan_dump_text(r->plan, r->L, r->c->verbosity > 1, stdout);
         if (r->plan && r->c->compare) lp_compare_dump_text(&r->c->compared, stdout);
     }
-    /* stdout is settled before the output files are committed, so a run
-     * that fails to print leaves no result behind */
+    /* stdout is settled before the output folder is committed, so a run
+     * that fails to print leaves the earlier result as it was */
     if (fflush(stdout) != 0 || ferror(stdout)) return lp_error(r->d, LP_ERR_OUTPUT, "cannot write to stdout");
     return LP_OK;
 }
@@ -612,7 +640,7 @@ static lp_status stage_write_cards(run *r) {
         lp_warn(r->d, "a sharded layer splits weight '%s', whose external file '%s' is absent: its "
                 "column slices cannot be cut, so no card models are written (plan.json describes "
                 "the split)", w->name, w->data.location);
-        return lp_plan_remove_submodels(r->c->out_dir, 0);
+        return LP_OK; /* the commit removes an earlier run's card models */
     }
     const lp_graph *g = r->g;
     int n_absent = 0;
@@ -625,8 +653,7 @@ static lp_status stage_write_cards(run *r) {
         lp_warn(r->d, "the card models declare %d external weights whose file ('%s'%s) is absent: "
                 "they validate, and run once the file is placed next to them", n_absent, first,
                 n_absent > 1 ? ", ..." : "");
-    r->cards_written = true;
-    return lp_plan_write_submodels(r->plan, r->L, r->c->out_dir, r->d);
+    return lp_plan_write_submodels(r->plan, r->L, r->od, r->d);
 }
 
 /* The pipeline: a flat list of stages, each run only if the ones before it
@@ -651,18 +678,27 @@ int lpcc_main(int argc, char **argv) {
     r.ao.workspace_file = c.workspace;
     bool go = !dumping(&c, "load");
 
-    st = stage_load(&r);
+    /* -o DIR is made and locked before the model is read: a model inside
+     * DIR is not replaced by a concurrent run while this one reads it */
+    if (c.out_dir && go) {
+        lp_outdir_options oo = {.create = true, .lock = true, .is_output = lpcc_output_name};
+        st = lp_outdir_open(c.out_dir, &oo, &r.od, &d);
+    }
+    if (st == LP_OK) st = stage_load(&r);
     if (st == LP_OK && go) st = stage_shapes(&r);
     if (st == LP_OK && go && wants_layers(&c)) st = stage_layers(&r);
     if (st == LP_OK && go && (c.partition || c.out_dir)) st = partition_stage(&c, r.L, &r.plan, &d);
-    if (st == LP_OK && go && c.dot) st = stage_dot(&r);
-    if (st == LP_OK && go && c.out_dir) st = stage_write_json(&r);
-    /* the cards before the report: a run that fails to write them prints no
-     * plan, and one that fails to print removes them (cards_written) */
-    if (st == LP_OK && go && c.out_dir && r.plan) st = stage_write_cards(&r);
+    if (st == LP_OK && go && r.od) st = stage_write_json(&r);
+    /* the cards before the report: a run that fails to write them prints no plan */
+    if (st == LP_OK && go && r.od && r.plan) st = stage_write_cards(&r);
     if (st == LP_OK && go) st = stage_report(&r);
-    st = outputs_finish(&r.outs, st, &d);
-    if (st != LP_OK && r.cards_written) lp_plan_remove_submodels(c.out_dir, 0);
+    /* last before the commit, so a failed run leaves the earlier graph too */
+    if (st == LP_OK && go && c.dot) st = stage_dot(&r);
+    /* the one commit: DIR holds this run's files, or the earlier run's */
+    if (st == LP_OK && r.od)
+        st = lp_outdir_commit(r.od, &d);
+    else
+        lp_outdir_abort(r.od);
 
     lp_plan_free(r.plan);
     lp_layer_ir_free(r.L);

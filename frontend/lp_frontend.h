@@ -20,6 +20,7 @@
 #define LP_FRONTEND_H
 
 #include "lp_ir.h"
+#include "lp_outdir.h"
 
 typedef struct lp_load_options {
     /* A missing external-data file is an error rather than a warning. */
@@ -67,10 +68,18 @@ lp_status lp_frontend_resolve_external(lp_arena *a, const char *dir, const char 
  * when `path` is in the model's own folder; otherwise present bytes are
  * copied into "<path>.data" next to the sub-model, and absent ones are
  * declared with their original location, offset and length (the graph is
- * complete, but the file must be supplied before it can run). The model is
- * written to "<path>.tmp" and renamed; on failure no file is left behind. */
+ * complete, but the file must be supplied before it can run). The files are
+ * written in a staging folder beside `path` and moved into place once both
+ * are complete; on failure no file is left behind. */
 lp_status lp_frontend_write_submodel(const lp_graph *g, const int *nodes, int n_nodes,
                                      const int32_t *inputs, int n_inputs, const int32_t *outputs,
                                      int n_outputs, const char *path, lp_diag *d);
+
+/* The same, as file `name` of output folder `od` (and "<name>.data" there),
+ * which lp_outdir_commit moves into place with the run's other files;
+ * external data is re-referenced in place when the folder is the model's. */
+lp_status lp_frontend_write_submodel_in(const lp_graph *g, const int *nodes, int n_nodes,
+                                        const int32_t *inputs, int n_inputs, const int32_t *outputs,
+                                        int n_outputs, lp_outdir *od, const char *name, lp_diag *d);
 
 #endif

@@ -1,7 +1,7 @@
 /* lp_graph slice -> ONNX model file. The selected nodes, their weights and
  * the boundary values are converted into protobuf-c messages that live in a
- * scratch arena, packed straight into "path.tmp", and renamed into place
- * once everything succeeded. */
+ * scratch arena and packed straight into a file of an output folder's
+ * staging area (lp_outdir.h), which its commit moves into place. */
 #define _GNU_SOURCE
 #include "lp_frontend.h"
 #include "onnx.pb-c.h"
@@ -27,8 +27,9 @@ typedef struct writer {
     const lp_graph *g;
     lp_diag *d;
     lp_arena *a;          /* every protobuf message and string below */
-    const char *path;
-    const char *tmp;      /* path.tmp */
+    const char *path;     /* the final path, for messages */
+    lp_outdir *od;        /* the folder the files are created in */
+    const char *name;
     uint8_t *role;        /* [g->n_values] */
 
     /* External weights are re-referenced in place when the sub-model lands
@@ -37,7 +38,6 @@ typedef struct writer {
     bool same_dir;
     const char *data_location; /* sidecar name, relative to the output folder */
     const char *data_path;
-    const char *data_tmp;
     FILE *data;
     uint64_t data_size;
 
@@ -61,18 +61,6 @@ typedef struct lazy_tensor {
 
 /* protobuf-c's fields are not const; the writer never modifies through them */
 static char *pb_str(const char *s) { return (char *)(s ? s : ""); }
-
-static const char *basename_of(const char *path) {
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
-}
-
-static char *dirname_of(lp_arena *a, const char *path) {
-    const char *slash = strrchr(path, '/');
-    if (!slash) return lp_arena_strdup(a, ".");
-    if (slash == path) return lp_arena_strdup(a, "/");
-    return lp_arena_strndup(a, path, (size_t)(slash - path));
-}
 
 /* Whether two folders are the same directory on disk. */
 static bool same_folder(const char *x, const char *y) {
@@ -230,11 +218,8 @@ static Onnx__StringStringEntryProto *kv_to_proto(writer *w, const char *key, con
 }
 
 static lp_status open_sidecar(writer *w) {
-    w->data = fopen(w->data_tmp, "wbx");
-    if (!w->data && errno == EEXIST && unlink(w->data_tmp) == 0) w->data = fopen(w->data_tmp, "wbx");
-    if (!w->data)
-        return lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->data_tmp, strerror(errno));
-    return LP_OK;
+    w->data = lp_outdir_create(w->od, w->data_location, w->d);
+    return w->data ? LP_OK : LP_ERR_OUTPUT;
 }
 
 /* Appends the external bytes of `t` to the sidecar file; *offset is where
@@ -261,7 +246,7 @@ static lp_status copy_external(writer *w, const char *name, const lp_tensor_data
             st = lp_error(w->d, LP_ERR_INVALID_MODEL, "writing '%s': external data '%s' ended "
                           "early reading '%s'", w->path, t->location, name);
         else if (fwrite(buf, 1, (size_t)got, w->data) != (size_t)got)
-            st = lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->data_tmp,
+            st = lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->data_path,
                           strerror(errno));
         else
             done += (uint64_t)got;
@@ -656,57 +641,48 @@ static lp_status write_model_file(writer *w, const Onnx__ModelProto *m) {
                         w->path, lp_format_bytes((uint64_t)size, buf));
     }
     if (w->n_lazy) qsort(w->lazy, w->n_lazy, sizeof *w->lazy, cmp_lazy);
-    FILE *f = fopen(w->tmp, "wb");
-    if (!f) return lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->tmp, strerror(errno));
+    FILE *f = lp_outdir_create(w->od, w->name, w->d);
+    if (!f) return LP_ERR_OUTPUT;
     file_sink sink = {.base = {.append = file_sink_append}, .w = w, .f = f};
     onnx__model_proto__pack_to_buffer(m, &sink.base);
     free(sink.chunk);
-    if (fclose(f) != 0 && !sink.err) sink.err = errno ? errno : EIO;
-    if (sink.read != LP_OK) return sink.read;
-    if (sink.err)
-        return lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->tmp, strerror(sink.err));
-    return LP_OK;
+    if (sink.err) errno = sink.err; /* what the close reports */
+    lp_status st = lp_outdir_close(w->od, f, w->d);
+    return sink.read != LP_OK ? sink.read : st;
 }
 
-/* Closes the sidecar and moves both files into place, sidecar first so the
- * model never names a file that is not there yet. */
+/* Closes the sidecar; the folder's commit moves both files into place. */
 static lp_status commit_files(writer *w) {
-    if (w->data) {
-        int rc = fclose(w->data);
-        w->data = NULL;
-        if (rc != 0)
-            return lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->data_tmp, strerror(errno));
-        if (rename(w->data_tmp, w->data_path) != 0)
-            return lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->data_path, strerror(errno));
-    }
-    if (rename(w->tmp, w->path) != 0) {
-        lp_status st = lp_error(w->d, LP_ERR_OUTPUT, "cannot write '%s': %s", w->path,
-                                strerror(errno));
-        if (w->data_size) unlink(w->data_path);
-        return st;
-    }
-    return LP_OK;
+    FILE *f = w->data;
+    w->data = NULL;
+    return f ? lp_outdir_close(w->od, f, w->d) : LP_OK;
 }
 
-static lp_status writer_init(writer *w, const lp_graph *g, const char *path, lp_diag *d) {
-    *w = (writer){.g = g, .d = d, .path = path};
+static lp_status writer_init(writer *w, const lp_graph *g, lp_outdir *od, const char *name,
+                             lp_diag *d) {
+    *w = (writer){.g = g, .d = d, .od = od, .name = name};
     if (!(w->a = lp_arena_new())) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    const char *out_dir = lp_outdir_path(od);
+    w->path = lp_arena_printf(w->a, "%s/%s", out_dir, name);
     w->role = lp_arena_alloc(w->a, (size_t)g->n_values + 1);
-    w->tmp = lp_arena_printf(w->a, "%s.tmp", path);
-    w->data_location = lp_arena_printf(w->a, "%s.data", basename_of(path));
-    w->data_path = lp_arena_printf(w->a, "%s.data", path);
-    w->data_tmp = lp_arena_printf(w->a, "%s.data.tmp", path);
-    const char *out_dir = dirname_of(w->a, path);
-    if (!w->role || !w->tmp || !w->data_location || !w->data_path || !w->data_tmp || !out_dir)
+    w->data_location = lp_arena_printf(w->a, "%s.data", name);
+    w->data_path = lp_arena_printf(w->a, "%s/%s.data", out_dir, name);
+    if (!w->path || !w->role || !w->data_location || !w->data_path) {
+        w->path = name;
         return OOM(w);
+    }
     w->same_dir = g->dir && same_folder(out_dir, g->dir);
     return LP_OK;
 }
 
-static void writer_cleanup(writer *w, bool failed) {
-    if (w->data) fclose(w->data);
-    if (failed && w->tmp) unlink(w->tmp);
-    if (failed && w->data_tmp) unlink(w->data_tmp);
+/* A failed write leaves its files in the staging area, which the folder's
+ * abort removes. */
+static void writer_cleanup(writer *w) {
+    if (w->data) {
+        lp_diag silent = lp_diag_make(NULL);
+        silent.sink = NULL;
+        lp_outdir_close(w->od, w->data, &silent);
+    }
     lp_arena_free(w->a);
 }
 
@@ -714,9 +690,30 @@ lp_status lp_frontend_write_submodel(const lp_graph *g, const int *nodes, int n_
                                      const int32_t *inputs, int n_inputs, const int32_t *outputs,
                                      int n_outputs, const char *path, lp_diag *d) {
     assert(g && path && d);
+    const char *slash = strrchr(path, '/');
+    char *dir = slash ? strndup(path, slash == path ? 1 : (size_t)(slash - path)) : strdup(".");
+    if (!dir) return lp_error(d, LP_ERR_INTERNAL, "out of memory while writing '%s'", path);
+    lp_outdir_options opt = {.defer = true};
+    lp_outdir *od = NULL;
+    lp_status st = lp_outdir_open(dir, &opt, &od, d);
+    if (st == LP_OK)
+        st = lp_frontend_write_submodel_in(g, nodes, n_nodes, inputs, n_inputs, outputs, n_outputs, od,
+                                           slash ? slash + 1 : path, d);
+    if (st == LP_OK)
+        st = lp_outdir_commit(od, d);
+    else
+        lp_outdir_abort(od);
+    free(dir);
+    return st;
+}
+
+lp_status lp_frontend_write_submodel_in(const lp_graph *g, const int *nodes, int n_nodes,
+                                        const int32_t *inputs, int n_inputs, const int32_t *outputs,
+                                        int n_outputs, lp_outdir *od, const char *name, lp_diag *d) {
+    assert(g && od && name && d);
     assert(n_nodes >= 0 && n_inputs >= 0 && n_outputs >= 0);
     writer w;
-    lp_status st = writer_init(&w, g, path, d);
+    lp_status st = writer_init(&w, g, od, name, d);
     Onnx__GraphProto gp;
     Onnx__ModelProto m;
     onnx__graph_proto__init(&gp);
@@ -727,6 +724,6 @@ lp_status lp_frontend_write_submodel(const lp_graph *g, const int *nodes, int n_
     if (st == LP_OK) st = model_to_proto(&w, &gp, &m);
     if (st == LP_OK) st = write_model_file(&w, &m);
     if (st == LP_OK) st = commit_files(&w);
-    writer_cleanup(&w, st != LP_OK);
+    writer_cleanup(&w);
     return st;
 }

@@ -179,7 +179,7 @@ static void partition(const lp_layer_ir *L, const fuzz_options *f, lp_diag *d) {
     }
     FILE *null = fopen("/dev/null", "w");
     if (null) {
-        lp_plan_dump_text(plan, L, null);
+        lp_plan_dump_text(plan, L, true, null);
         fclose(null);
     }
     dump_json(lp_plan_to_json(plan, L));

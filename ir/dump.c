@@ -1,5 +1,5 @@
 /* The graph IR as stable text and as JSON. */
-#include "lp_ir.h"
+#include "json_out.h"
 
 #include <jansson.h>
 #include <string.h>
@@ -84,77 +84,89 @@ void lp_graph_dump_text(const lp_graph *g, FILE *out) {
     for (int i = 0; i < g->n_values; i++) print_value_line(g, i, out);
 }
 
-static json_t *json_names(const lp_graph *g, const int32_t *idx, int n) {
-    json_t *a = json_array();
-    for (int i = 0; i < n; i++)
-        json_array_append_new(a, json_string(idx[i] >= 0 ? g->values[idx[i]].name : ""));
-    return a;
+static void names(lp_json_out *w, const char *key, const lp_graph *g, const int32_t *idx, int n) {
+    lp_json_begin_row_array(w, key);
+    for (int i = 0; i < n; i++) lp_json_string(w, NULL, idx[i] >= 0 ? g->values[idx[i]].name : "");
+    lp_json_end(w);
 }
 
-static json_t *json_shape(const lp_shape *s) {
-    if (s->rank < 0) return json_null();
-    json_t *a = json_array();
+static void shape(lp_json_out *w, const lp_shape *s) {
+    if (s->rank < 0) {
+        lp_json_null(w, "shape");
+        return;
+    }
+    lp_json_begin_row_array(w, "shape");
     for (int i = 0; i < s->rank; i++) {
         const lp_dim *d = &s->dims[i];
         if (d->size >= 0)
-            json_array_append_new(a, json_integer(d->size));
+            lp_json_int(w, NULL, d->size);
         else if (d->sym)
-            json_array_append_new(a, json_string(d->sym));
+            lp_json_string(w, NULL, d->sym);
         else
-            json_array_append_new(a, json_null());
+            lp_json_null(w, NULL);
     }
-    return a;
+    lp_json_end(w);
+}
+
+static void node_json(lp_json_out *w, const lp_graph *g, int i) {
+    const lp_node *n = &g->nodes[i];
+    lp_json_begin_row_object(w, NULL);
+    lp_json_string(w, "name", n->name);
+    lp_json_string(w, "op", n->op_type);
+    lp_json_string(w, "domain", n->domain);
+    lp_json_int(w, "file_index", n->file_index);
+    names(w, "inputs", g, n->inputs, n->n_inputs);
+    names(w, "outputs", g, n->outputs, n->n_outputs);
+    const char *scope = lp_node_meta(n, "pkg.torch.onnx.name_scopes");
+    if (scope) lp_json_string(w, "name_scopes", scope);
+    lp_json_end(w);
+}
+
+static void value_json(lp_json_out *w, const lp_graph *g, int i) {
+    const lp_value *v = &g->values[i];
+    lp_json_begin_row_object(w, NULL);
+    lp_json_string(w, "name", v->name);
+    lp_json_string(w, "kind", kind_name(v->kind));
+    if (v->dtype)
+        lp_json_string(w, "dtype", lp_dtype_name(v->dtype));
+    else
+        lp_json_null(w, "dtype");
+    shape(w, &v->shape);
+    uint64_t bytes;
+    if (v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT) {
+        if (lp_value_bytes(v, &bytes)) lp_json_int(w, "bytes", (int64_t)bytes);
+        if (v->data.where == LP_DATA_EXTERNAL) {
+            lp_json_begin_row_object(w, "external");
+            lp_json_string(w, "location", v->data.location);
+            lp_json_int(w, "offset", (int64_t)v->data.offset);
+            lp_json_int(w, "length", (int64_t)v->data.nbytes);
+            lp_json_bool(w, "present", v->data.present);
+            lp_json_end(w);
+        }
+    }
+    lp_json_end(w);
+}
+
+void lp_graph_write_json(const lp_graph *g, lp_json_out *w) {
+    lp_json_begin_object(w, NULL);
+    lp_json_string(w, "model", g->path);
+    lp_json_string(w, "name", g->name);
+    lp_json_int(w, "ir_version", g->ir_version);
+    lp_json_int(w, "opset", g->opset);
+    lp_json_string(w, "producer", g->producer_name);
+    names(w, "inputs", g, g->inputs, g->n_inputs);
+    names(w, "outputs", g, g->outputs, g->n_outputs);
+    lp_json_begin_array(w, "nodes");
+    for (int i = 0; i < g->n_nodes; i++) node_json(w, g, i);
+    lp_json_end(w);
+    lp_json_begin_array(w, "values");
+    for (int i = 0; i < g->n_values; i++) value_json(w, g, i);
+    lp_json_end(w);
+    lp_json_end(w);
 }
 
 void *lp_graph_to_json(const lp_graph *g) {
-    json_t *root = json_object();
-    json_object_set_new(root, "model", json_string(g->path));
-    json_object_set_new(root, "name", json_string(g->name));
-    json_object_set_new(root, "ir_version", json_integer(g->ir_version));
-    json_object_set_new(root, "opset", json_integer(g->opset));
-    json_object_set_new(root, "producer", json_string(g->producer_name));
-    json_object_set_new(root, "inputs", json_names(g, g->inputs, g->n_inputs));
-    json_object_set_new(root, "outputs", json_names(g, g->outputs, g->n_outputs));
-
-    json_t *nodes = json_array();
-    for (int i = 0; i < g->n_nodes; i++) {
-        const lp_node *n = &g->nodes[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "name", json_string(n->name));
-        json_object_set_new(o, "op", json_string(n->op_type));
-        json_object_set_new(o, "domain", json_string(n->domain));
-        json_object_set_new(o, "file_index", json_integer(n->file_index));
-        json_object_set_new(o, "inputs", json_names(g, n->inputs, n->n_inputs));
-        json_object_set_new(o, "outputs", json_names(g, n->outputs, n->n_outputs));
-        const char *scope = lp_node_meta(n, "pkg.torch.onnx.name_scopes");
-        if (scope) json_object_set_new(o, "name_scopes", json_string(scope));
-        json_array_append_new(nodes, o);
-    }
-    json_object_set_new(root, "nodes", nodes);
-
-    json_t *values = json_array();
-    for (int i = 0; i < g->n_values; i++) {
-        const lp_value *v = &g->values[i];
-        json_t *o = json_object();
-        json_object_set_new(o, "name", json_string(v->name));
-        json_object_set_new(o, "kind", json_string(kind_name(v->kind)));
-        json_object_set_new(o, "dtype", v->dtype ? json_string(lp_dtype_name(v->dtype))
-                                                 : json_null());
-        json_object_set_new(o, "shape", json_shape(&v->shape));
-        uint64_t bytes;
-        if (v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT) {
-            if (lp_value_bytes(v, &bytes)) json_object_set_new(o, "bytes", json_integer((json_int_t)bytes));
-            if (v->data.where == LP_DATA_EXTERNAL) {
-                json_t *ext = json_object();
-                json_object_set_new(ext, "location", json_string(v->data.location));
-                json_object_set_new(ext, "offset", json_integer((json_int_t)v->data.offset));
-                json_object_set_new(ext, "length", json_integer((json_int_t)v->data.nbytes));
-                json_object_set_new(ext, "present", json_boolean(v->data.present));
-                json_object_set_new(o, "external", ext);
-            }
-        }
-        json_array_append_new(values, o);
-    }
-    json_object_set_new(root, "values", values);
-    return root;
+    lp_json_out *w = lp_json_out_tree();
+    lp_graph_write_json(g, w);
+    return lp_json_out_take(w);
 }

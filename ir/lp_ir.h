@@ -263,6 +263,7 @@ typedef struct lp_node {
     lp_attr *attrs;
     int n_meta;
     lp_kv *meta;           /* metadata_props, e.g. pkg.torch.onnx.name_scopes */
+    int16_t op;            /* analysis's op id: 0 not looked up yet, -1 an op it has no rule for */
 } lp_node;
 
 typedef struct lp_opset {
@@ -355,6 +356,9 @@ void lp_graph_dump_text(const lp_graph *g, FILE *out);
 /* One JSON object (see README "JSON output"); returns a jansson json_t*
  * typed as void* so this header needs no jansson. Caller decrefs. */
 void *lp_graph_to_json(const lp_graph *g);
+/* The same document into w as it is built (json_out.h). */
+typedef struct lp_json_out lp_json_out;
+void lp_graph_write_json(const lp_graph *g, lp_json_out *w);
 
 /* Formats a byte count as "1.50 GiB"; buf must hold 32 bytes. */
 const char *lp_format_bytes(uint64_t bytes, char buf[32]);

@@ -6,14 +6,19 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 uint64_t lp_cards_capacity(const lp_cards *c, int card) {
     assert(c->n_caps > 0 && card >= 0);
     return c->caps[card < c->n_caps ? card : c->n_caps - 1];
 }
 
+int lp_cards_max(const lp_cards *c) {
+    return c->max_cards < 0 ? -c->max_cards : c->max_cards;
+}
+
 static int cards_limit(const lp_cards *c, int n) {
-    return c->max_cards > 0 ? c->max_cards : n;
+    return c->max_cards != 0 ? lp_cards_max(c) : n;
 }
 
 /* Greedy with every capacity clipped to `ceiling` and at most `limit`
@@ -39,8 +44,17 @@ static int greedy_core(const lp_range_cost *c, const lp_cards *cards, int limit,
     return groups;
 }
 
+static bool cards_exact(const lp_cards *c) {
+    return c->max_cards < 0;
+}
+
 int lp_partition_greedy(const lp_range_cost *c, const lp_cards *cards, int *ends, int *stuck) {
-    return greedy_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, false, ends, stuck);
+    if (cards_exact(cards) && c->n < lp_cards_max(cards)) {
+        if (stuck) *stuck = -1;
+        return 0;
+    }
+    return greedy_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), ends,
+                       stuck);
 }
 
 static uint64_t clipped_capacity(const lp_cards *cards, int card, uint64_t ceiling) {
@@ -67,9 +81,11 @@ static void range_reach(const lp_range_cost *c, uint64_t cap, int *reach) {
  * listed capacities the last one repeats, and then the longest prefix
  * reachable with all of them dominates, so greedy finishes from there. */
 static int fewest_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
-                       int *ends, int *stuck) {
+                       bool exact, int *ends, int *stuck) {
     int n = c->n;
-    int hetero = cards->n_caps < limit ? cards->n_caps : limit;
+    if (exact && limit > n) return 0;
+    /* exact: every row up to `limit`, the answer only in the last */
+    int hetero = exact ? limit : cards->n_caps < limit ? cards->n_caps : limit;
     size_t width = (size_t)n + 1;
     int *parent = malloc(sizeof(int) * width * (size_t)(hetero + 1));
     int *reach = malloc(sizeof(int) * (size_t)n);
@@ -77,9 +93,12 @@ static int fewest_core(const lp_range_cost *c, const lp_cards *cards, int limit,
     if (!parent || !reach) goto done;
     /* parent[j][b]: a prefix a from which card j-1 reached b; -1 unreachable */
     for (size_t b = 0; b < width; b++) parent[b] = b == 0 ? 0 : -1;
+    uint64_t reach_cap = 0;
     for (int j = 1; j <= hetero && groups == 0; j++) {
         int *prev = parent + (size_t)(j - 1) * width, *cur = parent + (size_t)j * width;
-        range_reach(c, clipped_capacity(cards, j - 1, ceiling), reach);
+        uint64_t cap = clipped_capacity(cards, j - 1, ceiling);
+        if (j == 1 || cap != reach_cap) range_reach(c, cap, reach);
+        reach_cap = cap;
         int from = -1;
         for (size_t b = 0; b < width; b++) cur[b] = -1;
         for (int a = 0; a < n; a++) {
@@ -90,11 +109,11 @@ static int fewest_core(const lp_range_cost *c, const lp_cards *cards, int limit,
         }
         for (int b = n; b > furthest; b--)
             if (cur[b] >= 0) furthest = b;
-        if (cur[n] >= 0) groups = j;
+        if (cur[n] >= 0 && (!exact || j == hetero)) groups = j;
     }
     int start = n;
     while (start > 0 && parent[(size_t)hetero * width + start] < 0) start--;
-    if (!groups && start > 0 && hetero < limit) {
+    if (!groups && start > 0 && hetero < limit && !exact) {
         /* equal capacities from here: greedy from the longest prefix */
         int b = start, j = hetero;
         uint64_t cap = clipped_capacity(cards, cards->n_caps - 1, ceiling);
@@ -129,7 +148,7 @@ done:
 }
 
 int lp_partition_fewest(const lp_range_cost *c, const lp_cards *cards, int *ends, int *stuck) {
-    return fewest_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, ends, stuck);
+    return fewest_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), ends, stuck);
 }
 
 static bool cards_equal(const lp_cards *cards, int limit) {
@@ -138,8 +157,13 @@ static bool cards_equal(const lp_cards *cards, int limit) {
     return true;
 }
 
+/* Feasibility tests of min-max: "some split into at most (exact: exactly)
+ * limit groups fits under ceiling". With equal capacities and n >= limit
+ * the two agree (a fitting split can always be cut finer), so greedy
+ * decides both. */
 static int greedy_plain(const lp_range_cost *c, const lp_cards *cards, int limit,
-                        uint64_t ceiling, int *ends, int *stuck) {
+                        uint64_t ceiling, bool exact, int *ends, int *stuck) {
+    (void)exact;
     return greedy_core(c, cards, limit, ceiling, false, ends, stuck);
 }
 
@@ -152,30 +176,96 @@ static uint64_t largest_group(const lp_range_cost *c, const int *ends, int group
     return worst;
 }
 
+/* ---- a memo of range costs ----
+ *
+ * The bisections below ask for the same ranges again and again as the bound
+ * converges; a real cost (the memory planner over the range's nodes) is
+ * costly, so each (first, last) is computed once. Open addressing, grown at
+ * half full; when memory runs out the costs are computed again (never wrong). */
+typedef struct cost_memo {
+    const lp_range_cost *inner;
+    size_t cap, used;       /* slots, a power of two */
+    uint64_t *key, *value;  /* key 0: empty; else (first << 32 | last) + 1 */
+} cost_memo;
+
+static uint64_t memo_cost(void *ctx, int first, int last) {
+    cost_memo *m = ctx;
+    uint64_t key = ((uint64_t)(uint32_t)first << 32 | (uint32_t)last) + 1;
+    if (m->used * 2 >= m->cap) {
+        size_t cap = m->cap ? 2 * m->cap : 1024;
+        uint64_t *k = calloc(cap, sizeof *k), *v = malloc(cap * sizeof *v);
+        if (!k || !v) {
+            free(k);
+            free(v);
+            return m->inner->fn(m->inner->ctx, first, last);
+        }
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->key[i]) continue;
+            size_t h = (size_t)(m->key[i] * 0x9e3779b97f4a7c15ull >> 20) & (cap - 1);
+            while (k[h]) h = (h + 1) & (cap - 1);
+            k[h] = m->key[i];
+            v[h] = m->value[i];
+        }
+        free(m->key);
+        free(m->value);
+        m->key = k;
+        m->value = v;
+        m->cap = cap;
+    }
+    size_t h = (size_t)(key * 0x9e3779b97f4a7c15ull >> 20) & (m->cap - 1);
+    while (m->key[h] && m->key[h] != key) h = (h + 1) & (m->cap - 1);
+    if (m->key[h]) return m->value[h];
+    uint64_t v = m->inner->fn(m->inner->ctx, first, last);
+    m->key[h] = key;
+    m->value[h] = v;
+    m->used++;
+    return v;
+}
+
+static void memo_free(cost_memo *m) {
+    free(m->key);
+    free(m->value);
+}
+
 /* Feasibility of "largest group <= T" is monotone in T and greedy decides
  * it exactly, so a binary search over T finds the optimum in
  * O(log(max C) * n) cost calls. */
+static int minmax_core(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
+                       uint64_t *largest);
+
 int lp_partition_minmax(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
                         uint64_t *largest) {
+    cost_memo memo = {c, 0, 0, NULL, NULL};
+    lp_range_cost mc = {c->n, memo_cost, &memo};
+    int groups = minmax_core(&mc, cards, k, ends, largest);
+    memo_free(&memo);
+    return groups;
+}
+
+static int minmax_core(const lp_range_cost *c, const lp_cards *cards, int k, int *ends,
+                       uint64_t *largest) {
     int limit = k > 0 ? k : cards_limit(cards, c->n);
-    if (cards->max_cards > 0 && limit > cards->max_cards) limit = cards->max_cards;
+    if (cards->max_cards != 0 && limit > lp_cards_max(cards)) limit = lp_cards_max(cards);
+    bool exact = cards_exact(cards);
+    if (exact && limit > c->n) return 0;
     uint64_t hi = 0;
     for (int i = 0; i < limit; i++)
         if (lp_cards_capacity(cards, i) > hi) hi = lp_cards_capacity(cards, i);
     bool equal = cards_equal(cards, limit);
-    int (*fits)(const lp_range_cost *, const lp_cards *, int, uint64_t, int *, int *) =
+    int (*fits)(const lp_range_cost *, const lp_cards *, int, uint64_t, bool, int *, int *) =
         equal ? greedy_plain : fewest_core;
-    if (!fits(c, cards, limit, hi, ends, NULL)) return 0;
+    if (!fits(c, cards, limit, hi, exact, ends, NULL)) return 0;
     uint64_t lo = 0; /* hi is feasible, everything below lo is not */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        if (fits(c, cards, limit, mid, ends, NULL))
+        if (fits(c, cards, limit, mid, exact, ends, NULL))
             hi = mid;
         else
             lo = mid + 1;
     }
     int groups = equal && c->n >= limit ? greedy_core(c, cards, limit, hi, true, ends, NULL) : 0;
-    if (!groups || largest_group(c, ends, groups) > hi) groups = fits(c, cards, limit, hi, ends, NULL);
+    if (!groups || largest_group(c, ends, groups) > hi)
+        groups = fits(c, cards, limit, hi, exact, ends, NULL);
     assert(groups > 0);
     if (largest) *largest = largest_group(c, ends, groups);
     return groups;
@@ -202,9 +292,17 @@ static void pin_barrier(const int *pinned, int n, int j, int *bad) {
  * up to min(reach_j(a), bad_j(a) - 1), a bound that grows with a, so one
  * sweep marks each prefix once (as in fewest_core). O(groups * n) time and
  * memory. Returns the group count, 0 if none, -1 out of memory. */
+/* The parent rows, kept between the calls of one bisection so that each
+ * call does not fault in fresh pages. */
+typedef struct pin_rows {
+    int *parent;
+    size_t room; /* ints */
+} pin_rows;
+
 static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
-                       const int *pinned, int *ends) {
+                       bool exact, const int *pinned, int *ends, pin_rows *pr) {
     int n = c->n, groups = 0;
+    if (exact && limit > n) return 0;
     size_t width = (size_t)n + 1;
     int top = -1;
     for (int i = 0; i < n; i++)
@@ -212,8 +310,14 @@ static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit,
     if (top >= limit) return 0;
     int *reach = malloc(sizeof(int) * (size_t)n);
     int *bad = malloc(sizeof(int) * (size_t)n);
-    int rows = 8;
-    int *parent = malloc(sizeof(int) * width * (size_t)rows);
+    if (pr->room < width * 8) {
+        free(pr->parent);
+        pr->room = width * 8;
+        pr->parent = malloc(sizeof(int) * pr->room);
+        if (!pr->parent) pr->room = 0;
+    }
+    int rows = (int)(pr->room / width);
+    int *parent = pr->parent;
     if (!reach || !bad || !parent) {
         groups = -1;
         goto done;
@@ -228,8 +332,9 @@ static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit,
                 groups = -1;
                 goto done;
             }
-            parent = grown;
+            pr->parent = parent = grown;
             rows *= 2;
+            pr->room = width * (size_t)rows;
         }
         uint64_t cap = clipped_capacity(cards, j, ceiling);
         if (j == 0 || cap != reach_cap) range_reach(c, cap, reach);
@@ -246,7 +351,7 @@ static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit,
             for (int b = (from > a ? from : a) + 1; b <= last + 1; b++) cur[b] = a, any = true;
             if (last + 1 > from) from = last + 1;
         }
-        if (cur[n] >= 0) {
+        if (cur[n] >= 0 && (!exact || j + 1 == limit)) {
             groups = j + 1;
             break;
         }
@@ -259,38 +364,62 @@ static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit,
 done:
     free(reach);
     free(bad);
-    free(parent);
     return groups;
 }
 
 int lp_partition_fewest_pinned(const lp_range_cost *c, const lp_cards *cards, const int *pinned,
                                int *ends) {
-    return pinned_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, pinned, ends);
+    pin_rows pr = {NULL, 0};
+    int groups = pinned_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), pinned,
+                             ends, &pr);
+    free(pr.parent);
+    return groups;
 }
 
 /* As lp_partition_minmax: feasibility of "largest group <= T" only grows
  * with T, and pinned_core decides it exactly. */
+static int minmax_pinned_core(const lp_range_cost *c, const lp_cards *cards, int k,
+                              const int *pinned, int *ends, uint64_t *largest);
+
 int lp_partition_minmax_pinned(const lp_range_cost *c, const lp_cards *cards, int k,
                                const int *pinned, int *ends, uint64_t *largest) {
+    cost_memo memo = {c, 0, 0, NULL, NULL};
+    lp_range_cost mc = {c->n, memo_cost, &memo};
+    int groups = minmax_pinned_core(&mc, cards, k, pinned, ends, largest);
+    memo_free(&memo);
+    return groups;
+}
+
+static int minmax_pinned_core(const lp_range_cost *c, const lp_cards *cards, int k,
+                              const int *pinned, int *ends, uint64_t *largest) {
     int limit = k > 0 ? k : cards_limit(cards, c->n);
-    if (cards->max_cards > 0 && limit > cards->max_cards) limit = cards->max_cards;
+    if (cards->max_cards != 0 && limit > lp_cards_max(cards)) limit = lp_cards_max(cards);
     uint64_t hi = 0;
     for (int i = 0; i < limit; i++)
         if (lp_cards_capacity(cards, i) > hi) hi = lp_cards_capacity(cards, i);
-    int groups = pinned_core(c, cards, limit, hi, pinned, ends);
-    if (groups <= 0) return groups;
+    bool exact = cards_exact(cards);
+    pin_rows pr = {NULL, 0};
+    int groups = pinned_core(c, cards, limit, hi, exact, pinned, ends, &pr);
+    if (groups <= 0) {
+        free(pr.parent);
+        return groups;
+    }
     uint64_t lo = 0; /* hi is feasible, everything below lo is not */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        int g = pinned_core(c, cards, limit, mid, pinned, ends);
-        if (g < 0) return -1;
+        int g = pinned_core(c, cards, limit, mid, exact, pinned, ends, &pr);
+        if (g < 0) {
+            free(pr.parent);
+            return -1;
+        }
         if (g > 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    groups = pinned_core(c, cards, limit, hi, pinned, ends);
+    groups = pinned_core(c, cards, limit, hi, exact, pinned, ends, &pr);
     if (groups > 0 && largest) *largest = largest_group(c, ends, groups);
+    free(pr.parent);
     return groups;
 }
 
@@ -372,6 +501,161 @@ static double stage_fast(const stage_tables *s, const lp_stage_model *m, int car
     return recv_time(m, a) + pre[b + 1] - pre[a];
 }
 
+/* ---- throughput by bisection on the answer ----
+ *
+ * With one capacity for every card the stage time w(a, b) of layers a..b
+ * does not depend on the card, and it grows with b when a layer never runs
+ * faster from HBM than from L2. Then for a bound T the edges "a group a..b
+ * with w(a, b) <= T that fits device memory" leave each a towards an
+ * interval a+1 .. r(a)+1, and:
+ *   - gmin(p), the fewest groups covering layers 0..p-1, never decreases
+ *     with p (drop the last layer), so the best predecessor of p is the
+ *     smallest a still reaching p: a queue;
+ *   - the counts of groups that cover 0..p-1 form an interval
+ *     gmin(p)..gmax(p) (paths over such interval edges can be merged step
+ *     by step); gmax comes from a heap of the a still reaching p.
+ * "Exactly k groups under T" is then gmin(n) <= k <= gmax(n), monotone in
+ * T, so a bisection over the bit patterns of non-negative doubles finds the
+ * smallest T exactly: O(n log n) a step, 64 steps, O(n) memory, instead of
+ * the O(k n^2) DP below (kept for unequal capacities and pins). */
+typedef struct tp_fast {
+    int n;
+    int *r, *gmin, *gmax, *queue, *heap;
+} tp_fast;
+
+static double tp_w(const stage_tables *s, const lp_stage_model *m, int a, int b) {
+    return stage_fast(s, m, 0, a, b);
+}
+
+static void heap_push(int *heap, int *size, const int *key, int v) {
+    int i = (*size)++;
+    heap[i] = v;
+    while (i > 0 && key[heap[(i - 1) / 2]] < key[heap[i]]) {
+        int p = (i - 1) / 2, t = heap[p];
+        heap[p] = heap[i];
+        heap[i] = t;
+        i = p;
+    }
+}
+
+static void heap_pop(int *heap, int *size, const int *key) {
+    heap[0] = heap[--*size];
+    for (int i = 0;;) {
+        int l = 2 * i + 1, r = l + 1, top = i;
+        if (l < *size && key[heap[l]] > key[heap[top]]) top = l;
+        if (r < *size && key[heap[r]] > key[heap[top]]) top = r;
+        if (top == i) break;
+        int t = heap[top];
+        heap[top] = heap[i];
+        heap[i] = t;
+        i = top;
+    }
+}
+
+/* gmin/gmax of every prefix under bound T (-1: unreachable). */
+static void tp_fast_counts(tp_fast *f, const stage_tables *s, const lp_stage_model *m, double T) {
+    int n = f->n;
+    for (int a = 0; a < n; a++) {
+        int lo = a, hi = s->reach_dram[a]; /* largest b in lo..hi with w(a, b) <= T */
+        if (hi < a || !(tp_w(s, m, a, a) <= T)) {
+            f->r[a] = a - 1;
+            continue;
+        }
+        while (lo < hi) {
+            int mid = lo + (hi - lo + 1) / 2;
+            if (tp_w(s, m, a, mid) <= T)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        f->r[a] = lo;
+    }
+    int qh = 0, qt = 0, hs = 0;
+    f->gmin[0] = f->gmax[0] = 0;
+    for (int b = 0; b < n; b++) {
+        if (f->gmin[b] >= 0 && f->r[b] >= b) {
+            f->queue[qt++] = b;
+            heap_push(f->heap, &hs, f->gmax, b);
+        }
+        while (qh < qt && f->r[f->queue[qh]] < b) qh++;
+        while (hs > 0 && f->r[f->heap[0]] < b) heap_pop(f->heap, &hs, f->gmax);
+        f->gmin[b + 1] = qh < qt ? f->gmin[f->queue[qh]] + 1 : -1;
+        f->gmax[b + 1] = hs > 0 ? f->gmax[f->heap[0]] + 1 : -1;
+    }
+}
+
+static bool tp_fast_ok(const tp_fast *f, int k, int kmax) {
+    int lo = f->gmin[f->n], hi = f->gmax[f->n];
+    if (lo < 0) return false;
+    return k > 0 ? lo <= k && k <= hi : lo <= kmax;
+}
+
+static uint64_t double_bits(double x) {
+    uint64_t u;
+    memcpy(&u, &x, sizeof u);
+    return u;
+}
+
+static double bits_double(uint64_t u) {
+    double x;
+    memcpy(&x, &u, sizeof x);
+    return x;
+}
+
+/* Returns the group count, 0 if none, -1 out of memory, -2 when the
+ * bisection's premise fails (the caller then runs the DP). */
+static int throughput_fast(const lp_stage_model *m, const stage_tables *s, int k, int kmax,
+                           int *ends, double *slowest) {
+    int n = m->n;
+    tp_fast f = {n, malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * ((size_t)n + 1)),
+                 malloc(sizeof(int) * ((size_t)n + 1)), malloc(sizeof(int) * (size_t)n),
+                 malloc(sizeof(int) * (size_t)n)};
+    int groups = -1;
+    if (!f.r || !f.gmin || !f.gmax || !f.queue || !f.heap) goto done;
+    /* hi feasible, everything below lo not (bit patterns order like values) */
+    uint64_t lo = 0, hi = double_bits(INFINITY);
+    tp_fast_counts(&f, s, m, INFINITY);
+    groups = 0;
+    if (!tp_fast_ok(&f, k, kmax)) goto done;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        tp_fast_counts(&f, s, m, bits_double(mid));
+        if (tp_fast_ok(&f, k, kmax))
+            hi = mid;
+        else
+            lo = mid + 1;
+    }
+    double T = bits_double(hi);
+    tp_fast_counts(&f, s, m, T);
+    int want = k > 0 ? k : f.gmin[n];
+    /* walk back: from p, the nearest a with an edge to p whose counts hold want-1 */
+    int p = n, c = want, a = n - 1;
+    double worst = 0;
+    while (p > 0) {
+        for (; a >= 0; a--)
+            if (f.gmin[a] >= 0 && f.r[a] >= p - 1 && f.gmin[a] <= c - 1 && c - 1 <= f.gmax[a]) break;
+        if (a < 0 || (a == 0) != (c == 1)) {
+            groups = -2; /* not an interval after all: let the DP decide */
+            goto done;
+        }
+        ends[c - 1] = p - 1;
+        double w = tp_w(s, m, a, p - 1);
+        if (w > worst) worst = w;
+        p = a;
+        c--;
+        a = p - 1;
+    }
+    groups = want;
+    if (slowest) *slowest = worst;
+done:
+    free(f.r);
+    free(f.gmin);
+    free(f.gmax);
+    free(f.queue);
+    free(f.heap);
+    return groups;
+}
+
 /* f[j][i]: the best slowest stage for layers 0..i on cards 0..j, each card
  * busy; f[j][i] = min over p of max(f[j-1][p], stage(j, p+1..i)), over the
  * p whose group p+1..i fits card j's device memory. */
@@ -381,15 +665,32 @@ static double stage_fast(const stage_tables *s, const lp_stage_model *m, int car
 static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k, const int *pinned,
                            int *ends, double *slowest) {
     int n = m->n;
+    if (cards_exact(cards) && k <= 0) k = lp_cards_max(cards);
     int kmax = k > 0 ? k : cards_limit(cards, n);
-    if (cards->max_cards > 0 && kmax > cards->max_cards) kmax = cards->max_cards;
-    if (kmax > n) kmax = n;
+    if (cards->max_cards != 0 && kmax > lp_cards_max(cards)) kmax = lp_cards_max(cards);
+    if (kmax > n) {
+        if (cards_exact(cards)) return 0;
+        kmax = n;
+    }
     stage_tables s;
-    double *f = malloc(sizeof(double) * (size_t)kmax * (size_t)n);
-    int *parent = malloc(sizeof(int) * (size_t)kmax * (size_t)n);
-    int *bad = pinned ? malloc(sizeof(int) * (size_t)n) : NULL;
-    bool ok = f && parent && (!pinned || bad) && stage_tables_init(&s, m, cards, kmax);
+    bool ok = stage_tables_init(&s, m, cards, kmax);
     int groups = ok ? 0 : -1;
+    bool fast = ok && !pinned && cards_equal(cards, kmax);
+    for (int i = 0; fast && i < n; i++)
+        fast = s.pre_hbm[i + 1] - s.pre_hbm[i] >= s.pre_l2[i + 1] - s.pre_l2[i];
+    if (fast) {
+        groups = throughput_fast(m, &s, k, kmax, ends, slowest);
+        if (groups != -2) ok = false; /* done */
+        else groups = 0;
+    }
+    double *f = NULL;
+    int *parent = NULL, *bad = NULL;
+    if (ok) {
+        f = malloc(sizeof(double) * (size_t)kmax * (size_t)n);
+        parent = malloc(sizeof(int) * (size_t)kmax * (size_t)n);
+        bad = pinned ? malloc(sizeof(int) * (size_t)n) : NULL;
+        if (!f || !parent || (pinned && !bad)) ok = false, groups = -1;
+    }
     if (ok) {
         for (int j = 0; j < kmax; j++) {
             if (pinned) pin_barrier(pinned, n, j, bad);
@@ -424,7 +725,7 @@ static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k
             if (slowest) *slowest = f[(size_t)best_j * n + n - 1];
         }
     }
-    if (f && parent && (!pinned || bad)) stage_tables_free(&s);
+    stage_tables_free(&s);
     free(f);
     free(parent);
     free(bad);

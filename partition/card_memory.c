@@ -14,7 +14,8 @@
  *   boundary   [boundary_offset, +boundary_bytes): a receive buffer for each
  *              card input (direction "in": values from earlier cards and graph
  *              inputs), then a send buffer for each card output ("out": values
- *              later cards or the host read).
+ *              later cards or the host read), then on a shard card a gather
+ *              buffer per split node's output ("gather", see below).
  *   arena      [arena_offset, +arena_bytes): the activation slots placed by
  *              lp_memplan_run over the card's nodes, with the items
  *              lp_analysis_range_footprint plans: every value a node of the
@@ -45,10 +46,12 @@
  * A sharded card (n_shards > 1) holds only its columns [begin, end) of each
  * split weight (bytes as lp_shard_footprint rounds them) and the other weights
  * whole. Its activations are not divided: every shard computes its columns of
- * the split node's output into that output's whole-size arena slot, and the
- * gathers copy the other cards' columns straight into the same slot (a strided
- * peer copy), so they need no boundary buffers. The arena is therefore the
- * layer's own. Only the last shard sends the layer's outputs, so the other
+ * the split node's output, and one all-gather per split node (a collective
+ * among the layer's cards, as NCCL runs it) lands every participant's columns
+ * in the card's gather buffer for that output (direction "gather", the whole
+ * value's bytes, after the send buffers), from which the layer reads on into
+ * the output's whole-size arena slot. The arena is therefore the layer's own,
+ * and the gather buffers are in the footprint's boundary_bytes. Only the last shard sends the layer's outputs, so the other
  * shards have no send buffers: their total is the footprint total less the
  * sent values and their padding (the footprint reserves them on every shard).
  *
@@ -59,7 +62,7 @@
  *                 "axis", "begin", "end" (the columns held),
  *     "weights_bytes",
  *     "boundary_offset", "boundary_bytes",
- *     "boundary": [{"value", "offset", "bytes", "direction": "in" | "out"}, ...],
+ *     "boundary": [{"value", "offset", "bytes", "direction": "in" | "out" | "gather"}, ...],
  *     "arena_offset", "arena_bytes",
  *     "slots":    [{"value", "offset", "bytes", "first", "last"}, ...]
  *                 first/last: steps alive, 0 = the card's first node,
@@ -68,6 +71,7 @@
  *   }
  * The section is derived from the cuts; `--plan` recomputes it on load. */
 #include "lp_partition.h"
+#include "json_out.h"
 
 #include <assert.h>
 #include <jansson.h>
@@ -136,18 +140,29 @@ static lp_status place_weights(mem_ctx *m, const lp_plan_card *pc, lp_card_memor
     return LP_OK;
 }
 
-/* Receive buffers, then send buffers, from boundary_offset on. */
+/* Receive buffers, then send buffers, then on a shard card one gather
+ * buffer per split node's output, from boundary_offset on. */
 static lp_status place_boundary(mem_ctx *m, const lp_plan_card *pc, lp_card_memory *cm) {
-    cm->boundary = lp_arena_array(m->a, (size_t)(pc->n_inputs + pc->n_outputs) + 1, sizeof *cm->boundary);
+    const lp_shard *sh = pc->n_shards > 1 ? shard_of(m->p, pc->card) : NULL;
+    int n_gathers = sh ? sh->n_weights : 0;
+    cm->boundary = lp_arena_array(m->a, (size_t)(pc->n_inputs + pc->n_outputs + n_gathers) + 1,
+                                  sizeof *cm->boundary);
     if (!cm->boundary) return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
     cm->boundary_offset = cm->weights_bytes;
     uint64_t at = cm->boundary_offset;
-    for (int dir = 0; dir < 2; dir++) {
-        int n = dir == 0 ? pc->n_inputs : pc->n_outputs;
-        const int32_t *vs = dir == 0 ? pc->inputs : pc->outputs;
+    int32_t *gathered = NULL;
+    if (n_gathers) {
+        gathered = lp_arena_array(m->a, (size_t)n_gathers, sizeof *gathered);
+        if (!gathered) return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
+        for (int i = 0; i < n_gathers; i++) gathered[i] = sh->weights[i].output;
+    }
+    for (int dir = 0; dir < 3; dir++) {
+        static const lp_mem_dir dirs[3] = {LP_MEM_IN, LP_MEM_OUT, LP_MEM_GATHER};
+        int n = dir == 0 ? pc->n_inputs : dir == 1 ? pc->n_outputs : n_gathers;
+        const int32_t *vs = dir == 0 ? pc->inputs : dir == 1 ? pc->outputs : gathered;
         for (int k = 0; k < n; k++) {
             lp_mem_boundary *b = &cm->boundary[cm->n_boundary++];
-            *b = (lp_mem_boundary){.value = vs[k], .offset = at, .dir = dir == 0 ? LP_MEM_IN : LP_MEM_OUT};
+            *b = (lp_mem_boundary){.value = vs[k], .offset = at, .dir = dirs[dir]};
             lp_status st = value_size(m, b->value, &b->bytes);
             if (st != LP_OK) return st;
             at += align_up(b->bytes, cm->alignment);
@@ -273,57 +288,62 @@ lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp
     return st;
 }
 
-static json_t *json_u64(uint64_t v) { return json_integer((json_int_t)v); }
+static void entry_json(lp_json_out *w, const lp_layer_ir *L, int32_t v, uint64_t offset, uint64_t bytes) {
+    lp_json_begin_row_object(w, NULL);
+    lp_json_string(w, "value", L->g->values[v].name);
+    lp_json_int(w, "offset", (int64_t)offset);
+    lp_json_int(w, "bytes", (int64_t)bytes);
+}
 
-static json_t *entry_json(const lp_layer_ir *L, int32_t v, uint64_t offset, uint64_t bytes) {
-    json_t *o = json_object();
-    json_object_set_new(o, "value", json_string(L->g->values[v].name));
-    json_object_set_new(o, "offset", json_u64(offset));
-    json_object_set_new(o, "bytes", json_u64(bytes));
-    return o;
+void lp_card_memory_write_json(const lp_card_memory *cm, const lp_layer_ir *L, const char *key,
+                               lp_json_out *w) {
+    lp_json_begin_row_object(w, key);
+    lp_json_int(w, "alignment", (int64_t)cm->alignment);
+    lp_json_begin_row_array(w, "weights");
+    for (int k = 0; k < cm->n_weights; k++) {
+        const lp_mem_weight *mw = &cm->weights[k];
+        entry_json(w, L, mw->value, mw->offset, mw->bytes);
+        if (mw->axis >= 0) {
+            lp_json_int(w, "axis", mw->axis);
+            lp_json_int(w, "begin", mw->begin);
+            lp_json_int(w, "end", mw->end);
+        }
+        lp_json_end(w);
+    }
+    lp_json_end(w);
+    lp_json_int(w, "weights_bytes", (int64_t)cm->weights_bytes);
+    lp_json_int(w, "boundary_offset", (int64_t)cm->boundary_offset);
+    lp_json_int(w, "boundary_bytes", (int64_t)cm->boundary_bytes);
+    lp_json_begin_row_array(w, "boundary");
+    for (int k = 0; k < cm->n_boundary; k++) {
+        const lp_mem_boundary *b = &cm->boundary[k];
+        entry_json(w, L, b->value, b->offset, b->bytes);
+        lp_json_string(w, "direction", b->dir == LP_MEM_IN    ? "in"
+                                        : b->dir == LP_MEM_OUT ? "out"
+                                                               : "gather");
+        lp_json_end(w);
+    }
+    lp_json_end(w);
+    lp_json_int(w, "arena_offset", (int64_t)cm->arena_offset);
+    lp_json_int(w, "arena_bytes", (int64_t)cm->arena_bytes);
+    lp_json_begin_row_array(w, "slots");
+    for (int k = 0; k < cm->n_slots; k++) {
+        const lp_mem_slot *s = &cm->slots[k];
+        entry_json(w, L, s->value, s->offset, s->bytes);
+        lp_json_int(w, "first", s->first);
+        lp_json_int(w, "last", s->last);
+        lp_json_end(w);
+    }
+    lp_json_end(w);
+    lp_json_int(w, "workspace_offset", (int64_t)cm->workspace_offset);
+    lp_json_int(w, "workspace_bytes", (int64_t)cm->workspace_bytes);
+    lp_json_int(w, "padding_bytes", (int64_t)cm->padding_bytes);
+    lp_json_int(w, "total_bytes", (int64_t)cm->total_bytes);
+    lp_json_end(w);
 }
 
 void *lp_card_memory_to_json(const lp_card_memory *cm, const lp_layer_ir *L) {
-    json_t *j = json_object(), *ws = json_array(), *bs = json_array(), *ss = json_array();
-    if (!j || !ws || !bs || !ss) {
-        json_decref(j), json_decref(ws), json_decref(bs), json_decref(ss);
-        return NULL;
-    }
-    for (int k = 0; k < cm->n_weights; k++) {
-        const lp_mem_weight *w = &cm->weights[k];
-        json_t *o = entry_json(L, w->value, w->offset, w->bytes);
-        if (w->axis >= 0) {
-            json_object_set_new(o, "axis", json_integer(w->axis));
-            json_object_set_new(o, "begin", json_integer(w->begin));
-            json_object_set_new(o, "end", json_integer(w->end));
-        }
-        json_array_append_new(ws, o);
-    }
-    for (int k = 0; k < cm->n_boundary; k++) {
-        const lp_mem_boundary *b = &cm->boundary[k];
-        json_t *o = entry_json(L, b->value, b->offset, b->bytes);
-        json_object_set_new(o, "direction", json_string(b->dir == LP_MEM_IN ? "in" : "out"));
-        json_array_append_new(bs, o);
-    }
-    for (int k = 0; k < cm->n_slots; k++) {
-        const lp_mem_slot *s = &cm->slots[k];
-        json_t *o = entry_json(L, s->value, s->offset, s->bytes);
-        json_object_set_new(o, "first", json_integer(s->first));
-        json_object_set_new(o, "last", json_integer(s->last));
-        json_array_append_new(ss, o);
-    }
-    json_object_set_new(j, "alignment", json_u64(cm->alignment));
-    json_object_set_new(j, "weights", ws);
-    json_object_set_new(j, "weights_bytes", json_u64(cm->weights_bytes));
-    json_object_set_new(j, "boundary_offset", json_u64(cm->boundary_offset));
-    json_object_set_new(j, "boundary_bytes", json_u64(cm->boundary_bytes));
-    json_object_set_new(j, "boundary", bs);
-    json_object_set_new(j, "arena_offset", json_u64(cm->arena_offset));
-    json_object_set_new(j, "arena_bytes", json_u64(cm->arena_bytes));
-    json_object_set_new(j, "slots", ss);
-    json_object_set_new(j, "workspace_offset", json_u64(cm->workspace_offset));
-    json_object_set_new(j, "workspace_bytes", json_u64(cm->workspace_bytes));
-    json_object_set_new(j, "padding_bytes", json_u64(cm->padding_bytes));
-    json_object_set_new(j, "total_bytes", json_u64(cm->total_bytes));
-    return j;
+    lp_json_out *w = lp_json_out_tree();
+    lp_card_memory_write_json(cm, L, NULL, w);
+    return lp_json_out_take(w);
 }

@@ -10,7 +10,7 @@
  *     lp_footprint_source src = lp_partition_source_analysis(L);
  *     if (lp_partition_run(L, &src, &po, &plan, &diag) != LP_OK) ...;
  *     if (lp_plan_validate(plan, L, &src, &diag) != LP_OK) ...;
- *     lp_plan_dump_text(plan, L, stdout);
+ *     lp_plan_dump_text(plan, L, false, stdout);
  *     lp_plan_free(plan);
  *
  * The algorithms themselves work on an abstract range cost (any function
@@ -25,6 +25,7 @@
 
 #include "lp_analysis.h"
 #include "lp_ir.h"
+#include "lp_outdir.h"
 
 /* ---- device profiles ------------------------------------------------------ */
 
@@ -57,8 +58,13 @@ void *lp_target_to_json(const lp_target *t); /* json_t* */
  * source in messages. */
 lp_status lp_target_from_json(void *json, const char *where, lp_target *out, lp_diag *d);
 
-/* "31MiB", "40 MB", "1.5GiB", "1024" (bytes). false on a bad string. */
+/* "31MiB", "40 MB", "1.5GiB", "1024" (bytes): decimal digits with an
+ * optional fraction and unit (B, KB, KiB, MB, MiB, GB, GiB, TB, TiB, any
+ * case). false on a bad string: a sign, hex, an exponent, trailing text, an
+ * unknown unit, a fraction of a byte, more than 2^64 - 1. */
 bool lp_parse_size(const char *s, uint64_t *out);
+/* The same; NULL when s is a size, else why not (a static string). */
+const char *lp_size_error(const char *s, uint64_t *out);
 
 /* ---- the algorithms, over an abstract cost ------------------------------- */
 
@@ -73,14 +79,20 @@ typedef struct lp_range_cost {
 } lp_range_cost;
 
 /* Cards in order. Card i holds caps[i]; with max_cards == 0 the count is
- * free and the last capacity repeats; else at most max_cards cards, the last
- * capacity repeating past n_caps. */
+ * free and the last capacity repeats; with max_cards > 0 at most max_cards
+ * cards, the last capacity repeating past n_caps. max_cards < 0 asks for
+ * exactly -max_cards cards (--cards N): every algorithm then uses that many,
+ * each holding at least one layer, or reports no plan (0): greedy keeps one
+ * layer back for each card still to fill, fewest / min-max / pinned /
+ * throughput search only the splits into that many groups. */
 typedef struct lp_cards {
     int n_caps;
     const uint64_t *caps;
     int max_cards;
 } lp_cards;
 
+/* The card bound of c (0: none), exact or not. */
+int lp_cards_max(const lp_cards *c);
 uint64_t lp_cards_capacity(const lp_cards *c, int card);
 
 /* The paper's greedy layer aggregation: add layers to the card while the
@@ -177,8 +189,8 @@ lp_footprint_source lp_partition_source_analysis(const lp_layer_ir *L);
 /* A layer larger than C runs on n_shards consecutive cards. Each card holds
  * columns [begin, end) of every weight below (lp_shard_range) and the other
  * weights whole; it computes those columns of the weight's node output, and
- * the cards all-gather the slices (gather transfers) so every card holds the
- * whole output before the layer goes on. Activations are therefore not
+ * the cards all-gather the slices (one LP_TRANSFER_ALL_GATHER per split
+ * weight) so every card holds the whole output before the layer goes on. Activations are therefore not
  * divided: only the sharded weights are. */
 typedef struct lp_shard_weight {
     int32_t weight;   /* the initializer */
@@ -208,11 +220,18 @@ lp_status lp_shard_layer(const lp_layer_ir *L, int layer, int n_shards, lp_arena
                          lp_diag *d);
 
 /* Footprint of card k of a sharded layer: the layer's own footprint with
- * each sharded weight replaced by its k-th slice (bytes rounded up). */
+ * each sharded weight replaced by its k-th slice (bytes rounded up), plus,
+ * in boundary_bytes, a receive buffer of each gathered output's whole bytes
+ * (where the all-gather lands every participant's slice). */
 void lp_shard_footprint(const lp_shard *s, int k, const lp_footprint_source *src, lp_footprint *fp);
 
+/* The most cards one layer is sharded over: a plan's size grows with its
+ * cards, and a small file can declare a weight of any size. */
+#define LP_MAX_SHARDS 16384
+
 /* Fewest shards whose every card fits `cap`; 0 if none does (the rest of
- * the layer alone exceeds cap, or nothing can be split). */
+ * the layer alone exceeds cap, or nothing can be split). The answer may
+ * exceed LP_MAX_SHARDS (up to 2^20), for the caller to report. */
 int lp_shard_count(const lp_layer_ir *L, const lp_footprint_source *src, int layer, uint64_t cap);
 
 typedef struct lp_plan_card {
@@ -234,18 +253,32 @@ typedef struct lp_plan_card {
 } lp_plan_card;
 
 typedef enum lp_transfer_kind {
-    LP_TRANSFER_CUT,    /* a value made on an earlier card */
-    LP_TRANSFER_GATHER, /* columns [begin, end) of a sharded node's output */
+    LP_TRANSFER_CUT,        /* a value made on an earlier card */
+    LP_TRANSFER_ALL_GATHER, /* a sharded node's output, gathered among its shards */
 } lp_transfer_kind;
 
+/* CUT: from_card sends the whole value (`bytes`) to to_card.
+ * ALL_GATHER: one collective (an all-gather, as NCCL runs it) among the
+ * cards first_card .. first_card + n_cards - 1 of a sharded layer:
+ * participant k makes columns lp_transfer_range(t, k) of axis `axis` of
+ * the value, lp_transfer_slice_bytes(t, k) bytes, and afterwards every
+ * participant holds the whole value, `bytes`. One per gathered value, so
+ * its size does not grow with the participants. */
 typedef struct lp_transfer {
     int32_t value;
-    int from_card, to_card;
-    uint64_t bytes;
     lp_transfer_kind kind;
-    int axis;              /* GATHER: the output axis, and the range on it */
-    int64_t begin, end;
+    uint64_t bytes;
+    int from_card, to_card;  /* CUT */
+    int first_card, n_cards; /* ALL_GATHER: the participants */
+    int axis;                /* ALL_GATHER: the output axis the slices concatenate along */
+    int64_t dim;             /* ALL_GATHER: that axis' size */
 } lp_transfer;
+
+/* Columns [*begin, *end) participant k (0 .. n_cards - 1) of an all-gather
+ * contributes: lp_shard_range(dim, n_cards, k). */
+void lp_transfer_range(const lp_transfer *t, int k, int64_t *begin, int64_t *end);
+/* Bytes of participant k's slice: bytes * (end - begin) / dim, rounded up. */
+uint64_t lp_transfer_slice_bytes(const lp_transfer *t, int k);
 
 typedef struct lp_plan {
     lp_arena *arena;
@@ -321,8 +354,14 @@ void lp_plan_free(lp_plan *p);
 lp_status lp_plan_validate(const lp_plan *p, const lp_layer_ir *L,
                            const lp_footprint_source *src, lp_diag *d);
 
-void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, FILE *out);
+/* The text report: one row per card in a table (layers, bytes by kind,
+ * fill, stage time, bytes in and out), the sharded layers and the totals;
+ * with verbose each card's memory regions and inputs and outputs too. */
+void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, bool verbose, FILE *out);
 void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L); /* json_t* */
+/* The same document into w as it is built (ir/json_out.h); the members of
+ * object `extra` (a json_t*, borrowed; may be NULL) follow the plan's own. */
+void lp_plan_write_json(const lp_plan *p, const lp_layer_ir *L, const void *extra, lp_json_out *w);
 /* Reads the cuts, shard counts, target and options of a plan.json; the
  * caller rebuilds the plan with lp_plan_from_ends() and validates it. ends,
  * caps and shard_counts ([n_layers], also set in opt) are malloc'ed. */
@@ -350,21 +389,24 @@ lp_status lp_plan_write_dot(const lp_plan *p, const lp_layer_ir *L, const char *
  * Running the steps in order, feeding each the named values earlier steps
  * produced or the model's inputs, yields the model's outputs ("phase" is 0
  * for an unsharded card). Shards compute the unsplit nodes alike, so a
- * name two shards both output holds the same value. Files of an earlier
- * run not rewritten are removed; on failure every card file goes. A split
- * weight whose external bytes are absent cannot be sliced: LP_ERR_UNSUPPORTED
- * before anything is written (lp_plan_unsliceable_weight tells beforehand). */
-lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
+ * name two shards both output holds the same value. The files are created
+ * in output folder `od` (lp_outdir.h), whose commit moves them into place
+ * and removes an earlier run's card files (lp_plan_is_card_file) this run
+ * did not write. A split weight whose external bytes are absent cannot be
+ * sliced: LP_ERR_UNSUPPORTED before anything is written
+ * (lp_plan_unsliceable_weight tells beforehand). */
+lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, lp_outdir *od,
                                   lp_diag *d);
 
 /* A weight (or bias) a sharded layer splits whose bytes are in an absent
  * external file, or -1 when every split weight can be sliced. */
 int32_t lp_plan_unsliceable_weight(const lp_plan *p, const lp_layer_ir *L);
 
-/* Removes DIR's card files (card_K.onnx, card_K.phase_P.onnx and their
- * ".data" sidecars) for K >= first_card, and cards.json when first_card is
- * 0: cards of an earlier run, or of this run when it failed. */
-lp_status lp_plan_remove_submodels(const char *dir, int first_card);
+/* Whether `name` is a file lp_plan_write_submodels writes: card_K.onnx,
+ * card_K.phase_P.onnx, their ".data" sidecars, or cards.json. An output
+ * folder's commit removes those an earlier run left and this one did not
+ * write. */
+bool lp_plan_is_card_file(const char *name);
 
 /* ---- per-card memory plans (card_memory.c) ------------------------------------ */
 
@@ -385,12 +427,15 @@ typedef struct lp_mem_weight {
     int64_t begin, end;     /* of this axis (a sharded card's slice) */
 } lp_mem_weight;
 
-typedef enum lp_mem_dir { LP_MEM_IN, LP_MEM_OUT } lp_mem_dir;
+/* GATHER: the receive buffer of an all-gather on a sharded card, the whole
+ * gathered value, every participant's slice at its place. */
+typedef enum lp_mem_dir { LP_MEM_IN, LP_MEM_OUT, LP_MEM_GATHER } lp_mem_dir;
 
 typedef struct lp_mem_boundary {
     int32_t value;
     uint64_t offset, bytes;
-    lp_mem_dir dir;         /* IN: received from an earlier card or the host */
+    lp_mem_dir dir;         /* IN: received from an earlier card or the host;
+                               GATHER: an all-gather's receive buffer */
 } lp_mem_boundary;
 
 typedef struct lp_mem_slot {
@@ -423,6 +468,9 @@ lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp
                          lp_diag *d);
 /* The "memory" object of a card in plan.json (json_t*). */
 void *lp_card_memory_to_json(const lp_card_memory *m, const lp_layer_ir *L);
+/* The same object as member `key` (NULL: element) of w's open container. */
+void lp_card_memory_write_json(const lp_card_memory *m, const lp_layer_ir *L, const char *key,
+                               lp_json_out *w);
 
 /* ---- comparison with tensor x pipeline parallelism ---------------------------- */
 

@@ -208,6 +208,16 @@ static lp_status plan_shards(const lp_layer_ir *L, const lp_footprint_source *sr
         if (fp.total <= biggest) continue;
         int s = opt->no_split || !equal ? 0 : lp_shard_count(L, src, i, biggest);
         if (s < 2) return report_oversize(L, src, i, biggest, opt, d);
+        if (s > LP_MAX_SHARDS) {
+            char b[2][32];
+            lp_footprint fp1;
+            src->fn(src->ctx, i, i, &fp1);
+            return lp_node_error(d, LP_ERR_INFEASIBLE, &L->g->nodes[L->layers[i].first_node],
+                                 "layer %d '%s' (%s) would be sharded over %d cards of %s, more than the "
+                                 "%d cards lpcc splits one layer over", i, L->layers[i].name,
+                                 lp_format_bytes(fp1.total, b[0]), s, lp_format_bytes(biggest, b[1]),
+                                 LP_MAX_SHARDS);
+        }
         shard_counts[i] = s;
         *extra_cards += s - 1;
         if (i > 0) cut_flags[i] = 1;
@@ -242,7 +252,7 @@ static lp_status run_algorithm(const lp_layer_ir *L, const lp_footprint_source *
         groups = equal ? lp_partition_greedy(cost, cards, ends, &stuck)
                        : lp_partition_fewest(cost, cards, ends, &stuck);
         if (groups > 0 && opt->algo == LP_ALGO_DP) {
-            int k = cards->max_cards > 0 ? cards->max_cards : groups;
+            int k = cards->max_cards != 0 ? lp_cards_max(cards) : groups;
             groups = lp_partition_minmax(cost, cards, k, ends, NULL);
         }
     }
@@ -265,10 +275,14 @@ static lp_status run_algorithm(const lp_layer_ir *L, const lp_footprint_source *
             return lp_error(d, LP_ERR_INFEASIBLE,
                             "layer %d '%s' fits no card in the order given (capacities %s ...)",
                             stuck, L->layers[stuck].name, lp_format_bytes(cards->caps[0], b[0]));
+        if (cards->max_cards < 0 && need > 0 && need <= lp_cards_max(cards))
+            return lp_error(d, LP_ERR_INFEASIBLE,
+                            "--cards %d: the layers fit %d cards, but no split into exactly %d "
+                            "fits the capacities in card order", opt->cards, need, lp_cards_max(cards));
         return lp_error(d, LP_ERR_INFEASIBLE,
                         "the model needs %d cards of %s but only %d were given", need,
                         lp_format_bytes(lp_cards_capacity(cards, cards->n_caps - 1), b[1]),
-                        cards->max_cards);
+                        lp_cards_max(cards));
     }
     *n_groups = groups;
     return LP_OK;
@@ -366,7 +380,7 @@ static int solve_pinned(const lp_partition_options *opt, const lp_cards *cards,
         return lp_partition_throughput_pinned(m, cards, opt->cards, pinned, ends, NULL);
     int groups = lp_partition_fewest_pinned(cost, cards, pinned, ends);
     if (groups > 0 && opt->algo == LP_ALGO_DP && !feasible_only)
-        groups = lp_partition_minmax_pinned(cost, cards, cards->max_cards > 0 ? cards->max_cards : groups,
+        groups = lp_partition_minmax_pinned(cost, cards, cards->max_cards != 0 ? lp_cards_max(cards) : groups,
                                             pinned, ends, NULL);
     return groups;
 }
@@ -404,7 +418,7 @@ static lp_status report_pins(const lp_layer_ir *L, const lp_partition_options *o
     int first = layer; /* the first layer pinned to the same card */
     for (int i = hi - 1; i >= 0 && ps->group[i] == group; i--) first = ps->pins[i].layer;
     uint64_t span = cost->fn(cost->ctx, first, layer);
-    if (cards->max_cards > 0 && group >= cards->max_cards)
+    if (cards->max_cards != 0 && group >= lp_cards_max(cards))
         lp_note(d, "--cards %d allows cards 0..%d only", opt->cards, opt->cards - 1);
     else if (group > layer)
         lp_note(d, "cards 0..%d before it need a layer each, but only %d layer%s come%s before it",
@@ -459,6 +473,7 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
     *out = NULL;
     if (n == 0) return lp_error(d, LP_ERR_UNSUPPORTED, "partition: the model has no layers");
     uint64_t one = opt->target.capacity;
+    /* --cards N is exact: N cards or an error, never silently fewer */
     lp_cards cards = {opt->n_caps ? opt->n_caps : 1, opt->n_caps ? opt->caps : &one, opt->cards};
     if (opt->n_caps > 1 && !opt->cards) cards.max_cards = opt->n_caps;
     for (int i = 0; i < opt->n_pins; i++)
@@ -491,6 +506,15 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
                           extra + 1, cards.max_cards);
         cards.max_cards -= extra;
     }
+    if (opt->cards > 0) cards.max_cards = -cards.max_cards; /* exactly */
+    if (st == LP_OK && lp_cards_max(&cards) > n && opt->cards > 0)
+        st = extra ? lp_error(d, LP_ERR_INFEASIBLE,
+                              "--cards %d: the model has %d layers and its sharded layers take %d "
+                              "extra cards, so at most %d cards can each hold work", opt->cards, n,
+                              extra, n + extra)
+                   : lp_error(d, LP_ERR_INFEASIBLE,
+                              "--cards %d: the model has only %d layers and every card holds at least "
+                              "one, so at most %d cards can be used", opt->cards, n, n);
     for (int i = 1; i <= n; i++) cuts_before[i] += cuts_before[i - 1];
     cost_ctx cc = {src, cuts_before, extra ? shard_counts : NULL};
     lp_range_cost cost = {n, range_total, &cc};
@@ -505,6 +529,9 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
         st = run_algorithm(L, src, opt, &cards, &cost, ends, &groups, d);
     pin_set_free(&ps);
     if (st == LP_OK) st = lp_plan_from_ends(L, src, &o, ends, groups, out, d);
+    if (st == LP_OK && opt->cards > 0 && (*out)->n_cards != opt->cards) /* the searches guarantee it */
+        st = lp_error(d, LP_ERR_INTERNAL, "--cards %d: the plan uses %d cards", opt->cards,
+                      (*out)->n_cards);
     for (int i = 0; st == LP_OK && i < opt->n_pins; i++) {
         int layer = opt->pins[i].layer, card = -1;
         for (int k = 0; k < (*out)->n_cards; k++)
@@ -591,26 +618,31 @@ static lp_transfer *add_transfer(lp_plan *p, int *room, lp_transfer t) {
         *room = grown;
     }
     p->transfers[p->n_transfers] = t;
-    p->cards[t.to_card].bytes_in += t.bytes;
-    p->cards[t.from_card].bytes_out += t.bytes;
+    if (t.kind == LP_TRANSFER_CUT) {
+        p->cards[t.to_card].bytes_in += t.bytes;
+        p->cards[t.from_card].bytes_out += t.bytes;
+    }
     return &p->transfers[p->n_transfers++];
 }
 
-/* The all-gather of a sharded layer: each card sends its columns of every
- * sharded node's output to each other card of the layer. */
+/* One all-gather per sharded node output, among the layer's cards. Card k
+ * receives the other cards' slices and sends its own to each of them:
+ * bytes_in += (sum of slices) - slice k, bytes_out += (n - 1) slice k.
+ * O(n_shards) per gathered value. */
 static bool add_gathers(lp_plan *p, const lp_shard *s, const lp_footprint_source *src, int *room) {
     for (int i = 0; i < s->n_weights; i++) {
         const lp_shard_weight *w = &s->weights[i];
-        uint64_t whole = value_bytes(src, w->output);
-        for (int k = 0; k < s->n_shards; k++) {
-            int64_t b, e;
-            lp_shard_range(w->dim, s->n_shards, k, &b, &e);
-            uint64_t bytes = w->dim ? (whole * (uint64_t)(e - b) + (uint64_t)w->dim - 1) / (uint64_t)w->dim : 0;
-            for (int j = 0; j < s->n_shards; j++)
-                if (j != k && !add_transfer(p, room,
-                                            (lp_transfer){w->output, s->first_card + k, s->first_card + j,
-                                                          bytes, LP_TRANSFER_GATHER, w->output_axis, b, e}))
-                    return false;
+        lp_transfer t = {.value = w->output, .kind = LP_TRANSFER_ALL_GATHER,
+                         .bytes = value_bytes(src, w->output), .first_card = s->first_card,
+                         .n_cards = s->n_shards, .axis = w->output_axis, .dim = w->dim};
+        const lp_transfer *added = add_transfer(p, room, t);
+        if (!added) return false;
+        uint64_t sum = 0;
+        for (int k = 0; k < t.n_cards; k++) sum += lp_transfer_slice_bytes(added, k);
+        for (int k = 0; k < t.n_cards; k++) {
+            uint64_t own = lp_transfer_slice_bytes(added, k);
+            p->cards[t.first_card + k].bytes_in += sum - own;
+            p->cards[t.first_card + k].bytes_out += own * (uint64_t)(t.n_cards - 1);
         }
     }
     return true;
@@ -691,8 +723,9 @@ static lp_status plan_fill(lp_plan *p, const lp_layer_ir *L, const lp_footprint_
             int32_t v = p->cards[c].inputs[k];
             int pl = producer_layer(L, v);
             if (pl < 0) continue;
-            if (!add_transfer(p, &room, (lp_transfer){v, last_card[pl], c, value_bytes(src, v),
-                                                     LP_TRANSFER_CUT, 0, 0, 0}))
+            if (!add_transfer(p, &room, (lp_transfer){.value = v, .kind = LP_TRANSFER_CUT,
+                                                     .bytes = value_bytes(src, v),
+                                                     .from_card = last_card[pl], .to_card = c}))
                 st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
         }
     for (int i = 0; st == LP_OK && i < p->n_shards; i++)

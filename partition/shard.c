@@ -3,6 +3,8 @@
 #include "lp_partition.h"
 
 #include <assert.h>
+#include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 void lp_shard_range(int64_t dim, int n, int k, int64_t *begin, int64_t *end) {
@@ -11,11 +13,23 @@ void lp_shard_range(int64_t dim, int n, int k, int64_t *begin, int64_t *end) {
     *end = dim * (k + 1) / n;
 }
 
-static int readers(const lp_graph *g, int32_t v) {
-    int count = 0;
-    for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_inputs; k++) count += g->nodes[i].inputs[k] == v;
-    return count;
+/* ceil(bytes * cols / dim) without overflow for any dim below 2^32; the
+ * bytes of `cols` of `dim` columns of a tensor of `bytes`. */
+static uint64_t columns_bytes(uint64_t bytes, int64_t dim, int64_t cols) {
+    if (dim <= 0) return bytes;
+    uint64_t d = (uint64_t)dim, c = (uint64_t)cols, q = bytes / d, r = bytes % d;
+    if (d > UINT32_MAX) return (uint64_t)ceill((long double)bytes * (long double)c / (long double)d);
+    return q * c + (r * c + d - 1) / d;
+}
+
+void lp_transfer_range(const lp_transfer *t, int k, int64_t *begin, int64_t *end) {
+    lp_shard_range(t->dim, t->n_cards, k, begin, end);
+}
+
+uint64_t lp_transfer_slice_bytes(const lp_transfer *t, int k) {
+    int64_t b, e;
+    lp_transfer_range(t, k, &b, &e);
+    return columns_bytes(t->bytes, t->dim, e - b);
 }
 
 /* The output-dim axes of node n's weight input, or false if it has none
@@ -40,6 +54,8 @@ static bool split_axes(const lp_graph *g, const lp_node *n, int *w_axis, int *o_
     return w->shape.dims[*w_axis].size > 1 && o->shape.dims[*o_axis].size == w->shape.dims[*w_axis].size;
 }
 
+/* The layer's candidates first, then one pass over the graph counting how
+ * often each is read: O(nodes + values), not O(layer nodes x nodes). */
 lp_status lp_shard_layer(const lp_layer_ir *L, int layer, int n_shards, lp_arena *a, lp_shard *out,
                          lp_diag *d) {
     const lp_graph *g = L->g;
@@ -50,10 +66,24 @@ lp_status lp_shard_layer(const lp_layer_ir *L, int layer, int n_shards, lp_arena
     for (int i = l->first_node; i <= l->last_node; i++) {
         const lp_node *n = &g->nodes[i];
         int wa, oa;
-        if (!split_axes(g, n, &wa, &oa) || readers(g, n->inputs[1]) != 1) continue;
+        if (!split_axes(g, n, &wa, &oa)) continue;
         out->weights[out->n_weights++] = (lp_shard_weight){
             n->inputs[1], i, n->outputs[0], wa, oa, g->values[n->inputs[1]].shape.dims[wa].size};
     }
+    if (out->n_weights == 0) return LP_OK;
+    int *reads = calloc((size_t)g->n_values + 1, sizeof(int));
+    if (!reads) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int k = 0; k < out->n_weights; k++) reads[out->weights[k].weight] = 1; /* candidate */
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) {
+            int32_t v = g->nodes[i].inputs[k];
+            if (v >= 0 && reads[v] > 0 && reads[v] < 3) reads[v]++;
+        }
+    int kept = 0; /* read by its node only: 1 + one read */
+    for (int k = 0; k < out->n_weights; k++)
+        if (reads[out->weights[k].weight] == 2) out->weights[kept++] = out->weights[k];
+    out->n_weights = kept;
+    free(reads);
     return LP_OK;
 }
 
@@ -64,7 +94,7 @@ static uint64_t value_bytes(const lp_footprint_source *src, int32_t v) {
 
 /* Bytes of columns [begin, end) of a tensor of `bytes` over `dim` columns. */
 static uint64_t slice_bytes(uint64_t bytes, int64_t dim, int64_t begin, int64_t end) {
-    return dim > 0 ? (bytes * (uint64_t)(end - begin) + (uint64_t)dim - 1) / (uint64_t)dim : bytes;
+    return columns_bytes(bytes, dim, end - begin);
 }
 
 void lp_shard_footprint(const lp_shard *s, int k, const lp_footprint_source *src, lp_footprint *fp) {
@@ -77,6 +107,10 @@ void lp_shard_footprint(const lp_shard *s, int k, const lp_footprint_source *src
         fp->weight_bytes -= whole - part;
         fp->padding_bytes = fp->padding_bytes - lp_align_pad(whole) + lp_align_pad(part);
         fp->total = fp->total - (whole - part) - lp_align_pad(whole) + lp_align_pad(part);
+        uint64_t gathered = value_bytes(src, w->output); /* the all-gather's receive buffer */
+        fp->boundary_bytes += gathered;
+        fp->padding_bytes += lp_align_pad(gathered);
+        fp->total += gathered + lp_align_pad(gathered);
     }
 }
 
@@ -92,6 +126,8 @@ static uint64_t widest_card(const lp_shard *s, const lp_footprint *whole, const 
         int64_t cols = (w->dim + n - 1) / n;
         uint64_t part = slice_bytes(bytes, w->dim, 0, cols);
         total = total - (bytes - part) - lp_align_pad(bytes) + lp_align_pad(part);
+        uint64_t gathered = value_bytes(src, w->output); /* the same on every n */
+        total += gathered + lp_align_pad(gathered);
     }
     return total;
 }

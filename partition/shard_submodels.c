@@ -22,10 +22,11 @@
 #define _GNU_SOURCE
 #include "lp_frontend.h"
 #include "lp_partition.h"
+#include "json_out.h"
 
 #include <assert.h>
-#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -66,72 +67,8 @@ static long card_file_index(const char *name) {
     return strcmp(s, ".onnx") == 0 || strcmp(s, ".onnx.data") == 0 ? card : -1;
 }
 
-typedef struct name_list {
-    int n, cap;
-    char **items;
-} name_list;
-
-static bool names_add(name_list *l, const char *s) {
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 16;
-        char **grown = realloc(l->items, sizeof(char *) * (size_t)cap);
-        if (!grown) return false;
-        l->items = grown;
-        l->cap = cap;
-    }
-    if (!(l->items[l->n] = strdup(s))) return false;
-    l->n++;
-    return true;
-}
-
-static bool names_has(const name_list *l, const char *s) {
-    for (int i = 0; l && i < l->n; i++)
-        if (strcmp(l->items[i], s) == 0) return true;
-    return false;
-}
-
-static void names_free(name_list *l) {
-    for (int i = 0; i < l->n; i++) free(l->items[i]);
-    free(l->items);
-    *l = (name_list){0};
-}
-
-/* Removes dir's card files of cards >= first_card that `keep` does not name.
- * Names are collected before anything is unlinked, so the scan sees the
- * folder as it was. */
-static lp_status remove_card_files(const char *dir, int first_card, const name_list *keep) {
-    DIR *dp = opendir(dir);
-    if (!dp) return LP_OK; /* no folder, no files */
-    name_list doomed = {0};
-    lp_status st = LP_OK;
-    for (struct dirent *e; (e = readdir(dp));) {
-        long card = card_file_index(e->d_name);
-        if (card >= first_card && !names_has(keep, e->d_name) && !names_add(&doomed, e->d_name))
-            st = LP_ERR_INTERNAL;
-    }
-    closedir(dp);
-    for (int i = 0; i < doomed.n; i++) {
-        char *path = NULL;
-        if (asprintf(&path, "%s/%s", dir, doomed.items[i]) < 0) {
-            st = LP_ERR_INTERNAL;
-            continue;
-        }
-        unlink(path); /* a folder in the way stays, as the user made it */
-        free(path);
-    }
-    names_free(&doomed);
-    return st;
-}
-
-lp_status lp_plan_remove_submodels(const char *dir, int first_card) {
-    lp_status st = remove_card_files(dir, first_card, NULL);
-    if (first_card == 0) {
-        char *path = NULL;
-        if (asprintf(&path, "%s/%s", dir, CARDS_JSON) < 0) return LP_ERR_INTERNAL;
-        unlink(path);
-        free(path);
-    }
-    return st;
+bool lp_plan_is_card_file(const char *name) {
+    return card_file_index(name) >= 0 || strcmp(name, CARDS_JSON) == 0;
 }
 
 /* ---- split nodes ----------------------------------------------------------- */
@@ -427,37 +364,27 @@ static lp_status phases_plan(shard_graph *sg, const lp_layer_ir *L, const lp_pla
 typedef struct card_writer {
     const lp_plan *p;
     const lp_layer_ir *L;
-    const char *dir;
+    lp_outdir *od;
     lp_diag *d;
     json_t *steps;
-    name_list written; /* file names this run wrote, sidecars included */
 } card_writer;
 
 static json_t *names_json(const lp_graph *g, const int32_t *v, int n) {
     json_t *a = json_array();
-    for (int i = 0; a && i < n; i++) json_array_append_new(a, json_string(g->values[v[i]].name));
+    for (int i = 0; a && i < n; i++)
+        if (json_array_append_new(a, lp_json_name(g->values[v[i]].name)) != 0) {
+            json_decref(a);
+            return NULL;
+        }
     return a;
 }
 
-/* Writes one model file and its step of cards.json (appended to `steps`).
- * A stale sidecar of the same name goes first, so the one that exists
- * afterwards is this run's. */
+/* Writes one model file and its step of cards.json (appended to `steps`). */
 static lp_status write_model(card_writer *cw, const lp_graph *g, const char *file, int card, int step_phase,
                              const int *nodes, int n_nodes, const int32_t *in, int n_in,
                              const int32_t *out, int n_out, json_t *steps) {
-    char *path = NULL, *data = NULL;
-    if (asprintf(&path, "%s/%s", cw->dir, file) < 0) return lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
-    if (asprintf(&data, "%s.data", path) < 0) {
-        free(path);
-        return lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
-    }
-    unlink(data);
-    lp_status st = lp_frontend_write_submodel(g, nodes, n_nodes, in, n_in, out, n_out, path, cw->d);
-    if (st == LP_OK && !names_add(&cw->written, file)) st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
-    if (st == LP_OK && access(data, F_OK) == 0 && !names_add(&cw->written, strrchr(data, '/') + 1))
-        st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
-    free(path);
-    free(data);
+    lp_status st = lp_frontend_write_submodel_in(g, nodes, n_nodes, in, n_in, out, n_out, cw->od, file,
+                                                 cw->d);
     json_t *step = json_pack("{s:s, s:i, s:i, s:o, s:o}", "file", file, "card", card, "phase", step_phase,
                              "inputs", names_json(g, in, n_in), "outputs", names_json(g, out, n_out));
     if (st == LP_OK && (!step || json_array_append_new(steps, step) != 0))
@@ -523,19 +450,16 @@ static lp_status write_sharded_layer(card_writer *cw, const lp_shard *sh) {
 }
 
 static lp_status write_cards_json(card_writer *cw) {
-    char *path = NULL, *tmp = NULL;
-    lp_status st = LP_OK;
-    json_t *j = json_pack("{s:s, s:i, s:O}", "model", cw->p->model, "cards", cw->p->n_cards, "steps",
+    json_t *j = json_pack("{s:o, s:i, s:O}", "model", lp_json_name(cw->p->model), "cards", cw->p->n_cards, "steps",
                           cw->steps);
-    if (!j || asprintf(&path, "%s/%s", cw->dir, CARDS_JSON) < 0 || asprintf(&tmp, "%s.tmp", path) < 0)
-        st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
-    else if (json_dump_file(j, tmp, JSON_INDENT(2)) != 0 || rename(tmp, path) != 0) {
-        st = lp_error(cw->d, LP_ERR_OUTPUT, "cannot write '%s': %s", path, strerror(errno));
-        unlink(tmp);
+    if (!j) return lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
+    FILE *f = lp_outdir_create(cw->od, CARDS_JSON, cw->d);
+    lp_status st = f ? LP_OK : LP_ERR_OUTPUT;
+    if (f) {
+        json_dumpf(j, f, JSON_INDENT(2)); /* a failed write shows in the close */
+        st = lp_outdir_close(cw->od, f, cw->d);
     }
     json_decref(j);
-    free(path);
-    free(tmp);
     return st;
 }
 
@@ -546,14 +470,14 @@ static const lp_shard *shard_of_card(const lp_plan *p, int card) {
     return NULL;
 }
 
-lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const char *dir,
+lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, lp_outdir *od,
                                   lp_diag *d) {
     int32_t absent = lp_plan_unsliceable_weight(p, L);
     if (absent >= 0)
         return lp_error(d, LP_ERR_UNSUPPORTED, "weight '%s' of a sharded layer is in external file "
                         "'%s', which is absent: its column slices cannot be cut", L->g->values[absent].name,
                         L->g->values[absent].data.location);
-    card_writer cw = {.p = p, .L = L, .dir = dir, .d = d, .steps = json_array()};
+    card_writer cw = {.p = p, .L = L, .od = od, .d = d, .steps = json_array()};
     lp_status st = cw.steps ? LP_OK : lp_error(d, LP_ERR_INTERNAL, "out of memory");
     for (int c = 0; st == LP_OK && c < p->n_cards; c++) {
         const lp_plan_card *pc = &p->cards[c];
@@ -566,12 +490,6 @@ lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const 
         }
     }
     if (st == LP_OK) st = write_cards_json(&cw);
-    /* files of an earlier run this one did not rewrite, or all on failure */
-    if (st == LP_OK && remove_card_files(dir, 0, &cw.written) != LP_OK)
-        st = lp_error(d, LP_ERR_INTERNAL, "out of memory removing earlier card models from '%s'", dir);
-    if (st != LP_OK)
-        lp_plan_remove_submodels(dir, 0);
     json_decref(cw.steps);
-    names_free(&cw.written);
     return st;
 }

@@ -4,34 +4,46 @@
 #include "lp_partition.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fnmatch.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* SIZE[,SIZE...]: every entry a size above 0; an empty entry (a stray
+ * comma) is an error, not skipped. */
 static lp_status parse_caps(const char *arg, uint64_t **caps, int *n, lp_diag *d) {
-    int count = 1;
+    size_t count = 1;
     for (const char *s = arg; *s; s++) count += *s == ',';
-    *caps = malloc(sizeof(uint64_t) * (size_t)count);
-    char *copy = strdup(arg);
-    if (!*caps || !copy) {
-        free(copy);
-        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    }
     *n = 0;
-    lp_status st = LP_OK;
-    char *save = NULL;
-    for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-        if (!lp_parse_size(tok, &(*caps)[*n]) || (*caps)[*n] == 0) {
-            st = lp_error(d, LP_ERR_USAGE,
-                          "--capacity '%s': not a size (e.g. 31MiB, 40MB, 1GiB; units B, KB, KiB, MB, "
-                          "MiB, GB, GiB)", tok);
-            break;
+    if (count > (size_t)INT32_MAX)
+        return lp_error(d, LP_ERR_USAGE, "--capacity: more than %d entries", INT32_MAX);
+    *caps = malloc(sizeof(uint64_t) * count);
+    if (!*caps) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    const char *tok = arg;
+    for (size_t i = 0; i < count; i++) {
+        const char *comma = strchr(tok, ',');
+        size_t len = comma ? (size_t)(comma - tok) : strlen(tok);
+        char *entry = strndup(tok, len);
+        if (!entry) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        const char *why = NULL;
+        size_t lead = strspn(entry, " \t");
+        if (!entry[lead])
+            why = count == 1 ? "no size given" : "empty entry (a stray comma?)";
+        else if (!(why = lp_size_error(entry, &(*caps)[i])) && (*caps)[i] == 0)
+            why = "a card must hold at least one byte";
+        if (why) {
+            lp_status st = count == 1
+                ? lp_error(d, LP_ERR_USAGE, "--capacity '%s': %s (e.g. 31MiB, 40MB, 1GiB)", arg, why)
+                : lp_error(d, LP_ERR_USAGE, "--capacity '%s': entry %zu '%s': %s (e.g. 31MiB, 40MB, "
+                           "1GiB)", arg, i + 1, entry, why);
+            free(entry);
+            return st;
         }
-        (*n)++;
+        free(entry);
+        tok = comma ? comma + 1 : tok + len;
     }
-    free(copy);
-    if (st == LP_OK && *n == 0) st = lp_error(d, LP_ERR_USAGE, "--capacity: no size given");
-    return st;
+    *n = (int)count;
+    return LP_OK;
 }
 
 /* A layer by index or exact name. */
@@ -67,37 +79,67 @@ static lp_status parse_cuts(const lp_layer_ir *L, const char *arg, int **cuts, i
     return st;
 }
 
-/* --pin PATTERN=CARD: every layer whose name matches the glob goes to CARD. */
+/* --pin PATTERN=CARD: every layer whose name matches the glob goes to CARD.
+ * Patterns may overlap: a layer two pins send to the same card is pinned
+ * once; to two different cards is an error naming both pins. The pins come
+ * out in layer order, as lp_partition_run expects. */
 static lp_status parse_pins(const lp_layer_ir *L, const lp_partition_request *r, lp_pin **pins, int *n,
                             lp_diag *d) {
+    int n_layers = L->n_layers;
     *n = 0;
-    *pins = malloc(sizeof(lp_pin) * (size_t)(L->n_layers + 1));
-    if (!*pins) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    for (int i = 0; i < r->n_pins; i++) {
+    *pins = NULL;
+    int *card_of = malloc(sizeof(int) * (size_t)(n_layers + 1)); /* -1: not pinned */
+    int *pin_of = malloc(sizeof(int) * (size_t)(n_layers + 1));  /* the --pin that set it */
+    lp_status st = LP_OK;
+    if (!card_of || !pin_of) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int l = 0; st == LP_OK && l < n_layers; l++) card_of[l] = -1;
+    for (int i = 0; st == LP_OK && i < r->n_pins; i++) {
         const char *eq = strrchr(r->pins[i], '=');
-        char *end;
-        long card = eq ? strtol(eq + 1, &end, 10) : -1;
-        if (!eq || eq == r->pins[i] || !eq[1] || *end || card < 0)
-            return lp_error(d, LP_ERR_USAGE, "--pin '%s': expected PATTERN=CARD", r->pins[i]);
-        char *pat = strndup(r->pins[i], (size_t)(eq - r->pins[i]));
-        if (!pat) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-        int matched = 0;
-        for (int l = 0; l < L->n_layers; l++)
-            if (L->layers[l].name && fnmatch(pat, L->layers[l].name, 0) == 0 && *n < L->n_layers) {
-                (*pins)[(*n)++] = (lp_pin){l, (int)card};
-                matched++;
-            }
-        free(pat);
-        if (!matched) return lp_error(d, LP_ERR_USAGE, "--pin '%s': matches no layer name", r->pins[i]);
-    }
-    /* in layer order, as lp_partition_run expects */
-    for (int i = 1; i < *n; i++)
-        for (int k = i; k > 0 && (*pins)[k].layer < (*pins)[k - 1].layer; k--) {
-            lp_pin t = (*pins)[k];
-            (*pins)[k] = (*pins)[k - 1];
-            (*pins)[k - 1] = t;
+        char *end = NULL;
+        errno = 0;
+        long card = eq && eq[1] ? strtol(eq + 1, &end, 10) : -1;
+        if (!eq || eq == r->pins[i] || !eq[1] || *end || card < 0 || errno || card > INT32_MAX) {
+            st = lp_error(d, LP_ERR_USAGE, "--pin '%s': expected PATTERN=CARD (CARD a number 0..%d)",
+                          r->pins[i], INT32_MAX);
+            break;
         }
-    return LP_OK;
+        char *pat = strndup(r->pins[i], (size_t)(eq - r->pins[i]));
+        if (!pat) {
+            st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+            break;
+        }
+        int matched = 0;
+        for (int l = 0; l < n_layers && st == LP_OK; l++) {
+            if (!L->layers[l].name || fnmatch(pat, L->layers[l].name, 0) != 0) continue;
+            matched++;
+            if (card_of[l] >= 0 && card_of[l] != (int)card)
+                st = lp_error(d, LP_ERR_USAGE, "--pin '%s' and --pin '%s' both match layer %d '%s' "
+                              "but send it to card %d and card %ld", r->pins[pin_of[l]], r->pins[i], l,
+                              L->layers[l].name, card_of[l], card);
+            else if (card_of[l] < 0) {
+                card_of[l] = (int)card;
+                pin_of[l] = i;
+                (*n)++;
+            }
+        }
+        free(pat);
+        if (st == LP_OK && !matched)
+            st = lp_error(d, LP_ERR_USAGE, "--pin '%s': matches no layer name", r->pins[i]);
+    }
+    if (st == LP_OK) {
+        *pins = malloc(sizeof(lp_pin) * (size_t)(*n + 1));
+        if (!*pins) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    if (st == LP_OK) {
+        int k = 0;
+        for (int l = 0; l < n_layers; l++)
+            if (card_of[l] >= 0) (*pins)[k++] = (lp_pin){l, card_of[l]};
+    } else {
+        *n = 0;
+    }
+    free(card_of);
+    free(pin_of);
+    return st;
 }
 
 lp_status lp_partition_stage(const lp_layer_ir *L, const lp_partition_request *r, lp_plan **out,

@@ -66,32 +66,86 @@ static const struct unit {
     {"TB", 1000000000000ull}, {"TiB", 1024 * GIB},
 };
 
-bool lp_parse_size(const char *s, uint64_t *out) {
-    if (!s) return false;
-    while (isspace((unsigned char)*s)) s++;
-    if (!isdigit((unsigned char)*s) && *s != '.') return false;
-    errno = 0;
-    char *end;
-    double v = strtod(s, &end);
-    if (errno || end == s || !(v >= 0)) return false;
-    while (isspace((unsigned char)*end)) end++;
-    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
-        if (strcasecmp(end, units[i].name) != 0) continue;
-        double bytes = v * (double)units[i].scale;
-        if (bytes >= 18446744073709551615.0 || bytes != floor(bytes)) return false;
-        *out = (uint64_t)bytes;
-        return true;
+static uint64_t gcd64(uint64_t a, uint64_t b) {
+    while (b) {
+        uint64_t t = a % b;
+        a = b;
+        b = t;
     }
-    return false;
+    return a;
 }
 
-/* A size field: an integer of bytes or a string with a unit. */
-static bool json_size(json_t *j, uint64_t *out) {
-    if (json_is_integer(j) && json_integer_value(j) >= 0) {
-        *out = (uint64_t)json_integer_value(j);
-        return true;
+/* DIGITS[.DIGITS] [UNIT], spaces around allowed; exact integer arithmetic,
+ * so "1.5GiB" is 1610612736 and "0.3B" is refused rather than rounded. */
+const char *lp_size_error(const char *s, uint64_t *out) {
+    if (!s) return "no size given";
+    while (isspace((unsigned char)*s)) s++;
+    if (!*s) return "empty";
+    if (*s == '-') return "a size cannot be negative";
+    if (*s == '+') return "no sign allowed";
+    if (!isdigit((unsigned char)*s) && *s != '.') return "does not start with a number";
+    uint64_t whole = 0, frac = 0, pow10 = 1;
+    bool digits = false, big = false;
+    for (; isdigit((unsigned char)*s); s++) {
+        unsigned dig = (unsigned)(*s - '0');
+        digits = true;
+        if (whole > (UINT64_MAX - dig) / 10) big = true;
+        else whole = whole * 10 + dig;
     }
-    return json_is_string(j) && lp_parse_size(json_string_value(j), out);
+    if (*s == '.') {
+        s++;
+        int n_frac = 0;
+        const char *f = s;
+        for (; isdigit((unsigned char)*s); s++) digits = true;
+        const char *fend = s;
+        while (fend > f && fend[-1] == '0') fend--; /* trailing zeros change nothing */
+        for (; f < fend; f++) {
+            if (++n_frac > 19) return "more than 19 digits after the decimal point";
+            frac = frac * 10 + (uint64_t)(*f - '0');
+            pow10 *= 10;
+        }
+    }
+    if (!digits) return "does not start with a number";
+    if (big) return "too large (at most 2^64 - 1 bytes)";
+    if ((s[0] == 'x' || s[0] == 'X') && whole == 0) return "hexadecimal is not accepted";
+    while (isspace((unsigned char)*s)) s++;
+    const char *unit = s, *uend = s + strlen(s);
+    while (uend > unit && isspace((unsigned char)uend[-1])) uend--;
+    size_t ulen = (size_t)(uend - unit);
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (strlen(units[i].name) != ulen || strncasecmp(unit, units[i].name, ulen) != 0) continue;
+        uint64_t scale = units[i].scale, bytes;
+        if (whole && scale > UINT64_MAX / whole) return "too large (at most 2^64 - 1 bytes)";
+        bytes = whole * scale;
+        if (frac) {
+            /* frac / pow10 of a unit is a whole number of bytes exactly when
+             * frac is a multiple of pow10 / gcd(scale, pow10) */
+            uint64_t g = gcd64(scale, pow10), step = pow10 / g;
+            if (frac % step) return "not a whole number of bytes";
+            uint64_t extra = frac / step, unit_part = scale / g;
+            if (extra > UINT64_MAX / unit_part || bytes > UINT64_MAX - extra * unit_part)
+                return "too large (at most 2^64 - 1 bytes)";
+            bytes += extra * unit_part;
+        }
+        *out = bytes;
+        return NULL;
+    }
+    return "unknown unit (use B, KB, KiB, MB, MiB, GB, GiB, TB or TiB)";
+}
+
+bool lp_parse_size(const char *s, uint64_t *out) {
+    return lp_size_error(s, out) == NULL;
+}
+
+/* A size field: an integer of bytes or a string with a unit; NULL or why not. */
+static const char *json_size(json_t *j, uint64_t *out) {
+    if (json_is_integer(j)) {
+        if (json_integer_value(j) < 0) return "a size cannot be negative";
+        *out = (uint64_t)json_integer_value(j);
+        return NULL;
+    }
+    if (json_is_string(j)) return lp_size_error(json_string_value(j), out);
+    return "expected an integer of bytes or a string such as \"31 MiB\"";
 }
 
 static lp_status target_from_json(json_t *root, const char *path, lp_target *t, lp_diag *d) {
@@ -122,9 +176,16 @@ static lp_status target_from_json(json_t *root, const char *path, lp_target *t, 
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         json_t *v = json_object_get(root, sizes[i].key);
-        if (v && !json_size(v, (uint64_t *)((char *)t + sizes[i].off)))
-            return lp_error(d, LP_ERR_USAGE, "target '%s': '%s' is not a size", path, sizes[i].key);
+        const char *why = v ? json_size(v, (uint64_t *)((char *)t + sizes[i].off)) : NULL;
+        if (why && json_is_string(v))
+            return lp_error(d, LP_ERR_USAGE, "target '%s': '%s' \"%s\" is not a size: %s", path,
+                            sizes[i].key, json_string_value(v), why);
+        if (why) return lp_error(d, LP_ERR_USAGE, "target '%s': '%s': %s", path, sizes[i].key, why);
     }
+    /* an explicit 0 is a mistake, not "use the default" */
+    if (json_object_get(root, "capacity") && !t->capacity)
+        return lp_error(d, LP_ERR_USAGE, "target '%s': 'capacity' is 0; a card must hold at least one "
+                        "byte (leave 'capacity' out to use 'persist_bytes')", path);
     for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++) {
         json_t *v = json_object_get(root, rates[i].key);
         if (v && (!json_is_number(v) || json_number_value(v) < 0))

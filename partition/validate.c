@@ -90,18 +90,22 @@ static lp_status check_capacity(const lp_plan *p, const lp_footprint_source *src
     return st;
 }
 
-/* The cards that run a layer: first..last (more than one when sharded). */
-static void cards_of_layer(const lp_plan *p, int layer, int *first, int *last) {
-    *first = *last = -1;
+/* The cards that run each layer, first[i]..last[i] (more than one when
+ * sharded), from one pass over the cards. check_ranges has passed. */
+static bool layer_cards(const lp_plan *p, const lp_layer_ir *L, int **first, int **last) {
+    *first = malloc(sizeof(int) * ((size_t)L->n_layers + 1));
+    *last = malloc(sizeof(int) * ((size_t)L->n_layers + 1));
+    if (!*first || !*last) return false;
+    for (int i = 0; i < L->n_layers; i++) (*first)[i] = (*last)[i] = -1;
     for (int c = 0; c < p->n_cards; c++)
-        if (p->cards[c].first_layer <= layer && layer <= p->cards[c].last_layer) {
-            if (*first < 0) *first = c;
-            *last = c;
+        for (int i = p->cards[c].first_layer; i <= p->cards[c].last_layer; i++) {
+            if ((*first)[i] < 0) (*first)[i] = c;
+            (*last)[i] = c;
         }
+    return true;
 }
 
-/* Transfers sorted by (value, from, to, kind) for lookups in O(log T): a
- * layer sharded n ways has n (n - 1) gathers per split weight. */
+/* Cut transfers sorted by (value, from, to) for lookups in O(log T). */
 typedef struct transfer_index {
     int n;
     const lp_transfer **sorted;
@@ -110,8 +114,7 @@ typedef struct transfer_index {
 static int transfer_cmp(const lp_transfer *a, const lp_transfer *b) {
     if (a->value != b->value) return a->value < b->value ? -1 : 1;
     if (a->from_card != b->from_card) return a->from_card < b->from_card ? -1 : 1;
-    if (a->to_card != b->to_card) return a->to_card < b->to_card ? -1 : 1;
-    return (a->kind > b->kind) - (a->kind < b->kind);
+    return (a->to_card > b->to_card) - (a->to_card < b->to_card);
 }
 
 static int transfer_ptr_cmp(const void *a, const void *b) {
@@ -119,17 +122,17 @@ static int transfer_ptr_cmp(const void *a, const void *b) {
 }
 
 static bool transfer_index_build(transfer_index *ix, const lp_plan *p) {
-    ix->n = p->n_transfers;
+    ix->n = 0;
     ix->sorted = malloc(sizeof(lp_transfer *) * (size_t)(p->n_transfers + 1));
     if (!ix->sorted) return false;
-    for (int t = 0; t < p->n_transfers; t++) ix->sorted[t] = &p->transfers[t];
+    for (int t = 0; t < p->n_transfers; t++)
+        if (p->transfers[t].kind == LP_TRANSFER_CUT) ix->sorted[ix->n++] = &p->transfers[t];
     qsort(ix->sorted, (size_t)ix->n, sizeof(lp_transfer *), transfer_ptr_cmp);
     return true;
 }
 
-static const lp_transfer *find_transfer(const transfer_index *ix, int32_t v, int from, int to,
-                                        lp_transfer_kind kind) {
-    lp_transfer key = {.value = v, .from_card = from, .to_card = to, .kind = kind};
+static const lp_transfer *find_transfer(const transfer_index *ix, int32_t v, int from, int to) {
+    lp_transfer key = {.value = v, .from_card = from, .to_card = to};
     int lo = 0, hi = ix->n;
     while (lo < hi) {
         int mid = lo + (hi - lo) / 2;
@@ -149,55 +152,90 @@ static bool is_data(const lp_graph *g, int32_t v) {
 /* Every value made on a card and read on another travels from the last
  * card of its layer to each card of the reading layer. */
 static lp_status check_cut_transfers(const lp_plan *p, const transfer_index *ix, const lp_layer_ir *L,
-                                     lp_diag *d) {
+                                     const int *first, const int *last, lp_diag *d) {
     const lp_graph *g = L->g;
     lp_status st = LP_OK;
-    for (int i = 0; i < L->n_layers; i++) {
-        int to_first, to_last;
-        cards_of_layer(p, i, &to_first, &to_last);
+    for (int i = 0; i < L->n_layers; i++)
         for (int k = 0; k < L->layers[i].n_inputs; k++) {
             int32_t v = L->layers[i].inputs[k];
             if (!is_data(g, v)) continue;
-            int pf, from;
-            cards_of_layer(p, L->layer_of_node[g->values[v].producer], &pf, &from);
-            for (int to = to_first; to <= to_last; to++) {
+            int from = last[L->layer_of_node[g->values[v].producer]];
+            for (int to = first[i]; to <= last[i]; to++) {
                 if (from == to) continue;
                 if (from > to)
                     st = lp_error(d, LP_ERR_USAGE, "plan: value '%s' flows backwards from card %d to card %d",
                                   g->values[v].name, from, to);
-                else if (!find_transfer(ix, v, from, to, LP_TRANSFER_CUT))
+                else if (!find_transfer(ix, v, from, to))
                     st = lp_error(d, LP_ERR_USAGE,
                                   "plan: value '%s' crosses from card %d to card %d but no transfer carries it",
                                   g->values[v].name, from, to);
             }
         }
-    }
     return st;
 }
 
-/* Each card of a sharded layer sends its columns of every split node's
- * output to each other card of the layer. */
-static lp_status check_gathers(const lp_plan *p, const transfer_index *ix, const lp_layer_ir *L,
-                               lp_diag *d) {
+/* Each split node's output of a sharded layer is gathered by exactly one
+ * all-gather whose participants are the layer's cards, in order, each
+ * contributing the columns it computes. O(transfers + values + split
+ * weights). */
+static lp_status check_gathers(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+    const lp_graph *g = L->g;
     lp_status st = LP_OK;
-    for (int i = 0; i < p->n_shards; i++) {
-        const lp_shard *sh = &p->shards[i];
-        for (int w = 0; w < sh->n_weights; w++)
-            for (int k = 0; k < sh->n_shards; k++) {
-                int64_t b, e;
-                lp_shard_range(sh->weights[w].dim, sh->n_shards, k, &b, &e);
-                for (int j = 0; j < sh->n_shards; j++) {
-                    if (j == k) continue;
-                    int from = sh->first_card + k, to = sh->first_card + j;
-                    const lp_transfer *tr = find_transfer(ix, sh->weights[w].output, from, to, LP_TRANSFER_GATHER);
-                    if (!tr || tr->begin != b || tr->end != e)
-                        st = lp_error(d, LP_ERR_USAGE,
-                                      "plan: columns %" PRId64 "..%" PRId64 " of '%s' (layer %d, shard %d) "
-                                      "must be gathered from card %d to card %d but no transfer carries them",
-                                      b, e, L->g->values[sh->weights[w].output].name, sh->layer, k, from, to);
-                }
-            }
+    int n_split = 0;
+    for (int i = 0; i < p->n_shards; i++) n_split += p->shards[i].n_weights;
+    /* owner[v]: index of the split weight whose node makes v, or -1 */
+    int *owner = malloc(sizeof(int) * ((size_t)g->n_values + 1));
+    const lp_shard **shard = malloc(sizeof(*shard) * ((size_t)n_split + 1));
+    int *weight = malloc(sizeof(int) * ((size_t)n_split + 1));
+    int *seen = calloc((size_t)n_split + 1, sizeof(int));
+    if (!owner || !shard || !weight || !seen) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        n_split = 0;
     }
+    for (int v = 0; st == LP_OK && v < g->n_values; v++) owner[v] = -1;
+    for (int i = 0, key = 0; st == LP_OK && i < p->n_shards; i++)
+        for (int w = 0; w < p->shards[i].n_weights; w++, key++) {
+            shard[key] = &p->shards[i];
+            weight[key] = w;
+            int32_t v = p->shards[i].weights[w].output;
+            if (v >= 0 && v < g->n_values) owner[v] = key;
+        }
+    for (int t = 0; st != LP_ERR_INTERNAL && t < p->n_transfers; t++) {
+        const lp_transfer *tr = &p->transfers[t];
+        if (tr->kind != LP_TRANSFER_ALL_GATHER) continue;
+        if (tr->value < 0 || tr->value >= g->n_values || owner[tr->value] < 0) {
+            st = lp_error(d, LP_ERR_USAGE, "plan: transfer %d all-gathers value %d, which no sharded "
+                          "layer computes in slices", t, tr->value);
+            continue;
+        }
+        int key = owner[tr->value];
+        const lp_shard *sh = shard[key];
+        const lp_shard_weight *w = &sh->weights[weight[key]];
+        const char *name = g->values[tr->value].name;
+        if (seen[key]++)
+            st = lp_error(d, LP_ERR_USAGE, "plan: transfer %d all-gathers '%s' (layer %d) a second time",
+                          t, name, sh->layer);
+        else if (tr->first_card != sh->first_card || tr->n_cards != sh->n_shards ||
+                 tr->axis != w->output_axis || tr->dim != w->dim)
+            st = lp_error(d, LP_ERR_USAGE,
+                          "plan: transfer %d all-gathers '%s' over cards %d..%d along axis %d of %" PRId64
+                          ", but layer %d computes it in slices on cards %d..%d along axis %d of %" PRId64,
+                          t, name, tr->first_card, tr->first_card + tr->n_cards - 1, tr->axis, tr->dim,
+                          sh->layer, sh->first_card, sh->first_card + sh->n_shards - 1, w->output_axis, w->dim);
+    }
+    for (int key = 0; key < n_split; key++) {
+        if (seen[key]) continue;
+        const lp_shard *sh = shard[key];
+        int32_t v = sh->weights[weight[key]].output;
+        st = lp_error(d, LP_ERR_USAGE,
+                      "plan: '%s' (layer %d) is computed in slices on cards %d..%d but no all-gather "
+                      "collects it", v >= 0 && v < g->n_values ? g->values[v].name : "?", sh->layer,
+                      sh->first_card, sh->first_card + sh->n_shards - 1);
+    }
+    free(owner);
+    free(shard);
+    free(weight);
+    free(seen);
     return st;
 }
 
@@ -209,28 +247,16 @@ static bool card_reads(const lp_plan *p, const lp_layer_ir *L, int c, int32_t v)
     return false;
 }
 
-static bool gather_needed(const lp_plan *p, const lp_transfer *tr) {
-    for (int i = 0; i < p->n_shards; i++) {
-        const lp_shard *sh = &p->shards[i];
-        int end = sh->first_card + sh->n_shards;
-        if (tr->from_card < sh->first_card || tr->from_card >= end || tr->to_card < sh->first_card ||
-            tr->to_card >= end || tr->from_card == tr->to_card)
-            continue;
-        for (int w = 0; w < sh->n_weights; w++)
-            if (sh->weights[w].output == tr->value) return true;
-    }
-    return false;
-}
-
-/* Every transfer listed carries something its receiver needs. */
+/* Every cut transfer carries something its receiver reads (all-gathers
+ * are checked by check_gathers). */
 static lp_status check_transfers_used(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
     lp_status st = LP_OK;
     for (int t = 0; t < p->n_transfers; t++) {
         const lp_transfer *tr = &p->transfers[t];
-        bool ok = tr->value >= 0 && tr->value < L->g->n_values && tr->to_card >= 0 &&
-                  tr->to_card < p->n_cards && tr->from_card >= 0 && tr->from_card < p->n_cards;
-        if (ok)
-            ok = tr->kind == LP_TRANSFER_GATHER ? gather_needed(p, tr) : card_reads(p, L, tr->to_card, tr->value);
+        if (tr->kind == LP_TRANSFER_ALL_GATHER) continue;
+        bool ok = tr->kind == LP_TRANSFER_CUT && tr->value >= 0 && tr->value < L->g->n_values &&
+                  tr->to_card >= 0 && tr->to_card < p->n_cards && tr->from_card >= 0 &&
+                  tr->from_card < p->n_cards && card_reads(p, L, tr->to_card, tr->value);
         if (!ok)
             st = lp_error(d, LP_ERR_USAGE,
                           "plan: transfer %d (value %d, card %d -> %d) carries nothing card %d reads", t,
@@ -243,11 +269,19 @@ lp_status lp_plan_validate(const lp_plan *p, const lp_layer_ir *L, const lp_foot
                            lp_diag *d) {
     lp_status st = check_ranges(p, L, d);
     if (st != LP_OK) return st;
-    transfer_index ix;
-    if (!transfer_index_build(&ix, p)) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    lp_status cut = check_cut_transfers(p, &ix, L, d);
-    lp_status gather = check_gathers(p, &ix, L, d);
+    transfer_index ix = {0};
+    int *first = NULL, *last = NULL;
+    if (!transfer_index_build(&ix, p) || !layer_cards(p, L, &first, &last)) {
+        free(ix.sorted);
+        free(first);
+        free(last);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    lp_status cut = check_cut_transfers(p, &ix, L, first, last, d);
     free(ix.sorted);
+    free(first);
+    free(last);
+    lp_status gather = check_gathers(p, L, d);
     lp_status used = check_transfers_used(p, L, d);
     st = check_capacity(p, src, d);
     if (cut != LP_OK) return cut;

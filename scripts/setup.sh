@@ -6,7 +6,7 @@ set -euo pipefail
 apt_packages=(
   cmake make gcc clang libclang-rt-dev pkg-config
   protobuf-c-compiler libprotobuf-c-dev
-  libcmocka-dev libjansson-dev
+  libcmocka-dev libjansson-dev libpcre2-dev
   libonnx-testdata
 )
 py_packages=(onnx==1.23.2 onnxruntime==1.31.1 numpy)

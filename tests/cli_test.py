@@ -144,6 +144,26 @@ class Cli(unittest.TestCase):
                 self.assertIn(needle, p.stderr)
                 self.assertEqual(p.stdout, "")
 
+    def test_repeated_bindings(self):
+        """A binding given twice with one value counts once; two values are an error."""
+        for args in (["--dim", "batch=3", "--dim", "batch=3"], ["--shapes", "x:3x4", "--shapes", "x:3x4"],
+                     ["--shapes", "x:3x4,x:3x4"]):
+            with self.subTest(args=args):
+                p = run(self.relu, "--dump-ir", "--json", *args)
+                self.assert_exit(p, EXIT_OK)
+                self.assertEqual({v["name"]: v["shape"] for v in json.loads(p.stdout)["values"]}["y"],
+                                 [3, 4])
+        for args, needle in [
+            (["--dim", "batch=3", "--dim", "batch=4"], "--dim batch is given twice, as 3 and as 4"),
+            (["--shapes", "x:3x4", "--shapes", "x:2x4"], "input 'x' twice, as 3x4 and as 2x4"),
+            (["--shapes", "x:3x4,x:3"], "input 'x' twice, as 3x4 and as 3"),
+        ]:
+            with self.subTest(args=args):
+                p = run(self.relu, *args)
+                self.assert_exit(p, EXIT_USAGE)
+                self.assertIn(needle, p.stderr)
+                self.assertEqual(p.stdout, "")
+
     # ---- bad models -----------------------------------------------------------
 
     def test_model_errors_name_the_file(self):

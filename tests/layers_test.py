@@ -10,7 +10,10 @@ Runs the built lpcc (env LPCC) with --dump-ir=layers --json and checks:
   --dtype fp16 halving float32 weights;
 - the whole-model memory plan: no two slots alive at once overlap, arena at
   least the live bytes at any node;
-- --layers node/scope/regex, --workspace, -o DIR/layers.json and --dot.
+- --layers node/scope/regex, --workspace, -o DIR/layers.json and --dot;
+- --layers regex: in Perl syntax (\\d), a backtracking pattern stopped by the
+  match limit, compile errors with their offset, a pattern matching no node:
+  each exit 2 with the pattern named, within seconds.
 """
 import json
 import os
@@ -205,6 +208,107 @@ def modes_and_files():
             check(f.read().count("subgraph cluster_") == 4, "--dot clusters")
 
 
+def run_lpcc(path, *args, timeout=30):
+    try:
+        return subprocess.run([LPCC, path, *args], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        check(False, f"lpcc {path} {args} ran over {timeout} s")
+        return None
+
+
+def chain_model(names, path):
+    """x -> Relu -> Relu ... with the given node names."""
+    from onnx import TensorProto, helper
+    nodes = [helper.make_node("Relu", [f"t{i}" if i else "x"], [f"t{i + 1}"], name=nm)
+             for i, nm in enumerate(names)]
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 64])],
+                          [helper.make_tensor_value_info(f"t{len(names)}", TensorProto.FLOAT, None)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    m.ir_version = 10
+    onnx.save(m, path)
+
+
+def regex_modes():
+    import time
+    with tempfile.TemporaryDirectory() as tmp:
+        n = 7
+        path = os.path.join(tmp, "layers.onnx")
+        chain_model([f"/model/layers.{i // 2}/op{i % 2}" for i in range(2 * n)], path)
+        # Perl syntax: \d is a digit class
+        r = run_lpcc(path, "--dump-ir=layers", "--json", "-q", "--layers", r"regex:layers\.(\d+)")
+        check(r is not None and r.returncode == 0, f"regex \\d: {r and r.stderr}")
+        if r is not None and r.returncode == 0:
+            names = [l["name"] for l in json.loads(r.stdout)["layers"]]
+            check(names == [str(i) for i in range(n)], f"regex:layers\\.(\\d+) gave layers {names}")
+        # a pattern that matches no node name
+        r = run_lpcc(path, "--dump-ir=layers", "--layers", r"regex:blocks\.(\d+)")
+        check(r is not None and r.returncode == 2 and "regex:blocks\\.(\\d+) matches none of the 14 node names"
+              in r.stderr, f"no-match pattern: {r and (r.returncode, r.stderr)}")
+        # a compile error names its offset
+        r = run_lpcc(path, "--dump-ir=layers", "--layers", "regex:layers(\\d+")
+        check(r is not None and r.returncode == 2 and "offset 10" in r.stderr and "regex:layers(" in r.stderr,
+              f"compile error: {r and (r.returncode, r.stderr)}")
+        # no capture group
+        r = run_lpcc(path, "--dump-ir=layers", "--layers", "regex:layers")
+        check(r is not None and r.returncode == 2 and "capture group" in r.stderr,
+              f"no group: {r and (r.returncode, r.stderr)}")
+        # exponential under POSIX regexec: PCRE2 settles it at once (no 'b')
+        evil = os.path.join(tmp, "evil.onnx")
+        chain_model(["a" * 300], evil)
+        t0 = time.monotonic()
+        r = run_lpcc(evil, "--dump-ir=layers", "--layers", r"regex:(a*)(a*)\1\2b")
+        check(r is not None and r.returncode == 2 and "matches none of the 1 node names" in r.stderr,
+              f"back-reference pattern: {r and (r.returncode, r.stderr)}")
+        check(time.monotonic() - t0 < 5, "back-reference pattern took over 5 s")
+        # nested quantifiers backtrack 2^40 ways; the match limit stops them
+        chain_model(["a" * 40 + "!"], evil)
+        t0 = time.monotonic()
+        r = run_lpcc(evil, "--dump-ir=layers", "--layers", r"regex:^((a+)+)$")
+        check(r is not None and r.returncode == 2 and "hit the regex match limit" in r.stderr
+              and "node 0 'aaaa" in r.stderr and "regex:^((a+)+)$" in r.stderr,
+              f"backtracking pattern: {r and (r.returncode, r.stderr)}")
+        check(time.monotonic() - t0 < 5, "backtracking pattern took over 5 s")
+
+
+def workspace_bounds():
+    """Hostile --workspace files: each a usage error naming the file and key."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "m.onnx")
+        chain_model(["relu0", "relu1"], path)
+        ws = os.path.join(tmp, "ws.json")
+        cases = [
+            ("deep", '{"Relu": "' + "(" * 500 + "1" + ")" * 500 + '"}', "nested deeper than 32 levels"),
+            ("deep_min", '{"Relu": "' + "min(1," * 100 + "1" + ")" * 100 + '"}',
+             "nested deeper than 32 levels"),
+            ("deep_70k", '{"Relu": "' + "(" * 70000 + "1" + ")" * 70000 + '"}',
+             "140001 characters, more than the 1024"),
+            ("overflow", '{"Relu": "18446744073709551616*output"}', "does not fit 64 bits"),
+            ("long", '{"Relu": "' + "+".join(["1"] * 5000) + '"}', "9999 characters, more than the 1024"),
+            ("json_int", '{"Relu": 99999999999999999999}', "ws.json:1"),
+        ]
+        for name, text, want in cases:
+            with open(ws, "w") as f:
+                f.write(text)
+            r = run_lpcc(path, "--dump-ir=layers", "--workspace", ws)
+            check(r is not None and r.returncode == 2 and f"--workspace {ws}" in r.stderr and want in r.stderr
+                  and (name == "json_int" or "'Relu'" in r.stderr),
+                  f"--workspace {name}: {r and (r.returncode, r.stderr[:300])}")
+        # the largest number loads; 32 levels evaluate
+        with open(ws, "w") as f:
+            f.write('{"Relu": "max(18446744073709551615, 1)"}')
+        r = run_lpcc(path, "--dump-ir=layers", "--workspace", ws)
+        check(r is not None and r.returncode == 0, f"--workspace 2^64-1: {r and r.stderr}")
+        with open(ws, "w") as f:
+            f.write('{"Relu": "' + "(" * 31 + "1000 + 2*3" + ")" * 31 + '", "default": 7}')
+        r = run_lpcc(path, "--dump-ir=layers", "--json", "-q", "--layers", "node", "--workspace", ws)
+        check(r is not None and r.returncode == 0, f"--workspace at the bounds: {r and r.stderr}")
+        if r is not None and r.returncode == 0:
+            bufs = [l["buffer_bytes"] for l in json.loads(r.stdout)["layers"]]
+            check(bufs == [1006, 1006], f"--workspace at the bounds: buffers {bufs}")
+
+
+workspace_bounds()
+regex_modes()
 seed_full()
 seed_batch_doubling()
 small_models()

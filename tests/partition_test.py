@@ -225,28 +225,46 @@ def shard_hand_calc(failures):
                 if w["ranges"] != [[0, dim // 2], [dim // 2, dim]]:
                     failures.append(f"shard {w['weight']}: ranges {w['ranges']}")
                 halves[w["output"]] = dim
+            # each card also holds a gather buffer of every split output, whole
+            gather_bufs = sum(-(-BATCH * SEQ * d * 2 // 256) * 256 for d in halves.values())
             for k in range(2):
                 card = plan["cards"][sh["first_card"] + k]
-                want = layer["total_bytes"] - whole // 2
+                want = layer["total_bytes"] - whole // 2 + gather_bufs
                 if card["total_bytes"] != want or card["total_bytes"] > cap or card["shard"] != k:
                     failures.append(f"shard card {card['card']}: total {card['total_bytes']} want {want}")
             if layer["total_bytes"] <= cap:
                 failures.append("shard: the layer fits whole; the test needs it not to")
-            gathers = [t for t in plan["transfers"] if t.get("kind") == "gather"
-                       and sh["first_card"] <= t["from_card"] < sh["first_card"] + 2]
-            if len(gathers) != 2 * len(want_w):
-                failures.append(f"shard layer {sh['layer']}: {len(gathers)} gathers, want {2 * len(want_w)}")
+            # one all-gather per split output among the layer's two cards
+            gathers = [t for t in plan["transfers"] if t["kind"] == "all_gather"
+                       and t["first_card"] == sh["first_card"]]
+            if len(gathers) != len(want_w) or sorted(t["value"] for t in gathers) != sorted(halves):
+                failures.append(f"shard layer {sh['layer']}: {len(gathers)} all-gathers, want {len(want_w)}")
             for t in gathers:
                 dim = halves[t["value"]]
-                want = BATCH * SEQ * (dim // 2) * 2
-                if t["bytes"] != want or t["from_card"] == t["to_card"]:
-                    failures.append(f"gather {t}: want {want} bytes between two cards")
+                half = BATCH * SEQ * (dim // 2) * 2
+                want = [{"card": sh["first_card"], "begin": 0, "end": dim // 2, "bytes": half},
+                        {"card": sh["first_card"] + 1, "begin": dim // 2, "end": dim, "bytes": half}]
+                if t["bytes"] != 2 * half or t["n_cards"] != 2 or t["participants"] != want:
+                    failures.append(f"all-gather {t}: want {2 * half} bytes from {want}")
+            for k in range(2):  # each receives the other's half, sends its own
+                card = plan["cards"][sh["first_card"] + k]
+                cut_in = sum(t["bytes"] for t in plan["transfers"]
+                             if t["kind"] == "cut" and t["to_card"] == card["card"])
+                got = card["bytes_in"] - cut_in
+                want = sum(BATCH * SEQ * (d // 2) * 2 for d in halves.values())
+                if got != want:
+                    failures.append(f"shard card {card['card']}: gathers bring {got} B, want {want}")
         dot = open(os.path.join(tmp, "p.dot")).read()
         for c in plan["cards"]:
             if f"cluster_card{c['card']} " not in dot:
                 failures.append(f"dot: card {c['card']} missing")
-        for t in plan["transfers"]:
-            if f"c{t['from_card']}_" not in dot or f"\\n{t['bytes']} B" not in dot:
+        for i, t in enumerate(plan["transfers"]):
+            if t["kind"] == "all_gather":  # a node joined to each participant
+                edges = [f"c{p['card']}_L{sh_layer} -> g{i} " for p in t["participants"]
+                         for sh_layer in [plan["cards"][p["card"]]["first_layer"]]]
+                if f"  g{i} [" not in dot or any(e not in dot for e in edges):
+                    failures.append(f"dot: all-gather {t['value']} not drawn with its participants")
+            elif f"c{t['from_card']}_" not in dot or f"\\n{t['bytes']} B" not in dot:
                 failures.append(f"dot: transfer {t['value']} {t['bytes']} B missing")
         # the sharded plan loads back whole, and a card over capacity is refused
         r = lpcc(*args, "--plan", os.path.join(out, "plan.json"), "--dump-ir=plan", "--json", "-q")

@@ -41,9 +41,9 @@ CARD_FILE = re.compile(r"^card_\d+(\.phase_\d+)?\.onnx(\.data)?$")
 # model, dims, capacity, shards per sharded layer
 CASES = [
     ("seed_2x256", {"batch": 2, "seq": 8}, "1MiB", 2),
-    ("seed_2x256", {"batch": 2, "seq": 8}, "700KiB", 3),
-    ("gpt2_tiny", {"batch": 1, "seq": 32}, "800KiB", 2),
-    ("gpt2_tiny", {"batch": 1, "seq": 32}, "700KiB", 3),
+    ("seed_2x256", {"batch": 2, "seq": 8}, "800KiB", 3),
+    ("gpt2_tiny", {"batch": 1, "seq": 32}, "950KiB", 2),
+    ("gpt2_tiny", {"batch": 1, "seq": 32}, "850KiB", 3),
     ("bert_tiny", {"batch": 2, "seq": 8}, "700KiB", 2),
     ("seed_4x256_ext", {"batch": 2, "seq": 8}, "1MiB", 2),
 ]
@@ -125,6 +125,41 @@ def check_slices(out, plan, cards, weights, fail):
                         fail(f"{f}: initializer {name} holds split weight {w['weight']} whole")
 
 
+def check_gathers(plan, values, fail):
+    """One all_gather transfer per split weight: its participants are the
+    layer's cards, each contributing the columns its card model computes
+    (the "<output>.shard<k>" value the steps made), and every participant
+    has a gather buffer of the whole value in its memory plan."""
+    gathers = [t for t in plan["transfers"] if t["kind"] == "all_gather"]
+    split = [(sh, w) for sh in plan["shards"] for w in sh["weights"]]
+    if len(gathers) != len(split) or any(t["kind"] not in ("cut", "all_gather") for t in plan["transfers"]):
+        fail(f"{len(gathers)} all-gathers for {len(split)} split weights")
+    by_value = {t["value"]: t for t in gathers}
+    for sh, w in split:
+        t = by_value.get(w["output"])
+        if t is None:
+            fail(f"no all-gather of {w['output']}")
+            continue
+        n = sh["n_shards"]
+        if (t["first_card"], t["n_cards"], t["axis"], t["dim"]) != (sh["first_card"], n, w["output_axis"], w["dim"]):
+            fail(f"all-gather of {w['output']}: {t} does not match shard {sh}")
+        parts = [(p["card"], [p["begin"], p["end"]]) for p in t["participants"]]
+        if parts != [(sh["first_card"] + k, w["ranges"][k]) for k in range(n)]:
+            fail(f"all-gather of {w['output']}: participants {parts}")
+        if sum(p["bytes"] for p in t["participants"]) < t["bytes"]:
+            fail(f"all-gather of {w['output']}: slices sum below the value's {t['bytes']} bytes")
+        for k, p in enumerate(t["participants"]):
+            got = values.get(f"{w['output']}.shard{k}")
+            cols = p["end"] - p["begin"]
+            if got is None or got.shape[t["axis"]] != cols or p["bytes"] != -(-t["bytes"] * cols // t["dim"]):
+                fail(f"{w['output']}.shard{k}: the steps made {None if got is None else got.shape}, "
+                     f"participant says columns {p['begin']}..{p['end']}, {p['bytes']} B")
+            mem = plan["cards"][p["card"]]["memory"]["boundary"]
+            bufs = [b for b in mem if b["direction"] == "gather" and b["value"] == w["output"]]
+            if len(bufs) != 1 or bufs[0]["bytes"] != t["bytes"]:
+                fail(f"card {p['card']}: gather buffers of {w['output']}: {bufs}")
+
+
 def check_case(model, dims, cap, n_shards, tmp, fail):
     path = os.path.join(MODELS, model + ".onnx")
     what = f"{model} --capacity {cap}"
@@ -161,6 +196,7 @@ def check_case(model, dims, cap, n_shards, tmp, fail):
     ref_names = [o.name for o in ref_sess.get_outputs()]
     ref = dict(zip(ref_names, ref_sess.run(ref_names, feeds)))
     values = run_steps(out, cards, feeds, lambda s: fail(f"{what}: {s}"))
+    check_gathers(plan, values, lambda s: fail(f"{what}: {s}"))
     for name, want in ref.items():
         have = values.get(name)
         if have is None:

@@ -123,9 +123,27 @@ static uint64_t check_weights(const lp_plan *p, const lp_layer_ir *L, const lp_p
     return sum;
 }
 
+/* Whether v is the output of a split node of the layer card pc is a shard
+ * of: a MatMul whose rank-2 weight only it reads (the seed models' case). */
+static bool gathered_here(const lp_plan_card *pc, const lp_layer_ir *L, int32_t v) {
+    const lp_graph *g = L->g;
+    int producer = g->values[v].producer;
+    if (pc->n_shards < 2 || producer < 0 || L->layer_of_node[producer] != pc->first_layer) return false;
+    const lp_node *n = &g->nodes[producer];
+    if (strcmp(n->op_type, "MatMul") != 0 || n->inputs[1] < 0) return false;
+    const lp_value *w = &g->values[n->inputs[1]];
+    if (!is_weight(w) || w->shape.rank != 2) return false;
+    int reads = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) reads += g->nodes[i].inputs[k] == n->inputs[1];
+    return reads == 1;
+}
+
 /* Boundary: a receive buffer for each value made before the card (or a
  * graph input) that a node reads, a send buffer for each value made here
- * that a later node or the host reads; only the last shard sends. */
+ * that a later node or the host reads (only the last shard sends), and on
+ * a shard card one gather buffer, the whole value, per split node's
+ * output. */
 static uint64_t check_boundary(const lp_layer_ir *L, const lp_plan_card *pc, const lp_card_memory *m,
                                int a, int b) {
     const lp_graph *g = L->g;
@@ -138,6 +156,7 @@ static uint64_t check_boundary(const lp_layer_ir *L, const lp_plan_card *pc, con
         bool out = made && sends && (val->is_graph_output || last_reader(g, v, g->n_nodes - 1) > b);
         assert_int_equal(count_boundary(m, v, LP_MEM_IN), in ? 1 : 0);
         assert_int_equal(count_boundary(m, v, LP_MEM_OUT), out ? 1 : 0);
+        assert_int_equal(count_boundary(m, v, LP_MEM_GATHER), gathered_here(pc, L, v) ? 1 : 0);
     }
     uint64_t sum = 0;
     for (int k = 0; k < m->n_boundary; k++) {
@@ -369,6 +388,31 @@ static void test_sharded_seed(void **state) {
             if (cm->weights[i].value == w) halves += cm->weights[i].bytes;
     }
     assert_int_equal(halves, bytes_of(m.L, w));
+    /* one all-gather per split weight, its participants the layer's cards */
+    int gathers = 0, split = 0;
+    for (int i = 0; i < p->n_shards; i++) split += p->shards[i].n_weights;
+    for (int t = 0; t < p->n_transfers; t++) {
+        const lp_transfer *tr = &p->transfers[t];
+        if (tr->kind != LP_TRANSFER_ALL_GATHER) continue;
+        gathers++;
+        const lp_shard *s = NULL;
+        for (int i = 0; i < p->n_shards; i++)
+            for (int k = 0; k < p->shards[i].n_weights; k++)
+                if (p->shards[i].weights[k].output == tr->value) s = &p->shards[i];
+        assert_non_null(s);
+        assert_int_equal(tr->first_card, s->first_card);
+        assert_int_equal(tr->n_cards, s->n_shards);
+        assert_int_equal(tr->bytes, bytes_of(m.L, tr->value));
+        for (int k = 0; k < tr->n_cards; k++) {
+            const lp_card_memory *cm = &mem[tr->first_card + k];
+            int found = 0;
+            for (int i = 0; i < cm->n_boundary; i++)
+                found += cm->boundary[i].value == tr->value && cm->boundary[i].dir == LP_MEM_GATHER &&
+                         cm->boundary[i].bytes == tr->bytes;
+            assert_int_equal(found, 1);
+        }
+    }
+    assert_int_equal(gathers, split);
     lp_arena_free(a);
     lp_plan_free(p);
     model_free(&m);
@@ -539,17 +583,21 @@ static void test_json_and_report(void **state) {
                                 cm->boundary[k].dir == LP_MEM_IN ? "in" : "out");
     }
     json_decref(plan);
-    char *text = NULL;
-    size_t len = 0;
-    FILE *f = open_memstream(&text, &len);
-    assert_non_null(f);
-    lp_plan_dump_text(p, m.L, f);
-    fclose(f);
     char want[128], buf[32];
     const lp_card_memory *cm = &mem[p->n_cards - 1];
     snprintf(want, sizeof want, "arena %s (%d slots)", lp_format_bytes(cm->arena_bytes, buf), cm->n_slots);
-    if (!strstr(text, want)) fail_msg("'%s' not in the report:\n%s", want, text);
-    free(text);
+    for (int verbose = 0; verbose < 2; verbose++) { /* the memory regions under -v only */
+        char *text = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&text, &len);
+        assert_non_null(f);
+        lp_plan_dump_text(p, m.L, verbose, f);
+        fclose(f);
+        if ((strstr(text, want) != NULL) != verbose)
+            fail_msg("'%s' %s the %s report:\n%s", want, verbose ? "not in" : "in", verbose ? "-v" : "plain",
+                     text);
+        free(text);
+    }
     lp_arena_free(a);
     lp_plan_free(p);
     model_free(&m);

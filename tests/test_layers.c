@@ -134,9 +134,72 @@ static void test_range_footprint_brute_force(void **state) {
     lp_graph_free(g);
 }
 
+/* Two blocks by node name, /layers.K/...: A (block 0), B (block 1, reads
+ * only x), C (block 0, reads A), D (block 1, reads B and C). In the order
+ * A B C D the blocks interleave and the nodes are re-sorted to A C B D; in
+ * the order A C B D they are kept as they are, the node array untouched. */
+static lp_graph *two_blocks(bool interleaved) {
+    lp_graph *g = lp_graph_new("blocks.onnx");
+    assert_non_null(g);
+    g->nodes = lp_arena_array(g->arena, 4, sizeof(lp_node));
+    int32_t x = ib_value(g, "x", LP_VALUE_INPUT, SEQ, HID);
+    ib_inputs(g, 1, &x);
+    int32_t a = ib_value(g, "a", LP_VALUE_ACTIVATION, SEQ, HID);
+    int32_t b = ib_value(g, "b", LP_VALUE_ACTIVATION, SEQ, HID);
+    int32_t c = ib_value(g, "c", LP_VALUE_ACTIVATION, SEQ, HID);
+    int32_t y = ib_value(g, "y", LP_VALUE_ACTIVATION, SEQ, HID);
+    int n = 0;
+    ib_node(g, &n, "Relu", x, -1, a);
+    g->nodes[n - 1].name = "/layers.0/A";
+    if (interleaved) {
+        ib_node(g, &n, "Relu", x, -1, b);
+        g->nodes[n - 1].name = "/layers.1/B";
+    }
+    ib_node(g, &n, "Relu", a, -1, c);
+    g->nodes[n - 1].name = "/layers.0/C";
+    if (!interleaved) {
+        ib_node(g, &n, "Relu", x, -1, b);
+        g->nodes[n - 1].name = "/layers.1/B";
+    }
+    ib_node(g, &n, "Add", b, c, y);
+    g->nodes[n - 1].name = "/layers.1/D";
+    g->n_nodes = n;
+    ib_output(g, y);
+    return g;
+}
+
+static void test_blocks_reordered(void **state) {
+    (void)state;
+    static const char *const want[4] = {"/layers.0/A", "/layers.0/C", "/layers.1/B", "/layers.1/D"};
+    for (int interleaved = 0; interleaved < 2; interleaved++) {
+        lp_graph *g = two_blocks(interleaved);
+        const lp_node *before = g->nodes;
+        lp_layer_ir *L = ib_build_layers(g, LP_LAYERS_AUTO);
+        assert_int_equal(L->n_layers, 2);
+        assert_string_equal(L->layers[0].name, "layers.0");
+        assert_string_equal(L->layers[1].name, "layers.1");
+        assert_int_equal(L->layers[0].first_node, 0);
+        assert_int_equal(L->layers[0].last_node, 1);
+        assert_int_equal(L->layers[1].last_node, 3);
+        for (int i = 0; i < 4; i++) {
+            assert_string_equal(g->nodes[i].name, want[i]);
+            for (int k = 0; k < g->nodes[i].n_outputs; k++)
+                assert_int_equal(g->values[g->nodes[i].outputs[k]].producer, i);
+        }
+        if (interleaved) assert_ptr_not_equal(g->nodes, before);
+        else assert_ptr_equal(g->nodes, before);
+        /* C's output feeds D in the other layer; A's stays inside layer 0 */
+        assert_int_equal(L->layers[0].n_outputs, 1);
+        assert_string_equal(g->values[L->layers[0].outputs[0]].name, "c");
+        lp_layer_ir_free(L);
+        lp_graph_free(g);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cuts_at_residual),
+        cmocka_unit_test(test_blocks_reordered),
         cmocka_unit_test(test_range_footprint_brute_force),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

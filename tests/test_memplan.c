@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
+#include "layers_internal.h"
 #include "lp_analysis.h"
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -127,12 +128,82 @@ static void test_reuse(void **state) {
     free(it);
 }
 
+/* Greedy by size done the slow way: largest first (then earliest, then
+ * lowest index); each item gathers the placed items whose lifetimes overlap
+ * it, sorted by offset, and takes the smallest gap between them that holds
+ * it (the lowest on ties), else the end of the last. */
+static uint64_t by_size_reference(lp_memplan_item *it, int n, uint64_t align) {
+    bool placed[LP_MEMPLAN_BY_SIZE_MAX] = {0};
+    uint64_t off[LP_MEMPLAN_BY_SIZE_MAX], end[LP_MEMPLAN_BY_SIZE_MAX], peak = 0;
+    for (int r = 0; r < n; r++) {
+        int pick = -1;
+        for (int i = 0; i < n; i++)
+            if (!placed[i] && (pick < 0 || it[i].bytes > it[pick].bytes ||
+                               (it[i].bytes == it[pick].bytes && it[i].first < it[pick].first)))
+                pick = i;
+        int nc = 0;
+        for (int k = 0; k < n; k++) {
+            if (!placed[k] || !it[k].bytes || it[k].first > it[pick].last || it[pick].first > it[k].last)
+                continue;
+            /* insertion sort by offset */
+            int j = nc++;
+            for (; j > 0 && off[j - 1] > it[k].offset; j--) {
+                off[j] = off[j - 1];
+                end[j] = end[j - 1];
+            }
+            off[j] = it[k].offset;
+            end[j] = it[k].offset + up(it[k].bytes, align);
+        }
+        uint64_t size = up(it[pick].bytes, align), at = 0, best = UINT64_MAX, best_gap = UINT64_MAX;
+        for (int k = 0; k < nc; k++) {
+            if (off[k] > at && off[k] - at >= size && off[k] - at < best_gap) {
+                best = at;
+                best_gap = off[k] - at;
+            }
+            if (end[k] > at) at = end[k];
+        }
+        it[pick].offset = best != UINT64_MAX ? best : at;
+        placed[pick] = true;
+        if (size && it[pick].offset + size > peak) peak = it[pick].offset + size;
+    }
+    return peak;
+}
+
+/* The planner's greedy-by-size layout (forced: no chain, no better peak
+ * known) places every item where the reference does. */
+static void test_by_size_matches_reference(void **state) {
+    (void)state;
+    enum { MAX = LP_MEMPLAN_BY_SIZE_MAX };
+    lp_memplan_item a[MAX], b[MAX];
+    for (int r = 0; r < 300; r++) {
+        int n = 2 + (int)rnd(MAX - 1), steps = 1 + (int)rnd(60);
+        for (int i = 0; i < n; i++) {
+            int first = (int)rnd((uint64_t)steps);
+            int last = first + (int)rnd((uint64_t)(steps - first));
+            /* few distinct sizes, so ties in size and offset are common; some zero */
+            uint64_t bytes = rnd(8) == 0 ? 0 : 256 * (1 + rnd(6)) - rnd(3) * 100;
+            a[i] = b[i] = (lp_memplan_item){bytes, first, last, 0};
+        }
+        uint64_t peak = UINT64_MAX;
+        assert_int_equal(lp_memplan_improve(a, n, 256, 0, 3, &peak), LP_OK);
+        uint64_t want = by_size_reference(b, n, 256);
+        assert_int_equal(peak, want);
+        for (int i = 0; i < n; i++)
+            if (a[i].offset != b[i].offset)
+                fail_msg("run %d item %d [%d,%d] %llu B: offset %llu, reference %llu", r, i, a[i].first,
+                         a[i].last, (unsigned long long)a[i].bytes, (unsigned long long)a[i].offset,
+                         (unsigned long long)b[i].offset);
+        check_plan(a, n, steps, 256, peak);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_dags),
         cmocka_unit_test(test_chains_meet_bound),
         cmocka_unit_test(test_chain_needs_lookahead),
         cmocka_unit_test(test_reuse),
+        cmocka_unit_test(test_by_size_matches_reference),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

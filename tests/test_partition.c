@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "lp_partition.h"
 
 /* ---- random instances ------------------------------------------------------ */
@@ -476,6 +478,87 @@ static void test_pins_hand_cases(void **state) {
     assert_int_equal(lp_partition_fewest_pinned(&c, &cards, pinned, ends), 0);
 }
 
+/* ---- exactly N cards (--cards N) ------------------------------------------ */
+
+typedef struct exact_search {
+    const inst *s;
+    const lp_cards *cards; /* max_cards < 0: exactly -max_cards */
+    const int *pinned;     /* or NULL */
+    int k;
+    bool any;
+    uint64_t best_max;     /* smallest largest group over splits into exactly k */
+} exact_search;
+
+static void visit_exact(void *ctx, int groups, const int *ends) {
+    exact_search *x = ctx;
+    if (groups != x->k || (x->pinned && !split_honours(x->pinned, groups, ends))) return;
+    uint64_t largest = 0;
+    for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+        uint64_t c = inst_cost((void *)x->s, a, ends[g]);
+        if (c > lp_cards_capacity(x->cards, g)) return;
+        if (c > largest) largest = c;
+    }
+    x->any = true;
+    if (largest < x->best_max) x->best_max = largest;
+}
+
+/* With max_cards = -k every search returns exactly k groups when some split
+ * into exactly k fits (and honours the pins), else 0; min-max finds the
+ * best of those splits. Equal and unequal capacities, k past n included. */
+static void test_exact_cards(void **state) {
+    (void)state;
+    int feasible = 0, fewer_exist = 0;
+    for (int iter = 0; iter < 6000; iter++) {
+        inst s;
+        uint64_t caps[4];
+        lp_cards cards;
+        inst_random(&s);
+        if (s.n > 12) s.n = 12;
+        random_cards(&cards, caps, iter % 2 ? 4 : 1);
+        int k = 1 + (int)rng_below((uint64_t)s.n + 2);
+        cards.max_cards = -k;
+        bool equal = cards.n_caps == 1;
+        lp_range_cost c = {s.n, inst_cost, &s};
+        exact_search x = {&s, &cards, NULL, k, false, UINT64_MAX};
+        for_each_split(s.n, visit_exact, &x);
+        lp_cards any = cards;
+        any.max_cards = 0;
+        int ends[MAXN];
+        int free_groups = equal ? lp_partition_greedy(&c, &any, ends, NULL)
+                                : lp_partition_fewest(&c, &any, ends, NULL);
+        int groups = equal ? lp_partition_greedy(&c, &cards, ends, NULL)
+                           : lp_partition_fewest(&c, &cards, ends, NULL);
+        assert_int_equal(groups, x.any ? k : 0);
+        if (groups) check_ends_fit(&s, &cards, ends, groups, UINT64_MAX);
+        if (x.any) feasible++;
+        fewer_exist += free_groups > 0 && free_groups < k;
+        uint64_t largest = 0;
+        groups = lp_partition_minmax(&c, &cards, k, ends, &largest);
+        assert_int_equal(groups, x.any ? k : 0);
+        if (groups) {
+            assert_int_equal(largest, x.best_max);
+            check_ends_fit(&s, &cards, ends, groups, largest);
+        }
+        /* with pins */
+        int pinned[MAXN], n_pins;
+        lp_pin pins[3];
+        random_pins(s.n, pinned, pins, &n_pins);
+        exact_search xp = {&s, &cards, pinned, k, false, UINT64_MAX};
+        for_each_split(s.n, visit_exact, &xp);
+        groups = lp_partition_fewest_pinned(&c, &cards, pinned, ends);
+        assert_int_equal(groups, xp.any ? k : 0);
+        if (groups) assert_true(split_honours(pinned, groups, ends));
+        groups = lp_partition_minmax_pinned(&c, &cards, k, pinned, ends, &largest);
+        assert_int_equal(groups, xp.any ? k : 0);
+        if (groups) {
+            assert_int_equal(largest, xp.best_max);
+            assert_true(split_honours(pinned, groups, ends));
+            check_ends_fit(&s, &cards, ends, groups, largest);
+        }
+    }
+    assert_true(feasible > 1000 && fewer_exist > 500);
+}
+
 /* ---- sizes and targets ------------------------------------------------------ */
 
 static void test_parse_size(void **state) {
@@ -500,6 +583,66 @@ static void test_parse_size(void **state) {
     assert_false(lp_parse_size("-1MiB", &v));
     assert_false(lp_parse_size("3 parsecs", &v));
     assert_false(lp_parse_size("0.5B", &v));
+    /* exact fractions, spaces, big values */
+    assert_true(lp_parse_size(" .5KiB ", &v));
+    assert_int_equal(v, 512);
+    assert_true(lp_parse_size("1.000000000000000000000GiB", &v));
+    assert_int_equal(v, 1ull << 30);
+    assert_true(lp_parse_size("18446744073709551615", &v));
+    assert_true(v == UINT64_MAX);
+    assert_true(lp_parse_size("16TiB", &v));
+    assert_int_equal(v, 16ull << 40);
+    /* each sloppy form is refused with its own reason */
+    static const struct {
+        const char *s, *why;
+    } bad[] = {
+        {"0x10MiB", "hexadecimal"}, {"+1MiB", "sign"},  {"-1MiB", "negative"},
+        {"1e6", "unit"},            {"31MiB junk", "unit"}, {"31 M", "unit"},
+        {"nan", "number"},          {"inf", "number"},  {".", "number"},
+        {"18446744073709551616", "too large"},          {"16777216TiB", "too large"},
+        {"0.3B", "whole number"},   {"1.0000001KiB", "whole number"}, {"", "empty"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        const char *why = lp_size_error(bad[i].s, &v);
+        assert_non_null(why);
+        if (!strstr(why, bad[i].why)) fail_msg("'%s': %s, want '%s'", bad[i].s, why, bad[i].why);
+    }
+}
+
+/* A target file's bad size names the file, the key and the reason; an
+ * explicit capacity of 0 is refused instead of falling back to persist_bytes. */
+static void test_target_sizes(void **state) {
+    (void)state;
+    static const struct {
+        const char *json, *want;
+    } cases[] = {
+        {"{\"capacity\": \"0\", \"persist_bytes\": \"31MiB\"}", "'capacity' is 0"},
+        {"{\"capacity\": 0, \"persist_bytes\": \"31MiB\"}", "'capacity' is 0"},
+        {"{\"capacity\": \"0x10MiB\"}", "'capacity' \"0x10MiB\" is not a size: hexadecimal"},
+        {"{\"capacity\": -5}", "'capacity': a size cannot be negative"},
+        {"{\"capacity\": 1.5}", "'capacity': expected an integer"},
+        {"{\"l2_bytes\": \"50 MiB trailing\"}", "'l2_bytes' \"50 MiB trailing\" is not a size: unknown unit"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        json_error_t err;
+        json_t *j = json_loads(cases[i].json, 0, &err);
+        assert_non_null(j);
+        lp_diag d = lp_diag_make("t.json");
+        d.quiet = 1;
+        lp_target t;
+        assert_int_equal(lp_target_from_json(j, "t.json", &t, &d), LP_ERR_USAGE);
+        if (!strstr(d.last_error, cases[i].want) || !strstr(d.last_error, "target 't.json'"))
+            fail_msg("%s: got '%s', want '%s'", cases[i].json, d.last_error, cases[i].want);
+        json_decref(j);
+    }
+    /* capacity absent: persist_bytes, as before */
+    json_error_t err;
+    json_t *j = json_loads("{\"persist_bytes\": \"31 MiB\"}", 0, &err);
+    lp_diag d = lp_diag_make("t.json");
+    lp_target t;
+    assert_int_equal(lp_target_from_json(j, "t.json", &t, &d), LP_OK);
+    assert_int_equal(t.capacity, 31ull << 20);
+    json_decref(j);
 }
 
 /* The built-in profiles equal the JSON files in partition/targets/. */
@@ -542,7 +685,9 @@ int main(void) {
         cmocka_unit_test(test_pinned_is_optimal),
         cmocka_unit_test(test_throughput_pinned_is_optimal),
         cmocka_unit_test(test_pins_hand_cases),
+        cmocka_unit_test(test_exact_cards),
         cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_target_sizes),
         cmocka_unit_test(test_builtin_targets_match_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -421,6 +421,96 @@ static void test_unsupported_listed(void **state) {
     lp_graph_free(g);
 }
 
+/* Ranks are bounded by LP_MAX_RANK wherever the file decides them: a shape
+ * tensor's length (values unknown, or known), Unsqueeze's axes, a declared
+ * input rank. Each is an error at the node, before anything is sized. */
+static void test_rank_bounds(void **state) {
+    (void)state;
+    lp_graph *g = graph();
+    input(g, "x", LP_DT_FLOAT, "2,3");
+    input(g, "shp", LP_DT_INT64, "100000000");
+    node(g, "Reshape", "big", "x shp", "y");
+    node(g, "Expand", "big_expand", "x shp", "z");
+    node(g, "ConstantOfShape", "big_fill", "shp", "w");
+    lp_diag d;
+    assert_int_equal(infer(g, &d), LP_ERR_UNSUPPORTED);
+    assert_int_equal(d.n_errors, 3);
+    assert_non_null(strstr(d.last_error, "node 2 'big_fill' (ConstantOfShape)"));
+    assert_non_null(strstr(d.last_error, "rank 100000000"));
+    assert_int_equal(g->values[lp_graph_find_value(g, "y")].shape.rank, LP_RANK_UNKNOWN);
+    lp_graph_free(g);
+
+    /* 65 known ones; 64 are fine */
+    int64_t ones[LP_MAX_RANK + 1];
+    for (int k = 0; k <= LP_MAX_RANK; k++) ones[k] = 1;
+    g = graph();
+    input(g, "x", LP_DT_FLOAT, "1");
+    const_i64(g, "s64", LP_MAX_RANK, ones, false);
+    const_i64(g, "s65", LP_MAX_RANK + 1, ones, false);
+    node(g, "Reshape", "r64", "x s64", "y64");
+    node(g, "Reshape", "r65", "x s65", "y65");
+    assert_int_equal(infer(g, &d), LP_ERR_UNSUPPORTED);
+    assert_int_equal(d.n_errors, 1);
+    assert_non_null(strstr(d.last_error, "node 1 'r65' (Reshape): the output (its shape is input 1 's65') would have rank 65"));
+    assert_int_equal(g->values[lp_graph_find_value(g, "y64")].shape.rank, LP_MAX_RANK);
+    lp_graph_free(g);
+
+    /* Unsqueeze past the limit; a declared input above it stops at its reader */
+    g = graph();
+    input(g, "x", LP_DT_FLOAT, "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1");
+    g->values[0].shape.rank = 100; /* the input claims rank 100 */
+    g->values[0].shape.dims = lp_arena_array(g->arena, 100, sizeof(lp_dim));
+    for (int k = 0; k < 100; k++) g->values[0].shape.dims[k] = lp_dim_num(1);
+    node(g, "Relu", "relu", "x", "y");
+    assert_int_equal(infer(g, &d), LP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(d.last_error, "rank 100; lpcc supports ranks up to 64"));
+    assert_int_equal(g->values[lp_graph_find_value(g, "y")].shape.rank, LP_RANK_UNKNOWN);
+    lp_graph_free(g);
+
+    int64_t axes[20];
+    for (int k = 0; k < 20; k++) axes[k] = k;
+    g = graph();
+    input(g, "x", LP_DT_FLOAT, "1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1");
+    const_i64(g, "axes", 20, axes, false);
+    node(g, "Unsqueeze", "u1", "x axes", "u");
+    node(g, "Unsqueeze", "u2", "u axes", "uu");
+    node(g, "Unsqueeze", "u3", "uu axes", "uuu");
+    assert_int_equal(infer(g, &d), LP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(d.last_error, "node 2 'u3' (Unsqueeze): output 0 ('uuu') would have rank 76"));
+    assert_int_equal(g->values[lp_graph_find_value(g, "uu")].shape.rank, 56);
+    lp_graph_free(g);
+}
+
+/* Op ids: every row of ops.def is found by name, in both spellings of the
+ * default domain; other domains and unknown names are LP_OP_UNKNOWN. */
+static void test_op_ids(void **state) {
+    (void)state;
+    for (int id = 1; id <= LP_OP_COUNT; id++) {
+        assert_int_equal(lp_op_lookup("", lp_op_name(id)), id);
+        assert_int_equal(lp_op_lookup("ai.onnx", lp_op_name(id)), id);
+        assert_int_equal(lp_op_lookup("com.microsoft", lp_op_name(id)), LP_OP_UNKNOWN);
+    }
+    assert_string_equal(lp_op_name(LP_OP_Reshape), "Reshape");
+    assert_int_equal(lp_op_lookup("", "MatMul"), LP_OP_MatMul);
+    assert_int_equal(lp_op_lookup("", "matmul"), LP_OP_UNKNOWN);
+    assert_int_equal(lp_op_lookup("", "Constant"), LP_OP_UNKNOWN);
+    assert_int_equal(lp_op_lookup("", ""), LP_OP_UNKNOWN);
+    assert_null(lp_op_name(0));
+    assert_null(lp_op_name(LP_OP_COUNT + 1));
+    lp_graph *g = graph();
+    input(g, "x", LP_DT_FLOAT, "2,3");
+    lp_node *relu = node(g, "Relu", "relu", "x", "y");
+    lp_node *custom = node(g, "Relu", "custom", "y", "z");
+    custom->domain = "com.example";
+    assert_int_equal(relu->op, LP_OP_UNSET);
+    lp_diag d;
+    assert_int_equal(infer(g, &d), LP_ERR_UNSUPPORTED); /* com.example.Relu has no rule */
+    assert_int_equal(relu->op, LP_OP_Relu);
+    assert_int_equal(custom->op, LP_OP_UNKNOWN);
+    assert_string_equal(type_of(g, "y"), "float[2, 3]");
+    lp_graph_free(g);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dim_algebra),
@@ -433,6 +523,8 @@ int main(void) {
         cmocka_unit_test(test_range_slice_expand),
         cmocka_unit_test(test_declared_conflict),
         cmocka_unit_test(test_unsupported_listed),
+        cmocka_unit_test(test_rank_bounds),
+        cmocka_unit_test(test_op_ids),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

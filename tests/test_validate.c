@@ -90,7 +90,8 @@ static void add_card(fixture *f, int first, int last) {
 }
 
 static void add_transfer(fixture *f, int32_t v, int from, int to) {
-    f->transfers[f->p.n_transfers++] = (lp_transfer){v, from, to, 64, LP_TRANSFER_CUT, 0, 0, 0};
+    f->transfers[f->p.n_transfers++] =
+        (lp_transfer){.value = v, .kind = LP_TRANSFER_CUT, .bytes = 64, .from_card = from, .to_card = to};
 }
 
 /* Cards 0..1 | 2 | 3 at C = 500: totals 300, 300, 400; a1 goes to both
@@ -191,7 +192,8 @@ static void test_useless_transfer(void **state) {
 }
 
 /* Layer 3 (1024 B) over cards 2 and 3, its weight split in columns 0..2 and
- * 2..4: each card holds 512 B and sends its half of a3 to the other. */
+ * 2..4: each card holds 512 B, and one all-gather among cards 2..3 brings
+ * a3 (64 B) whole to both, into a 256 B (aligned) gather buffer. */
 static void sharded_plan(fixture *f, uint64_t cap) {
     good_plan(f);
     f->caps[0] = cap;
@@ -205,8 +207,9 @@ static void sharded_plan(fixture *f, uint64_t cap) {
     f->p.shards = &f->shard;
     add_transfer(f, A2, 1, 3);
     add_transfer(f, A1, 0, 3);
-    f->transfers[f->p.n_transfers++] = (lp_transfer){A3, 2, 3, 32, LP_TRANSFER_GATHER, 1, 0, 2};
-    f->transfers[f->p.n_transfers++] = (lp_transfer){A3, 3, 2, 32, LP_TRANSFER_GATHER, 1, 2, 4};
+    f->transfers[f->p.n_transfers++] =
+        (lp_transfer){.value = A3, .kind = LP_TRANSFER_ALL_GATHER, .bytes = 64, .first_card = 2,
+                      .n_cards = 2, .axis = 1, .dim = 4};
 }
 
 static void test_sharded_plan(void **state) {
@@ -216,21 +219,46 @@ static void test_sharded_plan(void **state) {
     assert_int_equal(lp_plan_validate(&f.p, &f.L, &f.src, &f.d), LP_OK);
     lp_footprint fp;
     lp_shard_footprint(&f.shard, 1, &f.src, &fp);
-    assert_int_equal(fp.total, 512);
     assert_int_equal(fp.weight_bytes, 512);
+    assert_int_equal(fp.boundary_bytes, 64);
+    assert_int_equal(fp.total, 512 + 256);
+    /* the participants and what each contributes */
+    const lp_transfer *g = &f.transfers[f.p.n_transfers - 1];
+    int64_t b, e;
+    lp_transfer_range(g, 0, &b, &e);
+    assert_true(b == 0 && e == 2);
+    lp_transfer_range(g, 1, &b, &e);
+    assert_true(b == 2 && e == 4);
+    assert_int_equal(lp_transfer_slice_bytes(g, 0), 32);
+    assert_int_equal(lp_transfer_slice_bytes(g, 1), 32);
     /* each shard card is checked against its capacity */
     sharded_plan(&f, 768);
-    f.cards[3].capacity = 511;
-    expect_error(&f, LP_ERR_INFEASIBLE, "card 3 (shard 1 of 2 of layer 3): 512 B (512 B) exceeds capacity 511 B");
+    f.cards[3].capacity = 767;
+    expect_error(&f, LP_ERR_INFEASIBLE, "card 3 (shard 1 of 2 of layer 3): 768 B (768 B) exceeds capacity 767 B");
     /* a missing gather */
     sharded_plan(&f, 768);
     f.p.n_transfers--;
-    expect_error(&f, LP_ERR_USAGE,
-                 "columns 2..4 of 'a3' (layer 3, shard 1) must be gathered from card 3 to card 2");
-    /* a gather with the wrong columns */
+    expect_error(&f, LP_ERR_USAGE, "'a3' (layer 3) is computed in slices on cards 2..3 but no all-gather collects it");
+    /* a gather over the wrong cards, axis or dim */
     sharded_plan(&f, 768);
-    f.transfers[f.p.n_transfers - 2].end = 3;
-    expect_error(&f, LP_ERR_USAGE, "columns 0..2 of 'a3' (layer 3, shard 0)");
+    f.transfers[f.p.n_transfers - 1].n_cards = 3;
+    expect_error(&f, LP_ERR_USAGE, "transfer 5 all-gathers 'a3' over cards 2..4 along axis 1 of 4, but layer 3 "
+                 "computes it in slices on cards 2..3 along axis 1 of 4");
+    sharded_plan(&f, 768);
+    f.transfers[f.p.n_transfers - 1].first_card = 1;
+    expect_error(&f, LP_ERR_USAGE, "over cards 1..2 along axis 1 of 4");
+    sharded_plan(&f, 768);
+    f.transfers[f.p.n_transfers - 1].dim = 5;
+    expect_error(&f, LP_ERR_USAGE, "along axis 1 of 5, but layer 3");
+    /* one gather twice, and a gather of a value no shard splits */
+    sharded_plan(&f, 768);
+    f.transfers[f.p.n_transfers] = f.transfers[f.p.n_transfers - 1];
+    f.p.n_transfers++;
+    expect_error(&f, LP_ERR_USAGE, "transfer 6 all-gathers 'a3' (layer 3) a second time");
+    sharded_plan(&f, 768);
+    f.transfers[f.p.n_transfers] = f.transfers[f.p.n_transfers - 1];
+    f.transfers[f.p.n_transfers++].value = A2;
+    expect_error(&f, LP_ERR_USAGE, "transfer 6 all-gathers value 3, which no sharded layer computes in slices");
     /* a shard card whose predecessor is not the previous shard */
     sharded_plan(&f, 768);
     f.cards[3].shard = 0;

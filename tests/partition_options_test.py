@@ -1,0 +1,150 @@
+"""Partition options through the lpcc binary: --cards N is exact for every
+algorithm (N cards, or exit 3 with the reason, never fewer); overlapping
+--pin patterns; --capacity and a target file's sizes refused with a reason
+(exit 2) for every sloppy form; each regression generated, no blobs."""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import onnx
+from onnx import TensorProto, helper
+
+LPCC = os.environ.get("LPCC")
+
+
+def lpcc(*args):
+    return subprocess.run([LPCC, *args], capture_output=True, text=True)
+
+
+def chain_model(path, n_layers, hidden=16):
+    """layers.0 .. layers.N-1, each a MatMul by its own weight then a Relu."""
+    nodes, inits = [], []
+    x = "x"
+    for i in range(n_layers):
+        w = f"layers.{i}.w"
+        inits.append(helper.make_tensor(w, TensorProto.FLOAT, [hidden, hidden], [0.01] * hidden * hidden))
+        nodes.append(helper.make_node("MatMul", [x, w], [f"layers.{i}.mm"], name=f"/layers.{i}/MatMul"))
+        nodes.append(helper.make_node("Relu", [f"layers.{i}.mm"], [f"layers.{i}.out"], name=f"/layers.{i}/Relu"))
+        x = f"layers.{i}.out"
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, hidden])],
+                          [helper.make_tensor_value_info(x, TensorProto.FLOAT, [4, hidden])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(m, path)
+
+
+def plan_of(r):
+    return json.loads(r.stdout)
+
+
+def cards_exact(model, failures):
+    base = [model, "-q", "--dump-ir=plan", "--json"]
+    r = lpcc(*base, "--capacity", "1GiB")
+    if r.returncode != 0:
+        failures.append(f"chain: rc {r.returncode}: {r.stderr}")
+        return
+    n = plan_of(r)["n_layers"]
+    if n != 6 or len(plan_of(r)["cards"]) != 1:
+        failures.append(f"chain: want 6 layers on 1 card, got {n}, {len(plan_of(r)['cards'])}")
+    for algo in ["greedy", "dp", "throughput"]:
+        for cards in [1, 2, 5, 6]:
+            r = lpcc(*base, "--capacity", "1GiB", "--algo", algo, "--cards", str(cards))
+            got = len(plan_of(r)["cards"]) if r.returncode == 0 else None
+            if got != cards:
+                failures.append(f"{algo} --cards {cards}: rc {r.returncode}, {got} cards: {r.stderr}")
+        r = lpcc(*base, "--capacity", "1GiB", "--algo", algo, "--cards", "7")
+        if r.returncode != 3 or "only 6 layers" not in r.stderr:
+            failures.append(f"{algo} --cards 7 on 6 layers: rc {r.returncode}: {r.stderr}")
+    # unequal capacities in card order: a small card in the middle still gets one layer
+    r = lpcc(*base, "--capacity", "1GiB,1GiB,1GiB", "--cards", "3")
+    if r.returncode != 0 or len(plan_of(r)["cards"]) != 3:
+        failures.append(f"3 capacities --cards 3: rc {r.returncode}: {r.stderr}")
+    # too few cards still names what is needed
+    r = lpcc(*base, "--capacity", "4KiB", "--cards", "2")
+    if r.returncode != 3 or "needs" not in r.stderr:
+        failures.append(f"--cards 2 at 4 KiB: rc {r.returncode}: {r.stderr}")
+
+
+def pins_overlap(model, failures):
+    base = [model, "-q", "--capacity", "1GiB", "--dump-ir=plan", "--json"]
+    for order in [("layers.*=0", "layers.5=0"), ("layers.5=0", "layers.*=0")]:
+        r = lpcc(*base, "--pin", order[0], "--pin", order[1])
+        if r.returncode != 0 or len(plan_of(r)["cards"]) != 1:
+            failures.append(f"--pin {order}: rc {r.returncode}: {r.stderr}")
+    r = lpcc(*base, "--pin", "layers.*=0", "--pin", "layers.5=1")
+    if r.returncode != 2 or "'layers.*=0' and --pin 'layers.5=1' both match layer 5" not in r.stderr:
+        failures.append(f"conflicting overlapping pins: rc {r.returncode}: {r.stderr}")
+    r = lpcc(*base, "--pin", "nothing.*=0")
+    if r.returncode != 2 or "matches no layer name" not in r.stderr:
+        failures.append(f"pin matching nothing: rc {r.returncode}: {r.stderr}")
+    r = lpcc(*base, "--pin", "layers.1=99999999999999")
+    if r.returncode != 2 or "expected PATTERN=CARD" not in r.stderr:
+        failures.append(f"pin card out of range: rc {r.returncode}: {r.stderr}")
+
+
+BAD_CAPACITIES = {
+    "0x10MiB": "hexadecimal",
+    "31MiB,,": "entry 2 '': empty entry",
+    ",31MiB": "entry 1 '': empty entry",
+    "31MiB,": "entry 2 '': empty entry",
+    "0": "at least one byte",
+    "31MiB,0B": "entry 2 '0B': a card must hold at least one byte",
+    "-1MiB": "negative",
+    "+1MiB": "sign",
+    "1e6": "unknown unit",
+    "31MiB trailing": "unknown unit",
+    "3 parsecs": "unknown unit",
+    "99999999999999999999": "too large",
+    "17000000TiB": "too large",
+    "0.3B": "whole number",
+    "": "no size given",
+}
+
+
+def capacity_errors(model, failures):
+    for arg, want in BAD_CAPACITIES.items():
+        r = lpcc(model, "-q", "--capacity", arg)
+        if r.returncode != 2 or want not in r.stderr or f"--capacity '{arg}'" not in r.stderr:
+            failures.append(f"--capacity {arg!r}: rc {r.returncode}, want '{want}': {r.stderr.strip()}")
+    r = lpcc(model, "-q", "--capacity", "1.5 MiB,2mib", "--dump-ir=plan", "--json")
+    if r.returncode != 0 or plan_of(r)["capacities"] != [1572864, 2097152]:
+        failures.append(f"--capacity 1.5 MiB,2mib: rc {r.returncode}: {r.stdout[:200]} {r.stderr}")
+
+
+def target_errors(model, tmp, failures):
+    cases = [({"capacity": "0", "persist_bytes": "31MiB"}, "'capacity' is 0"),
+             ({"capacity": 0}, "'capacity' is 0"),
+             ({"capacity": "0x10MiB"}, "'capacity' \"0x10MiB\" is not a size: hexadecimal"),
+             ({"capacity": "31MiB,"}, "unknown unit"),
+             ({"dram_bytes": -1, "capacity": "1MiB"}, "'dram_bytes': a size cannot be negative"),
+             ({"capacity": 1.5}, "'capacity': expected an integer")]
+    for i, (body, want) in enumerate(cases):
+        path = os.path.join(tmp, f"t{i}.json")
+        with open(path, "w") as f:
+            json.dump(body, f)
+        r = lpcc(model, "-q", "--target", path)
+        if r.returncode != 2 or want not in r.stderr or path not in r.stderr:
+            failures.append(f"target {body}: rc {r.returncode}, want '{want}': {r.stderr.strip()}")
+
+
+def main():
+    if not LPCC:
+        print("LPCC not set; skipping")
+        return 0
+    failures = []
+    with tempfile.TemporaryDirectory() as tmp:
+        model = os.path.join(tmp, "chain.onnx")
+        chain_model(model, 6)
+        cards_exact(model, failures)
+        pins_overlap(model, failures)
+        capacity_errors(model, failures)
+        target_errors(model, tmp, failures)
+    for f in failures:
+        print("FAIL", f)
+    print(f"{len(failures)} failures")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
