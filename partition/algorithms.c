@@ -284,6 +284,125 @@ static void pin_barrier(const int *pinned, int n, int j, int *bad) {
     }
 }
 
+/* ---- pins with one capacity ------------------------------------------------
+ *
+ * With one capacity for every group, pins cut the line into blocks: the
+ * layers from the first to the last one pinned to group g (g grows from
+ * block to block) all lie in g. Group g_i = x_i..y_i covers its block
+ * s_i..e_i, and the m = g_{i+1} - g_i - 1 groups between two blocks cover
+ * y_i+1 .. x_{i+1}-1 exactly. Costs are monotone, so
+ *   - the ends y_i that work are an interval e_i .. Y_i (cut a working
+ *     group shorter and it still fits), and
+ *   - the later x_{i+1} starts, the further group g_{i+1} reaches, so only
+ *     the latest feasible start matters: with the gap starting at p, m
+ *     groups cover p..x-1 exactly when x - p >= m and greedy from p with m
+ *     groups reaches x-1 (every single layer fitting, a cover can always be
+ *     cut finer). Starting at p = Y_i + 1 maximises greedy's reach; when
+ *     that leaves fewer than m layers before s_{i+1}, x = s_{i+1} with m
+ *     single layers works.
+ * One pass over the blocks decides feasibility with O(groups + blocks)
+ * fresh ranges and growing ones otherwise, so an incremental cost sees
+ * O(n) work; the ends are rebuilt backwards from what the pass kept. */
+
+/* End of at most m greedy groups from `from`, none past `bound`. */
+static int greedy_reach(const lp_range_cost *c, uint64_t cap, int from, int m, int bound) {
+    int end = from - 1;
+    for (int j = 0; j < m && end < bound; j++) {
+        int a = end + 1;
+        end = a;
+        while (end < bound && c->fn(c->ctx, a, end + 1) <= cap) end++;
+    }
+    return end;
+}
+
+/* Greedy groups over from..to into ends, at most `room` of them, each
+ * stopping early enough to leave a layer for every group still to come
+ * when `exact`; returns the count. */
+static int greedy_fill(const lp_range_cost *c, uint64_t cap, int from, int to, int room, bool exact,
+                       int *ends) {
+    int groups = 0;
+    for (int a = from; a <= to && groups < room; groups++) {
+        int max_end = exact ? to - (room - groups - 1) : to;
+        int end = a;
+        while (end < max_end && c->fn(c->ctx, a, end + 1) <= cap) end++;
+        ends[groups] = end;
+        a = end + 1;
+    }
+    return groups;
+}
+
+/* Returns the group count, 0 if none, -1 out of memory. */
+static int pinned_equal(const lp_range_cost *c, uint64_t cap, int limit, bool exact,
+                        const int *pinned, int *ends) {
+    int n = c->n;
+    if (exact && limit > n) return 0;
+    for (int i = 0; i < n; i++)
+        if (c->fn(c->ctx, i, i) > cap) return 0;
+    /* blocks: s, e, g, then the pass's x (start of g), p (start of the gap before it), y (Y_i) */
+    int nb = 0;
+    for (int i = 0, last = -1; i < n; i++)
+        if (pinned[i] >= 0 && pinned[i] != last) nb++, last = pinned[i];
+    int *blk = malloc(sizeof(int) * 6 * (size_t)(nb + 1));
+    if (!blk) return -1;
+    int *s = blk, *e = s + nb, *g = e + nb, *x = g + nb, *p = x + nb, *y = p + nb;
+    int groups = 0;
+    for (int i = 0, b = -1; i < n; i++) {
+        if (pinned[i] < 0) continue;
+        if (b >= 0 && pinned[i] == g[b]) {
+            e[b] = i;
+            continue;
+        }
+        if ((b >= 0 && pinned[i] < g[b]) || pinned[i] >= limit) goto done;
+        b++;
+        s[b] = e[b] = i;
+        g[b] = pinned[i];
+    }
+    for (int b = 0; b < nb; b++) {
+        int prev_e = b ? e[b - 1] : -1, prev_g = b ? g[b - 1] : -1;
+        int lo = prev_e + 1, hi = b ? y[b - 1] + 1 : 0; /* where the gap may start */
+        int m = g[b] - prev_g - 1;
+        if (m == 0) {
+            x[b] = p[b] = hi;
+        } else {
+            if (s[b] - m < lo) goto done;
+            if (hi >= s[b] - m) {
+                p[b] = s[b] - m;
+                x[b] = s[b];
+            } else {
+                p[b] = hi;
+                x[b] = greedy_reach(c, cap, hi, m, s[b] - 1) + 1;
+            }
+        }
+        if (c->fn(c->ctx, x[b], e[b]) > cap) goto done;
+        int bound = b + 1 < nb ? s[b + 1] - 1 : n - 1, end = e[b];
+        while (end < bound && c->fn(c->ctx, x[b], end + 1) <= cap) end++;
+        y[b] = end;
+    }
+    /* the tail after the last block */
+    int prev_e = nb ? e[nb - 1] : -1, prev_g = nb ? g[nb - 1] : -1;
+    int top = nb ? y[nb - 1] : -1, rest = limit - prev_g - 1, from;
+    if (exact) {
+        from = (top < n - 1 - rest ? top : n - 1 - rest) + 1;
+        if (from - 1 < prev_e || (rest == 0 && from < n)) goto done;
+        if (rest > 0 && greedy_reach(c, cap, from, rest, n - 1) < n - 1) goto done;
+    } else {
+        from = top + 1;
+        if (from < n && (rest <= 0 || greedy_reach(c, cap, from, rest, n - 1) < n - 1)) goto done;
+    }
+    int tail = from < n ? greedy_fill(c, cap, from, n - 1, rest, exact, ends + prev_g + 1) : 0;
+    groups = prev_g + 1 + tail;
+    /* backwards: group g[b] = x[b]..end, the gap p[b]..x[b]-1 before it */
+    for (int b = nb - 1, end = from - 1; b >= 0; b--) {
+        ends[g[b]] = end;
+        int first = b ? g[b - 1] + 1 : 0;
+        if (g[b] > first) greedy_fill(c, cap, p[b], x[b] - 1, g[b] - first, true, ends + first);
+        end = p[b] - 1;
+    }
+done:
+    free(blk);
+    return groups;
+}
+
 /* Fewest groups (at most `limit`, capacities clipped to `ceiling`) such
  * that every pinned layer lands in its group. A group may only hold layers
  * that are free or pinned to it; when every group obeys that, every pinned
@@ -301,6 +420,8 @@ typedef struct pin_rows {
 
 static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
                        bool exact, const int *pinned, int *ends, pin_rows *pr) {
+    if (cards_equal(cards, limit))
+        return pinned_equal(c, clipped_capacity(cards, 0, ceiling), limit, exact, pinned, ends);
     int n = c->n, groups = 0;
     if (exact && limit > n) return 0;
     size_t width = (size_t)n + 1;
