@@ -842,48 +842,79 @@ static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k
         if (groups != -2) ok = false; /* done */
         else groups = 0;
     }
+    /* Row j only holds ends i in win_lo[j] .. win_hi[j]: past every layer
+     * pinned to groups 0..j, before every layer pinned to a later group
+     * (and i >= j, each group busy). Pins every few layers make the rows
+     * narrow, and the table is the rows' total width, not k x n. */
     double *f = NULL;
-    int *parent = NULL, *bad = NULL;
+    int *parent = NULL, *bad = NULL, *win = NULL;
+    size_t *off = NULL;
     if (ok) {
-        f = malloc(sizeof(double) * (size_t)kmax * (size_t)n);
-        parent = malloc(sizeof(int) * (size_t)kmax * (size_t)n);
+        win = malloc(sizeof(int) * 2 * (size_t)kmax);
+        off = malloc(sizeof(size_t) * ((size_t)kmax + 1));
         bad = pinned ? malloc(sizeof(int) * (size_t)n) : NULL;
-        if (!f || !parent || (pinned && !bad)) ok = false, groups = -1;
+        if (!win || !off || (pinned && !bad)) ok = false, groups = -1;
+    }
+    int *win_lo = win, *win_hi = win ? win + kmax : NULL;
+    if (ok) {
+        for (int j = 0; j < kmax; j++) win_lo[j] = j, win_hi[j] = n - 1;
+        for (int i = 0; pinned && i < n; i++) {
+            if (pinned[i] >= kmax) ok = false; /* a group past the card count: no plan */
+            if (pinned[i] < 0 || pinned[i] >= kmax) continue;
+            if (win_lo[pinned[i]] < i) win_lo[pinned[i]] = i;
+            if (pinned[i] > 0 && win_hi[pinned[i] - 1] > i - 1) win_hi[pinned[i] - 1] = i - 1;
+        }
+        for (int j = 1; j < kmax; j++)
+            if (win_lo[j] < win_lo[j - 1]) win_lo[j] = win_lo[j - 1];
+        for (int j = kmax - 2; j >= 0; j--)
+            if (win_hi[j] > win_hi[j + 1]) win_hi[j] = win_hi[j + 1];
+        off[0] = 0;
+        for (int j = 0; j < kmax; j++)
+            off[j + 1] = off[j] + (win_hi[j] >= win_lo[j] ? (size_t)(win_hi[j] - win_lo[j] + 1) : 0);
+    }
+    if (ok) {
+        f = malloc(sizeof(double) * (off[kmax] + 1));
+        parent = malloc(sizeof(int) * (off[kmax] + 1));
+        if (!f || !parent) ok = false, groups = -1;
     }
     if (ok) {
         for (int j = 0; j < kmax; j++) {
             if (pinned) pin_barrier(pinned, n, j, bad);
-            for (int i = 0; i < n; i++) {
+            for (int i = win_lo[j]; i <= win_hi[j]; i++) {
                 double best = INFINITY;
                 int arg = -2;
-                int lo = j == 0 ? -1 : j - 1, hi = j == 0 ? -1 : i - 1;
+                int lo = j == 0 ? -1 : win_lo[j - 1], hi = j == 0 ? -1 : i - 1;
+                if (j > 0 && hi > win_hi[j - 1]) hi = win_hi[j - 1];
                 for (int p = hi; p >= lo; p--) {
                     if (s.reach_dram[p + 1] < i) break; /* wider groups fit less */
                     if (pinned && bad[p + 1] <= i) break;
-                    double prev = p < 0 ? 0 : f[(size_t)(j - 1) * n + p];
+                    double prev = p < 0 ? 0 : f[off[j - 1] + (size_t)(p - win_lo[j - 1])];
                     double st = stage_fast(&s, m, j, p + 1, i);
                     double v = prev > st ? prev : st;
                     if (v < best) best = v, arg = p;
                 }
-                f[(size_t)j * n + i] = best;
-                parent[(size_t)j * n + i] = arg;
+                f[off[j] + (size_t)(i - win_lo[j])] = best;
+                parent[off[j] + (size_t)(i - win_lo[j])] = arg;
             }
         }
         int best_j = -1;
+        double best_v = INFINITY;
         for (int j = k > 0 ? kmax - 1 : 0; j < kmax; j++) {
-            double v = f[(size_t)j * n + n - 1];
-            if (isfinite(v) && (best_j < 0 || v < f[(size_t)best_j * n + n - 1] * (1 - 1e-12)))
-                best_j = j;
+            if (win_hi[j] != n - 1 || win_lo[j] > n - 1) continue;
+            double v = f[off[j] + (size_t)(n - 1 - win_lo[j])];
+            if (isfinite(v) && (best_j < 0 || v < best_v * (1 - 1e-12))) best_j = j, best_v = v;
         }
         if (best_j >= 0) {
             groups = best_j + 1;
             for (int j = best_j, i = n - 1; j >= 0; j--) {
                 ends[j] = i;
-                i = parent[(size_t)j * n + i];
+                i = parent[off[j] + (size_t)(i - win_lo[j])];
             }
-            if (slowest) *slowest = f[(size_t)best_j * n + n - 1];
+            if (slowest) *slowest = best_v;
         }
     }
+    free(win);
+    free(off);
     stage_tables_free(&s);
     free(f);
     free(parent);
