@@ -13,7 +13,8 @@
  *
  *     build/bench/partition_bench                  # micro, then real at 10k layers
  *     build/bench/partition_bench real 100000      # real at 100k layers
- *     build/bench/partition_bench case N ALGO CARDS PIN [CAPS]   # one case
+ *     build/bench/partition_bench case N ALGO CARDS PIN [CAPS [VALIDATE]]  # one case
+ *                                                  # (VALIDATE 0: lp_partition_run only)
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_clock.h"
@@ -174,7 +175,7 @@ static bool counted_bytes(void *ctx, int32_t v, uint64_t *bytes) {
  * needed; pin: every tenth layer pinned where the unpinned plan put it (so
  * the pins are honourable); caps: 0 one capacity (the target's), else a
  * list of that many capacities cycling through 0.6x .. 1.4x of it. */
-static int run_case(int blocks, const char *algo, int cards, int pin, int n_caps) {
+static int run_case(int blocks, const char *algo, int cards, int pin, int n_caps, bool validate) {
     lp_graph *g = make_stack(blocks);
     if (!g) return 1;
     lp_diag d = lp_diag_make("stack.onnx");
@@ -217,7 +218,7 @@ static int run_case(int blocks, const char *algo, int cards, int pin, int n_caps
     double t1 = bench_seconds();
     long q_run = cs.queries;
     double s_run = cs.seconds;
-    if (st == LP_OK) st = lp_plan_validate(plan, L, &src, &d);
+    if (st == LP_OK && validate) st = lp_plan_validate(plan, L, &src, &d);
     double t2 = bench_seconds();
     char capn[16] = "";
     if (n_caps) snprintf(capn, sizeof capn, "%d caps", n_caps);
@@ -237,7 +238,7 @@ static int run_case(int blocks, const char *algo, int cards, int pin, int n_caps
 
 static int one(int blocks, const char *algo, int cards, int pin, int n_caps) {
     pid_t pid = fork();
-    if (pid == 0) _exit(run_case(blocks, algo, cards, pin, n_caps));
+    if (pid == 0) _exit(run_case(blocks, algo, cards, pin, n_caps, true));
     int status = 0;
     return pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }
@@ -262,7 +263,7 @@ static int real(int blocks) {
 int main(int argc, char **argv) {
     if (argc >= 6 && strcmp(argv[1], "case") == 0)
         return run_case(atoi(argv[2]), argv[3], atoi(argv[4]), atoi(argv[5]),
-                        argc > 6 ? atoi(argv[6]) : 0);
+                        argc > 6 ? atoi(argv[6]) : 0, argc > 7 ? atoi(argv[7]) != 0 : true);
     if (argc >= 2 && strcmp(argv[1], "real") == 0) return real(argc > 2 ? atoi(argv[2]) : 10000);
     if (micro() != 0) return 1;
     return real(10000);

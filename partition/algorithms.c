@@ -220,17 +220,6 @@ static int minmax_core(const lp_range_cost *c, const lp_cards *cards, int k, int
 
 /* ---- pins ------------------------------------------------------------------ */
 
-/* bad[a]: the first layer at or after a that is pinned to a group other
- * than j (n if none). A group j starting at a may end at most at bad[a]-1,
- * a bound that never decreases with a. */
-static void pin_barrier(const int *pinned, int n, int j, int *bad) {
-    int next = n;
-    for (int a = n - 1; a >= 0; a--) {
-        if (pinned[a] >= 0 && pinned[a] != j) next = a;
-        bad[a] = next;
-    }
-}
-
 /* ---- pins with one capacity ------------------------------------------------
  *
  * With one capacity for every group, pins cut the line into blocks: the
@@ -847,17 +836,22 @@ static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k
      * (and i >= j, each group busy). Pins every few layers make the rows
      * narrow, and the table is the rows' total width, not k x n. */
     double *f = NULL;
-    int *parent = NULL, *bad = NULL, *win = NULL;
+    int *parent = NULL, *bad = NULL, *win = NULL, *next_pin = NULL;
     size_t *off = NULL;
     if (ok) {
         win = malloc(sizeof(int) * 2 * (size_t)kmax);
         off = malloc(sizeof(size_t) * ((size_t)kmax + 1));
         bad = pinned ? malloc(sizeof(int) * (size_t)n) : NULL;
-        if (!win || !off || (pinned && !bad)) ok = false, groups = -1;
+        next_pin = pinned ? malloc(sizeof(int) * ((size_t)n + 1)) : NULL;
+        if (!win || !off || (pinned && (!bad || !next_pin))) ok = false, groups = -1;
     }
     int *win_lo = win, *win_hi = win ? win + kmax : NULL;
     if (ok) {
         for (int j = 0; j < kmax; j++) win_lo[j] = j, win_hi[j] = n - 1;
+        if (next_pin) {
+            next_pin[n] = n;
+            for (int i = n - 1; i >= 0; i--) next_pin[i] = pinned[i] >= 0 ? i : next_pin[i + 1];
+        }
         for (int i = 0; pinned && i < n; i++) {
             if (pinned[i] >= kmax) ok = false; /* a group past the card count: no plan */
             if (pinned[i] < 0 || pinned[i] >= kmax) continue;
@@ -879,7 +873,15 @@ static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k
     }
     if (ok) {
         for (int j = 0; j < kmax; j++) {
-            if (pinned) pin_barrier(pinned, n, j, bad);
+            /* bad[a] for the starts this row reads: win_lo[j-1]+1 .. win_hi[j] */
+            int a_lo = j == 0 ? 0 : win_lo[j - 1] + 1;
+            if (pinned && a_lo <= win_hi[j]) {
+                int next = pinned_other(next_pin, pinned, n, win_hi[j] + 1, j);
+                for (int a = win_hi[j]; a >= a_lo; a--) {
+                    if (pinned[a] >= 0 && pinned[a] != j) next = a;
+                    bad[a] = next;
+                }
+            }
             for (int i = win_lo[j]; i <= win_hi[j]; i++) {
                 double best = INFINITY;
                 int arg = -2;
@@ -915,6 +917,7 @@ static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k
     }
     free(win);
     free(off);
+    free(next_pin);
     stage_tables_free(&s);
     free(f);
     free(parent);
