@@ -21,6 +21,7 @@
 #include "lp_analysis.h"
 #include "lp_partition.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -236,11 +237,22 @@ static int run_case(int blocks, const char *algo, int cards, int pin, int n_caps
     return st == LP_OK ? 0 : 1;
 }
 
+/* One case in its own process, stopped after 30 s. */
 static int one(int blocks, const char *algo, int cards, int pin, int n_caps) {
+    enum { LIMIT_S = 30 };
     pid_t pid = fork();
-    if (pid == 0) _exit(run_case(blocks, algo, cards, pin, n_caps, true));
+    if (pid == 0) {
+        alarm(LIMIT_S);
+        _exit(run_case(blocks, algo, cards, pin, n_caps, true));
+    }
     int status = 0;
-    return pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0) return 1;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
+        printf("%-10s %7d layers  --cards %-5d %-6s %5d caps   not done in %d s\n", algo, blocks,
+               cards, pin ? "pinned" : "", n_caps, LIMIT_S);
+        fflush(stdout);
+    }
+    return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
 }
 
 /* Every algorithm, pinned or not, at card counts up to 1,024 with one

@@ -218,8 +218,6 @@ static int minmax_core(const lp_range_cost *c, const lp_cards *cards, int k, int
     return groups;
 }
 
-/* ---- pins ------------------------------------------------------------------ */
-
 /* ---- pins with one capacity ------------------------------------------------
  *
  * With one capacity for every group, pins cut the line into blocks: the
