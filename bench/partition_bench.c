@@ -7,18 +7,21 @@
  *          memory planner behind every range) on a synthetic stack of N
  *          residual MLP blocks (one 4-node layer a block, as
  *          bench/footprint_bench.c builds), for every algorithm, unpinned and
- *          with one layer in ten pinned, at card counts up to 1,024. Each case
+ *          with one layer in ten pinned, at card counts up to 1,024 and with
+ *          1,000 and 25,000 unequal capacities. Each case
  *          runs in its own process, so its peak RSS is its own.
  *
  *     build/bench/partition_bench                  # micro, then real at 10k layers
  *     build/bench/partition_bench real 100000      # real at 100k layers
- *     build/bench/partition_bench case N ALGO CARDS PIN   # one case
+ *     build/bench/partition_bench case N ALGO CARDS PIN [CAPS [VALIDATE]]  # one case
+ *                                                  # (VALIDATE 0: lp_partition_run only)
  */
 #define _POSIX_C_SOURCE 200809L
 #include "bench_clock.h"
 #include "lp_analysis.h"
 #include "lp_partition.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,10 +151,32 @@ static int micro(void) {
     return 0;
 }
 
-/* One case: build the stack, then time lp_partition_run + lp_plan_validate.
- * cards 0: as many as needed; pin: every tenth layer pinned where the
- * unpinned plan put it (so the pins are honourable). */
-static int run_case(int blocks, const char *algo, int cards, int pin) {
+/* The analysis source, counting its range queries and the time they take. */
+typedef struct counted {
+    lp_footprint_source inner;
+    long queries;
+    double seconds;
+} counted;
+
+static void counted_fn(void *ctx, int first, int last, lp_footprint *fp) {
+    counted *c = ctx;
+    double t0 = bench_seconds();
+    c->inner.fn(c->inner.ctx, first, last, fp);
+    c->seconds += bench_seconds() - t0;
+    c->queries++;
+}
+
+static bool counted_bytes(void *ctx, int32_t v, uint64_t *bytes) {
+    counted *c = ctx;
+    return c->inner.value_bytes(c->inner.ctx, v, bytes);
+}
+
+/* One case: build the stack, then time lp_partition_run and lp_plan_validate
+ * (each with its count of range-footprint queries). cards 0: as many as
+ * needed; pin: every tenth layer pinned where the unpinned plan put it (so
+ * the pins are honourable); caps: 0 one capacity (the target's), else a
+ * list of that many capacities cycling through 0.6x .. 1.4x of it. */
+static int run_case(int blocks, const char *algo, int cards, int pin, int n_caps, bool validate) {
     lp_graph *g = make_stack(blocks);
     if (!g) return 1;
     lp_diag d = lp_diag_make("stack.onnx");
@@ -162,11 +187,26 @@ static int run_case(int blocks, const char *algo, int cards, int pin) {
     lp_partition_options po = lp_partition_defaults();
     if (!lp_algo_from_name(algo, &po.algo)) return 1;
     po.cards = cards;
-    lp_footprint_source src = lp_partition_source_analysis(L);
+    uint64_t *caps = NULL;
+    if (n_caps > 0) {
+        caps = malloc(sizeof(uint64_t) * (size_t)n_caps);
+        if (!caps) return 1;
+        for (int i = 0; i < n_caps; i++) caps[i] = po.target.capacity / 10 * (uint64_t)(6 + i % 9);
+        po.caps = caps;
+        po.n_caps = n_caps;
+    }
+    counted cs = {lp_partition_source_analysis(L), 0, 0};
+    lp_footprint_source src = {counted_fn, counted_bytes, &cs};
     lp_pin *pins = NULL;
     lp_plan *plan = NULL;
+    lp_status st0 = pin ? lp_partition_run(L, &src, &po, &plan, &d) : LP_OK;
+    if (st0 == LP_ERR_INFEASIBLE) { /* too few cards for this size: a row all the same */
+        printf("%-10s %7d layers  --cards %-5d %-6s  no plan (too few cards)\n", algo, L->n_layers,
+               cards, "pinned");
+        return 0;
+    }
     if (pin) {
-        if (lp_partition_run(L, &src, &po, &plan, &d) != LP_OK) return 1;
+        if (st0 != LP_OK) return 1;
         pins = malloc(sizeof(lp_pin) * (size_t)(L->n_layers / 10 + 1));
         if (!pins) return 1;
         int n_pins = 0;
@@ -178,41 +218,71 @@ static int run_case(int blocks, const char *algo, int cards, int pin) {
         lp_plan_free(plan);
         plan = NULL;
     }
+    cs.queries = 0;
+    cs.seconds = 0;
     double t0 = bench_seconds();
     lp_status st = lp_partition_run(L, &src, &po, &plan, &d);
-    if (st == LP_OK) st = lp_plan_validate(plan, L, &src, &d);
-    double t = bench_seconds() - t0;
-    printf("%-10s %7d layers  --cards %-5d %-8s %5d cards  %8.3f s  peak RSS %6.1f MB (IR %.1f MB)%s\n",
-           algo, L->n_layers, cards, pin ? "pinned" : "", plan ? plan->n_cards : 0, t,
-           bench_peak_rss_mb(), rss0, st == LP_OK ? "" : "  FAILED");
+    double t1 = bench_seconds();
+    long q_run = cs.queries;
+    double s_run = cs.seconds;
+    if (st == LP_OK && validate) st = lp_plan_validate(plan, L, &src, &d);
+    double t2 = bench_seconds();
+    char capn[16] = "";
+    if (n_caps) snprintf(capn, sizeof capn, "%d caps", n_caps);
+    printf("%-10s %7d layers  --cards %-5d %-6s %-11s %6d cards  %7.3f s (run %.3f s, %ld queries "
+           "%.1f us each; validate %.3f s)  peak RSS %6.1f MB (IR %.1f MB)%s\n",
+           algo, L->n_layers, cards, pin ? "pinned" : "", capn, plan ? plan->n_cards : 0, t2 - t0,
+           t1 - t0, q_run, q_run ? s_run / (double)q_run * 1e6 : 0, t2 - t1, bench_peak_rss_mb(), rss0,
+           st == LP_OK ? "" : st == LP_ERR_INFEASIBLE ? "  no plan (too few cards)" : "  FAILED");
     fflush(stdout);
+    if (st == LP_ERR_INFEASIBLE && !pin) st = LP_OK; /* reported above: too few cards */
     lp_plan_free(plan);
     free(pins);
+    free(caps);
     lp_layer_ir_free(L);
     lp_graph_free(g);
     return st == LP_OK ? 0 : 1;
 }
 
+/* One case in its own process, stopped after 30 s. */
+static int one(int blocks, const char *algo, int cards, int pin, int n_caps) {
+    enum { LIMIT_S = 30 };
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(LIMIT_S);
+        _exit(run_case(blocks, algo, cards, pin, n_caps, true));
+    }
+    int status = 0;
+    if (pid < 0 || waitpid(pid, &status, 0) < 0) return 1;
+    if (WIFSIGNALED(status) && WTERMSIG(status) == SIGALRM) {
+        printf("%-10s %7d layers  --cards %-5d %-6s %5d caps   not done in %d s\n", algo, blocks,
+               cards, pin ? "pinned" : "", n_caps, LIMIT_S);
+        fflush(stdout);
+    }
+    return !WIFEXITED(status) || WEXITSTATUS(status) != 0;
+}
+
+/* Every algorithm, pinned or not, at card counts up to 1,024 with one
+ * capacity, then with a 1,000-entry and a 25,000-entry list of unequal ones. */
 static int real(int blocks) {
     static const char *const algos[] = {"greedy", "dp", "throughput"};
     static const int counts[] = {0, 64, 1024};
     int bad = 0;
     for (int a = 0; a < 3; a++)
         for (int c = 0; c < 3; c++)
-            for (int pin = 0; pin < 2; pin++) {
-                pid_t pid = fork();
-                if (pid == 0) _exit(run_case(blocks, algos[a], counts[c], pin));
-                int status = 0;
-                if (pid < 0 || waitpid(pid, &status, 0) < 0 || !WIFEXITED(status) ||
-                    WEXITSTATUS(status) != 0)
-                    bad++;
-            }
+            for (int pin = 0; pin < 2; pin++) bad += one(blocks, algos[a], counts[c], pin, 0);
+    for (int a = 0; a < 3; a++)
+        for (int pin = 0; pin < 2; pin++) {
+            bad += one(blocks, algos[a], 0, pin, 1000);
+            bad += one(blocks, algos[a], 0, pin, 25000);
+        }
     return bad ? 1 : 0;
 }
 
 int main(int argc, char **argv) {
     if (argc >= 6 && strcmp(argv[1], "case") == 0)
-        return run_case(atoi(argv[2]), argv[3], atoi(argv[4]), atoi(argv[5]));
+        return run_case(atoi(argv[2]), argv[3], atoi(argv[4]), atoi(argv[5]),
+                        argc > 6 ? atoi(argv[6]) : 0, argc > 7 ? atoi(argv[7]) != 0 : true);
     if (argc >= 2 && strcmp(argv[1], "real") == 0) return real(argc > 2 ? atoi(argv[2]) : 10000);
     if (micro() != 0) return 1;
     return real(10000);

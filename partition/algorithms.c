@@ -63,88 +63,35 @@ static uint64_t clipped_capacity(const lp_cards *cards, int card, uint64_t ceili
 }
 
 /* reach[a]: the last b such that a..b costs at most cap (a - 1 if none).
- * Monotone costs make reach non-decreasing, so two pointers suffice. */
+ * Monotone costs make reach non-decreasing, so two pointers suffice; once
+ * a range reaches the last layer every later start does too, which keeps a
+ * capacity that holds the whole model (device memory) from costing O(n^2). */
 static void range_reach(const lp_range_cost *c, uint64_t cap, int *reach) {
     int b = -1;
     for (int a = 0; a < c->n; a++) {
+        if (b == c->n - 1) {
+            reach[a] = b;
+            continue;
+        }
         if (b < a - 1) b = a - 1;
         while (b + 1 < c->n && c->fn(c->ctx, a, b + 1) <= cap) b++;
         reach[a] = b;
     }
 }
 
+static int bfs_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
+                    bool exact, const int *pinned, int *ends, int *furthest);
+
 /* Fewest cards for unequal capacities in a fixed order. The paper's greedy
  * is not enough there: running ahead can leave a small card facing a layer
- * it cannot hold. Instead track every prefix length reachable with j cards:
- * from prefix a, card j reaches a+1 .. reach_j(a)+1, intervals whose ends
- * grow with a, so one sweep per card marks each prefix once. Past the
- * listed capacities the last one repeats, and then the longest prefix
- * reachable with all of them dominates, so greedy finishes from there. */
+ * it cannot hold, so the search tracks every prefix each card count
+ * reaches (bfs_core). */
 static int fewest_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
                        bool exact, int *ends, int *stuck) {
-    int n = c->n;
-    if (exact && limit > n) return 0;
-    /* exact: every row up to `limit`, the answer only in the last */
-    int hetero = exact ? limit : cards->n_caps < limit ? cards->n_caps : limit;
-    size_t width = (size_t)n + 1;
-    int *parent = malloc(sizeof(int) * width * (size_t)(hetero + 1));
-    int *reach = malloc(sizeof(int) * (size_t)n);
-    int groups = 0, furthest = 0;
-    if (!parent || !reach) goto done;
-    /* parent[j][b]: a prefix a from which card j-1 reached b; -1 unreachable */
-    for (size_t b = 0; b < width; b++) parent[b] = b == 0 ? 0 : -1;
-    uint64_t reach_cap = 0;
-    for (int j = 1; j <= hetero && groups == 0; j++) {
-        int *prev = parent + (size_t)(j - 1) * width, *cur = parent + (size_t)j * width;
-        uint64_t cap = clipped_capacity(cards, j - 1, ceiling);
-        if (j == 1 || cap != reach_cap) range_reach(c, cap, reach);
-        reach_cap = cap;
-        int from = -1;
-        for (size_t b = 0; b < width; b++) cur[b] = -1;
-        for (int a = 0; a < n; a++) {
-            if (prev[a] < 0) continue;
-            /* intervals start at a+1 in increasing a: keep the latest open one */
-            for (int b = (from < a ? a : from) + 1; b <= reach[a] + 1; b++) cur[b] = a;
-            if (reach[a] + 1 > from) from = reach[a] + 1;
-        }
-        for (int b = n; b > furthest; b--)
-            if (cur[b] >= 0) furthest = b;
-        if (cur[n] >= 0 && (!exact || j == hetero)) groups = j;
-    }
-    int start = n;
-    while (start > 0 && parent[(size_t)hetero * width + start] < 0) start--;
-    if (!groups && start > 0 && hetero < limit && !exact) {
-        /* equal capacities from here: greedy from the longest prefix */
-        int b = start, j = hetero;
-        uint64_t cap = clipped_capacity(cards, cards->n_caps - 1, ceiling);
-        while (b < n && j < limit && c->fn(c->ctx, b, b) <= cap) {
-            int end = b;
-            while (end + 1 < n && c->fn(c->ctx, b, end + 1) <= cap) end++;
-            ends[j++] = end;
-            b = end + 1;
-        }
-        if (b == n) {
-            groups = j;
-            int a = start;
-            for (int i = hetero; i > 0; i--) {
-                ends[i - 1] = a - 1;
-                a = parent[(size_t)i * width + a];
-            }
-        } else {
-            furthest = b;
-        }
-    } else if (groups) {
-        int a = n;
-        for (int i = groups; i > 0; i--) {
-            ends[i - 1] = a - 1;
-            a = parent[(size_t)i * width + a];
-        }
-    }
-    if (!groups && stuck) *stuck = furthest;
-done:
-    free(parent);
-    free(reach);
-    return groups;
+    int furthest = 0;
+    int groups = bfs_core(c, cards, limit, ceiling, exact, NULL, ends, &furthest);
+    if (groups <= 0 && stuck) *stuck = furthest;
+    return groups > 0 ? groups : 0;
 }
 
 int lp_partition_fewest(const lp_range_cost *c, const lp_cards *cards, int *ends, int *stuck) {
@@ -271,109 +218,316 @@ static int minmax_core(const lp_range_cost *c, const lp_cards *cards, int k, int
     return groups;
 }
 
-/* ---- pins ------------------------------------------------------------------ */
+/* ---- pins with one capacity ------------------------------------------------
+ *
+ * With one capacity for every group, pins cut the line into blocks: the
+ * layers from the first to the last one pinned to group g (g grows from
+ * block to block) all lie in g. Group g_i = x_i..y_i covers its block
+ * s_i..e_i, and the m = g_{i+1} - g_i - 1 groups between two blocks cover
+ * y_i+1 .. x_{i+1}-1 exactly. Costs are monotone, so
+ *   - the ends y_i that work are an interval e_i .. Y_i (cut a working
+ *     group shorter and it still fits), and
+ *   - the later x_{i+1} starts, the further group g_{i+1} reaches, so only
+ *     the latest feasible start matters: with the gap starting at p, m
+ *     groups cover p..x-1 exactly when x - p >= m and greedy from p with m
+ *     groups reaches x-1 (every single layer fitting, a cover can always be
+ *     cut finer). Starting at p = Y_i + 1 maximises greedy's reach; when
+ *     that leaves fewer than m layers before s_{i+1}, x = s_{i+1} with m
+ *     single layers works.
+ * One pass over the blocks decides feasibility with O(groups + blocks)
+ * fresh ranges and growing ones otherwise, so an incremental cost sees
+ * O(n) work; the ends are rebuilt backwards from what the pass kept. */
 
-/* bad[a]: the first layer at or after a that is pinned to a group other
- * than j (n if none). A group j starting at a may end at most at bad[a]-1,
- * a bound that never decreases with a. */
-static void pin_barrier(const int *pinned, int n, int j, int *bad) {
-    int next = n;
-    for (int a = n - 1; a >= 0; a--) {
-        if (pinned[a] >= 0 && pinned[a] != j) next = a;
-        bad[a] = next;
+/* End of at most m greedy groups from `from`, none past `bound`. */
+static int greedy_reach(const lp_range_cost *c, uint64_t cap, int from, int m, int bound) {
+    int end = from - 1;
+    for (int j = 0; j < m && end < bound; j++) {
+        int a = end + 1;
+        end = a;
+        while (end < bound && c->fn(c->ctx, a, end + 1) <= cap) end++;
     }
+    return end;
 }
 
-/* Fewest groups (at most `limit`, capacities clipped to `ceiling`) such
- * that every pinned layer lands in its group. A group may only hold layers
- * that are free or pinned to it; when every group obeys that, every pinned
- * layer is in its group. Breadth first over the group count: row j holds
- * the prefixes that j groups can cover, and from prefix a group j covers
- * up to min(reach_j(a), bad_j(a) - 1), a bound that grows with a, so one
- * sweep marks each prefix once (as in fewest_core). O(groups * n) time and
- * memory. Returns the group count, 0 if none, -1 out of memory. */
-/* The parent rows, kept between the calls of one bisection so that each
- * call does not fault in fresh pages. */
-typedef struct pin_rows {
-    int *parent;
-    size_t room; /* ints */
-} pin_rows;
-
-static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
-                       bool exact, const int *pinned, int *ends, pin_rows *pr) {
-    int n = c->n, groups = 0;
-    if (exact && limit > n) return 0;
-    size_t width = (size_t)n + 1;
-    int top = -1;
-    for (int i = 0; i < n; i++)
-        if (pinned[i] > top) top = pinned[i];
-    if (top >= limit) return 0;
-    int *reach = malloc(sizeof(int) * (size_t)n);
-    int *bad = malloc(sizeof(int) * (size_t)n);
-    if (pr->room < width * 8) {
-        free(pr->parent);
-        pr->room = width * 8;
-        pr->parent = malloc(sizeof(int) * pr->room);
-        if (!pr->parent) pr->room = 0;
+/* Greedy groups over from..to into ends, at most `room` of them, each
+ * stopping early enough to leave a layer for every group still to come
+ * when `exact`; returns the count. */
+static int greedy_fill(const lp_range_cost *c, uint64_t cap, int from, int to, int room, bool exact,
+                       int *ends) {
+    int groups = 0;
+    for (int a = from; a <= to && groups < room; groups++) {
+        int max_end = exact ? to - (room - groups - 1) : to;
+        int end = a;
+        while (end < max_end && c->fn(c->ctx, a, end + 1) <= cap) end++;
+        ends[groups] = end;
+        a = end + 1;
     }
-    int rows = (int)(pr->room / width);
-    int *parent = pr->parent;
-    if (!reach || !bad || !parent) {
+    return groups;
+}
+
+/* Returns the group count, 0 if none, -1 out of memory. */
+static int pinned_equal(const lp_range_cost *c, uint64_t cap, int limit, bool exact,
+                        const int *pinned, int *ends) {
+    int n = c->n;
+    if (exact && limit > n) return 0;
+    for (int i = 0; i < n; i++)
+        if (c->fn(c->ctx, i, i) > cap) return 0;
+    /* blocks: s, e, g, then the pass's x (start of g), p (start of the gap before it), y (Y_i) */
+    int nb = 0;
+    for (int i = 0, last = -1; i < n; i++)
+        if (pinned[i] >= 0 && pinned[i] != last) nb++, last = pinned[i];
+    int *blk = malloc(sizeof(int) * 6 * (size_t)(nb + 1));
+    if (!blk) return -1;
+    int *s = blk, *e = s + nb, *g = e + nb, *x = g + nb, *p = x + nb, *y = p + nb;
+    int groups = 0;
+    for (int i = 0, b = -1; i < n; i++) {
+        if (pinned[i] < 0) continue;
+        if (b >= 0 && pinned[i] == g[b]) {
+            e[b] = i;
+            continue;
+        }
+        if ((b >= 0 && pinned[i] < g[b]) || pinned[i] >= limit) goto done;
+        b++;
+        s[b] = e[b] = i;
+        g[b] = pinned[i];
+    }
+    for (int b = 0; b < nb; b++) {
+        int prev_e = b ? e[b - 1] : -1, prev_g = b ? g[b - 1] : -1;
+        int lo = prev_e + 1, hi = b ? y[b - 1] + 1 : 0; /* where the gap may start */
+        int m = g[b] - prev_g - 1;
+        if (m == 0) {
+            x[b] = p[b] = hi;
+        } else {
+            if (s[b] - m < lo) goto done;
+            if (hi >= s[b] - m) {
+                p[b] = s[b] - m;
+                x[b] = s[b];
+            } else {
+                p[b] = hi;
+                x[b] = greedy_reach(c, cap, hi, m, s[b] - 1) + 1;
+            }
+        }
+        if (c->fn(c->ctx, x[b], e[b]) > cap) goto done;
+        int bound = b + 1 < nb ? s[b + 1] - 1 : n - 1, end = e[b];
+        while (end < bound && c->fn(c->ctx, x[b], end + 1) <= cap) end++;
+        y[b] = end;
+    }
+    /* the tail after the last block */
+    int prev_e = nb ? e[nb - 1] : -1, prev_g = nb ? g[nb - 1] : -1;
+    int top = nb ? y[nb - 1] : -1, rest = limit - prev_g - 1, from;
+    if (exact) {
+        from = (top < n - 1 - rest ? top : n - 1 - rest) + 1;
+        if (from - 1 < prev_e || (rest == 0 && from < n)) goto done;
+        if (rest > 0 && greedy_reach(c, cap, from, rest, n - 1) < n - 1) goto done;
+    } else {
+        from = top + 1;
+        if (from < n && (rest <= 0 || greedy_reach(c, cap, from, rest, n - 1) < n - 1)) goto done;
+    }
+    int tail = from < n ? greedy_fill(c, cap, from, n - 1, rest, exact, ends + prev_g + 1) : 0;
+    groups = prev_g + 1 + tail;
+    /* backwards: group g[b] = x[b]..end, the gap p[b]..x[b]-1 before it */
+    for (int b = nb - 1, end = from - 1; b >= 0; b--) {
+        ends[g[b]] = end;
+        int first = b ? g[b - 1] + 1 : 0;
+        if (g[b] > first) greedy_fill(c, cap, p[b], x[b] - 1, g[b] - first, true, ends + first);
+        end = p[b] - 1;
+    }
+done:
+    free(blk);
+    return groups;
+}
+
+/* ---- fewest groups for capacities in card order --------------------------
+ *
+ * Breadth first over the group count: row j holds the prefixes that j
+ * groups cover (respecting the pins when there are any). From prefix a
+ * group j reaches a+1 .. last_j(a)+1, where last_j(a) (the reach under card
+ * j's capacity, cut before the first layer pinned to another group) never
+ * decreases with a, and is empty exactly when layer a alone does not fit
+ * card j or is pinned elsewhere. So a run r0..r1 of consecutive prefixes
+ * whose single layers fit covers r0+1 .. last_j(r1)+1: b <= r1 from b-1 by
+ * one layer, b > r1 from r1. Rows are kept as such spans, and a row costs
+ * one fresh range (at r1) per run plus growing ones, instead of a reach
+ * table per capacity (n fresh ranges each) and n + 1 ints per row. */
+typedef struct span {
+    int lo, hi; /* prefixes lo..hi */
+    int r1;     /* parent of b: b - 1 when b <= r1, else r1 */
+} span;
+
+typedef struct bfs_rows {
+    span *spans;
+    size_t n, room;
+    int *start; /* [rows + 2]: first span of each row */
+    int rows, row_room;
+} bfs_rows;
+
+static bool rows_push(bfs_rows *r, span s) {
+    if (r->n == r->room) {
+        size_t room = r->room ? 2 * r->room : 256;
+        span *grown = realloc(r->spans, room * sizeof *grown);
+        if (!grown) return false;
+        r->spans = grown;
+        r->room = room;
+    }
+    r->spans[r->n++] = s;
+    return true;
+}
+
+static bool rows_close(bfs_rows *r) {
+    if (r->rows + 2 > r->row_room) {
+        int room = r->row_room ? 2 * r->row_room : 64;
+        int *grown = realloc(r->start, (size_t)room * sizeof *grown);
+        if (!grown) return false;
+        r->start = grown;
+        r->row_room = room;
+    }
+    r->start[++r->rows] = (int)r->n;
+    return true;
+}
+
+/* Sparse table of the single-layer costs: the first layer at or after x
+ * whose cost alone exceeds cap, in O(log n). */
+typedef struct single_max {
+    int n, levels;
+    uint64_t *t; /* t[k * n + i]: largest cost of layers i .. i + 2^k - 1 */
+} single_max;
+
+static bool single_max_init(single_max *s, const lp_range_cost *c) {
+    int n = c->n, levels = 1;
+    while ((1 << levels) <= n) levels++;
+    *s = (single_max){n, levels, malloc(sizeof(uint64_t) * (size_t)n * (size_t)levels)};
+    if (!s->t) return false;
+    for (int i = 0; i < n; i++) s->t[i] = c->fn(c->ctx, i, i);
+    for (int k = 1; k < levels; k++)
+        for (int i = 0; i + (1 << k) <= n; i++) {
+            uint64_t x = s->t[(size_t)(k - 1) * n + i], y = s->t[(size_t)(k - 1) * n + i + (1 << (k - 1))];
+            s->t[(size_t)k * n + i] = x > y ? x : y;
+        }
+    return true;
+}
+
+static int single_too_big(const single_max *s, int x, uint64_t cap) {
+    for (int k = s->levels - 1; k >= 0 && x < s->n; k--)
+        if (x + (1 << k) <= s->n && s->t[(size_t)k * s->n + x] <= cap) x += 1 << k;
+    while (x < s->n && s->t[x] <= cap) x++; /* at most one step after the descent */
+    return x;
+}
+
+/* The first layer at or after x pinned to a group other than j (n if none). */
+static int pinned_other(const int *next_pin, const int *pinned, int n, int x, int j) {
+    while (x < n && (x = next_pin[x]) < n && pinned[x] == j) x++;
+    return x < n ? x : n;
+}
+
+/* Returns the group count, 0 if none (*furthest: the longest prefix any
+ * row covered), -1 out of memory. */
+static int bfs_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
+                    bool exact, const int *pinned, int *ends, int *furthest) {
+    int n = c->n, groups = 0;
+    *furthest = 0;
+    if (exact && limit > n) return 0;
+    if (limit > n) limit = n;
+    if (pinned)
+        for (int i = 0; i < n; i++)
+            if (pinned[i] >= limit) return 0;
+    single_max sm = {0};
+    bfs_rows r = {0};
+    int *next_pin = pinned ? malloc(sizeof(int) * ((size_t)n + 1)) : NULL;
+    if (!single_max_init(&sm, c) || (pinned && !next_pin) || !rows_close(&r)) {
         groups = -1;
         goto done;
     }
-    /* parent[j][b]: the prefix a from which group j-1 covered a..b-1; -1 unreachable */
-    for (size_t b = 0; b < width; b++) parent[b] = b == 0 ? 0 : -1;
-    uint64_t reach_cap = 0;
-    for (int j = 0; j < limit && j < n; j++) {
-        if (j + 2 > rows) {
-            int *grown = realloc(parent, sizeof(int) * width * (size_t)(2 * rows));
-            if (!grown) {
-                groups = -1;
-                goto done;
-            }
-            pr->parent = parent = grown;
-            rows *= 2;
-            pr->room = width * (size_t)rows;
-        }
+    r.start[0] = 0;
+    if (next_pin) {
+        next_pin[n] = n;
+        for (int i = n - 1; i >= 0; i--) next_pin[i] = pinned[i] >= 0 ? i : next_pin[i + 1];
+    }
+    r.start[1] = 0;
+    if (!rows_push(&r, (span){0, 0, -1})) {
+        groups = -1;
+        goto done;
+    }
+    r.start[1] = 1; /* row 0: prefix 0 */
+    for (int j = 0; j < limit; j++) {
         uint64_t cap = clipped_capacity(cards, j, ceiling);
-        if (j == 0 || cap != reach_cap) range_reach(c, cap, reach);
-        reach_cap = cap;
-        pin_barrier(pinned, n, j, bad);
-        const int *prev = parent + (size_t)j * width;
-        int *cur = parent + (size_t)(j + 1) * width;
-        int from = 0; /* every prefix up to here is already marked or unreachable */
-        bool any = false;
-        for (size_t b = 0; b < width; b++) cur[b] = -1;
-        for (int a = 0; a < n; a++) {
-            if (prev[a] < 0) continue;
-            int last = reach[a] < bad[a] - 1 ? reach[a] : bad[a] - 1;
-            for (int b = (from > a ? from : a) + 1; b <= last + 1; b++) cur[b] = a, any = true;
-            if (last + 1 > from) from = last + 1;
+        int from = r.start[j], to = r.start[j + 1], top = -1; /* top: the row's highest prefix so far */
+        for (int k = from; k < to; k++) {
+            int lo = r.spans[k].lo, hi = r.spans[k].hi < n - 1 ? r.spans[k].hi : n - 1;
+            for (int a = lo; a <= hi;) {
+                /* the run from a: up to the first layer too big or pinned elsewhere */
+                int stop = single_too_big(&sm, a, cap), bad = n;
+                if (pinned) {
+                    bad = pinned_other(next_pin, pinned, n, a, j);
+                    if (bad < stop) stop = bad;
+                }
+                if (stop == a) {
+                    a++;
+                    continue;
+                }
+                int r1 = stop - 1 < hi ? stop - 1 : hi;
+                if (pinned && r1 + 1 < n) bad = pinned_other(next_pin, pinned, n, r1 + 1, j);
+                int bound = (bad < n ? bad : n) - 1, last = r1;
+                while (last < bound && c->fn(c->ctx, r1, last + 1) <= cap) last++;
+                span s = {a + 1 > top + 1 ? a + 1 : top + 1, last + 1, r1};
+                if (s.lo <= s.hi) {
+                    if (!rows_push(&r, s)) {
+                        groups = -1;
+                        goto done;
+                    }
+                    top = s.hi;
+                }
+                a = r1 + 1 > stop ? r1 + 1 : stop;
+            }
         }
-        if (cur[n] >= 0 && (!exact || j + 1 == limit)) {
+        if (!rows_close(&r)) {
+            groups = -1;
+            goto done;
+        }
+        if (top > *furthest) *furthest = top;
+        if (top < 0) break;
+        if (top == n && (!exact || j + 1 == limit)) {
             groups = j + 1;
             break;
         }
-        if (!any) break;
     }
-    for (int i = groups, a = n; i > 0; i--) {
-        ends[i - 1] = a - 1;
-        a = parent[(size_t)i * width + a];
+    for (int i = groups, b = n; i > 0; i--) {
+        int lo = r.start[i], hi = r.start[i + 1] - 1; /* the span of row i holding b */
+        while (lo < hi) {
+            int mid = lo + (hi - lo + 1) / 2;
+            if (r.spans[mid].lo <= b)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        const span *s = &r.spans[lo];
+        assert(s->lo <= b && b <= s->hi);
+        ends[i - 1] = b - 1;
+        b = b <= s->r1 ? b - 1 : s->r1;
     }
 done:
-    free(reach);
-    free(bad);
+    free(sm.t);
+    free(r.spans);
+    free(r.start);
+    free(next_pin);
     return groups;
+}
+
+/* Fewest groups (at most `limit`, capacities clipped to `ceiling`) such
+ * that every pinned layer lands in its group: a group may only hold layers
+ * that are free or pinned to it. Returns the group count, 0 if none, -1 out
+ * of memory. */
+static int pinned_core(const lp_range_cost *c, const lp_cards *cards, int limit, uint64_t ceiling,
+                       bool exact, const int *pinned, int *ends) {
+    if (cards_equal(cards, limit))
+        return pinned_equal(c, clipped_capacity(cards, 0, ceiling), limit, exact, pinned, ends);
+    int furthest = 0;
+    return bfs_core(c, cards, limit, ceiling, exact, pinned, ends, &furthest);
 }
 
 int lp_partition_fewest_pinned(const lp_range_cost *c, const lp_cards *cards, const int *pinned,
                                int *ends) {
-    pin_rows pr = {NULL, 0};
-    int groups = pinned_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), pinned,
-                             ends, &pr);
-    free(pr.parent);
-    return groups;
+    return pinned_core(c, cards, cards_limit(cards, c->n), UINT64_MAX, cards_exact(cards), pinned,
+                       ends);
 }
 
 /* As lp_partition_minmax: feasibility of "largest group <= T" only grows
@@ -398,28 +552,20 @@ static int minmax_pinned_core(const lp_range_cost *c, const lp_cards *cards, int
     for (int i = 0; i < limit; i++)
         if (lp_cards_capacity(cards, i) > hi) hi = lp_cards_capacity(cards, i);
     bool exact = cards_exact(cards);
-    pin_rows pr = {NULL, 0};
-    int groups = pinned_core(c, cards, limit, hi, exact, pinned, ends, &pr);
-    if (groups <= 0) {
-        free(pr.parent);
-        return groups;
-    }
+    int groups = pinned_core(c, cards, limit, hi, exact, pinned, ends);
+    if (groups <= 0) return groups;
     uint64_t lo = 0; /* hi is feasible, everything below lo is not */
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        int g = pinned_core(c, cards, limit, mid, exact, pinned, ends, &pr);
-        if (g < 0) {
-            free(pr.parent);
-            return -1;
-        }
+        int g = pinned_core(c, cards, limit, mid, exact, pinned, ends);
+        if (g < 0) return -1;
         if (g > 0)
             hi = mid;
         else
             lo = mid + 1;
     }
-    groups = pinned_core(c, cards, limit, hi, exact, pinned, ends, &pr);
+    groups = pinned_core(c, cards, limit, hi, exact, pinned, ends);
     if (groups > 0 && largest) *largest = largest_group(c, ends, groups);
-    free(pr.parent);
     return groups;
 }
 
@@ -683,48 +829,93 @@ static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k
         if (groups != -2) ok = false; /* done */
         else groups = 0;
     }
+    /* Row j only holds ends i in win_lo[j] .. win_hi[j]: past every layer
+     * pinned to groups 0..j, before every layer pinned to a later group
+     * (and i >= j, each group busy). Pins every few layers make the rows
+     * narrow, and the table is the rows' total width, not k x n. */
     double *f = NULL;
-    int *parent = NULL, *bad = NULL;
+    int *parent = NULL, *bad = NULL, *win = NULL, *next_pin = NULL;
+    size_t *off = NULL;
     if (ok) {
-        f = malloc(sizeof(double) * (size_t)kmax * (size_t)n);
-        parent = malloc(sizeof(int) * (size_t)kmax * (size_t)n);
+        win = malloc(sizeof(int) * 2 * (size_t)kmax);
+        off = malloc(sizeof(size_t) * ((size_t)kmax + 1));
         bad = pinned ? malloc(sizeof(int) * (size_t)n) : NULL;
-        if (!f || !parent || (pinned && !bad)) ok = false, groups = -1;
+        next_pin = pinned ? malloc(sizeof(int) * ((size_t)n + 1)) : NULL;
+        if (!win || !off || (pinned && (!bad || !next_pin))) ok = false, groups = -1;
+    }
+    int *win_lo = win, *win_hi = win ? win + kmax : NULL;
+    if (ok) {
+        for (int j = 0; j < kmax; j++) win_lo[j] = j, win_hi[j] = n - 1;
+        if (next_pin) {
+            next_pin[n] = n;
+            for (int i = n - 1; i >= 0; i--) next_pin[i] = pinned[i] >= 0 ? i : next_pin[i + 1];
+        }
+        for (int i = 0; pinned && i < n; i++) {
+            if (pinned[i] >= kmax) ok = false; /* a group past the card count: no plan */
+            if (pinned[i] < 0 || pinned[i] >= kmax) continue;
+            if (win_lo[pinned[i]] < i) win_lo[pinned[i]] = i;
+            if (pinned[i] > 0 && win_hi[pinned[i] - 1] > i - 1) win_hi[pinned[i] - 1] = i - 1;
+        }
+        for (int j = 1; j < kmax; j++)
+            if (win_lo[j] < win_lo[j - 1]) win_lo[j] = win_lo[j - 1];
+        for (int j = kmax - 2; j >= 0; j--)
+            if (win_hi[j] > win_hi[j + 1]) win_hi[j] = win_hi[j + 1];
+        off[0] = 0;
+        for (int j = 0; j < kmax; j++)
+            off[j + 1] = off[j] + (win_hi[j] >= win_lo[j] ? (size_t)(win_hi[j] - win_lo[j] + 1) : 0);
+    }
+    if (ok) {
+        f = malloc(sizeof(double) * (off[kmax] + 1));
+        parent = malloc(sizeof(int) * (off[kmax] + 1));
+        if (!f || !parent) ok = false, groups = -1;
     }
     if (ok) {
         for (int j = 0; j < kmax; j++) {
-            if (pinned) pin_barrier(pinned, n, j, bad);
-            for (int i = 0; i < n; i++) {
+            /* bad[a] for the starts this row reads: win_lo[j-1]+1 .. win_hi[j] */
+            int a_lo = j == 0 ? 0 : win_lo[j - 1] + 1;
+            if (pinned && a_lo <= win_hi[j]) {
+                int next = pinned_other(next_pin, pinned, n, win_hi[j] + 1, j);
+                for (int a = win_hi[j]; a >= a_lo; a--) {
+                    if (pinned[a] >= 0 && pinned[a] != j) next = a;
+                    bad[a] = next;
+                }
+            }
+            for (int i = win_lo[j]; i <= win_hi[j]; i++) {
                 double best = INFINITY;
                 int arg = -2;
-                int lo = j == 0 ? -1 : j - 1, hi = j == 0 ? -1 : i - 1;
+                int lo = j == 0 ? -1 : win_lo[j - 1], hi = j == 0 ? -1 : i - 1;
+                if (j > 0 && hi > win_hi[j - 1]) hi = win_hi[j - 1];
                 for (int p = hi; p >= lo; p--) {
                     if (s.reach_dram[p + 1] < i) break; /* wider groups fit less */
                     if (pinned && bad[p + 1] <= i) break;
-                    double prev = p < 0 ? 0 : f[(size_t)(j - 1) * n + p];
+                    double prev = p < 0 ? 0 : f[off[j - 1] + (size_t)(p - win_lo[j - 1])];
                     double st = stage_fast(&s, m, j, p + 1, i);
                     double v = prev > st ? prev : st;
                     if (v < best) best = v, arg = p;
                 }
-                f[(size_t)j * n + i] = best;
-                parent[(size_t)j * n + i] = arg;
+                f[off[j] + (size_t)(i - win_lo[j])] = best;
+                parent[off[j] + (size_t)(i - win_lo[j])] = arg;
             }
         }
         int best_j = -1;
+        double best_v = INFINITY;
         for (int j = k > 0 ? kmax - 1 : 0; j < kmax; j++) {
-            double v = f[(size_t)j * n + n - 1];
-            if (isfinite(v) && (best_j < 0 || v < f[(size_t)best_j * n + n - 1] * (1 - 1e-12)))
-                best_j = j;
+            if (win_hi[j] != n - 1 || win_lo[j] > n - 1) continue;
+            double v = f[off[j] + (size_t)(n - 1 - win_lo[j])];
+            if (isfinite(v) && (best_j < 0 || v < best_v * (1 - 1e-12))) best_j = j, best_v = v;
         }
         if (best_j >= 0) {
             groups = best_j + 1;
             for (int j = best_j, i = n - 1; j >= 0; j--) {
                 ends[j] = i;
-                i = parent[(size_t)j * n + i];
+                i = parent[off[j] + (size_t)(i - win_lo[j])];
             }
-            if (slowest) *slowest = f[(size_t)best_j * n + n - 1];
+            if (slowest) *slowest = best_v;
         }
     }
+    free(win);
+    free(off);
+    free(next_pin);
     stage_tables_free(&s);
     free(f);
     free(parent);

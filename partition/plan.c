@@ -533,9 +533,16 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
         st = lp_error(d, LP_ERR_INTERNAL, "--cards %d: the plan uses %d cards", opt->cards,
                       (*out)->n_cards);
     for (int i = 0; st == LP_OK && i < opt->n_pins; i++) {
-        int layer = opt->pins[i].layer, card = -1;
-        for (int k = 0; k < (*out)->n_cards; k++)
-            if ((*out)->cards[k].first_layer <= layer && layer <= (*out)->cards[k].last_layer) card = k;
+        /* the last card starting at or before the layer (cards are in layer order) */
+        int layer = opt->pins[i].layer, lo = 0, hi = (*out)->n_cards - 1;
+        while (lo < hi) {
+            int mid = lo + (hi - lo + 1) / 2;
+            if ((*out)->cards[mid].first_layer <= layer)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        int card = (*out)->cards[lo].first_layer <= layer && layer <= (*out)->cards[lo].last_layer ? lo : -1;
         if (card != opt->pins[i].card) /* the search guarantees it */
             st = lp_error(d, LP_ERR_INTERNAL, "layer %d '%s' is pinned to card %d but the plan puts it "
                           "on card %d", layer, L->layers[layer].name, opt->pins[i].card, card);

@@ -449,6 +449,85 @@ static void test_throughput_pinned_is_optimal(void **state) {
     assert_true(feasible > 300);
 }
 
+/* Many pins in layer order: each layer pinned one time in three, to a
+ * group that grows by 0-2 from one pin to the next (groups up to ~8). */
+static void dense_pins(int n, int *pinned) {
+    int g = (int)rng_below(2);
+    for (int i = 0; i < n; i++) {
+        pinned[i] = -1;
+        if (rng_below(3)) continue;
+        pinned[i] = g;
+        g += (int)rng_below(3);
+    }
+}
+
+/* Capacity lists longer than the model (one entry per card, as a cluster
+ * file lists them), one capacity with many pinned blocks, and many pins
+ * under unequal capacities: every search against the exhaustive one. */
+static void test_long_capacity_lists(void **state) {
+    (void)state;
+    int feasible = 0, pinned_feasible = 0, tp_feasible = 0;
+    for (int iter = 0; iter < 4000; iter++) {
+        inst s;
+        inst_random(&s);
+        if (s.n > 11) s.n = 11;
+        uint64_t caps[24];
+        lp_cards cards = {iter % 3 == 0 ? 1 : s.n + (int)rng_below(12), caps, 0};
+        for (int i = 0; i < cards.n_caps; i++) caps[i] = 50 + rng_below(1200);
+        cards.max_cards = rng_below(2) ? 0 : 1 + (int)rng_below(MAXN);
+        lp_range_cost c = {s.n, inst_cost, &s};
+        int ends[MAXN], stuck = -1;
+        int limit = cards.max_cards ? cards.max_cards : s.n;
+        search x = {&s, &cards, limit, 0, UINT64_MAX};
+        for_each_split(s.n, visit_search, &x);
+        int groups = lp_partition_fewest(&c, &cards, ends, &stuck);
+        assert_int_equal(groups, x.best_groups);
+        if (groups) {
+            check_ends_fit(&s, &cards, ends, groups, UINT64_MAX);
+            feasible++;
+        }
+        int pinned[MAXN];
+        dense_pins(s.n, pinned);
+        pin_search all = {{&s, &cards, limit, 0, UINT64_MAX}, pinned};
+        for_each_split(s.n, visit_pinned, &all);
+        groups = lp_partition_fewest_pinned(&c, &cards, pinned, ends);
+        assert_int_equal(groups, all.x.best_groups);
+        if (groups) {
+            pinned_feasible++;
+            check_ends_fit(&s, &cards, ends, groups, UINT64_MAX);
+            assert_true(split_honours(pinned, groups, ends));
+            int k = 1 + (int)rng_below((uint64_t)s.n + 1);
+            int lim = cards.max_cards && cards.max_cards < k ? cards.max_cards : k;
+            pin_search mm = {{&s, &cards, lim, 0, UINT64_MAX}, pinned};
+            for_each_split(s.n, visit_pinned, &mm);
+            uint64_t largest = 0;
+            groups = lp_partition_minmax_pinned(&c, &cards, k, pinned, ends, &largest);
+            assert_int_equal(groups > 0, mm.x.best_groups > 0);
+            if (groups) {
+                assert_int_equal(largest, mm.x.best_max);
+                check_ends_fit(&s, &cards, ends, groups, largest);
+                assert_true(split_honours(pinned, groups, ends));
+            }
+        }
+        random_model rm;
+        random_model_make(&rm, &s);
+        lp_stage_model m = rm.m;
+        int k = random_card_count(&s, &cards);
+        tp_pin_search tx = {{&m, &cards, k, INFINITY, 0}, pinned};
+        for_each_split(s.n, visit_tp_pinned, &tx);
+        double slowest = -1;
+        groups = lp_partition_throughput_pinned(&m, &cards, k, pinned, ends, &slowest);
+        assert_int_equal(groups > 0, tx.x.best_groups > 0);
+        if (groups) {
+            tp_feasible++;
+            assert_true(fabs(slowest - tx.x.best) <= 1e-9 * tx.x.best + 1e-15);
+            if (k) assert_int_equal(groups, k);
+            assert_true(split_honours(pinned, groups, ends));
+        }
+    }
+    assert_true(feasible > 1000 && pinned_feasible > 500 && tp_feasible > 500);
+}
+
 /* Layers pinned to one group take everything between them; a layer pinned
  * elsewhere in between leaves no plan. */
 static void test_pins_hand_cases(void **state) {
@@ -682,6 +761,7 @@ int main(void) {
         cmocka_unit_test(test_greedy_counterexample),
         cmocka_unit_test(test_minmax_is_optimal),
         cmocka_unit_test(test_throughput_is_optimal),
+        cmocka_unit_test(test_long_capacity_lists),
         cmocka_unit_test(test_pinned_is_optimal),
         cmocka_unit_test(test_throughput_pinned_is_optimal),
         cmocka_unit_test(test_pins_hand_cases),
