@@ -36,6 +36,7 @@ typedef struct cli {
     lp_layering layering;  /* --layers */
     int scope_depth;
     const char *layers_regex;
+    bool layers_given;     /* --layers: its grouping is built (and checked) even for a summary */
     const char *workspace; /* --workspace FILE.json */
     const char *dot;       /* --dot FILE */
     bool compare;          /* --compare tp=N,pp=N */
@@ -293,7 +294,7 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
             break;
         case OPT_JSON: c->json = true; break;
         case OPT_DTYPE: st = parse_dtype(optarg, &c->deploy_dtype, d); break;
-        case OPT_LAYERS: st = parse_layers(c, optarg, d); break;
+        case OPT_LAYERS: st = parse_layers(c, optarg, d), c->layers_given = true; break;
         case OPT_WORKSPACE: c->workspace = optarg; break;
         case OPT_DOT: c->dot = optarg; break;
         case OPT_CARDS: {
@@ -587,7 +588,9 @@ static lp_status stage_shapes(run *r) {
     return st;
 }
 
-static bool wants_layers(const cli *c) { return c->out_dir || c->dot || c->partition || dumping(c, "layers"); }
+static bool wants_layers(const cli *c) {
+    return c->out_dir || c->dot || c->partition || c->layers_given || dumping(c, "layers");
+}
 
 static lp_status stage_layers(run *r) {
     lp_status st = lp_analysis_build_layers(r->g, &r->ao, &r->L, r->d);

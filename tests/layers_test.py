@@ -244,6 +244,10 @@ def regex_modes():
         r = run_lpcc(path, "--dump-ir=layers", "--layers", r"regex:blocks\.(\d+)")
         check(r is not None and r.returncode == 2 and "regex:blocks\\.(\\d+) matches none of the 14 node names"
               in r.stderr, f"no-match pattern: {r and (r.returncode, r.stderr)}")
+        # also when only the summary is asked for: --layers is never ignored
+        r = run_lpcc(path, "--layers", r"regex:blocks\.(\d+)")
+        check(r is not None and r.returncode == 2 and "matches none" in r.stderr and not r.stdout,
+              f"no-match pattern, summary run: {r and (r.returncode, r.stderr)}")
         # a compile error names its offset
         r = run_lpcc(path, "--dump-ir=layers", "--layers", "regex:layers(\\d+")
         check(r is not None and r.returncode == 2 and "offset 10" in r.stderr and "regex:layers(" in r.stderr,
