@@ -45,26 +45,43 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* An expression compiled to postfix: numbers and variables push, the
+ * operators pop two and push one. */
+typedef enum { STEP_NUM, STEP_VAR, STEP_ADD, STEP_MUL, STEP_MIN, STEP_MAX } step_kind;
+
+typedef struct step {
+    step_kind kind;
+    int var;     /* STEP_VAR: index into the vars below */
+    uint64_t x;  /* STEP_NUM */
+} step;
+
 typedef struct rule {
     const char *op;
-    char *expr;
+    step *prog;
+    int n_prog;
+    int stack; /* the deepest the evaluation stack gets */
 } rule;
 
 struct lp_workspace_model {
     int n;
     rule *rules; /* file rules first, so they win */
-    const char *by_id[LP_OP_COUNT + 1]; /* the winning rule of each op id, or NULL */
-    const char *fallback;               /* "default", or NULL */
+    const rule *by_id[LP_OP_COUNT + 1]; /* the winning rule of each op id, or NULL */
+    const rule *fallback;               /* "default", or NULL */
+    uint64_t *stack;                    /* room for the deepest rule's evaluation */
 };
 
 /* The first rule for `op`, else NULL. */
-static const char *rule_for(const lp_workspace_model *m, const char *op) {
+static const rule *rule_for(const lp_workspace_model *m, const char *op) {
     for (int i = 0; i < m->n; i++)
-        if (strcmp(m->rules[i].op, op) == 0) return m->rules[i].expr;
+        if (strcmp(m->rules[i].op, op) == 0) return &m->rules[i];
     return NULL;
 }
 
-static const rule builtin_rules[] = {
+typedef struct builtin_rule {
+    const char *op, *expr;
+} builtin_rule;
+
+static const builtin_rule builtin_rules[] = {
     {"MatMul", "min(33554432, 4*outnumel)"},
     {"Gemm", "min(33554432, 4*outnumel)"},
     {"Conv", "im2col"},
@@ -86,10 +103,11 @@ static const rule builtin_rules[] = {
     {"ReduceSumSquare", "4*outnumel"},
 };
 
-/* ---- expressions: evaluated straight from the text ---------------------- */
+/* ---- expressions: parsed once into postfix steps ------------------------ */
 
+enum { VAR_OUTPUT, VAR_INPUT, VAR_INPUTS, VAR_OUTNUMEL, VAR_ROWS, VAR_IM2COL, N_VARS };
 typedef struct vars {
-    uint64_t output, input, inputs, outnumel, rows, im2col;
+    uint64_t x[N_VARS];
 } vars;
 
 #define LP_WORKSPACE_MAX_EXPR 1024
@@ -97,11 +115,16 @@ typedef struct vars {
 
 typedef struct parser {
     const char *p;
-    const vars *v; /* NULL: check the syntax only */
-    int depth;     /* open parentheses and min/max calls */
+    int depth; /* open parentheses and min/max calls */
     bool ok;
     char err[256];
+    step *prog; /* room for one step per character, which no expression exceeds */
+    int n_prog;
 } parser;
+
+static void emit(parser *ps, step_kind kind, int var, uint64_t x) {
+    ps->prog[ps->n_prog++] = (step){kind, var, x};
+}
 
 static uint64_t sat_add(uint64_t a, uint64_t b) { return a + b < a ? UINT64_MAX : a + b; }
 static uint64_t sat_mul(uint64_t a, uint64_t b) {
@@ -124,7 +147,7 @@ static void fail(parser *ps, const char *what) {
     ps->ok = false;
 }
 
-static uint64_t parse_sum(parser *ps);
+static void parse_sum(parser *ps);
 
 /* Enters one level of nesting; false (and an error) past the limit, so that
  * the recursion below never runs deeper than LP_WORKSPACE_MAX_DEPTH. */
@@ -140,7 +163,7 @@ static bool enter(parser *ps) {
 }
 
 /* factor := number | variable | min(sum, sum) | max(sum, sum) | (sum) */
-static uint64_t parse_factor(parser *ps) {
+static void parse_factor(parser *ps) {
     skip_ws(ps);
     if (isdigit((unsigned char)*ps->p)) {
         uint64_t x = 0;
@@ -150,18 +173,19 @@ static uint64_t parse_factor(parser *ps) {
             if (x > (UINT64_MAX - digit) / 10) {
                 ps->p = s;
                 fail(ps, "the number does not fit 64 bits");
-                return 0;
+                return;
             }
             x = x * 10 + digit;
         }
-        return x;
+        emit(ps, STEP_NUM, 0, x);
+        return;
     }
     if (accept(ps, '(')) {
-        if (!enter(ps)) return 0;
-        uint64_t x = parse_sum(ps);
+        if (!enter(ps)) return;
+        parse_sum(ps);
         ps->depth--;
         if (ps->ok && !accept(ps, ')')) fail(ps, "expected ')'");
-        return x;
+        return;
     }
     const char *s = ps->p;
     while (isalnum((unsigned char)*ps->p) || *ps->p == '_') ps->p++;
@@ -171,67 +195,109 @@ static uint64_t parse_factor(parser *ps) {
         bool is_min = IS("min");
         if (!accept(ps, '(')) {
             fail(ps, "expected '('");
-            return 0;
+            return;
         }
-        if (!enter(ps)) return 0;
-        uint64_t a = parse_sum(ps), b = 0;
+        if (!enter(ps)) return;
+        parse_sum(ps);
         if (ps->ok && !accept(ps, ',')) fail(ps, "expected ','");
-        if (ps->ok) b = parse_sum(ps);
+        if (ps->ok) parse_sum(ps);
         if (ps->ok && !accept(ps, ')')) fail(ps, "expected ')'");
         ps->depth--;
-        return is_min ? (a < b ? a : b) : (a > b ? a : b);
+        if (ps->ok) emit(ps, is_min ? STEP_MIN : STEP_MAX, 0, 0);
+        return;
     }
-    const vars *v = ps->v;
-    static const vars none;
-    if (!v) v = &none;
-    if (IS("output")) return v->output;
-    if (IS("input")) return v->input;
-    if (IS("inputs")) return v->inputs;
-    if (IS("outnumel")) return v->outnumel;
-    if (IS("rows")) return v->rows;
-    if (IS("im2col")) return v->im2col;
+    static const char *const var_names[N_VARS] = {"output", "input", "inputs", "outnumel",
+                                                  "rows", "im2col"};
+    for (int k = 0; k < N_VARS; k++)
+        if (IS(var_names[k])) {
+            emit(ps, STEP_VAR, k, 0);
+            return;
+        }
 #undef IS
     ps->p = s;
     fail(ps, "expected a number, a variable (output, input, inputs, outnumel, rows, im2col), "
              "min or max");
-    return 0;
 }
 
-static uint64_t parse_product(parser *ps) {
-    uint64_t x = parse_factor(ps);
-    while (ps->ok && accept(ps, '*')) x = sat_mul(x, parse_factor(ps));
-    return x;
+static void parse_product(parser *ps) {
+    parse_factor(ps);
+    while (ps->ok && accept(ps, '*')) {
+        parse_factor(ps);
+        if (ps->ok) emit(ps, STEP_MUL, 0, 0);
+    }
 }
 
-static uint64_t parse_sum(parser *ps) {
-    uint64_t x = parse_product(ps);
-    while (ps->ok && accept(ps, '+')) x = sat_add(x, parse_product(ps));
-    return x;
+static void parse_sum(parser *ps) {
+    parse_product(ps);
+    while (ps->ok && accept(ps, '+')) {
+        parse_product(ps);
+        if (ps->ok) emit(ps, STEP_ADD, 0, 0);
+    }
 }
 
-static bool eval_expr(const char *expr, const vars *v, uint64_t *out, char err[256]) {
-    parser ps = {.p = expr, .v = v, .ok = true};
-    *out = parse_sum(&ps);
+/* Parses expr into r's steps; false with a message in err on a syntax error. */
+static bool compile_expr(const char *expr, rule *r, char err[256]) {
+    size_t len = strlen(expr);
+    parser ps = {.p = expr, .ok = true, .prog = malloc((len + 1) * sizeof *ps.prog)};
+    if (!ps.prog) {
+        snprintf(err, 256, "out of memory");
+        return false;
+    }
+    parse_sum(&ps);
     skip_ws(&ps);
     if (ps.ok && *ps.p) fail(&ps, "unexpected text");
-    if (!ps.ok && err) memcpy(err, ps.err, sizeof ps.err);
-    return ps.ok;
+    if (!ps.ok) {
+        memcpy(err, ps.err, sizeof ps.err);
+        free(ps.prog);
+        return false;
+    }
+    int depth = 0, deepest = 0;
+    for (int i = 0; i < ps.n_prog; i++) {
+        depth += ps.prog[i].kind <= STEP_VAR ? 1 : -1;
+        if (depth > deepest) deepest = depth;
+    }
+    r->prog = ps.prog;
+    r->n_prog = ps.n_prog;
+    r->stack = deepest;
+    return true;
+}
+
+static uint64_t eval_rule(const rule *r, const vars *v, uint64_t *stack) {
+    int top = 0;
+    for (int i = 0; i < r->n_prog; i++) {
+        const step *s = &r->prog[i];
+        switch (s->kind) {
+        case STEP_NUM: stack[top++] = s->x; break;
+        case STEP_VAR: stack[top++] = v->x[s->var]; break;
+        default: {
+            uint64_t b = stack[--top], a = stack[top - 1];
+            stack[top - 1] = s->kind == STEP_ADD   ? sat_add(a, b)
+                             : s->kind == STEP_MUL ? sat_mul(a, b)
+                             : s->kind == STEP_MIN ? (a < b ? a : b)
+                                                   : (a > b ? a : b);
+        }
+        }
+    }
+    return top ? stack[0] : 0;
 }
 
 /* ---- the model ------------------------------------------------------------ */
 
-static lp_status add_rule(lp_workspace_model *m, const char *op, const char *expr, lp_diag *d) {
+/* Adds a rule for `op`; false with the parse error in err (first byte '\0'
+ * when out of memory). */
+static bool add_rule(lp_workspace_model *m, const char *op, const char *expr, char err[256]) {
+    err[0] = '\0';
     rule *nr = realloc(m->rules, (size_t)(m->n + 1) * sizeof *nr);
-    if (!nr) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    if (!nr) return false;
     m->rules = nr;
-    char *o = strdup(op), *e = strdup(expr);
-    if (!o || !e) {
-        free(o);
-        free(e);
-        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    rule r = {.op = strdup(op)};
+    if (!r.op) return false;
+    if (!compile_expr(expr, &r, err)) {
+        free((char *)r.op);
+        return false;
     }
-    m->rules[m->n++] = (rule){o, e};
-    return LP_OK;
+    m->rules[m->n++] = r;
+    return true;
 }
 
 static lp_status load_file(lp_workspace_model *m, const char *path, lp_diag *d) {
@@ -250,7 +316,6 @@ static lp_status load_file(lp_workspace_model *m, const char *path, lp_diag *d) 
     json_object_foreach(root, op, val) {
         char buf[32], err[256];
         const char *expr = NULL;
-        uint64_t x;
         if (json_is_integer(val) && json_integer_value(val) >= 0) {
             snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(val));
             expr = buf;
@@ -267,12 +332,12 @@ static lp_status load_file(lp_workspace_model *m, const char *path, lp_diag *d) 
                           "expression string", path, op);
             break;
         }
-        if (!eval_expr(expr, NULL, &x, err)) {
-            st = lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': \"%.80s%s\": %s", path, op, expr,
-                          strlen(expr) > 80 ? "..." : "", err);
+        if (!add_rule(m, op, expr, err)) {
+            st = err[0] ? lp_error(d, LP_ERR_USAGE, "--workspace %s: '%s': \"%.80s%s\": %s", path,
+                                   op, expr, strlen(expr) > 80 ? "..." : "", err)
+                        : lp_error(d, LP_ERR_INTERNAL, "out of memory");
             break;
         }
-        if ((st = add_rule(m, op, expr, d)) != LP_OK) break;
     }
 done:
     json_decref(root);
@@ -284,15 +349,29 @@ lp_status lp_workspace_load(const char *path, lp_workspace_model **out, lp_diag 
     lp_workspace_model *m = calloc(1, sizeof *m);
     if (!m) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     lp_status st = path ? load_file(m, path, d) : LP_OK;
-    for (size_t i = 0; st == LP_OK && i < sizeof builtin_rules / sizeof *builtin_rules; i++)
-        st = add_rule(m, builtin_rules[i].op, builtin_rules[i].expr, d);
+    for (size_t i = 0; st == LP_OK && i < sizeof builtin_rules / sizeof *builtin_rules; i++) {
+        char err[256];
+        if (!add_rule(m, builtin_rules[i].op, builtin_rules[i].expr, err))
+            st = lp_error(d, LP_ERR_INTERNAL, "built-in workspace rule for %s: %s",
+                          builtin_rules[i].op, err[0] ? err : "out of memory");
+    }
+    int deepest = 1;
+    for (int i = 0; i < m->n; i++)
+        if (m->rules[i].stack > deepest) deepest = m->rules[i].stack;
+    if (st == LP_OK && !(m->stack = malloc((size_t)deepest * sizeof *m->stack)))
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
     if (st != LP_OK) {
         lp_workspace_free(m);
         return st;
     }
-    /* resolved once, so a node's rule is one array read */
-    for (int id = 1; id <= LP_OP_COUNT; id++) m->by_id[id] = rule_for(m, lp_op_name(id));
-    m->fallback = rule_for(m, "default");
+    /* resolved once, so a node's rule is one array read: walking the rules
+     * backwards, the first rule of each name is the one left */
+    for (int i = m->n - 1; i >= 0; i--) {
+        const rule *r = &m->rules[i];
+        int id = lp_op_lookup(NULL, r->op);
+        if (id > 0) m->by_id[id] = r;
+        else if (strcmp(r->op, "default") == 0) m->fallback = r;
+    }
     *out = m;
     return LP_OK;
 }
@@ -301,9 +380,10 @@ void lp_workspace_free(lp_workspace_model *m) {
     if (!m) return;
     for (int i = 0; i < m->n; i++) {
         free((char *)m->rules[i].op);
-        free(m->rules[i].expr);
+        free(m->rules[i].prog);
     }
     free(m->rules);
+    free(m->stack);
     free(m);
 }
 
@@ -333,22 +413,23 @@ static uint64_t im2col_bytes(const lp_layer_ir *L, const lp_node *n) {
 uint64_t lp_workspace_node_bytes(const lp_workspace_model *m, const lp_layer_ir *L,
                                  const lp_node *n) {
     int id = lp_node_op(n);
-    const char *expr = id > 0 ? m->by_id[id] : rule_for(m, n->op_type);
-    if (!expr) expr = m->fallback;
-    if (!expr) return 0;
+    const rule *r = id > 0 ? m->by_id[id] : rule_for(m, n->op_type);
+    if (!r) r = m->fallback;
+    if (!r) return 0;
     const lp_graph *g = L->g;
-    vars v = {0};
+    vars v = {{0}};
     int32_t y = n->n_outputs > 0 ? n->outputs[0] : -1;
-    v.output = bytes_or_0(L, y);
-    v.input = n->n_inputs > 0 ? bytes_or_0(L, n->inputs[0]) : 0;
-    for (int k = 0; k < n->n_inputs; k++) v.inputs = sat_add(v.inputs, bytes_or_0(L, n->inputs[k]));
-    if (y >= 0 && lp_shape_numel(&g->values[y].shape, &v.outnumel)) {
+    v.x[VAR_OUTPUT] = bytes_or_0(L, y);
+    v.x[VAR_INPUT] = n->n_inputs > 0 ? bytes_or_0(L, n->inputs[0]) : 0;
+    for (int k = 0; k < n->n_inputs; k++)
+        v.x[VAR_INPUTS] = sat_add(v.x[VAR_INPUTS], bytes_or_0(L, n->inputs[k]));
+    uint64_t outnumel;
+    if (y >= 0 && lp_shape_numel(&g->values[y].shape, &outnumel)) {
         const lp_shape *s = &g->values[y].shape;
         int64_t last = s->rank > 0 ? s->dims[s->rank - 1].size : 1;
-        v.rows = last > 0 ? v.outnumel / (uint64_t)last : 0;
+        v.x[VAR_OUTNUMEL] = outnumel;
+        v.x[VAR_ROWS] = last > 0 ? outnumel / (uint64_t)last : 0;
     }
-    v.im2col = im2col_bytes(L, n);
-    uint64_t x = 0;
-    /* rules were checked when loaded */
-    return eval_expr(expr, &v, &x, NULL) ? x : 0;
+    v.x[VAR_IM2COL] = im2col_bytes(L, n);
+    return eval_rule(r, &v, m->stack);
 }

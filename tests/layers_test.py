@@ -311,6 +311,33 @@ def workspace_bounds():
             check(bufs == [1006, 1006], f"--workspace at the bounds: buffers {bufs}")
 
 
+def workspace_rules():
+    """Per node: a file rule beats the built-in one, built-ins stay for the
+    ops the file leaves out, "default" covers the rest, and * binds tighter
+    than + inside min and max."""
+    path = os.path.join(MODELS, "seed_2x256.onnx")
+    ops = {n.name: n.op_type for n in onnx.load(path).graph.node}
+    with tempfile.TemporaryDirectory() as tmp:
+        ws = os.path.join(tmp, "ws.json")
+        with open(ws, "w") as f:
+            json.dump({"MatMul": "max(2*3+4, min(5, 1+1))*2", "Softmax": "1+2*3*outnumel",
+                       "default": 5}, f)
+        j = layers_json("seed_2x256.onnx", "--dim", "batch=1", "--dim", "seq=8", "--layers", "node",
+                        "--workspace", ws)
+        builtin = {"Gemm", "LayerNormalization", "RMSNormalization", "SimplifiedLayerNormalization",
+                   "ReduceMean", "ReduceSum"}
+        softmax_numel = 1 * 4 * 8 * 8  # batch, heads, seq, seq
+        seen = set()
+        for l in j["layers"]:
+            op = ops[l["nodes"][0]]
+            want = {"MatMul": 20, "Softmax": 1 + 6 * softmax_numel}.get(op, None if op in builtin else 5)
+            seen.add(op)
+            if want is not None:
+                check(l["buffer_bytes"] == want, f"--workspace rules: {op} buffer {l['buffer_bytes']} != {want}")
+        check({"MatMul", "Softmax"} <= seen, f"--workspace rules: ops seen {seen}")
+
+
+workspace_rules()
 workspace_bounds()
 regex_modes()
 seed_full()
