@@ -24,14 +24,18 @@
 /* Tensors of at most this many elements have their values tracked. */
 #define LP_FOLD_MAX_ELEMS 64
 
-/* One element of a tracked integer tensor: a number (any sign), a symbolic
- * monomial (a dim that is not bound), or unknown. */
-typedef enum lp_elem_kind { LP_EL_UNKNOWN, LP_EL_NUM, LP_EL_SYM } lp_elem_kind;
+/* One element of a tracked tensor: a number (any sign), a symbolic
+ * monomial (a dim that is not bound), a fraction v/den (only in float
+ * tensors: a quotient such as float(W) / 2 on its way to Floor or Ceil),
+ * or unknown. Rules that need integers test for LP_EL_NUM, so a fraction is
+ * never read as one. */
+typedef enum lp_elem_kind { LP_EL_UNKNOWN, LP_EL_NUM, LP_EL_SYM, LP_EL_FRAC } lp_elem_kind;
 
 typedef struct lp_elem {
     lp_elem_kind kind;
-    int64_t v;       /* LP_EL_NUM */
+    int64_t v;       /* LP_EL_NUM; the numerator of LP_EL_FRAC */
     const char *sym; /* LP_EL_SYM */
+    int64_t den;     /* LP_EL_FRAC: > 1, in lowest terms */
 } lp_elem;
 
 /* The known values of a small integer tensor, row-major. */
@@ -59,7 +63,7 @@ typedef enum lp_fold_op {
     LP_FOLD_NONE, LP_FOLD_ID, LP_FOLD_NEG, LP_FOLD_ABS, LP_FOLD_SIGN, LP_FOLD_NOT,
     LP_FOLD_ADD, LP_FOLD_SUB, LP_FOLD_MUL, LP_FOLD_DIV, LP_FOLD_MOD, LP_FOLD_MAX, LP_FOLD_MIN,
     LP_FOLD_EQ, LP_FOLD_LT, LP_FOLD_LE, LP_FOLD_GT, LP_FOLD_GE, LP_FOLD_AND, LP_FOLD_OR,
-    LP_FOLD_XOR, LP_FOLD_WHERE, LP_FOLD_CAST,
+    LP_FOLD_XOR, LP_FOLD_WHERE, LP_FOLD_CAST, LP_FOLD_FLOOR, LP_FOLD_CEIL, LP_FOLD_ROUND,
 } lp_fold_op;
 
 #define LP_OP(name, rule, fold) lp_status rule(lp_infer *cx, const lp_node *n);
@@ -156,5 +160,17 @@ lp_sval *lp_fold_from_data(lp_arena *a, const lp_value *v);
 lp_status lp_fold_elementwise(lp_infer *cx, const lp_node *n, lp_fold_op op);
 /* Output 0's values are input i's broadcast to output 0's shape (Expand). */
 lp_status lp_fold_broadcast_copy(lp_infer *cx, const lp_node *n, int i);
+/* Whether values of dtype t are tracked: integers and bool, and floats
+ * element by element while they hold integers exactly. */
+bool lp_fold_tracked(lp_dtype t);
+/* Numeric dims and row-major strides of v when s covers it (s->n elements
+ * for a shape of numbers); false otherwise. dims/strides hold LP_MAX_RANK. */
+bool lp_fold_layout(const lp_value *v, const lp_sval *s, int64_t *dims, int64_t *strides);
+/* Computes output i's known values element by element: pick gets the
+ * output's multi-index and writes the element, or returns false to leave
+ * the output unknown. Nothing is done unless output i has a numeric shape
+ * of at most LP_FOLD_MAX_ELEMS elements and a tracked dtype. */
+typedef bool (*lp_fold_pick)(const int64_t *idx, void *ctx, lp_elem *out);
+lp_status lp_fold_map(lp_infer *cx, const lp_node *n, int i, lp_fold_pick pick, void *ctx);
 
 #endif

@@ -48,6 +48,49 @@ lp_status lp_infer_Size(lp_infer *cx, const lp_node *n) {
     return lp_infer_set_known(cx, n, 0, 1, &e);
 }
 
+/* Gather on known values: output index (data's axes before `axis`, the
+ * indices' axes, data's axes after) picks data at the index's value. */
+typedef struct gather_fold {
+    const lp_sval *xs, *is;
+    int64_t xd[LP_MAX_RANK], xst[LP_MAX_RANK], id[LP_MAX_RANK], ist[LP_MAX_RANK];
+    int r, q, axis;
+    bool bad;
+} gather_fold;
+
+static bool gather_pick(const int64_t *idx, void *ctx, lp_elem *out) {
+    gather_fold *g = ctx;
+    int64_t xf = 0, jf = 0;
+    for (int k = 0; k < g->q; k++) jf += idx[g->axis + k] * g->ist[k];
+    lp_elem j = g->is->e[jf];
+    if (j.kind != LP_EL_NUM) return false;
+    int64_t at = j.v < 0 ? j.v + g->xd[g->axis] : j.v;
+    if (at < 0 || at >= g->xd[g->axis]) {
+        g->bad = true;
+        return false;
+    }
+    for (int k = 0; k < g->r; k++) {
+        int64_t ik = k < g->axis ? idx[k] : k == g->axis ? at : idx[k + g->q - 1];
+        xf += ik * g->xst[k];
+    }
+    *out = g->xs->e[xf];
+    return true;
+}
+
+static lp_status fold_gather(lp_infer *cx, const lp_node *n, int axis) {
+    gather_fold g = {.xs = lp_infer_known(cx, n, 0), .is = lp_infer_known(cx, n, 1), .axis = axis};
+    const lp_value *x = lp_infer_input(cx, n, 0), *idx = lp_infer_input(cx, n, 1);
+    if (!lp_fold_layout(x, g.xs, g.xd, g.xst) || !lp_fold_layout(idx, g.is, g.id, g.ist)) return LP_OK;
+    g.r = x->shape.rank;
+    g.q = idx->shape.rank;
+    lp_status st = lp_fold_map(cx, n, 0, gather_pick, &g);
+    if (st == LP_OK && g.bad) {
+        cx->known[n->outputs[0]] = NULL;
+        return lp_infer_bad(cx, n, "an index is out of range for axis %d of %lld elements", axis,
+                            (long long)g.xd[axis]);
+    }
+    return st;
+}
+
 lp_status lp_infer_Gather(lp_infer *cx, const lp_node *n) {
     lp_status st = LP_OK;
     const lp_value *x = need(cx, n, 0, &st), *idx = need(cx, n, 1, &st);
@@ -61,19 +104,7 @@ lp_status lp_infer_Gather(lp_infer *cx, const lp_node *n) {
     for (int k = 0; k < q; k++) d[o++] = idx->shape.dims[k];
     for (int k = axis + 1; k < r; k++) d[o++] = x->shape.dims[k];
     if ((st = lp_infer_output(cx, n, 0, x->dtype, o, d)) != LP_OK) return st;
-    /* fold: picking from a known 1-D tensor */
-    const lp_sval *xs = lp_infer_known(cx, n, 0);
-    int64_t iv[MAXL];
-    int ni;
-    if (r != 1 || !xs || !lp_infer_ints(cx, n, 1, iv, MAXL, &ni)) return LP_OK;
-    lp_elem e[MAXL];
-    for (int k = 0; k < ni; k++) {
-        int64_t i = iv[k] < 0 ? iv[k] + xs->n : iv[k];
-        if (i < 0 || i >= xs->n)
-            return lp_infer_bad(cx, n, "index %lld is out of range for %d elements", (long long)iv[k], xs->n);
-        e[k] = xs->e[i];
-    }
-    return lp_infer_set_known(cx, n, 0, ni, e);
+    return fold_gather(cx, n, axis);
 }
 
 lp_status lp_infer_GatherElements(lp_infer *cx, const lp_node *n) {
@@ -139,6 +170,20 @@ static bool elems_of(const lp_infer *cx, const lp_node *n, int i, const lp_sval 
     return *out != NULL;
 }
 
+typedef struct slice_fold {
+    const lp_sval *xs;
+    int64_t xd[LP_MAX_RANK], xst[LP_MAX_RANK], start[LP_MAX_RANK], step[LP_MAX_RANK];
+    int r;
+} slice_fold;
+
+static bool slice_pick(const int64_t *idx, void *ctx, lp_elem *out) {
+    const slice_fold *f = ctx;
+    int64_t flat = 0;
+    for (int k = 0; k < f->r; k++) flat += (f->start[k] + idx[k] * f->step[k]) * f->xst[k];
+    *out = f->xs->e[flat];
+    return true;
+}
+
 lp_status lp_infer_Slice(lp_infer *cx, const lp_node *n) {
     lp_status st = LP_OK;
     const lp_value *x = need(cx, n, 0, &st);
@@ -191,15 +236,49 @@ lp_status lp_infer_Slice(lp_infer *cx, const lp_node *n) {
         d[ax[k]] = slice_dim(x->shape.dims[ax[k]], starts[k], ends[k], steps[k]);
     }
     if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
-    /* fold: a slice of a known 1-D tensor with numeric bounds */
-    const lp_sval *xs = lp_infer_known(cx, n, 0);
-    if (r != 1 || !xs || cnt != 1 || !lp_dim_is_num(d[0]) || starts[0].kind != LP_EL_NUM) return LP_OK;
-    int64_t s = starts[0].v, len = xs->n, step = steps[0];
-    if (s < 0) s += len;
-    s = step > 0 ? clamp64(s, 0, len) : clamp64(s, 0, len - 1);
-    lp_elem e[MAXL];
-    for (int64_t k = 0; k < d[0].size; k++) e[k] = xs->e[s + k * step];
-    return lp_infer_set_known(cx, n, 0, (int)d[0].size, e);
+    /* fold: input index = start + output index * step on each sliced axis */
+    slice_fold f = {.xs = lp_infer_known(cx, n, 0)};
+    if (!lp_fold_layout(x, f.xs, f.xd, f.xst)) return LP_OK;
+    f.r = r;
+    for (int k = 0; k < r; k++) {
+        f.start[k] = 0;
+        f.step[k] = 1;
+    }
+    for (int k = 0; k < cnt; k++) {
+        int64_t len = f.xd[ax[k]], s0 = starts[k].v;
+        if (starts[k].kind != LP_EL_NUM) return LP_OK;
+        if (s0 < 0) s0 += len;
+        f.start[ax[k]] = steps[k] > 0 ? clamp64(s0, 0, len) : clamp64(s0, 0, len - 1);
+        f.step[ax[k]] = steps[k];
+    }
+    return lp_fold_map(cx, n, 0, slice_pick, &f);
+}
+
+typedef struct concat_part {
+    const lp_sval *s;
+    int64_t dims[LP_MAX_RANK], strides[LP_MAX_RANK];
+} concat_part;
+
+typedef struct concat_fold {
+    concat_part *part;
+    int n, r, axis;
+} concat_fold;
+
+static bool concat_pick(const int64_t *idx, void *ctx, lp_elem *out) {
+    const concat_fold *f = ctx;
+    int64_t at = idx[f->axis];
+    for (int i = 0; i < f->n; i++) {
+        const concat_part *p = &f->part[i];
+        if (at >= p->dims[f->axis]) {
+            at -= p->dims[f->axis];
+            continue;
+        }
+        int64_t flat = 0;
+        for (int k = 0; k < f->r; k++) flat += (k == f->axis ? at : idx[k]) * p->strides[k];
+        *out = p->s->e[flat];
+        return true;
+    }
+    return false;
 }
 
 lp_status lp_infer_Concat(lp_infer *cx, const lp_node *n) {
@@ -230,17 +309,21 @@ lp_status lp_infer_Concat(lp_infer *cx, const lp_node *n) {
         }
     }
     if ((st = lp_infer_output(cx, n, 0, x0->dtype, r, d)) != LP_OK) return st;
-    if (r != 1) return LP_OK;
-    lp_elem e[MAXL];
-    int cnt = 0;
-    for (int i = 0; i < n->n_inputs; i++) {
-        const lp_sval *s = lp_infer_known(cx, n, i);
-        if (!lp_infer_input(cx, n, i)) continue;
-        if (!s || cnt + s->n > MAXL) return LP_OK;
-        memcpy(e + cnt, s->e, (size_t)s->n * sizeof *e);
-        cnt += s->n;
+    /* fold: each output index along the axis falls in one input */
+    concat_fold f = {.r = r, .axis = axis, .n = 0};
+    f.part = lp_arena_array(cx->g->arena, (size_t)(n->n_inputs ? n->n_inputs : 1), sizeof *f.part);
+    if (!f.part) {
+        cx->oom = true;
+        return LP_ERR_INTERNAL;
     }
-    return lp_infer_set_known(cx, n, 0, cnt, e);
+    for (int i = 0; i < n->n_inputs; i++) {
+        const lp_value *v = lp_infer_input(cx, n, i);
+        if (!v) continue;
+        concat_part *p = &f.part[f.n++];
+        p->s = lp_infer_known(cx, n, i);
+        if (!lp_fold_layout(v, p->s, p->dims, p->strides)) return LP_OK;
+    }
+    return lp_fold_map(cx, n, 0, concat_pick, &f);
 }
 
 static lp_elem scalar_of(const lp_infer *cx, const lp_node *n, int i) {
@@ -412,6 +495,22 @@ lp_status lp_infer_Reshape(lp_infer *cx, const lp_node *n) {
     return pass_known(cx, n, 0);
 }
 
+/* Output axis k is input axis perm[k]. */
+typedef struct transpose_fold {
+    const lp_sval *xs;
+    int64_t xd[LP_MAX_RANK], xst[LP_MAX_RANK];
+    int perm[LP_MAX_RANK];
+    int r;
+} transpose_fold;
+
+static bool transpose_pick(const int64_t *idx, void *ctx, lp_elem *out) {
+    const transpose_fold *f = ctx;
+    int64_t flat = 0;
+    for (int k = 0; k < f->r; k++) flat += idx[k] * f->xst[f->perm[k]];
+    *out = f->xs->e[flat];
+    return true;
+}
+
 lp_status lp_infer_Transpose(lp_infer *cx, const lp_node *n) {
     lp_status st = LP_OK;
     const lp_value *x = need(cx, n, 0, &st);
@@ -421,14 +520,20 @@ lp_status lp_infer_Transpose(lp_infer *cx, const lp_node *n) {
     if (p && p->n != r) return lp_infer_bad(cx, n, "perm has %d entries for rank %d", p->n, r);
     lp_dim *d = lp_infer_dims(cx, r);
     if (!d) return LP_ERR_INTERNAL;
+    transpose_fold f;
     for (int k = 0; k < r; k++) {
         int64_t src = p ? p->ints[k] : r - 1 - k;
         if (src < 0 || src >= r) return lp_infer_bad(cx, n, "perm entry %lld is out of range", (long long)src);
         for (int j = 0; p && j < k; j++)
             if (p->ints[j] == src) return lp_infer_bad(cx, n, "perm names axis %lld twice", (long long)src);
         d[k] = x->shape.dims[src];
+        f.perm[k] = (int)src;
     }
-    return lp_infer_output(cx, n, 0, x->dtype, r, d);
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
+    f.xs = lp_infer_known(cx, n, 0);
+    f.r = r;
+    if (!lp_fold_layout(x, f.xs, f.xd, f.xst)) return LP_OK;
+    return lp_fold_map(cx, n, 0, transpose_pick, &f);
 }
 
 lp_status lp_infer_Split(lp_infer *cx, const lp_node *n) {
@@ -473,6 +578,20 @@ lp_status lp_infer_Split(lp_infer *cx, const lp_node *n) {
             d[axis] = lp_dim_div(cx->g->arena, whole, lp_dim_num(no));
         }
         if ((st = lp_infer_output(cx, n, i, x->dtype, r, d)) != LP_OK) return st;
+    }
+    /* fold: output i is the input from the sum of the sizes before it */
+    slice_fold f = {.xs = lp_infer_known(cx, n, 0), .r = r};
+    if (!lp_fold_layout(x, f.xs, f.xd, f.xst)) return LP_OK;
+    for (int k = 0; k < r; k++) {
+        f.start[k] = 0;
+        f.step[k] = 1;
+    }
+    for (int i = 0; i < no; i++) {
+        if (n->outputs[i] < 0) continue;
+        const lp_value *o = &cx->g->values[n->outputs[i]];
+        if (!lp_dim_is_num(o->shape.dims[axis])) return LP_OK;
+        if ((st = lp_fold_map(cx, n, i, slice_pick, &f)) != LP_OK) return st;
+        f.start[axis] += o->shape.dims[axis].size;
     }
     return LP_OK;
 }
@@ -569,17 +688,30 @@ lp_status lp_infer_ConstantOfShape(lp_infer *cx, const lp_node *n) {
     uint64_t numel;
     if (!lp_shape_numel(&cx->g->values[n->outputs[0]].shape, &numel) || numel > MAXL) return LP_OK;
     lp_value fill = {.dtype = dt, .shape = {.rank = 0}, .data = va ? va->tensor->data : (lp_tensor_data){0}};
-    lp_elem v = lp_elem_num(0);
+    lp_elem v = lp_elem_num(0); /* the default fill is a float 0 */
     if (va) {
         lp_sval *s = lp_fold_from_data(cx->g->arena, &fill);
         if (!s || s->n != 1) return LP_OK;
         v = s->e[0];
-    } else {
-        return LP_OK; /* float zeros are not tracked */
     }
     lp_elem e[MAXL];
     for (uint64_t k = 0; k < numel; k++) e[k] = v;
     return lp_infer_set_known(cx, n, 0, (int)numel, e);
+}
+
+/* Tile: input index = output index modulo the input's dim. */
+typedef struct tile_fold {
+    const lp_sval *xs;
+    int64_t xd[LP_MAX_RANK], xst[LP_MAX_RANK];
+    int r;
+} tile_fold;
+
+static bool tile_pick(const int64_t *idx, void *ctx, lp_elem *out) {
+    const tile_fold *f = ctx;
+    int64_t flat = 0;
+    for (int k = 0; k < f->r; k++) flat += (idx[k] % f->xd[k]) * f->xst[k];
+    *out = f->xs->e[flat];
+    return true;
 }
 
 lp_status lp_infer_Tile(lp_infer *cx, const lp_node *n) {
@@ -593,7 +725,10 @@ lp_status lp_infer_Tile(lp_infer *cx, const lp_node *n) {
     lp_dim *d = lp_infer_dims(cx, r);
     if (!d) return LP_ERR_INTERNAL;
     for (int k = 0; k < r; k++) d[k] = lp_dim_mul(cx->g->arena, x->shape.dims[k], lp_dim_num(rep[k]));
-    return lp_infer_output(cx, n, 0, x->dtype, r, d);
+    if ((st = lp_infer_output(cx, n, 0, x->dtype, r, d)) != LP_OK) return st;
+    tile_fold f = {.xs = lp_infer_known(cx, n, 0), .r = r};
+    if (!lp_fold_layout(x, f.xs, f.xd, f.xst)) return LP_OK;
+    return lp_fold_map(cx, n, 0, tile_pick, &f);
 }
 
 lp_status lp_infer_Pad(lp_infer *cx, const lp_node *n) {

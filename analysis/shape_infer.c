@@ -430,16 +430,14 @@ static lp_status check_graph_inputs(lp_infer *cx) {
     return first;
 }
 
-lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d) {
-    (void)opt; /* dtypes are inferred as the model has them; deploy_dtype is for sizes */
-    lp_infer cx = {.g = g, .d = d};
-    lp_analysis_assign_ops(g);
-    cx.known = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *cx.known);
-    if (!cx.known) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+/* One walk over the nodes; *first_bad (when given) is the first node whose
+ * inference failed. */
+static lp_status infer_walk(lp_graph *g, lp_diag *d, lp_sval **known, const lp_node **first_bad) {
+    lp_infer cx = {.g = g, .d = d, .known = known};
     for (int i = 0; i < g->n_values; i++) {
         const lp_value *v = &g->values[i];
-        if (v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT)
-            cx.known[i] = lp_fold_from_data(g->arena, v);
+        known[i] = v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT ? lp_fold_from_data(g->arena, v)
+                                                                              : NULL;
     }
     unsupported_list unsup = {0};
     lp_status first = check_graph_inputs(&cx);
@@ -452,6 +450,7 @@ lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, 
         } else if ((st = check_input_ranks(&cx, n)) == LP_OK && inputs_ready(&cx, n)) {
             st = infer_node(&cx, n, op);
         }
+        if (st != LP_OK && first_bad && !*first_bad) *first_bad = n;
         if (first == LP_OK) first = st;
         if (st == LP_ERR_INTERNAL) break;
     }
@@ -460,6 +459,132 @@ lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, 
         if (first == LP_OK) first = st;
     }
     free(unsup.items);
-    free(cx.known);
     return first;
+}
+
+/* ---- a dim the exporter fixed to 1 ------------------------------------------------
+ * torch.export specialises a dim whose example size is 1: the graph input
+ * keeps its name (`batch`) but every shape declared inside, and the Reshape
+ * targets, say 1. Bound to anything else, such a model fails at dozens of
+ * nodes. When inference fails with a named dim bound to a size other than
+ * 1, it is tried once more, silently, with that dim at 1; if the model is
+ * then consistent, the one error says so instead of the dozens. */
+
+typedef struct saved_type {
+    lp_dtype dtype;
+    lp_shape shape;
+} saved_type;
+
+/* Sets every dim named `sym` (as binding left it: a size and its name) to v. */
+static void set_named_dim(lp_graph *g, const char *sym, int64_t v) {
+    for (int i = 0; i < g->n_values; i++) {
+        lp_shape *s = &g->values[i].shape;
+        for (int k = 0; k < s->rank; k++)
+            if (s->dims[k].sym && s->dims[k].size >= 0 && strcmp(s->dims[k].sym, sym) == 0) s->dims[k].size = v;
+    }
+}
+
+static void restore_types(lp_graph *g, const saved_type *saved) {
+    for (int i = 0; i < g->n_values; i++) {
+        g->values[i].dtype = saved[i].dtype;
+        g->values[i].shape = saved[i].shape;
+    }
+}
+
+/* The named dims of the graph inputs bound to a size other than 1, each once. */
+static int bound_dims(const lp_graph *g, const lp_dim **out) {
+    int n = 0;
+    for (int i = 0; i < g->n_inputs; i++) {
+        const lp_shape *s = &g->values[g->inputs[i]].shape;
+        for (int k = 0; k < s->rank; k++) {
+            const lp_dim *dm = &s->dims[k];
+            bool seen = false;
+            if (!dm->sym || dm->size < 0 || dm->size == 1) continue;
+            for (int j = 0; j < n && !seen; j++) seen = strcmp(out[j]->sym, dm->sym) == 0;
+            if (!seen) out[n++] = dm;
+        }
+    }
+    return n;
+}
+
+static int count_input_dims(const lp_graph *g) {
+    int n = 0;
+    for (int i = 0; i < g->n_inputs; i++) {
+        int r = g->values[g->inputs[i]].shape.rank;
+        n += r > 0 ? r : 0;
+    }
+    return n;
+}
+
+/* Returns LP_OK with *found NULL when the failure is not a dim fixed to 1. */
+static lp_status find_fixed_dim(lp_graph *g, lp_sval **known, const saved_type *saved, const lp_dim **cand,
+                                int n_cand, const lp_dim **found) {
+    *found = NULL;
+    for (int c = 0; c < n_cand && !*found; c++) {
+        lp_diag silent = lp_diag_make(NULL);
+        silent.sink = NULL;
+        /* cand[c] points into a graph input's dims, which the walk keeps */
+        const char *sym = cand[c]->sym;
+        int64_t size = cand[c]->size;
+        restore_types(g, saved);
+        set_named_dim(g, sym, 1);
+        lp_status st = infer_walk(g, &silent, known, NULL);
+        restore_types(g, saved);
+        set_named_dim(g, sym, size);
+        if (st == LP_ERR_INTERNAL) return st;
+        if (st == LP_OK) *found = cand[c];
+    }
+    return LP_OK;
+}
+
+lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d) {
+    (void)opt; /* dtypes are inferred as the model has them; deploy_dtype is for sizes */
+    lp_analysis_assign_ops(g);
+    lp_sval **known = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *known);
+    int n_dims = count_input_dims(g);
+    const lp_dim **cand = malloc((size_t)(n_dims ? n_dims : 1) * sizeof *cand);
+    saved_type *saved = malloc((size_t)(g->n_values ? g->n_values : 1) * sizeof *saved);
+    lp_status st;
+    if (!known || !cand || !saved) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        goto done;
+    }
+    int n_cand = bound_dims(g, cand);
+    if (n_cand == 0) {
+        st = infer_walk(g, d, known, NULL);
+        goto done;
+    }
+    for (int i = 0; i < g->n_values; i++) saved[i] = (saved_type){g->values[i].dtype, g->values[i].shape};
+    lp_diag silent = lp_diag_make(NULL);
+    silent.sink = NULL;
+    const lp_node *first_bad = NULL;
+    st = infer_walk(g, &silent, known, &first_bad);
+    if (st == LP_OK || st == LP_ERR_INTERNAL) {
+        if (st == LP_ERR_INTERNAL) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        goto done;
+    }
+    const lp_dim *fixed;
+    if ((st = find_fixed_dim(g, known, saved, cand, n_cand, &fixed)) != LP_OK) {
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        goto done;
+    }
+    if (fixed) {
+        char where[320] = "";
+        if (first_bad)
+            snprintf(where, sizeof where, " (first seen at node %d '%.100s' (%.60s))", (int)first_bad->file_index,
+                     first_bad->name, first_bad->op_type);
+        st = lp_error(d, LP_ERR_INVALID_MODEL,
+                      "the model fixes the dim '%s' to 1%s, so %s=%lld cannot hold; re-export with an example "
+                      "%s > 1 or bind %s=1",
+                      fixed->sym, where, fixed->sym, (long long)fixed->size, fixed->sym, fixed->sym);
+        goto done;
+    }
+    /* not that: the walk again, reporting as it goes */
+    restore_types(g, saved);
+    st = infer_walk(g, d, known, NULL);
+done:
+    free(known);
+    free(cand);
+    free(saved);
+    return st;
 }

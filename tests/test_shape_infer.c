@@ -391,6 +391,30 @@ static void test_range_slice_expand(void **state) {
     lp_graph_free(g);
 }
 
+/* A 2-D integer tensor folds through Transpose and a reversing Slice (the
+ * pads chain of F.pad): every element reaches ConstantOfShape's shape. */
+static void test_fold_2d(void **state) {
+    (void)state;
+    lp_graph *g = graph();
+    input(g, "x", LP_DT_FLOAT, "2");
+    const_i64(g, "flat", 4, (int64_t[]){1, 2, 3, 4}, false);
+    const_i64(g, "sq", 2, (int64_t[]){2, 2}, false);
+    const_i64(g, "st", 1, (int64_t[]){-1}, false);
+    const_i64(g, "en", 1, (int64_t[]){INT64_MIN}, false);
+    const_i64(g, "ax", 1, (int64_t[]){0}, false);
+    const_i64(g, "sp", 1, (int64_t[]){-1}, false);
+    const_i64(g, "m1", 1, (int64_t[]){-1}, false);
+    node(g, "Reshape", "r", "flat sq", "m");           /* [[1, 2], [3, 4]] */
+    node(g, "Transpose", "t", "m", "mt");              /* [[1, 3], [2, 4]] */
+    node(g, "Slice", "s", "mt st en ax sp", "rev");    /* [[2, 4], [1, 3]] */
+    node(g, "Reshape", "r2", "rev m1", "v");
+    node(g, "ConstantOfShape", "c", "v", "y");
+    lp_diag d;
+    assert_int_equal(infer(g, &d), LP_OK);
+    assert_string_equal(type_of(g, "y"), "float[2, 4, 1, 3]");
+    lp_graph_free(g);
+}
+
 static void test_declared_conflict(void **state) {
     (void)state;
     lp_graph *g = graph();
@@ -521,6 +545,7 @@ int main(void) {
         cmocka_unit_test(test_concat_symbolic),
         cmocka_unit_test(test_shape_subgraph_folds),
         cmocka_unit_test(test_range_slice_expand),
+        cmocka_unit_test(test_fold_2d),
         cmocka_unit_test(test_declared_conflict),
         cmocka_unit_test(test_unsupported_listed),
         cmocka_unit_test(test_rank_bounds),
