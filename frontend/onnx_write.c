@@ -40,10 +40,11 @@ typedef struct span {
     const char *name; /* the tensor's, for read errors */
 } span;
 
-/* The wire format being built. A nested message is encoded in place and
- * its tag and length are inserted before it when it closes, so each byte
- * moves once per enclosing message (a handful at most) and no size is
- * computed twice. */
+/* The wire format being built. A nested message is encoded in place after
+ * its tag and a one-byte length, which is filled in when it closes; a
+ * longer length moves the content along then, so a byte moves at most once
+ * per enclosing message of 128 bytes or more (a handful at most) and no
+ * size is computed twice. */
 typedef struct enc {
     uint8_t *buf;
     size_t len, cap;
@@ -193,10 +194,7 @@ static lp_status mark_outputs(writer *w, const int32_t *outputs, int n) {
 
 enum { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LEN = 2, WIRE_FIXED32 = 5 };
 
-/* Room for n more bytes. */
-static bool enc_room(enc *e, size_t n) {
-    if (e->oom) return false;
-    if (e->cap - e->len >= n) return true;
+static bool enc_grow(enc *e, size_t n) {
     size_t cap = e->cap ? e->cap : 1 << 16;
     while (cap - e->len < n) {
         if (cap > SIZE_MAX / 2) {
@@ -215,7 +213,13 @@ static bool enc_room(enc *e, size_t n) {
     return true;
 }
 
-static size_t varint_to(uint8_t *p, uint64_t v) {
+/* Room for n more bytes. */
+static inline bool enc_room(enc *e, size_t n) {
+    if (e->oom) return false;
+    return e->cap - e->len >= n || enc_grow(e, n);
+}
+
+static inline size_t varint_to(uint8_t *p, uint64_t v) {
     size_t n = 0;
     while (v >= 0x80) {
         p[n++] = (uint8_t)(v | 0x80);
@@ -225,7 +229,7 @@ static size_t varint_to(uint8_t *p, uint64_t v) {
     return n;
 }
 
-static void put_varint(enc *e, uint64_t v) {
+static inline void put_varint(enc *e, uint64_t v) {
     if (enc_room(e, 10)) e->len += varint_to(e->buf + e->len, v);
 }
 
@@ -285,19 +289,29 @@ static void put_span(enc *e, uint32_t field, span sp) {
     if (sp.len) add_span(e, sp);
 }
 
-static enc_mark enc_open(const enc *e) { return (enc_mark){e->len, e->n_spans, e->span_bytes}; }
+/* Opens a message that will be field `field` of its parent: its tag, and
+ * one byte for its length, which enc_close fills in (moving the content
+ * along only when the length needs more bytes). */
+static enc_mark enc_open(enc *e, uint32_t field) {
+    put_tag(e, field, WIRE_LEN);
+    if (enc_room(e, 1)) e->len++;
+    return (enc_mark){e->len, e->n_spans, e->span_bytes};
+}
 
-/* Ends the message opened at m as field `field` of its parent. */
-static void enc_close(enc *e, uint32_t field, enc_mark m) {
-    uint8_t head[20];
+static void enc_close(enc *e, enc_mark m) {
+    if (e->oom) return;
     uint64_t size = (uint64_t)(e->len - m.at) + (e->span_bytes - m.span_bytes);
-    size_t h = varint_to(head, (uint64_t)field << 3 | WIRE_LEN);
-    h += varint_to(head + h, size);
-    if (!enc_room(e, h)) return;
-    memmove(e->buf + m.at + h, e->buf + m.at, e->len - m.at);
-    memcpy(e->buf + m.at, head, h);
-    e->len += h;
-    for (size_t i = m.n_spans; i < e->n_spans; i++) e->spans[i].at += h;
+    if (size < 0x80) {
+        e->buf[m.at - 1] = (uint8_t)size;
+        return;
+    }
+    uint8_t head[10];
+    size_t h = varint_to(head, size), more = h - 1;
+    if (!enc_room(e, more)) return;
+    memmove(e->buf + m.at + more, e->buf + m.at, e->len - m.at);
+    memcpy(e->buf + m.at - 1, head, h);
+    e->len += more;
+    for (size_t i = m.n_spans; i < e->n_spans; i++) e->spans[i].at += more;
 }
 
 static void enc_free(enc *e) {
@@ -311,29 +325,29 @@ static void enc_free(enc *e) {
 /* TensorShapeProto: one Dimension per axis, with dim_value, dim_param, or
  * neither when unknown. */
 static void enc_shape(enc *e, uint32_t field, const lp_shape *s) {
-    enc_mark m = enc_open(e);
+    enc_mark m = enc_open(e, field);
     for (int i = 0; i < s->rank; i++) {
-        enc_mark dm = enc_open(e);
+        enc_mark dm = enc_open(e, 1);
         if (s->dims[i].size >= 0)
             put_int64(e, 1, s->dims[i].size);
         else if (s->dims[i].sym)
             put_str(e, 2, s->dims[i].sym);
-        enc_close(e, 1, dm);
+        enc_close(e, dm);
     }
-    enc_close(e, field, m);
+    enc_close(e, m);
 }
 
 /* A tensor ValueInfo: element type always, shape when the rank is known. */
 static void enc_value_info(enc *e, uint32_t field, const lp_value *v) {
-    enc_mark m = enc_open(e);
+    enc_mark m = enc_open(e, field);
     put_str(e, 1, or_empty(v->name));
-    enc_mark type = enc_open(e);
-    enc_mark tensor = enc_open(e);
+    enc_mark type = enc_open(e, 2);
+    enc_mark tensor = enc_open(e, 1);
     put_int32(e, 1, (int32_t)v->dtype);
     if (v->shape.rank >= 0) enc_shape(e, 2, &v->shape);
-    enc_close(e, 1, tensor); /* TypeProto.tensor_type */
-    enc_close(e, 2, type);   /* ValueInfoProto.type */
-    enc_close(e, field, m);
+    enc_close(e, tensor); /* TypeProto.tensor_type */
+    enc_close(e, type);   /* ValueInfoProto.type */
+    enc_close(e, m);
 }
 
 static lp_status check_boundary(writer *w, int32_t idx, const char *role) {
@@ -348,10 +362,10 @@ static lp_status check_boundary(writer *w, int32_t idx, const char *role) {
 /* ---- tensors -------------------------------------------------------------------- */
 
 static void enc_kv(enc *e, uint32_t field, const char *key, const char *value) {
-    enc_mark m = enc_open(e);
+    enc_mark m = enc_open(e, field);
     put_str(e, 1, or_empty(key));
     put_str(e, 2, or_empty(value));
-    enc_close(e, field, m);
+    enc_close(e, m);
 }
 
 static lp_status open_sidecar(writer *w) {
@@ -439,7 +453,7 @@ static lp_status enc_tensor(writer *w, uint32_t field, const char *name, const c
                             lp_dtype dtype, const lp_shape *shape, const lp_tensor_data *data,
                             const char *location, uint64_t offset) {
     enc *e = &w->e;
-    enc_mark m = enc_open(e);
+    enc_mark m = enc_open(e, field);
     for (int i = 0; i < shape->rank; i++) put_int64(e, 1, shape->dims[i].size);
     put_int32(e, 2, (int32_t)dtype);
     if (name) put_str(e, 8, name);
@@ -466,7 +480,7 @@ static lp_status enc_tensor(writer *w, uint32_t field, const char *name, const c
     case LP_DATA_NONE:
         break;
     }
-    enc_close(e, field, m);
+    enc_close(e, m);
     return e->oom ? OOM(w) : LP_OK;
 }
 
@@ -515,7 +529,7 @@ static lp_status enc_attr_tensors(writer *w, const lp_node *node, const lp_attr 
 
 static lp_status enc_attr(writer *w, const lp_node *node, const lp_attr *at) {
     enc *e = &w->e;
-    enc_mark m = enc_open(e);
+    enc_mark m = enc_open(e, 5);
     put_str(e, 1, or_empty(at->name));
     lp_status st = LP_OK;
     switch (at->type) {
@@ -547,14 +561,14 @@ static lp_status enc_attr(writer *w, const lp_node *node, const lp_attr *at) {
     }
     if (st != LP_OK) return st;
     put_int32(e, 20, (int32_t)at->type);
-    enc_close(e, 5, m);
+    enc_close(e, m);
     return LP_OK;
 }
 
 static lp_status enc_node(writer *w, const lp_node *node) {
     enc *e = &w->e;
     const lp_value *values = w->g->values;
-    enc_mark m = enc_open(e);
+    enc_mark m = enc_open(e, 1);
     for (int i = 0; i < node->n_inputs; i++)
         put_str(e, 1, node->inputs[i] >= 0 ? or_empty(values[node->inputs[i]].name) : "");
     for (int i = 0; i < node->n_outputs; i++)
@@ -567,7 +581,7 @@ static lp_status enc_node(writer *w, const lp_node *node) {
     }
     if (node->domain[0]) put_str(e, 7, node->domain);
     for (int i = 0; i < node->n_meta; i++) enc_kv(e, 9, node->meta[i].key, node->meta[i].value);
-    enc_close(e, 1, m);
+    enc_close(e, m);
     return e->oom ? OOM(w) : LP_OK;
 }
 
@@ -582,7 +596,7 @@ static lp_status enc_graph(writer *w, const int *nodes, int n_nodes, const int32
     const lp_graph *g = w->g;
     enc *e = &w->e;
     lp_status st;
-    enc_mark m = enc_open(e);
+    enc_mark m = enc_open(e, 7);
     for (int i = 0; i < n_nodes; i++) {
         const lp_node *node = &g->nodes[nodes[i]];
         if ((st = enc_node(w, node)) != LP_OK) return st;
@@ -618,7 +632,7 @@ static lp_status enc_graph(writer *w, const int *nodes, int n_nodes, const int32
             enc_value_info(e, 13, &g->values[v]);
         }
     }
-    enc_close(e, 7, m);
+    enc_close(e, m);
     return e->oom ? OOM(w) : LP_OK;
 }
 
@@ -633,10 +647,10 @@ static lp_status enc_model(writer *w, const int *nodes, int n_nodes, const int32
     if (st != LP_OK) return st;
     int n = g->n_opsets ? g->n_opsets : 1;
     for (int i = 0; i < n; i++) {
-        enc_mark m = enc_open(e);
+        enc_mark m = enc_open(e, 8);
         put_str(e, 1, g->n_opsets ? or_empty(g->opsets[i].domain) : "");
         put_int64(e, 2, g->n_opsets ? g->opsets[i].version : g->opset);
-        enc_close(e, 8, m);
+        enc_close(e, m);
     }
     return e->oom ? OOM(w) : LP_OK;
 }
