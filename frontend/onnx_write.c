@@ -1,10 +1,12 @@
 /* lp_graph slice -> ONNX model file. The selected nodes, their weights and
- * the boundary values are converted into protobuf-c messages that live in a
- * scratch arena and packed straight into a file of an output folder's
- * staging area (lp_outdir.h), which its commit moves into place. */
+ * the boundary values are encoded straight into protobuf's wire format, in
+ * the field order protobuf-c packs a ModelProto in, into one buffer that is
+ * then written to a file of an output folder's staging area (lp_outdir.h),
+ * which its commit moves into place. Large tensor bytes are not copied into
+ * the buffer: inline ones are written from where they are, and tensors still
+ * in the model file are streamed from it in bounded chunks. */
 #define _GNU_SOURCE
 #include "lp_frontend.h"
-#include "onnx.pb-c.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -15,18 +17,61 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* What a value is to the sub-model being written. */
+/* What a value is to the sub-model being written (low bits), and two
+ * marks the writer sets on the way. */
 enum {
     ROLE_NONE = 0,
     ROLE_INPUT,       /* a graph input of the sub-model */
     ROLE_PRODUCED,    /* output of a selected node */
     ROLE_INITIALIZER, /* weight or constant the sub-model carries */
+    ROLE_MASK = 0x0f,
+    MARK_OUTPUT = 0x10, /* a graph output of the sub-model */
+    MARK_ADDED = 0x20,  /* already listed as an initializer */
 };
+
+/* Bytes spliced into the encoded model at offset `at` of its buffer when
+ * the file is written: large inline bytes (`bytes`), or a tensor still in
+ * the model file (`t`), streamed from it. */
+typedef struct span {
+    size_t at;
+    uint64_t len;
+    const uint8_t *bytes;
+    const lp_tensor_data *t;
+    const char *name; /* the tensor's, for read errors */
+} span;
+
+/* The wire format being built. A nested message is encoded in place after
+ * its tag and a one-byte length, which is filled in when it closes; a
+ * longer length moves the content along then, so a byte moves at most once
+ * per enclosing message of 128 bytes or more (a handful at most) and no
+ * size is computed twice. */
+typedef struct enc {
+    uint8_t *buf;
+    size_t len, cap;
+    span *spans;
+    size_t n_spans, cap_spans;
+    uint64_t span_bytes; /* sum of spans[].len */
+    bool oom;
+} enc;
+
+/* Where an open message starts. */
+typedef struct enc_mark {
+    size_t at, n_spans;
+    uint64_t span_bytes;
+} enc_mark;
+
+/* An initializer: its value, and for external data the location and offset
+ * the sub-model declares (after the bytes were copied to the sidecar). */
+typedef struct init_entry {
+    int32_t v;
+    const char *location;
+    uint64_t offset;
+} init_entry;
 
 typedef struct writer {
     const lp_graph *g;
     lp_diag *d;
-    lp_arena *a;          /* every protobuf message and string below */
+    lp_arena *a;          /* scratch strings and tables */
     const char *path;     /* the final path, for messages */
     lp_outdir *od;        /* the folder the files are created in */
     const char *name;
@@ -42,31 +87,26 @@ typedef struct writer {
     uint64_t data_size;
 
     size_t n_init, cap_init;
-    Onnx__TensorProto **init;
+    init_entry *init;
 
-    /* Tensors still in the model file (LP_DATA_FILE): their raw_data points
-     * at the lp_tensor_data itself, and the file sink streams the bytes
-     * from the model file when protobuf-c appends that pointer. Sorted by
-     * address before packing. */
-    size_t n_lazy, cap_lazy;
-    struct lazy_tensor *lazy;
+    enc e;
 } writer;
-
-typedef struct lazy_tensor {
-    const lp_tensor_data *t; /* first: the sort and search key */
-    const char *name;
-} lazy_tensor;
 
 #define OOM(w) lp_error((w)->d, LP_ERR_INTERNAL, "out of memory while writing '%s'", (w)->path)
 
-/* protobuf-c's fields are not const; the writer never modifies through them */
-static char *pb_str(const char *s) { return (char *)(s ? s : ""); }
+static const char *or_empty(const char *s) { return s ? s : ""; }
 
 /* Whether two folders are the same directory on disk. */
 static bool same_folder(const char *x, const char *y) {
     struct stat sx, sy;
     if (stat(x, &sx) != 0 || stat(y, &sy) != 0) return false;
     return sx.st_dev == sy.st_dev && sx.st_ino == sy.st_ino;
+}
+
+static int role_of(const writer *w, int32_t v) { return w->role[v] & ROLE_MASK; }
+
+static void set_role(writer *w, int32_t v, int role) {
+    w->role[v] = (uint8_t)((w->role[v] & ~ROLE_MASK) | role);
 }
 
 /* ---- checking the selection ------------------------------------------------ */
@@ -90,10 +130,10 @@ static lp_status mark_inputs(writer *w, const int32_t *inputs, int n) {
         if (carries_data(v))
             return lp_error(w->d, LP_ERR_USAGE, "writing '%s': input '%s' is a weight; weights "
                             "travel as initializers, not as inputs", w->path, v->name);
-        if (w->role[inputs[i]] != ROLE_NONE)
+        if (role_of(w, inputs[i]) != ROLE_NONE)
             return lp_error(w->d, LP_ERR_USAGE, "writing '%s': input '%s' is listed twice",
                             w->path, v->name);
-        w->role[inputs[i]] = ROLE_INPUT;
+        set_role(w, inputs[i], ROLE_INPUT);
     }
     return LP_OK;
 }
@@ -110,9 +150,9 @@ static lp_status mark_nodes(writer *w, const int *nodes, int n) {
         for (int k = 0; k < node->n_inputs; k++) {
             int32_t v = node->inputs[k];
             if (v < 0) continue;
-            if (w->role[v] == ROLE_NONE && carries_data(&g->values[v]))
-                w->role[v] = ROLE_INITIALIZER;
-            if (w->role[v] == ROLE_NONE)
+            if (role_of(w, v) == ROLE_NONE && carries_data(&g->values[v]))
+                set_role(w, v, ROLE_INITIALIZER);
+            if (role_of(w, v) == ROLE_NONE)
                 return lp_node_error(w->d, LP_ERR_USAGE, node,
                                      "writing '%s': reads '%s', which is neither an input of "
                                      "the sub-model, a weight, nor produced by an earlier node "
@@ -121,12 +161,12 @@ static lp_status mark_nodes(writer *w, const int *nodes, int n) {
         for (int k = 0; k < node->n_outputs; k++) {
             int32_t v = node->outputs[k];
             if (v < 0) continue;
-            if (w->role[v] != ROLE_NONE)
+            if (role_of(w, v) != ROLE_NONE)
                 return lp_node_error(w->d, LP_ERR_USAGE, node,
                                      "writing '%s': output '%s' is already an input of the "
                                      "sub-model or produced twice (node listed twice?)",
                                      w->path, g->values[v].name);
-            w->role[v] = ROLE_PRODUCED;
+            set_role(w, v, ROLE_PRODUCED);
         }
     }
     return LP_OK;
@@ -137,84 +177,195 @@ static lp_status mark_outputs(writer *w, const int32_t *outputs, int n) {
         lp_status st = check_value_index(w, outputs[i], "output");
         if (st != LP_OK) return st;
         const lp_value *v = &w->g->values[outputs[i]];
-        if (w->role[outputs[i]] == ROLE_NONE && carries_data(v))
-            w->role[outputs[i]] = ROLE_INITIALIZER;
-        if (w->role[outputs[i]] == ROLE_NONE)
+        if (role_of(w, outputs[i]) == ROLE_NONE && carries_data(v))
+            set_role(w, outputs[i], ROLE_INITIALIZER);
+        if (role_of(w, outputs[i]) == ROLE_NONE)
             return lp_error(w->d, LP_ERR_USAGE, "writing '%s': output '%s' is not computed by "
                             "the selected nodes", w->path, v->name);
-        for (int j = 0; j < i; j++)
-            if (outputs[j] == outputs[i])
-                return lp_error(w->d, LP_ERR_USAGE, "writing '%s': output '%s' is listed "
-                                "twice", w->path, v->name);
+        if (w->role[outputs[i]] & MARK_OUTPUT)
+            return lp_error(w->d, LP_ERR_USAGE, "writing '%s': output '%s' is listed "
+                            "twice", w->path, v->name);
+        w->role[outputs[i]] |= MARK_OUTPUT;
     }
     return LP_OK;
+}
+
+/* ---- the wire format --------------------------------------------------------------- */
+
+enum { WIRE_VARINT = 0, WIRE_FIXED64 = 1, WIRE_LEN = 2, WIRE_FIXED32 = 5 };
+
+static bool enc_grow(enc *e, size_t n) {
+    size_t cap = e->cap ? e->cap : 1 << 16;
+    while (cap - e->len < n) {
+        if (cap > SIZE_MAX / 2) {
+            e->oom = true;
+            return false;
+        }
+        cap *= 2;
+    }
+    uint8_t *grown = realloc(e->buf, cap);
+    if (!grown) {
+        e->oom = true;
+        return false;
+    }
+    e->buf = grown;
+    e->cap = cap;
+    return true;
+}
+
+/* Room for n more bytes. */
+static inline bool enc_room(enc *e, size_t n) {
+    if (e->oom) return false;
+    return e->cap - e->len >= n || enc_grow(e, n);
+}
+
+static inline size_t varint_to(uint8_t *p, uint64_t v) {
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
+static inline void put_varint(enc *e, uint64_t v) {
+    if (enc_room(e, 10)) e->len += varint_to(e->buf + e->len, v);
+}
+
+static void put_tag(enc *e, uint32_t field, int wire) {
+    put_varint(e, (uint64_t)field << 3 | (uint64_t)wire);
+}
+
+/* int64 and uint64 fields: the value's two's complement as a varint */
+static void put_int64(enc *e, uint32_t field, int64_t v) {
+    put_tag(e, field, WIRE_VARINT);
+    put_varint(e, (uint64_t)v);
+}
+
+/* int32 and enum fields: negative values are sign-extended to ten bytes */
+static void put_int32(enc *e, uint32_t field, int32_t v) { put_int64(e, field, v); }
+
+static void put_float(enc *e, uint32_t field, float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    put_tag(e, field, WIRE_FIXED32);
+    if (!enc_room(e, 4)) return;
+    for (int i = 0; i < 4; i++) e->buf[e->len++] = (uint8_t)(u >> (8 * i));
+}
+
+static void put_bytes(enc *e, uint32_t field, const void *p, size_t n) {
+    put_tag(e, field, WIRE_LEN);
+    put_varint(e, n);
+    if (n && enc_room(e, n)) {
+        memcpy(e->buf + e->len, p, n);
+        e->len += n;
+    }
+}
+
+static void put_str(enc *e, uint32_t field, const char *s) { put_bytes(e, field, s, strlen(s)); }
+
+static void add_span(enc *e, span sp) {
+    if (e->oom) return;
+    if (e->n_spans == e->cap_spans) {
+        size_t cap = e->cap_spans ? 2 * e->cap_spans : 16;
+        span *grown = realloc(e->spans, cap * sizeof *grown);
+        if (!grown) {
+            e->oom = true;
+            return;
+        }
+        e->spans = grown;
+        e->cap_spans = cap;
+    }
+    sp.at = e->len;
+    e->spans[e->n_spans++] = sp;
+    e->span_bytes += sp.len;
+}
+
+/* A bytes field whose content is written from `sp` when the file is. */
+static void put_span(enc *e, uint32_t field, span sp) {
+    put_tag(e, field, WIRE_LEN);
+    put_varint(e, sp.len);
+    if (sp.len) add_span(e, sp);
+}
+
+/* Opens a message that will be field `field` of its parent: its tag, and
+ * one byte for its length, which enc_close fills in (moving the content
+ * along only when the length needs more bytes). */
+static enc_mark enc_open(enc *e, uint32_t field) {
+    put_tag(e, field, WIRE_LEN);
+    if (enc_room(e, 1)) e->len++;
+    return (enc_mark){e->len, e->n_spans, e->span_bytes};
+}
+
+static void enc_close(enc *e, enc_mark m) {
+    if (e->oom) return;
+    uint64_t size = (uint64_t)(e->len - m.at) + (e->span_bytes - m.span_bytes);
+    if (size < 0x80) {
+        e->buf[m.at - 1] = (uint8_t)size;
+        return;
+    }
+    uint8_t head[10];
+    size_t h = varint_to(head, size), more = h - 1;
+    if (!enc_room(e, more)) return;
+    memmove(e->buf + m.at + more, e->buf + m.at, e->len - m.at);
+    memcpy(e->buf + m.at - 1, head, h);
+    e->len += more;
+    for (size_t i = m.n_spans; i < e->n_spans; i++) e->spans[i].at += more;
+}
+
+static void enc_free(enc *e) {
+    free(e->buf);
+    free(e->spans);
+    *e = (enc){0};
 }
 
 /* ---- value types -------------------------------------------------------------- */
 
-static Onnx__TensorShapeProto *shape_to_proto(writer *w, const lp_shape *s) {
-    Onnx__TensorShapeProto *sp = lp_arena_alloc(w->a, sizeof *sp);
-    Onnx__TensorShapeProto__Dimension **dims =
-        lp_arena_array(w->a, s->rank ? (size_t)s->rank : 1, sizeof *dims);
-    if (!sp || !dims) return NULL;
-    onnx__tensor_shape_proto__init(sp);
+/* TensorShapeProto: one Dimension per axis, with dim_value, dim_param, or
+ * neither when unknown. */
+static void enc_shape(enc *e, uint32_t field, const lp_shape *s) {
+    enc_mark m = enc_open(e, field);
     for (int i = 0; i < s->rank; i++) {
-        Onnx__TensorShapeProto__Dimension *dm = lp_arena_alloc(w->a, sizeof *dm);
-        if (!dm) return NULL;
-        onnx__tensor_shape_proto__dimension__init(dm);
-        if (s->dims[i].size >= 0) {
-            dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE;
-            dm->dim_value = s->dims[i].size;
-        } else if (s->dims[i].sym) {
-            dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
-            dm->dim_param = pb_str(s->dims[i].sym);
-        } /* unknown: a dimension with neither field */
-        dims[i] = dm;
+        enc_mark dm = enc_open(e, 1);
+        if (s->dims[i].size >= 0)
+            put_int64(e, 1, s->dims[i].size);
+        else if (s->dims[i].sym)
+            put_str(e, 2, s->dims[i].sym);
+        enc_close(e, dm);
     }
-    sp->n_dim = (size_t)s->rank;
-    sp->dim = dims;
-    return sp;
+    enc_close(e, m);
 }
 
 /* A tensor ValueInfo: element type always, shape when the rank is known. */
-static lp_status value_to_proto(writer *w, const lp_value *v, Onnx__ValueInfoProto **out) {
-    Onnx__ValueInfoProto *vi = lp_arena_alloc(w->a, sizeof *vi);
-    Onnx__TypeProto *tp = lp_arena_alloc(w->a, sizeof *tp);
-    Onnx__TypeProto__Tensor *tt = lp_arena_alloc(w->a, sizeof *tt);
-    if (!vi || !tp || !tt) return OOM(w);
-    onnx__value_info_proto__init(vi);
-    onnx__type_proto__init(tp);
-    onnx__type_proto__tensor__init(tt);
-    tt->has_elem_type = true;
-    tt->elem_type = (int32_t)v->dtype;
-    if (v->shape.rank >= 0 && !(tt->shape = shape_to_proto(w, &v->shape))) return OOM(w);
-    tp->value_case = ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE;
-    tp->tensor_type = tt;
-    vi->name = pb_str(v->name);
-    vi->type = tp;
-    *out = vi;
-    return LP_OK;
+static void enc_value_info(enc *e, uint32_t field, const lp_value *v) {
+    enc_mark m = enc_open(e, field);
+    put_str(e, 1, or_empty(v->name));
+    enc_mark type = enc_open(e, 2);
+    enc_mark tensor = enc_open(e, 1);
+    put_int32(e, 1, (int32_t)v->dtype);
+    if (v->shape.rank >= 0) enc_shape(e, 2, &v->shape);
+    enc_close(e, tensor); /* TypeProto.tensor_type */
+    enc_close(e, type);   /* ValueInfoProto.type */
+    enc_close(e, m);
 }
 
-static lp_status boundary_to_proto(writer *w, int32_t idx, const char *role,
-                                   Onnx__ValueInfoProto **out) {
+static lp_status check_boundary(writer *w, int32_t idx, const char *role) {
     const lp_value *v = &w->g->values[idx];
     if (v->dtype == LP_DT_UNDEFINED)
         return lp_error(w->d, LP_ERR_UNSUPPORTED, "writing '%s': the element type of %s '%s' is "
                         "not known; infer shapes before writing sub-models", w->path, role,
                         v->name);
-    return value_to_proto(w, v, out);
+    return LP_OK;
 }
 
 /* ---- tensors -------------------------------------------------------------------- */
 
-static Onnx__StringStringEntryProto *kv_to_proto(writer *w, const char *key, const char *value) {
-    Onnx__StringStringEntryProto *e = lp_arena_alloc(w->a, sizeof *e);
-    if (!e) return NULL;
-    onnx__string_string_entry_proto__init(e);
-    e->key = pb_str(key);
-    e->value = pb_str(value);
-    return e;
+static void enc_kv(enc *e, uint32_t field, const char *key, const char *value) {
+    enc_mark m = enc_open(e, field);
+    put_str(e, 1, or_empty(key));
+    put_str(e, 2, or_empty(value));
+    enc_close(e, m);
 }
 
 static lp_status open_sidecar(writer *w) {
@@ -259,396 +410,300 @@ static lp_status copy_external(writer *w, const char *name, const lp_tensor_data
     return LP_OK;
 }
 
-/* External data keeps its location when the sub-model sits next to the
- * original; present bytes are otherwise copied into the sidecar; absent
- * bytes are declared with their original location, offset and length so the
- * graph stays complete (the file must be supplied before running it). */
-static lp_status external_to_proto(writer *w, const char *name, const lp_tensor_data *t,
-                                   Onnx__TensorProto *tp) {
-    const char *location = t->location;
-    uint64_t offset = t->offset;
-    if (t->present && !w->same_dir) {
-        lp_status st = copy_external(w, name, t, &offset);
-        if (st != LP_OK) return st;
-        location = w->data_location;
-    }
-    Onnx__StringStringEntryProto **kv = lp_arena_array(w->a, 3, sizeof *kv);
-    char *off = lp_arena_printf(w->a, "%" PRIu64, offset);
-    char *len = lp_arena_printf(w->a, "%" PRIu64, t->nbytes);
-    if (!kv || !off || !len) return OOM(w);
-    if (!(kv[0] = kv_to_proto(w, "location", location)) ||
-        !(kv[1] = kv_to_proto(w, "offset", off)) || !(kv[2] = kv_to_proto(w, "length", len)))
-        return OOM(w);
-    tp->n_external_data = 3;
-    tp->external_data = kv;
-    tp->has_data_location = true;
-    tp->data_location = ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
-    return LP_OK;
-}
-
-/* A TensorProto for an initializer or an attribute's tensor; inline bytes
- * are referenced, not copied. */
-static lp_status tensor_to_proto(writer *w, const char *name, lp_dtype dtype,
-                                 const lp_shape *shape, const lp_tensor_data *data,
-                                 Onnx__TensorProto **out) {
-    Onnx__TensorProto *tp = lp_arena_alloc(w->a, sizeof *tp);
-    int64_t *dims = lp_arena_array(w->a, shape->rank > 0 ? (size_t)shape->rank : 1, sizeof *dims);
-    if (!tp || !dims) return OOM(w);
-    onnx__tensor_proto__init(tp);
-    tp->name = pb_str(name);
-    tp->has_data_type = true;
-    tp->data_type = (int32_t)dtype;
+/* Checks that a tensor can be written and settles where its external data
+ * is declared: external data keeps its location when the sub-model sits
+ * next to the original; present bytes are otherwise copied into the sidecar
+ * now; absent bytes are declared with their original location, offset and
+ * length so the graph stays complete (the file must be supplied before
+ * running it). */
+static lp_status check_tensor(writer *w, const char *name, lp_dtype dtype, const lp_shape *shape,
+                              const lp_tensor_data *data, const char **location,
+                              uint64_t *offset) {
+    *location = NULL;
+    *offset = 0;
     if (shape->rank < 0)
         return lp_error(w->d, LP_ERR_INTERNAL, "writing '%s': tensor '%s' has no shape",
                         w->path, name);
-    for (int i = 0; i < shape->rank; i++) dims[i] = shape->dims[i].size;
-    tp->n_dims = (size_t)shape->rank;
-    tp->dims = dims;
     if (dtype == LP_DT_STRING || (data->where == LP_DATA_INLINE && data->nbytes && !data->bytes))
         return lp_error(w->d, LP_ERR_UNSUPPORTED, "writing '%s': tensor '%s' holds strings, "
                         "which cannot be written", w->path, name);
-    *out = tp;
     switch (data->where) {
     case LP_DATA_INLINE:
-        tp->has_raw_data = true;
-        tp->raw_data.len = (size_t)data->nbytes;
-        tp->raw_data.data = (uint8_t *)data->bytes;
-        return LP_OK;
     case LP_DATA_FILE:
-        if (w->n_lazy == w->cap_lazy) {
-            size_t cap = w->cap_lazy ? 2 * w->cap_lazy : 16;
-            lazy_tensor *grown = lp_arena_array(w->a, cap, sizeof *grown);
-            if (!grown) return OOM(w);
-            if (w->n_lazy) memcpy(grown, w->lazy, w->n_lazy * sizeof *grown);
-            w->lazy = grown;
-            w->cap_lazy = cap;
-        }
-        w->lazy[w->n_lazy++] = (lazy_tensor){data, name};
-        tp->has_raw_data = true;
-        tp->raw_data.len = (size_t)data->nbytes;
-        tp->raw_data.data = (uint8_t *)data; /* a token; see writer.lazy */
         return LP_OK;
     case LP_DATA_EXTERNAL:
-        return external_to_proto(w, name, data, tp);
+        *location = data->location;
+        *offset = data->offset;
+        if (data->present && !w->same_dir) {
+            lp_status st = copy_external(w, name, data, offset);
+            if (st != LP_OK) return st;
+            *location = w->data_location;
+        }
+        return LP_OK;
     case LP_DATA_NONE:
         break;
     }
     return lp_error(w->d, LP_ERR_INTERNAL, "writing '%s': tensor '%s' holds no data", w->path, name);
 }
 
-static lp_status add_initializer(writer *w, const lp_value *v) {
+/* A TensorProto checked by check_tensor; `name` NULL leaves it unnamed.
+ * Inline bytes of LP_DATA_INLINE_MAX or more are written from where they
+ * are, tensors in the model file streamed from it. */
+static lp_status enc_tensor(writer *w, uint32_t field, const char *name, const char *what,
+                            lp_dtype dtype, const lp_shape *shape, const lp_tensor_data *data,
+                            const char *location, uint64_t offset) {
+    enc *e = &w->e;
+    enc_mark m = enc_open(e, field);
+    for (int i = 0; i < shape->rank; i++) put_int64(e, 1, shape->dims[i].size);
+    put_int32(e, 2, (int32_t)dtype);
+    if (name) put_str(e, 8, name);
+    switch (data->where) {
+    case LP_DATA_INLINE:
+        if (data->nbytes >= LP_DATA_INLINE_MAX)
+            put_span(e, 9, (span){.len = data->nbytes, .bytes = data->bytes, .name = what});
+        else
+            put_bytes(e, 9, data->bytes, (size_t)data->nbytes);
+        break;
+    case LP_DATA_FILE:
+        put_span(e, 9, (span){.len = data->nbytes, .t = data, .name = what});
+        break;
+    case LP_DATA_EXTERNAL: {
+        char num[24];
+        enc_kv(e, 13, "location", location);
+        snprintf(num, sizeof num, "%" PRIu64, offset);
+        enc_kv(e, 13, "offset", num);
+        snprintf(num, sizeof num, "%" PRIu64, data->nbytes);
+        enc_kv(e, 13, "length", num);
+        put_int32(e, 14, 1); /* TensorProto.DataLocation.EXTERNAL */
+        break;
+    }
+    case LP_DATA_NONE:
+        break;
+    }
+    enc_close(e, m);
+    return e->oom ? OOM(w) : LP_OK;
+}
+
+/* Lists weight v as an initializer, once; its bytes are checked (and
+ * copied to the sidecar) now, in the order the nodes first read them. */
+static lp_status add_initializer(writer *w, int32_t v) {
+    if (v < 0 || role_of(w, v) != ROLE_INITIALIZER || (w->role[v] & MARK_ADDED)) return LP_OK;
+    w->role[v] |= MARK_ADDED;
     if (w->n_init == w->cap_init) {
         size_t cap = w->cap_init ? 2 * w->cap_init : 16;
-        Onnx__TensorProto **grown = lp_arena_array(w->a, cap, sizeof *grown);
+        init_entry *grown = lp_arena_array(w->a, cap, sizeof *grown);
         if (!grown) return OOM(w);
         if (w->n_init) memcpy(grown, w->init, w->n_init * sizeof *grown);
         w->init = grown;
         w->cap_init = cap;
     }
-    return tensor_to_proto(w, v->name, v->dtype, &v->shape, &v->data, &w->init[w->n_init++]);
+    const lp_value *val = &w->g->values[v];
+    init_entry *ie = &w->init[w->n_init++];
+    ie->v = v;
+    return check_tensor(w, val->name, val->dtype, &val->shape, &val->data, &ie->location,
+                        &ie->offset);
 }
 
 /* ---- nodes ----------------------------------------------------------------------- */
 
-static lp_status attr_tensors_to_proto(writer *w, const lp_node *node, const lp_attr *at,
-                                       Onnx__AttributeProto *ap) {
+/* Attribute tensors go unnamed, as exporters write them; `t` for one, field
+ * `tensors` for a list. */
+static lp_status enc_attr_tensors(writer *w, const lp_node *node, const lp_attr *at) {
     int n = at->type == LP_ATTR_TENSOR ? 1 : at->n;
     const lp_tensor *src = at->type == LP_ATTR_TENSOR ? at->tensor : at->tensors;
-    Onnx__TensorProto **ts = lp_arena_array(w->a, n ? (size_t)n : 1, sizeof *ts);
-    if (!ts) return OOM(w);
+    uint32_t field = at->type == LP_ATTR_TENSOR ? 5 : 10;
     for (int i = 0; i < n; i++) {
         const char *tname = lp_arena_printf(w->a, "%s.%s", node->name, at->name);
         if (!tname) return OOM(w);
-        lp_status st = tensor_to_proto(w, tname, src[i].dtype, &src[i].shape, &src[i].data, &ts[i]);
+        const char *location;
+        uint64_t offset;
+        lp_status st = check_tensor(w, tname, src[i].dtype, &src[i].shape, &src[i].data,
+                                    &location, &offset);
+        if (st == LP_OK)
+            st = enc_tensor(w, field, NULL, tname, src[i].dtype, &src[i].shape, &src[i].data,
+                            location, offset);
         if (st != LP_OK) return st;
-        ts[i]->name = NULL; /* attribute tensors go unnamed, as exporters write them */
-    }
-    if (at->type == LP_ATTR_TENSOR)
-        ap->t = ts[0];
-    else {
-        ap->n_tensors = (size_t)n;
-        ap->tensors = ts;
     }
     return LP_OK;
 }
 
-static lp_status attr_to_proto(writer *w, const lp_node *node, const lp_attr *at,
-                               Onnx__AttributeProto **out) {
-    Onnx__AttributeProto *ap = lp_arena_alloc(w->a, sizeof *ap);
-    if (!ap) return OOM(w);
-    onnx__attribute_proto__init(ap);
-    ap->name = pb_str(at->name);
-    ap->has_type = true;
-    ap->type = (Onnx__AttributeProto__AttributeType)at->type;
-    *out = ap;
+static lp_status enc_attr(writer *w, const lp_node *node, const lp_attr *at) {
+    enc *e = &w->e;
+    enc_mark m = enc_open(e, 5);
+    put_str(e, 1, or_empty(at->name));
+    lp_status st = LP_OK;
     switch (at->type) {
     case LP_ATTR_FLOAT:
-        ap->has_f = true;
-        ap->f = at->f;
-        return LP_OK;
+        put_float(e, 2, at->f);
+        break;
     case LP_ATTR_INT:
-        ap->has_i = true;
-        ap->i = at->i;
-        return LP_OK;
+        put_int64(e, 3, at->i);
+        break;
     case LP_ATTR_STRING:
-        ap->has_s = true;
-        ap->s.len = at->s_len;
-        ap->s.data = (uint8_t *)pb_str(at->s);
-        return LP_OK;
+        put_bytes(e, 4, or_empty(at->s), at->s_len);
+        break;
     case LP_ATTR_FLOATS:
-        ap->n_floats = (size_t)at->n;
-        ap->floats = at->floats;
-        return LP_OK;
+        for (int i = 0; i < at->n; i++) put_float(e, 7, at->floats[i]);
+        break;
     case LP_ATTR_INTS:
-        ap->n_ints = (size_t)at->n;
-        ap->ints = at->ints;
-        return LP_OK;
-    case LP_ATTR_STRINGS: {
-        ProtobufCBinaryData *ss = lp_arena_array(w->a, at->n ? (size_t)at->n : 1, sizeof *ss);
-        if (!ss) return OOM(w);
-        for (int i = 0; i < at->n; i++) {
-            ss[i].data = (uint8_t *)pb_str(at->strings[i]);
-            ss[i].len = strlen(at->strings[i]);
-        }
-        ap->n_strings = (size_t)at->n;
-        ap->strings = ss;
-        return LP_OK;
-    }
+        for (int i = 0; i < at->n; i++) put_int64(e, 8, at->ints[i]);
+        break;
+    case LP_ATTR_STRINGS:
+        for (int i = 0; i < at->n; i++) put_str(e, 9, or_empty(at->strings[i]));
+        break;
     case LP_ATTR_TENSOR:
     case LP_ATTR_TENSORS:
-        return attr_tensors_to_proto(w, node, at, ap);
+        st = enc_attr_tensors(w, node, at);
+        break;
     default:
         return lp_node_error(w->d, LP_ERR_UNSUPPORTED, node, "writing '%s': attribute '%s' of "
                              "type %d cannot be written", w->path, at->name, (int)at->type);
     }
+    if (st != LP_OK) return st;
+    put_int32(e, 20, (int32_t)at->type);
+    enc_close(e, m);
+    return LP_OK;
 }
 
-/* Value names of a node's inputs or outputs; "" marks an omitted one. */
-static char **names_to_proto(writer *w, int n, const int32_t *idx) {
-    char **names = lp_arena_array(w->a, n ? (size_t)n : 1, sizeof *names);
-    if (!names) return NULL;
-    for (int i = 0; i < n; i++) names[i] = pb_str(idx[i] >= 0 ? w->g->values[idx[i]].name : "");
-    return names;
-}
-
-static lp_status node_to_proto(writer *w, const lp_node *node, Onnx__NodeProto **out) {
-    Onnx__NodeProto *np = lp_arena_alloc(w->a, sizeof *np);
-    Onnx__AttributeProto **attrs =
-        lp_arena_array(w->a, node->n_attrs ? (size_t)node->n_attrs : 1, sizeof *attrs);
-    Onnx__StringStringEntryProto **meta =
-        lp_arena_array(w->a, node->n_meta ? (size_t)node->n_meta : 1, sizeof *meta);
-    if (!np || !attrs || !meta) return OOM(w);
-    onnx__node_proto__init(np);
-    np->name = pb_str(node->name);
-    np->op_type = pb_str(node->op_type);
-    if (node->domain[0]) np->domain = pb_str(node->domain);
-    if (!(np->input = names_to_proto(w, node->n_inputs, node->inputs)) ||
-        !(np->output = names_to_proto(w, node->n_outputs, node->outputs)))
-        return OOM(w);
-    np->n_input = (size_t)node->n_inputs;
-    np->n_output = (size_t)node->n_outputs;
+static lp_status enc_node(writer *w, const lp_node *node) {
+    enc *e = &w->e;
+    const lp_value *values = w->g->values;
+    enc_mark m = enc_open(e, 1);
+    for (int i = 0; i < node->n_inputs; i++)
+        put_str(e, 1, node->inputs[i] >= 0 ? or_empty(values[node->inputs[i]].name) : "");
+    for (int i = 0; i < node->n_outputs; i++)
+        put_str(e, 2, node->outputs[i] >= 0 ? or_empty(values[node->outputs[i]].name) : "");
+    put_str(e, 3, or_empty(node->name));
+    put_str(e, 4, or_empty(node->op_type));
     for (int i = 0; i < node->n_attrs; i++) {
-        lp_status st = attr_to_proto(w, node, &node->attrs[i], &attrs[i]);
+        lp_status st = enc_attr(w, node, &node->attrs[i]);
         if (st != LP_OK) return st;
     }
-    np->n_attribute = (size_t)node->n_attrs;
-    np->attribute = attrs;
-    for (int i = 0; i < node->n_meta; i++)
-        if (!(meta[i] = kv_to_proto(w, node->meta[i].key, node->meta[i].value))) return OOM(w);
-    np->n_metadata_props = (size_t)node->n_meta;
-    np->metadata_props = meta;
-    *out = np;
-    return LP_OK;
+    if (node->domain[0]) put_str(e, 7, node->domain);
+    for (int i = 0; i < node->n_meta; i++) enc_kv(e, 9, node->meta[i].key, node->meta[i].value);
+    enc_close(e, m);
+    return e->oom ? OOM(w) : LP_OK;
 }
 
 /* ---- the graph and the model ------------------------------------------------------ */
 
-static lp_status graph_io_to_proto(writer *w, const int32_t *idx, int n, const char *role,
-                                   size_t extra, Onnx__ValueInfoProto ***out) {
-    Onnx__ValueInfoProto **vis = lp_arena_array(w->a, (size_t)n + extra + 1, sizeof *vis);
-    if (!vis) return OOM(w);
-    for (int i = 0; i < n; i++) {
-        lp_status st = boundary_to_proto(w, idx[i], role, &vis[i]);
-        if (st != LP_OK) return st;
-    }
-    *out = vis;
-    return LP_OK;
-}
-
-/* Adds the weights among `vals` not added before as initializers. */
-static lp_status add_initializers(writer *w, const int32_t *vals, int n, bool *added) {
-    for (int k = 0; k < n; k++) {
-        int32_t v = vals[k];
-        if (v < 0 || w->role[v] != ROLE_INITIALIZER || added[v]) continue;
-        added[v] = true;
-        lp_status st = add_initializer(w, &w->g->values[v]);
-        if (st != LP_OK) return st;
-    }
-    return LP_OK;
-}
-
-/* The nodes, and as initializers every weight they read (in order of first
- * use) and every weight that is itself an output. */
-static lp_status nodes_to_proto(writer *w, const int *nodes, int n_nodes, const int32_t *outputs,
-                                int n_outputs, Onnx__GraphProto *gp) {
+/* GraphProto, field 7 of the model: the nodes, and as initializers every
+ * weight they read (in order of first use) and every weight that is itself
+ * an output; the inputs and outputs; value_info for the values the nodes
+ * make that stay inside the sub-model and whose element type is known. */
+static lp_status enc_graph(writer *w, const int *nodes, int n_nodes, const int32_t *inputs,
+                           int n_inputs, const int32_t *outputs, int n_outputs) {
     const lp_graph *g = w->g;
+    enc *e = &w->e;
     lp_status st;
-    Onnx__NodeProto **nps = lp_arena_array(w->a, n_nodes ? (size_t)n_nodes : 1, sizeof *nps);
-    bool *added = lp_arena_array(w->a, (size_t)g->n_values + 1, sizeof *added);
-    if (!nps || !added) return OOM(w);
+    enc_mark m = enc_open(e, 7);
     for (int i = 0; i < n_nodes; i++) {
         const lp_node *node = &g->nodes[nodes[i]];
-        if ((st = node_to_proto(w, node, &nps[i])) != LP_OK ||
-            (st = add_initializers(w, node->inputs, node->n_inputs, added)) != LP_OK)
+        if ((st = enc_node(w, node)) != LP_OK) return st;
+        for (int k = 0; k < node->n_inputs; k++)
+            if ((st = add_initializer(w, node->inputs[k])) != LP_OK) return st;
+    }
+    for (int i = 0; i < n_outputs; i++)
+        if ((st = add_initializer(w, outputs[i])) != LP_OK) return st;
+    put_str(e, 2, g->name && g->name[0] ? g->name : "lpcc_submodel");
+    for (size_t i = 0; i < w->n_init; i++) {
+        const lp_value *v = &g->values[w->init[i].v];
+        if ((st = enc_tensor(w, 5, or_empty(v->name), v->name, v->dtype, &v->shape, &v->data,
+                             w->init[i].location, w->init[i].offset)) != LP_OK)
             return st;
     }
-    if ((st = add_initializers(w, outputs, n_outputs, added)) != LP_OK) return st;
-    gp->n_node = (size_t)n_nodes;
-    gp->node = nps;
-    gp->n_initializer = w->n_init;
-    gp->initializer = w->init;
-    return LP_OK;
-}
-
-/* value_info for the values the nodes make that stay inside the sub-model
- * and whose element type is known. */
-static lp_status intermediates_to_proto(writer *w, const int *nodes, int n_nodes,
-                                        const int32_t *outputs, int n_outputs,
-                                        Onnx__GraphProto *gp) {
-    const lp_graph *g = w->g;
-    bool *is_output = lp_arena_array(w->a, (size_t)g->n_values + 1, sizeof *is_output);
-    if (!is_output) return OOM(w);
-    for (int i = 0; i < n_outputs; i++) is_output[outputs[i]] = true;
-    size_t n_made = 0;
-    for (int i = 0; i < n_nodes; i++) n_made += (size_t)g->nodes[nodes[i]].n_outputs;
-    Onnx__ValueInfoProto **info = lp_arena_array(w->a, n_made + 1, sizeof *info);
-    if (!info) return OOM(w);
-    gp->value_info = info;
-    gp->n_value_info = 0;
+    for (int i = 0; i < n_inputs; i++) {
+        if ((st = check_boundary(w, inputs[i], "input")) != LP_OK) return st;
+        enc_value_info(e, 11, &g->values[inputs[i]]);
+    }
+    /* IR versions before 4 list every initializer among the graph inputs too */
+    if (g->ir_version < 4)
+        for (size_t i = 0; i < w->n_init; i++) enc_value_info(e, 11, &g->values[w->init[i].v]);
+    for (int i = 0; i < n_outputs; i++) {
+        if ((st = check_boundary(w, outputs[i], "output")) != LP_OK) return st;
+        enc_value_info(e, 12, &g->values[outputs[i]]);
+    }
     for (int i = 0; i < n_nodes; i++) {
         const lp_node *node = &g->nodes[nodes[i]];
         for (int k = 0; k < node->n_outputs; k++) {
             int32_t v = node->outputs[k];
-            if (v < 0 || is_output[v] || g->values[v].dtype == LP_DT_UNDEFINED) continue;
-            lp_status st = value_to_proto(w, &g->values[v], &info[gp->n_value_info++]);
-            if (st != LP_OK) return st;
+            if (v < 0 || (w->role[v] & MARK_OUTPUT) || g->values[v].dtype == LP_DT_UNDEFINED)
+                continue;
+            enc_value_info(e, 13, &g->values[v]);
         }
     }
-    return LP_OK;
+    enc_close(e, m);
+    return e->oom ? OOM(w) : LP_OK;
 }
 
-static lp_status graph_to_proto(writer *w, const int *nodes, int n_nodes, const int32_t *inputs,
-                                int n_inputs, const int32_t *outputs, int n_outputs,
-                                Onnx__GraphProto *gp) {
+/* ModelProto: ir_version, producer_name, graph, opset_import. */
+static lp_status enc_model(writer *w, const int *nodes, int n_nodes, const int32_t *inputs,
+                           int n_inputs, const int32_t *outputs, int n_outputs) {
     const lp_graph *g = w->g;
-    lp_status st;
-    if ((st = nodes_to_proto(w, nodes, n_nodes, outputs, n_outputs, gp)) != LP_OK ||
-        (st = intermediates_to_proto(w, nodes, n_nodes, outputs, n_outputs, gp)) != LP_OK)
-        return st;
-    /* IR versions before 4 list every initializer among the graph inputs too */
-    size_t extra = g->ir_version < 4 ? w->n_init : 0;
-    if ((st = graph_io_to_proto(w, inputs, n_inputs, "input", extra, &gp->input)) != LP_OK ||
-        (st = graph_io_to_proto(w, outputs, n_outputs, "output", 0, &gp->output)) != LP_OK)
-        return st;
-    gp->n_input = (size_t)n_inputs;
-    gp->n_output = (size_t)n_outputs;
-    for (size_t i = 0; i < extra; i++) {
-        int32_t v = lp_graph_find_value(g, w->init[i]->name);
-        assert(v >= 0);
-        if ((st = value_to_proto(w, &g->values[v], &gp->input[gp->n_input++])) != LP_OK) return st;
-    }
-    gp->name = pb_str(g->name && g->name[0] ? g->name : "lpcc_submodel");
-    return LP_OK;
-}
-
-static lp_status model_to_proto(writer *w, Onnx__GraphProto *gp, Onnx__ModelProto *m) {
-    const lp_graph *g = w->g;
-    onnx__model_proto__init(m);
-    m->has_ir_version = true;
-    m->ir_version = g->ir_version;
-    m->producer_name = pb_str("lpcc");
-    m->graph = gp;
+    enc *e = &w->e;
+    put_int64(e, 1, g->ir_version);
+    put_str(e, 2, "lpcc");
+    lp_status st = enc_graph(w, nodes, n_nodes, inputs, n_inputs, outputs, n_outputs);
+    if (st != LP_OK) return st;
     int n = g->n_opsets ? g->n_opsets : 1;
-    Onnx__OperatorSetIdProto **os = lp_arena_array(w->a, (size_t)n, sizeof *os);
-    if (!os) return OOM(w);
     for (int i = 0; i < n; i++) {
-        if (!(os[i] = lp_arena_alloc(w->a, sizeof *os[i]))) return OOM(w);
-        onnx__operator_set_id_proto__init(os[i]);
-        os[i]->has_version = true;
-        os[i]->domain = pb_str(g->n_opsets ? g->opsets[i].domain : "");
-        os[i]->version = g->n_opsets ? g->opsets[i].version : g->opset;
+        enc_mark m = enc_open(e, 8);
+        put_str(e, 1, g->n_opsets ? or_empty(g->opsets[i].domain) : "");
+        put_int64(e, 2, g->n_opsets ? g->opsets[i].version : g->opset);
+        enc_close(e, m);
     }
-    m->n_opset_import = (size_t)n;
-    m->opset_import = os;
-    return LP_OK;
+    return e->oom ? OOM(w) : LP_OK;
 }
 
 /* ---- files ------------------------------------------------------------------------- */
 
-/* protobuf-c packs through this straight into the file. */
-typedef struct file_sink {
-    ProtobufCBuffer base;
-    writer *w;
-    FILE *f;
-    int err;        /* first errno, 0 while all writes succeed */
-    lp_status read; /* first failure reading a tensor from the model file */
-    uint8_t *chunk;
-} file_sink;
+enum { STREAM_CHUNK = 1 << 20 };
 
-static int cmp_lazy(const void *x, const void *y) {
-    uintptr_t a = (uintptr_t)((const lazy_tensor *)x)->t, b = (uintptr_t)((const lazy_tensor *)y)->t;
-    return a < b ? -1 : a > b;
-}
-
-enum { SINK_CHUNK = 1 << 20 };
-
-/* Streams a tensor's bytes from the model file into the sink. */
-static void sink_stream(file_sink *s, const lazy_tensor *lt) {
-    const lp_tensor_data *t = lt->t;
-    if (!s->chunk && !(s->chunk = malloc(SINK_CHUNK))) {
-        s->err = ENOMEM;
-        return;
-    }
-    for (uint64_t done = 0; done < t->nbytes && !s->err && s->read == LP_OK;) {
-        size_t n = t->nbytes - done > SINK_CHUNK ? SINK_CHUNK : (size_t)(t->nbytes - done);
-        s->read = lp_frontend_read_tensor(s->w->g, t, lt->name, done, s->chunk, n, s->w->d);
-        if (s->read == LP_OK && fwrite(s->chunk, 1, n, s->f) != n) s->err = errno ? errno : EIO;
-        done += n;
-    }
-}
-
-static void file_sink_append(ProtobufCBuffer *b, size_t len, const uint8_t *data) {
-    file_sink *s = (file_sink *)b;
-    if (s->err || s->read != LP_OK || !len) return;
-    writer *w = s->w;
-    if (len >= LP_DATA_INLINE_MAX && w->n_lazy) {
-        lazy_tensor key = {(const lp_tensor_data *)(const void *)data, NULL};
-        const lazy_tensor *hit = bsearch(&key, w->lazy, w->n_lazy, sizeof *w->lazy, cmp_lazy);
-        if (hit && hit->t->nbytes == len) {
-            sink_stream(s, hit);
-            return;
-        }
-    }
-    if (fwrite(data, 1, len, s->f) != len) s->err = errno ? errno : EIO;
-}
-
-static lp_status write_model_file(writer *w, const Onnx__ModelProto *m) {
-    size_t size = onnx__model_proto__get_packed_size(m);
-    if ((uint64_t)size >= LP_PROTOBUF_LIMIT) {
+/* Writes the encoded model: the buffer with each span spliced in, tensors
+ * from the model file read through one bounded chunk. */
+static lp_status write_model_file(writer *w) {
+    enc *e = &w->e;
+    uint64_t size = (uint64_t)e->len + e->span_bytes;
+    if (size >= LP_PROTOBUF_LIMIT) {
         char buf[32];
         return lp_error(w->d, LP_ERR_UNSUPPORTED, "cannot write '%s': the sub-model would be %s, "
                         "over protobuf's 2 GiB limit; store its weights as external data",
-                        w->path, lp_format_bytes((uint64_t)size, buf));
+                        w->path, lp_format_bytes(size, buf));
     }
-    if (w->n_lazy) qsort(w->lazy, w->n_lazy, sizeof *w->lazy, cmp_lazy);
     FILE *f = lp_outdir_create(w->od, w->name, w->d);
     if (!f) return LP_ERR_OUTPUT;
-    file_sink sink = {.base = {.append = file_sink_append}, .w = w, .f = f};
-    onnx__model_proto__pack_to_buffer(m, &sink.base);
-    free(sink.chunk);
-    if (sink.err) errno = sink.err; /* what the close reports */
+    int err = 0;
+    lp_status read = LP_OK;
+    uint8_t *chunk = NULL;
+    size_t at = 0;
+    for (size_t i = 0; i <= e->n_spans && !err && read == LP_OK; i++) {
+        size_t end = i < e->n_spans ? e->spans[i].at : e->len;
+        if (end > at && fwrite(e->buf + at, 1, end - at, f) != end - at) {
+            err = errno ? errno : EIO;
+            break;
+        }
+        at = end;
+        if (i == e->n_spans) break;
+        const span *sp = &e->spans[i];
+        if (sp->bytes) {
+            if (fwrite(sp->bytes, 1, (size_t)sp->len, f) != sp->len) err = errno ? errno : EIO;
+            continue;
+        }
+        if (!chunk && !(chunk = malloc(STREAM_CHUNK))) {
+            err = ENOMEM;
+            break;
+        }
+        for (uint64_t done = 0; done < sp->len && !err && read == LP_OK;) {
+            size_t n = sp->len - done > STREAM_CHUNK ? STREAM_CHUNK : (size_t)(sp->len - done);
+            read = lp_frontend_read_tensor(w->g, sp->t, sp->name, done, chunk, n, w->d);
+            if (read == LP_OK && fwrite(chunk, 1, n, f) != n) err = errno ? errno : EIO;
+            done += n;
+        }
+    }
+    free(chunk);
+    if (err) errno = err; /* what the close reports */
     lp_status st = lp_outdir_close(w->od, f, w->d);
-    return sink.read != LP_OK ? sink.read : st;
+    return read != LP_OK ? read : st;
 }
 
 /* Closes the sidecar; the folder's commit moves both files into place. */
@@ -683,6 +738,7 @@ static void writer_cleanup(writer *w) {
         silent.sink = NULL;
         lp_outdir_close(w->od, w->data, &silent);
     }
+    enc_free(&w->e);
     lp_arena_free(w->a);
 }
 
@@ -714,15 +770,11 @@ lp_status lp_frontend_write_submodel_in(const lp_graph *g, const int *nodes, int
     assert(n_nodes >= 0 && n_inputs >= 0 && n_outputs >= 0);
     writer w;
     lp_status st = writer_init(&w, g, od, name, d);
-    Onnx__GraphProto gp;
-    Onnx__ModelProto m;
-    onnx__graph_proto__init(&gp);
     if (st == LP_OK) st = mark_inputs(&w, inputs, n_inputs);
     if (st == LP_OK) st = mark_nodes(&w, nodes, n_nodes);
     if (st == LP_OK) st = mark_outputs(&w, outputs, n_outputs);
-    if (st == LP_OK) st = graph_to_proto(&w, nodes, n_nodes, inputs, n_inputs, outputs, n_outputs, &gp);
-    if (st == LP_OK) st = model_to_proto(&w, &gp, &m);
-    if (st == LP_OK) st = write_model_file(&w, &m);
+    if (st == LP_OK) st = enc_model(&w, nodes, n_nodes, inputs, n_inputs, outputs, n_outputs);
+    if (st == LP_OK) st = write_model_file(&w);
     if (st == LP_OK) st = commit_files(&w);
     writer_cleanup(&w);
     return st;

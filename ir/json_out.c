@@ -157,32 +157,52 @@ static void dump_value(lp_json_out *w, const json_t *v) {
 }
 
 static void newline_indent(lp_json_out *w, int depth) {
-    out_bytes(w, "\n", 1);
-    for (int i = 0; i < depth; i++) out_bytes(w, " ", 1);
+    size_t n = (size_t)depth + 1;
+    if (w->len + n > OUT_BUFFER_BYTES) flush_buffer(w);
+    if (n > OUT_BUFFER_BYTES) {
+        out_bytes(w, "\n", 1);
+        for (int i = 0; i < depth; i++) out_bytes(w, " ", 1);
+        return;
+    }
+    w->buf[w->len] = '\n';
+    memset(w->buf + w->len + 1, ' ', (size_t)depth);
+    w->len += n;
 }
 
-/* Stream: a string. Printable ASCII but '"' and '\' is what JSON takes
+/* Whether the n bytes at s are all printable ASCII but '"' and '\\': eight
+ * bytes a step, each word tested for a byte below 0x20, with the top bit
+ * set, or equal to 0x7f, '"' or '\\' (the usual zero-byte test on x ^ c). */
+#define ONES 0x0101010101010101ull
+#define HIGHS 0x8080808080808080ull
+static bool plain_ascii(const unsigned char *s, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x;
+        memcpy(&x, s + i, 8);
+        uint64_t del = x ^ (ONES * 0x7f), quote = x ^ (ONES * '"'), bs = x ^ (ONES * '\\');
+        uint64_t bad = ((x - ONES * 0x20) & ~x) | x | ((del - ONES) & ~del) |
+                       ((quote - ONES) & ~quote) | ((bs - ONES) & ~bs);
+        if (bad & HIGHS) return false;
+    }
+    for (; i < n; i++)
+        if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\') return false;
+    return true;
+}
+
+/* Stream: a string. Printable ASCII but '"' and '\\' is what JSON takes
  * inside quotes as it is (every writer, jansson's included, writes it
  * unchanged): copied straight into the buffer; anything else is written by
  * jansson. */
 static void out_string(lp_json_out *w, const char *s) {
     size_t n = strlen(s);
     if (w->len + n + 2 > OUT_BUFFER_BYTES) flush_buffer(w);
-    if (n + 2 <= OUT_BUFFER_BYTES) {
+    if (n + 2 <= OUT_BUFFER_BYTES && plain_ascii((const unsigned char *)s, n)) {
         char *o = w->buf + w->len;
-        const unsigned char *u = (const unsigned char *)s;
-        size_t i = 0;
-        *o++ = '"';
-        for (; i < n; i++) {
-            unsigned char c = u[i];
-            if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') break;
-            o[i] = (char)c;
-        }
-        if (i == n) {
-            o[n] = '"';
-            w->len += n + 2;
-            return;
-        }
+        o[0] = '"';
+        memcpy(o + 1, s, n);
+        o[n + 1] = '"';
+        w->len += n + 2;
+        return;
     }
     json_t *j = lp_json_name(s);
     if (!j) {

@@ -147,6 +147,65 @@ static void test_large_document(void **state) {
     json_decref(j);
 }
 
+/* The streamed text of one string, as the whole document. */
+static void one_string(const void *ctx, lp_json_out *w) { lp_json_string(w, NULL, ctx); }
+
+static char *streamed_text(lp_json_doc doc, const void *ctx) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    assert_non_null(f);
+    lp_diag d = lp_diag_make(NULL);
+    assert_int_equal(lp_json_write(f, doc, ctx, "memory", &d), LP_OK);
+    assert_int_equal(fclose(f), 0);
+    return text;
+}
+
+/* Strings are copied as they are only when every byte is printable ASCII
+ * other than '"' and '\': each byte that is not, at each place of a word
+ * of eight and in the tail after the words, is written as jansson writes
+ * it (escaped, or \xNN for bytes that are not UTF-8). */
+static void test_string_bytes(void **state) {
+    (void)state;
+    const char *odd[] = {"\x01", "\x1f", "\x7f", "\x80", "\"", "\\", "\xc3\xa9", "\t", "~", " "};
+    for (size_t k = 0; k < sizeof odd / sizeof *odd; k++)
+        for (int len = 1; len <= 19; len++)
+            for (int at = 0; at < len; at++) {
+                char s[32];
+                memset(s, 'a' + at % 26, (size_t)len);
+                s[len] = '\0';
+                size_t n = strlen(odd[k]);
+                memcpy(s + at, odd[k], n);
+                s[at + n > (size_t)len ? at + n : (size_t)len] = '\0';
+                json_t *j = lp_json_name(s);
+                assert_non_null(j);
+                char *want = json_dumps(j, JSON_ENCODE_ANY);
+                char *got = streamed_text(one_string, s);
+                size_t wl = strlen(want);
+                if (strncmp(got, want, wl) != 0 || strcmp(got + wl, "\n") != 0)
+                    fail_msg("'%s': streamed %s, jansson %s", s, got, want);
+                free(want);
+                free(got);
+                json_decref(j);
+            }
+}
+
+static void nested(const void *ctx, lp_json_out *w) {
+    int depth = *(const int *)ctx;
+    for (int i = 0; i < depth; i++) lp_json_begin_array(w, NULL);
+    lp_json_int(w, NULL, 7);
+    for (int i = 0; i < depth; i++) lp_json_end(w);
+}
+
+/* Each line is indented by its depth. */
+static void test_indent(void **state) {
+    (void)state;
+    int depth = 3;
+    char *got = streamed_text(nested, &depth);
+    assert_string_equal(got, "[\n [\n  [\n   7\n  ]\n ]\n]\n");
+    free(got);
+}
+
 /* A full disk is an output error naming the destination. */
 static void test_write_failure(void **state) {
     (void)state;
@@ -164,6 +223,8 @@ int main(void) {
         cmocka_unit_test(test_escape),
         cmocka_unit_test(test_stream_equals_tree),
         cmocka_unit_test(test_large_document),
+        cmocka_unit_test(test_string_bytes),
+        cmocka_unit_test(test_indent),
         cmocka_unit_test(test_write_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

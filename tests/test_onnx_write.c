@@ -279,6 +279,122 @@ static void test_roundtrip(void **state) {
 }
 
 /* Next to the model, external weights keep their file and offset. */
+/* The bytes of a file, NUL-terminated; caller frees. */
+static uint8_t *read_all(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    long n = ftell(fp);
+    assert_true(n >= 0);
+    rewind(fp);
+    uint8_t *b = malloc((size_t)n + 1);
+    assert_non_null(b);
+    assert_int_equal(fread(b, 1, (size_t)n, fp), (size_t)n);
+    fclose(fp);
+    *len = (size_t)n;
+    return b;
+}
+
+/* The writer encodes the wire format itself; protobuf-c, unpacking the
+ * file and packing it again, must give back exactly the same bytes (fields
+ * in number order, shortest varints, ten-byte negative ints). */
+static Onnx__ModelProto *assert_canonical(const char *path, uint8_t **bytes, size_t *len) {
+    *bytes = read_all(path, len);
+    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, *len, *bytes);
+    assert_non_null(m);
+    assert_int_equal(onnx__model_proto__get_packed_size(m), *len);
+    uint8_t *again = malloc(*len + 1);
+    assert_non_null(again);
+    assert_int_equal(onnx__model_proto__pack(m, again), *len);
+    assert_memory_equal(again, *bytes, *len);
+    free(again);
+    return m;
+}
+
+/* Every node, every attribute kind, metadata, an omitted input, symbolic
+ * and unknown dims, an untyped intermediate, external bytes copied. */
+static void test_canonical_encoding(void **state) {
+    fixture *f = *state;
+    int nodes[] = {0, 1, 2, 3, 4};
+    const char *in[] = {"x"}, *out[] = {"q"};
+    lp_diag d;
+    assert_int_equal(write_sub(f, f->out, nodes, 5, in, 1, out, 1, &d), LP_OK);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/sub.onnx", f->out);
+    uint8_t *bytes;
+    size_t len;
+    Onnx__ModelProto *m = assert_canonical(path, &bytes, &len);
+    assert_int_equal(m->graph->n_node, 5);
+    assert_int_equal(m->graph->n_initializer, 3); /* W, E, c */
+    assert_int_equal(m->graph->node[0]->n_attribute, 8);
+    assert_int_equal(m->graph->node[0]->attribute[1]->i, -3);
+    assert_int_equal(m->graph->n_value_info, 3); /* h, y, z; r has no type */
+    onnx__model_proto__free_unpacked(m, NULL);
+    free(bytes);
+}
+
+/* A model before IR 4 with a 16 KiB weight: the loader leaves its bytes in
+ * the model file and the writer streams them from there; the same bytes
+ * held in memory are written from where they are. Both files are the same,
+ * canonical, and list the weight among the inputs too. */
+static void test_large_weight_streamed(void **state) {
+    (void)state;
+    enum { N = 64 };
+    static float big[N * N];
+    for (int i = 0; i < N * N; i++) big[i] = (float)i * 0.5f - 7.0f;
+    char dir[256], out[256], model[512], path[1024];
+    tmp_make(dir, sizeof dir);
+    tmp_make(out, sizeof out);
+    Onnx__ModelProto *mp = tb_model(3, 13);
+    tb_input(mp, "x", LP_DT_FLOAT, "2,64");
+    tb_set_raw(tb_initializer(mp, tb_tensor("B", LP_DT_FLOAT, "64,64")), big, sizeof big);
+    tb_node(mp, "MatMul", "mm", "x,B", "y");
+    tb_node(mp, "Relu", "relu", "y", "z");
+    tb_output(mp, "z", LP_DT_FLOAT, "2,64");
+    size_t len;
+    uint8_t *bytes = tb_pack(mp, &len);
+    tb_free(mp);
+    assert_int_equal(tmp_write(dir, "model.onnx", bytes, len), 0);
+    free(bytes);
+    snprintf(model, sizeof model, "%s/model.onnx", dir);
+    lp_diag d = lp_diag_make(model);
+    lp_graph *g = NULL;
+    assert_int_equal(lp_frontend_load(model, NULL, &g, &d), LP_OK);
+    int32_t b = lp_graph_find_value(g, "B");
+    assert_true(b >= 0);
+    assert_int_equal(g->values[b].data.where, LP_DATA_FILE);
+
+    int nodes[] = {0, 1};
+    int32_t in[] = {lp_graph_find_value(g, "x")}, outs[] = {lp_graph_find_value(g, "z")};
+    snprintf(path, sizeof path, "%s/streamed.onnx", out);
+    assert_int_equal(lp_frontend_write_submodel(g, nodes, 2, in, 1, outs, 1, path, &d), LP_OK);
+    uint8_t *streamed;
+    size_t n_streamed;
+    Onnx__ModelProto *m = assert_canonical(path, &streamed, &n_streamed);
+    assert_int_equal(m->ir_version, 3);
+    assert_int_equal(m->graph->n_input, 2);
+    assert_string_equal(m->graph->input[1]->name, "B");
+    assert_int_equal(m->graph->n_initializer, 1);
+    assert_int_equal(m->graph->initializer[0]->raw_data.len, sizeof big);
+    assert_memory_equal(m->graph->initializer[0]->raw_data.data, big, sizeof big);
+    onnx__model_proto__free_unpacked(m, NULL);
+
+    g->values[b].data = (lp_tensor_data){.where = LP_DATA_INLINE, .bytes = (const uint8_t *)big,
+                                         .nbytes = sizeof big};
+    snprintf(path, sizeof path, "%s/inline.onnx", out);
+    assert_int_equal(lp_frontend_write_submodel(g, nodes, 2, in, 1, outs, 1, path, &d), LP_OK);
+    uint8_t *held;
+    size_t n_held;
+    onnx__model_proto__free_unpacked(assert_canonical(path, &held, &n_held), NULL);
+    assert_int_equal(n_held, n_streamed);
+    assert_memory_equal(held, streamed, n_held);
+    free(held);
+    free(streamed);
+    lp_graph_free(g);
+    tmp_remove(dir);
+    tmp_remove(out);
+}
+
 static void test_same_folder_keeps_location(void **state) {
     fixture *f = *state;
     int nodes[] = {0, 1};
@@ -364,6 +480,8 @@ static void test_selection_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_canonical_encoding, setup, teardown),
+        cmocka_unit_test(test_large_weight_streamed),
         cmocka_unit_test_setup_teardown(test_same_folder_keeps_location, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unwritable_path_leaves_nothing, setup, teardown),
         cmocka_unit_test_setup_teardown(test_failed_copy_leaves_nothing, setup, teardown),
