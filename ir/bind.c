@@ -59,13 +59,18 @@ static void text_add(text_buf *t, const char *fmt, ...) {
 static lp_status refuse_unnamed(lp_graph *g, const char *name, int64_t value, lp_diag *d) {
     text_buf t = {.ok = true};
     int listed = 0;
-    for (int i = 0; i < g->n_inputs && listed < 8; i++) {
+    bool more = false;
+    for (int i = 0; i < g->n_inputs && !more; i++) {
         int32_t vi = g->inputs[i];
         const lp_value *v = &g->values[vi];
         int count = 0;
         for (int k = 0; k < v->shape.rank; k++)
             if (v->shape.dims[k].size < 0 && lp_graph_dim_written(g, vi, k)) count++;
         if (count == 0) continue;
+        if (listed == 8) {
+            more = true; /* eight inputs say enough */
+            break;
+        }
         text_add(&t, "%sinput '%s' %s ", listed ? "; " : "", v->name, count == 1 ? "axis" : "axes");
         for (int k = 0, j = 0; k < v->shape.rank; k++)
             if (v->shape.dims[k].size < 0 && lp_graph_dim_written(g, vi, k))
@@ -81,7 +86,7 @@ static lp_status refuse_unnamed(lp_graph *g, const char *name, int64_t value, lp
                       "an unknown of its own, bound only by its input's shape; give that with "
                       "--shapes INPUT:AxBx..%s%s%s",
                       name, value, name, listed ? " (unknown: " : "", listed ? t.s : "",
-                      !listed ? "" : listed == 8 ? "; ...)" : ")");
+                      !listed ? "" : more ? "; ...)" : ")");
     free(t.s);
     return st;
 }
@@ -163,7 +168,7 @@ lp_status lp_graph_check_input_dims(lp_graph *g, int32_t value, lp_diag *d) {
         const char *as = lp_graph_dim_written(g, value, k);
         seen++;
         text_add(&axes, "%s%d (%s%s)", seen == 1 ? "" : seen == n_unknown ? " and " : ", ", k,
-                 as ? "written " : "", as ? as : "no size or name");
+                 as ? "written " : "", as ? as : "left empty");
     }
     lp_status st;
     if (!axes.ok || !opt.ok)

@@ -1438,6 +1438,8 @@ static void test_bind_shared_symbol(void **state) {
  * write the literal name "?", which this sets on one axis. */
 static void set_dim_param(Onnx__ValueInfoProto *vi, size_t axis, const char *param) {
     Onnx__TensorShapeProto__Dimension *dm = vi->type->tensor_type->shape->dim[axis];
+    /* dim_value and dim_param share a oneof: free only a name */
+    if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM) free(dm->dim_param);
     dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
     dm->dim_param = tb_strdup(param);
 }
@@ -1534,12 +1536,49 @@ static void test_written_unknown_dims(void **state) {
     assert_contains(d.last_error, "give that with --shapes INPUT:AxBx..");
     lp_graph_free(g);
 
-    /* other negative dims are still invalid, and so are -1 dims of tensors */
+    /* a dim with neither size nor name is reported the same way */
+    g = bind_graph();
+    assert_int_equal(lp_graph_check_input_dims(g, lp_graph_find_value(g, "mask"), &d),
+                     LP_ERR_UNSUPPORTED);
+    assert_contains(d.last_error, "input 'mask' axis 1 (left empty) has no size; give the "
+                                  "input's shape with --shapes mask:AxB");
+    assert_int_equal(lp_graph_check_input_dims(g, lp_graph_find_value(g, "x"), &d), LP_OK);
+    lp_graph_free(g);
+
+    /* other negative dims are still invalid (a tensor's -1 too: test_invalid_graphs) */
     m = tb_model(10, 18);
     tb_input(m, "x", LP_DT_FLOAT, "-2,3");
     tb_node(m, "Relu", "relu0", "x", "y");
     tb_output(m, "y", LP_DT_FLOAT, NULL);
     expect_reject(m, LP_ERR_INVALID_MODEL, "graph input 'x' has negative dim -2 at axis 0");
+}
+
+/* --dim ? lists eight inputs, then says there are more. */
+static void test_dim_refusal_lists_eight(void **state) {
+    (void)state;
+    Onnx__ModelProto *m = tb_model(10, 18);
+    char name[8];
+    for (int i = 0; i < 9; i++) {
+        snprintf(name, sizeof name, "in%d", i);
+        tb_input(m, name, LP_DT_FLOAT, "-1");
+    }
+    tb_node(m, "Sum", "sum", "in0,in1,in2,in3,in4,in5,in6,in7,in8", "s");
+    tb_output(m, "s", LP_DT_FLOAT, "-1");
+    lp_graph *g = NULL;
+    lp_diag d;
+    assert_int_equal(load(m, &g, &d), LP_OK);
+    tb_free(m);
+    assert_int_equal(lp_graph_bind_dim(g, "?", 1, &d), LP_ERR_USAGE);
+    assert_contains(d.last_error, "(unknown: input 'in0' axis 0; input 'in1' axis 0;");
+    assert_contains(d.last_error, "input 'in7' axis 0; ...)");
+    assert_null(strstr(d.last_error, "in8"));
+    /* bound through its input, the eighth is the last: no "..." */
+    const int64_t one[1] = {1};
+    assert_int_equal(lp_graph_bind_input_shape(g, "in0", 1, one, &d), LP_OK);
+    assert_int_equal(lp_graph_bind_dim(g, "?", 1, &d), LP_ERR_USAGE);
+    assert_contains(d.last_error, "input 'in8' axis 0)");
+    assert_null(strstr(d.last_error, "in0"));
+    lp_graph_free(g);
 }
 
 /* The table of written dims is looked up in any order of insertion. */
@@ -1613,6 +1652,7 @@ int main(void) {
         cmocka_unit_test(test_bind_unranked_input),
         cmocka_unit_test(test_written_unknown_dims),
         cmocka_unit_test(test_written_dims_table),
+        cmocka_unit_test(test_dim_refusal_lists_eight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
