@@ -420,11 +420,7 @@ static lp_status check_graph_inputs(lp_infer *cx) {
         else if (v->shape.rank > LP_MAX_RANK)
             st = lp_error(cx->d, LP_ERR_UNSUPPORTED, "input '%s' has rank %d; lpcc supports ranks up to %d",
                           v->name, v->shape.rank, LP_MAX_RANK);
-        for (int k = 0; st == LP_OK && k < v->shape.rank; k++)
-            if (lp_dim_is_unknown(v->shape.dims[k]))
-                st = lp_error(cx->d, LP_ERR_UNSUPPORTED,
-                              "input '%s' axis %d has neither a size nor a name; give one with "
-                              "--shapes %s:AxBx..", v->name, k, v->name);
+        if (st == LP_OK) st = lp_graph_check_input_dims(cx->g, cx->g->inputs[i], cx->d);
         if (first == LP_OK) first = st;
     }
     return first;

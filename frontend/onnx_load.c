@@ -396,19 +396,34 @@ static lp_status convert_value_info(loader *ld, const Onnx__ValueInfoProto *vi, 
                         v->name, n, LP_MAX_RANK);
     lp_dim *dims = lp_arena_array(ld->g->arena, n, sizeof *dims);
     if (n && !dims) return OOM(ld);
+    bool input = v->kind == LP_VALUE_INPUT;
     for (size_t i = 0; i < n; i++) {
         const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[i];
         dims[i].size = LP_DIM_UNKNOWN;
+        /* exporters write an unknown dim as -1 (Paddle2ONNX) or as the
+         * literal name "?"; ONNX Runtime reads both as an unknown of its own
+         * on that axis, never equal to another, and so does lpcc */
+        const char *written = NULL;
         if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE) {
-            if (dm->dim_value < 0)
+            if (dm->dim_value == -1)
+                written = "-1";
+            else if (dm->dim_value < 0)
                 return lp_error(ld->d, LP_ERR_INVALID_MODEL, "%s '%s' has negative dim %" PRId64
                                 " at axis %zu", role, v->name, dm->dim_value, i);
-            dims[i].size = dm->dim_value;
+            else
+                dims[i].size = dm->dim_value;
         } else if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM &&
                    dm->dim_param && dm->dim_param[0]) {
-            dims[i].sym = lp_arena_strdup(ld->g->arena, dm->dim_param);
-            if (!dims[i].sym) return OOM(ld);
+            if (strcmp(dm->dim_param, "?") == 0) {
+                written = "'?'";
+            } else {
+                dims[i].sym = lp_arena_strdup(ld->g->arena, dm->dim_param);
+                if (!dims[i].sym) return OOM(ld);
+            }
         }
+        if (written && input &&
+            !lp_graph_note_written_dim(ld->g, (int32_t)(v - ld->g->values), (int)i, written))
+            return OOM(ld);
     }
     v->shape.rank = (int)n;
     v->shape.dims = dims;

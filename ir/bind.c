@@ -2,6 +2,7 @@
 #include "lp_ir.h"
 
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 
 static int replace_dim(lp_graph *g, const char *name, int64_t value) {
@@ -18,7 +19,80 @@ static int replace_dim(lp_graph *g, const char *name, int64_t value) {
     return count;
 }
 
+/* A growing message text; `ok` turns false once out of memory. */
+typedef struct text_buf {
+    char *s;
+    size_t len, cap;
+    bool ok;
+} text_buf;
+
+static void text_add(text_buf *t, const char *fmt, ...) LP_PRINTF(2, 3);
+static void text_add(text_buf *t, const char *fmt, ...) {
+    if (!t->ok) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        t->ok = false;
+        return;
+    }
+    if (t->len + (size_t)n + 1 > t->cap) {
+        size_t cap = t->cap ? t->cap : 128;
+        while (cap < t->len + (size_t)n + 1) cap *= 2;
+        char *grown = realloc(t->s, cap);
+        if (!grown) {
+            t->ok = false;
+            return;
+        }
+        t->s = grown;
+        t->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
+    va_end(ap);
+    t->len += (size_t)n;
+}
+
+/* "?" and -1 are not names: each marks an unknown of its own on one axis,
+ * which only --shapes (fixing that input's axes) can bind. */
+static lp_status refuse_unnamed(lp_graph *g, const char *name, int64_t value, lp_diag *d) {
+    text_buf t = {.ok = true};
+    int listed = 0;
+    bool more = false;
+    for (int i = 0; i < g->n_inputs && !more; i++) {
+        int32_t vi = g->inputs[i];
+        const lp_value *v = &g->values[vi];
+        int count = 0;
+        for (int k = 0; k < v->shape.rank; k++)
+            if (v->shape.dims[k].size < 0 && lp_graph_dim_written(g, vi, k)) count++;
+        if (count == 0) continue;
+        if (listed == 8) {
+            more = true; /* eight inputs say enough */
+            break;
+        }
+        text_add(&t, "%sinput '%s' %s ", listed ? "; " : "", v->name, count == 1 ? "axis" : "axes");
+        for (int k = 0, j = 0; k < v->shape.rank; k++)
+            if (v->shape.dims[k].size < 0 && lp_graph_dim_written(g, vi, k))
+                text_add(&t, "%s%d", j++ ? ", " : "", k);
+        listed++;
+    }
+    lp_status st;
+    if (!t.ok)
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    else
+        st = lp_error(d, LP_ERR_USAGE,
+                      "--dim %s=%" PRId64 ": '%s' is not a dim name: an axis written '?' or -1 is "
+                      "an unknown of its own, bound only by its input's shape; give that with "
+                      "--shapes INPUT:AxBx..%s%s%s",
+                      name, value, name, listed ? " (unknown: " : "", listed ? t.s : "",
+                      !listed ? "" : more ? "; ...)" : ")");
+    free(t.s);
+    return st;
+}
+
 lp_status lp_graph_bind_dim(lp_graph *g, const char *name, int64_t value, lp_diag *d) {
+    if (strcmp(name, "?") == 0 || strcmp(name, "-1") == 0) return refuse_unnamed(g, name, value, d);
     if (value < 0)
         return lp_error(d, LP_ERR_USAGE, "--dim %s=%" PRId64 ": a dim must be >= 0", name, value);
     if (replace_dim(g, name, value) == 0)
@@ -69,4 +143,42 @@ lp_status lp_graph_bind_input_shape(lp_graph *g, const char *input, int rank,
         dm->size = dims[k];
     }
     return LP_OK;
+}
+
+lp_status lp_graph_check_input_dims(lp_graph *g, int32_t value, lp_diag *d) {
+    const lp_value *v = &g->values[value];
+    int n_unknown = 0;
+    for (int k = 0; k < v->shape.rank; k++)
+        if (v->shape.dims[k].size < 0 && !v->shape.dims[k].sym) n_unknown++;
+    if (n_unknown == 0) return LP_OK;
+    /* "axes 1 (written '?') and 2 (written '?')", then the --shapes option
+     * with letters where the model has no number */
+    text_buf axes = {.ok = true}, opt = {.ok = true};
+    int seen = 0;
+    char letter = 'A';
+    for (int k = 0; k < v->shape.rank; k++) {
+        const lp_dim *dm = &v->shape.dims[k];
+        if (dm->size >= 0) {
+            text_add(&opt, "%s%" PRId64, k ? "x" : "", dm->size);
+            continue;
+        }
+        text_add(&opt, "%s%c", k ? "x" : "", letter);
+        if (letter < 'Z') letter++;
+        if (dm->sym) continue;
+        const char *as = lp_graph_dim_written(g, value, k);
+        seen++;
+        text_add(&axes, "%s%d (%s%s)", seen == 1 ? "" : seen == n_unknown ? " and " : ", ", k,
+                 as ? "written " : "", as ? as : "left empty");
+    }
+    lp_status st;
+    if (!axes.ok || !opt.ok)
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    else
+        st = lp_error(d, LP_ERR_UNSUPPORTED,
+                      "input '%s' %s %s %s no size; give the input's shape with --shapes %s:%s",
+                      v->name, n_unknown == 1 ? "axis" : "axes", axes.s, n_unknown == 1 ? "has" : "have",
+                      v->name, opt.s);
+    free(axes.s);
+    free(opt.s);
+    return st;
 }

@@ -137,6 +137,46 @@ int32_t lp_graph_intern_value(lp_graph *g, const char *name) {
     return idx;
 }
 
+/* ---- unknown input dims as written ----------------------------------------- */
+
+static int written_cmp(const void *a, const void *b) {
+    const lp_written_dim *x = a, *y = b;
+    if (x->value != y->value) return x->value < y->value ? -1 : 1;
+    return (x->axis > y->axis) - (x->axis < y->axis);
+}
+
+bool lp_graph_note_written_dim(lp_graph *g, int32_t value, int axis, const char *as) {
+    if (g->n_written_dims == g->cap_written_dims) {
+        /* arena arrays, doubled: the old one stays in the arena until the end */
+        if (g->cap_written_dims > INT32_MAX / 2) return false;
+        int cap = g->cap_written_dims ? 2 * g->cap_written_dims : 16;
+        lp_written_dim *grown = lp_arena_array(g->arena, (size_t)cap, sizeof *grown);
+        if (!grown) return false;
+        if (g->n_written_dims)
+            memcpy(grown, g->written_dims, (size_t)g->n_written_dims * sizeof *grown);
+        g->written_dims = grown;
+        g->cap_written_dims = cap;
+    }
+    lp_written_dim w = {.value = value, .axis = axis, .as = as};
+    if (g->n_written_dims == 0) g->written_dims_sorted = true;
+    else if (written_cmp(&g->written_dims[g->n_written_dims - 1], &w) >= 0)
+        g->written_dims_sorted = false;
+    g->written_dims[g->n_written_dims++] = w;
+    return true;
+}
+
+const char *lp_graph_dim_written(lp_graph *g, int32_t value, int axis) {
+    if (g->n_written_dims == 0) return NULL;
+    if (!g->written_dims_sorted) {
+        qsort(g->written_dims, (size_t)g->n_written_dims, sizeof *g->written_dims, written_cmp);
+        g->written_dims_sorted = true;
+    }
+    lp_written_dim key = {.value = value, .axis = axis};
+    const lp_written_dim *w = bsearch(&key, g->written_dims, (size_t)g->n_written_dims,
+                                      sizeof key, written_cmp);
+    return w ? w->as : NULL;
+}
+
 const lp_attr *lp_node_attr(const lp_node *n, const char *name) {
     for (int i = 0; i < n->n_attrs; i++)
         if (strcmp(n->attrs[i].name, name) == 0) return &n->attrs[i];

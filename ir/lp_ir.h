@@ -248,6 +248,17 @@ typedef struct lp_kv {
     const char *value;
 } lp_kv;
 
+/* A graph input's dim that the model writes as unknown: dim_value -1 (as
+ * Paddle2ONNX does) or the literal dim_param "?". Each is an unknown of its
+ * own, never equal to another, and loads as an unknown dim (size < 0, no
+ * sym); the graph keeps where they are so that messages can say which axis
+ * to give with --shapes and how the model writes it. */
+typedef struct lp_written_dim {
+    int32_t value; /* the graph input */
+    int32_t axis;
+    const char *as; /* "-1" or "'?'" */
+} lp_written_dim;
+
 /* ---- nodes and the graph ------------------------------------------------ */
 
 typedef struct lp_node {
@@ -294,6 +305,10 @@ typedef struct lp_graph {
     lp_kv *meta;               /* model metadata_props */
     struct lp_name_map *names; /* value name -> index */
     lp_data_file *file;        /* open model file for LP_DATA_FILE tensors, or NULL */
+    int n_written_dims;        /* unknown input dims written -1 or "?" */
+    int cap_written_dims;
+    bool written_dims_sorted;  /* by (value, axis); lp_graph_dim_written sorts */
+    lp_written_dim *written_dims;
 } lp_graph;
 
 lp_graph *lp_graph_new(const char *path);
@@ -310,6 +325,13 @@ int64_t lp_node_attr_int(const lp_node *n, const char *name, int64_t fallback);
 float lp_node_attr_float(const lp_node *n, const char *name, float fallback);
 const char *lp_node_attr_string(const lp_node *n, const char *name, const char *fallback);
 const char *lp_node_meta(const lp_node *n, const char *key);
+
+/* Records that input `value`'s dim at `axis` is written `as` ("-1", "'?'");
+ * false if out of memory. */
+bool lp_graph_note_written_dim(lp_graph *g, int32_t value, int axis, const char *as);
+/* How the model writes the unknown dim at `axis` of input `value` ("-1",
+ * "'?'"), or NULL where it writes no such dim. Sorts the table on first use. */
+const char *lp_graph_dim_written(lp_graph *g, int32_t value, int axis);
 
 /* Orders g->nodes topologically (stable: file order where free). A cycle is
  * reported as an invalid model naming the nodes on it. */
@@ -343,9 +365,14 @@ lp_status lp_graph_verify(const lp_graph *g, lp_diag *d);
  * has that dim. */
 lp_status lp_graph_bind_dim(lp_graph *g, const char *name, int64_t value, lp_diag *d);
 /* Fixes a graph input's shape (trtexec's --shapes): rank and fixed dims must
- * agree; its symbolic dims are bound everywhere. */
+ * agree; its symbolic dims are bound everywhere, its unknown dims (written
+ * -1 or "?") on this input only. */
 lp_status lp_graph_bind_input_shape(lp_graph *g, const char *input, int rank,
                                     const int64_t *dims, lp_diag *d);
+/* Checks that every axis of graph input `value` has a size or a name; if
+ * not, reports all of its unknown axes, how the model writes each, and the
+ * --shapes option that fixes them, as LP_ERR_UNSUPPORTED. */
+lp_status lp_graph_check_input_dims(lp_graph *g, int32_t value, lp_diag *d);
 
 /* ---- dumps -------------------------------------------------------------- */
 

@@ -1434,6 +1434,170 @@ static void test_bind_shared_symbol(void **state) {
     lp_graph_free(g);
 }
 
+/* The builder's "?" is a dim with neither value nor name; exporters also
+ * write the literal name "?", which this sets on one axis. */
+static void set_dim_param(Onnx__ValueInfoProto *vi, size_t axis, const char *param) {
+    Onnx__TensorShapeProto__Dimension *dm = vi->type->tensor_type->shape->dim[axis];
+    /* dim_value and dim_param share a oneof: free only a name */
+    if (dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM) free(dm->dim_param);
+    dm->value_case = ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_PARAM;
+    dm->dim_param = tb_strdup(param);
+}
+
+/* x[-1,3] (Paddle2ONNX), a[2,"?","?"] and b["?",3]: every such dim is an
+ * unknown of its own, also in value_info and graph outputs. */
+static Onnx__ModelProto *written_unknowns_model(void) {
+    Onnx__ModelProto *m = tb_model(10, 18);
+    tb_input(m, "x", LP_DT_FLOAT, "-1,3");
+    Onnx__ValueInfoProto *a = tb_input(m, "a", LP_DT_FLOAT, "2,q,q");
+    set_dim_param(a, 1, "?");
+    set_dim_param(a, 2, "?");
+    set_dim_param(tb_input(m, "b", LP_DT_FLOAT, "q,3"), 0, "?");
+    tb_node(m, "MatMul", "mm", "a,b", "ab");
+    tb_node(m, "Add", "add", "ab,x", "y");
+    Onnx__ValueInfoProto *vi = tb_value_info("ab", LP_DT_FLOAT, "-1,q,3");
+    set_dim_param(vi, 1, "?");
+    TB_PUSH(m->graph->value_info, m->graph->n_value_info, vi);
+    set_dim_param(tb_output(m, "y", LP_DT_FLOAT, "q,-1,3"), 0, "?");
+    return m;
+}
+
+static void assert_unknown(const lp_value *v, int axis) {
+    if (v->shape.dims[axis].size >= 0 || v->shape.dims[axis].sym)
+        fail_msg("'%s' axis %d: expected an unknown dim, got size %lld sym %s", v->name, axis,
+                 (long long)v->shape.dims[axis].size,
+                 v->shape.dims[axis].sym ? v->shape.dims[axis].sym : "(none)");
+}
+
+static void test_written_unknown_dims(void **state) {
+    (void)state;
+    Onnx__ModelProto *m = written_unknowns_model();
+    lp_graph *g = NULL;
+    lp_diag d;
+    assert_int_equal(load(m, &g, &d), LP_OK);
+    tb_free(m);
+    int32_t x = lp_graph_find_value(g, "x"), a = lp_graph_find_value(g, "a"),
+            b = lp_graph_find_value(g, "b");
+    assert_unknown(&g->values[x], 0);
+    assert_int_equal(g->values[x].shape.dims[1].size, 3);
+    assert_unknown(&g->values[a], 1);
+    assert_unknown(&g->values[a], 2);
+    assert_unknown(&g->values[b], 0);
+    assert_unknown(value_named(g, "ab"), 0);
+    assert_unknown(value_named(g, "ab"), 1);
+    assert_unknown(value_named(g, "y"), 0);
+    assert_unknown(value_named(g, "y"), 1);
+    /* where they are and how they are written, for the inputs only */
+    assert_string_equal(lp_graph_dim_written(g, x, 0), "-1");
+    assert_null(lp_graph_dim_written(g, x, 1));
+    assert_null(lp_graph_dim_written(g, a, 0));
+    assert_string_equal(lp_graph_dim_written(g, a, 1), "'?'");
+    assert_string_equal(lp_graph_dim_written(g, a, 2), "'?'");
+    assert_string_equal(lp_graph_dim_written(g, b, 0), "'?'");
+    assert_null(lp_graph_dim_written(g, lp_graph_find_value(g, "ab"), 0));
+    assert_int_equal(g->n_written_dims, 4);
+
+    d = lp_diag_make("t.onnx");
+    d.sink = NULL;
+    assert_int_equal(lp_graph_check_input_dims(g, x, &d), LP_ERR_UNSUPPORTED);
+    assert_contains(d.last_error, "input 'x' axis 0 (written -1) has no size; give the input's "
+                                  "shape with --shapes x:Ax3");
+    assert_int_equal(lp_graph_check_input_dims(g, a, &d), LP_ERR_UNSUPPORTED);
+    assert_contains(d.last_error, "input 'a' axes 1 (written '?') and 2 (written '?') have no "
+                                  "size; give the input's shape with --shapes a:2xAxB");
+
+    /* --dim cannot bind them: they have no name */
+    assert_int_equal(lp_graph_bind_dim(g, "?", 3, &d), LP_ERR_USAGE);
+    assert_contains(d.last_error, "'?' is not a dim name");
+    assert_contains(d.last_error, "--shapes INPUT:AxBx.. (unknown: input 'x' axis 0; input 'a' "
+                                  "axes 1, 2; input 'b' axis 0)");
+    assert_int_equal(lp_graph_bind_dim(g, "-1", 3, &d), LP_ERR_USAGE);
+    assert_contains(d.last_error, "'-1' is not a dim name");
+    assert_unknown(&g->values[a], 1);
+
+    /* --shapes: the two "?" of a take two sizes, and binding a touches no
+     * other "?" (b's, the value_info's, the output's) */
+    const int64_t a_dims[3] = {2, 5, 7}, b_dims[2] = {7, 3}, x_dims[2] = {4, 3};
+    assert_int_equal(lp_graph_bind_input_shape(g, "a", 3, a_dims, &d), LP_OK);
+    assert_int_equal(g->values[a].shape.dims[1].size, 5);
+    assert_int_equal(g->values[a].shape.dims[2].size, 7);
+    assert_unknown(&g->values[b], 0);
+    assert_unknown(value_named(g, "ab"), 1);
+    assert_unknown(value_named(g, "y"), 0);
+    assert_int_equal(lp_graph_check_input_dims(g, a, &d), LP_OK);
+    assert_int_equal(lp_graph_bind_input_shape(g, "b", 2, b_dims, &d), LP_OK);
+    assert_int_equal(lp_graph_bind_input_shape(g, "x", 2, x_dims, &d), LP_OK);
+    assert_int_equal(g->values[x].shape.dims[0].size, 4);
+    assert_unknown(value_named(g, "ab"), 0);
+    assert_int_equal(lp_graph_check_input_dims(g, x, &d), LP_OK);
+    assert_int_equal(lp_graph_check_input_dims(g, b, &d), LP_OK);
+    /* bound: nothing left for --dim ? to name */
+    assert_int_equal(lp_graph_bind_dim(g, "?", 3, &d), LP_ERR_USAGE);
+    assert_contains(d.last_error, "give that with --shapes INPUT:AxBx..");
+    lp_graph_free(g);
+
+    /* a dim with neither size nor name is reported the same way */
+    g = bind_graph();
+    assert_int_equal(lp_graph_check_input_dims(g, lp_graph_find_value(g, "mask"), &d),
+                     LP_ERR_UNSUPPORTED);
+    assert_contains(d.last_error, "input 'mask' axis 1 (left empty) has no size; give the "
+                                  "input's shape with --shapes mask:AxB");
+    assert_int_equal(lp_graph_check_input_dims(g, lp_graph_find_value(g, "x"), &d), LP_OK);
+    lp_graph_free(g);
+
+    /* other negative dims are still invalid (a tensor's -1 too: test_invalid_graphs) */
+    m = tb_model(10, 18);
+    tb_input(m, "x", LP_DT_FLOAT, "-2,3");
+    tb_node(m, "Relu", "relu0", "x", "y");
+    tb_output(m, "y", LP_DT_FLOAT, NULL);
+    expect_reject(m, LP_ERR_INVALID_MODEL, "graph input 'x' has negative dim -2 at axis 0");
+}
+
+/* --dim ? lists eight inputs, then says there are more. */
+static void test_dim_refusal_lists_eight(void **state) {
+    (void)state;
+    Onnx__ModelProto *m = tb_model(10, 18);
+    char name[8];
+    for (int i = 0; i < 9; i++) {
+        snprintf(name, sizeof name, "in%d", i);
+        tb_input(m, name, LP_DT_FLOAT, "-1");
+    }
+    tb_node(m, "Sum", "sum", "in0,in1,in2,in3,in4,in5,in6,in7,in8", "s");
+    tb_output(m, "s", LP_DT_FLOAT, "-1");
+    lp_graph *g = NULL;
+    lp_diag d;
+    assert_int_equal(load(m, &g, &d), LP_OK);
+    tb_free(m);
+    assert_int_equal(lp_graph_bind_dim(g, "?", 1, &d), LP_ERR_USAGE);
+    assert_contains(d.last_error, "(unknown: input 'in0' axis 0; input 'in1' axis 0;");
+    assert_contains(d.last_error, "input 'in7' axis 0; ...)");
+    assert_null(strstr(d.last_error, "in8"));
+    /* bound through its input, the eighth is the last: no "..." */
+    const int64_t one[1] = {1};
+    assert_int_equal(lp_graph_bind_input_shape(g, "in0", 1, one, &d), LP_OK);
+    assert_int_equal(lp_graph_bind_dim(g, "?", 1, &d), LP_ERR_USAGE);
+    assert_contains(d.last_error, "input 'in8' axis 0)");
+    assert_null(strstr(d.last_error, "in0"));
+    lp_graph_free(g);
+}
+
+/* The table of written dims is looked up in any order of insertion. */
+static void test_written_dims_table(void **state) {
+    (void)state;
+    lp_graph *g = lp_graph_new("t.onnx");
+    assert_non_null(g);
+    assert_null(lp_graph_dim_written(g, 0, 0));
+    /* out of order and more than one arena block's worth */
+    for (int i = 40; i > 0; i--) assert_true(lp_graph_note_written_dim(g, i, i % 3, i % 2 ? "-1" : "'?'"));
+    assert_int_equal(g->n_written_dims, 40);
+    for (int i = 1; i <= 40; i++) {
+        assert_string_equal(lp_graph_dim_written(g, i, i % 3), i % 2 ? "-1" : "'?'");
+        assert_null(lp_graph_dim_written(g, i, i % 3 + 1));
+    }
+    assert_null(lp_graph_dim_written(g, 41, 0));
+    lp_graph_free(g);
+}
+
 /* An input without a shape takes the rank it is given. */
 static void test_bind_unranked_input(void **state) {
     (void)state;
@@ -1486,6 +1650,9 @@ int main(void) {
         cmocka_unit_test(test_bind_input_shape),
         cmocka_unit_test(test_bind_shared_symbol),
         cmocka_unit_test(test_bind_unranked_input),
+        cmocka_unit_test(test_written_unknown_dims),
+        cmocka_unit_test(test_written_dims_table),
+        cmocka_unit_test(test_dim_refusal_lists_eight),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
