@@ -436,6 +436,7 @@ lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, 
     lp_analysis_assign_ops(g);
     cx.known = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *cx.known);
     if (!cx.known) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    cx.n_known = g->n_values;
     for (int i = 0; i < g->n_values; i++) {
         const lp_value *v = &g->values[i];
         if (v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT)
@@ -443,11 +444,29 @@ lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, 
     }
     unsupported_list unsup = {0};
     lp_status first = check_graph_inputs(&cx);
+    int n_control = 0;
+    bool inlined = false;
     for (int i = 0; i < g->n_nodes; i++) {
         const lp_node *n = &g->nodes[i];
         const op_entry *op = find_op(n);
         lp_status st = LP_OK;
-        if (!op) {
+        if (lp_is_control_flow(n)) {
+            /* an If that folds is replaced by its branch, walked next; every
+             * other control-flow node is reported on a line of its own */
+            bool folded = false;
+            char why[512];
+            st = lp_fold_if(&cx, i, &folded, why, sizeof why);
+            if (st == LP_OK && folded) {
+                inlined = true;
+                i--;
+                continue;
+            }
+            if (st == LP_OK) {
+                n_control++;
+                st = lp_node_error(d, LP_ERR_UNSUPPORTED, n, "control-flow subgraph (attribute '%s') is not "
+                                   "supported yet: %s", lp_control_flow_attr(n), why);
+            }
+        } else if (!op) {
             if (!unsupported_add(&unsup, n)) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
         } else if ((st = check_input_ranks(&cx, n)) == LP_OK && inputs_ready(&cx, n)) {
             st = infer_node(&cx, n, op);
@@ -459,6 +478,14 @@ lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, 
         lp_status st = unsupported_report(&unsup, d);
         if (first == LP_OK) first = st;
     }
+    if (n_control) {
+        lp_status st = lp_error(d, LP_ERR_UNSUPPORTED,
+                                "%d control-flow node%s cannot be compiled (listed above): an If folds "
+                                "only when its condition is known at compile time; Loop and Scan are "
+                                "not supported", n_control, n_control == 1 ? "" : "s");
+        if (first == LP_OK) first = st;
+    }
+    if (inlined) lp_analysis_assign_ops(g);
     free(unsup.items);
     free(cx.known);
     return first;
