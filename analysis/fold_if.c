@@ -157,12 +157,14 @@ static lp_status inline_branch(lp_infer *cx, int at, const lp_graph *b, const ch
     int n_new = b->n_nodes + n_ident;
     size_t total = (size_t)g->n_nodes - 1 + (size_t)n_new;
     lp_status st = LP_OK;
-    lp_node *nodes = total > INT32_MAX ? NULL : lp_arena_array(g->arena, total ? total : 1, sizeof *nodes);
-    if (!nodes) st = OOM(cx);
-    for (int i = 0; st == LP_OK && i < b->n_nodes; i++) st = copy_node(&in, &b->nodes[i], &nodes[at + i]);
-    for (int k = 0, j = at + b->n_nodes; st == LP_OK && k < ifn.n_outputs; k++) {
+    /* the new nodes are built aside, then moved in: the array grows
+     * geometrically, so many Ifs cost at most twice the final graph */
+    lp_node *fresh = malloc((size_t)(n_new ? n_new : 1) * sizeof *fresh);
+    if (!fresh || total > INT32_MAX) st = OOM(cx);
+    for (int i = 0; st == LP_OK && i < b->n_nodes; i++) st = copy_node(&in, &b->nodes[i], &fresh[i]);
+    for (int k = 0, j = b->n_nodes; st == LP_OK && k < ifn.n_outputs; k++) {
         if (passed[k] || ifn.outputs[k] < 0) continue;
-        lp_node *id = &nodes[j++];
+        lp_node *id = &fresh[j++];
         *id = (lp_node){.op_type = "Identity", .domain = "", .file_index = ifn.file_index,
                         .n_inputs = 1, .n_outputs = 1};
         id->name = lp_arena_printf(g->arena, "%soutput_%d", in.prefix, k);
@@ -174,9 +176,21 @@ static lp_status inline_branch(lp_infer *cx, int at, const lp_graph *b, const ch
     }
     free(in.map);
     free(passed);
-    if (st != LP_OK) return st;
-    memcpy(nodes, g->nodes, (size_t)at * sizeof *nodes);
-    memcpy(nodes + at + n_new, g->nodes + at + 1, (size_t)(g->n_nodes - at - 1) * sizeof *nodes);
+    lp_node *nodes = g->nodes;
+    if (st == LP_OK && total > (size_t)cx->nodes_cap) {
+        size_t cap = total > (size_t)INT32_MAX / 2 ? total : total * 2;
+        nodes = lp_arena_array(g->arena, cap, sizeof *nodes);
+        if (!nodes) st = OOM(cx);
+        else memcpy(nodes, g->nodes, (size_t)g->n_nodes * sizeof *nodes);
+        cx->nodes_cap = (int)cap;
+    }
+    if (st != LP_OK) {
+        free(fresh);
+        return st;
+    }
+    memmove(nodes + at + n_new, nodes + at + 1, (size_t)(g->n_nodes - at - 1) * sizeof *nodes);
+    memcpy(nodes + at, fresh, (size_t)n_new * sizeof *nodes);
+    free(fresh);
     g->nodes = nodes;
     g->n_nodes = (int)total;
     for (int i = at; i < g->n_nodes; i++)

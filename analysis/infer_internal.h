@@ -50,6 +50,7 @@ typedef struct lp_infer {
     lp_diag *d;
     lp_sval **known; /* [n_known], NULL where values are not known */
     int n_known;     /* g->n_values; grows when an If is inlined */
+    int nodes_cap;   /* room in g->nodes once an If was inlined (0: exactly n_nodes) */
     bool oom;
 } lp_infer;
 

@@ -283,6 +283,24 @@ class FoldIf(unittest.TestCase):
         x = np.random.default_rng(4).standard_normal((4, 3)).astype(np.float32)
         self.check(m, "nested_cards", {"x": x}, ["--dim", "rows=4", "--dim", "cols=3"], cards=2)
 
+    def test_many_ifs(self):
+        """2000 Ifs in a chain, each selecting by the same shape test: every one
+        folds, in time and memory linear-ish in the graph."""
+        n = 2000
+        nodes = shape_cond("x", 0, "Greater", 2, "cond", "c_")
+        prev = "x"
+        for i in range(n):
+            t = helper.make_graph([helper.make_node("Relu", [prev], [f"t{i}"], name=f"t{i}")], "t", [],
+                                  [out_info(f"t{i}")])
+            e = helper.make_graph([helper.make_node("Neg", [prev], [f"e{i}"], name=f"e{i}")], "e", [],
+                                  [out_info(f"e{i}")])
+            nodes.append(helper.make_node("If", ["cond"], [f"y{i}"], name=f"if{i}", then_branch=t, else_branch=e))
+            prev = f"y{i}"
+        m = model(nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 4])], [out_info(prev)])
+        g, shapes = self.shapes(self.save(m, "many_ifs"), "--dim", "b=1")
+        self.assertEqual(sum(1 for nd in g["nodes"] if nd["op"] == "Neg"), n)
+        self.assertEqual(shapes[prev], [1, 4])
+
     def test_unfoldable_reported_together(self):
         path = self.save(control_flow_model(), "control_flow")
         p = run(path)
