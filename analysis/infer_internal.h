@@ -52,7 +52,9 @@ lp_dim lp_elem_to_dim(lp_elem e);
 typedef struct lp_infer {
     lp_graph *g;
     lp_diag *d;
-    lp_sval **known; /* [g->n_values], NULL where values are not known */
+    lp_sval **known; /* [n_known], NULL where values are not known */
+    int n_known;     /* g->n_values; grows when an If is inlined */
+    int nodes_cap;   /* room in g->nodes once an If was inlined (0: exactly n_nodes) */
     bool oom;
 } lp_infer;
 
@@ -149,6 +151,17 @@ lp_status lp_infer_bad(lp_infer *cx, const lp_node *n, const char *fmt, ...) LP_
 lp_status lp_infer_axis(lp_infer *cx, const lp_node *n, int64_t axis, int rank, int *out);
 /* Temporary dims from the arena (NULL sets cx->oom). */
 lp_dim *lp_infer_dims(lp_infer *cx, int count);
+
+/* ---- control flow (fold_if.c) -------------------------------------------- */
+
+/* If, Loop, Scan, or any node holding a graph attribute. */
+bool lp_is_control_flow(const lp_node *n);
+/* The name of its first graph attribute (what messages cite). */
+const char *lp_control_flow_attr(const lp_node *n);
+/* At g->nodes[at], a control-flow node: an If whose condition is known is
+ * replaced by the nodes of the branch it selects (*folded; g->nodes, values
+ * and cx->known grow). Otherwise *why (why_size bytes) says why it stays. */
+lp_status lp_fold_if(lp_infer *cx, int at, bool *folded, char *why, size_t why_size);
 
 /* ---- folding (fold.c) ---------------------------------------------------- */
 

@@ -426,27 +426,62 @@ static lp_status check_graph_inputs(lp_infer *cx) {
     return first;
 }
 
+/* The known values of one inference: an array that grows when an If is
+ * inlined (lp_fold_if adds values), kept across walks. */
+typedef struct known_table {
+    lp_sval **v;
+    int n;
+    bool inlined; /* a walk replaced an If by its branch */
+} known_table;
+
+/* Where a walk first failed, kept by value: a later walk may inline an If
+ * and move the nodes. */
+typedef struct bad_node {
+    bool set;
+    int64_t file_index;
+    const char *name, *op_type; /* arena strings */
+} bad_node;
+
 /* One walk over the nodes; *first_bad (when given) is the first node whose
  * inference failed. */
-static lp_status infer_walk(lp_graph *g, lp_diag *d, lp_sval **known, const lp_node **first_bad) {
-    lp_infer cx = {.g = g, .d = d, .known = known};
+static lp_status infer_walk(lp_graph *g, lp_diag *d, known_table *kt, bad_node *first_bad) {
+    lp_infer cx = {.g = g, .d = d, .known = kt->v, .n_known = kt->n};
     for (int i = 0; i < g->n_values; i++) {
         const lp_value *v = &g->values[i];
-        known[i] = v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT ? lp_fold_from_data(g->arena, v)
+        cx.known[i] = v->kind == LP_VALUE_WEIGHT || v->kind == LP_VALUE_CONSTANT ? lp_fold_from_data(g->arena, v)
                                                                               : NULL;
     }
     unsupported_list unsup = {0};
     lp_status first = check_graph_inputs(&cx);
+    int n_control = 0;
+    bool inlined = false;
     for (int i = 0; i < g->n_nodes; i++) {
         const lp_node *n = &g->nodes[i];
         const op_entry *op = find_op(n);
         lp_status st = LP_OK;
-        if (!op) {
+        if (lp_is_control_flow(n)) {
+            /* an If that folds is replaced by its branch, walked next; every
+             * other control-flow node is reported on a line of its own */
+            bool folded = false;
+            char why[512];
+            st = lp_fold_if(&cx, i, &folded, why, sizeof why);
+            if (st == LP_OK && folded) {
+                inlined = true;
+                i--;
+                continue;
+            }
+            if (st == LP_OK) {
+                n_control++;
+                st = lp_node_error(d, LP_ERR_UNSUPPORTED, n, "control-flow subgraph (attribute '%s') is not "
+                                   "supported yet: %s", lp_control_flow_attr(n), why);
+            }
+        } else if (!op) {
             if (!unsupported_add(&unsup, n)) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
         } else if ((st = check_input_ranks(&cx, n)) == LP_OK && inputs_ready(&cx, n)) {
             st = infer_node(&cx, n, op);
         }
-        if (st != LP_OK && first_bad && !*first_bad) *first_bad = n;
+        if (st != LP_OK && first_bad && !first_bad->set)
+            *first_bad = (bad_node){true, n->file_index, n->name, n->op_type};
         if (first == LP_OK) first = st;
         if (st == LP_ERR_INTERNAL) break;
     }
@@ -454,7 +489,18 @@ static lp_status infer_walk(lp_graph *g, lp_diag *d, lp_sval **known, const lp_n
         lp_status st = unsupported_report(&unsup, d);
         if (first == LP_OK) first = st;
     }
+    if (n_control) {
+        lp_status st = lp_error(d, LP_ERR_UNSUPPORTED,
+                                "%d control-flow node%s cannot be compiled (listed above): an If folds "
+                                "only when its condition is known at compile time; Loop and Scan are "
+                                "not supported", n_control, n_control == 1 ? "" : "s");
+        if (first == LP_OK) first = st;
+    }
+    if (inlined) lp_analysis_assign_ops(g);
     free(unsup.items);
+    kt->v = cx.known;
+    kt->n = cx.n_known;
+    kt->inlined |= inlined;
     return first;
 }
 
@@ -480,8 +526,10 @@ static void set_named_dim(lp_graph *g, const char *sym, int64_t v) {
     }
 }
 
-static void restore_types(lp_graph *g, const saved_type *saved) {
-    for (int i = 0; i < g->n_values; i++) {
+/* The first n values as they were saved (values an inlined If added after
+ * them keep what the walk gave them: the walk again gives the same). */
+static void restore_types(lp_graph *g, const saved_type *saved, int n) {
+    for (int i = 0; i < n; i++) {
         g->values[i].dtype = saved[i].dtype;
         g->values[i].shape = saved[i].shape;
     }
@@ -513,8 +561,8 @@ static int count_input_dims(const lp_graph *g) {
 }
 
 /* Returns LP_OK with *found NULL when the failure is not a dim fixed to 1. */
-static lp_status find_fixed_dim(lp_graph *g, lp_sval **known, const saved_type *saved, const lp_dim **cand,
-                                int n_cand, const lp_dim **found) {
+static lp_status find_fixed_dim(lp_graph *g, known_table *kt, const saved_type *saved, int n_saved,
+                                const lp_dim **cand, int n_cand, const lp_dim **found) {
     *found = NULL;
     for (int c = 0; c < n_cand && !*found; c++) {
         lp_diag silent = lp_diag_make(NULL);
@@ -522,10 +570,10 @@ static lp_status find_fixed_dim(lp_graph *g, lp_sval **known, const saved_type *
         /* cand[c] points into a graph input's dims, which the walk keeps */
         const char *sym = cand[c]->sym;
         int64_t size = cand[c]->size;
-        restore_types(g, saved);
+        restore_types(g, saved, n_saved);
         set_named_dim(g, sym, 1);
-        lp_status st = infer_walk(g, &silent, known, NULL);
-        restore_types(g, saved);
+        lp_status st = infer_walk(g, &silent, kt, NULL);
+        restore_types(g, saved, n_saved);
         set_named_dim(g, sym, size);
         if (st == LP_ERR_INTERNAL) return st;
         if (st == LP_OK) *found = cand[c];
@@ -536,39 +584,41 @@ static lp_status find_fixed_dim(lp_graph *g, lp_sval **known, const saved_type *
 lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d) {
     (void)opt; /* dtypes are inferred as the model has them; deploy_dtype is for sizes */
     lp_analysis_assign_ops(g);
-    lp_sval **known = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *known);
-    int n_dims = count_input_dims(g);
+    known_table kt = {.v = calloc((size_t)(g->n_values ? g->n_values : 1), sizeof *kt.v), .n = g->n_values};
+    int n_dims = count_input_dims(g), n_saved = g->n_values;
     const lp_dim **cand = malloc((size_t)(n_dims ? n_dims : 1) * sizeof *cand);
-    saved_type *saved = malloc((size_t)(g->n_values ? g->n_values : 1) * sizeof *saved);
+    saved_type *saved = malloc((size_t)(n_saved ? n_saved : 1) * sizeof *saved);
     lp_status st;
-    if (!known || !cand || !saved) {
+    if (!kt.v || !cand || !saved) {
         st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
         goto done;
     }
     int n_cand = bound_dims(g, cand);
     if (n_cand == 0) {
-        st = infer_walk(g, d, known, NULL);
+        st = infer_walk(g, d, &kt, NULL);
         goto done;
     }
-    for (int i = 0; i < g->n_values; i++) saved[i] = (saved_type){g->values[i].dtype, g->values[i].shape};
+    for (int i = 0; i < n_saved; i++) saved[i] = (saved_type){g->values[i].dtype, g->values[i].shape};
     lp_diag silent = lp_diag_make(NULL);
     silent.sink = NULL;
-    const lp_node *first_bad = NULL;
-    st = infer_walk(g, &silent, known, &first_bad);
+    bad_node first_bad = {0};
+    st = infer_walk(g, &silent, &kt, &first_bad);
     if (st == LP_OK || st == LP_ERR_INTERNAL) {
         if (st == LP_ERR_INTERNAL) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
         goto done;
     }
-    const lp_dim *fixed;
-    if ((st = find_fixed_dim(g, known, saved, cand, n_cand, &fixed)) != LP_OK) {
+    /* a graph an If was inlined into is not walked with other dims: its
+     * branch was chosen with these */
+    const lp_dim *fixed = NULL;
+    if (!kt.inlined && (st = find_fixed_dim(g, &kt, saved, n_saved, cand, n_cand, &fixed)) != LP_OK) {
         st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
         goto done;
     }
     if (fixed) {
         char where[320] = "";
-        if (first_bad)
-            snprintf(where, sizeof where, " (first seen at node %d '%.100s' (%.60s))", (int)first_bad->file_index,
-                     first_bad->name, first_bad->op_type);
+        if (first_bad.set)
+            snprintf(where, sizeof where, " (first seen at node %d '%.100s' (%.60s))", (int)first_bad.file_index,
+                     first_bad.name, first_bad.op_type);
         st = lp_error(d, LP_ERR_INVALID_MODEL,
                       "the model fixes the dim '%s' to 1%s, so %s=%lld cannot hold; re-export with an example "
                       "%s > 1 or bind %s=1",
@@ -576,10 +626,10 @@ lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, 
         goto done;
     }
     /* not that: the walk again, reporting as it goes */
-    restore_types(g, saved);
-    st = infer_walk(g, d, known, NULL);
+    restore_types(g, saved, n_saved);
+    st = infer_walk(g, d, &kt, NULL);
 done:
-    free(known);
+    free(kt.v);
     free(cand);
     free(saved);
     return st;

@@ -46,7 +46,8 @@ typedef struct cli {
     lp_partition_request part;
     const char *pins[MAX_BINDINGS];
     int verbosity;     /* 0 quiet, 1 normal, 2 verbose */
-    int n_dims, n_shapes;
+    int n_dims, n_shapes, n_values;
+    const char *values[MAX_BINDINGS]; /* --value NAME=V,.. or NAME=FILE.pb, as given */
     binding dims[MAX_BINDINGS];
     binding shapes[MAX_BINDINGS];
 } cli;
@@ -74,6 +75,9 @@ static void usage(FILE *f) {
           "  -o, --output DIR         write results (graph.json, ...) into DIR\n"
           "      --dim NAME=VALUE     bind a symbolic dim, e.g. --dim batch=8 (repeatable)\n"
           "      --shapes IN:AxBxC,.. fix input shapes, e.g. --shapes input_ids:1x128\n"
+          "      --value IN=V,..      fix an input's value at compile time, making it a\n"
+          "                           constant (e.g. --value sample_rate=16000); IN=FILE.pb\n"
+          "                           reads an ONNX TensorProto file (repeatable)\n"
           "      --dump-ir[=STAGE]    print the IR after STAGE: load (as read; stops\n"
           "                           there), graph (default), layers, plan\n"
           "      --json               dumps as one JSON object instead of text\n"
@@ -254,14 +258,14 @@ static void cli_free(cli *c) {
     for (int i = 0; i < c->n_shapes; i++) free((char *)c->shapes[i].name);
 }
 
-enum { OPT_DIM = 256, OPT_SHAPES, OPT_DUMP, OPT_JSON, OPT_VERSION, OPT_DTYPE, OPT_LAYERS,
+enum { OPT_DIM = 256, OPT_SHAPES, OPT_VALUE, OPT_DUMP, OPT_JSON, OPT_VERSION, OPT_DTYPE, OPT_LAYERS,
        OPT_WORKSPACE, OPT_DOT, OPT_CARDS, OPT_CAPACITY, OPT_TARGET, OPT_ALGO, OPT_NO_SPLIT,
        OPT_PLAN, OPT_CUT_AFTER, OPT_PIN, OPT_COMPARE };
 
 static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *done) {
     static const struct option longopts[] = {
         {"output", required_argument, NULL, 'o'},   {"dim", required_argument, NULL, OPT_DIM},
-        {"shapes", required_argument, NULL, OPT_SHAPES}, {"dump-ir", optional_argument, NULL, OPT_DUMP},
+        {"shapes", required_argument, NULL, OPT_SHAPES}, {"value", required_argument, NULL, OPT_VALUE}, {"dump-ir", optional_argument, NULL, OPT_DUMP},
         {"json", no_argument, NULL, OPT_JSON},     {"verbose", no_argument, NULL, 'v'},
         {"quiet", no_argument, NULL, 'q'},         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, 'h'},          {"dtype", required_argument, NULL, OPT_DTYPE},
@@ -284,6 +288,16 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
         case 'o': c->out_dir = optarg; break;
         case OPT_DIM: st = parse_dim(c, optarg, d); break;
         case OPT_SHAPES: st = parse_shapes(c, optarg, d); break;
+        case OPT_VALUE: {
+            const char *eq = strchr(optarg, '=');
+            if (!eq || eq == optarg || !eq[1])
+                st = lp_error(d, LP_ERR_USAGE, "--value '%s': expected NAME=V[,V...] or NAME=FILE.pb", optarg);
+            else if (c->n_values == MAX_BINDINGS)
+                st = lp_error(d, LP_ERR_USAGE, "too many --value options (at most %d)", MAX_BINDINGS);
+            else
+                c->values[c->n_values++] = optarg;
+            break;
+        }
         case OPT_DUMP:
             c->dump = optarg ? optarg : "graph";
             if (strcmp(c->dump, "load") != 0 && strcmp(c->dump, "graph") != 0 &&
@@ -401,6 +415,125 @@ static void plan_doc(const void *ctx, lp_json_out *w) {
     json_decref(j);
 }
 
+/* One number of a --value list as `dt`, little-endian into out. */
+static bool parse_number(const char *s, size_t len, lp_dtype dt, uint8_t *out) {
+    char buf[64];
+    if (len == 0 || len >= sizeof buf) return false;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end;
+    errno = 0;
+    if (dt == LP_DT_FLOAT || dt == LP_DT_DOUBLE) {
+        double v = strtod(buf, &end);
+        if (errno || *end) return false;
+        if (dt == LP_DT_DOUBLE) {
+            memcpy(out, &v, 8);
+        } else {
+            float f = (float)v;
+            memcpy(out, &f, 4);
+        }
+        return true;
+    }
+    if (dt == LP_DT_BOOL && (strcmp(buf, "true") == 0 || strcmp(buf, "false") == 0)) {
+        out[0] = buf[0] == 't';
+        return true;
+    }
+    bool is_unsigned = dt == LP_DT_UINT8 || dt == LP_DT_UINT16 || dt == LP_DT_UINT32 ||
+                       dt == LP_DT_UINT64 || dt == LP_DT_BOOL;
+    int bytes = lp_dtype_bits(dt) / 8;
+    uint64_t u;
+    if (is_unsigned) {
+        if (buf[0] == '-') return false;
+        unsigned long long v = strtoull(buf, &end, 10);
+        if (errno || *end) return false;
+        uint64_t max = dt == LP_DT_BOOL ? 1 : bytes == 8 ? UINT64_MAX : (UINT64_C(1) << (8 * bytes)) - 1;
+        if (v > max) return false;
+        u = v;
+    } else {
+        long long v = strtoll(buf, &end, 10);
+        if (errno || *end) return false;
+        int64_t lim = bytes == 8 ? INT64_MAX : (INT64_C(1) << (8 * bytes - 1)) - 1;
+        if (v > lim || v < -lim - 1) return false;
+        u = (uint64_t)v;
+    }
+    for (int b = 0; b < bytes; b++) out[b] = (uint8_t)(u >> (8 * b));
+    return true;
+}
+
+static bool value_dtype_ok(lp_dtype dt) {
+    switch (dt) {
+    case LP_DT_FLOAT: case LP_DT_DOUBLE: case LP_DT_BOOL: case LP_DT_INT8: case LP_DT_INT16:
+    case LP_DT_INT32: case LP_DT_INT64: case LP_DT_UINT8: case LP_DT_UINT16: case LP_DT_UINT32:
+    case LP_DT_UINT64: return true;
+    default: return false;
+    }
+}
+
+static bool ends_with(const char *s, const char *tail) {
+    size_t n = strlen(s), m = strlen(tail);
+    return n >= m && strcmp(s + n - m, tail) == 0;
+}
+
+/* --value NAME=V[,V...] (numbers of the input's dtype, as many as its
+ * shape holds) or NAME=FILE.pb: the input becomes a constant. */
+static lp_status fix_value(lp_graph *g, const char *arg, lp_diag *d) {
+    const char *eq = strchr(arg, '=');
+    char *name = strndup(arg, (size_t)(eq - arg));
+    if (!name) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    const char *spec = eq + 1;
+    int32_t idx = lp_graph_find_value(g, name);
+    lp_status st = LP_OK;
+    if (idx < 0 || !g->values[idx].is_graph_input || g->values[idx].kind != LP_VALUE_INPUT) {
+        st = lp_error(d, LP_ERR_USAGE, "--value %s: the model has no input named '%s'", arg, name);
+    } else if (ends_with(spec, ".pb")) {
+        lp_tensor t;
+        memset(&t, 0, sizeof t);
+        st = lp_frontend_load_tensor_file(g, spec, &t, d);
+        if (st == LP_OK) {
+            int64_t dims[LP_MAX_RANK];
+            for (int k = 0; k < t.shape.rank; k++) dims[k] = t.shape.dims[k].size;
+            st = lp_graph_fix_input(g, name, t.dtype, t.shape.rank, dims, t.data.bytes, t.data.nbytes, d);
+        }
+    } else {
+        const lp_value *v = &g->values[idx];
+        uint64_t numel = 0;
+        int count = 1;
+        for (const char *p = spec; *p; p++) count += *p == ',';
+        if (!v->dtype || !value_dtype_ok(v->dtype)) {
+            st = lp_error(d, LP_ERR_USAGE, "--value %s: input '%s' is %s; give its value as an ONNX "
+                          "TensorProto file (%s=FILE.pb)", arg, name,
+                          v->dtype ? lp_dtype_name(v->dtype) : "of an unknown type", name);
+        } else if (v->shape.rank < 0 || !lp_shape_numel(&v->shape, &numel)) {
+            st = lp_error(d, LP_ERR_USAGE, "--value %s: the shape of input '%s' is not fixed; bind its "
+                          "dims with --dim or --shapes first", arg, name);
+        } else if ((uint64_t)count != numel) {
+            st = lp_error(d, LP_ERR_USAGE, "--value %s: %d value%s given, but input '%s' holds %" PRIu64
+                          " element%s (%s rank %d)", arg, count, count == 1 ? "" : "s", name, numel,
+                          numel == 1 ? "" : "s", v->shape.rank == 0 ? "a scalar," : "shape of", v->shape.rank);
+        }
+        int bytes = lp_dtype_bits(v->dtype) / 8;
+        uint8_t *buf = st == LP_OK ? malloc((size_t)count * (size_t)(bytes > 0 ? bytes : 1)) : NULL;
+        if (st == LP_OK && !buf) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        const char *p = spec;
+        for (int i = 0; st == LP_OK && i < count; i++) {
+            size_t len = strcspn(p, ",");
+            if (!parse_number(p, len, v->dtype, buf + (size_t)i * (size_t)bytes))
+                st = lp_error(d, LP_ERR_USAGE, "--value %s: '%.*s' is not a %s value", arg, (int)len, p,
+                              lp_dtype_name(v->dtype));
+            p += len + (p[len] == ',');
+        }
+        if (st == LP_OK) {
+            int64_t dims[LP_MAX_RANK];
+            for (int k = 0; k < v->shape.rank; k++) dims[k] = v->shape.dims[k].size;
+            st = lp_graph_fix_input(g, name, v->dtype, v->shape.rank, dims, buf,
+                                    (uint64_t)count * (uint64_t)bytes, d);
+        }
+        free(buf);
+    }
+    free(name);
+    return st;
+}
+
 static lp_status bind_shapes(const cli *c, lp_graph *g, lp_diag *d) {
     for (int i = 0; i < c->n_dims; i++) {
         lp_status st = lp_graph_bind_dim(g, c->dims[i].name, c->dims[i].dims[0], d);
@@ -409,6 +542,10 @@ static lp_status bind_shapes(const cli *c, lp_graph *g, lp_diag *d) {
     for (int i = 0; i < c->n_shapes; i++) {
         lp_status st = lp_graph_bind_input_shape(g, c->shapes[i].name, c->shapes[i].rank,
                                                  c->shapes[i].dims, d);
+        if (st != LP_OK) return st;
+    }
+    for (int i = 0; i < c->n_values; i++) {
+        lp_status st = fix_value(g, c->values[i], d);
         if (st != LP_OK) return st;
     }
     return LP_OK;

@@ -37,6 +37,11 @@ lp_status lp_frontend_load(const char *path, const lp_load_options *opt, lp_grap
 lp_status lp_frontend_load_buffer(const void *bytes, size_t len, const char *path,
                                   const lp_load_options *opt, lp_graph **out, lp_diag *d);
 
+/* Reads an ONNX TensorProto file (as the backend tests' input_0.pb) into
+ * *out, its bytes inline in g's arena. A file that cannot be read or is not
+ * a tensor is a usage error (it names a command-line argument). */
+lp_status lp_frontend_load_tensor_file(lp_graph *g, const char *path, lp_tensor *out, lp_diag *d);
+
 /* Copies a weight's or constant's bytes (packed as raw_data) into dst, which
  * holds dst_size bytes; reads the model or external file on demand. */
 lp_status lp_frontend_read_weight(const lp_graph *g, const lp_value *v, void *dst,

@@ -464,6 +464,38 @@ static int attr_type_of(const Onnx__AttributeProto *a) {
     return LP_ATTR_UNDEFINED;
 }
 
+static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp);
+
+/* A control-flow body (If's branches, Loop's and Scan's body) becomes a graph
+ * of its own, owned by the enclosing one; analysis inlines the branch an If
+ * selects (analysis/fold_if.c). A problem inside is reported once, at the
+ * node that holds the body. */
+static lp_status convert_body(loader *ld, const lp_node *node, const Onnx__GraphProto *gp,
+                              lp_attr *out) {
+    lp_graph *outer = ld->g;
+    if (outer->depth >= LP_MAX_BODY_DEPTH)
+        return lp_node_error(ld->d, LP_ERR_UNSUPPORTED, node,
+                             "control-flow subgraph (attribute '%s') nests bodies deeper than %d "
+                             "levels, which is not supported", out->name, LP_MAX_BODY_DEPTH);
+    lp_graph *b = lp_graph_new_body(outer);
+    if (!b) return OOM(ld);
+    b->dir = outer->dir;
+    lp_diag *od = ld->d;
+    lp_diag inner = *od;
+    inner.sink = NULL;
+    inner.file = NULL;
+    ld->d = &inner;
+    ld->g = b;
+    lp_status st = convert_graph(ld, gp);
+    ld->g = outer;
+    ld->d = od;
+    od->n_warnings = inner.n_warnings;
+    if (st != LP_OK)
+        return lp_node_error(od, st, node, "in its subgraph '%s': %s", out->name, inner.last_error);
+    out->graph = b;
+    return LP_OK;
+}
+
 static lp_status convert_attr(loader *ld, const lp_node *node, const Onnx__AttributeProto *a,
                               lp_attr *out) {
     lp_arena *ar = ld->g->arena;
@@ -528,10 +560,10 @@ static lp_status convert_attr(loader *ld, const lp_node *node, const Onnx__Attri
         if (out->type == LP_ATTR_TENSOR) out->tensor = ts; else out->tensors = ts;
         break;
     }
-    case LP_ATTR_GRAPH:
+    case LP_ATTR_GRAPH: return convert_body(ld, node, a->g, out);
     case LP_ATTR_GRAPHS:
         return lp_node_error(ld->d, LP_ERR_UNSUPPORTED, node,
-                             "control-flow subgraph (attribute '%s') is not supported yet",
+                             "control-flow subgraph list (attribute '%s') is not supported yet",
                              out->name);
     case LP_ATTR_SPARSE_TENSOR:
     case LP_ATTR_SPARSE_TENSORS:
@@ -656,6 +688,37 @@ static lp_status add_value(loader *ld, const char *name, int32_t *idx) {
     return *idx >= 0 ? LP_OK : OOM(ld);
 }
 
+/* A name a body reads but does not define: a value of an enclosing scope
+ * (an input without a producer, not one of the body's graph inputs). */
+static lp_status add_capture(loader *ld, const char *name, int32_t *idx) {
+    lp_status st = add_value(ld, name, idx);
+    if (st != LP_OK) return st;
+    ld->g->values[*idx].kind = LP_VALUE_INPUT;
+    return LP_OK;
+}
+
+/* The captures of a node's bodies are names of this graph's scope: a body
+ * captures them from its own enclosing scope in turn, and the main graph
+ * must define them. */
+static lp_status resolve_body_captures(loader *ld, const lp_node *node) {
+    lp_graph *g = ld->g;
+    for (int a = 0; a < node->n_attrs; a++) {
+        const lp_graph *b = node->attrs[a].graph;
+        for (int i = 0; b && i < b->n_values; i++) {
+            const char *name = b->outer_names[i];
+            if (!name || lp_graph_find_value(g, name) >= 0) continue;
+            int32_t idx;
+            lp_status st = LP_OK;
+            if (g->depth == 0)
+                return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
+                                     "its subgraph '%s' reads '%s', which is not a graph input, an "
+                                     "initializer or the output of any node", node->attrs[a].name, name);
+            if ((st = add_capture(ld, name, &idx)) != LP_OK) return st;
+        }
+    }
+    return LP_OK;
+}
+
 static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp) {
     lp_graph *g = ld->g;
     lp_arena *ar = g->arena;
@@ -748,12 +811,14 @@ static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp) {
                 continue;
             }
             int32_t idx = lp_graph_find_value(g, name);
+            if (idx < 0 && g->depth > 0 && (st = add_capture(ld, name, &idx)) != LP_OK) return st;
             if (idx < 0)
                 return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
                                      "input '%s' is not a graph input, an initializer or the "
                                      "output of any node", name);
             node->inputs[k] = idx;
         }
+        if ((st = resolve_body_captures(ld, node)) != LP_OK) return st;
     }
 
     for (size_t i = 0; i < gp->n_value_info; i++) {
@@ -769,6 +834,8 @@ static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp) {
     for (size_t i = 0; i < gp->n_output; i++) {
         const char *name = str_or_empty(gp->output[i]->name);
         int32_t idx = lp_graph_find_value(g, name);
+        if (idx < 0 && g->depth > 0 && name[0] && (st = add_capture(ld, name, &idx)) != LP_OK)
+            return st;
         if (idx < 0)
             return lp_error(ld->d, LP_ERR_INVALID_MODEL,
                             "graph output '%s' is not produced by any node, input or initializer",
@@ -779,6 +846,13 @@ static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp) {
             (st = convert_value_info(ld, gp->output[i], v, "graph output")) != LP_OK)
             return st;
         g->outputs[g->n_outputs++] = idx;
+    }
+    if (g->depth > 0) {
+        g->outer_names = lp_arena_array(ar, (size_t)(g->n_values ? g->n_values : 1), sizeof(char *));
+        if (!g->outer_names) return OOM(ld);
+        for (int i = 0; i < g->n_values; i++)
+            if (g->values[i].kind == LP_VALUE_INPUT && !g->values[i].is_graph_input)
+                g->outer_names[i] = g->values[i].name;
     }
     return lp_graph_sort(g, ld->d);
 }
@@ -919,5 +993,49 @@ lp_status lp_frontend_load(const char *path, const lp_load_options *opt, lp_grap
     }
     st = load_model(&mb, NULL, fd, (uint64_t)sb.st_size, path, opt, out, d);
     lp_model_bytes_free(&mb);
+    return st;
+}
+
+/* ---- tensor files (lpcc --value NAME=FILE.pb) ----------------------------------- */
+
+lp_status lp_frontend_load_tensor_file(lp_graph *g, const char *path, lp_tensor *out, lp_diag *d) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return lp_error(d, LP_ERR_USAGE, "cannot open tensor file '%s': %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (uint64_t)sb.st_size >= LP_PROTOBUF_LIMIT) {
+        close(fd);
+        return lp_error(d, LP_ERR_USAGE, "tensor file '%s' is not a regular file under 2 GiB", path);
+    }
+    size_t len = (size_t)sb.st_size;
+    uint8_t *buf = malloc(len ? len : 1);
+    size_t got = 0;
+    while (buf && got < len) {
+        ssize_t r = read(fd, buf + got, len - got);
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (!buf) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    if (got != len) {
+        free(buf);
+        return lp_error(d, LP_ERR_USAGE, "cannot read tensor file '%s'", path);
+    }
+    Onnx__TensorProto *t = onnx__tensor_proto__unpack(NULL, len, buf);
+    free(buf);
+    if (!t) return lp_error(d, LP_ERR_USAGE, "'%s' is not an ONNX TensorProto file", path);
+    lp_status st;
+    if (t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) {
+        st = lp_error(d, LP_ERR_USAGE, "tensor file '%s' keeps its data externally, which --value does not read", path);
+    } else {
+        /* a loader of its own: the bytes land in g's arena */
+        lp_diag inner = *d;
+        inner.sink = NULL;
+        loader ld = {.g = g, .d = &inner};
+        st = convert_tensor(&ld, t, path, &out->dtype, &out->shape, &out->data);
+        if (st != LP_OK) st = lp_error(d, LP_ERR_USAGE, "tensor file '%s': %s", path, inner.last_error);
+        else if (out->dtype == LP_DT_STRING)
+            st = lp_error(d, LP_ERR_USAGE, "tensor file '%s' holds strings, which --value does not take", path);
+    }
+    onnx__tensor_proto__free_unpacked(t, NULL);
     return st;
 }

@@ -16,6 +16,8 @@ static int replace_dim(lp_graph *g, const char *name, int64_t value) {
             }
         }
     }
+    /* control-flow bodies declare shapes in the same dims */
+    for (lp_graph *b = g->bodies; b; b = b->next_body) count += replace_dim(b, name, value);
     return count;
 }
 
@@ -181,4 +183,45 @@ lp_status lp_graph_check_input_dims(lp_graph *g, int32_t value, lp_diag *d) {
     free(axes.s);
     free(opt.s);
     return st;
+}
+
+lp_status lp_graph_fix_input(lp_graph *g, const char *input, lp_dtype dtype, int rank,
+                             const int64_t *dims, const void *bytes, uint64_t nbytes, lp_diag *d) {
+    int32_t idx = lp_graph_find_value(g, input);
+    if (idx < 0 || !g->values[idx].is_graph_input || g->values[idx].kind != LP_VALUE_INPUT)
+        return lp_error(d, LP_ERR_USAGE, "--value: the model has no input named '%s'", input);
+    lp_value *v = &g->values[idx];
+    if (v->dtype && dtype != v->dtype)
+        return lp_error(d, LP_ERR_USAGE, "--value %s: the input is %s, the value given is %s", input,
+                        lp_dtype_name(v->dtype), lp_dtype_name(dtype) ? lp_dtype_name(dtype) : "?");
+    uint64_t numel = 1, want;
+    for (int k = 0; k < rank; k++) {
+        if (dims[k] < 0 || (dims[k] && numel > UINT64_MAX / (uint64_t)dims[k]))
+            return lp_error(d, LP_ERR_USAGE, "--value %s: the value's dims are out of range", input);
+        numel *= (uint64_t)dims[k];
+    }
+    if (!lp_dtype_storage_bytes(dtype, numel, &want) || want != nbytes)
+        return lp_error(d, LP_ERR_USAGE, "--value %s: %" PRIu64 " bytes do not make a %s tensor of %" PRIu64
+                        " elements", input, nbytes, lp_dtype_name(dtype) ? lp_dtype_name(dtype) : "?", numel);
+    /* the shape first: it checks rank and fixed dims and binds symbolic ones */
+    lp_diag quiet = *d;
+    quiet.sink = NULL;
+    lp_status st = lp_graph_bind_input_shape(g, input, rank, dims, &quiet);
+    if (st != LP_OK) {
+        const char *why = strstr(quiet.last_error, ": input");
+        return lp_error(d, LP_ERR_USAGE, "--value %s: %s", input,
+                        why ? why + 2 : quiet.last_error);
+    }
+    uint8_t *copy = lp_arena_alloc(g->arena, nbytes ? nbytes : 1);
+    if (!copy) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    if (nbytes) memcpy(copy, bytes, nbytes);
+    v->kind = LP_VALUE_CONSTANT;
+    v->dtype = dtype;
+    v->is_graph_input = false;
+    v->data = (lp_tensor_data){.where = LP_DATA_INLINE, .bytes = copy, .nbytes = nbytes};
+    int n = 0;
+    for (int i = 0; i < g->n_inputs; i++)
+        if (g->inputs[i] != idx) g->inputs[n++] = g->inputs[i];
+    g->n_inputs = n;
+    return LP_OK;
 }

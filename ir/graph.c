@@ -87,8 +87,22 @@ lp_graph *lp_graph_new(const char *path) {
     return g;
 }
 
+lp_graph *lp_graph_new_body(lp_graph *owner) {
+    lp_graph *b = lp_graph_new(owner->path);
+    if (!b) return NULL;
+    b->depth = owner->depth + 1;
+    b->next_body = owner->bodies;
+    owner->bodies = b;
+    return b;
+}
+
 void lp_graph_free(lp_graph *g) {
     if (!g) return;
+    /* bodies nest at most LP_MAX_BODY_DEPTH deep: the recursion is bounded */
+    for (lp_graph *b = g->bodies, *next; b; b = next) {
+        next = b->next_body;
+        lp_graph_free(b);
+    }
     if (g->file && g->file->fd >= 0) close(g->file->fd);
     if (g->names) free(g->names->slots);
     free(g->names);

@@ -241,6 +241,8 @@ typedef struct lp_attr {
     const char **strings;
     lp_tensor *tensor;    /* TENSOR */
     lp_tensor *tensors;   /* TENSORS */
+    struct lp_graph *graph; /* GRAPH: a control-flow body (If's branches, Loop's and
+                               Scan's body), owned by the enclosing graph */
 } lp_attr;
 
 typedef struct lp_kv {
@@ -309,7 +311,22 @@ typedef struct lp_graph {
     int cap_written_dims;
     bool written_dims_sorted;  /* by (value, axis); lp_graph_dim_written sorts */
     lp_written_dim *written_dims;
+    /* Control-flow bodies. A body is an lp_graph of its own values; a value
+     * it reads from an enclosing scope is a capture (kind LP_VALUE_INPUT, not
+     * a graph input) whose name there is outer_names[index] (NULL for the
+     * body's other values). The main graph has depth 0 and no outer_names;
+     * bodies are freed with the graph that owns them. */
+    int depth;
+    const char **outer_names;
+    struct lp_graph *bodies;    /* first body this graph owns */
+    struct lp_graph *next_body; /* next body of the same owner */
 } lp_graph;
+
+/* Control-flow bodies nest at most this deep (If inside If inside ...). */
+#define LP_MAX_BODY_DEPTH 16
+
+/* A new, empty body owned by `owner` (same path and folder); NULL if out of memory. */
+lp_graph *lp_graph_new_body(lp_graph *owner);
 
 lp_graph *lp_graph_new(const char *path);
 void lp_graph_free(lp_graph *g);
@@ -373,6 +390,14 @@ lp_status lp_graph_bind_input_shape(lp_graph *g, const char *input, int rank,
  * not, reports all of its unknown axes, how the model writes each, and the
  * --shapes option that fixes them, as LP_ERR_UNSUPPORTED. */
 lp_status lp_graph_check_input_dims(lp_graph *g, int32_t value, lp_diag *d);
+
+/* Fixes graph input `input` to a constant value (lpcc --value): the value's
+ * dtype must be the input's, and its dims (rank entries) agree with the
+ * input's fixed dims and bind its symbolic ones, as lp_graph_bind_input_shape
+ * does; `bytes` (packed as raw_data, nbytes of them) are copied. The input is
+ * then a constant and no longer a graph input. Usage errors otherwise. */
+lp_status lp_graph_fix_input(lp_graph *g, const char *input, lp_dtype dtype, int rank,
+                             const int64_t *dims, const void *bytes, uint64_t nbytes, lp_diag *d);
 
 /* ---- dumps -------------------------------------------------------------- */
 

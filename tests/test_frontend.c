@@ -17,6 +17,7 @@
 
 #include "lp_frontend.h"
 #include "model_read.h"
+#include "lp_analysis.h"
 #include "support/onnx_builder.h"
 #include "support/tmpdir.h"
 
@@ -815,32 +816,145 @@ static void test_external_bad_ranges(void **state) {
 
 /* ---- unsupported features ---------------------------------------------------------- */
 
-static Onnx__GraphProto *empty_subgraph(void) {
-    Onnx__GraphProto *sg = tb_xalloc(sizeof *sg);
-    onnx__graph_proto__init(sg);
-    sg->name = tb_strdup("body");
+/* A body graph from a scratch model: nodes and outputs added to bm, then
+ * taken out of it. */
+static Onnx__GraphProto *take_graph(Onnx__ModelProto *bm, const char *name) {
+    Onnx__GraphProto *sg = bm->graph;
+    bm->graph = NULL;
+    tb_free(bm);
+    free(sg->name);
+    sg->name = tb_strdup(name);
     return sg;
 }
 
-static void check_control_flow(const char *op, const char *attr) {
-    Onnx__ModelProto *m = tb_model(10, 18);
-    tb_input(m, "x", LP_DT_FLOAT, "2");
-    tb_node(m, "Relu", "r0", "x", "a");
-    tb_node(m, "Relu", "r1", "a", "b");
-    Onnx__NodeProto *n = tb_node(m, op, "cond", "b", "c");
+static void add_body(Onnx__NodeProto *n, const char *attr, Onnx__GraphProto *body) {
     Onnx__AttributeProto *ga = tb_attr(n, attr, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__GRAPH);
-    ga->g = empty_subgraph();
-    tb_output(m, "c", LP_DT_FLOAT, NULL);
-    char want[64];
-    snprintf(want, sizeof want, "node 2 'cond' (%s)", op);
-    expect_reject(m, LP_ERR_UNSUPPORTED, want);
+    ga->g = body;
 }
 
-static void test_control_flow_unsupported(void **state) {
+/* then: Relu(b) where b is the main graph's; else: Neg(b) */
+static Onnx__GraphProto *branch(const char *op, const char *out) {
+    Onnx__ModelProto *bm = tb_model(10, 18);
+    tb_node(bm, op, out, "b", out);
+    tb_output(bm, out, LP_DT_FLOAT, "2");
+    return take_graph(bm, out);
+}
+
+/* Bodies load as graphs of their own; values they read from the enclosing
+ * graph are captures resolved by name. If, Loop and Scan that cannot be
+ * compiled are each reported by shape inference, then counted. */
+static void test_control_flow_bodies(void **state) {
     (void)state;
-    check_control_flow("If", "then_branch");
-    check_control_flow("Loop", "body");
-    check_control_flow("Scan", "body");
+    Onnx__ModelProto *m = tb_model(10, 18);
+    tb_input(m, "x", LP_DT_FLOAT, "2");
+    tb_input(m, "flag", LP_DT_BOOL, "");
+    tb_node(m, "Relu", "r0", "x", "a");
+    tb_node(m, "Relu", "r1", "a", "b");
+    Onnx__NodeProto *n = tb_node(m, "If", "cond", "flag", "c");
+    add_body(n, "then_branch", branch("Relu", "t"));
+    add_body(n, "else_branch", branch("Neg", "e"));
+    Onnx__ModelProto *bm = tb_model(10, 18);
+    tb_node(bm, "Identity", "l0", "c", "l_out");
+    add_body(tb_node(m, "Loop", "loop", ",flag", "d"), "body", take_graph(bm, "loop_body"));
+    bm = tb_model(10, 18);
+    tb_node(bm, "Identity", "s0", "c", "s_out");
+    add_body(tb_node(m, "Scan", "scan", "c", "e2"), "body", take_graph(bm, "scan_body"));
+    tb_output(m, "c", LP_DT_FLOAT, "2");
+    lp_graph *g = NULL;
+    lp_diag d;
+    assert_int_equal(load(m, &g, &d), LP_OK);
+    const lp_node *ifn = &g->nodes[2];
+    assert_string_equal(ifn->op_type, "If");
+    const lp_graph *t = lp_node_attr(ifn, "then_branch")->graph;
+    assert_non_null(t);
+    assert_int_equal(t->depth, 1);
+    assert_int_equal(t->n_nodes, 1);
+    int32_t cb = lp_graph_find_value(t, "b");
+    assert_true(cb >= 0);
+    assert_int_equal(t->values[cb].kind, LP_VALUE_INPUT);
+    assert_false(t->values[cb].is_graph_input);
+    assert_string_equal(t->outer_names[cb], "b");
+    assert_null(t->outer_names[lp_graph_find_value(t, "t")]);
+
+    char *text = NULL;
+    size_t len = 0;
+    FILE *sink = open_memstream(&text, &len);
+    assert_non_null(sink);
+    d.sink = sink;
+    assert_int_equal(lp_analysis_infer_shapes(g, NULL, &d), LP_ERR_UNSUPPORTED);
+    fclose(sink);
+    assert_contains(text, "t.onnx: error: node 2 'cond' (If): control-flow subgraph (attribute "
+                          "'then_branch') is not supported yet: its condition 'flag' is known only at run time");
+    assert_contains(text, "t.onnx: error: node 3 'loop' (Loop): control-flow subgraph (attribute 'body') "
+                          "is not supported yet: Loop is not unrolled");
+    assert_contains(text, "t.onnx: error: node 4 'scan' (Scan): control-flow subgraph (attribute 'body') "
+                          "is not supported yet: Scan is not unrolled");
+    assert_contains(d.last_error, "3 control-flow nodes cannot be compiled");
+    assert_null(strstr(text, "shape inference does not support"));
+    free(text);
+    lp_graph_free(g);
+    tb_free(m);
+}
+
+/* A body reading a name nothing defines is refused at the node holding it;
+ * bodies nest at most LP_MAX_BODY_DEPTH deep. */
+static void test_control_flow_bounds(void **state) {
+    (void)state;
+    Onnx__ModelProto *m = tb_model(10, 18);
+    tb_input(m, "flag", LP_DT_BOOL, "");
+    Onnx__ModelProto *bm = tb_model(10, 18);
+    tb_node(bm, "Relu", "t0", "nowhere", "t");
+    tb_output(bm, "t", LP_DT_FLOAT, "2");
+    add_body(tb_node(m, "If", "cond", "flag", "c"), "then_branch", take_graph(bm, "then"));
+    tb_output(m, "c", LP_DT_FLOAT, "2");
+    expect_reject(m, LP_ERR_INVALID_MODEL,
+                  "node 0 'cond' (If): its subgraph 'then_branch' reads 'nowhere', which is not a graph input");
+
+    /* LP_MAX_BODY_DEPTH + 1 bodies, each inside the last one's If */
+    Onnx__GraphProto *inner = NULL;
+    for (int level = LP_MAX_BODY_DEPTH + 1; level >= 0; level--) {
+        Onnx__ModelProto *lm = tb_model(10, 18);
+        if (level == 0) tb_input(lm, "flag", LP_DT_BOOL, "");
+        Onnx__NodeProto *n = tb_node(lm, inner ? "If" : "Identity", "n", "flag", "o");
+        if (inner) add_body(n, "then_branch", inner);
+        tb_output(lm, "o", LP_DT_BOOL, "");
+        if (level == 0) {
+            expect_reject(lm, LP_ERR_UNSUPPORTED, "nests bodies deeper than 16 levels");
+            break;
+        }
+        inner = take_graph(lm, "level");
+    }
+}
+
+/* lp_graph_fix_input: the input becomes a constant holding the bytes. */
+static void test_fix_input(void **state) {
+    (void)state;
+    Onnx__ModelProto *m = tb_model(10, 18);
+    tb_input(m, "x", LP_DT_FLOAT, "2");
+    tb_input(m, "rate", LP_DT_INT64, "n");
+    tb_node(m, "Relu", "r0", "x", "y");
+    tb_output(m, "y", LP_DT_FLOAT, "2");
+    lp_graph *g = NULL;
+    lp_diag d;
+    assert_int_equal(load(m, &g, &d), LP_OK);
+    int64_t v[2] = {16000, 8000}, dims[1] = {2};
+    assert_int_equal(lp_graph_fix_input(g, "rate", LP_DT_INT32, 1, dims, v, 8, &d), LP_ERR_USAGE);
+    assert_contains(d.last_error, "the input is int64, the value given is int32");
+    assert_int_equal(lp_graph_fix_input(g, "rate", LP_DT_INT64, 1, dims, v, 12, &d), LP_ERR_USAGE);
+    assert_int_equal(lp_graph_fix_input(g, "y", LP_DT_FLOAT, 1, dims, v, 8, &d), LP_ERR_USAGE);
+    assert_contains(d.last_error, "no input named 'y'");
+    assert_int_equal(g->n_inputs, 2);
+    assert_int_equal(lp_graph_fix_input(g, "rate", LP_DT_INT64, 1, dims, v, 16, &d), LP_OK);
+    const lp_value *r = value_named(g, "rate");
+    assert_int_equal(r->kind, LP_VALUE_CONSTANT);
+    assert_false(r->is_graph_input);
+    assert_int_equal(r->shape.dims[0].size, 2); /* the symbolic dim is bound */
+    assert_int_equal(r->data.nbytes, 16);
+    assert_memory_equal(r->data.bytes, v, 16);
+    assert_int_equal(g->n_inputs, 1);
+    assert_int_equal(lp_graph_verify(g, &d), LP_OK);
+    lp_graph_free(g);
+    tb_free(m);
 }
 
 static void test_other_unsupported(void **state) {
@@ -1636,7 +1750,9 @@ int main(void) {
         cmocka_unit_test(test_external_escapes),
         cmocka_unit_test(test_external_bad_ranges),
         cmocka_unit_test(test_external_beyond_4gib),
-        cmocka_unit_test(test_control_flow_unsupported),
+        cmocka_unit_test(test_control_flow_bodies),
+        cmocka_unit_test(test_control_flow_bounds),
+        cmocka_unit_test(test_fix_input),
         cmocka_unit_test(test_other_unsupported),
         cmocka_unit_test(test_invalid_bytes),
         cmocka_unit_test(test_corrupted_bytes),
