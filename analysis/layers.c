@@ -11,7 +11,9 @@
  *            them); those between blocks, and nodes without any module
  *            (shape arithmetic), join the layer of their earliest consumer
  *            (else of their producer). Without any module path the graph is
- *            cut where the fewest bytes cross (see cut_at_narrow_points).
+ *            cut where the dataflow narrows to one value (keys_from_cuts);
+ *            with module paths but no numbered block, where the fewest bytes
+ *            cross (keys_from_bytes).
  *   node     One node per layer.
  *   scope:D  Module path prefix of depth D (1 = children of the root).
  *   regex:P  First capture group of a PCRE2 (Perl-syntax) regex over node
@@ -300,9 +302,10 @@ enum { CLS_FREE, CLS_OTHER, CLS_BLOCK };
 /* auto: blocks from module paths. Returns false (keys untouched) when no node
  * lies in a block, so the caller can fall back to cutting at narrow points. */
 static lp_status keys_from_blocks(lp_graph *g, const edges *e, lp_arena *a, keymap *km, int *key,
-                                  bool *found, lp_diag *d) {
+                                  bool *found, bool *scoped, lp_diag *d) {
     int n = g->n_nodes;
     *found = false;
+    *scoped = false;
     unsigned char *cls = calloc((size_t)n, 1);
     unsigned char *anc = calloc((size_t)n, 1); /* a block node precedes it */
     unsigned char *desc = calloc((size_t)n, 1); /* a block node follows it */
@@ -321,6 +324,7 @@ static lp_status keys_from_blocks(lp_graph *g, const edges *e, lp_arena *a, keym
             goto oom;
         }
         cls[i] = np == NO_SCOPE ? CLS_FREE : CLS_OTHER;
+        if (np != NO_SCOPE) *scoped = true;
         for (int k = 0; k < np; k++)
             if (is_block_path(sb.path[k])) {
                 cls[i] = CLS_BLOCK;
@@ -744,6 +748,61 @@ done:
     return st;
 }
 
+/* auto on a graph with module paths but no numbered block: cut after node i
+ * where the bytes crossing the cut are within 1% of the smallest crossing seen over the graph (the
+ * residual stream between blocks), and only once the piece since the last
+ * cut reads a weight. Crossing bytes: activations made at or before i and
+ * read after i, graph inputs still to be read included. */
+static lp_status keys_from_bytes(lp_graph *g, const edges *e, const uint64_t *vbytes, lp_arena *a,
+                                keymap *km, int *key, lp_diag *d) {
+    int n = g->n_nodes;
+    uint64_t *cross = calloc((size_t)n + 1, sizeof *cross);
+    if (!cross) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    /* difference array over cut positions: value live across cuts [from, to);
+     * unsigned (modular) so values of up to 2^64 bytes add without overflow */
+    uint64_t *diff = calloc((size_t)n + 1, sizeof *diff);
+    if (!diff) {
+        free(cross);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    for (int v = 0; v < g->n_values; v++) {
+        const lp_value *val = &g->values[v];
+        if (!lp_value_in_arena(val) || e->start[v] == e->start[v + 1]) continue;
+        int from = val->kind == LP_VALUE_INPUT ? 0 : val->producer;
+        int to = e->node[e->start[v + 1] - 1];
+        if (from < 0 || to <= from) continue;
+        diff[from] += vbytes[v];
+        diff[to] -= vbytes[v];
+    }
+    uint64_t run = 0;
+    uint64_t least = UINT64_MAX;
+    for (int i = 0; i + 1 < n; i++) {
+        run += diff[i];
+        cross[i] = run;
+        if (cross[i] < least) least = cross[i];
+    }
+    int cur = 0;
+    char name[32];
+    snprintf(name, sizeof name, "part.%d", cur);
+    int k = keymap_get(km, a, name, cur);
+    bool has_weight = false;
+    for (int i = 0; i < n && k >= 0; i++) {
+        key[i] = k;
+        for (int j = 0; j < g->nodes[i].n_inputs; j++) {
+            int32_t v = g->nodes[i].inputs[j];
+            if (v >= 0 && g->values[v].kind == LP_VALUE_WEIGHT) has_weight = true;
+        }
+        if (i + 1 < n && has_weight && cross[i] <= least + least / 100) {
+            snprintf(name, sizeof name, "part.%d", ++cur);
+            k = keymap_get(km, a, name, cur);
+            has_weight = false;
+        }
+    }
+    free(cross);
+    free(diff);
+    return k < 0 ? lp_error(d, LP_ERR_INTERNAL, "out of memory") : LP_OK;
+}
+
 /* ---- reordering ------------------------------------------------------------- */
 
 /* Topological re-sort of g->nodes by (rank of key, old index), so each
@@ -1115,9 +1174,11 @@ static lp_status assign_keys(lp_layer_ir *L, const lp_analysis_options *opt, key
         st = keys_from_regex(g, &e, L->arena, opt->regex ? opt->regex : "", km, key, d);
         break;
     case LP_LAYERS_AUTO: {
-        bool found = false;
-        st = keys_from_blocks(g, &e, L->arena, km, key, &found, d);
-        if (st == LP_OK && !found)
+        bool found = false, scoped = false;
+        st = keys_from_blocks(g, &e, L->arena, km, key, &found, &scoped, d);
+        if (st == LP_OK && !found && scoped)
+            st = keys_from_bytes(g, &e, L->index->vbytes, L->arena, km, key, d);
+        else if (st == LP_OK && !found)
             st = keys_from_cuts(g, &e, L->index->vbytes, L->arena, km, key, d);
         break;
     }
