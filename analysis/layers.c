@@ -1178,8 +1178,16 @@ static lp_status assign_keys(lp_layer_ir *L, const lp_analysis_options *opt, key
         st = keys_from_blocks(g, &e, L->arena, km, key, &found, &scoped, d);
         if (st == LP_OK && !found && scoped)
             st = keys_from_bytes(g, &e, L->index->vbytes, L->arena, km, key, d);
-        else if (st == LP_OK && !found)
+        else if (st == LP_OK && !found) {
             st = keys_from_cuts(g, &e, L->index->vbytes, L->arena, km, key, d);
+            /* no narrow point cut it (a chain of equal steps, a float input
+             * read by every block): the bytes rule */
+            if (st == LP_OK && km->n == 1) {
+                keymap_free(km);
+                *km = (keymap){0};
+                st = keys_from_bytes(g, &e, L->index->vbytes, L->arena, km, key, d);
+            }
+        }
         break;
     }
     }
