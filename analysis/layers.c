@@ -11,7 +11,9 @@
  *            them); those between blocks, and nodes without any module
  *            (shape arithmetic), join the layer of their earliest consumer
  *            (else of their producer). Without any module path the graph is
- *            cut where the fewest bytes cross (see cut_at_narrow_points).
+ *            cut where the dataflow narrows to one value (keys_from_cuts);
+ *            with module paths but no numbered block, where the fewest bytes
+ *            cross (keys_from_bytes).
  *   node     One node per layer.
  *   scope:D  Module path prefix of depth D (1 = children of the root).
  *   regex:P  First capture group of a PCRE2 (Perl-syntax) regex over node
@@ -300,9 +302,10 @@ enum { CLS_FREE, CLS_OTHER, CLS_BLOCK };
 /* auto: blocks from module paths. Returns false (keys untouched) when no node
  * lies in a block, so the caller can fall back to cutting at narrow points. */
 static lp_status keys_from_blocks(lp_graph *g, const edges *e, lp_arena *a, keymap *km, int *key,
-                                  bool *found, lp_diag *d) {
+                                  bool *found, bool *scoped, lp_diag *d) {
     int n = g->n_nodes;
     *found = false;
+    *scoped = false;
     unsigned char *cls = calloc((size_t)n, 1);
     unsigned char *anc = calloc((size_t)n, 1); /* a block node precedes it */
     unsigned char *desc = calloc((size_t)n, 1); /* a block node follows it */
@@ -321,6 +324,7 @@ static lp_status keys_from_blocks(lp_graph *g, const edges *e, lp_arena *a, keym
             goto oom;
         }
         cls[i] = np == NO_SCOPE ? CLS_FREE : CLS_OTHER;
+        if (np != NO_SCOPE) *scoped = true;
         for (int k = 0; k < np; k++)
             if (is_block_path(sb.path[k])) {
                 cls[i] = CLS_BLOCK;
@@ -474,12 +478,282 @@ done:
     return st;
 }
 
-/* auto without module paths: cut after node i where the bytes crossing the
- * cut are within 1% of the smallest crossing seen over the graph (the
+/* auto without module paths: cut at the points where the dataflow narrows
+ * to one value (the articulation points of the node order), as between
+ * residual blocks.
+ *
+ * Stream values: made from a float graph input or a float weight with two
+ * or more dims above 1 (a matrix, a kernel), through any nodes; integer tensors of rank 0
+ * or 1 (shape data) are never stream values. Side values (attention masks,
+ * rotary tables, position ids: made from integer inputs and vectors only)
+ * may cross any cut. A narrow point is a position i (cut after node i)
+ * that exactly one stream value crosses, made at or before i and read
+ * after it. Between two adjacent narrow points lies either a link (no
+ * position in between that two or more stream values cross: a chain step)
+ * or a region (a branching piece: a residual block, an attention).
+ *
+ * Runs of narrow points joined by links whose crossing bytes are equal form
+ * plateaus (conv -> relu -> relu keeps the bytes). The last point of a
+ * plateau is a cut when a region lies on either side of the plateau, or
+ * when both its neighbours in the chain carry more bytes (a chain of layers
+ * without residual, as an inverted-residual block with a stride, is cut
+ * where its activations are smallest). The graph's ends count as smaller
+ * than any point, except that a plateau reaching the graph's end after a
+ * region is cut at its first point when it has two or more (the final norm
+ * stays with the head), and not at all when it has one (the last link joins
+ * the region before it).
+ *
+ * Then blocks made of several such pieces (a transformer's attention and
+ * MLP halves) are found as a repetition: the longest stretch of pieces of
+ * period p >= 2 (pieces equal in their stream nodes' op types and weight
+ * shapes) is merged p pieces at a time, and then, as with module paths,
+ * the pieces before it form one layer (embed) and those after it another
+ * (head). */
+
+static bool is_shape_data(const lp_value *v);
+
+typedef struct cut_scan {
+    int n;
+    unsigned char *stream; /* [n_values] */
+    int32_t *count;        /* [n]: stream values crossing the cut after node i */
+    int32_t *sources;      /* [n]: those of them made by sources */
+    uint64_t *bytes;       /* [n]: their bytes */
+    int32_t *point;        /* narrow points, ascending */
+    int n_points;
+    unsigned char *region; /* [n_points + 1]: piece k (before point k) branches */
+    unsigned char *cut;    /* [n]: cut after node i */
+} cut_scan;
+
+/* A float weight with at least two dims above 1: a matrix or a kernel, not a
+ * vector written as [1, 16, 1] (a rotary frequency table). */
+static bool is_stream_weight(const lp_value *v) {
+    if ((v->kind != LP_VALUE_WEIGHT && v->kind != LP_VALUE_CONSTANT) || !lp_dtype_is_float(v->dtype))
+        return false;
+    int wide = 0;
+    for (int r = 0; r < v->shape.rank; r++)
+        if (v->shape.dims[r].size > 1) wide++;
+    return wide >= 2;
+}
+
+static void cut_scan_free(cut_scan *c) {
+    free(c->stream);
+    free(c->count);
+    free(c->sources);
+    free(c->bytes);
+    free(c->point);
+    free(c->region);
+    free(c->cut);
+}
+
+/* Stream flags, crossing counts and bytes, narrow points and pieces. */
+static bool cut_scan_build(const lp_graph *g, const edges *e, const uint64_t *vbytes, cut_scan *c) {
+    int n = g->n_nodes;
+    c->n = n;
+    c->stream = calloc((size_t)g->n_values + 1, 1);
+    c->count = calloc((size_t)n + 1, sizeof *c->count);
+    c->sources = calloc((size_t)n + 1, sizeof *c->sources);
+    c->bytes = calloc((size_t)n + 1, sizeof *c->bytes);
+    c->point = malloc(((size_t)n + 1) * sizeof *c->point);
+    c->region = calloc((size_t)n + 2, 1);
+    c->cut = calloc((size_t)n + 1, 1);
+    if (!c->stream || !c->count || !c->sources || !c->bytes || !c->point || !c->region || !c->cut) return false;
+    for (int v = 0; v < g->n_values; v++) {
+        const lp_value *val = &g->values[v];
+        if (val->kind == LP_VALUE_INPUT && lp_dtype_is_float(val->dtype)) c->stream[v] = 1;
+    }
+    /* stream[v]: 1, or 2 when made by a source (a node whose only stream
+     * inputs are weights: an embedding lookup) */
+    for (int i = 0; i < n; i++) {
+        const lp_node *nd = &g->nodes[i];
+        bool s = false, fed = false;
+        for (int k = 0; k < nd->n_inputs; k++) {
+            int32_t v = nd->inputs[k];
+            if (v < 0) continue;
+            if (c->stream[v]) s = fed = true;
+            else if (is_stream_weight(&g->values[v])) s = true;
+        }
+        for (int k = 0; k < nd->n_outputs && s; k++) {
+            int32_t v = nd->outputs[k];
+            if (v >= 0 && !is_shape_data(&g->values[v])) c->stream[v] = fed ? 1 : 2;
+        }
+    }
+    /* difference arrays over cut positions: value live across cuts [from, to);
+     * bytes unsigned (modular) so values of up to 2^64 bytes add safely */
+    for (int v = 0; v < g->n_values; v++) {
+        const lp_value *val = &g->values[v];
+        if (!c->stream[v] || !lp_value_in_arena(val) || e->start[v] == e->start[v + 1]) continue;
+        int from = val->kind == LP_VALUE_INPUT ? 0 : val->producer;
+        /* a source's value counts from just before its first reader (the
+         * order could have made it there, so it narrows nothing before),
+         * and only toward narrowness: sources joining the stream (position
+         * embeddings added) make no branch */
+        if (c->stream[v] == 2 && e->node[e->start[v]] - 1 > from) from = e->node[e->start[v]] - 1;
+        int to = e->node[e->start[v + 1] - 1];
+        if (from < 0 || to <= from) continue;
+        int32_t *cnt = c->stream[v] == 2 ? c->sources : c->count;
+        cnt[from]++;
+        cnt[to]--;
+        c->bytes[from] += vbytes[v];
+        c->bytes[to] -= vbytes[v];
+    }
+    for (int i = 1; i < n; i++) {
+        c->count[i] += c->count[i - 1];
+        c->sources[i] += c->sources[i - 1];
+        c->bytes[i] += c->bytes[i - 1];
+    }
+    /* piece k runs from point k-1 (or the start) to point k (or the end) */
+    c->n_points = 0;
+    bool branched = false;
+    for (int i = 0; i + 1 < n; i++) {
+        if (c->count[i] + c->sources[i] == 1) {
+            c->region[c->n_points] = branched;
+            c->point[c->n_points++] = i;
+            branched = false;
+        } else if (c->count[i] >= 2) {
+            branched = true;
+        }
+    }
+    c->region[c->n_points] = branched;
+    return true;
+}
+
+/* Sets c->cut at the narrow points chosen by the plateau rules above. */
+static void cut_scan_choose(cut_scan *c) {
+    int np = c->n_points;
+    for (int u = 0; u < np;) {
+        /* the plateau u..w: points joined by links, with equal bytes */
+        int w = u;
+        while (w + 1 < np && !c->region[w + 1] && c->bytes[c->point[w + 1]] == c->bytes[c->point[u]])
+            w++;
+        uint64_t b = c->bytes[c->point[u]];
+        bool left_region = c->region[u], right_region = c->region[w + 1];
+        bool at_end = w + 1 == np;
+        bool left_more = !left_region && u > 0 && c->bytes[c->point[u - 1]] > b;
+        bool right_more = !right_region && !at_end && c->bytes[c->point[w + 1]] > b;
+        if (left_region && at_end && !right_region) {
+            c->cut[c->point[u]] = 1;
+        }
+        else if (left_region || right_region || (left_more && right_more))
+            c->cut[c->point[w]] = 1;
+        u = w + 1;
+    }
+}
+
+/* Signature of nodes first..last: op types and weight shapes of the nodes
+ * that make stream values. */
+static uint64_t piece_signature(const lp_graph *g, const cut_scan *c, int first, int last) {
+    uint64_t h = 1469598103934665603ull;
+    for (int i = first; i <= last; i++) {
+        const lp_node *nd = &g->nodes[i];
+        bool s = false;
+        for (int k = 0; k < nd->n_outputs; k++)
+            if (nd->outputs[k] >= 0 && c->stream[nd->outputs[k]]) s = true;
+        if (!s) continue;
+        h = (h ^ hash_str(nd->op_type)) * 1099511628211ull;
+        for (int k = 0; k < nd->n_inputs; k++) {
+            const lp_value *v = nd->inputs[k] >= 0 ? &g->values[nd->inputs[k]] : NULL;
+            if (!v || (v->kind != LP_VALUE_WEIGHT && v->kind != LP_VALUE_CONSTANT) || is_shape_data(v))
+                continue;
+            h = (h ^ (uint64_t)(k + 1)) * 1099511628211ull;
+            for (int r = 0; r < v->shape.rank; r++)
+                h = (h ^ (uint64_t)v->shape.dims[r].size) * 1099511628211ull;
+        }
+    }
+    return h;
+}
+
+/* Longest repetition of period p >= 2 over the pieces' signatures: *start,
+ * *period and *groups (0 when none covers two periods). */
+#define LP_CUT_PERIOD_MAX 8
+
+static void find_repetition(const uint64_t *sig, int m, int *start, int *period, int *groups) {
+    *groups = 0;
+    int best = 0;
+    for (int p = 2; p <= LP_CUT_PERIOD_MAX && 2 * p <= m; p++) {
+        for (int j0 = 0; j0 + 2 * p <= m; j0++) {
+            /* a unit that repeats a shorter one belongs to a smaller period */
+            bool smaller = false;
+            for (int d = 1; d < p && !smaller; d++) {
+                if (p % d) continue;
+                bool rep = true;
+                for (int k = d; k < p && rep; k++) rep = sig[j0 + k] == sig[j0 + k - d];
+                smaller = rep;
+            }
+            if (smaller) continue;
+            int t = 0;
+            while (j0 + t + p < m && sig[j0 + t] == sig[j0 + t + p]) t++;
+            int r = (t + p) / p;
+            if (r >= 2 && r * p > best) {
+                best = r * p;
+                *start = j0;
+                *period = p;
+                *groups = r;
+            }
+        }
+    }
+}
+
+static lp_status keys_from_cuts(lp_graph *g, const edges *e, const uint64_t *vbytes, lp_arena *a,
+                                keymap *km, int *key, lp_diag *d) {
+    int n = g->n_nodes;
+    cut_scan c = {0};
+    int *piece_end = NULL;
+    uint64_t *sig = NULL;
+    unsigned char *merge = NULL;
+    lp_status st = LP_OK;
+    if (!cut_scan_build(g, e, vbytes, &c)) goto oom;
+    cut_scan_choose(&c);
+    /* pieces: ends at the cuts, and at the last node */
+    int m = 0;
+    piece_end = malloc(((size_t)n + 1) * sizeof *piece_end);
+    sig = malloc(((size_t)n + 1) * sizeof *sig);
+    merge = calloc((size_t)n + 1, 1); /* merge[j]: piece j joins piece j+1 */
+    if (!piece_end || !sig || !merge) goto oom;
+    for (int i = 0; i < n; i++)
+        if (c.cut[i] || i == n - 1) piece_end[m++] = i;
+    for (int j = 0; j < m; j++) sig[j] = piece_signature(g, &c, j ? piece_end[j - 1] + 1 : 0, piece_end[j]);
+    int start = 0, period = 0, groups = 0;
+    find_repetition(sig, m, &start, &period, &groups);
+    for (int r = 0; r < groups; r++)
+        for (int k = 0; k + 1 < period; k++) merge[start + r * period + k] = 1;
+    /* around repeated blocks, as with module paths: one embed before the
+     * first, one head after the last */
+    if (groups > 0) {
+        for (int j = 0; j + 1 < start; j++) merge[j] = 1;
+        for (int j = start + groups * period; j + 1 < m; j++) merge[j] = 1;
+    }
+    int cur = 0, j = 0;
+    char name[32];
+    snprintf(name, sizeof name, "part.%d", cur);
+    int k = keymap_get(km, a, name, cur);
+    for (int i = 0; i < n && k >= 0; i++) {
+        key[i] = k;
+        if (j < m && i == piece_end[j]) {
+            if (!merge[j] && i + 1 < n) {
+                snprintf(name, sizeof name, "part.%d", ++cur);
+                k = keymap_get(km, a, name, cur);
+            }
+            j++;
+        }
+    }
+    if (k < 0) goto oom;
+    goto done;
+oom:
+    st = lp_error(d, LP_ERR_INTERNAL, "out of memory while cutting %d nodes into layers", n);
+done:
+    cut_scan_free(&c);
+    free(piece_end);
+    free(sig);
+    free(merge);
+    return st;
+}
+
+/* auto on a graph with module paths but no numbered block: cut after node i
+ * where the bytes crossing the cut are within 1% of the smallest crossing seen over the graph (the
  * residual stream between blocks), and only once the piece since the last
  * cut reads a weight. Crossing bytes: activations made at or before i and
  * read after i, graph inputs still to be read included. */
-static lp_status keys_from_cuts(lp_graph *g, const edges *e, const uint64_t *vbytes, lp_arena *a,
+static lp_status keys_from_bytes(lp_graph *g, const edges *e, const uint64_t *vbytes, lp_arena *a,
                                 keymap *km, int *key, lp_diag *d) {
     int n = g->n_nodes;
     uint64_t *cross = calloc((size_t)n + 1, sizeof *cross);
@@ -900,10 +1174,20 @@ static lp_status assign_keys(lp_layer_ir *L, const lp_analysis_options *opt, key
         st = keys_from_regex(g, &e, L->arena, opt->regex ? opt->regex : "", km, key, d);
         break;
     case LP_LAYERS_AUTO: {
-        bool found = false;
-        st = keys_from_blocks(g, &e, L->arena, km, key, &found, d);
-        if (st == LP_OK && !found)
+        bool found = false, scoped = false;
+        st = keys_from_blocks(g, &e, L->arena, km, key, &found, &scoped, d);
+        if (st == LP_OK && !found && scoped)
+            st = keys_from_bytes(g, &e, L->index->vbytes, L->arena, km, key, d);
+        else if (st == LP_OK && !found) {
             st = keys_from_cuts(g, &e, L->index->vbytes, L->arena, km, key, d);
+            /* no narrow point cut it (a chain of equal steps, a float input
+             * read by every block): the bytes rule */
+            if (st == LP_OK && km->n == 1) {
+                keymap_free(km);
+                *km = (keymap){0};
+                st = keys_from_bytes(g, &e, L->index->vbytes, L->arena, km, key, d);
+            }
+        }
         break;
     }
     }
