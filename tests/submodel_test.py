@@ -25,7 +25,8 @@ SUITE = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 
 MODELS = [
     os.path.join(SRC, "models", n + ".onnx")
-    for n in ("bert_tiny", "gpt2_tiny", "llama_tiny", "cnn_small", "seed_2x256", "seed_4x256_ext")
+    for n in ("bert_tiny", "gpt2_tiny", "llama_tiny", "cnn_small", "seed_2x256", "seed_4x256_ext",
+              "pad_opset17", "anchor_grid", "mobilenet_small", "batch1_export")
 ] + [
     os.path.join(SUITE, "light", "light_squeezenet.onnx"),
     os.path.join(SUITE, "light", "light_inception_v1.onnx"),
