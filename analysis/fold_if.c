@@ -19,16 +19,16 @@
 bool lp_is_control_flow(const lp_node *n) {
     for (int a = 0; a < n->n_attrs; a++)
         if (n->attrs[a].type == LP_ATTR_GRAPH || n->attrs[a].type == LP_ATTR_GRAPHS) return true;
-    if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0) return false;
-    return strcmp(n->op_type, "If") == 0 || strcmp(n->op_type, "Loop") == 0 ||
-           strcmp(n->op_type, "Scan") == 0;
+    int id = lp_node_op(n); /* LP_OP_UNKNOWN in other domains */
+    return id == LP_OP_If || id == LP_OP_Loop || id == LP_OP_Scan;
 }
 
 const char *lp_control_flow_attr(const lp_node *n) {
-    if (strcmp(n->op_type, "If") == 0 && lp_node_attr(n, "then_branch")) return "then_branch";
+    bool is_if = lp_node_op(n) == LP_OP_If;
+    if (is_if && lp_node_attr(n, "then_branch")) return "then_branch";
     for (int a = 0; a < n->n_attrs; a++)
         if (n->attrs[a].type == LP_ATTR_GRAPH || n->attrs[a].type == LP_ATTR_GRAPHS) return n->attrs[a].name;
-    return strcmp(n->op_type, "If") == 0 ? "then_branch" : "body";
+    return is_if ? "then_branch" : "body";
 }
 
 typedef struct inliner {
@@ -220,7 +220,7 @@ static lp_status inline_branch(lp_infer *cx, int at, const lp_graph *b, const ch
 lp_status lp_fold_if(lp_infer *cx, int at, bool *folded, char *why, size_t why_size) {
     const lp_node *n = &cx->g->nodes[at];
     *folded = false;
-    if (strcmp(n->op_type, "If") != 0 || (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0)) {
+    if (lp_node_op(n) != LP_OP_If) { /* the default domain's If only */
         snprintf(why, why_size, "%s is not unrolled at compile time", n->op_type);
         return LP_OK;
     }

@@ -13,7 +13,8 @@
  *   element-wise ops        numel(Y) (Add, Mul, Relu, Gelu, Erf, Where, ...)
  *   data movement           0 (Reshape, Transpose, Gather, Concat, Slice,
  *                           Shape, Cast, Expand, Split, ...)
- * An unknown shape counts as 0; a count beyond 64 bits saturates at UINT64_MAX
+ * The rule of each op is its row's flops column in ir/ops.def; an op with no
+ * row counts numel(Y). An unknown shape counts as 0; a count beyond 64 bits saturates at UINT64_MAX
  * (a model that large is reported as such, never wrapped to a small number). */
 #include "layers_internal.h"
 #include "infer_internal.h"
@@ -21,7 +22,6 @@
 #include <assert.h>
 #include <stdlib.h>
 #include <string.h>
-#include <threads.h>
 
 static uint64_t numel_of(const lp_graph *g, int32_t v) {
     uint64_t n;
@@ -36,23 +36,6 @@ static int64_t dim_of(const lp_graph *g, int32_t v, int k) {
     if (s->rank < 0 || k < 0 || k >= s->rank) return -1;
     return s->dims[k].size;
 }
-
-static bool in_list(const char *op, const char *const *list) {
-    for (; *list; list++)
-        if (strcmp(op, *list) == 0) return true;
-    return false;
-}
-
-static const char *const zero_ops[] = {
-    "Reshape", "Transpose", "Gather", "GatherElements", "GatherND", "Concat", "Slice", "Shape",
-    "Size", "Cast", "CastLike", "Expand", "Split", "Squeeze", "Unsqueeze", "Flatten", "Identity",
-    "Constant", "ConstantOfShape", "Range", "Tile", "Pad", "ScatterND", "ScatterElements",
-    "DepthToSpace", "SpaceToDepth", "Dropout", "EyeLike", "NonZero", "TopK", NULL};
-
-static const char *const norm_ops[] = {
-    "Softmax", "LogSoftmax", "LayerNormalization", "RMSNormalization", "BatchNormalization",
-    "InstanceNormalization", "GroupNormalization", "SimplifiedLayerNormalization",
-    "SkipLayerNormalization", "LpNormalization", "MeanVarianceNormalization", NULL};
 
 static uint64_t sat_mul(uint64_t a, uint64_t b) {
     uint64_t r;
@@ -74,72 +57,37 @@ static uint64_t kernel_elems(const lp_graph *g, const lp_node *n, int32_t w) {
     return k;
 }
 
-/* How an op's flops are counted; depends on the op type alone. */
-typedef enum flop_class {
-    FLOP_OUTPUT, FLOP_MATMUL, FLOP_GEMM, FLOP_CONV, FLOP_CONV_T, FLOP_NORM, FLOP_POOL, FLOP_INPUT, FLOP_ZERO,
-} flop_class;
-
-static flop_class class_of_name(const char *op) {
-    if (strcmp(op, "MatMul") == 0 || strcmp(op, "MatMulInteger") == 0) return FLOP_MATMUL;
-    if (strcmp(op, "Gemm") == 0) return FLOP_GEMM;
-    if (strcmp(op, "Conv") == 0) return FLOP_CONV;
-    if (strcmp(op, "ConvTranspose") == 0) return FLOP_CONV_T;
-    if (in_list(op, norm_ops)) return FLOP_NORM;
-    if (strcmp(op, "MaxPool") == 0 || strcmp(op, "AveragePool") == 0 || strcmp(op, "LpPool") == 0)
-        return FLOP_POOL;
-    if (strncmp(op, "Reduce", 6) == 0 || strncmp(op, "Global", 6) == 0 || strncmp(op, "Arg", 3) == 0)
-        return FLOP_INPUT;
-    if (in_list(op, zero_ops)) return FLOP_ZERO;
-    return FLOP_OUTPUT;
-}
-
-/* The class of every op id, computed once from the names. */
-static uint8_t class_by_id[LP_OP_COUNT + 1];
-static once_flag class_once = ONCE_FLAG_INIT;
-
-static void build_classes(void) {
-    for (int id = 1; id <= LP_OP_COUNT; id++) class_by_id[id] = (uint8_t)class_of_name(lp_op_name(id));
-}
-
 uint64_t lp_analysis_node_flops(const lp_graph *g, const lp_node *n) {
     int32_t x = n->n_inputs > 0 ? n->inputs[0] : -1;
     int32_t w = n->n_inputs > 1 ? n->inputs[1] : -1;
     int32_t y = n->n_outputs > 0 ? n->outputs[0] : -1;
-    int id = lp_node_op(n);
-    flop_class c;
-    if (id > 0) {
-        call_once(&class_once, build_classes);
-        c = (flop_class)class_by_id[id];
-    } else if (n->domain[0] && strcmp(n->domain, "ai.onnx") != 0 && strcmp(n->domain, "com.microsoft") != 0) {
-        return numel_of(g, y);
-    } else {
-        c = class_of_name(n->op_type);
-    }
+    /* the op table's flops column; an op with no row counts as element-wise */
+    lp_op_flops c = lp_op_flops_of(lp_node_op(n));
     switch (c) {
-    case FLOP_MATMUL: {
+    case LP_FLOPS_MATMUL: {
         int64_t k = dim_of(g, x, -1);
         return k > 0 ? sat_mul3(2, numel_of(g, y), (uint64_t)k) : 0;
     }
-    case FLOP_GEMM: {
+    case LP_FLOPS_GEMM: {
         int64_t k = dim_of(g, x, lp_node_attr_int(n, "transA", 0) ? 0 : 1);
         uint64_t mn = numel_of(g, y);
         if (k <= 0) return 0;
         uint64_t f = sat_mul3(2, mn, (uint64_t)k), bias = n->n_inputs > 2 && n->inputs[2] >= 0 ? mn : 0;
         return f + bias < f ? UINT64_MAX : f + bias;
     }
-    case FLOP_CONV: {
+    case LP_FLOPS_CONV: {
         int64_t cin_g = dim_of(g, w, 1); /* W is [C_out, C_in/group, k...] */
         return cin_g > 0 ? sat_mul(sat_mul3(2, numel_of(g, y), (uint64_t)cin_g), kernel_elems(g, n, w)) : 0;
     }
-    case FLOP_CONV_T: {
+    case LP_FLOPS_CONV_T: {
         int64_t cout_g = dim_of(g, w, 1); /* W is [C_in, C_out/group, k...] */
         return cout_g > 0 ? sat_mul(sat_mul3(2, numel_of(g, x), (uint64_t)cout_g), kernel_elems(g, n, w)) : 0;
     }
-    case FLOP_NORM: return sat_mul(5, numel_of(g, y));
-    case FLOP_POOL: return sat_mul(numel_of(g, y), kernel_elems(g, n, -1));
-    case FLOP_INPUT: return numel_of(g, x);
-    case FLOP_ZERO: return 0;
-    case FLOP_OUTPUT: break;
+    case LP_FLOPS_NORM: return sat_mul(5, numel_of(g, y));
+    case LP_FLOPS_POOL: return sat_mul(numel_of(g, y), kernel_elems(g, n, -1));
+    case LP_FLOPS_INPUT: return numel_of(g, x);
+    case LP_FLOPS_ZERO: return 0;
+    case LP_FLOPS_OUTPUT: break;
     }
     return numel_of(g, y);
 }

@@ -13,13 +13,14 @@
  * value computed at run time) becomes an unknown dim, which the driver
  * reports as an error naming the unbound symbols.
  *
- * Adding an op: one row in ops.def, one rule function in an infer_*.c file,
- * a unit test or a node-suite model that exercises it, a line in COVERAGE.md.
+ * Adding an op: the checklist at the top of ir/ops.def (one row, the
+ * functions its columns name, a test, a line in COVERAGE.md).
  */
 #ifndef LP_INFER_INTERNAL_H
 #define LP_INFER_INTERNAL_H
 
 #include "lp_analysis.h"
+#include "lp_ops.h"
 
 /* Tensors of at most this many elements have their values tracked. */
 #define LP_FOLD_MAX_ELEMS 64
@@ -60,7 +61,7 @@ typedef struct lp_infer {
 
 typedef lp_status (*lp_infer_rule)(lp_infer *cx, const lp_node *n);
 
-/* Elementwise evaluations of known values (ops.def's third column). */
+/* Elementwise evaluations of known values (ops.def's fold column). */
 typedef enum lp_fold_op {
     LP_FOLD_NONE, LP_FOLD_ID, LP_FOLD_NEG, LP_FOLD_ABS, LP_FOLD_SIGN, LP_FOLD_NOT,
     LP_FOLD_ADD, LP_FOLD_SUB, LP_FOLD_MUL, LP_FOLD_DIV, LP_FOLD_MOD, LP_FOLD_MAX, LP_FOLD_MIN,
@@ -68,30 +69,10 @@ typedef enum lp_fold_op {
     LP_FOLD_XOR, LP_FOLD_WHERE, LP_FOLD_CAST, LP_FOLD_FLOOR, LP_FOLD_CEIL, LP_FOLD_ROUND,
 } lp_fold_op;
 
-#define LP_OP(name, rule, fold) lp_status rule(lp_infer *cx, const lp_node *n);
+#define LP_OP(name, infer, fold, flops, workspace, shard, reads, emit) \
+    lp_status infer(lp_infer *cx, const lp_node *n);
 #include "ops.def"
 #undef LP_OP
-
-/* Op ids (lp_node.op): the rows of ops.def, numbered from 1. */
-enum lp_op_id {
-    LP_OP_UNKNOWN = -1,
-    LP_OP_UNSET = 0,
-#define LP_OP(name, rule, fold) LP_OP_##name,
-#include "ops.def"
-#undef LP_OP
-    LP_OP_END
-};
-#define LP_OP_COUNT (LP_OP_END - 1)
-
-/* The id of an op type in the default domain ("" or "ai.onnx"), or
- * LP_OP_UNKNOWN: one hash probe, no scan over the table. */
-int lp_op_lookup(const char *domain, const char *op_type);
-/* The node's id: n->op once lp_analysis_assign_ops has run, else looked up. */
-static inline int lp_node_op(const lp_node *n) {
-    return n->op ? n->op : lp_op_lookup(n->domain, n->op_type);
-}
-/* Name of an op id (1..LP_OP_COUNT). */
-const char *lp_op_name(int id);
 
 /* ---- dims (infer_dim.c) -------------------------------------------------- */
 

@@ -234,7 +234,8 @@ lp_status lp_infer_reduce(lp_infer *cx, const lp_node *n) {
     if ((st = lp_infer_output(cx, n, 0, x->dtype, o, d)) != LP_OK) return st;
     /* fold: the product or sum of a known 1-D tensor (element counts) */
     const lp_sval *s = lp_infer_known(cx, n, 0);
-    bool prod = strcmp(n->op_type, "ReduceProd") == 0, sum = strcmp(n->op_type, "ReduceSum") == 0;
+    int id = lp_node_op(n);
+    bool prod = id == LP_OP_ReduceProd, sum = id == LP_OP_ReduceSum;
     if (!s || r != 1 || !mark[0] || !(prod || sum)) return LP_OK;
     lp_dim acc = lp_dim_num(prod ? 1 : 0);
     for (int k = 0; k < s->n; k++) {

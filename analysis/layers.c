@@ -1032,9 +1032,7 @@ static bool is_shape_data(const lp_value *v) {
 /* Gathers read only the rows they pick from their data input (an embedding
  * table): as many bytes as they write. */
 static bool reads_rows_only(const lp_node *n) {
-    int id = lp_node_op(n);
-    return !n->domain[0] && n->n_outputs >= 1 &&
-           (id == LP_OP_Gather || id == LP_OP_GatherND || id == LP_OP_GatherElements);
+    return !n->domain[0] && n->n_outputs >= 1 && lp_op_reads_of(lp_node_op(n)) == LP_READS_ROWS;
 }
 
 static uint64_t gathered_bytes(const struct lp_layer_index *ix, const lp_node *n) {

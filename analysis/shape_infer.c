@@ -24,7 +24,7 @@ typedef struct op_entry {
 } op_entry;
 
 static const op_entry op_table[] = {
-#define LP_OP(name, rule, fold) {#name, rule, fold},
+#define LP_OP(name, infer, fold, flops, workspace, shard, reads, emit) {#name, infer, fold},
 #include "ops.def"
 #undef LP_OP
 };
@@ -39,9 +39,16 @@ lp_analysis_options lp_analysis_defaults(void) {
 
 _Static_assert(sizeof op_table / sizeof op_table[0] == LP_OP_COUNT, "one op id per row of ops.def");
 
+/* Rows of ops with no shape rule (Constant, control flow, ...): reported as
+ * unsupported, as ops with no row are; never called. */
+lp_status lp_infer_none(lp_infer *cx, const lp_node *n) {
+    return lp_node_error(cx->d, LP_ERR_INTERNAL, n, "no shape rule for %s", n->op_type);
+}
+
+/* The node's row, or NULL where it has none or its row has no shape rule. */
 static const op_entry *find_op(const lp_node *n) {
     int id = lp_node_op(n);
-    return id > 0 ? &op_table[id - 1] : NULL;
+    return id > 0 && op_table[id - 1].rule != lp_infer_none ? &op_table[id - 1] : NULL;
 }
 
 /* ---- the rules' view of the graph ----------------------------------------- */

@@ -2,7 +2,8 @@
  * needs besides its inputs and outputs. A layer's buffer is the largest of
  * its nodes' (kernels run one after another and share one workspace).
  *
- * Built-in rules, each an expression of the variables below:
+ * Built-in rules, each an expression of the variables below (the workspace
+ * column of ir/ops.def holds them; this table says why):
  *
  *   op                      bytes                    why
  *   MatMul, Gemm            min(33554432,            cuBLAS keeps a workspace for split-K
@@ -76,32 +77,6 @@ static const rule *rule_for(const lp_workspace_model *m, const char *op) {
         if (strcmp(m->rules[i].op, op) == 0) return &m->rules[i];
     return NULL;
 }
-
-typedef struct builtin_rule {
-    const char *op, *expr;
-} builtin_rule;
-
-static const builtin_rule builtin_rules[] = {
-    {"MatMul", "min(33554432, 4*outnumel)"},
-    {"Gemm", "min(33554432, 4*outnumel)"},
-    {"Conv", "im2col"},
-    {"Softmax", "8*rows"},
-    {"LogSoftmax", "8*rows"},
-    {"LayerNormalization", "8*rows"},
-    {"RMSNormalization", "8*rows"},
-    {"SimplifiedLayerNormalization", "8*rows"},
-    {"SkipLayerNormalization", "8*rows"},
-    {"GroupNormalization", "8*rows"},
-    {"InstanceNormalization", "8*rows"},
-    {"BatchNormalization", "8*rows"},
-    {"ReduceMean", "4*outnumel"},
-    {"ReduceSum", "4*outnumel"},
-    {"ReduceMax", "4*outnumel"},
-    {"ReduceMin", "4*outnumel"},
-    {"ReduceProd", "4*outnumel"},
-    {"ReduceL2", "4*outnumel"},
-    {"ReduceSumSquare", "4*outnumel"},
-};
 
 /* ---- expressions: parsed once into postfix steps ------------------------ */
 
@@ -349,11 +324,13 @@ lp_status lp_workspace_load(const char *path, lp_workspace_model **out, lp_diag 
     lp_workspace_model *m = calloc(1, sizeof *m);
     if (!m) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     lp_status st = path ? load_file(m, path, d) : LP_OK;
-    for (size_t i = 0; st == LP_OK && i < sizeof builtin_rules / sizeof *builtin_rules; i++) {
+    /* the built-in rules: the op table's workspace column, after the file's */
+    for (int id = 1; st == LP_OK && id <= LP_OP_COUNT; id++) {
+        const char *expr = lp_op_workspace_of(id);
         char err[256];
-        if (!add_rule(m, builtin_rules[i].op, builtin_rules[i].expr, err))
-            st = lp_error(d, LP_ERR_INTERNAL, "built-in workspace rule for %s: %s",
-                          builtin_rules[i].op, err[0] ? err : "out of memory");
+        if (expr && !add_rule(m, lp_op_name(id), expr, err))
+            st = lp_error(d, LP_ERR_INTERNAL, "built-in workspace rule for %s: %s", lp_op_name(id),
+                          err[0] ? err : "out of memory");
     }
     int deepest = 1;
     for (int i = 0; i < m->n; i++)

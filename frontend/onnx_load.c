@@ -3,6 +3,7 @@
  * arena and freed before returning; the large tensors stay in the file. */
 #define _GNU_SOURCE
 #include "lp_frontend.h"
+#include "lp_ops.h"
 #include "model_read.h"
 #include "onnx.pb-c.h"
 
@@ -792,7 +793,7 @@ static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp) {
             v->producer = n_nodes;
             node->outputs[k] = idx;
         }
-        if (strcmp(node->op_type, "Constant") == 0 && !node->domain[0]) {
+        if (!node->domain[0] && lp_op_lookup(node->domain, node->op_type) == LP_OP_Constant) {
             if (node->n_outputs != 1 || node->outputs[0] < 0)
                 return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node, "a Constant needs one output");
             if ((st = fold_constant(ld, node, &g->values[node->outputs[0]])) != LP_OK) return st;

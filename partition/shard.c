@@ -1,5 +1,6 @@
 /* Sharding one layer too large for a card: which weights split by output
  * dim, what each shard card holds, and how many shards make it fit. */
+#include "lp_ops.h"
 #include "lp_partition.h"
 
 #include <assert.h>
@@ -38,13 +39,14 @@ static bool split_axes(const lp_graph *g, const lp_node *n, int *w_axis, int *o_
     if (n->n_inputs < 2 || n->inputs[1] < 0 || n->n_outputs < 1 || n->outputs[0] < 0) return false;
     const lp_value *w = &g->values[n->inputs[1]], *o = &g->values[n->outputs[0]];
     if (w->kind != LP_VALUE_WEIGHT || o->shape.rank < 1) return false;
-    if (strcmp(n->op_type, "MatMul") == 0 && w->shape.rank == 2) {
+    lp_op_shard how = lp_op_shard_of(lp_node_op(n)); /* the op table's shard column */
+    if (how == LP_SHARD_MATMUL && w->shape.rank == 2) {
         *w_axis = 1;
         *o_axis = o->shape.rank - 1;
-    } else if (strcmp(n->op_type, "Gemm") == 0 && w->shape.rank == 2 && o->shape.rank == 2) {
+    } else if (how == LP_SHARD_GEMM && w->shape.rank == 2 && o->shape.rank == 2) {
         *w_axis = lp_node_attr_int(n, "transB", 0) ? 0 : 1;
         *o_axis = 1;
-    } else if (strcmp(n->op_type, "Conv") == 0 && w->shape.rank >= 3 && o->shape.rank >= 2 &&
+    } else if (how == LP_SHARD_CONV && w->shape.rank >= 3 && o->shape.rank >= 2 &&
                lp_node_attr_int(n, "group", 1) == 1) {
         *w_axis = 0;
         *o_axis = 1;

@@ -21,6 +21,7 @@
  */
 #define _GNU_SOURCE
 #include "lp_frontend.h"
+#include "lp_ops.h"
 #include "lp_partition.h"
 #include "json_out.h"
 
@@ -77,7 +78,8 @@ bool lp_plan_is_card_file(const char *name) {
  * output columns and so is sliced with them; -1 if the node has none. */
 static int32_t split_bias(const lp_graph *g, const lp_shard_weight *w) {
     const lp_node *n = &g->nodes[w->node];
-    bool has_bias = strcmp(n->op_type, "Gemm") == 0 || strcmp(n->op_type, "Conv") == 0;
+    lp_op_shard how = lp_op_shard_of(lp_node_op(n));
+    bool has_bias = how == LP_SHARD_GEMM || how == LP_SHARD_CONV;
     return has_bias && n->n_inputs > 2 ? n->inputs[2] : -1;
 }
 

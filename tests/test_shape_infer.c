@@ -505,6 +505,43 @@ static void test_rank_bounds(void **state) {
     lp_graph_free(g);
 }
 
+/* The op table's stage columns: what footprint, workspace, shard and layers
+ * read for an op comes from its row; an op with no row gets the defaults. */
+static void test_op_table_columns(void **state) {
+    (void)state;
+    assert_int_equal(lp_op_flops_of(LP_OP_MatMul), LP_FLOPS_MATMUL);
+    assert_int_equal(lp_op_flops_of(LP_OP_Conv), LP_FLOPS_CONV);
+    assert_int_equal(lp_op_flops_of(LP_OP_ReduceMean), LP_FLOPS_INPUT);
+    assert_int_equal(lp_op_flops_of(LP_OP_Reshape), LP_FLOPS_ZERO);
+    assert_int_equal(lp_op_flops_of(LP_OP_Add), LP_FLOPS_OUTPUT);
+    assert_int_equal(lp_op_flops_of(LP_OP_UNKNOWN), LP_FLOPS_OUTPUT);
+    assert_string_equal(lp_op_workspace_of(LP_OP_Gemm), "min(33554432, 4*outnumel)");
+    assert_string_equal(lp_op_workspace_of(LP_OP_Softmax), "8*rows");
+    assert_null(lp_op_workspace_of(LP_OP_Relu));
+    assert_null(lp_op_workspace_of(LP_OP_UNKNOWN));
+    assert_int_equal(lp_op_shard_of(LP_OP_MatMul), LP_SHARD_MATMUL);
+    assert_int_equal(lp_op_shard_of(LP_OP_Gemm), LP_SHARD_GEMM);
+    assert_int_equal(lp_op_shard_of(LP_OP_Conv), LP_SHARD_CONV);
+    assert_int_equal(lp_op_shard_of(LP_OP_ConvTranspose), LP_SHARD_NONE);
+    assert_int_equal(lp_op_reads_of(LP_OP_Gather), LP_READS_ROWS);
+    assert_int_equal(lp_op_reads_of(LP_OP_GatherND), LP_READS_ROWS);
+    assert_int_equal(lp_op_reads_of(LP_OP_Slice), LP_READS_ALL);
+    int rows_only = 0;
+    for (int id = 1; id <= LP_OP_COUNT; id++) {
+        assert_int_equal(lp_op_emit_of(id), LP_EMIT_NONE); /* no code generator yet */
+        rows_only += lp_op_reads_of(id) == LP_READS_ROWS;
+    }
+    assert_int_equal(rows_only, 3);
+    /* rows without a shape rule are reported as unsupported, like ops with no row */
+    lp_graph *g = graph();
+    input(g, "x", LP_DT_FLOAT, "2,3");
+    node(g, "NonZero", "nz", "x", "y");
+    lp_diag d;
+    assert_int_equal(infer(g, &d), LP_ERR_UNSUPPORTED);
+    assert_non_null(strstr(d.last_error, "does not support 1 op type: NonZero x1"));
+    lp_graph_free(g);
+}
+
 /* Op ids: every row of ops.def is found by name, in both spellings of the
  * default domain; other domains and unknown names are LP_OP_UNKNOWN. */
 static void test_op_ids(void **state) {
@@ -517,7 +554,7 @@ static void test_op_ids(void **state) {
     assert_string_equal(lp_op_name(LP_OP_Reshape), "Reshape");
     assert_int_equal(lp_op_lookup("", "MatMul"), LP_OP_MatMul);
     assert_int_equal(lp_op_lookup("", "matmul"), LP_OP_UNKNOWN);
-    assert_int_equal(lp_op_lookup("", "Constant"), LP_OP_UNKNOWN);
+    assert_int_equal(lp_op_lookup("", "Constant"), LP_OP_Constant); /* a row with no shape rule */
     assert_int_equal(lp_op_lookup("", ""), LP_OP_UNKNOWN);
     assert_null(lp_op_name(0));
     assert_null(lp_op_name(LP_OP_COUNT + 1));
@@ -550,6 +587,7 @@ int main(void) {
         cmocka_unit_test(test_unsupported_listed),
         cmocka_unit_test(test_rank_bounds),
         cmocka_unit_test(test_op_ids),
+        cmocka_unit_test(test_op_table_columns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
