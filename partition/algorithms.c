@@ -634,7 +634,7 @@ static bool stage_tables_init(stage_tables *s, const lp_stage_model *m, const lp
 }
 
 /* reach_chip for every card: O(n) fresh ranges per change of capacity along
- * the cards, so only the equal-capacity search and the general DP build it. */
+ * the cards, so only the general DP builds it. */
 static bool stage_tables_chips(stage_tables *s, const lp_stage_model *m, const lp_cards *cards) {
     int n = s->n, n_cards = s->n_cards;
     for (int j = 0; j < n_cards; j++) {
@@ -654,95 +654,6 @@ static double stage_fast(const stage_tables *s, const lp_stage_model *m, int car
     return recv_time(m, a) + pre[b + 1] - pre[a];
 }
 
-/* ---- throughput by bisection on the answer ----
- *
- * With one capacity for every card the stage time w(a, b) of layers a..b
- * does not depend on the card, and it grows with b when a layer never runs
- * faster from HBM than from L2. Then for a bound T the edges "a group a..b
- * with w(a, b) <= T that fits device memory" leave each a towards an
- * interval a+1 .. r(a)+1, and:
- *   - gmin(p), the fewest groups covering layers 0..p-1, never decreases
- *     with p (drop the last layer), so the best predecessor of p is the
- *     smallest a still reaching p: a queue;
- *   - the counts of groups that cover 0..p-1 form an interval
- *     gmin(p)..gmax(p) (paths over such interval edges can be merged step
- *     by step); gmax comes from a heap of the a still reaching p.
- * "Exactly k groups under T" is then gmin(n) <= k <= gmax(n), monotone in
- * T, so a bisection over the bit patterns of non-negative doubles finds the
- * smallest T exactly: O(n log n) a step, 64 steps, O(n) memory, instead of
- * the O(k n^2) DP below (kept for unequal capacities and pins). */
-typedef struct tp_fast {
-    int n;
-    int *r, *gmin, *gmax, *queue, *heap;
-} tp_fast;
-
-static double tp_w(const stage_tables *s, const lp_stage_model *m, int a, int b) {
-    return stage_fast(s, m, 0, a, b);
-}
-
-static void heap_push(int *heap, int *size, const int *key, int v) {
-    int i = (*size)++;
-    heap[i] = v;
-    while (i > 0 && key[heap[(i - 1) / 2]] < key[heap[i]]) {
-        int p = (i - 1) / 2, t = heap[p];
-        heap[p] = heap[i];
-        heap[i] = t;
-        i = p;
-    }
-}
-
-static void heap_pop(int *heap, int *size, const int *key) {
-    heap[0] = heap[--*size];
-    for (int i = 0;;) {
-        int l = 2 * i + 1, r = l + 1, top = i;
-        if (l < *size && key[heap[l]] > key[heap[top]]) top = l;
-        if (r < *size && key[heap[r]] > key[heap[top]]) top = r;
-        if (top == i) break;
-        int t = heap[top];
-        heap[top] = heap[i];
-        heap[i] = t;
-        i = top;
-    }
-}
-
-/* gmin/gmax of every prefix under bound T (-1: unreachable). */
-static void tp_fast_counts(tp_fast *f, const stage_tables *s, const lp_stage_model *m, double T) {
-    int n = f->n;
-    for (int a = 0; a < n; a++) {
-        int lo = a, hi = s->reach_dram[a]; /* largest b in lo..hi with w(a, b) <= T */
-        if (hi < a || !(tp_w(s, m, a, a) <= T)) {
-            f->r[a] = a - 1;
-            continue;
-        }
-        while (lo < hi) {
-            int mid = lo + (hi - lo + 1) / 2;
-            if (tp_w(s, m, a, mid) <= T)
-                lo = mid;
-            else
-                hi = mid - 1;
-        }
-        f->r[a] = lo;
-    }
-    int qh = 0, qt = 0, hs = 0;
-    f->gmin[0] = f->gmax[0] = 0;
-    for (int b = 0; b < n; b++) {
-        if (f->gmin[b] >= 0 && f->r[b] >= b) {
-            f->queue[qt++] = b;
-            heap_push(f->heap, &hs, f->gmax, b);
-        }
-        while (qh < qt && f->r[f->queue[qh]] < b) qh++;
-        while (hs > 0 && f->r[f->heap[0]] < b) heap_pop(f->heap, &hs, f->gmax);
-        f->gmin[b + 1] = qh < qt ? f->gmin[f->queue[qh]] + 1 : -1;
-        f->gmax[b + 1] = hs > 0 ? f->gmax[f->heap[0]] + 1 : -1;
-    }
-}
-
-static bool tp_fast_ok(const tp_fast *f, int k, int kmax) {
-    int lo = f->gmin[f->n], hi = f->gmax[f->n];
-    if (lo < 0) return false;
-    return k > 0 ? lo <= k && k <= hi : lo <= kmax;
-}
-
 static uint64_t double_bits(double x) {
     uint64_t u;
     memcpy(&u, &x, sizeof u);
@@ -753,60 +664,6 @@ static double bits_double(uint64_t u) {
     double x;
     memcpy(&x, &u, sizeof x);
     return x;
-}
-
-/* Returns the group count, 0 if none, -1 out of memory, -2 when the
- * bisection's premise fails (the caller then runs the DP). */
-static int throughput_fast(const lp_stage_model *m, const stage_tables *s, int k, int kmax,
-                           int *ends, double *slowest) {
-    int n = m->n;
-    tp_fast f = {n, malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * ((size_t)n + 1)),
-                 malloc(sizeof(int) * ((size_t)n + 1)), malloc(sizeof(int) * (size_t)n),
-                 malloc(sizeof(int) * (size_t)n)};
-    int groups = -1;
-    if (!f.r || !f.gmin || !f.gmax || !f.queue || !f.heap) goto done;
-    /* hi feasible, everything below lo not (bit patterns order like values) */
-    uint64_t lo = 0, hi = double_bits(INFINITY);
-    tp_fast_counts(&f, s, m, INFINITY);
-    groups = 0;
-    if (!tp_fast_ok(&f, k, kmax)) goto done;
-    while (lo < hi) {
-        uint64_t mid = lo + (hi - lo) / 2;
-        tp_fast_counts(&f, s, m, bits_double(mid));
-        if (tp_fast_ok(&f, k, kmax))
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    double T = bits_double(hi);
-    tp_fast_counts(&f, s, m, T);
-    int want = k > 0 ? k : f.gmin[n];
-    /* walk back: from p, the nearest a with an edge to p whose counts hold want-1 */
-    int p = n, c = want, a = n - 1;
-    double worst = 0;
-    while (p > 0) {
-        for (; a >= 0; a--)
-            if (f.gmin[a] >= 0 && f.r[a] >= p - 1 && f.gmin[a] <= c - 1 && c - 1 <= f.gmax[a]) break;
-        if (a < 0 || (a == 0) != (c == 1)) {
-            groups = -2; /* not an interval after all: let the DP decide */
-            goto done;
-        }
-        ends[c - 1] = p - 1;
-        double w = tp_w(s, m, a, p - 1);
-        if (w > worst) worst = w;
-        p = a;
-        c--;
-        a = p - 1;
-    }
-    groups = want;
-    if (slowest) *slowest = worst;
-done:
-    free(f.r);
-    free(f.gmin);
-    free(f.gmax);
-    free(f.queue);
-    free(f.heap);
-    return groups;
 }
 
 /* ---- throughput for any capacities and pins: rows of reachable prefixes ----
@@ -835,7 +692,9 @@ done:
  * later, and ends before the first pinned to a later one). A row costs
  * O(runs log n) table look-ups and range costs, where runs are cut only by
  * starts whose single layer misses T on that card; a bisection over the bit
- * patterns of T (64 steps) finds the smallest feasible T exactly. */
+ * patterns of T (64 steps) finds the smallest feasible T exactly. With one
+ * capacity this is also faster than a reach table of the capacity (n fresh
+ * ranges, each as long as a group). */
 typedef struct tp_entry {
     int lo, hi; /* prefixes of the next row */
     int u, v;   /* the run of starts they come from */
@@ -1198,7 +1057,9 @@ done:
     return groups;
 }
 
-/* f[j][i]: the best slowest stage for layers 0..i on cards 0..j, each card
+/* The general DP, for targets where some layer runs faster from HBM than
+ * from L2 (stage times need not grow with the group there).
+ * f[j][i]: the best slowest stage for layers 0..i on cards 0..j, each card
  * busy; f[j][i] = min over p of max(f[j-1][p], stage(j, p+1..i)), over the
  * p whose group p+1..i fits card j's device memory. */
 /* With pins (pinned != NULL) group j = p+1..i must also stay below
@@ -1221,10 +1082,6 @@ static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k
     bool grows = ok;
     for (int i = 0; grows && i < n; i++)
         grows = layer_time(m, i, m->target->hbm_bw) >= layer_time(m, i, m->target->l2_bw);
-    if (grows && !pinned && cards_equal(cards, kmax)) {
-        groups = stage_tables_chips(&s, m, cards) ? throughput_fast(m, &s, k, kmax, ends, slowest) : -1;
-        if (groups != -2) ok = false; /* done */
-    }
     if (ok && grows) {
         groups = throughput_rows(m, cards, &s, k, kmax, pinned, ends, slowest);
         ok = false;
