@@ -888,6 +888,16 @@ static int tp_run_reach(const tp_rows *r, int j, int u, int v, int bmax, double 
     }
     hi = lo;
     lo = sure;
+    /* galloping from the sure end: where the capacity holds no wider group
+     * (long groups on few cards) the first probe settles it */
+    for (int step = 1; lo < hi; step *= 2) {
+        int probe = hi - lo > step ? lo + step : hi;
+        if (!tp_reaches(r, j, u, v, probe, T, &wit)) {
+            hi = probe - 1;
+            break;
+        }
+        lo = probe;
+    }
     while (lo < hi) {
         int mid = lo + (hi - lo + 1) / 2;
         if (tp_reaches(r, j, u, v, mid, T, &wit))
