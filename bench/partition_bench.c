@@ -229,9 +229,10 @@ static int run_case(int blocks, const char *algo, int cards, int pin, int n_caps
     double t2 = bench_seconds();
     char capn[16] = "";
     if (n_caps) snprintf(capn, sizeof capn, "%d caps", n_caps);
-    printf("%-10s %7d layers  --cards %-5d %-6s %-11s %6d cards  %7.3f s (run %.3f s, %ld queries "
-           "%.1f us each; validate %.3f s)  peak RSS %6.1f MB (IR %.1f MB)%s\n",
-           algo, L->n_layers, cards, pin ? "pinned" : "", capn, plan ? plan->n_cards : 0, t2 - t0,
+    printf("%-10s %7d layers  --cards %-5d %-6s %-11s %6d cards  slowest %8.2f us  %7.3f s (run %.3f s, "
+           "%ld queries %.1f us each; validate %.3f s)  peak RSS %6.1f MB (IR %.1f MB)%s\n",
+           algo, L->n_layers, cards, pin ? "pinned" : "", capn, plan ? plan->n_cards : 0,
+           plan ? plan->slowest_s * 1e6 : 0, t2 - t0,
            t1 - t0, q_run, q_run ? s_run / (double)q_run * 1e6 : 0, t2 - t1, bench_peak_rss_mb(), rss0,
            st == LP_OK ? "" : st == LP_ERR_INFEASIBLE ? "  no plan (too few cards)" : "  FAILED");
     fflush(stdout);

@@ -630,6 +630,13 @@ static bool stage_tables_init(stage_tables *s, const lp_stage_model *m, const lp
     }
     uint64_t dram = m->target->dram_bytes ? m->target->dram_bytes : UINT64_MAX;
     range_reach(&m->footprint, dram, s->reach_dram);
+    return true;
+}
+
+/* reach_chip for every card: O(n) fresh ranges per change of capacity along
+ * the cards, so only the general DP builds it. */
+static bool stage_tables_chips(stage_tables *s, const lp_stage_model *m, const lp_cards *cards) {
+    int n = s->n, n_cards = s->n_cards;
     for (int j = 0; j < n_cards; j++) {
         if (j > 0 && lp_cards_capacity(cards, j) == lp_cards_capacity(cards, j - 1)) {
             s->reach_chip[j] = s->reach_chip[j - 1];
@@ -647,95 +654,6 @@ static double stage_fast(const stage_tables *s, const lp_stage_model *m, int car
     return recv_time(m, a) + pre[b + 1] - pre[a];
 }
 
-/* ---- throughput by bisection on the answer ----
- *
- * With one capacity for every card the stage time w(a, b) of layers a..b
- * does not depend on the card, and it grows with b when a layer never runs
- * faster from HBM than from L2. Then for a bound T the edges "a group a..b
- * with w(a, b) <= T that fits device memory" leave each a towards an
- * interval a+1 .. r(a)+1, and:
- *   - gmin(p), the fewest groups covering layers 0..p-1, never decreases
- *     with p (drop the last layer), so the best predecessor of p is the
- *     smallest a still reaching p: a queue;
- *   - the counts of groups that cover 0..p-1 form an interval
- *     gmin(p)..gmax(p) (paths over such interval edges can be merged step
- *     by step); gmax comes from a heap of the a still reaching p.
- * "Exactly k groups under T" is then gmin(n) <= k <= gmax(n), monotone in
- * T, so a bisection over the bit patterns of non-negative doubles finds the
- * smallest T exactly: O(n log n) a step, 64 steps, O(n) memory, instead of
- * the O(k n^2) DP below (kept for unequal capacities and pins). */
-typedef struct tp_fast {
-    int n;
-    int *r, *gmin, *gmax, *queue, *heap;
-} tp_fast;
-
-static double tp_w(const stage_tables *s, const lp_stage_model *m, int a, int b) {
-    return stage_fast(s, m, 0, a, b);
-}
-
-static void heap_push(int *heap, int *size, const int *key, int v) {
-    int i = (*size)++;
-    heap[i] = v;
-    while (i > 0 && key[heap[(i - 1) / 2]] < key[heap[i]]) {
-        int p = (i - 1) / 2, t = heap[p];
-        heap[p] = heap[i];
-        heap[i] = t;
-        i = p;
-    }
-}
-
-static void heap_pop(int *heap, int *size, const int *key) {
-    heap[0] = heap[--*size];
-    for (int i = 0;;) {
-        int l = 2 * i + 1, r = l + 1, top = i;
-        if (l < *size && key[heap[l]] > key[heap[top]]) top = l;
-        if (r < *size && key[heap[r]] > key[heap[top]]) top = r;
-        if (top == i) break;
-        int t = heap[top];
-        heap[top] = heap[i];
-        heap[i] = t;
-        i = top;
-    }
-}
-
-/* gmin/gmax of every prefix under bound T (-1: unreachable). */
-static void tp_fast_counts(tp_fast *f, const stage_tables *s, const lp_stage_model *m, double T) {
-    int n = f->n;
-    for (int a = 0; a < n; a++) {
-        int lo = a, hi = s->reach_dram[a]; /* largest b in lo..hi with w(a, b) <= T */
-        if (hi < a || !(tp_w(s, m, a, a) <= T)) {
-            f->r[a] = a - 1;
-            continue;
-        }
-        while (lo < hi) {
-            int mid = lo + (hi - lo + 1) / 2;
-            if (tp_w(s, m, a, mid) <= T)
-                lo = mid;
-            else
-                hi = mid - 1;
-        }
-        f->r[a] = lo;
-    }
-    int qh = 0, qt = 0, hs = 0;
-    f->gmin[0] = f->gmax[0] = 0;
-    for (int b = 0; b < n; b++) {
-        if (f->gmin[b] >= 0 && f->r[b] >= b) {
-            f->queue[qt++] = b;
-            heap_push(f->heap, &hs, f->gmax, b);
-        }
-        while (qh < qt && f->r[f->queue[qh]] < b) qh++;
-        while (hs > 0 && f->r[f->heap[0]] < b) heap_pop(f->heap, &hs, f->gmax);
-        f->gmin[b + 1] = qh < qt ? f->gmin[f->queue[qh]] + 1 : -1;
-        f->gmax[b + 1] = hs > 0 ? f->gmax[f->heap[0]] + 1 : -1;
-    }
-}
-
-static bool tp_fast_ok(const tp_fast *f, int k, int kmax) {
-    int lo = f->gmin[f->n], hi = f->gmax[f->n];
-    if (lo < 0) return false;
-    return k > 0 ? lo <= k && k <= hi : lo <= kmax;
-}
-
 static uint64_t double_bits(double x) {
     uint64_t u;
     memcpy(&u, &x, sizeof u);
@@ -748,61 +666,410 @@ static double bits_double(uint64_t u) {
     return x;
 }
 
-/* Returns the group count, 0 if none, -1 out of memory, -2 when the
- * bisection's premise fails (the caller then runs the DP). */
-static int throughput_fast(const lp_stage_model *m, const stage_tables *s, int k, int kmax,
-                           int *ends, double *slowest) {
-    int n = m->n;
-    tp_fast f = {n, malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * ((size_t)n + 1)),
-                 malloc(sizeof(int) * ((size_t)n + 1)), malloc(sizeof(int) * (size_t)n),
-                 malloc(sizeof(int) * (size_t)n)};
-    int groups = -1;
-    if (!f.r || !f.gmin || !f.gmax || !f.queue || !f.heap) goto done;
+/* ---- throughput for any capacities and pins: rows of reachable prefixes ----
+ *
+ * Card j's stage time w_j(a, b) = recv(a) + the layers' time at L2
+ * bandwidth when a..b fits card j's capacity, else at HBM bandwidth. When
+ * no layer runs faster from HBM than from L2, w_j grows with b, so for a
+ * bound T the ends a group starting at a can take on card j are an
+ * interval a..R_j(a). recv(a) depends on the cut before a, so R_j does not
+ * grow with a and taking the furthest end card by card is not exact (a
+ * shorter group may leave a cheaper cut for the next card). Instead row j
+ * holds every prefix that cards 0..j-1 cover under T, as disjoint
+ * intervals. A run u..v of consecutive prefixes of row j that are good
+ * starts for card j (the single layer fits under T) reaches the ends
+ * u .. M, M >= v being the largest b such that some a in u..v has
+ * w_j(a, b) <= T and a..b fits device memory. That holds through one of
+ *   - HBM: min over a of recv(a) - H[a] (a sparse table) plus H[b+1] <= T
+ *     (at L2 the group would only be faster), or
+ *   - L2: the largest a whose recv(a) - L[a] + L[b+1] <= T (the smallest
+ *     range, so the one most likely on chip) fits card j's capacity: one
+ *     range cost.
+ * Both only fail more as b grows, so M is a binary search; bounds from
+ * the all-HBM and all-L2 figures leave range costs only where the card's
+ * capacity decides. Pins become per-row windows (group j starts after every
+ * layer pinned to an earlier group, at or before the first pinned to it or
+ * later, and ends before the first pinned to a later one). A row costs
+ * O(runs log n) table look-ups and range costs, where runs are cut only by
+ * starts whose single layer misses T on that card; a bisection over the bit
+ * patterns of T (64 steps) finds the smallest feasible T exactly. With one
+ * capacity this is also faster than a reach table of the capacity (n fresh
+ * ranges, each as long as a group). */
+typedef struct tp_entry {
+    int lo, hi; /* prefixes of the next row */
+    int u, v;   /* the run of starts they come from */
+} tp_entry;
+
+typedef struct tp_rows {
+    const lp_stage_model *m;
+    const lp_cards *cards;
+    const stage_tables *s;
+    int n, k, kmax, levels;
+    double *recv, *key_l, *key_h;   /* recv(a), recv(a) - L[a], recv(a) - H[a] */
+    int *arg_l, *arg_h;             /* sparse tables of argmin, levels x n */
+    uint64_t *single;               /* footprint of each layer alone */
+    uint64_t *bad_max, *bad_min;    /* per T: sparse tables of bad_key, levels x n */
+    int *dram_lo;                   /* smallest a with a..b in device memory */
+    int *wlo, *whi, *bend;          /* per group: starts wlo..whi, ends <= bend */
+    tp_entry *e;
+    size_t n_e, room_e;
+    int *start, rows, room_rows;    /* start[j]: first entry of row j */
+} tp_rows;
+
+static void tp_rows_free(tp_rows *r) {
+    free(r->recv);
+    free(r->key_l);
+    free(r->key_h);
+    free(r->arg_l);
+    free(r->arg_h);
+    free(r->single);
+    free(r->bad_max);
+    free(r->bad_min);
+    free(r->dram_lo);
+    free(r->wlo);
+    free(r->whi);
+    free(r->bend);
+    free(r->e);
+    free(r->start);
+}
+
+static int floor_log2(int x) {
+    int k = 0;
+    while ((2 << k) <= x) k++;
+    return k;
+}
+
+static void argmin_build(int *t, const double *v, int n, int levels) {
+    for (int i = 0; i < n; i++) t[i] = i;
+    for (int k = 1; k < levels; k++)
+        for (int i = 0; i + (1 << k) <= n; i++) {
+            int x = t[(size_t)(k - 1) * n + i], y = t[(size_t)(k - 1) * n + i + (1 << (k - 1))];
+            t[(size_t)k * n + i] = v[y] < v[x] ? y : x;
+        }
+}
+
+static int argmin_query(const int *t, const double *v, int n, int lo, int hi) {
+    int k = floor_log2(hi - lo + 1);
+    int x = t[(size_t)k * n + lo], y = t[(size_t)k * n + hi - (1 << k) + 1];
+    return v[y] < v[x] ? y : x;
+}
+
+/* The first x' >= x whose key is above cap (want_above) or at most cap;
+ * n if none. */
+static int key_find(const uint64_t *t, int n, int levels, int x, uint64_t cap, bool want_above) {
+    for (int k = levels - 1; k >= 0 && x < n; k--) {
+        if (x + (1 << k) > n) continue;
+        uint64_t v = t[(size_t)k * n + x];
+        if (want_above ? v <= cap : v > cap) x += 1 << k; /* the whole block fails */
+    }
+    while (x < n && (want_above ? t[x] <= cap : t[x] > cap)) x++;
+    return x;
+}
+
+static void key_build(uint64_t *t, int n, int levels, bool max) {
+    for (int k = 1; k < levels; k++)
+        for (int i = 0; i + (1 << k) <= n; i++) {
+            uint64_t x = t[(size_t)(k - 1) * n + i], y = t[(size_t)(k - 1) * n + i + (1 << (k - 1))];
+            t[(size_t)k * n + i] = max ? (x > y ? x : y) : (x < y ? x : y);
+        }
+}
+
+static double tp_time(const tp_rows *r, int card, int a, int b) {
+    bool chip = r->m->footprint.fn(r->m->footprint.ctx, a, b) <= lp_cards_capacity(r->cards, card);
+    const double *pre = chip ? r->s->pre_l2 : r->s->pre_hbm;
+    return r->recv[a] + pre[b + 1] - pre[a];
+}
+
+/* Returns false when the pins leave no plan (a pin past kmax, or pins that
+ * go backwards). */
+static bool tp_windows(tp_rows *r, const int *pinned) {
+    int n = r->n, kmax = r->kmax;
+    for (int j = 0; j < kmax; j++) r->wlo[j] = 0, r->whi[j] = n - 1, r->bend[j] = n - 1;
+    if (!pinned) return true;
+    /* per group its first and last pinned layer (whi / bend as scratch) */
+    int *first = r->whi, *last = r->bend, prev = -1;
+    for (int j = 0; j < kmax; j++) first[j] = n, last[j] = -1;
+    for (int i = 0; i < n; i++) {
+        if (pinned[i] < 0) continue;
+        if (pinned[i] >= kmax || pinned[i] < prev) return false;
+        prev = pinned[i];
+        if (first[prev] == n) first[prev] = i;
+        last[prev] = i;
+    }
+    /* wlo[j] = 1 + last layer pinned below j; first_ge = first layer pinned at j or later */
+    for (int j = 0, top = -1; j < kmax; j++) {
+        r->wlo[j] = top + 1;
+        if (last[j] > top) top = last[j];
+    }
+    for (int j = kmax - 1, ge = n; j >= 0; j--) {
+        int gt = ge; /* first layer pinned after group j */
+        if (first[j] < ge) ge = first[j];
+        int own = first[j];
+        r->bend[j] = gt - 1;
+        r->whi[j] = own < n ? own : gt - 1;
+        if (r->whi[j] > n - 1) r->whi[j] = n - 1;
+    }
+    return true;
+}
+
+/* Per T: bad_key(a) <= cap exactly when layer a alone on a card of capacity
+ * cap takes at most T and fits device memory. */
+static void tp_bad_keys(tp_rows *r, double T) {
+    int n = r->n;
+    const double *L = r->s->pre_l2, *H = r->s->pre_hbm;
+    for (int a = 0; a < n; a++) {
+        uint64_t key;
+        if (r->s->reach_dram[a] < a || !(r->recv[a] + (L[a + 1] - L[a]) <= T))
+            key = UINT64_MAX;
+        else if (!(r->recv[a] + (H[a + 1] - H[a]) <= T))
+            key = r->single[a] < UINT64_MAX - 1 ? r->single[a] : UINT64_MAX - 1; /* on chip only */
+        else
+            key = 0;
+        r->bad_max[a] = r->bad_min[a] = key;
+    }
+    key_build(r->bad_max, n, r->levels, true);
+    key_build(r->bad_min, n, r->levels, false);
+}
+
+/* Some start a in u..v (lo' = max(u, dram_lo[b]) .. v) reaches end b on
+ * card j under T through HBM (chip false) or L2 too; the witness in *wit. */
+static bool tp_hbm(const tp_rows *r, int u, int v, int b, double T, int *wit) {
+    int lo = u > r->dram_lo[b] ? u : r->dram_lo[b];
+    if (lo > v) return false;
+    int a = argmin_query(r->arg_h, r->key_h, r->n, lo, v);
+    *wit = a;
+    return r->key_h[a] + r->s->pre_hbm[b + 1] <= T;
+}
+
+static bool tp_l2_any(const tp_rows *r, int u, int v, int b, double T) {
+    int lo = u > r->dram_lo[b] ? u : r->dram_lo[b];
+    if (lo > v) return false;
+    int a = argmin_query(r->arg_l, r->key_l, r->n, lo, v);
+    return r->key_l[a] + r->s->pre_l2[b + 1] <= T;
+}
+
+static bool tp_reaches(const tp_rows *r, int j, int u, int v, int b, double T, int *wit) {
+    if (tp_hbm(r, u, v, b, T, wit)) return true;
+    int lo = u > r->dram_lo[b] ? u : r->dram_lo[b];
+    if (lo > v) return false;
+    double top = r->s->pre_l2[b + 1];
+    if (!(r->key_l[argmin_query(r->arg_l, r->key_l, r->n, lo, v)] + top <= T)) return false;
+    int hi = v; /* the largest a in lo..v whose L2 time fits T */
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (r->key_l[argmin_query(r->arg_l, r->key_l, r->n, mid, v)] + top <= T)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    *wit = lo;
+    return r->m->footprint.fn(r->m->footprint.ctx, lo, b) <= lp_cards_capacity(r->cards, j);
+}
+
+/* The furthest end of run u..v on card j under T, at most bmax (>= v). */
+static int tp_run_reach(const tp_rows *r, int j, int u, int v, int bmax, double T) {
+    int wit, lo = v, hi = bmax;
+    /* all-HBM: a lower bound */
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (tp_hbm(r, u, v, mid, T, &wit))
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    int sure = lo;
+    hi = bmax; /* all-L2: an upper bound */
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (tp_l2_any(r, u, v, mid, T))
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    hi = lo;
+    lo = sure;
+    /* galloping from the sure end: where the capacity holds no wider group
+     * (long groups on few cards) the first probe settles it */
+    for (int step = 1; lo < hi; step *= 2) {
+        int probe = hi - lo > step ? lo + step : hi;
+        if (!tp_reaches(r, j, u, v, probe, T, &wit)) {
+            hi = probe - 1;
+            break;
+        }
+        lo = probe;
+    }
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (tp_reaches(r, j, u, v, mid, T, &wit))
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
+static bool tp_push(tp_rows *r, tp_entry e) {
+    if (r->n_e == r->room_e) {
+        size_t room = r->room_e ? 2 * r->room_e : 256;
+        tp_entry *grown = realloc(r->e, room * sizeof *grown);
+        if (!grown) return false;
+        r->e = grown;
+        r->room_e = room;
+    }
+    r->e[r->n_e++] = e;
+    return true;
+}
+
+static bool tp_close_row(tp_rows *r) {
+    if (r->rows + 2 > r->room_rows) {
+        int room = r->room_rows ? 2 * r->room_rows : 64;
+        int *grown = realloc(r->start, (size_t)room * sizeof *grown);
+        if (!grown) return false;
+        r->start = grown;
+        r->room_rows = room;
+    }
+    r->start[++r->rows] = (int)r->n_e;
+    return true;
+}
+
+/* The rows under T: the group count whose row first holds prefix n (k > 0:
+ * row k), 0 if none, -1 out of memory. */
+static int tp_rows_run(tp_rows *r, double T) {
+    int n = r->n, k = r->k;
+    tp_bad_keys(r, T);
+    r->n_e = 0;
+    r->rows = 0; /* row 0: prefix 0, in start[0] .. start[1] */
+    if (!tp_close_row(r) || !tp_push(r, (tp_entry){0, 0, -1, -1})) return -1;
+    r->start[0] = 0;
+    r->start[1] = 1;
+    int rows = k > 0 ? k : r->kmax;
+    for (int j = 0; j < rows; j++) {
+        uint64_t cap = lp_cards_capacity(r->cards, j);
+        if (cap > UINT64_MAX - 1) cap = UINT64_MAX - 1;
+        int wlo = r->wlo[j], whi = r->whi[j], bend = r->bend[j];
+        if (k > 0 && whi > n - (k - j)) whi = n - (k - j);
+        if (k > 0 && bend > n - k + j) bend = n - k + j;
+        int top = -1, from = r->start[j], to = r->start[j + 1];
+        for (int q = from; q < to; q++) {
+            int x = r->e[q].lo > wlo ? r->e[q].lo : wlo, y = r->e[q].hi < whi ? r->e[q].hi : whi;
+            if (y > bend) y = bend; /* a start past bend has no end */
+            for (int a = x; a <= y;) {
+                int u = key_find(r->bad_min, n, r->levels, a, cap, false);
+                if (u > y) break;
+                int v = key_find(r->bad_max, n, r->levels, u, cap, true) - 1;
+                if (v > y) v = y;
+                int M = tp_run_reach(r, j, u, v, bend, T);
+                tp_entry e = {u + 1 > top + 1 ? u + 1 : top + 1, M + 1, u, v};
+                if (e.lo <= e.hi) {
+                    if (!tp_push(r, e)) return -1;
+                    top = e.hi;
+                }
+                a = v + 1;
+            }
+        }
+        if (!tp_close_row(r)) return -1;
+        if (top < 0) return 0;
+        if (top == n && (k == 0 || j + 1 == k)) return j + 1;
+    }
+    return 0;
+}
+
+/* Ends of the plan that tp_rows_run(T) found with `groups` rows. */
+static void tp_rows_ends(const tp_rows *r, int groups, double T, int *ends) {
+    for (int j = groups, q = r->n; j > 0; j--) {
+        int lo = r->start[j], hi = r->start[j + 1] - 1; /* the entry of row j holding q */
+        while (lo < hi) {
+            int mid = lo + (hi - lo + 1) / 2;
+            if (r->e[mid].lo <= q)
+                lo = mid;
+            else
+                hi = mid - 1;
+        }
+        const tp_entry *e = &r->e[lo];
+        assert(e->lo <= q && q <= e->hi);
+        int b = q - 1, a = b;
+        if (b > e->v) {
+            bool ok = tp_reaches(r, j - 1, e->u, e->v, b, T, &a);
+            assert(ok);
+            (void)ok;
+        }
+        ends[j - 1] = b;
+        q = a;
+    }
+}
+
+/* Returns the group count, 0 if none, -1 out of memory. */
+static int throughput_rows(const lp_stage_model *m, const lp_cards *cards, const stage_tables *s,
+                           int k, int kmax, const int *pinned, int *ends, double *slowest) {
+    int n = m->n, levels = floor_log2(n) + 1, groups = -1;
+    size_t cells = (size_t)levels * (size_t)n;
+    tp_rows r = {.m = m, .cards = cards, .s = s, .n = n, .k = k, .kmax = kmax, .levels = levels};
+    r.recv = malloc(sizeof(double) * (size_t)n);
+    r.key_l = malloc(sizeof(double) * (size_t)n);
+    r.key_h = malloc(sizeof(double) * (size_t)n);
+    r.arg_l = malloc(sizeof(int) * cells);
+    r.arg_h = malloc(sizeof(int) * cells);
+    r.single = malloc(sizeof(uint64_t) * (size_t)n);
+    r.bad_max = malloc(sizeof(uint64_t) * cells);
+    r.bad_min = malloc(sizeof(uint64_t) * cells);
+    r.dram_lo = malloc(sizeof(int) * (size_t)n);
+    r.wlo = malloc(sizeof(int) * (size_t)kmax);
+    r.whi = malloc(sizeof(int) * (size_t)kmax);
+    r.bend = malloc(sizeof(int) * (size_t)kmax);
+    if (!r.recv || !r.key_l || !r.key_h || !r.arg_l || !r.arg_h || !r.single || !r.bad_max ||
+        !r.bad_min || !r.dram_lo || !r.wlo || !r.whi || !r.bend)
+        goto done;
+    groups = 0;
+    if (!tp_windows(&r, pinned)) goto done;
+    for (int a = 0; a < n; a++) {
+        r.recv[a] = recv_time(m, a);
+        r.key_l[a] = r.recv[a] - s->pre_l2[a];
+        r.key_h[a] = r.recv[a] - s->pre_hbm[a];
+        r.single[a] = m->footprint.fn(m->footprint.ctx, a, a);
+    }
+    argmin_build(r.arg_l, r.key_l, n, levels);
+    argmin_build(r.arg_h, r.key_h, n, levels);
+    for (int b = 0, a = 0; b < n; b++) {
+        while (a <= b && s->reach_dram[a] < b) a++;
+        r.dram_lo[b] = a;
+    }
     /* hi feasible, everything below lo not (bit patterns order like values) */
     uint64_t lo = 0, hi = double_bits(INFINITY);
-    tp_fast_counts(&f, s, m, INFINITY);
-    groups = 0;
-    if (!tp_fast_ok(&f, k, kmax)) goto done;
+    groups = tp_rows_run(&r, INFINITY);
+    if (groups <= 0) goto done;
     while (lo < hi) {
         uint64_t mid = lo + (hi - lo) / 2;
-        tp_fast_counts(&f, s, m, bits_double(mid));
-        if (tp_fast_ok(&f, k, kmax))
+        int g = tp_rows_run(&r, bits_double(mid));
+        if (g < 0) {
+            groups = -1;
+            goto done;
+        }
+        if (g > 0)
             hi = mid;
         else
             lo = mid + 1;
     }
     double T = bits_double(hi);
-    tp_fast_counts(&f, s, m, T);
-    int want = k > 0 ? k : f.gmin[n];
-    /* walk back: from p, the nearest a with an edge to p whose counts hold want-1 */
-    int p = n, c = want, a = n - 1;
-    double worst = 0;
-    while (p > 0) {
-        for (; a >= 0; a--)
-            if (f.gmin[a] >= 0 && f.r[a] >= p - 1 && f.gmin[a] <= c - 1 && c - 1 <= f.gmax[a]) break;
-        if (a < 0 || (a == 0) != (c == 1)) {
-            groups = -2; /* not an interval after all: let the DP decide */
-            goto done;
-        }
-        ends[c - 1] = p - 1;
-        double w = tp_w(s, m, a, p - 1);
-        if (w > worst) worst = w;
-        p = a;
-        c--;
-        a = p - 1;
+    groups = tp_rows_run(&r, T);
+    if (groups <= 0) {
+        groups = groups < 0 ? -1 : 0;
+        goto done;
     }
-    groups = want;
+    tp_rows_ends(&r, groups, T, ends);
+    double worst = 0;
+    for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+        double w = tp_time(&r, g, a, ends[g]);
+        if (w > worst) worst = w;
+    }
     if (slowest) *slowest = worst;
 done:
-    free(f.r);
-    free(f.gmin);
-    free(f.gmax);
-    free(f.queue);
-    free(f.heap);
+    tp_rows_free(&r);
     return groups;
 }
 
-/* f[j][i]: the best slowest stage for layers 0..i on cards 0..j, each card
+/* The general DP, for targets where some layer runs faster from HBM than
+ * from L2 (stage times need not grow with the group there).
+ * f[j][i]: the best slowest stage for layers 0..i on cards 0..j, each card
  * busy; f[j][i] = min over p of max(f[j-1][p], stage(j, p+1..i)), over the
  * p whose group p+1..i fits card j's device memory. */
 /* With pins (pinned != NULL) group j = p+1..i must also stay below
@@ -821,14 +1088,15 @@ static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k
     stage_tables s;
     bool ok = stage_tables_init(&s, m, cards, kmax);
     int groups = ok ? 0 : -1;
-    bool fast = ok && !pinned && cards_equal(cards, kmax);
-    for (int i = 0; fast && i < n; i++)
-        fast = s.pre_hbm[i + 1] - s.pre_hbm[i] >= s.pre_l2[i + 1] - s.pre_l2[i];
-    if (fast) {
-        groups = throughput_fast(m, &s, k, kmax, ends, slowest);
-        if (groups != -2) ok = false; /* done */
-        else groups = 0;
+    /* stage times grow with the group: no layer faster from HBM than from L2 */
+    bool grows = ok;
+    for (int i = 0; grows && i < n; i++)
+        grows = layer_time(m, i, m->target->hbm_bw) >= layer_time(m, i, m->target->l2_bw);
+    if (ok && grows) {
+        groups = throughput_rows(m, cards, &s, k, kmax, pinned, ends, slowest);
+        ok = false;
     }
+    if (ok && !stage_tables_chips(&s, m, cards)) ok = false, groups = -1;
     /* Row j only holds ends i in win_lo[j] .. win_hi[j]: past every layer
      * pinned to groups 0..j, before every layer pinned to a later group
      * (and i >= j, each group busy). Pins every few layers make the rows

@@ -96,6 +96,7 @@ typedef struct mem_ctx {
     int *last_use;   /* [n_values]: last reading node, -1 if none */
     int *mark;       /* [n_values]: card + 1 when last_in is valid */
     int *last_in;    /* [n_values]: last reading node within the card */
+    int *split;      /* [n_values]: -1, or the card's split weight entry of v */
     lp_memplan_item *items;
     int32_t *item_value;
     int items_cap;
@@ -107,17 +108,31 @@ static lp_status value_size(const mem_ctx *m, int32_t v, uint64_t *bytes) {
                     m->L->g->values[v].name);
 }
 
+/* The shard holding card `card`: shards are in card order, so a binary
+ * search (a scan per card would make many sharded layers quadratic). */
 static const lp_shard *shard_of(const lp_plan *p, int card) {
-    for (int i = 0; i < p->n_shards; i++)
-        if (card >= p->shards[i].first_card && card < p->shards[i].first_card + p->shards[i].n_shards)
-            return &p->shards[i];
-    return NULL;
+    int lo = 0, hi = p->n_shards - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (p->shards[mid].first_card <= card)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const lp_shard *s = p->n_shards ? &p->shards[lo] : NULL;
+    return s && card >= s->first_card && card < s->first_card + s->n_shards ? s : NULL;
 }
 
 /* The weights region: each weight at the next aligned offset; split weights
  * at their slice's size. */
 static lp_status place_weights(mem_ctx *m, const lp_plan_card *pc, lp_card_memory *cm) {
     const lp_shard *sh = pc->n_shards > 1 ? shard_of(m->p, pc->card) : NULL;
+    /* split[v]: the entry of v among the layer's split weights, so a card
+     * costs O(weights), not weights x split weights */
+    for (int i = 0; sh && i < sh->n_weights; i++)
+        if (sh->weights[i].weight >= 0 && sh->weights[i].weight < m->L->g->n_values &&
+            sh->weights[i].dim > 0)
+            m->split[sh->weights[i].weight] = i;
     cm->weights = lp_arena_array(m->a, (size_t)pc->n_weights + 1, sizeof *cm->weights);
     if (!cm->weights) return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
     uint64_t at = 0;
@@ -126,9 +141,8 @@ static lp_status place_weights(mem_ctx *m, const lp_plan_card *pc, lp_card_memor
         *w = (lp_mem_weight){.value = pc->weights[k], .offset = at, .axis = -1};
         lp_status st = value_size(m, w->value, &w->bytes);
         if (st != LP_OK) return st;
-        for (int i = 0; sh && i < sh->n_weights; i++) {
-            const lp_shard_weight *sw = &sh->weights[i];
-            if (sw->weight != w->value || sw->dim <= 0) continue;
+        if (sh && m->split[w->value] >= 0) {
+            const lp_shard_weight *sw = &sh->weights[m->split[w->value]];
             lp_shard_range(sw->dim, sh->n_shards, pc->shard, &w->begin, &w->end);
             w->axis = sw->weight_axis;
             w->bytes = (w->bytes * (uint64_t)(w->end - w->begin) + (uint64_t)sw->dim - 1) / (uint64_t)sw->dim;
@@ -137,6 +151,9 @@ static lp_status place_weights(mem_ctx *m, const lp_plan_card *pc, lp_card_memor
         cm->padding_bytes += align_up(w->bytes, cm->alignment) - w->bytes;
     }
     cm->weights_bytes = at;
+    for (int i = 0; sh && i < sh->n_weights; i++)
+        if (sh->weights[i].weight >= 0 && sh->weights[i].weight < m->L->g->n_values)
+            m->split[sh->weights[i].weight] = -1;
     return LP_OK;
 }
 
@@ -270,11 +287,12 @@ lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp
     const lp_graph *g = L->g;
     size_t nv = (size_t)g->n_values + 1;
     mem_ctx m = {p, L, a, d, malloc(nv * sizeof(int)), calloc(nv, sizeof(int)),
-                 malloc(nv * sizeof(int)), NULL, NULL, 0};
+                 malloc(nv * sizeof(int)), malloc(nv * sizeof(int)), NULL, NULL, 0};
     *out = lp_arena_array(a, (size_t)p->n_cards + 1, sizeof **out);
     lp_status st = LP_OK;
-    if (!m.last_use || !m.mark || !m.last_in || !*out) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    for (int v = 0; st == LP_OK && v < g->n_values; v++) m.last_use[v] = -1;
+    if (!m.last_use || !m.mark || !m.last_in || !m.split || !*out)
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int v = 0; st == LP_OK && v < g->n_values; v++) m.last_use[v] = m.split[v] = -1;
     for (int t = 0; st == LP_OK && t < g->n_nodes; t++)
         for (int k = 0; k < g->nodes[t].n_inputs; k++)
             if (g->nodes[t].inputs[k] >= 0) m.last_use[g->nodes[t].inputs[k]] = t;
@@ -282,6 +300,7 @@ lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp
     free(m.last_use);
     free(m.mark);
     free(m.last_in);
+    free(m.split);
     free(m.items);
     free(m.item_value);
     if (st != LP_OK) *out = NULL;

@@ -158,7 +158,9 @@ double lp_stage_time(const lp_stage_model *m, const lp_cards *cards, int card, i
  * 1..max (cards->max_cards, or n) with the fastest slowest stage, fewest
  * cards on ties; k > 0: exactly min(k, n) cards. Returns the group count
  * (0 if infeasible, -1 out of memory) and the slowest stage in *slowest.
- * O(k n^2) stage evaluations. */
+ * When no layer runs faster from HBM than from L2 (every real target), a
+ * bisection over the slowest stage with O((n + runs) log n) work a step,
+ * for any capacities and pins; otherwise a DP over (card, end), O(k n^2). */
 int lp_partition_throughput(const lp_stage_model *m, const lp_cards *cards, int k, int *ends,
                             double *slowest);
 /* The same DP over the splits that put every pinned layer in its group

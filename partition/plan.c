@@ -655,11 +655,19 @@ static bool add_gathers(lp_plan *p, const lp_shard *s, const lp_footprint_source
     return true;
 }
 
+/* The shard holding `card`, by binary search: plan_cards adds shards in card
+ * order (a scan per card would make many sharded layers quadratic). */
 static const lp_shard *shard_of_card(const lp_plan *p, int card) {
-    for (int i = 0; i < p->n_shards; i++)
-        if (card >= p->shards[i].first_card && card < p->shards[i].first_card + p->shards[i].n_shards)
-            return &p->shards[i];
-    return NULL;
+    int lo = 0, hi = p->n_shards - 1;
+    while (lo < hi) {
+        int mid = lo + (hi - lo + 1) / 2;
+        if (p->shards[mid].first_card <= card)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    const lp_shard *s = p->n_shards ? &p->shards[lo] : NULL;
+    return s && card >= s->first_card && card < s->first_card + s->n_shards ? s : NULL;
 }
 
 /* Cards from group ends: one per group, n_shards per sharded layer. */

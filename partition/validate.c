@@ -6,20 +6,30 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const lp_shard *find_shard(const lp_plan *p, int layer) {
-    for (int i = 0; i < p->n_shards; i++)
-        if (p->shards[i].layer == layer) return &p->shards[i];
-    return NULL;
+/* shard_of[layer]: index of the first shard entry naming the layer, -1 if
+ * none; one pass, so checking every shard card stays linear. */
+static int *shard_table(const lp_plan *p, const lp_layer_ir *L) {
+    int *t = malloc(sizeof(int) * ((size_t)L->n_layers + 1));
+    if (!t) return NULL;
+    for (int i = 0; i < L->n_layers; i++) t[i] = -1;
+    for (int i = p->n_shards - 1; i >= 0; i--)
+        if (p->shards[i].layer >= 0 && p->shards[i].layer < L->n_layers) t[p->shards[i].layer] = i;
+    return t;
+}
+
+static const lp_shard *find_shard(const lp_plan *p, const int *shard_of, int layer) {
+    return shard_of[layer] >= 0 ? &p->shards[shard_of[layer]] : NULL;
 }
 
 /* A shard card: one layer, its shard number one past the previous card's,
  * and an lp_shard entry that names these cards. */
-static lp_status check_shard_card(const lp_plan *p, int c, int *next, lp_diag *d) {
+static lp_status check_shard_card(const lp_plan *p, const int *shard_of, int c, int *next,
+                                  lp_diag *d) {
     const lp_plan_card *pc = &p->cards[c];
     if (pc->first_layer != pc->last_layer)
         return lp_error(d, LP_ERR_USAGE, "plan: card %d is shard %d of %d but holds layers %d..%d",
                         c, pc->shard, pc->n_shards, pc->first_layer, pc->last_layer);
-    const lp_shard *sh = find_shard(p, pc->first_layer);
+    const lp_shard *sh = find_shard(p, shard_of, pc->first_layer);
     if (!sh || sh->n_shards != pc->n_shards || sh->first_card + pc->shard != c)
         return lp_error(d, LP_ERR_USAGE,
                         "plan: card %d is shard %d of %d of layer %d but the plan's shard list "
@@ -36,7 +46,8 @@ static lp_status check_shard_card(const lp_plan *p, int c, int *next, lp_diag *d
     return LP_OK;
 }
 
-static lp_status check_ranges(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+static lp_status check_ranges(const lp_plan *p, const lp_layer_ir *L, const int *shard_of,
+                              lp_diag *d) {
     if (p->n_cards < 1) return lp_error(d, LP_ERR_USAGE, "plan: no cards");
     int next = 0;
     for (int c = 0; c < p->n_cards; c++) {
@@ -47,7 +58,7 @@ static lp_status check_ranges(const lp_plan *p, const lp_layer_ir *L, lp_diag *d
             return lp_error(d, LP_ERR_USAGE, "plan: card %d has layers %d..%d, not a range of 0..%d",
                             c, pc->first_layer, pc->last_layer, L->n_layers - 1);
         if (pc->n_shards > 1) {
-            lp_status st = check_shard_card(p, c, &next, d);
+            lp_status st = check_shard_card(p, shard_of, c, &next, d);
             if (st != LP_OK) return st;
             continue;
         }
@@ -65,12 +76,13 @@ static lp_status check_ranges(const lp_plan *p, const lp_layer_ir *L, lp_diag *d
 
 /* Throughput plans are bound by device memory; the others by C. A shard
  * card's footprint is recomputed from its slice of each split weight. */
-static lp_status check_capacity(const lp_plan *p, const lp_footprint_source *src, lp_diag *d) {
+static lp_status check_capacity(const lp_plan *p, const int *shard_of, const lp_footprint_source *src,
+                                lp_diag *d) {
     lp_status st = LP_OK;
     for (int c = 0; c < p->n_cards; c++) {
         const lp_plan_card *pc = &p->cards[c];
         lp_footprint fp;
-        const lp_shard *sh = pc->n_shards > 1 ? find_shard(p, pc->first_layer) : NULL;
+        const lp_shard *sh = pc->n_shards > 1 ? find_shard(p, shard_of, pc->first_layer) : NULL;
         if (sh)
             lp_shard_footprint(sh, pc->shard, src, &fp);
         else
@@ -239,42 +251,90 @@ static lp_status check_gathers(const lp_plan *p, const lp_layer_ir *L, lp_diag *
     return st;
 }
 
-static bool card_reads(const lp_plan *p, const lp_layer_ir *L, int c, int32_t v) {
+/* The layers reading each value, in layer order (CSR): whether a card reads
+ * v is a binary search over v's readers, not a scan of the card's layers
+ * per transfer. */
+typedef struct readers {
+    int *start; /* [n_values + 1] */
+    int *layer;
+} readers;
+
+static bool readers_build(readers *r, const lp_layer_ir *L) {
+    int nv = L->g->n_values;
+    size_t total = 0;
+    for (int i = 0; i < L->n_layers; i++) total += (size_t)L->layers[i].n_inputs;
+    r->start = calloc((size_t)nv + 2, sizeof(int));
+    r->layer = malloc(sizeof(int) * (total + 1));
+    if (!r->start || !r->layer || total > (size_t)INT32_MAX) return false;
+    for (int i = 0; i < L->n_layers; i++)
+        for (int k = 0; k < L->layers[i].n_inputs; k++) {
+            int32_t v = L->layers[i].inputs[k];
+            if (v >= 0 && v < nv) r->start[v + 2]++;
+        }
+    for (int v = 0; v < nv; v++) r->start[v + 2] += r->start[v + 1];
+    for (int i = 0; i < L->n_layers; i++) /* start[v + 1] is v's fill pointer */
+        for (int k = 0; k < L->layers[i].n_inputs; k++) {
+            int32_t v = L->layers[i].inputs[k];
+            if (v >= 0 && v < nv) r->layer[r->start[v + 1]++] = i;
+        }
+    return true;
+}
+
+static bool card_reads(const lp_plan *p, const readers *r, int c, int32_t v) {
     const lp_plan_card *pc = &p->cards[c];
-    for (int i = pc->first_layer; i <= pc->last_layer; i++)
-        for (int k = 0; k < L->layers[i].n_inputs; k++)
-            if (L->layers[i].inputs[k] == v) return true;
-    return false;
+    int lo = r->start[v], hi = r->start[v + 1]; /* the first reader at or after first_layer */
+    while (lo < hi) {
+        int mid = lo + (hi - lo) / 2;
+        if (r->layer[mid] < pc->first_layer)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < r->start[v + 1] && r->layer[lo] <= pc->last_layer;
 }
 
 /* Every cut transfer carries something its receiver reads (all-gathers
  * are checked by check_gathers). */
 static lp_status check_transfers_used(const lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+    readers r = {0};
+    if (!readers_build(&r, L)) {
+        free(r.start);
+        free(r.layer);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
     lp_status st = LP_OK;
     for (int t = 0; t < p->n_transfers; t++) {
         const lp_transfer *tr = &p->transfers[t];
         if (tr->kind == LP_TRANSFER_ALL_GATHER) continue;
         bool ok = tr->kind == LP_TRANSFER_CUT && tr->value >= 0 && tr->value < L->g->n_values &&
                   tr->to_card >= 0 && tr->to_card < p->n_cards && tr->from_card >= 0 &&
-                  tr->from_card < p->n_cards && card_reads(p, L, tr->to_card, tr->value);
+                  tr->from_card < p->n_cards && card_reads(p, &r, tr->to_card, tr->value);
         if (!ok)
             st = lp_error(d, LP_ERR_USAGE,
                           "plan: transfer %d (value %d, card %d -> %d) carries nothing card %d reads", t,
                           tr->value, tr->from_card, tr->to_card, tr->to_card);
     }
+    free(r.start);
+    free(r.layer);
     return st;
 }
 
 lp_status lp_plan_validate(const lp_plan *p, const lp_layer_ir *L, const lp_footprint_source *src,
                            lp_diag *d) {
-    lp_status st = check_ranges(p, L, d);
-    if (st != LP_OK) return st;
+    int *shard_of = shard_table(p, L);
+    if (!shard_of) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    lp_status st = check_ranges(p, L, shard_of, d);
+    if (st != LP_OK) {
+        free(shard_of);
+        return st;
+    }
     transfer_index ix = {0};
     int *first = NULL, *last = NULL;
     if (!transfer_index_build(&ix, p) || !layer_cards(p, L, &first, &last)) {
         free(ix.sorted);
         free(first);
         free(last);
+        free(shard_of);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     }
     lp_status cut = check_cut_transfers(p, &ix, L, first, last, d);
@@ -283,7 +343,8 @@ lp_status lp_plan_validate(const lp_plan *p, const lp_layer_ir *L, const lp_foot
     free(last);
     lp_status gather = check_gathers(p, L, d);
     lp_status used = check_transfers_used(p, L, d);
-    st = check_capacity(p, src, d);
+    st = check_capacity(p, shard_of, src, d);
+    free(shard_of);
     if (cut != LP_OK) return cut;
     if (gather != LP_OK) return gather;
     return used != LP_OK ? used : st;

@@ -528,6 +528,162 @@ static void test_long_capacity_lists(void **state) {
     assert_true(feasible > 1000 && pinned_feasible > 500 && tp_feasible > 500);
 }
 
+/* ---- throughput: unequal capacities, exact card counts, pins ------------- */
+
+typedef struct tp_any_search {
+    const lp_stage_model *m;
+    const lp_cards *cards;
+    int k;              /* exactly k groups; 0 any within the cards */
+    const int *pinned;  /* or NULL */
+    double best;
+} tp_any_search;
+
+static void visit_tp_any(void *ctx, int groups, const int *ends) {
+    tp_any_search *x = ctx;
+    int limit = lp_cards_max(x->cards);
+    if (x->k && groups != x->k) return;
+    if (limit && groups > limit) return;
+    if (x->cards->max_cards < 0 && groups != limit) return; /* --cards N: exactly N */
+    if (x->pinned && !split_honours(x->pinned, groups, ends)) return;
+    double worst = 0;
+    for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+        if (x->m->footprint.fn(x->m->footprint.ctx, a, ends[g]) > x->m->target->dram_bytes) return;
+        double t = lp_stage_time(x->m, x->cards, g, a, ends[g]);
+        if (t > worst) worst = t;
+    }
+    if (worst < x->best) x->best = worst;
+}
+
+/* Every card its own capacity (lists up to 8 longer than the model), the
+ * card count free, bounded or exact, no pins, a few or dense ones, cut
+ * bytes that rise and fall (so a shorter group can leave a cheaper cut),
+ * against the exhaustive search; one instance in five has HBM faster than
+ * L2, where stage times need not grow with the group (the general DP). */
+static void test_throughput_unequal_is_optimal(void **state) {
+    (void)state;
+    int feasible = 0, exact = 0, pinned_feasible = 0;
+    for (int iter = 0; iter < 6000; iter++) {
+        inst s;
+        inst_random(&s);
+        if (s.n > 11) s.n = 11;
+        uint64_t caps[24];
+        lp_cards cards = {1 + (int)rng_below((uint64_t)s.n + 8), caps, 0};
+        for (int i = 0; i < cards.n_caps; i++) caps[i] = 30 + rng_below(rng_below(2) ? 300 : 1500);
+        int mode = (int)rng_below(3);
+        if (mode == 1) cards.max_cards = 1 + (int)rng_below((uint64_t)s.n + 1);
+        if (mode == 2) cards.max_cards = -(1 + (int)rng_below((uint64_t)s.n + 1));
+        random_model rm;
+        random_model_make(&rm, &s);
+        for (int i = 0; i < s.n; i++) rm.cut[i] = rng_below(2) ? rng_below(20) : 100 + rng_below(400);
+        if (rng_below(5) == 0) rm.t.hbm_bw = 800;
+        lp_stage_model m = rm.m;
+        int pinned[MAXN], n_pins = 0;
+        lp_pin pins[3];
+        int pin_mode = (int)rng_below(3);
+        if (pin_mode == 1) random_pins(s.n, pinned, pins, &n_pins);
+        if (pin_mode == 2) dense_pins(s.n, pinned);
+        const int *pin = pin_mode ? pinned : NULL;
+        int k = mode == 2 ? 0 : random_card_count(&s, &cards);
+        tp_any_search x = {&m, &cards, k, pin, INFINITY};
+        for_each_split(s.n, visit_tp_any, &x);
+        int ends[MAXN];
+        double slowest = -1;
+        int groups = pin ? lp_partition_throughput_pinned(&m, &cards, k, pin, ends, &slowest)
+                         : lp_partition_throughput(&m, &cards, k, ends, &slowest);
+        if (!isfinite(x.best)) {
+            assert_int_equal(groups, 0);
+            continue;
+        }
+        feasible++;
+        exact += mode == 2;
+        pinned_feasible += pin != NULL;
+        assert_true(groups > 0);
+        assert_true(fabs(slowest - x.best) <= 1e-9 * x.best + 1e-15);
+        if (k) assert_int_equal(groups, k);
+        if (cards.max_cards < 0) assert_int_equal(groups, -cards.max_cards);
+        if (cards.max_cards > 0) assert_true(groups <= cards.max_cards);
+        if (pin) assert_true(split_honours(pin, groups, ends));
+        double worst = 0;
+        for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+            assert_true(ends[g] >= a);
+            assert_true(m.footprint.fn(m.footprint.ctx, a, ends[g]) <= m.target->dram_bytes);
+            double st = lp_stage_time(&m, &cards, g, a, ends[g]);
+            if (st > worst) worst = st;
+        }
+        assert_int_equal(ends[groups - 1], s.n - 1);
+        assert_true(fabs(worst - slowest) <= 1e-9 * slowest + 1e-15);
+    }
+    assert_true(feasible > 2500 && exact > 600 && pinned_feasible > 1000);
+}
+
+/* An additive cost that counts its calls. */
+typedef struct counted_prefix {
+    const uint64_t *pre;
+    long calls;
+} counted_prefix;
+
+static uint64_t counted_prefix_cost(void *ctx, int a, int b) {
+    counted_prefix *c = ctx;
+    c->calls++;
+    return c->pre[b + 1] - c->pre[a];
+}
+
+/* 20,000 layers on 25,000 cards of 9 capacities in turn, the card count
+ * free and then 64 exactly, with and without pins: the work grows with
+ * n log n, not with cards x layers (the DP over (card, end) would make
+ * billions of range costs here). */
+static void test_throughput_unequal_scale(void **state) {
+    (void)state;
+    enum { N = 20000, CAPS = 25000 };
+    uint64_t *pre = malloc(sizeof(uint64_t) * (N + 1)), *caps = malloc(sizeof(uint64_t) * CAPS);
+    uint64_t *flops = malloc(sizeof(uint64_t) * N), *bytes = malloc(sizeof(uint64_t) * N);
+    uint64_t *kernels = malloc(sizeof(uint64_t) * N), *cut = malloc(sizeof(uint64_t) * N);
+    int *ends = malloc(sizeof(int) * N), *pinned = malloc(sizeof(int) * N);
+    assert_true(pre && caps && flops && bytes && kernels && cut && ends && pinned);
+    pre[0] = 0;
+    for (int i = 0; i < N; i++) {
+        uint64_t w = 1000 + rng_below(100000);
+        pre[i + 1] = pre[i] + w;
+        flops[i] = 1000 + rng_below(1000000);
+        bytes[i] = w + rng_below(10000);
+        kernels[i] = 1 + rng_below(4);
+        cut[i] = rng_below(100000);
+    }
+    for (int i = 0; i < CAPS; i++) caps[i] = (4u << 20) / 10 * (uint64_t)(6 + i % 9);
+    lp_target t = {.peak_flops = 1e12, .hbm_bw = 1e11, .l2_bw = 4e11, .link_latency_s = 1e-5,
+                   .link_bw = 5e10, .launch_s = 1e-6, .dram_bytes = UINT64_MAX / 4};
+    counted_prefix cp = {pre, 0};
+    lp_stage_model m = {N, flops, bytes, kernels, cut, {N, counted_prefix_cost, &cp}, &t};
+    for (int run = 0; run < 4; run++) {
+        lp_cards cards = {CAPS, caps, run < 2 ? CAPS : -64};
+        bool pin = run % 2;
+        for (int i = 0; i < N; i++) pinned[i] = pin && i % 1000 == 0 ? (run < 2 ? i / 1000 : i / 1000 * 3) : -1;
+        cp.calls = 0;
+        double slowest = 0;
+        int groups = pin ? lp_partition_throughput_pinned(&m, &cards, 0, pinned, ends, &slowest)
+                         : lp_partition_throughput(&m, &cards, 0, ends, &slowest);
+        assert_true(groups > 0 && slowest > 0);
+        if (run >= 2) assert_int_equal(groups, 64);
+        if (pin) assert_true(split_honours(pinned, groups, ends));
+        assert_true(cp.calls < 400L * N);
+        /* the slowest stage is what the ends give */
+        double worst = 0;
+        for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+            double st = lp_stage_time(&m, &cards, g, a, ends[g]);
+            if (st > worst) worst = st;
+        }
+        assert_true(fabs(worst - slowest) <= 1e-9 * slowest);
+    }
+    free(pre);
+    free(caps);
+    free(flops);
+    free(bytes);
+    free(kernels);
+    free(cut);
+    free(ends);
+    free(pinned);
+}
+
 /* Layers pinned to one group take everything between them; a layer pinned
  * elsewhere in between leaves no plan. */
 static void test_pins_hand_cases(void **state) {
@@ -764,6 +920,8 @@ int main(void) {
         cmocka_unit_test(test_long_capacity_lists),
         cmocka_unit_test(test_pinned_is_optimal),
         cmocka_unit_test(test_throughput_pinned_is_optimal),
+        cmocka_unit_test(test_throughput_unequal_is_optimal),
+        cmocka_unit_test(test_throughput_unequal_scale),
         cmocka_unit_test(test_pins_hand_cases),
         cmocka_unit_test(test_exact_cards),
         cmocka_unit_test(test_parse_size),
