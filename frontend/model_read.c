@@ -49,11 +49,22 @@ typedef struct walker {
     size_t out_len, out_cap;
     lp_raw_range *raw;
     size_t n_raw, cap_raw;
+    lp_meta_range *meta;
+    size_t n_meta, cap_meta;
+    uint8_t *kv;
+    size_t kv_len, kv_cap;
     lp_status st;
     uint64_t nonce;
     /* field numbers, from the generated descriptors */
-    uint32_t f_graph, f_node, f_init, f_attr, f_t, f_tensors, f_raw;
+    uint32_t f_graph, f_node, f_init, f_attr, f_t, f_tensors, f_raw, f_meta;
 } walker;
+
+/* A mark: its key (5 bytes), length (1) and nonce and index (16). */
+#define LP_MARK_LEN 22
+/* Graphs and nodes from this size on are walked for metadata to leave out. */
+#define LP_META_WALK_MIN 64
+/* Metadata entries larger than this are unpacked as usual. */
+#define LP_META_ENTRY_MAX ((uint64_t)1 << 16)
 
 static bool fail_read(walker *w, uint64_t off) {
     if (w->st != LP_OK) return false;
@@ -236,6 +247,21 @@ static int sub_level(const walker *w, int level, uint64_t num) {
     }
 }
 
+/* Appends a mark field: this read's nonce, then idx. */
+static bool append_mark(walker *w, uint64_t idx) {
+    uint8_t mark[32];
+    size_t n = put_varint(mark, (uint64_t)LP_RAW_MARK_FIELD << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
+    n += put_varint(mark + n, 16);
+    for (int i = 0; i < 8; i++) mark[n + i] = (uint8_t)(w->nonce >> (8 * i));
+    for (int i = 0; i < 8; i++) mark[n + 8 + i] = (uint8_t)(idx >> (8 * i));
+    return append(w, mark, n + 16);
+}
+
+static bool walk_oom(walker *w) {
+    if (w->st == LP_OK) w->st = lp_error(w->d, LP_ERR_INTERNAL, "out of memory reading the model");
+    return false;
+}
+
 static bool record_raw(walker *w, uint64_t off, uint64_t len) {
     if (w->n_raw == w->cap_raw) {
         size_t cap = w->cap_raw ? 2 * w->cap_raw : 64;
@@ -247,14 +273,83 @@ static bool record_raw(walker *w, uint64_t off, uint64_t len) {
         w->raw = grown;
         w->cap_raw = cap;
     }
+    w->raw[w->n_raw] = (lp_raw_range){off, len};
+    return append_mark(w, w->n_raw++);
+}
+
+static bool add_meta(walker *w, lp_meta_range r) {
+    if (w->n_meta == w->cap_meta) {
+        size_t cap = w->cap_meta ? 2 * w->cap_meta : 256;
+        lp_meta_range *grown = realloc(w->meta, cap * sizeof *grown);
+        if (!grown) return walk_oom(w);
+        w->meta = grown;
+        w->cap_meta = cap;
+    }
+    w->meta[w->n_meta++] = r;
+    return true;
+}
+
+/* Copies the read entry [off, off + len) of the input into kv. */
+static bool add_kv(walker *w, uint64_t off, uint64_t len, uint32_t before) {
+    if (w->kv_cap - w->kv_len < len) {
+        size_t cap = w->kv_cap ? w->kv_cap : 4096;
+        while (cap - w->kv_len < len) cap *= 2;
+        uint8_t *grown = realloc(w->kv, cap);
+        if (!grown) return walk_oom(w);
+        w->kv = grown;
+        w->kv_cap = cap;
+    }
+    const uint8_t *p = peek(w, off, (size_t)len);
+    if (!p) return false;
+    memcpy(w->kv + w->kv_len, p, (size_t)len);
+    w->kv_len += (size_t)len;
+    return add_meta(w, (lp_meta_range){w->kv_len - len, len, before, true});
+}
+
+/* The node metadata run [off, end) as one mark with items from `first`. */
+static bool append_meta_mark(walker *w, size_t first) {
     uint8_t mark[32];
     size_t n = put_varint(mark, (uint64_t)LP_RAW_MARK_FIELD << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED);
     n += put_varint(mark + n, 16);
-    uint64_t idx = w->n_raw;
+    uint32_t count = (uint32_t)(w->n_meta - first);
     for (int i = 0; i < 8; i++) mark[n + i] = (uint8_t)(w->nonce >> (8 * i));
-    for (int i = 0; i < 8; i++) mark[n + 8 + i] = (uint8_t)(idx >> (8 * i));
-    w->raw[w->n_raw++] = (lp_raw_range){off, len};
+    for (int i = 0; i < 4; i++) mark[n + 8 + i] = (uint8_t)((uint32_t)first >> (8 * i));
+    for (int i = 0; i < 4; i++) mark[n + 12 + i] = (uint8_t)(count >> (8 * i));
     return append(w, mark, n + 16);
+}
+
+/* The end of the NodeProto.metadata_props field at `off` (before `end`)
+ * if it can be taken out: it encodes as the writer would encode it again
+ * (key then value, shortest length prefixes, nothing else) and its key has
+ * no NUL byte; 0 otherwise. *read says whether a stage reads its key. */
+static uint64_t meta_leavable(walker *w, uint64_t off, uint64_t end, bool *read) {
+    size_t avail = end - off < 16 ? (size_t)(end - off) : 16;
+    if (avail < 3) return 0;
+    const uint8_t *p = peek(w, off, avail);
+    if (!p) return 0;
+    uint64_t key, v;
+    size_t kl = get_varint(p, avail, &key), vl;
+    if (kl != 1 || key != ((uint64_t)w->f_meta << 3 | PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED) ||
+        !(vl = get_varint(p + 1, avail - 1, &v)) || v > LP_META_ENTRY_MAX ||
+        v > end - off - 1 - vl)
+        return 0;
+    uint8_t tmp[10];
+    if (put_varint(tmp, v) != vl || !(p = peek(w, off + 1 + vl, (size_t)v))) return 0;
+    const uint8_t *q = p, *stop = p + v;
+    for (uint8_t tag = 0x0a; tag <= 0x12; tag += 8) { /* key (1), then value (2) */
+        uint64_t n;
+        size_t nl;
+        if (q == stop || *q++ != tag || !(nl = get_varint(q, (size_t)(stop - q), &n)) ||
+            put_varint(tmp, n) != nl || n > (uint64_t)(stop - q - (ptrdiff_t)nl))
+            return 0;
+        q += nl;
+        if (tag == 0x0a) {
+            if (memchr(q, 0, (size_t)n)) return 0;
+            *read = lp_node_meta_key_read((const char *)q, (size_t)n);
+        }
+        q += n;
+    }
+    return q == stop ? off + 1 + vl + v : 0;
 }
 
 /* Copies the message [start, end) of type desc at `level` to the output,
@@ -264,6 +359,7 @@ static bool walk(walker *w, const ProtobufCMessageDescriptor *desc, int level, u
                  uint64_t end, int depth) {
     if (depth > LP_PROTOBUF_MAX_DEPTH) return too_deep(w);
     uint64_t pos = start;
+    uint32_t kept_meta = 0; /* metadata_props entries of a node copied so far */
     while (pos < end) {
         size_t avail = end - pos < 32 ? (size_t)(end - pos) : 32;
         const uint8_t *p = peek(w, pos, avail);
@@ -298,9 +394,37 @@ static bool walk(walker *w, const ProtobufCMessageDescriptor *desc, int level, u
                 return false;
             }
             if (v > end - body) return copy_in(w, pos, end - pos);
-            /* a message shorter than the threshold holds no raw_data to remove */
-            int sub = v >= LP_DATA_INLINE_MAX ? sub_level(w, level, num) : LV_NONE;
-            if (level == LV_TENSOR && num == w->f_raw && v >= LP_DATA_INLINE_MAX) {
+            /* a message shorter than the threshold holds nothing to remove */
+            int sub = sub_level(w, level, num);
+            if (v < (sub == LV_GRAPH || sub == LV_NODE ? LP_META_WALK_MIN : LP_DATA_INLINE_MAX))
+                sub = LV_NONE;
+            if (level == LV_NODE && num == w->f_meta) {
+                /* a run of entries to take out, if it is worth its mark:
+                 * items of unread entries, and each read one */
+                size_t first = w->n_meta, kv_len = w->kv_len;
+                uint64_t run_end = pos, next;
+                bool read = false;
+                while (run_end < end && (next = meta_leavable(w, run_end, end, &read))) {
+                    lp_meta_range *last = w->n_meta > first ? &w->meta[w->n_meta - 1] : NULL;
+                    if (read) {
+                        if (!add_kv(w, run_end, next - run_end, kept_meta)) return false;
+                    } else if (last && !last->read) {
+                        last->len += next - run_end;
+                    } else if (!add_meta(w, (lp_meta_range){run_end, next - run_end, kept_meta, false})) {
+                        return false;
+                    }
+                    run_end = next;
+                }
+                if (w->st != LP_OK) return false;
+                if (run_end - pos >= LP_MARK_LEN) {
+                    if (!append_meta_mark(w, first)) return false;
+                    pos = run_end;
+                    break;
+                }
+                w->n_meta = first, w->kv_len = kv_len;
+                if (!copy_in(w, pos, kl + vl + v)) return false;
+                kept_meta++;
+            } else if (level == LV_TENSOR && num == w->f_raw && v >= LP_DATA_INLINE_MAX) {
                 if (!record_raw(w, body, v)) return false;
             } else if (sub != LV_NONE) {
                 if (!copy_in(w, pos, kl + vl)) return false;
@@ -356,17 +480,22 @@ static void walker_fields(walker *w) {
     w->f_t = field_id(&onnx__attribute_proto__descriptor, "t");
     w->f_tensors = field_id(&onnx__attribute_proto__descriptor, "tensors");
     w->f_raw = field_id(&onnx__tensor_proto__descriptor, "raw_data");
+    w->f_meta = field_id(&onnx__node_proto__descriptor, "metadata_props");
 }
 
 static lp_status finish(walker *w, bool ok, lp_model_bytes *out) {
     if (!ok) {
         free(w->in_place ? w->buf : w->out);
         free(w->raw);
+        free(w->meta);
+        free(w->kv);
         return w->st != LP_OK ? w->st : lp_error(w->d, LP_ERR_INTERNAL, "reading the model failed");
     }
     uint8_t *msg = w->in_place ? w->buf : w->out;
     *out = (lp_model_bytes){.msg = msg, .len = w->out_len, .owned = msg, .raw = w->raw,
-                            .n_raw = w->n_raw, .nonce = w->nonce};
+                            .n_raw = w->n_raw, .meta = w->meta, .n_meta = w->n_meta,
+                            .kv = w->kv, .kv_len = w->kv_len,
+                            .nonce = w->nonce};
     return LP_OK;
 }
 
@@ -411,5 +540,7 @@ lp_status lp_model_read_mem(const uint8_t *bytes, size_t size, lp_model_bytes *o
 void lp_model_bytes_free(lp_model_bytes *m) {
     free(m->owned);
     free(m->raw);
+    free(m->meta);
+    free(m->kv);
     *m = (lp_model_bytes){0};
 }

@@ -36,10 +36,14 @@ typedef struct loader {
     /* raw_data left out of the unpacked message: in `file`, or in `mem` */
     const lp_raw_range *raw;
     size_t n_raw;
+    /* node metadata left out of it likewise */
+    const lp_meta_range *meta;
+    size_t n_meta;
+    const uint8_t *kv;
     uint64_t nonce;
     const uint8_t *mem;
     const lp_data_file *file;
-    size_t n_file_tensors;
+    size_t n_file_tensors; /* and metadata runs: what keeps the file open */
 } loader;
 
 static const char *str_or_empty(const char *s) { return s ? s : ""; }
@@ -271,18 +275,24 @@ static uint64_t get_le64(const uint8_t *p) {
     return v;
 }
 
-/* The raw_data range model_read.c took out of tensor t, if it did: a mark
- * field with this read's nonce (any other is the file's own, and ignored). */
+/* The index a mark field of this read carries, if u is one (any other is
+ * the file's own, and ignored). */
+static bool our_mark(const loader *ld, const ProtobufCMessageUnknownField *u, uint64_t *idx) {
+    /* protobuf-c keeps a length-prefixed field with its one-byte prefix */
+    if (u->tag != LP_RAW_MARK_FIELD || u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED ||
+        u->len != 17 || u->data[0] != 16 || get_le64(u->data + 1) != ld->nonce)
+        return false;
+    *idx = get_le64(u->data + 9);
+    return true;
+}
+
+/* The raw_data range model_read.c took out of tensor t, if it did. */
 static lp_status removed_raw(loader *ld, const Onnx__TensorProto *t, const char *name,
                              const lp_raw_range **out) {
     *out = NULL;
     for (unsigned i = 0; i < t->base.n_unknown_fields; i++) {
-        const ProtobufCMessageUnknownField *u = &t->base.unknown_fields[i];
-        /* protobuf-c keeps a length-prefixed field with its one-byte prefix */
-        if (u->tag != LP_RAW_MARK_FIELD || u->wire_type != PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED ||
-            u->len != 17 || u->data[0] != 16 || get_le64(u->data + 1) != ld->nonce)
-            continue;
-        uint64_t idx = get_le64(u->data + 9);
+        uint64_t idx;
+        if (!our_mark(ld, &t->base.unknown_fields[i], &idx)) continue;
         if (*out || idx >= ld->n_raw)
             return lp_error(ld->d, LP_ERR_INVALID_MODEL, "tensor '%s' holds raw_data twice", name);
         *out = &ld->raw[idx];
@@ -651,6 +661,92 @@ static lp_status fold_constant(loader *ld, const lp_node *node, lp_value *out) {
     return LP_OK;
 }
 
+static uint64_t get_uvarint(const uint8_t **p) {
+    uint64_t v = 0;
+    for (int shift = 0;; shift += 7) {
+        uint8_t byte = *(*p)++;
+        v |= (uint64_t)(byte & 0x7f) << shift;
+        if (!(byte & 0x80)) return v;
+    }
+}
+
+/* Key and value of a read metadata entry model_read.c copied out (checked
+ * there: tag, length, key field, value field). */
+static lp_status kv_from_entry(loader *ld, const uint8_t *p, lp_kv *out) {
+    p++; /* the field tag */
+    (void)get_uvarint(&p);
+    p++;
+    uint64_t n = get_uvarint(&p);
+    out->key = lp_arena_strndup(ld->g->arena, (const char *)p, (size_t)n);
+    p += n + 1;
+    n = get_uvarint(&p);
+    out->value = lp_arena_strndup(ld->g->arena, (const char *)p, (size_t)n);
+    return out->key && out->value ? LP_OK : OOM(ld);
+}
+
+static lp_status push_pb_kv(loader *ld, const Onnx__StringStringEntryProto *e, lp_node *node) {
+    lp_kv *kv = &node->meta[node->n_meta++];
+    kv->key = lp_arena_strdup(ld->g->arena, str_or_empty(e->key));
+    kv->value = lp_arena_strdup(ld->g->arena, str_or_empty(e->value));
+    return kv->key && kv->value ? LP_OK : OOM(ld);
+}
+
+/* A node's metadata in file order: the entries protobuf-c unpacked, and
+ * the items model_read.c took out (entries a stage reads, as strings, and
+ * runs of the others, whose bytes stay in the model file or are copied
+ * from a buffer). */
+static lp_status convert_node_meta(loader *ld, const Onnx__NodeProto *np, lp_node *node) {
+    node->n_meta = node->n_meta_runs = 0;
+    node->meta = NULL;
+    node->meta_runs = NULL;
+    size_t n_kv = np->n_metadata_props, n_runs = 0;
+    for (unsigned i = 0; i < np->base.n_unknown_fields; i++) {
+        uint64_t idx;
+        if (!our_mark(ld, &np->base.unknown_fields[i], &idx)) continue;
+        uint64_t first = idx & 0xffffffffu, count = idx >> 32;
+        if (first > ld->n_meta || count > ld->n_meta - first)
+            return lp_node_error(ld->d, LP_ERR_INTERNAL, node, "metadata items %" PRIu64
+                                 "+%" PRIu64 " are unknown", first, count);
+        for (uint64_t k = first; k < first + count; k++) ld->meta[k].read ? n_kv++ : n_runs++;
+    }
+    if (!n_kv && !n_runs) return LP_OK;
+    lp_arena *ar = ld->g->arena;
+    if ((n_kv && !(node->meta = lp_arena_array(ar, n_kv, sizeof *node->meta))) ||
+        (n_runs && !(node->meta_runs = lp_arena_array(ar, n_runs, sizeof *node->meta_runs))))
+        return OOM(ld);
+    size_t pb = 0;
+    lp_status st;
+    for (unsigned i = 0; i < np->base.n_unknown_fields; i++) {
+        uint64_t idx;
+        if (!our_mark(ld, &np->base.unknown_fields[i], &idx)) continue;
+        for (uint64_t k = idx & 0xffffffffu, stop = k + (idx >> 32); k < stop; k++) {
+            const lp_meta_range *r = &ld->meta[k];
+            for (; pb < r->before && pb < np->n_metadata_props; pb++)
+                if ((st = push_pb_kv(ld, np->metadata_props[pb], node)) != LP_OK) return st;
+            if (r->read) {
+                if ((st = kv_from_entry(ld, ld->kv + r->offset, &node->meta[node->n_meta++])) != LP_OK)
+                    return st;
+                continue;
+            }
+            lp_meta_run *run = &node->meta_runs[node->n_meta_runs++];
+            run->before = node->n_meta;
+            if (ld->file) {
+                run->data = (lp_tensor_data){.where = LP_DATA_FILE, .nbytes = r->len,
+                                             .offset = r->offset, .file = ld->file};
+                ld->n_file_tensors++;
+                continue;
+            }
+            uint8_t *buf = lp_arena_alloc(ar, (size_t)r->len);
+            if (!buf) return OOM(ld);
+            memcpy(buf, ld->mem + r->offset, (size_t)r->len);
+            run->data = (lp_tensor_data){.where = LP_DATA_INLINE, .bytes = buf, .nbytes = r->len};
+        }
+    }
+    for (; pb < np->n_metadata_props; pb++)
+        if ((st = push_pb_kv(ld, np->metadata_props[pb], node)) != LP_OK) return st;
+    return LP_OK;
+}
+
 static lp_status convert_node(loader *ld, const Onnx__NodeProto *np, int32_t file_index,
                               lp_node *node) {
     lp_arena *ar = ld->g->arena;
@@ -679,7 +775,7 @@ static lp_status convert_node(loader *ld, const Onnx__NodeProto *np, int32_t fil
                 return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
                                      "attribute '%s' appears twice", node->attrs[i].name);
     }
-    return convert_kvs(ld, np->n_metadata_props, np->metadata_props, &node->n_meta, &node->meta);
+    return convert_node_meta(ld, np, node);
 }
 
 /* ---- the model -------------------------------------------------------------- */
@@ -936,7 +1032,7 @@ static lp_status load_model(lp_model_bytes *mb, const uint8_t *mem, int fd, uint
                         len);
     }
     loader ld = {.g = g, .d = d, .opt = opt, .model = m, .raw = mb->raw, .n_raw = mb->n_raw,
-                 .nonce = mb->nonce,
+                 .meta = mb->meta, .n_meta = mb->n_meta, .kv = mb->kv, .nonce = mb->nonce,
                  .mem = mem, .file = file};
     lp_status st = convert_model(&ld, m);
     lp_arena_free(pb_arena);

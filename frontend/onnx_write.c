@@ -565,6 +565,24 @@ static lp_status enc_attr(writer *w, const lp_node *node, const lp_attr *at) {
     return LP_OK;
 }
 
+/* A run of encoded metadata entries: bytes in memory are copied, bytes in
+ * the model file streamed from it when the file is written. */
+static lp_status enc_meta_run(writer *w, const lp_node *node, const lp_meta_run *run) {
+    enc *e = &w->e;
+    const lp_tensor_data *t = &run->data;
+    if (t->where == LP_DATA_INLINE) {
+        if (t->nbytes && enc_room(e, (size_t)t->nbytes)) {
+            memcpy(e->buf + e->len, t->bytes, (size_t)t->nbytes);
+            e->len += (size_t)t->nbytes;
+        }
+    } else {
+        const char *name = lp_arena_printf(w->a, "metadata of node '%s'", node->name);
+        if (!name) return OOM(w);
+        add_span(e, (span){.len = t->nbytes, .t = t, .name = name});
+    }
+    return e->oom ? OOM(w) : LP_OK;
+}
+
 static lp_status enc_node(writer *w, const lp_node *node) {
     enc *e = &w->e;
     const lp_value *values = w->g->values;
@@ -580,7 +598,16 @@ static lp_status enc_node(writer *w, const lp_node *node) {
         if (st != LP_OK) return st;
     }
     if (node->domain[0]) put_str(e, 7, node->domain);
-    for (int i = 0; i < node->n_meta; i++) enc_kv(e, 9, node->meta[i].key, node->meta[i].value);
+    /* metadata in the file's order: the kept entries, and between them the
+     * runs of encoded entries, copied as they are */
+    int r = 0;
+    for (int i = 0; i <= node->n_meta; i++) {
+        for (; r < node->n_meta_runs && node->meta_runs[r].before <= i; r++) {
+            lp_status st = enc_meta_run(w, node, &node->meta_runs[r]);
+            if (st != LP_OK) return st;
+        }
+        if (i < node->n_meta) enc_kv(e, 9, node->meta[i].key, node->meta[i].value);
+    }
     enc_close(e, m);
     return e->oom ? OOM(w) : LP_OK;
 }

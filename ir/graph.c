@@ -2,6 +2,8 @@
  * topological order and node-located diagnostics. */
 #include "lp_ir.h"
 
+#include <assert.h>
+
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -212,7 +214,19 @@ const char *lp_node_attr_string(const lp_node *n, const char *name, const char *
     return a && a->type == LP_ATTR_STRING ? a->s : fallback;
 }
 
+/* The node metadata keys some stage reads: the module path torch.onnx
+ * writes (layer detection, graph.json). */
+static const char *const node_meta_keys[] = {"pkg.torch.onnx.name_scopes"};
+
+bool lp_node_meta_key_read(const char *key, size_t len) {
+    for (size_t i = 0; i < sizeof node_meta_keys / sizeof *node_meta_keys; i++)
+        if (strlen(node_meta_keys[i]) == len && memcmp(node_meta_keys[i], key, len) == 0)
+            return true;
+    return false;
+}
+
 const char *lp_node_meta(const lp_node *n, const char *key) {
+    assert(lp_node_meta_key_read(key, strlen(key))); /* else the loader dropped it */
     for (int i = 0; i < n->n_meta; i++)
         if (strcmp(n->meta[i].key, key) == 0) return n->meta[i].value;
     return NULL;

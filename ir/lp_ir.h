@@ -250,6 +250,15 @@ typedef struct lp_kv {
     const char *value;
 } lp_kv;
 
+/* Node metadata_props entries whose keys no stage reads stay as their
+ * encoded bytes (NodeProto field 9 entries, tags included), which card
+ * models copy verbatim: INLINE, or FILE (in the open model file). A run
+ * comes after the first `before` entries of the node's `meta`. */
+typedef struct lp_meta_run {
+    int before;
+    lp_tensor_data data;
+} lp_meta_run;
+
 /* A graph input's dim that the model writes as unknown: dim_value -1 (as
  * Paddle2ONNX does) or the literal dim_param "?". Each is an unknown of its
  * own, never equal to another, and loads as an unknown dim (size < 0, no
@@ -275,7 +284,9 @@ typedef struct lp_node {
     int n_attrs;
     lp_attr *attrs;
     int n_meta;
-    lp_kv *meta;           /* metadata_props, e.g. pkg.torch.onnx.name_scopes */
+    lp_kv *meta;           /* metadata_props read by some stage (lp_node_meta_key_read) */
+    int n_meta_runs;
+    lp_meta_run *meta_runs; /* the other metadata_props, as bytes */
     int16_t op;            /* analysis's op id: 0 not looked up yet, -1 an op it has no rule for */
 } lp_node;
 
@@ -341,7 +352,12 @@ const lp_attr *lp_node_attr(const lp_node *n, const char *name);
 int64_t lp_node_attr_int(const lp_node *n, const char *name, int64_t fallback);
 float lp_node_attr_float(const lp_node *n, const char *name, float fallback);
 const char *lp_node_attr_string(const lp_node *n, const char *name, const char *fallback);
+/* The value of a node's metadata_props entry, or NULL. Only the keys
+ * lp_node_meta_key_read accepts are kept as strings by the loader; a stage
+ * that reads another adds it there. */
 const char *lp_node_meta(const lp_node *n, const char *key);
+/* Whether a stage reads metadata key [key, key + len) of nodes. */
+bool lp_node_meta_key_read(const char *key, size_t len);
 
 /* Records that input `value`'s dim at `axis` is written `as` ("-1", "'?'");
  * false if out of memory. */

@@ -1291,6 +1291,161 @@ static void test_large_raw_in_file(void **state) {
     tmp_remove(f.dir);
 }
 
+/* A torch-style model whose nodes carry metadata: name_scopes (read by
+ * layer detection) among keys no stage reads, a short unread entry, and
+ * an entry written non-canonically (value before key). */
+static Onnx__ModelProto *meta_model(void) {
+    Onnx__ModelProto *m = tb_model(10, 18);
+    tb_input(m, "x", LP_DT_FLOAT, "2");
+    Onnx__NodeProto *n = tb_node(m, "Relu", "relu0", "x", "y");
+    TB_PUSH(n->metadata_props, n->n_metadata_props, tb_kv("namespace", "layer0/Relu: aten.relu.default"));
+    TB_PUSH(n->metadata_props, n->n_metadata_props,
+            tb_kv("pkg.torch.onnx.class_hierarchy", "['torch.nn.Module', 'torch.nn.ReLU']"));
+    TB_PUSH(n->metadata_props, n->n_metadata_props,
+            tb_kv("pkg.torch.onnx.name_scopes", "['', 'layer0', 'relu']"));
+    TB_PUSH(n->metadata_props, n->n_metadata_props,
+            tb_kv("pkg.torch.onnx.stack_trace", "File \"m.py\", line 3, in forward\n  return x.relu()"));
+    /* a second node: a short entry and a long one, one run; a third whose
+     * one short entry is not worth a mark, unpacked as usual */
+    Onnx__NodeProto *n2 = tb_node(m, "Relu", "relu2", "y", "z");
+    TB_PUSH(n2->metadata_props, n2->n_metadata_props, tb_kv("a", "b"));
+    TB_PUSH(n2->metadata_props, n2->n_metadata_props,
+            tb_kv("pkg.torch.onnx.fx_node", "%relu_1 : [num_users=1] = call_function[target=torch.ops.aten.relu.default]"));
+    Onnx__NodeProto *n3 = tb_node(m, "Relu", "a_node_name_long_enough_to_be_walked_for_metadata", "z", "w");
+    TB_PUSH(n3->metadata_props, n3->n_metadata_props, tb_kv("a", "b"));
+    tb_output(m, "w", LP_DT_FLOAT, "2");
+    return m;
+}
+
+static void expect_meta_graph(const lp_graph *g, lp_data_where where) {
+    const lp_node *n = &g->nodes[0], *n2 = &g->nodes[1], *n3 = &g->nodes[2];
+    /* only the key a stage reads is a string; the rest are two runs around it */
+    assert_int_equal(n->n_meta, 1);
+    assert_string_equal(n->meta[0].key, "pkg.torch.onnx.name_scopes");
+    assert_string_equal(lp_node_meta(n, "pkg.torch.onnx.name_scopes"), "['', 'layer0', 'relu']");
+    assert_int_equal(n->n_meta_runs, 2);
+    assert_int_equal(n->meta_runs[0].before, 0);
+    assert_int_equal(n->meta_runs[1].before, 1);
+    assert_int_equal(n->meta_runs[0].data.where, where);
+    assert_int_equal(n2->n_meta, 0);
+    assert_int_equal(n2->n_meta_runs, 1);
+    assert_int_equal(n2->meta_runs[0].before, 0);
+    assert_null(lp_node_meta(n2, "pkg.torch.onnx.name_scopes"));
+    assert_int_equal(n3->n_meta, 1);
+    assert_string_equal(n3->meta[0].key, "a");
+    assert_string_equal(n3->meta[0].value, "b");
+    assert_int_equal(n3->n_meta_runs, 0);
+}
+
+/* Node metadata: what a stage reads is kept as strings, the rest comes
+ * back in card models as the bytes the model held (from the file, or from
+ * a buffer's copy), in its place among the node's fields. */
+static void test_node_meta_kept_and_copied(void **state) {
+    (void)state;
+    char dir[256];
+    tmp_make(dir, sizeof dir);
+    Onnx__ModelProto *m = meta_model();
+    size_t len;
+    uint8_t *bytes = tb_pack(m, &len);
+    assert_int_equal(tmp_write(dir, "m.onnx", bytes, len), 0);
+    char path[300], card[300];
+    snprintf(path, sizeof path, "%s/m.onnx", dir);
+    snprintf(card, sizeof card, "%s/card.onnx", dir);
+    for (int from_file = 0; from_file < 2; from_file++) {
+        lp_diag d = lp_diag_make(path);
+        d.sink = NULL;
+        lp_graph *g = NULL;
+        if (from_file)
+            assert_int_equal(lp_frontend_load(path, NULL, &g, &d), LP_OK);
+        else
+            assert_int_equal(lp_frontend_load_buffer(bytes, len, path, NULL, &g, &d), LP_OK);
+        expect_meta_graph(g, from_file ? LP_DATA_FILE : LP_DATA_INLINE);
+        int nodes[] = {0, 1, 2};
+        int32_t in[] = {lp_graph_find_value(g, "x")}, out[] = {lp_graph_find_value(g, "w")};
+        assert_int_equal(lp_frontend_write_submodel(g, nodes, 3, in, 1, out, 1, card, &d), LP_OK);
+        lp_graph_free(g);
+        /* each card node is the model's node, byte for byte */
+        FILE *f = fopen(card, "rb");
+        assert_non_null(f);
+        static uint8_t cbuf[1 << 16];
+        size_t clen = fread(cbuf, 1, sizeof cbuf, f);
+        fclose(f);
+        Onnx__ModelProto *c = onnx__model_proto__unpack(NULL, clen, cbuf);
+        assert_non_null(c);
+        assert_int_equal(c->graph->n_node, 3);
+        for (int i = 0; i < 3; i++) {
+            size_t a = onnx__node_proto__get_packed_size(m->graph->node[i]);
+            size_t b = onnx__node_proto__get_packed_size(c->graph->node[i]);
+            assert_int_equal(a, b);
+            uint8_t *pa = malloc(a), *pb = malloc(b);
+            onnx__node_proto__pack(m->graph->node[i], pa);
+            onnx__node_proto__pack(c->graph->node[i], pb);
+            assert_memory_equal(pa, pb, a);
+            free(pa);
+            free(pb);
+        }
+        onnx__model_proto__free_unpacked(c, NULL);
+        /* the card loads with the same metadata split */
+        assert_int_equal(lp_frontend_load(card, NULL, &g, &d), LP_OK);
+        expect_meta_graph(g, LP_DATA_FILE);
+        lp_graph_free(g);
+    }
+    /* the model file cut after loading: writing the card is a clear error */
+    lp_diag d = lp_diag_make(path);
+    d.sink = NULL;
+    lp_graph *g = NULL;
+    assert_int_equal(lp_frontend_load(path, NULL, &g, &d), LP_OK);
+    assert_int_equal(truncate(path, (off_t)(len / 4)), 0);
+    int nodes[] = {0, 1, 2};
+    int32_t in[] = {lp_graph_find_value(g, "x")}, out[] = {lp_graph_find_value(g, "w")};
+    assert_int_equal(lp_frontend_write_submodel(g, nodes, 3, in, 1, out, 1, card, &d),
+                     LP_ERR_INVALID_MODEL);
+    assert_contains(d.last_error, "shrank after it was loaded");
+    assert_contains(d.last_error, "metadata of node");
+    lp_graph_free(g);
+    free(bytes);
+    tb_free(m);
+    tmp_remove(dir);
+}
+
+/* A metadata entry written value first loads as usual and is re-encoded. */
+static void test_node_meta_noncanonical(void **state) {
+    (void)state;
+    Onnx__ModelProto *m = relu_model();
+    size_t len;
+    uint8_t *base = tb_pack(m, &len);
+    tb_free(m);
+    /* append to node 0 (the first graph field) an entry: value (2) then key (1) */
+    static const uint8_t entry[] = {0x4a, 0x1e, 0x12, 0x0e, 'v', 'a', 'l', 'u', 'e', ' ', 'f', 'i',
+                                    'r', 's', 't', '!', '!', '!', 0x0a, 0x0c, 'n', 'a', 'm', 'e',
+                                    's', 'p', 'a', 'c', 'e', '_', '_', '_'};
+    Onnx__ModelProto *mm = onnx__model_proto__unpack(NULL, len, base);
+    assert_non_null(mm);
+    Onnx__NodeProto *n = mm->graph->node[0];
+    n->base.n_unknown_fields = 0;
+    size_t nlen = onnx__node_proto__get_packed_size(n);
+    uint8_t *nb = malloc(nlen + sizeof entry);
+    onnx__node_proto__pack(n, nb);
+    memcpy(nb + nlen, entry, sizeof entry);
+    Onnx__NodeProto *n2 = onnx__node_proto__unpack(NULL, nlen + sizeof entry, nb);
+    assert_non_null(n2);
+    assert_int_equal(n2->n_metadata_props, 1);
+    mm->graph->node[0] = n2;
+    lp_graph *g = NULL;
+    lp_diag d;
+    assert_int_equal(load(mm, &g, &d), LP_OK);
+    assert_int_equal(g->nodes[0].n_meta, 1);
+    assert_int_equal(g->nodes[0].n_meta_runs, 0);
+    assert_string_equal(g->nodes[0].meta[0].key, "namespace___");
+    assert_string_equal(g->nodes[0].meta[0].value, "value first!!!");
+    lp_graph_free(g);
+    mm->graph->node[0] = n;
+    onnx__node_proto__free_unpacked(n2, NULL);
+    onnx__model_proto__free_unpacked(mm, NULL);
+    free(nb);
+    free(base);
+}
+
 /* A file truncated after loading: reading a weight, or writing a card
  * model that carries it, is an error naming the file, never a SIGBUS. */
 static void test_truncated_after_load(void **state) {
@@ -1760,6 +1915,8 @@ int main(void) {
         cmocka_unit_test(test_file_errors),
         cmocka_unit_test(test_large_raw_in_file),
         cmocka_unit_test(test_truncated_after_load),
+        cmocka_unit_test(test_node_meta_kept_and_copied),
+        cmocka_unit_test(test_node_meta_noncanonical),
         cmocka_unit_test(test_raw_mark_in_file),
         cmocka_unit_test(test_rank_bounds),
         cmocka_unit_test(test_bind_dim),
