@@ -69,7 +69,10 @@
  *     "workspace_offset", "workspace_bytes",
  *     "padding_bytes", "total_bytes"
  *   }
- * The section is derived from the cuts; `--plan` recomputes it on load. */
+ * The plan is made once, by the memory stage (lp_plan_place_memory, which
+ * lp_partition_stage runs after validating the plan), stored in the plan's
+ * cards and read from there by every writer; it is derived from the cuts,
+ * so `--plan` makes it anew from the loaded cuts rather than reading it. */
 #include "lp_partition.h"
 #include "json_out.h"
 
@@ -305,6 +308,15 @@ lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp
     free(m.item_value);
     if (st != LP_OK) *out = NULL;
     return st;
+}
+
+lp_status lp_plan_place_memory(lp_plan *p, const lp_layer_ir *L, lp_diag *d) {
+    if (p->n_cards > 0 && p->cards[0].memory) return LP_OK; /* placed once */
+    lp_card_memory *mem = NULL;
+    lp_status st = lp_plan_memory(p, L, p->arena, &mem, d);
+    if (st != LP_OK) return st;
+    for (int c = 0; c < p->n_cards; c++) p->cards[c].memory = &mem[c];
+    return LP_OK;
 }
 
 static void entry_json(lp_json_out *w, const lp_layer_ir *L, int32_t v, uint64_t offset, uint64_t bytes) {

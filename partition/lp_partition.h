@@ -236,6 +236,9 @@ void lp_shard_footprint(const lp_shard *s, int k, const lp_footprint_source *src
  * exceed LP_MAX_SHARDS (up to 2^20), for the caller to report. */
 int lp_shard_count(const lp_layer_ir *L, const lp_footprint_source *src, int layer, uint64_t cap);
 
+/* A card's memory plan (below, card_memory.c). */
+typedef struct lp_card_memory lp_card_memory;
+
 typedef struct lp_plan_card {
     int card;
     int first_layer, last_layer;
@@ -252,6 +255,8 @@ typedef struct lp_plan_card {
     int32_t *inputs;          /* values from earlier cards or graph inputs */
     int n_outputs;
     int32_t *outputs;         /* values for later cards or graph outputs */
+    lp_card_memory *memory;   /* where the card's tensors live in its allocation, in the
+                                 plan's arena; NULL until lp_plan_place_memory */
 } lp_plan_card;
 
 typedef enum lp_transfer_kind {
@@ -417,10 +422,10 @@ bool lp_plan_is_card_file(const char *name);
  * Offsets are from the allocation's start; see card_memory.c for the layout
  * and how the totals relate to the card's footprint.
  *
- *     lp_card_memory *mem = NULL;
- *     if (lp_plan_memory(plan, L, arena, &mem, &diag) != LP_OK) ...;
- *     for (int k = 0; k < mem[c].n_slots; k++)
- *         place(mem[c].slots[k].value, base + mem[c].slots[k].offset);
+ *     if (lp_plan_place_memory(plan, L, &diag) != LP_OK) ...; // lp_partition_stage does it
+ *     const lp_card_memory *m = plan->cards[c].memory;
+ *     for (int k = 0; k < m->n_slots; k++)
+ *         place(m->slots[k].value, base + m->slots[k].offset);
  */
 typedef struct lp_mem_weight {
     int32_t value;
@@ -446,7 +451,7 @@ typedef struct lp_mem_slot {
     int first, last;        /* steps alive; step 0 is the card's first node */
 } lp_mem_slot;
 
-typedef struct lp_card_memory {
+struct lp_card_memory {
     int card;
     uint64_t alignment;     /* of every offset and region (LP_MEMPLAN_ALIGN) */
     int first_node, n_steps;
@@ -462,12 +467,28 @@ typedef struct lp_card_memory {
     uint64_t workspace_offset, workspace_bytes; /* = footprint buffer_bytes */
     uint64_t padding_bytes;  /* alignment padding of weights and boundary entries */
     uint64_t total_bytes;    /* the allocation: workspace_offset + workspace_bytes */
-} lp_card_memory;
+};
 
 /* The memory plan of every card of p; *out ([p->n_cards]) and its lists
  * are allocated from `a`. */
 lp_status lp_plan_memory(const lp_plan *p, const lp_layer_ir *L, lp_arena *a, lp_card_memory **out,
                          lp_diag *d);
+/* The memory stage: lp_plan_memory once, into p's arena, each card's
+ * `memory` set (freed with the plan). Every reader (plan.json, the -v
+ * report, code generation) uses the stored plan. A plan already placed is
+ * left as it is. On an error no card's memory is set. */
+lp_status lp_plan_place_memory(lp_plan *p, const lp_layer_ir *L, lp_diag *d);
+/* Checks the stored memory plan of every card (validate.c): regions in
+ * order from offset 0 and aligned to LP_MEMPLAN_ALIGN; weights and
+ * boundary entries aligned, inside their region, in order, disjoint; slots
+ * aligned, inside the arena, alive within the card's steps, and no two
+ * alive at the same step sharing a byte; total_bytes the end of the
+ * workspace and equal to the card's footprint total (a shard that does not
+ * send: the total less the send buffers the footprint reserves on it).
+ * LP_ERR_INTERNAL naming the card and the field; a plan without memory is
+ * one too. */
+lp_status lp_plan_validate_memory(const lp_plan *p, const lp_layer_ir *L,
+                                  const lp_footprint_source *src, lp_diag *d);
 /* The "memory" object of a card in plan.json (json_t*). */
 void *lp_card_memory_to_json(const lp_card_memory *m, const lp_layer_ir *L);
 /* The same object as member `key` (NULL: element) of w's open container. */
@@ -540,7 +561,9 @@ typedef struct lp_partition_request {
     uint64_t tokens;        /* tokens a step, for the throughput figure */
 } lp_partition_request;
 
-/* Resolves the request against L, runs (or loads) the plan and validates it. */
+/* Resolves the request against L, runs (or loads) the plan, validates it,
+ * then places every card's memory (lp_plan_place_memory) and checks that
+ * plan (lp_plan_validate_memory): the plan comes back with its memory. */
 lp_status lp_partition_stage(const lp_layer_ir *L, const lp_partition_request *r, lp_plan **out,
                              lp_diag *d);
 

@@ -128,15 +128,8 @@ void lp_plan_dump_text(const lp_plan *p, const lp_layer_ir *L, bool verbose, FIL
     if (over)
         fprintf(out, "* %d card%s over C: %s working set is not on-chip\n", over, over == 1 ? "" : "s",
                 over == 1 ? "its" : "their");
-    if (verbose) {
-        lp_arena *ma = lp_arena_new();
-        lp_card_memory *mem = NULL;
-        lp_diag quiet = lp_diag_make(NULL);
-        quiet.sink = NULL;
-        if (ma && lp_plan_memory(p, L, ma, &mem, &quiet) != LP_OK) mem = NULL;
-        for (int c = 0; c < p->n_cards; c++) dump_card_details(p, L, c, mem ? &mem[c] : NULL, out);
-        lp_arena_free(ma);
-    }
+    if (verbose) /* the stored memory plan; none before the memory stage */
+        for (int c = 0; c < p->n_cards; c++) dump_card_details(p, L, c, p->cards[c].memory, out);
     for (int i = 0; i < p->n_shards; i++) {
         const lp_shard *sh = &p->shards[i];
         fprintf(out, "shard   layer %d (%s) over cards %d..%d: %d weight%s split by output columns\n",
@@ -219,8 +212,7 @@ static json_t *shard_json(const lp_plan *p, const lp_layer_ir *L, int i) {
     return set(o, "weights", ws);
 }
 
-static void card_json(lp_json_out *w, const lp_plan *p, const lp_layer_ir *L, const lp_card_memory *mem,
-                      int c) {
+static void card_json(lp_json_out *w, const lp_plan *p, const lp_layer_ir *L, int c) {
     const lp_plan_card *pc = &p->cards[c];
     lp_json_begin_row_object(w, NULL);
     lp_json_int(w, "card", c);
@@ -245,7 +237,7 @@ static void card_json(lp_json_out *w, const lp_plan *p, const lp_layer_ir *L, co
     value_names(w, "weights", L, pc->weights, pc->n_weights);
     value_names(w, "inputs", L, pc->inputs, pc->n_inputs);
     value_names(w, "outputs", L, pc->outputs, pc->n_outputs);
-    lp_card_memory_write_json(&mem[c], L, "memory", w);
+    lp_card_memory_write_json(pc->memory, L, "memory", w);
     lp_json_end(w);
 }
 
@@ -297,16 +289,13 @@ static json_t *totals_json(const lp_plan *p) {
 }
 
 void lp_plan_write_json(const lp_plan *p, const lp_layer_ir *L, const void *extra, lp_json_out *w) {
-    /* each card's memory plan is recomputed from the cuts, never read back */
-    lp_arena *ma = lp_arena_new();
-    lp_card_memory *mem = NULL;
-    lp_diag quiet = lp_diag_make(NULL);
-    quiet.sink = NULL;
-    if (!ma || lp_plan_memory(p, L, ma, &mem, &quiet) != LP_OK) {
-        lp_arena_free(ma);
-        lp_json_put(w, NULL, NULL); /* marks the document failed */
-        return;
-    }
+    /* each card's stored memory plan (the memory stage's): a plan without
+     * one has no plan.json */
+    for (int c = 0; c < p->n_cards; c++)
+        if (!p->cards[c].memory) {
+            lp_json_put(w, NULL, NULL); /* marks the document failed */
+            return;
+        }
     lp_json_begin_object(w, NULL);
     lp_json_put(w, "model", lp_json_name(p->model));
     lp_json_put(w, "algorithm", json_string(lp_algo_name(p->algo)));
@@ -320,7 +309,7 @@ void lp_plan_write_json(const lp_plan *p, const lp_layer_ir *L, const void *extr
     for (int c = 0; cuts && c + 1 < p->n_cards; c++) cuts = append(cuts, json_integer(p->cards[c].last_layer));
     lp_json_put(w, "cuts_after", cuts);
     lp_json_begin_array(w, "cards");
-    for (int c = 0; c < p->n_cards; c++) card_json(w, p, L, mem, c);
+    for (int c = 0; c < p->n_cards; c++) card_json(w, p, L, c);
     lp_json_end(w);
     lp_json_begin_array(w, "transfers");
     for (int t = 0; t < p->n_transfers; t++) transfer_json(w, p, L, t);
@@ -331,7 +320,6 @@ void lp_plan_write_json(const lp_plan *p, const lp_layer_ir *L, const void *extr
     lp_json_put(w, "totals", totals_json(p));
     if (extra) lp_json_put_members(w, extra);
     lp_json_end(w);
-    lp_arena_free(ma);
 }
 
 void *lp_plan_to_json(const lp_plan *p, const lp_layer_ir *L) {

@@ -1,5 +1,5 @@
 /* lp_partition_stage: command-line text -> options -> plan (run or loaded)
- * -> validated plan. */
+ * -> validated plan -> its per-card memory plan, checked. */
 #define _GNU_SOURCE
 #include "lp_partition.h"
 
@@ -171,6 +171,9 @@ lp_status lp_partition_stage(const lp_layer_ir *L, const lp_partition_request *r
         st = lp_partition_run(L, &src, &o, out, d);
     }
     if (st == LP_OK) st = lp_plan_validate(*out, L, &src, d);
+    /* the memory stage: once, on the validated plan, kept in it */
+    if (st == LP_OK) st = lp_plan_place_memory(*out, L, d);
+    if (st == LP_OK) st = lp_plan_validate_memory(*out, L, &src, d);
     if (st != LP_OK && *out) {
         lp_plan_free(*out);
         *out = NULL;

@@ -349,3 +349,185 @@ lp_status lp_plan_validate(const lp_plan *p, const lp_layer_ir *L, const lp_foot
     if (gather != LP_OK) return gather;
     return used != LP_OK ? used : st;
 }
+
+/* ---- the stored memory plan ------------------------------------------------ */
+
+static const char *mem_name(const lp_layer_ir *L, int32_t v) {
+    return v >= 0 && v < L->g->n_values && L->g->values[v].name ? L->g->values[v].name : "?";
+}
+
+/* One weight or boundary entry: aligned, inside its region [lo, hi), at or
+ * after the end of the entry before it (*end), so the entries are in order
+ * and disjoint. */
+static lp_status check_mem_entry(const lp_layer_ir *L, int c, const char *region, int k, int32_t v,
+                                 uint64_t offset, uint64_t bytes, uint64_t align, uint64_t lo,
+                                 uint64_t hi, uint64_t *end, lp_diag *d) {
+    const char *name = mem_name(L, v);
+    if (offset % align)
+        return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: %s entry %d '%s' at offset %" PRIu64
+                        " is not %" PRIu64 "-byte aligned", c, region, k, name, offset, align);
+    if (offset < *end)
+        return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: %s entry %d '%s' at offset %" PRIu64
+                        " starts before the entry before it ends (%" PRIu64 ")", c, region, k, name,
+                        offset, *end);
+    if (offset < lo || offset > hi || bytes > hi - offset)
+        return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: %s entry %d '%s' (%" PRIu64 " B at %"
+                        PRIu64 ") is outside the %s region %" PRIu64 "..%" PRIu64, c, region, k, name,
+                        bytes, offset, region, lo, hi);
+    *end = offset + bytes;
+    return LP_OK;
+}
+
+/* The regions one after another from offset 0, each aligned, and the total
+ * the workspace's end. */
+static lp_status check_mem_regions(const lp_card_memory *m, int c, lp_diag *d) {
+    if (m->card != c)
+        return lp_error(d, LP_ERR_INTERNAL, "plan: card %d's memory plan is card %d's", c, m->card);
+    if (m->alignment != LP_MEMPLAN_ALIGN)
+        return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: alignment %" PRIu64 ", not %d", c,
+                        m->alignment, LP_MEMPLAN_ALIGN);
+    const struct {
+        const char *name;
+        uint64_t offset, want;
+    } r[] = {{"boundary", m->boundary_offset, m->weights_bytes},
+             {"arena", m->arena_offset, m->boundary_offset + m->boundary_bytes},
+             {"workspace", m->workspace_offset, m->arena_offset + m->arena_bytes},
+             {"end (total_bytes)", m->total_bytes, m->workspace_offset + m->workspace_bytes}};
+    for (size_t i = 0; i < sizeof r / sizeof r[0]; i++) {
+        if (r[i].offset != r[i].want)
+            return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: the %s is at %" PRIu64 " but the "
+                            "region before it ends at %" PRIu64 " (regions out of order)", c, r[i].name,
+                            r[i].offset, r[i].want);
+        if (r[i].offset % m->alignment && i < 3)
+            return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: the %s region at %" PRIu64
+                            " is not %" PRIu64 "-byte aligned", c, r[i].name, r[i].offset, m->alignment);
+    }
+    return LP_OK;
+}
+
+static int slot_by_start(const void *x, const void *y) {
+    const lp_mem_slot *a = *(const lp_mem_slot *const *)x, *b = *(const lp_mem_slot *const *)y;
+    if (a->first != b->first) return a->first < b->first ? -1 : 1;
+    return (a->offset > b->offset) - (a->offset < b->offset);
+}
+
+/* Slots aligned, inside the arena and the card's steps; then, in order of
+ * first step, each slot against the slots alive when it starts, kept
+ * sorted by offset and pairwise disjoint, so its neighbours there are the
+ * only ones it could overlap. O(slots x most alive at once). */
+static lp_status check_mem_slots(const lp_layer_ir *L, const lp_card_memory *m, int c, int n_steps,
+                                 lp_diag *d) {
+    uint64_t lo = m->arena_offset, hi = m->arena_offset + m->arena_bytes;
+    for (int k = 0; k < m->n_slots; k++) {
+        const lp_mem_slot *s = &m->slots[k];
+        const char *name = mem_name(L, s->value);
+        if (s->offset % m->alignment)
+            return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: slot %d '%s' at offset %" PRIu64
+                            " is not %" PRIu64 "-byte aligned", c, k, name, s->offset, m->alignment);
+        if (s->bytes && (s->offset < lo || s->offset > hi || s->bytes > hi - s->offset))
+            return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: slot %d '%s' (%" PRIu64 " B at %"
+                            PRIu64 ") is outside the arena %" PRIu64 "..%" PRIu64, c, k, name, s->bytes,
+                            s->offset, lo, hi);
+        if (s->first < 0 || s->last < s->first || s->last >= n_steps)
+            return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: slot %d '%s' alive at steps %d..%d,"
+                            " not inside the card's 0..%d", c, k, name, s->first, s->last, n_steps - 1);
+    }
+    const lp_mem_slot **order = malloc(sizeof *order * ((size_t)m->n_slots + 1));
+    const lp_mem_slot **alive = malloc(sizeof *alive * ((size_t)m->n_slots + 1));
+    if (!order || !alive) {
+        free(order);
+        free(alive);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    int n = 0, n_alive = 0;
+    for (int k = 0; k < m->n_slots; k++)
+        if (m->slots[k].bytes) order[n++] = &m->slots[k]; /* an empty slot holds no byte */
+    qsort(order, (size_t)n, sizeof *order, slot_by_start);
+    lp_status st = LP_OK;
+    for (int i = 0; st == LP_OK && i < n; i++) {
+        const lp_mem_slot *s = order[i];
+        int kept = 0;
+        for (int j = 0; j < n_alive; j++)
+            if (alive[j]->last >= s->first) alive[kept++] = alive[j];
+        n_alive = kept;
+        int at = 0, top = n_alive; /* the first alive slot at or above s's offset */
+        while (at < top) {
+            int mid = at + (top - at) / 2;
+            if (alive[mid]->offset < s->offset)
+                at = mid + 1;
+            else
+                top = mid;
+        }
+        const lp_mem_slot *below = at > 0 ? alive[at - 1] : NULL, *above = at < n_alive ? alive[at] : NULL;
+        const lp_mem_slot *hit = below && below->offset + below->bytes > s->offset ? below
+                                 : above && s->offset + s->bytes > above->offset   ? above
+                                                                                   : NULL;
+        if (hit) {
+            st = lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: slots '%s' (%" PRIu64 " B at %" PRIu64
+                          ", steps %d..%d) and '%s' (%" PRIu64 " B at %" PRIu64 ", steps %d..%d) are both "
+                          "alive at step %d and overlap", c, mem_name(L, hit->value), hit->bytes,
+                          hit->offset, hit->first, hit->last, mem_name(L, s->value), s->bytes, s->offset,
+                          s->first, s->last, s->first);
+            break;
+        }
+        memmove(&alive[at + 1], &alive[at], sizeof *alive * (size_t)(n_alive - at));
+        alive[at] = s;
+        n_alive++;
+    }
+    free(order);
+    free(alive);
+    return st;
+}
+
+/* What the card allocates is what the partitioner fitted: the footprint's
+ * total, less on a shard that does not send the send buffers (the
+ * footprint reserves them on every shard of the layer; the layer's last
+ * card lists them as its outputs). */
+static lp_status check_mem_total(const lp_plan *p, const lp_footprint_source *src, int c, lp_diag *d) {
+    const lp_plan_card *pc = &p->cards[c];
+    const lp_card_memory *m = pc->memory;
+    uint64_t want = pc->fp.total, unsent = 0;
+    if (pc->n_shards > 1 && pc->shard + 1 < pc->n_shards) {
+        const lp_plan_card *sender = &p->cards[c + pc->n_shards - 1 - pc->shard];
+        for (int k = 0; k < sender->n_outputs; k++) {
+            uint64_t b = 0;
+            if (!src->value_bytes(src->ctx, sender->outputs[k], &b))
+                return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: size of output %d unknown", c,
+                                sender->outputs[k]);
+            unsent += b + lp_align_pad(b);
+        }
+        want = unsent <= want ? want - unsent : 0;
+    }
+    if (m->total_bytes != want)
+        return lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: total_bytes %" PRIu64 " but the card's "
+                        "footprint total is %" PRIu64 "%s", c, m->total_bytes, want,
+                        unsent ? " (less its unsent outputs)" : "");
+    return LP_OK;
+}
+
+lp_status lp_plan_validate_memory(const lp_plan *p, const lp_layer_ir *L,
+                                  const lp_footprint_source *src, lp_diag *d) {
+    for (int c = 0; c < p->n_cards; c++) {
+        const lp_plan_card *pc = &p->cards[c];
+        const lp_card_memory *m = pc->memory;
+        if (!m) return lp_error(d, LP_ERR_INTERNAL, "plan: card %d has no memory plan", c);
+        lp_status st = check_mem_regions(m, c, d);
+        uint64_t end = 0;
+        for (int k = 0; st == LP_OK && k < m->n_weights; k++)
+            st = check_mem_entry(L, c, "weights", k, m->weights[k].value, m->weights[k].offset,
+                                 m->weights[k].bytes, m->alignment, 0, m->weights_bytes, &end, d);
+        end = m->boundary_offset;
+        for (int k = 0; st == LP_OK && k < m->n_boundary; k++)
+            st = check_mem_entry(L, c, "boundary", k, m->boundary[k].value, m->boundary[k].offset,
+                                 m->boundary[k].bytes, m->alignment, m->boundary_offset,
+                                 m->boundary_offset + m->boundary_bytes, &end, d);
+        int a = L->layers[pc->first_layer].first_node, b = L->layers[pc->last_layer].last_node;
+        if (st == LP_OK && (m->first_node != a || m->n_steps != b - a + 1))
+            st = lp_error(d, LP_ERR_INTERNAL, "plan: card %d memory: steps from node %d, %d of them, but "
+                          "the card runs nodes %d..%d", c, m->first_node, m->n_steps, a, b);
+        if (st == LP_OK) st = check_mem_slots(L, m, c, m->n_steps, d);
+        if (st == LP_OK) st = check_mem_total(p, src, c, d);
+        if (st != LP_OK) return st;
+    }
+    return LP_OK;
+}

@@ -279,13 +279,30 @@ static void check_card(const lp_plan *p, const lp_layer_ir *L, const lp_card_mem
     }
 }
 
-static void check_plan(const lp_plan *p, const lp_layer_ir *L) {
+/* Two memory plans alike, field by field, in plan.json's form. */
+static void assert_same_memory(const lp_card_memory *x, const lp_card_memory *y, const lp_layer_ir *L) {
+    json_t *jx = lp_card_memory_to_json(x, L), *jy = lp_card_memory_to_json(y, L);
+    assert_non_null(jx);
+    assert_non_null(jy);
+    assert_true(json_equal(jx, jy));
+    json_decref(jx);
+    json_decref(jy);
+}
+
+/* Each card's plan against the definitions; then the memory stage stores
+ * the same plans in p, and the validator accepts them. */
+static void check_plan(lp_plan *p, const lp_layer_ir *L) {
     lp_arena *a = lp_arena_new();
     assert_non_null(a);
     lp_diag d = lp_diag_make("plan");
     lp_card_memory *mem = NULL;
     assert_int_equal(lp_plan_memory(p, L, a, &mem, &d), LP_OK);
     for (int c = 0; c < p->n_cards; c++) check_card(p, L, &mem[c], c);
+    for (int c = 0; c < p->n_cards; c++) assert_null(p->cards[c].memory);
+    assert_int_equal(lp_plan_place_memory(p, L, &d), LP_OK);
+    for (int c = 0; c < p->n_cards; c++) assert_same_memory(p->cards[c].memory, &mem[c], L);
+    lp_footprint_source src = lp_partition_source_analysis(L);
+    if (lp_plan_validate_memory(p, L, &src, &d) != LP_OK) fail_msg("%s", d.last_error);
     lp_arena_free(a);
 }
 
@@ -557,9 +574,10 @@ static void test_json_and_report(void **state) {
     lp_plan *p = NULL;
     assert_int_equal(lp_partition_run(m.L, &src, &o, &p, &d), LP_OK);
     assert_true(p->n_cards > 1);
-    lp_arena *a = lp_arena_new();
-    lp_card_memory *mem = NULL;
-    assert_int_equal(lp_plan_memory(p, m.L, a, &mem, &d), LP_OK);
+    /* plan.json and the -v report read the stored plan: none without it */
+    assert_null(lp_plan_to_json(p, m.L));
+    assert_int_equal(lp_plan_place_memory(p, m.L, &d), LP_OK);
+    const lp_card_memory *mem = p->cards[0].memory;
     json_t *plan = lp_plan_to_json(p, m.L);
     assert_non_null(plan);
     for (int c = 0; c < p->n_cards; c++) {
@@ -598,16 +616,188 @@ static void test_json_and_report(void **state) {
                      text);
         free(text);
     }
+    lp_plan_free(p);
+    model_free(&m);
+}
+
+/* ---- the memory stage and its validator ------------------------------------ */
+
+/* lp_partition_stage returns the plan with every card's memory placed
+ * once, the same plan lp_plan_memory makes; placing again keeps it. */
+static void test_stage_stores_memory(void **state) {
+    (void)state;
+    model m;
+    model_load(&m, "gpt2_tiny.onnx", LP_DT_UNDEFINED);
+    lp_diag d = lp_diag_make("gpt2_tiny.onnx");
+    lp_partition_request r = {.cards = 2, .tokens = 16};
+    lp_plan *p = NULL;
+    assert_int_equal(lp_partition_stage(m.L, &r, &p, &d), LP_OK);
+    assert_int_equal(p->n_cards, 2);
+    lp_arena *a = lp_arena_new();
+    lp_card_memory *mem = NULL;
+    assert_int_equal(lp_plan_memory(p, m.L, a, &mem, &d), LP_OK);
+    const lp_card_memory *stored[2];
+    for (int c = 0; c < 2; c++) {
+        stored[c] = p->cards[c].memory;
+        assert_non_null(stored[c]);
+        assert_int_equal(stored[c]->card, c);
+        assert_int_equal(stored[c]->total_bytes, p->cards[c].fp.total);
+        assert_same_memory(stored[c], &mem[c], m.L);
+    }
+    assert_int_equal(lp_plan_place_memory(p, m.L, &d), LP_OK);
+    for (int c = 0; c < 2; c++) assert_ptr_equal(p->cards[c].memory, stored[c]);
     lp_arena_free(a);
     lp_plan_free(p);
     model_free(&m);
+}
+
+/* A two-card plan of gpt2_tiny through the stage, for corrupting. */
+typedef struct mem_case {
+    model m;
+    lp_plan *p;
+    lp_footprint_source src;
+    lp_diag d;
+} mem_case;
+
+static void mem_case_open(mem_case *k) {
+    model_load(&k->m, "gpt2_tiny.onnx", LP_DT_UNDEFINED);
+    k->d = lp_diag_make("gpt2_tiny.onnx");
+    k->d.sink = NULL;
+    lp_partition_request r = {.cards = 2, .tokens = 16};
+    k->p = NULL;
+    assert_int_equal(lp_partition_stage(k->m.L, &r, &k->p, &k->d), LP_OK);
+    k->src = lp_partition_source_analysis(k->m.L);
+    assert_int_equal(lp_plan_validate_memory(k->p, k->m.L, &k->src, &k->d), LP_OK);
+}
+
+static void mem_case_close(mem_case *k) {
+    lp_plan_free(k->p);
+    model_free(&k->m);
+}
+
+static void expect_mem_error(mem_case *k, const char *text) {
+    assert_int_equal(lp_plan_validate_memory(k->p, k->m.L, &k->src, &k->d), LP_ERR_INTERNAL);
+    if (!strstr(k->d.last_error, text)) fail_msg("want '%s' in '%s'", text, k->d.last_error);
+}
+
+/* Regions in order: an arena that starts past the boundary's end. */
+static void test_validate_regions_in_order(void **state) {
+    (void)state;
+    mem_case k;
+    mem_case_open(&k);
+    lp_card_memory *cm = k.p->cards[1].memory;
+    char want[160];
+    snprintf(want, sizeof want, "card 1 memory: the arena is at %llu but the region before it ends at %llu "
+             "(regions out of order)", (unsigned long long)cm->arena_offset + 256,
+             (unsigned long long)cm->arena_offset);
+    cm->arena_offset += 256;
+    expect_mem_error(&k, want);
+    cm->arena_offset -= 256;
+    cm->boundary_offset += 256; /* a gap after the weights */
+    expect_mem_error(&k, "the boundary is at");
+    mem_case_close(&k);
+}
+
+/* Regions and entries 256-byte aligned. */
+static void test_validate_alignment(void **state) {
+    (void)state;
+    mem_case k;
+    mem_case_open(&k);
+    lp_card_memory *cm = k.p->cards[0].memory;
+    assert_true(cm->n_weights > 0);
+    /* the weights region one byte longer: the rest in order but unaligned */
+    cm->weights_bytes++;
+    cm->boundary_offset++;
+    expect_mem_error(&k, "card 0 memory: the boundary region at");
+    expect_mem_error(&k, "is not 256-byte aligned");
+    cm->weights_bytes--;
+    cm->boundary_offset--;
+    assert_int_equal(lp_plan_validate_memory(k.p, k.m.L, &k.src, &k.d), LP_OK);
+    cm->weights[0].offset += 1;
+    expect_mem_error(&k, "weights entry 0");
+    cm->weights[0].offset -= 1;
+    cm->alignment = 128;
+    expect_mem_error(&k, "alignment 128, not 256");
+    mem_case_close(&k);
+}
+
+/* Slots inside the arena. */
+static void test_validate_slot_in_arena(void **state) {
+    (void)state;
+    mem_case k;
+    mem_case_open(&k);
+    lp_card_memory *cm = k.p->cards[0].memory;
+    int s = -1;
+    for (int i = 0; i < cm->n_slots && s < 0; i++)
+        if (cm->slots[i].bytes) s = i;
+    assert_true(s >= 0);
+    cm->slots[s].offset = cm->arena_offset + cm->arena_bytes; /* just past the arena */
+    char want[200];
+    snprintf(want, sizeof want, "slot %d '%s' (%llu B at %llu) is outside the arena %llu..%llu", s,
+             k.m.g->values[cm->slots[s].value].name, (unsigned long long)cm->slots[s].bytes,
+             (unsigned long long)cm->slots[s].offset, (unsigned long long)cm->arena_offset,
+             (unsigned long long)(cm->arena_offset + cm->arena_bytes));
+    expect_mem_error(&k, want);
+    mem_case_close(&k);
+}
+
+/* Two slots alive at one step never share a byte: one moved onto another
+ * alive with it is refused, naming both (the planner's own reuse of a dead
+ * slot's bytes passed in mem_case_open). */
+static void test_validate_slots_overlap(void **state) {
+    (void)state;
+    mem_case k;
+    mem_case_open(&k);
+    lp_card_memory *cm = k.p->cards[0].memory;
+    int x = -1, y = -1;
+    for (int i = 0; i < cm->n_slots && x < 0; i++)
+        for (int j = 0; j < cm->n_slots; j++) {
+            const lp_mem_slot *a = &cm->slots[i], *b = &cm->slots[j];
+            if (i != j && a->bytes && b->bytes && a->offset != b->offset && a->first <= b->last &&
+                b->first <= a->last) {
+                x = i, y = j;
+                break;
+            }
+        }
+    assert_true(x >= 0);
+    uint64_t was = cm->slots[y].offset;
+    cm->slots[y].offset = cm->slots[x].offset;
+    expect_mem_error(&k, "are both alive at step");
+    expect_mem_error(&k, k.m.g->values[cm->slots[x].value].name);
+    expect_mem_error(&k, k.m.g->values[cm->slots[y].value].name);
+    cm->slots[y].offset = was;
+    mem_case_close(&k);
+}
+
+/* total_bytes equal to the footprint total, the regions still in order. */
+static void test_validate_total(void **state) {
+    (void)state;
+    mem_case k;
+    mem_case_open(&k);
+    lp_card_memory *cm = k.p->cards[1].memory;
+    char want[160];
+    snprintf(want, sizeof want, "card 1 memory: total_bytes %llu but the card's footprint total is %llu",
+             (unsigned long long)cm->total_bytes + 256, (unsigned long long)k.p->cards[1].fp.total);
+    cm->workspace_bytes += 256;
+    cm->total_bytes += 256;
+    expect_mem_error(&k, want);
+    cm->workspace_bytes -= 256;
+    expect_mem_error(&k, "the end (total_bytes) is at"); /* the total past the workspace */
+    cm->total_bytes -= 256;
+    k.p->cards[1].memory = NULL;
+    expect_mem_error(&k, "card 1 has no memory plan");
+    k.p->cards[1].memory = cm;
+    mem_case_close(&k);
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_dags),  cmocka_unit_test(test_gpt2_tiny),
         cmocka_unit_test(test_bert_llama_cnn), cmocka_unit_test(test_sharded_seed),
-        cmocka_unit_test(test_json_and_report),
+        cmocka_unit_test(test_json_and_report), cmocka_unit_test(test_stage_stores_memory),
+        cmocka_unit_test(test_validate_regions_in_order), cmocka_unit_test(test_validate_alignment),
+        cmocka_unit_test(test_validate_slot_in_arena), cmocka_unit_test(test_validate_slots_overlap),
+        cmocka_unit_test(test_validate_total),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
