@@ -216,8 +216,9 @@ lp_status lp_ref_pool(const lp_ref_call *c) {
         return lp_ref_fail(c, LP_ERR_INVALID_MODEL, "kernel_shape must have %d entries", ns);
     window w;
     if ((st = window_make(c, x, y, ka->ints, &w)) != LP_OK) return st;
-    if (lp_ref_attr_int(c, "storage_order", 0) != 0)
-        return lp_ref_fail(c, LP_ERR_UNSUPPORTED, "storage_order=1 (column-major indices)");
+    int64_t order = lp_ref_attr_int(c, "storage_order", 0);
+    if (order != 0 && order != 1)
+        return lp_ref_fail(c, LP_ERR_INVALID_MODEL, "storage_order %lld is not 0 or 1", (long long)order);
     if (ind && ind->dtype != LP_DT_INT64) return lp_ref_fail(c, LP_ERR_INVALID_MODEL, "Indices must be int64");
     bool incl = lp_ref_attr_int(c, "count_include_pad", 0) != 0;
     int64_t nc = x->dims[0] * x->dims[1];
@@ -232,23 +233,26 @@ lp_status lp_ref_pool(const lp_ref_call *c) {
             int64_t acci = INT64_MIN, arg = -1, count = 0;
             for (int64_t q = 0; q < ksz; q++) {
                 unravel(q, ns, w.k, kc);
-                int64_t off = 0;
+                int64_t off = 0, col = 0, colstride = 1;
                 bool inside = true, in_padded = true;
                 for (int d = 0; d < ns; d++) {
                     int64_t pos = oc[d] * w.stride[d] - w.pad0[d] + kc[d] * w.dil[d];
                     if (pos < 0 || pos >= w.in[d]) inside = false;
                     if (pos < -w.pad0[d] || pos >= w.in[d] + w.pad1[d]) in_padded = false;
                     off = off * w.in[d] + pos;
+                    col += pos * colstride; /* storage_order 1: first spatial dim fastest */
+                    colstride *= w.in[d];
                 }
                 if (incl ? in_padded : inside) count++;
                 if (!inside) continue;
+                int64_t where = b * isz + (order ? col : off);
                 if (is_max && !fl) {
                     int64_t v = lp_ref_loadi(x, b * isz + off);
-                    if (v > acci) { acci = v; arg = b * isz + off; }
+                    if (v > acci) { acci = v; arg = where; }
                 } else {
                     double v = lp_ref_loadf(x, b * isz + off);
                     if (is_max) {
-                        if (v > acc || arg < 0) { acc = v; arg = b * isz + off; }
+                        if (v > acc || arg < 0) { acc = v; arg = where; }
                     } else {
                         acc += v;
                     }
