@@ -14,7 +14,8 @@
  *                  a scratch workspace.
  *
  * Kernels compute in fp32 (float16 and bfloat16 are converted at load and
- * store, round to nearest even; double is computed in fp32 too), integer ops
+ * store, round to nearest even; double is computed in fp32 too; dot
+ * products and reductions accumulate in double), integer ops
  * on int64 / int32 / the other integer types, bool as uint8 (0 or 1). A
  * kernel never allocates and never aborts: an attribute value, dtype or
  * shape it does not handle returns LP_ERR_UNSUPPORTED (or LP_ERR_INVALID_MODEL

@@ -420,11 +420,10 @@ lp_status lp_ref_reduce(const lp_ref_call *c) {
         if (!lp_ref_axis(axes[i], r, &ax)) return lp_ref_fail(c, LP_ERR_INVALID_MODEL, "axis out of range");
         red[ax] = true;
     }
-    /* output strides over X's rank, reduced dims of size 1 */
-    int64_t odims[LP_MAX_RANK], os[LP_MAX_RANK], coord[LP_MAX_RANK], s = 1;
-    for (int d = 0; d < r; d++) odims[d] = red[d] ? 1 : x->dims[d];
-    for (int d = r - 1; d >= 0; d--) {
-        os[d] = s;
+    /* the output over X's rank, reduced dims of size 1 */
+    int64_t odims[LP_MAX_RANK], coord[LP_MAX_RANK], s = 1;
+    for (int d = 0; d < r; d++) {
+        odims[d] = red[d] ? 1 : x->dims[d];
         s *= odims[d];
     }
     int64_t ny = lp_ref_numel(y), nx = lp_ref_numel(x);
@@ -433,14 +432,13 @@ lp_status lp_ref_reduce(const lp_ref_call *c) {
     int64_t count = ny ? nx / (ny ? ny : 1) : 0;
     bool fl = lp_ref_is_float(x->dtype) || c->op == LP_OP_ReduceMean;
     int op = c->op;
-    /* accumulate into y itself at its dtype would lose precision: a
-     * per-output pass instead, each output summing its window */
+    /* one pass per output over its reduced sub-box, accumulated in double
+     * (int64 for integers) rather than in y at its own dtype */
     for (int64_t o = 0; o < ny; o++) {
         double acc = op == LP_OP_ReduceMax ? -INFINITY : op == LP_OP_ReduceMin ? INFINITY
                    : op == LP_OP_ReduceProd ? 1.0 : 0.0;
         int64_t acci = op == LP_OP_ReduceMax ? INT64_MIN : op == LP_OP_ReduceMin ? INT64_MAX
                      : op == LP_OP_ReduceProd ? 1 : 0;
-        (void)acci;
         unravel(o, r, odims, coord);
         /* walk the reduced sub-box: its dims are x's reduced dims */
         int64_t rdims[LP_MAX_RANK], rc[LP_MAX_RANK], xs[LP_MAX_RANK];
@@ -479,6 +477,5 @@ lp_status lp_ref_reduce(const lp_ref_call *c) {
         if (fl) lp_ref_storef(y, o, (float)acc);
         else lp_ref_storei(y, o, acci);
     }
-    (void)os;
     return LP_OK;
 }
