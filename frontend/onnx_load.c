@@ -484,6 +484,9 @@ static lp_status convert_graph(loader *ld, const Onnx__GraphProto *gp);
 static lp_status convert_body(loader *ld, const lp_node *node, const Onnx__GraphProto *gp,
                               lp_attr *out) {
     lp_graph *outer = ld->g;
+    if (!gp)
+        return lp_node_error(ld->d, LP_ERR_INVALID_MODEL, node,
+                             "attribute '%s' has type GRAPH but holds no graph", out->name);
     if (outer->depth >= LP_MAX_BODY_DEPTH)
         return lp_node_error(ld->d, LP_ERR_UNSUPPORTED, node,
                              "control-flow subgraph (attribute '%s') nests bodies deeper than %d "

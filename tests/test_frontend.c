@@ -910,6 +910,13 @@ static void test_control_flow_bounds(void **state) {
     expect_reject(m, LP_ERR_INVALID_MODEL,
                   "node 0 'cond' (If): its subgraph 'then_branch' reads 'nowhere', which is not a graph input");
 
+    /* a GRAPH attribute that holds no graph (found by fuzzing) */
+    Onnx__ModelProto *em = tb_model(10, 18);
+    tb_input(em, "flag", LP_DT_BOOL, "");
+    add_body(tb_node(em, "If", "empty", "flag", "e"), "then_branch", NULL);
+    tb_output(em, "e", LP_DT_FLOAT, "2");
+    expect_reject(em, LP_ERR_INVALID_MODEL, "node 0 'empty' (If): attribute 'then_branch' has type GRAPH but holds no graph");
+
     /* LP_MAX_BODY_DEPTH + 1 bodies, each inside the last one's If */
     Onnx__GraphProto *inner = NULL;
     for (int level = LP_MAX_BODY_DEPTH + 1; level >= 0; level--) {
