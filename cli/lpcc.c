@@ -4,6 +4,7 @@
 #include "lpcc_cli.h"
 
 #include "lp_analysis.h"
+#include "lp_emit.h"
 #include "lp_frontend.h"
 #include "lp_outdir.h"
 #include "lp_partition.h"
@@ -366,7 +367,8 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
  * run does not write is removed when this run commits. */
 static bool lpcc_output_name(const char *name) {
     return strcmp(name, "graph.json") == 0 || strcmp(name, "layers.json") == 0 ||
-           strcmp(name, "plan.json") == 0 || lp_plan_is_card_file(name);
+           strcmp(name, "plan.json") == 0 || lp_plan_is_card_file(name) ||
+           lp_emit_is_output_file(name);
 }
 
 static void json_value_doc(const void *j, lp_json_out *w) { lp_json_put(w, NULL, json_incref((json_t *)j)); }
@@ -796,6 +798,56 @@ static lp_status stage_write_cards(run *r) {
     return lp_plan_write_submodels(r->plan, r->L, r->od, r->d);
 }
 
+/* {dim: value} of --dim and {input: [dims]} of --shapes, as the manifest
+ * records them (names escaped as lp_json_name does); NULL when out of memory. */
+static json_t *bindings_json(const binding *bs, int n, bool as_shape) {
+    json_t *o = json_object();
+    for (int i = 0; o && i < n; i++) {
+        json_t *v = as_shape ? json_array() : json_integer(bs[i].dims[0]);
+        for (int k = 0; as_shape && v && k < bs[i].rank; k++)
+            if (json_array_append_new(v, json_integer(bs[i].dims[k])) != 0) {
+                json_decref(v);
+                v = NULL;
+            }
+        char *name = lp_json_escape_name(bs[i].name);
+        if (!v || !name || json_object_set_new(o, name, v) != 0) {
+            json_decref(o);
+            o = NULL;
+        }
+        free(name);
+    }
+    return o;
+}
+
+/* card_K.weights and manifest.json: what the runtime loads. A weight whose
+ * external file is absent cannot be packed: no weights files then, and the
+ * manifest says so (weights_file null). */
+static lp_status stage_write_weights(run *r) {
+    lp_card_blob *blobs = calloc((size_t)r->plan->n_cards + 1, sizeof *blobs);
+    if (!blobs) return lp_error(r->d, LP_ERR_INTERNAL, "out of memory");
+    int32_t absent = lp_emit_absent_weight(r->plan, r->L);
+    lp_status st = LP_OK;
+    if (absent >= 0) {
+        const lp_value *w = &r->g->values[absent];
+        lp_warn(r->d, "weight '%s' lives in external file '%s', which is absent: no card_K.weights "
+                "files are written (manifest.json lists the cards without them)", w->name,
+                w->data.location);
+    } else {
+        st = lp_emit_write_weights(r->plan, r->L, r->od, blobs, r->d);
+    }
+    json_t *b = bindings_json(r->c->dims, r->c->n_dims, false);
+    json_t *s = bindings_json(r->c->shapes, r->c->n_shapes, true);
+    if (st == LP_OK && (!b || !s)) st = lp_error(r->d, LP_ERR_INTERNAL, "out of memory");
+    lp_manifest_info mi = {.lpcc_version = LPCC_VERSION, .model = r->c->model,
+                           .dtype = r->c->deploy_dtype, .bindings = b, .shapes = s,
+                           .blobs = absent >= 0 ? NULL : blobs};
+    if (st == LP_OK) st = lp_emit_write_manifest(r->plan, r->L, &mi, r->od, r->d);
+    json_decref(b);
+    json_decref(s);
+    free(blobs);
+    return st;
+}
+
 /* The pipeline: a flat list of stages, each run only if the ones before it
  * succeeded and the options ask for it. */
 int lpcc_main(int argc, char **argv) {
@@ -831,6 +883,7 @@ int lpcc_main(int argc, char **argv) {
     if (st == LP_OK && go && r.od) st = stage_write_json(&r);
     /* the cards before the report: a run that fails to write them prints no plan */
     if (st == LP_OK && go && r.od && r.plan) st = stage_write_cards(&r);
+    if (st == LP_OK && go && r.od && r.plan) st = stage_write_weights(&r);
     if (st == LP_OK && go) st = stage_report(&r);
     /* last before the commit, so a failed run leaves the earlier graph too */
     if (st == LP_OK && go && c.dot) st = stage_dot(&r);

@@ -7,7 +7,7 @@ apt_packages=(
   cmake make gcc clang libclang-rt-dev pkg-config
   protobuf-c-compiler libprotobuf-c-dev
   libcmocka-dev libjansson-dev libpcre2-dev
-  libonnx-testdata
+  libonnx-testdata zlib1g-dev
 )
 py_packages=(onnx==1.23.2 onnxruntime==1.31.1 numpy)
 
