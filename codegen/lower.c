@@ -40,6 +40,7 @@ typedef struct lower_ctx {
     lp_diag *d;
     int *weight_at, *slot_at, *in_at, *out_at, *gather_at; /* [n_values] */
     int *from_card;     /* [n_values]: the card a received value comes from */
+    int *viewed;        /* [n_values]: the value a view output has the bytes of */
     int *pos;           /* [n_values]: index among the card's outputs */
     int *made, *last_read, *seen; /* [n_values], phase planning */
     bool *sent;         /* [n_values] */
@@ -107,8 +108,14 @@ static lp_status no_place(lower_ctx *x, int card, const lp_node *n, int32_t v, c
                     "memory plan", card, what, name);
 }
 
+/* v's arena slot; a view's is the slot of the value it views. */
 static lp_arg slot_arg(const lower_ctx *x, const lp_card_memory *m, int32_t v) {
     int k = x->slot_at[v];
+    if (k < 0 && x->viewed[v] >= 0) {
+        lp_arg a = slot_arg(x, m, x->viewed[v]);
+        a.value = v;
+        return a;
+    }
     return k < 0 ? arg_make(v, LP_REGION_NONE, 0, 0)
                  : arg_make(v, LP_REGION_SLOT, m->slots[k].offset, m->slots[k].bytes);
 }
@@ -122,6 +129,11 @@ static lp_status input_arg(lower_ctx *x, const lp_card_memory *m, int card, cons
         *a = arg_make(v, LP_REGION_WEIGHT, w->offset, w->bytes);
     } else if (x->slot_at[v] >= 0) {
         *a = slot_arg(x, m, v);
+    } else if (x->viewed[v] >= 0) {
+        /* a view made earlier: the bytes of what it views */
+        lp_status st = input_arg(x, m, card, n, x->viewed[v], a);
+        a->value = v;
+        return st;
     } else if (carries_data(&x->L->g->values[v])) {
         *a = arg_make(v, LP_REGION_LITERAL, 0, 0);
     } else {
@@ -177,6 +189,7 @@ static lp_status compute_step(lower_ctx *x, const lp_card_memory *m, int card, c
                 return no_place(x, card, n, v, "output");
             *a = arg_make(v, LP_REGION_VIEW, s->inputs[0].offset, bytes);
             a->view_of = 0;
+            x->viewed[v] = s->inputs[0].value;
         } else {
             return no_place(x, card, n, v, "output");
         }
@@ -369,6 +382,9 @@ static lp_status lower_card(lower_ctx *x, int c, int *stamp, lp_card_program *cp
     }
 
     index_memory(x, m, false);
+    for (int s = 0; s < cp->n_steps; s++)
+        for (int k = 0; cp->steps[s].kind == LP_STEP_COMPUTE && k < cp->steps[s].n_outputs; k++)
+            if (cp->steps[s].outputs[k].region == LP_REGION_VIEW) x->viewed[cp->steps[s].outputs[k].value] = -1;
     for (int i = 0; i < pc->n_outputs; i++) x->pos[pc->outputs[i]] = -1, x->sent[pc->outputs[i]] = false;
     for (int i = x->to_first[c]; i < x->to_first[c + 1]; i++)
         x->from_card[x->p->transfers[x->by_to[i]].value] = -1;
@@ -382,7 +398,7 @@ lp_status lp_lower_run(const lp_plan *p, const lp_layer_ir *L, lp_program **out,
     lower_ctx x = {.p = p, .L = L, .d = d, .a = lp_arena_new()};
     lp_program *prog = x.a ? lp_arena_alloc(x.a, sizeof *prog) : NULL;
     int **ints[] = {&x.weight_at, &x.slot_at, &x.in_at, &x.out_at, &x.gather_at,
-                    &x.from_card, &x.pos, &x.made, &x.last_read, &x.seen};
+                    &x.from_card, &x.viewed, &x.pos, &x.made, &x.last_read, &x.seen};
     bool ok = prog != NULL;
     for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
         *ints[i] = malloc(sizeof(int) * nv);
