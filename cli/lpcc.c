@@ -8,6 +8,7 @@
 #include "lp_frontend.h"
 #include "lp_outdir.h"
 #include "lp_partition.h"
+#include "lp_card_models.h"
 #include "json_out.h"
 
 #include <errno.h>
@@ -31,7 +32,7 @@ typedef struct binding {
 typedef struct cli {
     const char *model;
     const char *out_dir;
-    const char *dump;  /* NULL, "graph", "layers" or "plan" */
+    const char *dump;  /* NULL, "load", "graph", "layers", "plan" or "program" */
     bool json;
     lp_dtype deploy_dtype; /* --dtype; LP_DT_UNDEFINED keeps the model's */
     lp_layering layering;  /* --layers */
@@ -80,7 +81,7 @@ static void usage(FILE *f) {
           "                           constant (e.g. --value sample_rate=16000); IN=FILE.pb\n"
           "                           reads an ONNX TensorProto file (repeatable)\n"
           "      --dump-ir[=STAGE]    print the IR after STAGE: load (as read; stops\n"
-          "                           there), graph (default), layers, plan\n"
+          "                           there), graph (default), layers, plan, program\n"
           "      --json               dumps as one JSON object instead of text\n"
           "      --dtype T            deploy dtype of float tensors: fp16, bf16, fp32 or keep\n"
           "      --layers MODE        auto (default), node, scope:DEPTH or regex:PATTERN\n"
@@ -302,10 +303,11 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
         case OPT_DUMP:
             c->dump = optarg ? optarg : "graph";
             if (strcmp(c->dump, "load") != 0 && strcmp(c->dump, "graph") != 0 &&
-                strcmp(c->dump, "layers") != 0 && strcmp(c->dump, "plan") != 0)
+                strcmp(c->dump, "layers") != 0 && strcmp(c->dump, "plan") != 0 &&
+                strcmp(c->dump, "program") != 0)
                 st = lp_error(d, LP_ERR_USAGE,
-                              "--dump-ir=%s: stage must be one of: load, graph, layers, plan", c->dump);
-            c->partition |= strcmp(c->dump, "plan") == 0;
+                              "--dump-ir=%s: stage must be one of: load, graph, layers, plan, program", c->dump);
+            c->partition |= strcmp(c->dump, "plan") == 0 || strcmp(c->dump, "program") == 0;
             break;
         case OPT_JSON: c->json = true; break;
         case OPT_DTYPE: st = parse_dtype(optarg, &c->deploy_dtype, d); break;
@@ -669,6 +671,7 @@ typedef struct run {
     lp_graph *g;
     lp_layer_ir *L;
     lp_plan *plan;
+    lp_program *prog; /* the plan lowered: each card's ordered steps */
     lp_outdir *od; /* -o DIR, locked from the start of the run to its commit */
 } run;
 
@@ -775,6 +778,23 @@ static lp_status stage_report(run *r) {
     return LP_OK;
 }
 
+static void program_json(const void *r, lp_json_out *w) {
+    lp_program_write_json(((const run *)r)->prog, ((const run *)r)->L, w);
+}
+static void program_text(const void *r, FILE *f) {
+    lp_program_dump_text(((const run *)r)->prog, ((const run *)r)->L, f);
+}
+
+/* Lowering: each card's program from the plan and its stored memory plan,
+ * checked by its verifier; --dump-ir=program prints it. */
+static lp_status stage_lower(run *r) {
+    lp_status st = lp_lower_run(r->plan, r->L, &r->prog, r->d);
+    if (st == LP_OK) st = lp_program_verify(r->prog, r->plan, r->L, r->d);
+    if (st == LP_OK && dumping(r->c, "program"))
+        st = dump_json_or_text(r->c, program_json, r, program_text, r->d);
+    return st;
+}
+
 static lp_status stage_write_cards(run *r) {
     int32_t unsliceable = lp_plan_unsliceable_weight(r->plan, r->L);
     if (unsliceable >= 0) {
@@ -795,7 +815,7 @@ static lp_status stage_write_cards(run *r) {
         lp_warn(r->d, "the card models declare %d external weights whose file ('%s'%s) is absent: "
                 "they validate, and run once the file is placed next to them", n_absent, first,
                 n_absent > 1 ? ", ..." : "");
-    return lp_plan_write_submodels(r->plan, r->L, r->od, r->d);
+    return lp_plan_write_submodels(r->plan, r->L, r->prog, r->od, r->d);
 }
 
 /* {dim: value} of --dim and {input: [dims]} of --shapes, as the manifest
@@ -880,6 +900,7 @@ int lpcc_main(int argc, char **argv) {
     if (st == LP_OK && go) st = stage_shapes(&r);
     if (st == LP_OK && go && wants_layers(&c)) st = stage_layers(&r);
     if (st == LP_OK && go && (c.partition || c.out_dir)) st = partition_stage(&c, r.L, &r.plan, &d);
+    if (st == LP_OK && go && r.plan && (r.od || dumping(&c, "program"))) st = stage_lower(&r);
     if (st == LP_OK && go && r.od) st = stage_write_json(&r);
     /* the cards before the report: a run that fails to write them prints no plan */
     if (st == LP_OK && go && r.od && r.plan) st = stage_write_cards(&r);
@@ -893,6 +914,7 @@ int lpcc_main(int argc, char **argv) {
     else
         lp_outdir_abort(r.od);
 
+    lp_program_free(r.prog);
     lp_plan_free(r.plan);
     lp_layer_ir_free(r.L);
     lp_graph_free(r.g);

@@ -18,11 +18,15 @@
  * same card reads leaves as an output and comes back as an input. Only the
  * last shard sends the layer's outputs, so the others stop after their last
  * split node (they have no phase m).
+ *
+ * The phases, their nodes, inputs and outputs are the card's lowered program
+ * (lp_lower.h): this writer walks it and adds only what ONNX needs, the
+ * sliced weights and the Concat standing for each all-gather.
  */
 #define _GNU_SOURCE
 #include "lp_frontend.h"
 #include "lp_ops.h"
-#include "lp_partition.h"
+#include "lp_card_models.h"
 #include "json_out.h"
 
 #include <assert.h>
@@ -275,96 +279,11 @@ static lp_status shard_graph_build(shard_graph *sg, const lp_graph *g, const lp_
     return LP_OK;
 }
 
-/* ---- phases -------------------------------------------------------------------- */
-
-typedef struct phase {
-    bool written;
-    int n_nodes, n_in, n_out;
-    int *nodes;
-    int32_t *in, *out;
-} phase;
-
-/* Nodes of phase P: the Concat of split node P-1 (P > 0), then the layer's
- * nodes after split node P-1 up to split node P, or to the layer's end. */
-static bool phase_nodes(shard_graph *sg, const lp_layer *l, int P, phase *ph) {
-    const lp_shard *sh = sg->sh;
-    int m = sh->n_weights;
-    int first = P == 0 ? l->first_node : sh->weights[P - 1].node + 1;
-    int last = P < m ? sh->weights[P].node : l->last_node;
-    ph->nodes = lp_arena_array(sg->a, (size_t)(last - first + 2), sizeof(int));
-    if (!ph->nodes) return false;
-    if (P > 0) ph->nodes[ph->n_nodes++] = sg->concat[P - 1];
-    for (int i = first; i <= last; i++) ph->nodes[ph->n_nodes++] = i;
-    return true;
-}
-
-/* Splits the layer of shard card pc into phases and finds each one's inputs
- * (values it reads that no node of it makes, weights aside) and outputs (its
- * output slice, what a later written phase reads, what the card sends). */
-static lp_status phases_plan(shard_graph *sg, const lp_layer_ir *L, const lp_plan_card *pc,
-                             phase **out, lp_diag *d) {
-    const lp_graph *g = &sg->g;
-    int m = sg->sh->n_weights, n_ph = m + 1;
-    phase *ph = lp_arena_array(sg->a, (size_t)n_ph, sizeof(phase));
-    int *made = lp_arena_array(sg->a, (size_t)g->n_values, sizeof(int));
-    int *last_read = lp_arena_array(sg->a, (size_t)g->n_values, sizeof(int));
-    int *seen = lp_arena_array(sg->a, (size_t)g->n_values, sizeof(int));
-    bool *sent = lp_arena_array(sg->a, (size_t)g->n_values, sizeof(bool));
-    if (!ph || !made || !last_read || !seen || !sent) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-    for (int v = 0; v < g->n_values; v++) made[v] = last_read[v] = -1;
-    for (int i = 0; i < pc->n_outputs; i++) sent[pc->outputs[i]] = true;
-    for (int P = 0; P < n_ph; P++) {
-        if (!phase_nodes(sg, &L->layers[sg->sh->layer], P, &ph[P]))
-            return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-        for (int i = 0; i < ph[P].n_nodes; i++) {
-            const lp_node *n = &g->nodes[ph[P].nodes[i]];
-            for (int k = 0; k < n->n_outputs; k++)
-                if (n->outputs[k] >= 0) made[n->outputs[k]] = P;
-        }
-    }
-    /* the last phase only where it sends something */
-    for (int P = 0; P < m; P++) ph[P].written = true;
-    for (int i = 0; i < pc->n_outputs; i++) ph[m].written |= made[pc->outputs[i]] == m;
-    for (int P = 0; P < n_ph; P++)
-        for (int i = 0; ph[P].written && i < ph[P].n_nodes; i++) {
-            const lp_node *n = &g->nodes[ph[P].nodes[i]];
-            for (int k = 0; k < n->n_inputs; k++)
-                if (n->inputs[k] >= 0) last_read[n->inputs[k]] = P;
-        }
-    for (int P = 0; P < n_ph; P++) {
-        phase *p = &ph[P];
-        size_t room = 1;
-        for (int i = 0; i < p->n_nodes; i++)
-            room += (size_t)g->nodes[p->nodes[i]].n_inputs + (size_t)g->nodes[p->nodes[i]].n_outputs;
-        p->in = lp_arena_array(sg->a, room, sizeof(int32_t));
-        p->out = lp_arena_array(sg->a, room, sizeof(int32_t));
-        if (!p->in || !p->out) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
-        if (P < m) p->out[p->n_out++] = sg->slice_out[P * sg->sh->n_shards + sg->k];
-        for (int i = 0; i < p->n_nodes; i++) {
-            const lp_node *n = &g->nodes[p->nodes[i]];
-            for (int k = 0; k < n->n_inputs; k++) {
-                int32_t v = n->inputs[k];
-                if (v < 0 || carries_data(&g->values[v]) || made[v] == P || seen[v] == P + 1) continue;
-                seen[v] = P + 1;
-                p->in[p->n_in++] = v;
-            }
-            for (int k = 0; k < n->n_outputs; k++) {
-                int32_t v = n->outputs[k];
-                bool slice = P < m && v == p->out[0]; /* listed first already */
-                if (v >= 0 && made[v] == P && !slice && !carries_data(&g->values[v]) &&
-                    (sent[v] || last_read[v] > P))
-                    p->out[p->n_out++] = v;
-            }
-        }
-    }
-    *out = ph;
-    return LP_OK;
-}
-
 /* ---- writing ------------------------------------------------------------------- */
 
 typedef struct card_writer {
     const lp_plan *p;
+    const lp_program *prog;
     const lp_layer_ir *L;
     lp_outdir *od;
     lp_diag *d;
@@ -395,41 +314,68 @@ static lp_status write_model(card_writer *cw, const lp_graph *g, const char *fil
     return st;
 }
 
+/* The compute steps' nodes of steps [first, first + n) after `lead` (a
+ * node to put first, or -1), into *nodes (malloc'ed). */
+static bool phase_nodes(const lp_card_program *cp, const lp_phase *ph, int lead, int **nodes, int *n) {
+    *nodes = malloc(sizeof(int) * ((size_t)ph->n_steps + 1));
+    *n = 0;
+    if (!*nodes) return false;
+    if (lead >= 0) (*nodes)[(*n)++] = lead;
+    for (int s = ph->first_step; s < ph->first_step + ph->n_steps; s++)
+        if (cp->steps[s].kind == LP_STEP_COMPUTE) (*nodes)[(*n)++] = cp->steps[s].node;
+    return true;
+}
+
 static lp_status write_whole_card(card_writer *cw, int c) {
-    const lp_plan_card *pc = &cw->p->cards[c];
-    const lp_layer_ir *L = cw->L;
-    int first = L->layers[pc->first_layer].first_node, last = L->layers[pc->last_layer].last_node;
-    int *nodes = malloc(sizeof(int) * (size_t)(last - first + 1));
+    const lp_card_program *cp = &cw->prog->cards[c];
+    const lp_phase *ph = &cp->phases[0];
+    int *nodes = NULL, n = 0;
     char *file = NULL;
-    if (!nodes || asprintf(&file, "card_%d.onnx", c) < 0) {
+    if (!phase_nodes(cp, ph, -1, &nodes, &n) || asprintf(&file, "card_%d.onnx", c) < 0) {
         free(nodes);
         return lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
     }
-    for (int i = first; i <= last; i++) nodes[i - first] = i;
-    lp_status st = write_model(cw, L->g, file, c, 0, nodes, last - first + 1, pc->inputs, pc->n_inputs,
-                               pc->outputs, pc->n_outputs, cw->steps);
+    lp_status st = write_model(cw, cw->L->g, file, c, 0, nodes, n, ph->inputs, ph->n_inputs, ph->outputs,
+                               ph->n_outputs, cw->steps);
     free(file);
     free(nodes);
     return st;
 }
 
-/* The phase models of shard k; phase P's step goes to by_phase[P]. */
+/* The phase models of shard k, one per phase of its program that computes;
+ * phase P's step goes to by_phase[P]. Phase P > 0 opens with the Concat of
+ * the slices the all-gather brings (they are its first inputs), and phase
+ * P < m outputs the card's slice first. */
 static lp_status write_shard_card(card_writer *cw, const lp_shard *sh, int k, json_t **by_phase) {
     int c = sh->first_card + k;
+    const lp_card_program *cp = &cw->prog->cards[c];
     shard_graph sg;
-    phase *ph = NULL;
     lp_status st = shard_graph_build(&sg, cw->L->g, sh, k, cw->d);
-    if (st == LP_OK) st = phases_plan(&sg, cw->L, &cw->p->cards[c], &ph, cw->d);
-    for (int P = 0; st == LP_OK && P <= sh->n_weights; P++) {
-        if (!ph[P].written) continue;
+    int n = sh->n_shards;
+    for (int P = 0; st == LP_OK && P < cp->n_phases; P++) {
+        const lp_phase *ph = &cp->phases[P];
+        if (ph->gather_only) continue;
+        int *nodes = NULL, n_nodes = 0;
         char *file = NULL;
-        if (asprintf(&file, "card_%d.phase_%d.onnx", c, P) < 0) {
+        int32_t *in = malloc(sizeof(int32_t) * ((size_t)(ph->n_inputs + n) + 1));
+        int32_t *out = malloc(sizeof(int32_t) * ((size_t)ph->n_outputs + 2));
+        int n_in = 0, n_out = 0;
+        if (!in || !out || asprintf(&file, "card_%d.phase_%d.onnx", c, P) < 0 ||
+            !phase_nodes(cp, ph, ph->gathered >= 0 ? sg.concat[ph->gathered] : -1, &nodes, &n_nodes)) {
             st = lp_error(cw->d, LP_ERR_INTERNAL, "out of memory");
-            break;
+        } else {
+            for (int j = 0; ph->gathered >= 0 && j < n; j++) in[n_in++] = sg.slice_out[ph->gathered * n + j];
+            memcpy(in + n_in, ph->inputs, sizeof(int32_t) * (size_t)ph->n_inputs);
+            n_in += ph->n_inputs;
+            if (ph->sliced >= 0) out[n_out++] = sg.slice_out[ph->sliced * n + k];
+            memcpy(out + n_out, ph->outputs, sizeof(int32_t) * (size_t)ph->n_outputs);
+            n_out += ph->n_outputs;
+            st = write_model(cw, &sg.g, file, c, P, nodes, n_nodes, in, n_in, out, n_out, by_phase[P]);
         }
-        st = write_model(cw, &sg.g, file, c, P, ph[P].nodes, ph[P].n_nodes, ph[P].in, ph[P].n_in,
-                         ph[P].out, ph[P].n_out, by_phase[P]);
+        free(in);
+        free(out);
         free(file);
+        free(nodes);
     }
     lp_arena_free(sg.a);
     return st;
@@ -472,14 +418,14 @@ static const lp_shard *shard_of_card(const lp_plan *p, int card) {
     return NULL;
 }
 
-lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, lp_outdir *od,
-                                  lp_diag *d) {
+lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const lp_program *prog,
+                                  lp_outdir *od, lp_diag *d) {
     int32_t absent = lp_plan_unsliceable_weight(p, L);
     if (absent >= 0)
         return lp_error(d, LP_ERR_UNSUPPORTED, "weight '%s' of a sharded layer is in external file "
                         "'%s', which is absent: its column slices cannot be cut", L->g->values[absent].name,
                         L->g->values[absent].data.location);
-    card_writer cw = {.p = p, .L = L, .od = od, .d = d, .steps = json_array()};
+    card_writer cw = {.p = p, .prog = prog, .L = L, .od = od, .d = d, .steps = json_array()};
     lp_status st = cw.steps ? LP_OK : lp_error(d, LP_ERR_INTERNAL, "out of memory");
     for (int c = 0; st == LP_OK && c < p->n_cards; c++) {
         const lp_plan_card *pc = &p->cards[c];
