@@ -878,6 +878,21 @@ static void test_exact_cards_boundary_cost(void **state) {
             assert_true(split_honours(pinned, groups, ends));
             check_edge_split(&e, &cards, ends, groups);
         }
+        /* throughput: exactly k groups or none (device memory is checked
+         * when the plan is validated) */
+        random_model rm;
+        random_model_make(&rm, &e.base);
+        rm.m.footprint = c;
+        double slowest = -1;
+        groups = lp_partition_throughput(&rm.m, &cards, k, ends, &slowest);
+        assert_true(groups == 0 || groups == k);
+        for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+            assert_true(ends[g] >= a);
+            if (g == groups - 1) assert_int_equal(ends[g], e.base.n - 1);
+        }
+        groups = lp_partition_throughput_pinned(&rm.m, &cards, k, pinned, ends, &slowest);
+        assert_true(groups == 0 || groups == k);
+        if (groups) assert_true(split_honours(pinned, groups, ends));
     }
     assert_true(kept > 500);
 }
