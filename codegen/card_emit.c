@@ -22,8 +22,43 @@ typedef struct emit_ctx {
     const lp_graph *g;
     FILE *f;
     int card;
+    const lp_card_program *cp;
     lp_diag *d;
 } emit_ctx;
+
+/* The dims a card holds of an argument: a sharded weight's slice of its
+ * split axis, a split node's columns of the gathered output; -1 axis:
+ * the value's own dims. */
+typedef struct held_dims {
+    int axis;
+    int64_t size;
+} held_dims;
+
+static held_dims held_of(const emit_ctx *x, const lp_arg *a) {
+    held_dims h = {-1, 0};
+    const lp_card_memory *m = x->cp->memory;
+    if (a->region == LP_REGION_WEIGHT) {
+        for (int k = 0; k < m->n_weights; k++)
+            if (m->weights[k].value == a->value && m->weights[k].offset == a->offset &&
+                m->weights[k].axis >= 0) {
+                h.axis = m->weights[k].axis;
+                h.size = m->weights[k].end - m->weights[k].begin;
+            }
+    } else if (a->region == LP_REGION_GATHER) {
+        for (int s = 0; s < x->cp->n_steps; s++) {
+            const lp_step *st = &x->cp->steps[s];
+            if (st->kind != LP_STEP_ALL_GATHER || st->value != a->value) continue;
+            const lp_value *v = &x->g->values[a->value];
+            if (st->axis < 0 || st->axis >= v->shape.rank) break;
+            int64_t b = 0, e = 0;
+            lp_shard_range(v->shape.dims[st->axis].size, st->n_cards, st->rank, &b, &e);
+            h.axis = st->axis;
+            h.size = e - b;
+            break;
+        }
+    }
+    return h;
+}
 
 static lp_dtype deploy_of(const lp_layer_ir *L, const lp_value *v) {
     return L->deploy_dtype && lp_dtype_is_float(v->dtype) ? L->deploy_dtype : v->dtype;
@@ -86,7 +121,8 @@ static void put_words(FILE *f, const char *name, const uint8_t *bytes, uint64_t 
 }
 
 /* The dims table of a value: "0" (rank 0) or the name of a static array. */
-static lp_status put_dims(emit_ctx *x, const char *name, const lp_value *v, const lp_node *n) {
+static lp_status put_dims(emit_ctx *x, const char *name, const lp_value *v, const lp_node *n,
+                          held_dims h) {
     if (v->shape.rank < 0)
         return lp_node_error(x->d, LP_ERR_UNSUPPORTED, n, "card %d: value '%s' has no known rank",
                              x->card, v->name);
@@ -97,7 +133,7 @@ static lp_status put_dims(emit_ctx *x, const char *name, const lp_value *v, cons
             return lp_node_error(x->d, LP_ERR_UNSUPPORTED, n, "card %d: dim %d of '%s' is not "
                                  "bound to a number (bind it with --dim or --shapes)",
                                  x->card, i, v->name);
-        fprintf(x->f, "%s%" PRId64, i ? ", " : "", v->shape.dims[i].size);
+        fprintf(x->f, "%s%" PRId64, i ? ", " : "", i == h.axis ? h.size : v->shape.dims[i].size);
     }
     fputs("};\n", x->f);
     return LP_OK;
@@ -127,7 +163,7 @@ static lp_status put_args(emit_ctx *x, int s, const lp_arg *args, int n_args, co
         if (a->region == LP_REGION_NONE) continue;
         const lp_value *v = &x->g->values[a->value];
         snprintf(name, sizeof name, "s%d_%s%d_dims", s, dir, k);
-        lp_status st = put_dims(x, name, v, n);
+        lp_status st = put_dims(x, name, v, n, held_of(x, a));
         if (st == LP_OK && a->region == LP_REGION_LITERAL) {
             snprintf(name, sizeof name, "s%d_%s%d_data", s, dir, k);
             st = put_literal(x, name, v);
@@ -393,7 +429,7 @@ lp_status lp_emit_write_cards(const lp_program *prog, const lp_layer_ir *L, cons
         snprintf(name, sizeof name, "card_%d.cu", cp->card);
         FILE *f = lp_outdir_create(od, name, d);
         if (!f) return LP_ERR_OUTPUT;
-        emit_ctx x = {.L = L, .g = L->g, .f = f, .card = cp->card, .d = d};
+        emit_ctx x = {.L = L, .g = L->g, .f = f, .card = cp->card, .cp = cp, .d = d};
         lp_status st = write_card(&x, cp, model ? model : "", version);
         lp_status cs = lp_outdir_close(od, f, d);
         if (st != LP_OK) return st;

@@ -31,8 +31,14 @@
  * program (and a manifest of another format version) is LP_ERR_INVALID_MODEL
  * naming the file and the key; an input of the wrong dtype, shape or size is
  * LP_ERR_USAGE naming the input; a kernel failure is LP_ERR_INTERNAL naming
- * the card and node (the kernel's own message); a plan the CPU path cannot run
- * yet (all-gathers of sharded layers) is LP_ERR_UNSUPPORTED. */
+ * the card and node (the kernel's own message).
+ *
+ * The shard cards of a sharded layer run at once, one thread each (their
+ * kernels one at a time: the path checks numbers, not speed), and meet at
+ * every all-gather: each copies the other participants' chunks from their
+ * gather buffers into its own, then lays the whole value out along the
+ * gathered axis into the value's slot, as the manifest's all_gather entry
+ * describes. */
 #ifndef LP_RUNTIME_H
 #define LP_RUNTIME_H
 
@@ -81,6 +87,8 @@ lp_status lp_rt_run(lp_rt *rt, lp_diag *d);
  * (host clock: the CPU reference path). */
 double lp_rt_card_seconds(const lp_rt *rt, int c);
 double lp_rt_transfer_seconds(const lp_rt *rt, int c);
+/* Seconds the last run took end to end (inputs in, outputs out). */
+double lp_rt_run_seconds(const lp_rt *rt);
 
 /* Output i of the last run (lp_rt_output(rt, i)->bytes bytes), or NULL. */
 const void *lp_rt_output_data(const lp_rt *rt, int i);

@@ -8,6 +8,7 @@
 #include "lp_ref.h"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <errno.h>
 #include <ftw.h>
 #include <inttypes.h>
@@ -33,6 +34,31 @@ typedef struct rt_cut {
     int from, to;
 } rt_cut;
 
+/* An all-gather of a sharded layer's output among its shard cards. */
+typedef struct rt_part {
+    int card;
+    int64_t begin, end;
+    uint64_t bytes, offset; /* the slice's bytes; the gather buffer on that card */
+} rt_part;
+
+typedef struct rt_gather {
+    char *value;
+    uint64_t bytes, outer, row_bytes, column_bytes;
+    int n_parts;
+    rt_part *parts;
+} rt_gather;
+
+/* The shard cards of one layer run at once, one thread each, and meet at
+ * every all-gather; a card that fails aborts the meeting for all. */
+typedef struct rt_group {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int n, waiting, finished;
+    unsigned generation;
+    bool aborted;
+    struct lp_rt *rt;
+} rt_group;
+
 typedef struct rt_place {
     int card;
     uint64_t offset;
@@ -53,7 +79,10 @@ typedef struct rt_card {
     unsigned char *base;
     void *so;
     lp_card_step_fn step;
+    int first_layer, n_shards;
     double step_s, transfer_s;
+    int rc;               /* the last step's result */
+    rt_group *group;      /* while a shard group runs */
 } rt_card;
 
 struct lp_rt {
@@ -64,10 +93,13 @@ struct lp_rt {
     rt_card *cards;
     int n_cuts;
     rt_cut *cuts;
+    int n_gathers;
+    rt_gather *gathers;
     int n_inputs, n_outputs;
     rt_io *inputs, *outputs;
     lp_diag *run_diag; /* the diag of the run in progress, for the callbacks */
-    int run_card;
+    pthread_mutex_t diag_mu; /* the shard threads report through run_diag */
+    double run_s;
 };
 
 lp_rt_options lp_rt_defaults(void) {
@@ -178,6 +210,49 @@ static lp_status parse_io(const mctx *m, lp_rt *rt, json_t *arr, const char *key
     return LP_OK;
 }
 
+static lp_status parse_gather(const mctx *m, lp_rt *rt, json_t *e, const char *where,
+                              const char *value, size_t n_transfers) {
+    if (!rt->gathers && !(rt->gathers = calloc(n_transfers + 1, sizeof *rt->gathers)))
+        return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
+    rt_gather *g = &rt->gathers[rt->n_gathers++];
+    lp_status st;
+    if ((st = get_u64(m, e, "bytes", where, &g->bytes)) != LP_OK ||
+        (st = get_u64(m, e, "outer", where, &g->outer)) != LP_OK ||
+        (st = get_u64(m, e, "row_bytes", where, &g->row_bytes)) != LP_OK ||
+        (st = get_u64(m, e, "column_bytes", where, &g->column_bytes)) != LP_OK)
+        return st;
+    g->value = strdup(value);
+    json_t *parts = json_object_get(e, "participants");
+    char k[128];
+    snprintf(k, sizeof k, "%sparticipants", where);
+    if (!json_is_array(parts) || json_array_size(parts) == 0) return bad(m, k, "missing or empty");
+    g->n_parts = (int)json_array_size(parts);
+    g->parts = calloc((size_t)g->n_parts, sizeof *g->parts);
+    if (!g->value || !g->parts) return lp_error(m->d, LP_ERR_INTERNAL, "out of memory");
+    uint64_t at = 0;
+    for (int i = 0; i < g->n_parts; i++) {
+        json_t *p = json_array_get(parts, (size_t)i);
+        char w2[160];
+        snprintf(w2, sizeof w2, "%sparticipants[%d].", where, i);
+        rt_part *q = &g->parts[i];
+        uint64_t b = 0, en = 0;
+        if ((st = get_int(m, p, "card", w2, &q->card)) != LP_OK ||
+            (st = get_u64(m, p, "begin", w2, &b)) != LP_OK ||
+            (st = get_u64(m, p, "end", w2, &en)) != LP_OK ||
+            (st = get_u64(m, p, "bytes", w2, &q->bytes)) != LP_OK ||
+            (st = get_u64(m, p, "offset", w2, &q->offset)) != LP_OK)
+            return st;
+        q->begin = (int64_t)b, q->end = (int64_t)en;
+        at += q->bytes;
+        if (q->card >= rt->n_cards || q->offset + g->bytes > rt->cards[q->card].total_bytes ||
+            en < b || en * g->column_bytes > g->row_bytes ||
+            (en - b) * g->column_bytes * g->outer != q->bytes)
+            return bad(m, w2, "the slice does not fit the value or its card's allocation");
+    }
+    if (at != g->bytes) return bad(m, k, "the slices do not add up to the value");
+    return LP_OK;
+}
+
 /* The card list, the cuts, the inputs and outputs. */
 static lp_status parse_manifest(lp_rt *rt, json_t *root, lp_diag *d) {
     mctx m = {rt->manifest_path, d};
@@ -206,8 +281,10 @@ static lp_status parse_manifest(lp_rt *rt, json_t *root, lp_diag *d) {
         if ((st = get_int(&m, e, "card", where, &k->card)) != LP_OK ||
             (st = get_u64(&m, e, "total_bytes", where, &k->total_bytes)) != LP_OK ||
             (st = get_u64(&m, e, "alignment", where, &k->alignment)) != LP_OK ||
-            (st = get_int(&m, e, "n_shards", where, &n_shards)) != LP_OK)
+            (st = get_int(&m, e, "n_shards", where, &n_shards)) != LP_OK ||
+            (st = get_int(&m, e, "first_layer", where, &k->first_layer)) != LP_OK)
             return st;
+        k->n_shards = n_shards;
         if (k->card != c) return bad(&m, where, "cards are not numbered in order");
         json_t *w = json_object_get(json_object_get(e, "regions"), "weights");
         char k2[96];
@@ -226,10 +303,11 @@ static lp_status parse_manifest(lp_rt *rt, json_t *root, lp_diag *d) {
         json_t *kind = json_object_get(e, "kind"), *value = json_object_get(e, "value");
         if (!json_is_string(kind) || !json_is_string(value))
             return bad(&m, where, "kind or value missing");
-        if (strcmp(json_string_value(kind), "all_gather") == 0)
-            return lp_error(d, LP_ERR_UNSUPPORTED, "%s: the plan shards a layer (all-gather of '%s'); "
-                            "the CPU path runs unsharded plans only so far", rt->manifest_path,
-                            json_string_value(value));
+        if (strcmp(json_string_value(kind), "all_gather") == 0) {
+            lp_status st = parse_gather(&m, rt, e, where, json_string_value(value), json_array_size(tr));
+            if (st != LP_OK) return st;
+            continue;
+        }
         if (strcmp(json_string_value(kind), "cut") != 0) return bad(&m, where, "unknown transfer kind");
         rt_cut *t = &rt->cuts[rt->n_cuts++];
         lp_status st;
@@ -392,6 +470,7 @@ lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_
                         "only (--device cpu)", o.device);
     lp_rt *rt = calloc(1, sizeof *rt);
     if (!rt) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    pthread_mutex_init(&rt->diag_mu, NULL);
     rt->dir = strdup(dir);
     rt->manifest_path = join(dir, "manifest.json");
     if (!rt->dir || !rt->manifest_path) {
@@ -455,6 +534,11 @@ void lp_rt_close(lp_rt *rt) {
         free(rt->tmp);
     }
     for (int i = 0; i < rt->n_cuts; i++) free(rt->cuts[i].value);
+    for (int i = 0; i < rt->n_gathers; i++) {
+        free(rt->gathers[i].value);
+        free(rt->gathers[i].parts);
+    }
+    free(rt->gathers);
     rt_io *lists[2] = {rt->inputs, rt->outputs};
     int counts[2] = {rt->n_inputs, rt->n_outputs};
     for (int l = 0; l < 2; l++) {
@@ -470,6 +554,7 @@ void lp_rt_close(lp_rt *rt) {
     free(rt->cards);
     free(rt->dir);
     free(rt->manifest_path);
+    pthread_mutex_destroy(&rt->diag_mu);
     free(rt);
 }
 
@@ -539,7 +624,7 @@ static void ref_tensor_of(const lp_card_tensor *t, unsigned char *base, lp_ref_t
 }
 
 /* An argument inside the allocation and of the bytes its type takes. */
-static bool arg_ok(const lp_rt *rt, const lp_card_tensor *t) {
+static bool arg_ok(const lp_rt *rt, int card, const lp_card_tensor *t) {
     if (t->region == LP_CARD_NONE) return true;
     if (t->rank < 0 || t->rank > LP_MAX_RANK) return false;
     uint64_t numel = 1;
@@ -549,12 +634,26 @@ static bool arg_ok(const lp_rt *rt, const lp_card_tensor *t) {
     }
     if (numel * lp_ref_dtype_size((lp_dtype)t->dtype) != t->bytes) return false;
     if (t->region == LP_CARD_MEMORY)
-        return t->offset <= rt->cards[rt->run_card].total_bytes &&
-               t->bytes <= rt->cards[rt->run_card].total_bytes - t->offset;
+        return t->offset <= rt->cards[card].total_bytes &&
+               t->bytes <= rt->cards[card].total_bytes - t->offset;
     return t->literal != NULL;
 }
 
+static int compute_locked(lp_card_env *env, unsigned char *base, const lp_card_node *n);
+static void group_abort(rt_group *g);
+
+/* The shard cards' threads share the run's diag: one kernel at a time
+ * (the reference path checks numbers, it does not race). */
 static int cpu_compute(lp_card_env *env, unsigned char *base, const lp_card_node *n) {
+    lp_rt *rt = env->user;
+    pthread_mutex_lock(&rt->diag_mu);
+    int rc = compute_locked(env, base, n);
+    pthread_mutex_unlock(&rt->diag_mu);
+    if (rc != 0 && rt->cards[env->card].group) group_abort(rt->cards[env->card].group);
+    return rc;
+}
+
+static int compute_locked(lp_card_env *env, unsigned char *base, const lp_card_node *n) {
     lp_rt *rt = env->user;
     lp_diag *d = rt->run_diag;
     int op = lp_op_lookup("", n->op);
@@ -575,7 +674,7 @@ static int cpu_compute(lp_card_env *env, unsigned char *base, const lp_card_node
     }
     for (int k = 0; rc == 0 && k < n->n_inputs + n->n_outputs; k++) {
         const lp_card_tensor *t = k < n->n_inputs ? &n->inputs[k] : &n->outputs[k - n->n_inputs];
-        if (!arg_ok(rt, t)) {
+        if (!arg_ok(rt, env->card, t)) {
             lp_error(d, LP_ERR_INVALID_MODEL, "card %d, node '%s': argument %d lies outside the card's "
                      "allocation or its bytes do not match its shape", env->card, n->node, k);
             rc = LP_ERR_INVALID_MODEL;
@@ -624,7 +723,7 @@ static int cpu_compute(lp_card_env *env, unsigned char *base, const lp_card_node
         lp_status st = lp_ref_run(&call);
         if (st != LP_OK) {
             lp_note(d, "card %d, node '%s' (%s) failed", env->card, n->node, n->op);
-            rc = (int)st;
+            rc = LP_ERR_INTERNAL;
         }
     }
     free(in);
@@ -640,21 +739,97 @@ static int cpu_copy(lp_card_env *env, unsigned char *base, uint64_t dst, uint64_
     lp_rt *rt = env->user;
     uint64_t total = rt->cards[env->card].total_bytes;
     if (dst > total || src > total || bytes > total - dst || bytes > total - src) {
+        pthread_mutex_lock(&rt->diag_mu);
         lp_error(rt->run_diag, LP_ERR_INVALID_MODEL, "card %d: the copy of '%s' lies outside the "
                  "card's allocation", env->card, value);
+        pthread_mutex_unlock(&rt->diag_mu);
+        if (rt->cards[env->card].group) group_abort(rt->cards[env->card].group);
         return LP_ERR_INVALID_MODEL;
     }
     memmove(base + dst, base + src, bytes);
     return 0;
 }
 
+/* What a card whose group another card stopped returns from its step. */
+#define RT_ABORTED (-1)
+
+/* Waits until all n cards of the group arrive; false when one aborted. */
+static bool group_meet(rt_group *g) {
+    pthread_mutex_lock(&g->mu);
+    bool ok = !g->aborted;
+    if (ok) {
+        unsigned gen = g->generation;
+        if (g->finished > 0 && g->waiting + 1 + g->finished >= g->n) {
+            /* a card left without this all-gather: the programs disagree */
+            g->aborted = true;
+            pthread_cond_broadcast(&g->cv);
+        } else if (++g->waiting == g->n) {
+            g->waiting = 0;
+            g->generation++;
+            pthread_cond_broadcast(&g->cv);
+        } else {
+            while (gen == g->generation && !g->aborted) pthread_cond_wait(&g->cv, &g->mu);
+        }
+        ok = !g->aborted;
+    }
+    pthread_mutex_unlock(&g->mu);
+    return ok;
+}
+
+static void group_abort(rt_group *g) {
+    pthread_mutex_lock(&g->mu);
+    g->aborted = true;
+    pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
+}
+
+static int gather_fail(lp_rt *rt, lp_card_env *env, const char *value, const char *why) {
+    pthread_mutex_lock(&rt->diag_mu);
+    lp_error(rt->run_diag, LP_ERR_INVALID_MODEL, "card %d: all-gather of '%s': %s", env->card, value, why);
+    pthread_mutex_unlock(&rt->diag_mu);
+    if (rt->cards[env->card].group) group_abort(rt->cards[env->card].group);
+    return LP_ERR_INVALID_MODEL;
+}
+
+/* Every participant wrote its slice into its chunk of its own gather
+ * buffer; each then copies the others' chunks from their cards (the host
+ * path's collective), and lays the whole value out along the axis. */
 static int cpu_all_gather(lp_card_env *env, unsigned char *base, const char *value, int first_card,
                           int n_cards, int rank, int axis, uint64_t chunk, uint64_t chunk_bytes,
                           uint64_t whole, uint64_t whole_bytes, uint64_t dst) {
     lp_rt *rt = env->user;
-    lp_error(rt->run_diag, LP_ERR_UNSUPPORTED, "card %d: the all-gather of '%s' is not run on the "
-             "CPU path yet", env->card, value);
-    return LP_ERR_UNSUPPORTED;
+    const rt_gather *g = NULL;
+    for (int i = 0; i < rt->n_gathers && !g; i++)
+        if (strcmp(rt->gathers[i].value, value) == 0 && rt->gathers[i].parts[0].card == first_card)
+            g = &rt->gathers[i];
+    rt_group *grp = rt->cards[env->card].group;
+    if (!g) return gather_fail(rt, env, value, "not in the manifest's transfers");
+    if (!grp || g->n_parts != n_cards || rank < 0 || rank >= n_cards ||
+        g->parts[rank].card != env->card || whole_bytes != g->bytes ||
+        g->parts[rank].offset != whole || chunk_bytes != g->parts[rank].bytes)
+        return gather_fail(rt, env, value, "the card program and the manifest disagree");
+    uint64_t total = rt->cards[env->card].total_bytes;
+    if (dst > total || g->bytes > total - dst)
+        return gather_fail(rt, env, value, "the destination lies outside the card's allocation");
+    if (!group_meet(grp)) return RT_ABORTED;
+    for (int k = 0, at = 0; k < n_cards; at += (int)g->parts[k].bytes, k++) {
+        if (k == rank) continue;
+        const rt_part *q = &g->parts[k];
+        memcpy(base + whole + (uint64_t)at, rt->cards[q->card].base + q->offset + (uint64_t)at, q->bytes);
+    }
+    /* nobody's chunk is overwritten before everyone read it */
+    if (!group_meet(grp)) return RT_ABORTED;
+    uint64_t at = 0;
+    for (int k = 0; k < n_cards; k++) {
+        const rt_part *q = &g->parts[k];
+        uint64_t run = (uint64_t)(q->end - q->begin) * g->column_bytes;
+        for (uint64_t o = 0; o < g->outer; o++)
+            memcpy(base + dst + o * g->row_bytes + (uint64_t)q->begin * g->column_bytes,
+                   base + whole + at + o * run, run);
+        at += q->bytes;
+    }
+    (void)axis, (void)chunk;
+    return 0;
 }
 
 static double now_s(void) {
@@ -663,36 +838,112 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+/* Runs card c's step and records its time and result. */
+static void run_card(lp_rt *rt, int c) {
+    rt_card *k = &rt->cards[c];
+    lp_card_env env = {.abi = LP_CARD_ABI, .card = c, .compute = cpu_compute, .copy = cpu_copy,
+                       .all_gather = cpu_all_gather, .user = rt};
+    double t0 = now_s();
+    k->rc = k->step(&env, k->base);
+    k->step_s = now_s() - t0;
+    if (k->rc != 0 && k->group) group_abort(k->group);
+    if (k->rc == 0 && k->group) {
+        /* done: a card still waiting at an all-gather would wait for ever */
+        rt_group *g = k->group;
+        pthread_mutex_lock(&g->mu);
+        g->finished++;
+        if (g->waiting > 0 && g->waiting + g->finished >= g->n) {
+            g->aborted = true;
+            pthread_cond_broadcast(&g->cv);
+        }
+        pthread_mutex_unlock(&g->mu);
+    }
+}
+
+static void *card_thread(void *arg) {
+    rt_card *k = arg;
+    run_card(k->group->rt, k->card);
+    return NULL;
+}
+
+/* The shard cards first .. first + n - 1 of one layer, one thread each. */
+static lp_status run_group(lp_rt *rt, int first, int n, lp_diag *d) {
+    struct {
+        rt_group g;
+    } grp = {.g = {.rt = rt}};
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    if (!th) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    pthread_mutex_init(&grp.g.mu, NULL);
+    pthread_cond_init(&grp.g.cv, NULL);
+    grp.g.n = n;
+    int started = 0;
+    for (int c = first; c < first + n; c++) rt->cards[c].group = &grp.g;
+    for (; started < n; started++)
+        if (pthread_create(&th[started], NULL, card_thread, &rt->cards[first + started]) != 0) break;
+    if (started < n) group_abort(&grp.g);
+    for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    for (int c = first; c < first + n; c++) rt->cards[c].group = NULL;
+    pthread_cond_destroy(&grp.g.cv);
+    pthread_mutex_destroy(&grp.g.mu);
+    free(th);
+    if (started < n) return lp_error(d, LP_ERR_INTERNAL, "cannot start the threads of cards %d..%d",
+                                     first, first + n - 1);
+    return LP_OK;
+}
+
+double lp_rt_run_seconds(const lp_rt *rt) { return rt->run_s; }
+
 lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
     rt->run_diag = d;
+    double t_start = now_s();
     for (int i = 0; i < rt->n_inputs; i++)
         for (int p = 0; p < rt->inputs[i].n_places; p++)
             memcpy(rt->cards[rt->inputs[i].places[p].card].base + rt->inputs[i].places[p].offset,
                    rt->inputs[i].data, rt->inputs[i].io.bytes);
-    for (int c = 0; c < rt->n_cards; c++) {
-        rt_card *k = &rt->cards[c];
-        lp_card_env env = {.abi = LP_CARD_ABI, .card = c, .compute = cpu_compute, .copy = cpu_copy,
-                           .all_gather = cpu_all_gather, .user = rt};
-        rt->run_card = c;
-        double t0 = now_s();
-        int rc = k->step(&env, k->base);
-        double t1 = now_s();
-        k->step_s = t1 - t0;
-        if (rc != 0) {
-            lp_status st = rc > 0 && rc <= LP_ERR_INTERNAL ? (lp_status)rc : LP_ERR_INTERNAL;
-            return st == LP_ERR_UNSUPPORTED ? st : LP_ERR_INTERNAL;
+    for (int c = 0; c < rt->n_cards;) {
+        /* a sharded layer's cards run together */
+        int n = 1;
+        if (rt->cards[c].n_shards > 1)
+            while (c + n < rt->n_cards && rt->cards[c + n].n_shards > 1 &&
+                   rt->cards[c + n].first_layer == rt->cards[c].first_layer && n < rt->cards[c].n_shards)
+                n++;
+        if (n > 1) {
+            lp_status st = run_group(rt, c, n, d);
+            if (st != LP_OK) return st;
+        } else {
+            run_card(rt, c);
         }
-        /* the cuts this card sends, into the later cards' receive buffers */
-        for (int i = 0; i < rt->n_cuts; i++) {
-            const rt_cut *t = &rt->cuts[i];
-            if (t->from != c) continue;
-            memcpy(rt->cards[t->to].base + t->dst_offset, k->base + t->src_offset, t->bytes);
+        /* a card's own error, not that of the cards it stopped */
+        bool stopped = false;
+        for (int k = c; k < c + n; k++) {
+            int rc = rt->cards[k].rc;
+            if (rc == RT_ABORTED) {
+                stopped = true;
+                continue;
+            }
+            /* a kernel's own failure is internal; a program that disagrees with
+             * the manifest or its allocation is a bad folder */
+            if (rc != 0) return rc == LP_ERR_INVALID_MODEL ? LP_ERR_INVALID_MODEL : LP_ERR_INTERNAL;
         }
-        k->transfer_s = now_s() - t1;
+        if (stopped) return lp_error(d, LP_ERR_INTERNAL, "cards %d..%d: a shard card finished "
+                                      "while the others waited at an all-gather: their programs do "
+                                      "not take part in the same all-gathers", c, c + n - 1);
+        /* the cuts these cards send, into the later cards' receive buffers */
+        for (int k = c; k < c + n; k++) {
+            double t1 = now_s();
+            for (int i = 0; i < rt->n_cuts; i++) {
+                const rt_cut *t = &rt->cuts[i];
+                if (t->from != k) continue;
+                memcpy(rt->cards[t->to].base + t->dst_offset, rt->cards[k].base + t->src_offset, t->bytes);
+            }
+            rt->cards[k].transfer_s = now_s() - t1;
+        }
+        c += n;
     }
     for (int i = 0; i < rt->n_outputs; i++) {
         const rt_place *p = &rt->outputs[i].places[0];
         memcpy(rt->outputs[i].data, rt->cards[p->card].base + p->offset, rt->outputs[i].io.bytes);
     }
+    rt->run_s = now_s() - t_start;
     return LP_OK;
 }

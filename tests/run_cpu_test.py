@@ -164,6 +164,75 @@ class RunCpu(unittest.TestCase):
                         self.assertLessEqual(e, 1e-5)
                     RESULTS.append((name, cards, max(errs)))
 
+    def test_sharded_plans_match_onnxruntime(self):
+        # capacities small enough that a layer is split over several cards by
+        # output columns, its slices all-gathered
+        for name, args, cap in [("seed_2x256", ["--dim", "batch=1", "--dim", "seq=16"], "700KiB"),
+                                ("gpt2_tiny", ["--dim", "batch=1", "--dim", "seq=16"], "700KiB"),
+                                ("bert_tiny", ["--dim", "batch=1", "--dim", "seq=16"], "700KiB"),
+                                ("llama_tiny", ["--dim", "batch=1", "--dim", "seq=16"], "700KiB")]:
+            with self.subTest(model=name, capacity=cap):
+                out = os.path.join(self.tmp, f"{name}_sharded")
+                r = lpcc(os.path.join(MODELS, f"{name}.onnx"), *args, "--dtype", "fp32", "--capacity", cap,
+                         "-q", "-o", out)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                with open(os.path.join(out, "manifest.json")) as f:
+                    man = json.load(f)
+                gathers = [t for t in man["transfers"] if t["kind"] == "all_gather"]
+                self.assertGreater(len(gathers), 0)
+                inp, ref = out + "_in", out + "_ref"
+                feeds = make_inputs(man, inp)
+                names = [o["name"] for o in man["outputs"]]
+                ort_reference(fp32_model(os.path.join(MODELS, f"{name}.onnx")), feeds, names, ref)
+                r = run(out, "--inputs", inp, "--check", ref, "--json")
+                self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                errs = [o["rel_l2"] for o in json.loads(r.stdout)["outputs"]]
+                self.assertTrue(all(e <= 1e-5 for e in errs), errs)
+                RESULTS.append((name + " sharded", len(man["cards"]), max(errs)))
+                if NVCC:  # a shard card's program, with its all-gathers
+                    r = subprocess.run([NVCC, "-Werror", "all-warnings", "-Xcompiler", "-Wall,-Wextra,-Werror",
+                                        "-I", os.path.join(SRC, "runtime"), "-c", os.path.join(out, "card_1.cu"),
+                                        "-o", os.path.join(self.tmp, "shard.o")], capture_output=True, text=True)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+
+    def test_shard_card_that_disagrees_stops_the_group(self):
+        # one shard card's program edited to gather a different size: its group
+        # stops at the all-gather (no hang), exit 1, naming the card and value
+        out = os.path.join(self.tmp, "shard_bad")
+        r = lpcc(os.path.join(MODELS, "seed_2x256.onnx"), "--dim", "batch=1", "--dim", "seq=16",
+                 "--dtype", "fp32", "--capacity", "700KiB", "-q", "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        p = os.path.join(out, "card_3.cu")
+        with open(p) as f:
+            lines = f.read().split("\n")
+        k = next(i for i, l in enumerate(lines) if l.strip().startswith("LP_ALL_GATHER("))
+        args = lines[k].split(", ")
+        args[-2] = str(int(args[-2].rstrip("u")) + 8) + "u"  # whole_bytes
+        lines[k] = ", ".join(args)
+        with open(p, "w") as f:
+            f.write("\n".join(lines))
+        r = subprocess.run([RUN, out], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("card 3: all-gather of '/layers.0/attn/q_proj/MatMul_output_0': the card program "
+                      "and the manifest disagree", r.stderr)
+
+    def test_shard_card_that_skips_a_gather_does_not_hang(self):
+        out = os.path.join(self.tmp, "shard_skip")
+        r = lpcc(os.path.join(MODELS, "seed_2x256.onnx"), "--dim", "batch=1", "--dim", "seq=16",
+                 "--dtype", "fp32", "--capacity", "700KiB", "-q", "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        p = os.path.join(out, "card_13.cu")
+        with open(p) as f:
+            lines = f.read().split("\n")
+        k = max(i for i, l in enumerate(lines) if l.strip().startswith("LP_ALL_GATHER("))
+        del lines[k]
+        with open(p, "w") as f:
+            f.write("\n".join(lines))
+        r = subprocess.run([RUN, out], capture_output=True, text=True, timeout=120)
+        self.assertEqual(r.returncode, 5, r.stderr)
+        self.assertIn("cards 11..21: a shard card finished while the others waited at an all-gather",
+                      r.stderr)
+
     def test_random_inputs_are_repeatable(self):
         out, man = self.compiled("cnn_small", ["--dim", "batch=1"], 2)
         a, b = os.path.join(self.tmp, "rand_a"), os.path.join(self.tmp, "rand_b")
