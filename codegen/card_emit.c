@@ -73,7 +73,7 @@ static void put_cstr(FILE *f, const char *s, size_t n) {
             fprintf(f, "\\%c", c);
         else if (c < 32 || c > 126)
             fprintf(f, "\\%03o", c);
-        else if (c == '?' && i + 1 < n && s[i + 1] == '?')
+        else if (c == '?')
             fputs("\\?", f); /* no trigraphs */
         else
             fputc(c, f);
@@ -81,12 +81,14 @@ static void put_cstr(FILE *f, const char *s, size_t n) {
     fputc('"', f);
 }
 
-/* s inside a comment: no comment end, no line breaks. */
+/* s inside a comment: no comment end, no trigraph, no line breaks. */
 static void put_comment_text(FILE *f, const char *s) {
     for (; s && *s; s++) {
         unsigned char c = (unsigned char)*s;
         if (c == '*' && s[1] == '/')
             fputs("*\\/", f), s++;
+        else if (c == '?' && s[1] == '?')
+            fputs("?? ", f), s++; /* no trigraph */
         else
             fputc(c < 32 || c > 126 ? '?' : c, f);
     }

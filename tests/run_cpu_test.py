@@ -233,6 +233,56 @@ class RunCpu(unittest.TestCase):
         self.assertIn("cards 11..21: a shard card finished while the others waited at an all-gather",
                       r.stderr)
 
+    def test_names_and_attributes_the_program_must_quote(self):
+        # node and value names with comment ends, quotes, backslashes, line breaks and
+        # trigraphs; float attributes of every kind; a tensor attribute; a string
+        # attribute; literal shape data: the card program compiles and computes them
+        from onnx import helper
+        odd = 'a*/b"c\\d\n??=e'
+        W = numpy_helper.from_array(np.linspace(-1, 1, 32).astype(np.float32).reshape(4, 8), "w" + odd)
+        shape = numpy_helper.from_array(np.array([8, 4], np.int64), "shape")
+        fill = helper.make_tensor("fill", TensorProto.FLOAT, [1], [0.25])
+        nodes = [
+            helper.make_node("MatMul", ["x", "w" + odd], ["y" + odd], name=odd),
+            helper.make_node("LeakyRelu", ["y" + odd], ["l"], name="leaky */", alpha=1e-7),
+            helper.make_node("Clip", ["l", "lo", "hi"], ["c"], name="clip"),
+            helper.make_node("Reshape", ["c", "shape"], ["r"], name="reshape"),
+            helper.make_node("Shape", ["r"], ["s"], name="shape_of"),
+            helper.make_node("ConstantOfShape", ["s"], ["k"], name="fill", value=fill),
+            helper.make_node("Add", ["r", "k"], ["a"], name="add"),
+            helper.make_node("Pad", ["a", "pads"], ["z"], name="pad", mode="constant"),
+        ]
+        lo = numpy_helper.from_array(np.array(-np.inf, np.float32), "lo")
+        hi = numpy_helper.from_array(np.array(0.5, np.float32), "hi")
+        pads = numpy_helper.from_array(np.array([1, 0, 0, 1], np.int64), "pads")
+        g = helper.make_graph(nodes, "odd", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+                              [helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+                              [W, shape, lo, hi, pads])
+        m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+        path = os.path.join(self.tmp, "odd.onnx")
+        onnx.save(m, path)
+        out = os.path.join(self.tmp, "odd")
+        r = lpcc(path, "--dtype", "fp32", "-q", "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "card_0.cu")) as f:
+            src = f.read()
+        # the name quoted as a C string, and in comments with no comment end or trigraph
+        self.assertIn('{"a*/b\\"c\\\\d\\012\\?\\?=e", "MatMul"', src)
+        self.assertIn("/* a*\\/b\"c\\d??? =e (MatMul) */", src)
+        self.assertNotIn("leaky */", src.replace('"leaky */"', ""))
+        with open(os.path.join(out, "manifest.json")) as f:
+            man = json.load(f)
+        inp, ref = out + "_in", out + "_ref"
+        feeds = make_inputs(man, inp)
+        ort_reference(m, feeds, ["z"], ref)
+        r = run(out, "--inputs", inp, "--check", ref, "--tolerance", "1e-6")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        if NVCC:
+            r = subprocess.run([NVCC, "-Werror", "all-warnings", "-Xcompiler", "-Wall,-Wextra,-Werror",
+                                "-I", os.path.join(SRC, "runtime"), "-c", os.path.join(out, "card_0.cu"),
+                                "-o", os.path.join(self.tmp, "odd.o")], capture_output=True, text=True)
+            self.assertEqual(r.returncode, 0, r.stderr)
+
     def test_random_inputs_are_repeatable(self):
         out, man = self.compiled("cnn_small", ["--dim", "batch=1"], 2)
         a, b = os.path.join(self.tmp, "rand_a"), os.path.join(self.tmp, "rand_b")
