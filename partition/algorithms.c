@@ -105,13 +105,15 @@ static bool cards_equal(const lp_cards *cards, int limit) {
 }
 
 /* Feasibility tests of min-max: "some split into at most (exact: exactly)
- * limit groups fits under ceiling". With equal capacities and n >= limit
- * the two agree (a fitting split can always be cut finer), so greedy
- * decides both. */
+ * limit groups fits under ceiling". With a monotone cost, equal capacities
+ * and n >= limit the two agree (a fitting split can always be cut finer),
+ * but a card footprint is not monotone: a layer alone holds the value it
+ * receives, and with its producer it may cost less. So the exact test is
+ * greedy keeping one layer back for each card still to fill, which only
+ * ever answers with exactly limit groups. */
 static int greedy_plain(const lp_range_cost *c, const lp_cards *cards, int limit,
                         uint64_t ceiling, bool exact, int *ends, int *stuck) {
-    (void)exact;
-    return greedy_core(c, cards, limit, ceiling, false, ends, stuck);
+    return greedy_core(c, cards, limit, ceiling, exact, ends, stuck);
 }
 
 static uint64_t largest_group(const lp_range_cost *c, const int *ends, int groups) {
@@ -210,10 +212,12 @@ static int minmax_core(const lp_range_cost *c, const lp_cards *cards, int k, int
         else
             lo = mid + 1;
     }
+    /* Balanced over all limit cards where a split under hi allows it; the
+     * search's test at hi succeeded, so the fallback always has a plan. */
     int groups = equal && c->n >= limit ? greedy_core(c, cards, limit, hi, true, ends, NULL) : 0;
     if (!groups || largest_group(c, ends, groups) > hi)
         groups = fits(c, cards, limit, hi, exact, ends, NULL);
-    assert(groups > 0);
+    assert(groups > 0 && (!exact || groups == limit));
     if (largest) *largest = largest_group(c, ends, groups);
     return groups;
 }

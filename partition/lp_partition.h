@@ -68,8 +68,14 @@ const char *lp_size_error(const char *s, uint64_t *out);
 
 /* ---- the algorithms, over an abstract cost ------------------------------- */
 
-/* Cost of layers first..last on one card. Must be monotone: a range never
- * costs less than a range inside it. */
+/* Cost of layers first..last on one card. The searches are exact for a
+ * monotone cost (a range never costs less than a range inside it). A card's
+ * footprint is not quite monotone: a group holds the values crossing its
+ * edges, so a layer alone can cost more than the layer with its producer.
+ * Then the searches may miss the best split, but under exactly N cards
+ * they return N groups or none, and the capacity searches' groups fit
+ * (the throughput DP's device memory is checked when the plan is
+ * validated: exit 3). */
 typedef uint64_t (*lp_range_cost_fn)(void *ctx, int first, int last);
 
 typedef struct lp_range_cost {

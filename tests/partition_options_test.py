@@ -66,6 +66,48 @@ def cards_exact(model, failures):
         failures.append(f"--cards 2 at 4 KiB: rc {r.returncode}: {r.stderr}")
 
 
+def loss_model(path):
+    """The expanded SoftmaxCrossEntropyLoss of the ONNX backend tests: two
+    layers, the second receiving an 84-byte log-softmax from the first, so
+    layer 1 alone needs more than the whole model on one card."""
+    p = "sce_"
+    nodes = [
+        helper.make_node("Constant", [], [p + "shape3d"],
+                         value=helper.make_tensor("v", TensorProto.INT64, [3], [0, 0, -1])),
+        helper.make_node("Reshape", ["x", p + "shape3d"], [p + "ncd"]),
+        helper.make_node("Transpose", [p + "ncd"], [p + "ndc"], perm=[0, 2, 1]),
+        helper.make_node("LogSoftmax", [p + "ndc"], [p + "logsm"], axis=2),
+        helper.make_node("Transpose", [p + "logsm"], [p + "logsm_ncd"], perm=[0, 2, 1]),
+        helper.make_node("Shape", ["x"], [p + "xshape"]),
+        helper.make_node("Reshape", [p + "logsm_ncd", p + "xshape"], [p + "log"]),
+        helper.make_node("NegativeLogLikelihoodLoss", [p + "log", "y"], ["z"], ignore_index=2,
+                         reduction="mean"),
+    ]
+    g = helper.make_graph(nodes, "sce", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [3, 5, 2]),
+                                         helper.make_tensor_value_info("y", TensorProto.INT64, [3, 2])],
+                          [helper.make_tensor_value_info("z", TensorProto.FLOAT, [])])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def cards_exact_boundary(model, failures):
+    """dp --cards 2 where a card's footprint is not monotone: 2 cards, never 1."""
+    base = [model, "-q", "--dump-ir=plan", "--json", "--dtype", "bf16", "--capacity", "32MiB"]
+    r = lpcc(*base)
+    if r.returncode != 0 or plan_of(r)["n_layers"] != 2:
+        failures.append(f"loss model: want 2 layers: rc {r.returncode}: {r.stderr}")
+        return
+    whole = plan_of(r)["cards"][0]["total_bytes"]
+    for algo in ["greedy", "dp", "throughput"]:
+        r = lpcc(*base, "--algo", algo, "--cards", "2", "--no-split")
+        cards = plan_of(r)["cards"] if r.returncode == 0 else []
+        got = [(c["first_layer"], c["last_layer"]) for c in cards]
+        if got != [(0, 0), (1, 1)]:
+            failures.append(f"loss model {algo} --cards 2: rc {r.returncode}, {got}: {r.stderr}")
+        elif cards[1]["total_bytes"] <= whole:
+            failures.append(f"loss model: layer 1 alone {cards[1]['total_bytes']} B is no more "
+                            f"than the whole model's {whole} B, so the case tests nothing")
+
+
 def pins_overlap(model, failures):
     base = [model, "-q", "--capacity", "1GiB", "--dump-ir=plan", "--json"]
     for order in [("layers.*=0", "layers.5=0"), ("layers.5=0", "layers.*=0")]:
@@ -137,6 +179,9 @@ def main():
         model = os.path.join(tmp, "chain.onnx")
         chain_model(model, 6)
         cards_exact(model, failures)
+        loss = os.path.join(tmp, "loss.onnx")
+        loss_model(loss)
+        cards_exact_boundary(loss, failures)
         pins_overlap(model, failures)
         capacity_errors(model, failures)
         target_errors(model, tmp, failures)

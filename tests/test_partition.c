@@ -794,6 +794,109 @@ static void test_exact_cards(void **state) {
     assert_true(feasible > 1000 && fewer_exist > 500);
 }
 
+/* A real card footprint is not monotone: a group holds the values crossing
+ * its edges, and a layer alone can cost more than the layer with its
+ * producer (the value between them leaves the boundary). The cost here adds
+ * out[i] at each edge a group cuts. Under --cards k every search must still
+ * return exactly k groups that fit, or 0, and never fewer; min-max finds a
+ * split whenever greedy does. */
+typedef struct edge_inst {
+    inst base;
+    uint64_t out[MAXN]; /* bytes layer i hands to layer i + 1 */
+} edge_inst;
+
+static uint64_t edge_cost(void *ctx, int a, int b) {
+    const edge_inst *e = ctx;
+    uint64_t c = inst_cost((void *)&e->base, a, b);
+    if (a > 0) c += e->out[a - 1];
+    if (b < e->base.n - 1) c += e->out[b];
+    return c;
+}
+
+static void check_edge_split(const edge_inst *e, const lp_cards *cards, const int *ends,
+                             int groups) {
+    for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+        assert_true(ends[g] >= a);
+        assert_true(edge_cost((void *)e, a, ends[g]) <= lp_cards_capacity(cards, g));
+        if (g == groups - 1) assert_int_equal(ends[g], e->base.n - 1);
+    }
+}
+
+static void test_exact_cards_boundary_cost(void **state) {
+    (void)state;
+    /* two layers: 0..0 costs 110, 1..1 costs 200, 0..1 only 110; two cards of 320 */
+    edge_inst h = {{2, true, {10, 100}, {0, 0}}, {100}};
+    lp_range_cost hc = {2, edge_cost, &h};
+    uint64_t cap = 320;
+    lp_cards two = {1, &cap, -2};
+    int ends[MAXN];
+    uint64_t largest = 0;
+    assert_int_equal(edge_cost(&h, 0, 1), 110);
+    assert_int_equal(edge_cost(&h, 1, 1), 200);
+    assert_int_equal(lp_partition_minmax(&hc, &two, 2, ends, &largest), 2);
+    assert_int_equal(ends[0], 0);
+    assert_int_equal(largest, 200);
+    int kept = 0;
+    for (int iter = 0; iter < 6000; iter++) {
+        edge_inst e;
+        uint64_t caps[4];
+        lp_cards cards;
+        inst_random(&e.base);
+        if (e.base.n > 12) e.base.n = 12;
+        for (int i = 0; i < e.base.n; i++) e.out[i] = rng_below(300);
+        random_cards(&cards, caps, iter % 2 ? 4 : 1);
+        int k = 1 + (int)rng_below((uint64_t)e.base.n);
+        cards.max_cards = -k;
+        bool equal = cards.n_caps == 1;
+        lp_range_cost c = {e.base.n, edge_cost, &e};
+        int groups = equal ? lp_partition_greedy(&c, &cards, ends, NULL)
+                           : lp_partition_fewest(&c, &cards, ends, NULL);
+        assert_true(groups == 0 || groups == k);
+        if (groups) check_edge_split(&e, &cards, ends, groups);
+        int found = groups;
+        groups = lp_partition_minmax(&c, &cards, k, ends, &largest);
+        assert_true(groups == 0 || groups == k);
+        if (found) assert_int_equal(groups, k);
+        if (groups) {
+            check_edge_split(&e, &cards, ends, groups);
+            kept += k > 1;
+        }
+        int pinned[MAXN], n_pins;
+        lp_pin pins[3];
+        random_pins(e.base.n, pinned, pins, &n_pins);
+        groups = lp_partition_fewest_pinned(&c, &cards, pinned, ends);
+        assert_true(groups == 0 || groups == k);
+        if (groups) {
+            assert_true(split_honours(pinned, groups, ends));
+            check_edge_split(&e, &cards, ends, groups);
+        }
+        found = groups;
+        groups = lp_partition_minmax_pinned(&c, &cards, k, pinned, ends, &largest);
+        assert_true(groups == 0 || groups == k);
+        if (found) assert_int_equal(groups, k);
+        if (groups) {
+            assert_true(split_honours(pinned, groups, ends));
+            check_edge_split(&e, &cards, ends, groups);
+        }
+        /* throughput: exactly k groups or none (device memory is checked
+         * when the plan is validated) */
+        random_model rm;
+        random_model_make(&rm, &e.base);
+        rm.m.footprint = c;
+        double slowest = -1;
+        groups = lp_partition_throughput(&rm.m, &cards, k, ends, &slowest);
+        assert_true(groups == 0 || groups == k);
+        for (int g = 0, a = 0; g < groups; a = ends[g] + 1, g++) {
+            assert_true(ends[g] >= a);
+            if (g == groups - 1) assert_int_equal(ends[g], e.base.n - 1);
+        }
+        groups = lp_partition_throughput_pinned(&rm.m, &cards, k, pinned, ends, &slowest);
+        assert_true(groups == 0 || groups == k);
+        if (groups) assert_true(split_honours(pinned, groups, ends));
+    }
+    assert_true(kept > 500);
+}
+
 /* ---- sizes and targets ------------------------------------------------------ */
 
 static void test_parse_size(void **state) {
@@ -924,6 +1027,7 @@ int main(void) {
         cmocka_unit_test(test_throughput_unequal_scale),
         cmocka_unit_test(test_pins_hand_cases),
         cmocka_unit_test(test_exact_cards),
+        cmocka_unit_test(test_exact_cards_boundary_cost),
         cmocka_unit_test(test_parse_size),
         cmocka_unit_test(test_target_sizes),
         cmocka_unit_test(test_builtin_targets_match_files),
