@@ -411,13 +411,6 @@ static lp_status write_cards_json(card_writer *cw) {
     return st;
 }
 
-static const lp_shard *shard_of_card(const lp_plan *p, int card) {
-    for (int i = 0; i < p->n_shards; i++)
-        if (card >= p->shards[i].first_card && card < p->shards[i].first_card + p->shards[i].n_shards)
-            return &p->shards[i];
-    return NULL;
-}
-
 lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const lp_program *prog,
                                   lp_outdir *od, lp_diag *d) {
     int32_t absent = lp_plan_unsliceable_weight(p, L);
@@ -432,7 +425,7 @@ lp_status lp_plan_write_submodels(const lp_plan *p, const lp_layer_ir *L, const 
         if (pc->n_shards <= 1)
             st = write_whole_card(&cw, c);
         else if (pc->shard == 0) {
-            const lp_shard *sh = shard_of_card(p, c);
+            const lp_shard *sh = lp_plan_shard_of_card(p, c);
             assert(sh && sh->first_card == c);
             st = write_sharded_layer(&cw, sh);
         }

@@ -111,25 +111,10 @@ static lp_status value_size(const mem_ctx *m, int32_t v, uint64_t *bytes) {
                     m->L->g->values[v].name);
 }
 
-/* The shard holding card `card`: shards are in card order, so a binary
- * search (a scan per card would make many sharded layers quadratic). */
-static const lp_shard *shard_of(const lp_plan *p, int card) {
-    int lo = 0, hi = p->n_shards - 1;
-    while (lo < hi) {
-        int mid = lo + (hi - lo + 1) / 2;
-        if (p->shards[mid].first_card <= card)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    const lp_shard *s = p->n_shards ? &p->shards[lo] : NULL;
-    return s && card >= s->first_card && card < s->first_card + s->n_shards ? s : NULL;
-}
-
 /* The weights region: each weight at the next aligned offset; split weights
  * at their slice's size. */
 static lp_status place_weights(mem_ctx *m, const lp_plan_card *pc, lp_card_memory *cm) {
-    const lp_shard *sh = pc->n_shards > 1 ? shard_of(m->p, pc->card) : NULL;
+    const lp_shard *sh = pc->n_shards > 1 ? lp_plan_shard_of_card(m->p, pc->card) : NULL;
     /* split[v]: the entry of v among the layer's split weights, so a card
      * costs O(weights), not weights x split weights */
     for (int i = 0; sh && i < sh->n_weights; i++)
@@ -163,7 +148,7 @@ static lp_status place_weights(mem_ctx *m, const lp_plan_card *pc, lp_card_memor
 /* Receive buffers, then send buffers, then on a shard card one gather
  * buffer per split node's output, from boundary_offset on. */
 static lp_status place_boundary(mem_ctx *m, const lp_plan_card *pc, lp_card_memory *cm) {
-    const lp_shard *sh = pc->n_shards > 1 ? shard_of(m->p, pc->card) : NULL;
+    const lp_shard *sh = pc->n_shards > 1 ? lp_plan_shard_of_card(m->p, pc->card) : NULL;
     int n_gathers = sh ? sh->n_weights : 0;
     cm->boundary = lp_arena_array(m->a, (size_t)(pc->n_inputs + pc->n_outputs + n_gathers) + 1,
                                   sizeof *cm->boundary);

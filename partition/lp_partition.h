@@ -312,6 +312,11 @@ typedef struct lp_plan {
     double slowest_s, latency_s;
 } lp_plan;
 
+/* The shard that card `card` holds a part of, or NULL: shards are in card
+ * order, so a binary search (a scan per card would make many sharded layers
+ * quadratic). */
+const lp_shard *lp_plan_shard_of_card(const lp_plan *p, int card);
+
 /* Layer `layer` must go to card `card`. */
 typedef struct lp_pin {
     int layer, card;

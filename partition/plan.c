@@ -655,9 +655,7 @@ static bool add_gathers(lp_plan *p, const lp_shard *s, const lp_footprint_source
     return true;
 }
 
-/* The shard holding `card`, by binary search: plan_cards adds shards in card
- * order (a scan per card would make many sharded layers quadratic). */
-static const lp_shard *shard_of_card(const lp_plan *p, int card) {
+const lp_shard *lp_plan_shard_of_card(const lp_plan *p, int card) {
     int lo = 0, hi = p->n_shards - 1;
     while (lo < hi) {
         int mid = lo + (hi - lo + 1) / 2;
@@ -719,7 +717,7 @@ static lp_status plan_fill(lp_plan *p, const lp_layer_ir *L, const lp_footprint_
     if (!last || !mark || !last_card || !scratch) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
     for (int c = 0; st == LP_OK && c < p->n_cards; c++) {
         lp_plan_card *pc = &p->cards[c];
-        const lp_shard *sh = pc->n_shards > 1 ? shard_of_card(p, c) : NULL;
+        const lp_shard *sh = pc->n_shards > 1 ? lp_plan_shard_of_card(p, c) : NULL;
         if (sh)
             lp_shard_footprint(sh, pc->shard, src, &pc->fp);
         else
@@ -780,7 +778,7 @@ static lp_status plan_times(lp_plan *p, const lp_layer_ir *L, const lp_footprint
                           (double)(l->last_node - l->first_node + 1) * t->launch_s;
             if (pc->first_layer > 0)
                 pc->stage_s += t->link_latency_s + (t->link_bw > 0 ? (double)s.cut_bytes[pc->first_layer] / t->link_bw : 0);
-            const lp_shard *sh = shard_of_card(p, c);
+            const lp_shard *sh = lp_plan_shard_of_card(p, c);
             /* bytes_in less the cut: what the gathers bring */
             double gathered = (double)pc->bytes_in - (pc->first_layer > 0 ? (double)s.cut_bytes[pc->first_layer] : 0);
             if (gathered < 0) gathered = 0;
