@@ -862,6 +862,8 @@ static lp_status stage_write_weights(run *r) {
                            .dtype = r->c->deploy_dtype, .bindings = b, .shapes = s,
                            .blobs = absent >= 0 ? NULL : blobs};
     if (st == LP_OK) st = lp_emit_write_manifest(r->plan, r->L, &mi, r->od, r->d);
+    if (st == LP_OK && r->prog)
+        st = lp_emit_write_cards(r->prog, r->L, r->c->model, LPCC_VERSION, r->od, r->d);
     json_decref(b);
     json_decref(s);
     free(blobs);

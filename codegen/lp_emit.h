@@ -61,8 +61,17 @@ typedef struct lp_manifest_info {
 lp_status lp_emit_write_manifest(const lp_plan *p, const lp_layer_ir *L,
                                  const lp_manifest_info *mi, lp_outdir *od, lp_diag *d);
 
+typedef struct lp_program lp_program;
+
+/* Writes card_K.cu, each card's launch program, from the lowered program
+ * (card_emit.c says what it holds). An argument whose shape is not bound to
+ * numbers or an attribute the program cannot carry is LP_ERR_UNSUPPORTED
+ * naming the node. */
+lp_status lp_emit_write_cards(const lp_program *prog, const lp_layer_ir *L, const char *model,
+                              const char *version, lp_outdir *od, lp_diag *d);
+
 /* Whether `name` is a file this module writes (card_K.weights,
- * manifest.json): an earlier run's that this one did not write is removed
+ * card_K.cu, manifest.json): an earlier run's that this one did not write is removed
  * on commit. */
 bool lp_emit_is_output_file(const char *name);
 

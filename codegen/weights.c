@@ -301,5 +301,5 @@ bool lp_emit_is_output_file(const char *name) {
     const char *s = name + 5;
     if (*s < '0' || *s > '9') return false;
     while (*s >= '0' && *s <= '9') s++;
-    return strcmp(s, ".weights") == 0;
+    return strcmp(s, ".weights") == 0 || strcmp(s, ".cu") == 0;
 }

@@ -1,10 +1,96 @@
-/* lp_runtime.h - the runtime stage; not implemented yet. */
+/* lp_runtime.h - running a compiled model (the folder `lpcc MODEL -o DIR`
+ * writes) in-process.
+ *
+ *     lp_diag diag = lp_diag_make(NULL);
+ *     lp_rt_options o = lp_rt_defaults();          // device "cpu"
+ *     lp_rt *rt = NULL;
+ *     if (lp_rt_open("build/", &o, &rt, &diag) != LP_OK) return 1;
+ *     for (int i = 0; i < lp_rt_n_inputs(rt); i++)
+ *         lp_rt_set_input(rt, i, &tensor_i, &diag);  // checked against the manifest
+ *     if (lp_rt_run(rt, &diag) != LP_OK) ...;
+ *     const void *y = lp_rt_output_data(rt, 0);      // lp_rt_output(rt, 0) says its type
+ *     lp_rt_close(rt);
+ *
+ * Open reads DIR/manifest.json (format "lpcc-manifest", version
+ * LP_MANIFEST_VERSION), makes one allocation of exactly total_bytes per card,
+ * loads card_K.weights into each card's weights region (its size and CRC-32
+ * checked against the manifest), and builds each card's launch program
+ * card_K.cu with the host C++ compiler into a shared object in a private
+ * temporary folder (removed on close), which it loads. The C++ compiler is
+ * $CXX or "c++"; the include folder of lp_card.h is $LPCC_RUNTIME_INCLUDE
+ * or the source tree's runtime/ folder lpcc-run was built from.
+ *
+ * A run writes the graph inputs into the "in" buffers of the cards the
+ * manifest lists, runs the cards in order (each card's lp_card_step, whose
+ * compute steps call the lp_ref kernels at the program's offsets), copies
+ * every cut from the sender's "out" buffer into the receiver's "in" buffer
+ * right after the sender ran, and reads the graph outputs from the sender's
+ * "out" buffer.
+ *
+ * Errors: a missing, unreadable or malformed manifest, weights file or card
+ * program (and a manifest of another format version) is LP_ERR_INVALID_MODEL
+ * naming the file and the key; an input of the wrong dtype, shape or size is
+ * LP_ERR_USAGE naming the input; a kernel failure is LP_ERR_INTERNAL naming
+ * the card and node (the kernel's own message).
+ *
+ * The shard cards of a sharded layer run at once, one thread each (their
+ * kernels one at a time: the path checks numbers, not speed), and meet at
+ * every all-gather: each copies the other participants' chunks from their
+ * gather buffers into its own, then lays the whole value out along the
+ * gathered axis into the value's slot, as the manifest's all_gather entry
+ * describes. */
 #ifndef LP_RUNTIME_H
 #define LP_RUNTIME_H
 
 #include "lp_ir.h"
 
-/* Reports that the stage is not implemented yet. */
-lp_status lp_runtime_not_implemented(lp_diag *d);
+typedef struct lp_rt lp_rt;
+
+typedef struct lp_rt_options {
+    const char *device;      /* "cpu" (the only device this library runs yet) */
+    const char *cxx;         /* host C++ compiler; NULL: $CXX or "c++" */
+    const char *include_dir; /* folder of lp_card.h; NULL: $LPCC_RUNTIME_INCLUDE or built-in */
+} lp_rt_options;
+
+lp_rt_options lp_rt_defaults(void);
+
+/* A graph input or output as the manifest declares it. */
+typedef struct lp_rt_io {
+    const char *name;
+    lp_dtype dtype;
+    int rank;
+    const int64_t *dims;
+    uint64_t bytes;
+} lp_rt_io;
+
+lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_diag *d);
+void lp_rt_close(lp_rt *rt);
+
+int lp_rt_n_cards(const lp_rt *rt);
+/* Planned bytes of card c's allocation (what was allocated). */
+uint64_t lp_rt_card_bytes(const lp_rt *rt, int c);
+
+int lp_rt_n_inputs(const lp_rt *rt);
+int lp_rt_n_outputs(const lp_rt *rt);
+const lp_rt_io *lp_rt_input(const lp_rt *rt, int i);
+const lp_rt_io *lp_rt_output(const lp_rt *rt, int i);
+
+/* Binds input i: t's dtype and dims must be the manifest's. The bytes are
+ * copied (t->data inline). */
+lp_status lp_rt_set_input(lp_rt *rt, int i, const lp_tensor *t, lp_diag *d);
+/* Binds input i to raw bytes of the manifest's type (exactly its `bytes`). */
+lp_status lp_rt_set_input_bytes(lp_rt *rt, int i, const void *data, uint64_t bytes, lp_diag *d);
+
+/* One step of the whole model; inputs not bound are zero. */
+lp_status lp_rt_run(lp_rt *rt, lp_diag *d);
+/* Seconds card c's step and the transfers after it took in the last run
+ * (host clock: the CPU reference path). */
+double lp_rt_card_seconds(const lp_rt *rt, int c);
+double lp_rt_transfer_seconds(const lp_rt *rt, int c);
+/* Seconds the last run took end to end (inputs in, outputs out). */
+double lp_rt_run_seconds(const lp_rt *rt);
+
+/* Output i of the last run (lp_rt_output(rt, i)->bytes bytes), or NULL. */
+const void *lp_rt_output_data(const lp_rt *rt, int i);
 
 #endif

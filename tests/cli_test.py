@@ -302,17 +302,17 @@ class Cli(unittest.TestCase):
         args = ["--dim", "batch=1", "--dim", "seq=4", "--algo", "dp", "-o", out, "-q"]
         self.assert_exit(run(model, "--cards", "3", *args), EXIT_OK)
         self.assertEqual(sorted(f for f in os.listdir(out) if f.startswith("card_")),
-                         ["card_0.onnx", "card_0.weights", "card_1.onnx", "card_1.weights",
-                          "card_2.onnx", "card_2.weights"])
+                         ["card_0.cu", "card_0.onnx", "card_0.weights", "card_1.cu", "card_1.onnx", "card_1.weights",
+                          "card_2.cu", "card_2.onnx", "card_2.weights"])
         self.assert_exit(run(model, "--cards", "1", *args), EXIT_OK)
         self.assertEqual(sorted(f for f in os.listdir(out) if f.startswith("card_")),
-                         ["card_0.onnx", "card_0.weights"])
+                         ["card_0.cu", "card_0.onnx", "card_0.weights"])
         with open(os.path.join(out, "plan.json")) as f:
             self.assertEqual(len(json.load(f)["cards"]), 1)
         # a failing run writes nothing: DIR still holds the last complete result
         self.assert_exit(run(model, "--cards", "2", "--capacity", "1B", *args), 3)
         self.assertEqual(sorted(f for f in os.listdir(out) if f.startswith("card_")),
-                         ["card_0.onnx", "card_0.weights"])
+                         ["card_0.cu", "card_0.onnx", "card_0.weights"])
         with open(os.path.join(out, "plan.json")) as f:
             self.assertEqual(len(json.load(f)["cards"]), 1)
         self.assert_no_temp_files(out)

@@ -111,8 +111,8 @@ class OutDir(unittest.TestCase):
     def test_failed_runs_keep_the_earlier_files(self):
         out = self.fresh("keep")
         before = self.good_run(out)
-        self.assertEqual(card_files(out), ["card_0.onnx", "card_0.onnx.data", "card_0.weights",
-                                           "card_1.onnx", "card_1.onnx.data", "card_1.weights"])
+        self.assertEqual(card_files(out), ["card_0.cu", "card_0.onnx", "card_0.onnx.data", "card_0.weights",
+                                           "card_1.cu", "card_1.onnx", "card_1.onnx.data", "card_1.weights"])
 
         def fsize_limit():
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
@@ -140,7 +140,7 @@ class OutDir(unittest.TestCase):
     def test_stale_cards_removed_on_success_kept_on_failure(self):
         out = self.fresh("stale")
         self.good_run(out, MANY)
-        self.assertEqual(len(card_files(out)), 6)  # model, sidecar and weights of 2 cards
+        self.assertEqual(len(card_files(out)), 8)  # program, model, sidecar and weights of 2 cards
         # a one-card plan that fails (stdout full) keeps the two-card set
         two = snapshot(out)
         with open("/dev/full", "w") as full:
@@ -148,7 +148,7 @@ class OutDir(unittest.TestCase):
         self.assertEqual(snapshot(out), two)
         # and one that succeeds removes card_1 and both sidecars of the old set
         one = self.good_run(out, ONE)
-        self.assertEqual(card_files(out), ["card_0.onnx", "card_0.onnx.data", "card_0.weights"])
+        self.assertEqual(card_files(out), ["card_0.cu", "card_0.onnx", "card_0.onnx.data", "card_0.weights"])
         self.assert_coherent(out)
         # a two-card plan that fails leaves the one card
         with open("/dev/full", "w") as full:
@@ -211,7 +211,7 @@ class OutDir(unittest.TestCase):
         self.assertEqual([p.returncode for p in procs], [0, 0], errs)
         self.assertIn("waiting for another run writing to", errs[0])
         self.assertEqual(errs[1], "")
-        self.assertEqual(card_files(out), ["card_0.onnx", "card_0.onnx.data", "card_0.weights"])
+        self.assertEqual(card_files(out), ["card_0.cu", "card_0.onnx", "card_0.onnx.data", "card_0.weights"])
         self.assert_coherent(out)
 
     # ---- inputs inside the output folder ----------------------------------------------
@@ -255,7 +255,7 @@ class OutDir(unittest.TestCase):
             for name in ("chain.onnx", "weights.bin"):
                 self.assertEqual(snapshot(out)[name], before[name])
         # the cards read the weights in place: no copies next to them
-        self.assertEqual(card_files(out), ["card_0.onnx", "card_0.weights", "card_1.onnx",
+        self.assertEqual(card_files(out), ["card_0.cu", "card_0.onnx", "card_0.weights", "card_1.cu", "card_1.onnx",
                                            "card_1.weights"])
         m = onnx.load(os.path.join(out, "card_1.onnx"), load_external_data=False)
         locations = {kv.value for t in m.graph.initializer for kv in t.external_data

@@ -1,0 +1,379 @@
+/* lpcc-run: runs a folder `lpcc MODEL -o DIR` wrote, on the CPU reference
+ * path, a thin driver over lp_runtime.h.
+ *
+ * Exit codes: 0 ok, 1 bad compiled folder (manifest, weights, card program),
+ * 2 usage (options, input files of the wrong shape or dtype), 3 --check
+ * failed, 4 cannot write the outputs, 5 internal (a kernel failure, out of
+ * memory). */
+#define _GNU_SOURCE
+#include "lp_frontend.h"
+#include "lp_ref.h"
+#include "lp_runtime.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+enum { EXIT_BAD_FOLDER = 1, EXIT_USAGE = 2, EXIT_CHECK = 3, EXIT_OUTPUT = 4, EXIT_INTERNAL = 5 };
+
+static int exit_of(lp_status st) {
+    switch (st) {
+    case LP_OK: return 0;
+    case LP_ERR_INVALID_MODEL:
+    case LP_ERR_UNSUPPORTED: return EXIT_BAD_FOLDER;
+    case LP_ERR_USAGE: return EXIT_USAGE;
+    case LP_ERR_OUTPUT: return EXIT_OUTPUT;
+    default: return EXIT_INTERNAL;
+    }
+}
+
+static void usage(FILE *f) {
+    fputs("usage: lpcc-run DIR [--device cpu] [--inputs FOLDER] [--outputs FOLDER]\n"
+          "                [--check REF_FOLDER] [--tolerance X] [--iters N] [--warmup N]\n"
+          "                [--seed N] [--json]\n"
+          "Runs the model `lpcc MODEL -o DIR` compiled, card by card, on the CPU reference path.\n"
+          "  --inputs FOLDER   input_0.pb ... (ONNX TensorProto, graph input order; the backend\n"
+          "                    tests' test_data_set_N layout); default: random inputs of the\n"
+          "                    compiled shapes (floats in [-1, 1), integers in [0, 10))\n"
+          "  --outputs FOLDER  writes output_0.pb ...\n"
+          "  --check FOLDER    compares the outputs with FOLDER/output_N.pb (relative L2 error,\n"
+          "                    fails above --tolerance, default 1e-5)\n"
+          "  --iters N         runs N steps and reports the median time per card (host clock:\n"
+          "                    CPU reference kernels, not GPU times)\n"
+          "exit codes: 0 ok, 1 bad compiled folder, 2 usage or bad inputs, 3 check failed,\n"
+          "            4 cannot write outputs, 5 internal\n", f);
+}
+
+/* ---- TensorProto files ---------------------------------------------------- */
+
+static void put_varint(FILE *f, uint64_t v) {
+    while (v >= 0x80) {
+        fputc((int)(v & 0x7f) | 0x80, f);
+        v >>= 7;
+    }
+    fputc((int)v, f);
+}
+
+/* A TensorProto: dims (1), data_type (2), name (8), raw_data (9). */
+static lp_status write_tensor(const char *path, const lp_rt_io *io, const void *data, lp_diag *d) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return lp_error(d, LP_ERR_OUTPUT, "%s: cannot create: %s", path, strerror(errno));
+    for (int r = 0; r < io->rank; r++) {
+        put_varint(f, 1 << 3 | 0);
+        put_varint(f, (uint64_t)io->dims[r]);
+    }
+    put_varint(f, 2 << 3 | 0);
+    put_varint(f, (uint64_t)io->dtype);
+    size_t n = strlen(io->name);
+    put_varint(f, 8 << 3 | 2);
+    put_varint(f, n);
+    fwrite(io->name, 1, n, f);
+    put_varint(f, 9 << 3 | 2);
+    put_varint(f, io->bytes);
+    fwrite(data, 1, io->bytes, f);
+    bool err = ferror(f) != 0;
+    if (fclose(f) != 0) err = true;
+    if (err) {
+        remove(path);
+        return lp_error(d, LP_ERR_OUTPUT, "%s: write error", path);
+    }
+    return LP_OK;
+}
+
+static char *pb_path(const char *dir, const char *stem, int i) {
+    size_t n = strlen(dir) + strlen(stem) + 32;
+    char *s = malloc(n);
+    if (s) snprintf(s, n, "%s/%s_%d.pb", dir, stem, i);
+    return s;
+}
+
+/* Element k of a tensor as a double. */
+static double elem(const void *p, lp_dtype t, uint64_t k) {
+    switch (t) {
+    case LP_DT_FLOAT: return ((const float *)p)[k];
+    case LP_DT_DOUBLE: return ((const double *)p)[k];
+    case LP_DT_FLOAT16: return lp_ref_f16_to_f32(((const uint16_t *)p)[k]);
+    case LP_DT_BFLOAT16: return lp_ref_bf16_to_f32(((const uint16_t *)p)[k]);
+    case LP_DT_INT64: return (double)((const int64_t *)p)[k];
+    case LP_DT_INT32: return ((const int32_t *)p)[k];
+    case LP_DT_INT16: return ((const int16_t *)p)[k];
+    case LP_DT_INT8: return ((const int8_t *)p)[k];
+    case LP_DT_UINT8:
+    case LP_DT_BOOL: return ((const uint8_t *)p)[k];
+    default: return 0;
+    }
+}
+
+/* Random bytes of io's type: floats in [-1, 1), integers in [0, 10), bools 0/1. */
+static void random_fill(void *p, const lp_rt_io *io, uint64_t *state) {
+    size_t es = lp_ref_dtype_size(io->dtype);
+    uint64_t n = es ? io->bytes / es : 0;
+    for (uint64_t k = 0; k < n; k++) {
+        *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+        uint32_t r = (uint32_t)(*state >> 33);
+        double u = (double)r / 2147483648.0; /* [0, 1) */
+        switch (io->dtype) {
+        case LP_DT_FLOAT: ((float *)p)[k] = (float)(2 * u - 1); break;
+        case LP_DT_DOUBLE: ((double *)p)[k] = 2 * u - 1; break;
+        case LP_DT_FLOAT16: ((uint16_t *)p)[k] = lp_ref_f32_to_f16((float)(2 * u - 1)); break;
+        case LP_DT_BFLOAT16: ((uint16_t *)p)[k] = lp_ref_f32_to_bf16((float)(2 * u - 1)); break;
+        case LP_DT_INT64: ((int64_t *)p)[k] = r % 10; break;
+        case LP_DT_INT32: ((int32_t *)p)[k] = (int32_t)(r % 10); break;
+        case LP_DT_INT16: ((int16_t *)p)[k] = (int16_t)(r % 10); break;
+        case LP_DT_INT8: ((int8_t *)p)[k] = (int8_t)(r % 10); break;
+        case LP_DT_BOOL: ((uint8_t *)p)[k] = (uint8_t)(r & 1); break;
+        default: ((uint8_t *)p)[k * es] = (uint8_t)(r % 10); break;
+        }
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+typedef struct opts {
+    const char *dir, *device, *inputs, *outputs, *check;
+    double tol;
+    long iters, warmup;
+    uint64_t seed;
+    bool json;
+} opts;
+
+static bool parse_long(const char *s, long lo, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo) return false;
+    *out = v;
+    return true;
+}
+
+static int parse(int argc, char **argv, opts *o, lp_diag *d) {
+    static const struct option longs[] = {
+        {"device", required_argument, 0, 'd'}, {"inputs", required_argument, 0, 'i'},
+        {"outputs", required_argument, 0, 'o'}, {"check", required_argument, 0, 'c'},
+        {"tolerance", required_argument, 0, 't'}, {"iters", required_argument, 0, 'n'},
+        {"warmup", required_argument, 0, 'w'}, {"seed", required_argument, 0, 's'},
+        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    *o = (opts){.device = "cpu", .tol = 1e-5, .iters = 1, .warmup = 0};
+    int ch;
+    opterr = 0;
+    while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
+        long v = 0;
+        switch (ch) {
+        case 'd': o->device = optarg; break;
+        case 'i': o->inputs = optarg; break;
+        case 'o': o->outputs = optarg; break;
+        case 'c': o->check = optarg; break;
+        case 'j': o->json = true; break;
+        case 't': {
+            char *end;
+            o->tol = strtod(optarg, &end);
+            if (end == optarg || *end || !(o->tol >= 0)) {
+                lp_error(d, LP_ERR_USAGE, "--tolerance '%s': not a number >= 0", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
+        case 'n':
+        case 'w':
+        case 's':
+            if (!parse_long(optarg, ch == 'n' ? 1 : 0, &v)) {
+                lp_error(d, LP_ERR_USAGE, "--%s '%s': not a whole number%s",
+                         ch == 'n' ? "iters" : ch == 'w' ? "warmup" : "seed", optarg,
+                         ch == 'n' ? " >= 1" : " >= 0");
+                return EXIT_USAGE;
+            }
+            if (ch == 'n') o->iters = v;
+            else if (ch == 'w') o->warmup = v;
+            else o->seed = (uint64_t)v;
+            break;
+        case 'h': usage(stdout); return -1;
+        default:
+            lp_error(d, LP_ERR_USAGE, "unknown or incomplete option '%s'", argv[optind - 1]);
+            usage(stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind + 1 != argc) {
+        lp_error(d, LP_ERR_USAGE, "give exactly one compiled folder (DIR of `lpcc MODEL -o DIR`)");
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    o->dir = argv[optind];
+    if (strcmp(o->device, "cpu") != 0) {
+        lp_error(d, LP_ERR_USAGE, "--device %s: this build runs the CPU reference path only "
+                 "(--device cpu)", o->device);
+        return EXIT_USAGE;
+    }
+    return 0;
+}
+
+static lp_status bind_inputs(lp_rt *rt, const opts *o, lp_diag *d) {
+    lp_status st = LP_OK;
+    uint64_t state = o->seed * 2654435761ull + 1;
+    for (int i = 0; st == LP_OK && i < lp_rt_n_inputs(rt); i++) {
+        const lp_rt_io *io = lp_rt_input(rt, i);
+        if (!o->inputs) {
+            void *p = calloc(1, io->bytes ? io->bytes : 1);
+            if (!p) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+            random_fill(p, io, &state);
+            st = lp_rt_set_input_bytes(rt, i, p, io->bytes, d);
+            free(p);
+            continue;
+        }
+        char *path = pb_path(o->inputs, "input", i);
+        lp_graph *g = lp_graph_new(path);
+        if (!path || !g) {
+            free(path);
+            lp_graph_free(g);
+            return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        }
+        lp_tensor t;
+        st = lp_frontend_load_tensor_file(g, path, &t, d);
+        if (st == LP_OK) {
+            st = lp_rt_set_input(rt, i, &t, d);
+            if (st != LP_OK) lp_note(d, "in %s", path);
+        }
+        lp_graph_free(g);
+        free(path);
+    }
+    return st;
+}
+
+/* Relative L2 error of each output against REF/output_N.pb; *worst the largest. */
+static lp_status check_outputs(lp_rt *rt, const opts *o, double *errs, bool *ok, lp_diag *d) {
+    *ok = true;
+    for (int i = 0; i < lp_rt_n_outputs(rt); i++) {
+        const lp_rt_io *io = lp_rt_output(rt, i);
+        char *path = pb_path(o->check, "output", i);
+        lp_graph *g = lp_graph_new(path);
+        if (!path || !g) {
+            free(path);
+            lp_graph_free(g);
+            return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        }
+        lp_tensor t;
+        lp_status st = lp_frontend_load_tensor_file(g, path, &t, d);
+        bool same = st == LP_OK && t.shape.rank == io->rank && t.data.where == LP_DATA_INLINE;
+        for (int r = 0; same && r < io->rank; r++) same = t.shape.dims[r].size == io->dims[r];
+        size_t es = lp_ref_dtype_size(t.dtype);
+        uint64_t n = lp_ref_dtype_size(io->dtype) ? io->bytes / lp_ref_dtype_size(io->dtype) : 0;
+        if (st == LP_OK && (!same || es == 0 || t.data.nbytes != n * es)) {
+            st = lp_error(d, LP_ERR_USAGE, "%s: not output '%s' of the compiled shape", path, io->name);
+        }
+        if (st == LP_OK) {
+            const void *y = lp_rt_output_data(rt, i);
+            double num = 0, den = 0;
+            for (uint64_t k = 0; k < n; k++) {
+                double a = elem(y, io->dtype, k), b = elem(t.data.bytes, t.dtype, k);
+                num += (a - b) * (a - b);
+                den += b * b;
+            }
+            errs[i] = den > 0 ? sqrt(num) / sqrt(den) : sqrt(num);
+            if (!(errs[i] <= o->tol)) *ok = false;
+        }
+        lp_graph_free(g);
+        free(path);
+        if (st != LP_OK) return st;
+    }
+    return LP_OK;
+}
+
+int main(int argc, char **argv) {
+    lp_diag d = lp_diag_make("lpcc-run");
+    opts o;
+    int rc = parse(argc, argv, &o, &d);
+    if (rc) return rc < 0 ? 0 : rc;
+    lp_rt_options ro = lp_rt_defaults();
+    ro.device = o.device;
+    lp_rt *rt = NULL;
+    lp_status st = lp_rt_open(o.dir, &ro, &rt, &d);
+    if (st != LP_OK) return exit_of(st);
+    st = bind_inputs(rt, &o, &d);
+    int nc = lp_rt_n_cards(rt), no = lp_rt_n_outputs(rt);
+    long runs = o.warmup + o.iters;
+    double *times = calloc((size_t)(nc * 2 + 1) * (size_t)o.iters, sizeof *times);
+    double *errs = calloc((size_t)no + 1, sizeof *errs);
+    if (st == LP_OK && (!times || !errs)) st = lp_error(&d, LP_ERR_INTERNAL, "out of memory");
+    for (long it = 0; st == LP_OK && it < runs; it++) {
+        st = lp_rt_run(rt, &d);
+        long k = it - o.warmup;
+        if (st != LP_OK || k < 0) continue;
+        for (int c = 0; c < nc; c++) {
+            times[(size_t)c * (size_t)o.iters + (size_t)k] = lp_rt_card_seconds(rt, c);
+            times[(size_t)(nc + c) * (size_t)o.iters + (size_t)k] = lp_rt_transfer_seconds(rt, c);
+        }
+        times[(size_t)(2 * nc) * (size_t)o.iters + (size_t)k] = lp_rt_run_seconds(rt);
+    }
+    for (int i = 0; st == LP_OK && o.outputs && i < no; i++) {
+        if (i == 0 && mkdir(o.outputs, 0777) != 0 && errno != EEXIST) {
+            st = lp_error(&d, LP_ERR_OUTPUT, "%s: cannot create: %s", o.outputs, strerror(errno));
+            break;
+        }
+        char *path = pb_path(o.outputs, "output", i);
+        st = path ? write_tensor(path, lp_rt_output(rt, i), lp_rt_output_data(rt, i), &d)
+                  : lp_error(&d, LP_ERR_INTERNAL, "out of memory");
+        free(path);
+    }
+    bool ok = true;
+    if (st == LP_OK && o.check) st = check_outputs(rt, &o, errs, &ok, &d);
+    if (st == LP_OK) {
+        /* medians over the timed runs */
+        for (int s = 0; s < 2 * nc + 1; s++)
+            qsort(times + (size_t)s * (size_t)o.iters, (size_t)o.iters, sizeof *times, cmp_double);
+        double *med = malloc(sizeof(double) * (size_t)(2 * nc + 1));
+        if (!med) {
+            st = lp_error(&d, LP_ERR_INTERNAL, "out of memory");
+        } else {
+            for (int s = 0; s < 2 * nc + 1; s++) med[s] = times[(size_t)s * (size_t)o.iters + (size_t)o.iters / 2];
+            FILE *f = stdout;
+            if (o.json) {
+                fprintf(f, "{\"dir\": \"%s\", \"device\": \"cpu\", \"clock\": \"host\", \"iters\": %ld, "
+                        "\"cards\": [", o.dir, o.iters);
+                for (int c = 0; c < nc; c++)
+                    fprintf(f, "%s{\"card\": %d, \"allocated_bytes\": %" PRIu64 ", \"planned_bytes\": %"
+                            PRIu64 ", \"step_s\": %.9g, \"transfer_s\": %.9g}", c ? ", " : "", c,
+                            lp_rt_card_bytes(rt, c), lp_rt_card_bytes(rt, c), med[c], med[nc + c]);
+                fprintf(f, "], \"latency_s\": %.9g, \"outputs\": [", med[2 * nc]);
+                for (int i = 0; i < no; i++) {
+                    fprintf(f, "%s{\"name\": \"%s\"", i ? ", " : "", lp_rt_output(rt, i)->name);
+                    if (o.check) fprintf(f, ", \"rel_l2\": %.6g", errs[i]);
+                    fputs("}", f);
+                }
+                fprintf(f, "]");
+                if (o.check) fprintf(f, ", \"check\": \"%s\", \"tolerance\": %g", ok ? "pass" : "fail", o.tol);
+                fputs("}\n", f);
+            } else {
+                fprintf(f, "%s: %d card%s, CPU reference path (host clock, median of %ld)\n", o.dir,
+                        nc, nc == 1 ? "" : "s", o.iters);
+                for (int c = 0; c < nc; c++)
+                    fprintf(f, "card %d  allocated %" PRIu64 " B (planned %" PRIu64 " B)  step %.3f ms  "
+                            "transfers %.3f ms\n", c, lp_rt_card_bytes(rt, c), lp_rt_card_bytes(rt, c),
+                            med[c] * 1e3, med[nc + c] * 1e3);
+                fprintf(f, "latency %.3f ms\n", med[2 * nc] * 1e3);
+                for (int i = 0; o.check && i < no; i++)
+                    fprintf(f, "output %d '%s'  relative L2 error %.3g  %s\n", i,
+                            lp_rt_output(rt, i)->name, errs[i], errs[i] <= o.tol ? "ok" : "FAIL");
+            }
+            free(med);
+        }
+    }
+    free(times);
+    free(errs);
+    lp_rt_close(rt);
+    if (st != LP_OK) return exit_of(st);
+    if (!ok) {
+        fprintf(stderr, "lpcc-run: error: outputs differ from %s by more than %g (relative L2)\n",
+                o.check, o.tol);
+        return EXIT_CHECK;
+    }
+    return 0;
+}

@@ -1,0 +1,441 @@
+/* card_K.cu: each card's launch program, written from the lowered program
+ * (lp_lower.h). The file is host code that builds as CUDA (nvcc -c) and as
+ * C++ (the CPU reference path, lpcc-run --device cpu): per step a static
+ * table of its arguments (offset inside the card's allocation, bytes, dtype,
+ * dims), attributes and literal shape data, and one function lp_card_step
+ * that runs the steps in plan order through runtime/lp_card.h's callbacks,
+ * the ONNX node name in a comment above each call. A view step (Reshape,
+ * Squeeze, Unsqueeze, Flatten, Identity) whose output shares its input's
+ * bytes does no work and is written as a comment. */
+#include "lp_emit.h"
+#include "lp_frontend.h"
+#include "lp_lower.h"
+#include "lp_ops.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct emit_ctx {
+    const lp_layer_ir *L;
+    const lp_graph *g;
+    FILE *f;
+    int card;
+    const lp_card_program *cp;
+    lp_diag *d;
+} emit_ctx;
+
+/* The dims a card holds of an argument: a sharded weight's slice of its
+ * split axis, a split node's columns of the gathered output; -1 axis:
+ * the value's own dims. */
+typedef struct held_dims {
+    int axis;
+    int64_t size;
+} held_dims;
+
+static held_dims held_of(const emit_ctx *x, const lp_arg *a) {
+    held_dims h = {-1, 0};
+    const lp_card_memory *m = x->cp->memory;
+    if (a->region == LP_REGION_WEIGHT) {
+        for (int k = 0; k < m->n_weights; k++)
+            if (m->weights[k].value == a->value && m->weights[k].offset == a->offset &&
+                m->weights[k].axis >= 0) {
+                h.axis = m->weights[k].axis;
+                h.size = m->weights[k].end - m->weights[k].begin;
+            }
+    } else if (a->region == LP_REGION_GATHER) {
+        for (int s = 0; s < x->cp->n_steps; s++) {
+            const lp_step *st = &x->cp->steps[s];
+            if (st->kind != LP_STEP_ALL_GATHER || st->value != a->value) continue;
+            const lp_value *v = &x->g->values[a->value];
+            if (st->axis < 0 || st->axis >= v->shape.rank) break;
+            int64_t b = 0, e = 0;
+            lp_shard_range(v->shape.dims[st->axis].size, st->n_cards, st->rank, &b, &e);
+            h.axis = st->axis;
+            h.size = e - b;
+            break;
+        }
+    }
+    return h;
+}
+
+static lp_dtype deploy_of(const lp_layer_ir *L, const lp_value *v) {
+    return L->deploy_dtype && lp_dtype_is_float(v->dtype) ? L->deploy_dtype : v->dtype;
+}
+
+/* s as a C string literal. */
+static void put_cstr(FILE *f, const char *s, size_t n) {
+    fputc('"', f);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\')
+            fprintf(f, "\\%c", c);
+        else if (c < 32 || c > 126)
+            fprintf(f, "\\%03o", c);
+        else if (c == '?')
+            fputs("\\?", f); /* no trigraphs */
+        else
+            fputc(c, f);
+    }
+    fputc('"', f);
+}
+
+/* s inside a comment: no comment end, no trigraph, no line breaks. */
+static void put_comment_text(FILE *f, const char *s) {
+    for (; s && *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '*' && s[1] == '/')
+            fputs("*\\/", f), s++;
+        else if (c == '?' && s[1] == '?')
+            fputs("?? ", f), s++; /* no trigraph */
+        else
+            fputc(c < 32 || c > 126 ? '?' : c, f);
+    }
+}
+
+static void put_float(FILE *f, float x) {
+    if (isnan(x)) {
+        fputs("__builtin_nanf(\"\")", f);
+    } else if (isinf(x)) {
+        fputs(x > 0 ? "__builtin_inff()" : "-__builtin_inff()", f);
+    } else {
+        char b[64];
+        snprintf(b, sizeof b, "%.9g", (double)x);
+        fputs(b, f);
+        if (!strpbrk(b, ".e")) fputs(".0", f);
+        fputc('f', f);
+    }
+}
+
+/* `bytes` as 8-byte words (aligned for every element type; the host is
+ * little-endian), the last one zero-padded. */
+static void put_words(FILE *f, const char *name, const uint8_t *bytes, uint64_t n) {
+    uint64_t words = n ? (n + 7) / 8 : 1;
+    fprintf(f, "static const uint64_t %s[] = {", name);
+    for (uint64_t w = 0; w < words; w++) {
+        uint64_t x = 0;
+        for (int k = 0; k < 8 && w * 8 + (uint64_t)k < n; k++)
+            x |= (uint64_t)bytes[w * 8 + (uint64_t)k] << (8 * k);
+        fprintf(f, "%s0x%" PRIx64 "u", w ? (w % 6 ? ", " : ",\n    ") : "", x);
+    }
+    fputs("};\n", f);
+}
+
+/* The dims table of a value: "0" (rank 0) or the name of a static array. */
+static lp_status put_dims(emit_ctx *x, const char *name, const lp_value *v, const lp_node *n,
+                          held_dims h) {
+    if (v->shape.rank < 0)
+        return lp_node_error(x->d, LP_ERR_UNSUPPORTED, n, "card %d: value '%s' has no known rank",
+                             x->card, v->name);
+    if (v->shape.rank == 0) return LP_OK;
+    fprintf(x->f, "static const int64_t %s[] = {", name);
+    for (int i = 0; i < v->shape.rank; i++) {
+        if (v->shape.dims[i].size < 0)
+            return lp_node_error(x->d, LP_ERR_UNSUPPORTED, n, "card %d: dim %d of '%s' is not "
+                                 "bound to a number (bind it with --dim or --shapes)",
+                                 x->card, i, v->name);
+        fprintf(x->f, "%s%" PRId64, i ? ", " : "", i == h.axis ? h.size : v->shape.dims[i].size);
+    }
+    fputs("};\n", x->f);
+    return LP_OK;
+}
+
+/* Literal bytes of a value the program carries, as table `name`. */
+static lp_status put_literal(emit_ctx *x, const char *name, const lp_value *v) {
+    uint64_t n = 0, numel = 0;
+    if (!lp_shape_numel(&v->shape, &numel) || !lp_dtype_storage_bytes(v->dtype, numel, &n))
+        return lp_error(x->d, LP_ERR_UNSUPPORTED, "card %d: literal '%s' has no known size",
+                        x->card, v->name);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) return lp_error(x->d, LP_ERR_INTERNAL, "out of memory");
+    lp_status st = lp_frontend_read_weight(x->g, v, buf, n, x->d);
+    if (st == LP_OK) put_words(x->f, name, buf, n);
+    free(buf);
+    return st;
+}
+
+/* The argument tables of step s; fills in nothing the call needs but the
+ * names "s<s>_in", "s<s>_out". */
+static lp_status put_args(emit_ctx *x, int s, const lp_arg *args, int n_args, const char *dir,
+                          const lp_node *n) {
+    char name[96];
+    for (int k = 0; k < n_args; k++) {
+        const lp_arg *a = &args[k];
+        if (a->region == LP_REGION_NONE) continue;
+        const lp_value *v = &x->g->values[a->value];
+        snprintf(name, sizeof name, "s%d_%s%d_dims", s, dir, k);
+        lp_status st = put_dims(x, name, v, n, held_of(x, a));
+        if (st == LP_OK && a->region == LP_REGION_LITERAL) {
+            snprintf(name, sizeof name, "s%d_%s%d_data", s, dir, k);
+            st = put_literal(x, name, v);
+        }
+        if (st != LP_OK) return st;
+    }
+    fprintf(x->f, "static const lp_card_tensor s%d_%s[] = {\n", s, dir);
+    for (int k = 0; k < n_args; k++) {
+        const lp_arg *a = &args[k];
+        if (a->region == LP_REGION_NONE) {
+            fputs("    LP_NONE_ARG,\n", x->f);
+            continue;
+        }
+        const lp_value *v = &x->g->values[a->value];
+        char dims[96];
+        if (v->shape.rank > 0)
+            snprintf(dims, sizeof dims, "s%d_%s%d_dims", s, dir, k);
+        else
+            snprintf(dims, sizeof dims, "0");
+        if (a->region == LP_REGION_LITERAL) {
+            uint64_t numel = 0, nb = 0;
+            if (!lp_shape_numel(&v->shape, &numel) || !lp_dtype_storage_bytes(v->dtype, numel, &nb))
+                nb = 0;
+            fprintf(x->f, "    LP_LIT(s%d_%s%d_data, %" PRIu64 "u, %d, %d, %s), /* ", s, dir, k,
+                    nb, (int)v->dtype, v->shape.rank, dims);
+        } else {
+            fprintf(x->f, "    LP_MEM(%" PRIu64 "u, %" PRIu64 "u, %d, %d, %s), /* ", a->offset,
+                    a->bytes, (int)deploy_of(x->L, v), v->shape.rank, dims);
+        }
+        put_comment_text(x->f, v->name);
+        fprintf(x->f, " (%s) */\n", lp_region_name(a->region));
+    }
+    if (n_args == 0) fputs("    LP_NONE_ARG,\n", x->f);
+    fputs("};\n", x->f);
+    return LP_OK;
+}
+
+/* The attribute table "s<s>_attrs" of node n; false when it has none. */
+static lp_status put_attrs(emit_ctx *x, int s, const lp_node *n) {
+    char name[96];
+    for (int k = 0; k < n->n_attrs; k++) {
+        const lp_attr *a = &n->attrs[k];
+        if (a->type == LP_ATTR_INTS && a->n > 0) {
+            fprintf(x->f, "static const int64_t s%d_a%d[] = {", s, k);
+            for (int i = 0; i < a->n; i++) fprintf(x->f, "%s%" PRId64, i ? ", " : "", a->ints[i]);
+            fputs("};\n", x->f);
+        } else if (a->type == LP_ATTR_FLOATS && a->n > 0) {
+            fprintf(x->f, "static const float s%d_a%d[] = {", s, k);
+            for (int i = 0; i < a->n; i++) {
+                if (i) fputs(", ", x->f);
+                put_float(x->f, a->floats[i]);
+            }
+            fputs("};\n", x->f);
+        } else if (a->type == LP_ATTR_TENSOR && a->tensor) {
+            const lp_tensor *t = a->tensor;
+            uint64_t numel = 0, nb = 0;
+            if (t->shape.rank < 0 || !lp_shape_numel(&t->shape, &numel) ||
+                !lp_dtype_storage_bytes(t->dtype, numel, &nb))
+                return lp_node_error(x->d, LP_ERR_UNSUPPORTED, n, "card %d: tensor attribute '%s' "
+                                     "has no known size", x->card, a->name);
+            uint8_t *buf = malloc(nb ? nb : 1);
+            if (!buf) return lp_error(x->d, LP_ERR_INTERNAL, "out of memory");
+            lp_status st = lp_frontend_read_tensor(x->g, &t->data, a->name, 0, buf, nb, x->d);
+            if (st == LP_OK) {
+                snprintf(name, sizeof name, "s%d_a%d_data", s, k);
+                put_words(x->f, name, buf, nb);
+            }
+            free(buf);
+            if (st != LP_OK) return st;
+            if (t->shape.rank > 0) {
+                fprintf(x->f, "static const int64_t s%d_a%d_dims[] = {", s, k);
+                for (int i = 0; i < t->shape.rank; i++)
+                    fprintf(x->f, "%s%" PRId64, i ? ", " : "", t->shape.dims[i].size);
+                fputs("};\n", x->f);
+            }
+            fprintf(x->f, "static const lp_card_tensor s%d_a%d = LP_LIT(s%d_a%d_data, %" PRIu64
+                    "u, %d, %d, ", s, k, s, k, nb, (int)t->dtype, t->shape.rank);
+            if (t->shape.rank > 0)
+                fprintf(x->f, "s%d_a%d_dims);\n", s, k);
+            else
+                fputs("0);\n", x->f);
+        } else if (a->type != LP_ATTR_INT && a->type != LP_ATTR_FLOAT && a->type != LP_ATTR_STRING &&
+                   a->type != LP_ATTR_INTS && a->type != LP_ATTR_FLOATS) {
+            return lp_node_error(x->d, LP_ERR_UNSUPPORTED, n, "card %d: attribute '%s' of %s has a "
+                                 "type the card program cannot carry", x->card, a->name, n->op_type);
+        }
+    }
+    if (n->n_attrs == 0) return LP_OK;
+    fprintf(x->f, "static const lp_card_attr s%d_attrs[] = {\n", s);
+    for (int k = 0; k < n->n_attrs; k++) {
+        const lp_attr *a = &n->attrs[k];
+        fputs("    ", x->f);
+        switch (a->type) {
+        case LP_ATTR_INT:
+            fputs("LP_ATTR_I(", x->f);
+            put_cstr(x->f, a->name, strlen(a->name));
+            fprintf(x->f, ", %" PRId64 "LL)", a->i);
+            if (a->i == INT64_MIN) return lp_error(x->d, LP_ERR_UNSUPPORTED, "attribute out of range");
+            break;
+        case LP_ATTR_FLOAT:
+            fputs("LP_ATTR_F(", x->f);
+            put_cstr(x->f, a->name, strlen(a->name));
+            fputs(", ", x->f);
+            put_float(x->f, a->f);
+            fputc(')', x->f);
+            break;
+        case LP_ATTR_STRING:
+            fputs("LP_ATTR_S(", x->f);
+            put_cstr(x->f, a->name, strlen(a->name));
+            fputs(", ", x->f);
+            put_cstr(x->f, a->s ? a->s : "", a->s ? a->s_len : 0);
+            fprintf(x->f, ", %zuu)", a->s ? a->s_len : (size_t)0);
+            break;
+        case LP_ATTR_INTS:
+        case LP_ATTR_FLOATS:
+            fputs(a->type == LP_ATTR_INTS ? "LP_ATTR_INTS(" : "LP_ATTR_FLOATS(", x->f);
+            put_cstr(x->f, a->name, strlen(a->name));
+            if (a->n > 0)
+                fprintf(x->f, ", %d, s%d_a%d)", a->n, s, k);
+            else
+                fputs(", 0, 0)", x->f);
+            break;
+        default: /* TENSOR, checked above */
+            fputs("LP_ATTR_T(", x->f);
+            put_cstr(x->f, a->name, strlen(a->name));
+            fprintf(x->f, ", &s%d_a%d)", s, k);
+            break;
+        }
+        fputs(",\n", x->f);
+    }
+    fputs("};\n", x->f);
+    return LP_OK;
+}
+
+/* A view step whose output is its input's bytes: no work. */
+static bool is_pure_view(const lp_step *st) {
+    return st->n_outputs == 1 && st->outputs[0].region == LP_REGION_VIEW;
+}
+
+static lp_status put_node_tables(emit_ctx *x, int s, const lp_step *st) {
+    const lp_node *n = &x->g->nodes[st->node];
+    if (st->kernel <= 0)
+        return lp_node_error(x->d, LP_ERR_UNSUPPORTED, n, "card %d: no kernel for op %s", x->card,
+                             n->op_type);
+    fprintf(x->f, "\n/* step %d: ", s);
+    put_comment_text(x->f, n->name);
+    fprintf(x->f, " (%s) */\n", n->op_type);
+    lp_status st2 = put_args(x, s, st->inputs, st->n_inputs, "in", n);
+    if (st2 == LP_OK) st2 = put_args(x, s, st->outputs, st->n_outputs, "out", n);
+    if (st2 == LP_OK) st2 = put_attrs(x, s, n);
+    if (st2 != LP_OK) return st2;
+    fprintf(x->f, "static const lp_card_node s%d = {", s);
+    put_cstr(x->f, n->name, strlen(n->name));
+    fputs(", ", x->f);
+    put_cstr(x->f, n->op_type, strlen(n->op_type));
+    fprintf(x->f, ", %" PRId64 ", %d, %d, %d, s%d_in, s%d_out, ", x->g->opset, st->n_inputs,
+            st->n_outputs, n->n_attrs, s, s);
+    if (n->n_attrs)
+        fprintf(x->f, "s%d_attrs", s);
+    else
+        fputs("0", x->f);
+    fprintf(x->f, ", %" PRIu64 "u, %" PRIu64 "u};\n", st->workspace_offset, st->workspace_bytes);
+    return LP_OK;
+}
+
+static void put_value_cstr(emit_ctx *x, int32_t v) {
+    const char *name = v >= 0 ? x->g->values[v].name : "";
+    put_cstr(x->f, name, strlen(name));
+}
+
+static void put_call(emit_ctx *x, int s, const lp_step *st) {
+    FILE *f = x->f;
+    const char *vname = st->value >= 0 ? x->g->values[st->value].name : "";
+    switch (st->kind) {
+    case LP_STEP_COMPUTE: {
+        const lp_node *n = &x->g->nodes[st->node];
+        fputs("    /* ", f);
+        put_comment_text(f, n->name);
+        fprintf(f, " (%s) */\n", n->op_type);
+        if (is_pure_view(st))
+            fprintf(f, "    /* a view: its output is its input's bytes, nothing to run */\n");
+        else
+            fprintf(f, "    LP_COMPUTE(env, base, s%d);\n", s);
+        break;
+    }
+    case LP_STEP_RECEIVE:
+    case LP_STEP_SEND: {
+        bool recv = st->kind == LP_STEP_RECEIVE;
+        fprintf(f, "    /* %s '", recv ? "receive" : "send");
+        put_comment_text(f, vname);
+        if (st->peer < 0)
+            fprintf(f, "' %s the host */\n", recv ? "from" : "to");
+        else
+            fprintf(f, "' %s card %d */\n", recv ? "from" : "to", st->peer);
+        const lp_arg *dst = recv ? &st->slot : &st->buffer, *src = recv ? &st->buffer : &st->slot;
+        if (dst->offset == src->offset) {
+            fputs("    /* already in place */\n", f);
+            break;
+        }
+        fprintf(f, "    LP_COPY(env, base, %" PRIu64 "u, %" PRIu64 "u, %" PRIu64 "u, ", dst->offset,
+                src->offset, src->bytes < dst->bytes ? src->bytes : dst->bytes);
+        put_value_cstr(x, st->value);
+        fputs(");\n", f);
+        break;
+    }
+    case LP_STEP_ALL_GATHER:
+        fputs("    /* all-gather '", f);
+        put_comment_text(f, vname);
+        fprintf(f, "' among cards %d..%d */\n", st->first_card, st->first_card + st->n_cards - 1);
+        fputs("    LP_ALL_GATHER(env, base, ", f);
+        put_value_cstr(x, st->value);
+        fprintf(f, ", %d, %d, %d, %d, %" PRIu64 "u, %" PRIu64 "u, %" PRIu64 "u, %" PRIu64 "u, %" PRIu64
+                "u);\n", st->first_card, st->n_cards, st->rank, st->axis, st->slice.offset,
+                st->slice.bytes, st->whole.offset, st->whole.bytes, st->slot.offset);
+        break;
+    }
+}
+
+static lp_status write_card(emit_ctx *x, const lp_card_program *cp, const char *model,
+                            const char *version) {
+    FILE *f = x->f;
+    const lp_card_memory *m = cp->memory;
+    fprintf(f, "/* card_%d.cu - the launch program of card %d", cp->card, cp->card);
+    if (cp->n_shards > 1) fprintf(f, " (shard %d of %d)", cp->shard, cp->n_shards);
+    fputs(" of ", f);
+    put_comment_text(f, model);
+    fprintf(f, ", written by lpcc %s.\n", version ? version : "");
+    fprintf(f, " *\n * One allocation of %" PRIu64 " bytes: weights at 0 (%" PRIu64 " bytes), "
+            "boundary at %" PRIu64 " (%" PRIu64 "),\n * arena at %" PRIu64 " (%" PRIu64
+            "), workspace at %" PRIu64 " (%" PRIu64 ").\n", m->total_bytes, m->weights_bytes,
+            m->boundary_offset, m->boundary_bytes, m->arena_offset, m->arena_bytes,
+            m->workspace_offset, m->workspace_bytes);
+    fputs(" * Builds as CUDA (nvcc -c) or as C++ for the CPU reference path\n"
+          " * (c++ -x c++ -shared -fPIC -I<lpcc>/runtime); see runtime/lp_card.h. */\n"
+          "#include \"lp_card.h\"\n\n"
+          "LP_CARD_EXPORT const int lp_card_abi = LP_CARD_ABI;\n", f);
+    for (int s = 0; s < cp->n_steps; s++) {
+        const lp_step *st = &cp->steps[s];
+        if (st->kind != LP_STEP_COMPUTE || is_pure_view(st)) continue;
+        lp_status rc = put_node_tables(x, s, st);
+        if (rc != LP_OK) return rc;
+    }
+    fprintf(f, "\n/* Card %d's steps in plan order. */\n"
+            "LP_CARD_EXPORT int lp_card_step(lp_card_env *env, unsigned char *base) {\n", cp->card);
+    int phase = -1;
+    for (int s = 0; s < cp->n_steps; s++) {
+        const lp_step *st = &cp->steps[s];
+        if (cp->n_phases > 1 && st->phase != phase) {
+            phase = st->phase;
+            fprintf(f, "    /* phase %d */\n", phase);
+        }
+        put_call(x, s, st);
+    }
+    fputs("    return 0;\n}\n", f);
+    return LP_OK;
+}
+
+lp_status lp_emit_write_cards(const lp_program *prog, const lp_layer_ir *L, const char *model,
+                              const char *version, lp_outdir *od, lp_diag *d) {
+    for (int c = 0; c < prog->n_cards; c++) {
+        const lp_card_program *cp = &prog->cards[c];
+        char name[48];
+        snprintf(name, sizeof name, "card_%d.cu", cp->card);
+        FILE *f = lp_outdir_create(od, name, d);
+        if (!f) return LP_ERR_OUTPUT;
+        emit_ctx x = {.L = L, .g = L->g, .f = f, .card = cp->card, .cp = cp, .d = d};
+        lp_status st = write_card(&x, cp, model ? model : "", version);
+        lp_status cs = lp_outdir_close(od, f, d);
+        if (st != LP_OK) return st;
+        if (cs != LP_OK) return cs;
+    }
+    return LP_OK;
+}
