@@ -133,8 +133,13 @@ static void flush_buffer(lp_json_out *w) {
     w->len = 0;
 }
 
-static void out_bytes(lp_json_out *w, const char *s, size_t n) {
+/* Makes room for n more bytes when n fits the buffer at all. */
+static inline void reserve(lp_json_out *w, size_t n) {
     if (w->len + n > OUT_BUFFER_BYTES) flush_buffer(w);
+}
+
+static void out_bytes(lp_json_out *w, const char *s, size_t n) {
+    reserve(w, n);
     if (n > OUT_BUFFER_BYTES) {
         if (!w->io_failed && fwrite(s, 1, n, w->f) != n) {
             w->io_failed = true;
@@ -142,6 +147,13 @@ static void out_bytes(lp_json_out *w, const char *s, size_t n) {
         }
         return;
     }
+    memcpy(w->buf + w->len, s, n);
+    w->len += n;
+}
+
+/* A few bytes known to fit a small reserve: no length test of their own. */
+static inline void put_small(lp_json_out *w, const char *s, size_t n) {
+    reserve(w, n);
     memcpy(w->buf + w->len, s, n);
     w->len += n;
 }
@@ -169,41 +181,50 @@ static void newline_indent(lp_json_out *w, int depth) {
     w->len += n;
 }
 
-/* Whether the n bytes at s are all printable ASCII but '"' and '\\': eight
- * bytes a step, each word tested for a byte below 0x20, with the top bit
- * set, or equal to 0x7f, '"' or '\\' (the usual zero-byte test on x ^ c). */
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
-static bool plain_ascii(const unsigned char *s, size_t n) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t x;
-        memcpy(&x, s + i, 8);
-        uint64_t del = x ^ (ONES * 0x7f), quote = x ^ (ONES * '"'), bs = x ^ (ONES * '\\');
-        uint64_t bad = ((x - ONES * 0x20) & ~x) | x | ((del - ONES) & ~del) |
-                       ((quote - ONES) & ~quote) | ((bs - ONES) & ~bs);
-        if (bad & HIGHS) return false;
-    }
-    for (; i < n; i++)
-        if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '"' || s[i] == '\\') return false;
-    return true;
-}
+/* Bytes JSON takes inside quotes as they are (every writer, jansson's
+ * included, writes them unchanged): printable ASCII but '"' and '\\'. */
+static const unsigned char plain_byte[256] = {
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+};
 
-/* Stream: a string. Printable ASCII but '"' and '\\' is what JSON takes
- * inside quotes as it is (every writer, jansson's included, writes it
- * unchanged): copied straight into the buffer; anything else is written by
- * jansson. */
+/* Stream: a string. One pass copies plain bytes straight into the buffer
+ * behind the opening quote. A string with any other byte is written by
+ * jansson; one that meets the end of the buffer is written again after a
+ * flush, or by jansson when it is longer than a whole buffer. */
 static void out_string(lp_json_out *w, const char *s) {
-    size_t n = strlen(s);
-    if (w->len + n + 2 > OUT_BUFFER_BYTES) flush_buffer(w);
-    if (n + 2 <= OUT_BUFFER_BYTES && plain_ascii((const unsigned char *)s, n)) {
-        char *o = w->buf + w->len;
-        o[0] = '"';
-        memcpy(o + 1, s, n);
-        o[n + 1] = '"';
-        w->len += n + 2;
-        return;
+    const unsigned char *u = (const unsigned char *)s;
+    char *o = w->buf + w->len, *last = w->buf + OUT_BUFFER_BYTES - 1; /* the closing quote's room */
+    if (o < last) {
+        char *q = o + 1;
+        while (q < last && plain_byte[*u]) *q++ = (char)*u++;
+        if (*u == '\0') {
+            *o = '"';
+            *q++ = '"';
+            w->len = (size_t)(q - w->buf);
+            return;
+        }
+        if (!plain_byte[*u]) goto general;
     }
+    if (w->len == 0) goto general;
+    flush_buffer(w);
+    out_string(w, s);
+    return;
+general:;
     json_t *j = lp_json_name(s);
     if (!j) {
         w->oom = true;
@@ -222,15 +243,15 @@ static void separate(lp_json_out *w, const char *key) {
     }
     level *l = &w->stack[w->depth - 1];
     if (l->row) {
-        if (!l->first) out_bytes(w, ", ", 2);
+        if (!l->first) put_small(w, ", ", 2);
     } else {
-        if (!l->first) out_bytes(w, ",", 1);
+        if (!l->first) put_small(w, ",", 1);
         newline_indent(w, w->depth);
     }
     l->first = false;
     if (!l->array) {
         out_string(w, key ? key : "");
-        out_bytes(w, ": ", 2);
+        put_small(w, ": ", 2);
     }
 }
 
@@ -272,7 +293,7 @@ static void begin(lp_json_out *w, const char *key, bool array, bool row) {
     json_t *c = NULL;
     if (w->f) {
         separate(w, key);
-        out_bytes(w, array ? "[" : "{", 1);
+        put_small(w, array ? "[" : "{", 1);
         /* everything inside a row is on its line */
         row = row || (w->depth > 0 && w->stack[w->depth - 1].row);
     } else {
@@ -297,7 +318,7 @@ void lp_json_end(lp_json_out *w) {
     level l = w->stack[--w->depth];
     if (!w->f) return;
     if (!l.first && !l.row) newline_indent(w, w->depth);
-    out_bytes(w, l.array ? "]" : "}", 1);
+    put_small(w, l.array ? "]" : "}", 1);
 }
 
 void lp_json_put(lp_json_out *w, const char *key, json_t *v) {
@@ -328,15 +349,28 @@ void lp_json_int(lp_json_out *w, const char *key, int64_t v) {
         return;
     }
     separate(w, key);
-    /* decimal digits from the end; the magnitude as unsigned so INT64_MIN works */
+    /* decimal digits from the end, two a step; the magnitude as unsigned so
+     * INT64_MIN works */
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324"
+                                "25262728293031323334353637383940414243444546474849"
+                                "50515253545556575859606162636465666768697071727374"
+                                "75767778798081828384858687888990919293949596979899";
     char digits[24], *p = digits + sizeof digits;
     uint64_t m = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
-    do {
-        *--p = (char)('0' + m % 10);
-        m /= 10;
-    } while (m);
+    while (m >= 100) {
+        unsigned r = (unsigned)(m % 100);
+        m /= 100;
+        p -= 2;
+        memcpy(p, pairs + 2 * r, 2);
+    }
+    if (m >= 10) {
+        p -= 2;
+        memcpy(p, pairs + 2 * m, 2);
+    } else {
+        *--p = (char)('0' + m);
+    }
     if (v < 0) *--p = '-';
-    out_bytes(w, p, (size_t)(digits + sizeof digits - p));
+    put_small(w, p, (size_t)(digits + sizeof digits - p));
 }
 
 void lp_json_string(lp_json_out *w, const char *key, const char *s) {
@@ -356,7 +390,7 @@ void lp_json_bool(lp_json_out *w, const char *key, bool v) {
         return;
     }
     separate(w, key);
-    out_bytes(w, v ? "true" : "false", v ? 4 : 5);
+    put_small(w, v ? "true" : "false", v ? 4 : 5);
 }
 
 void lp_json_null(lp_json_out *w, const char *key) {
@@ -366,7 +400,7 @@ void lp_json_null(lp_json_out *w, const char *key) {
         return;
     }
     separate(w, key);
-    out_bytes(w, "null", 4);
+    put_small(w, "null", 4);
 }
 
 lp_status lp_json_out_close(lp_json_out *w, const char *what, lp_diag *d) {

@@ -190,6 +190,65 @@ static void test_string_bytes(void **state) {
             }
 }
 
+/* A row array of strings: `pad` bytes of padding, then strings and numbers
+ * of every length 1..40 several times over, then one longer than the
+ * writer's buffer. */
+typedef struct boundary_doc {
+    const char *pad, *big;
+} boundary_doc;
+
+static void boundary_strings(const void *ctx, lp_json_out *w) {
+    const boundary_doc *b = ctx;
+    char s[48];
+    lp_json_begin_row_array(w, NULL);
+    lp_json_string(w, NULL, b->pad);
+    for (int r = 0; r < 8; r++)
+        for (int len = 1; len <= 40; len++) {
+            memset(s, 'a' + len % 26, (size_t)len);
+            s[len] = '\0';
+            lp_json_string(w, NULL, s);
+            lp_json_int(w, NULL, -1234567890123LL * len);
+        }
+    lp_json_string(w, NULL, b->big);
+    lp_json_end(w);
+}
+
+/* Strings and numbers that meet the end of the buffer, at each offset, and
+ * a string longer than the whole buffer, are written whole and in place:
+ * the text equals the one put together here. */
+static void test_buffer_boundary(void **state) {
+    (void)state;
+    size_t buf = (size_t)1 << 20, big_len = buf + 100;
+    char *pad = malloc(buf + 1), *big = malloc(big_len + 1);
+    assert_non_null(pad);
+    assert_non_null(big);
+    memset(big, 'q', big_len);
+    big[big_len] = '\0';
+    for (size_t pad_len = buf - 3 - 2400; pad_len <= buf - 3; pad_len += 37) {
+        memset(pad, 'p', pad_len);
+        pad[pad_len] = '\0';
+        boundary_doc b = {pad, big};
+        char *got = streamed_text(boundary_strings, &b);
+        /* the expected text, put together by hand */
+        char *want = malloc(pad_len + big_len + 8 * 40 * 72 + 16), *o = want;
+        assert_non_null(want);
+        o += sprintf(o, "[\"%s\"", pad);
+        for (int r = 0; r < 8; r++)
+            for (int len = 1; len <= 40; len++) {
+                o += sprintf(o, ", \"");
+                memset(o, 'a' + len % 26, (size_t)len);
+                o += len;
+                o += sprintf(o, "\", %lld", -1234567890123LL * len);
+            }
+        o += sprintf(o, ", \"%s\"]\n", big);
+        if (strcmp(got, want) != 0) fail_msg("padding %zu: streamed text differs", pad_len);
+        free(want);
+        free(got);
+    }
+    free(pad);
+    free(big);
+}
+
 static void nested(const void *ctx, lp_json_out *w) {
     int depth = *(const int *)ctx;
     for (int i = 0; i < depth; i++) lp_json_begin_array(w, NULL);
@@ -224,6 +283,7 @@ int main(void) {
         cmocka_unit_test(test_stream_equals_tree),
         cmocka_unit_test(test_large_document),
         cmocka_unit_test(test_string_bytes),
+        cmocka_unit_test(test_buffer_boundary),
         cmocka_unit_test(test_indent),
         cmocka_unit_test(test_write_failure),
     };
