@@ -23,6 +23,7 @@ typedef struct emit_ctx {
     FILE *f;
     int card;
     const lp_card_program *cp;
+    bool sliced_weights; /* the card holds a column slice of some weight */
     lp_diag *d;
 } emit_ctx;
 
@@ -37,7 +38,7 @@ typedef struct held_dims {
 static held_dims held_of(const emit_ctx *x, const lp_arg *a) {
     held_dims h = {-1, 0};
     const lp_card_memory *m = x->cp->memory;
-    if (a->region == LP_REGION_WEIGHT) {
+    if (a->region == LP_REGION_WEIGHT && x->sliced_weights) {
         for (int k = 0; k < m->n_weights; k++)
             if (m->weights[k].value == a->value && m->weights[k].offset == a->offset &&
                 m->weights[k].axis >= 0) {
@@ -432,6 +433,8 @@ lp_status lp_emit_write_cards(const lp_program *prog, const lp_layer_ir *L, cons
         FILE *f = lp_outdir_create(od, name, d);
         if (!f) return LP_ERR_OUTPUT;
         emit_ctx x = {.L = L, .g = L->g, .f = f, .card = cp->card, .cp = cp, .d = d};
+        for (int k = 0; k < cp->memory->n_weights && !x.sliced_weights; k++)
+            x.sliced_weights = cp->memory->weights[k].axis >= 0;
         lp_status st = write_card(&x, cp, model ? model : "", version);
         lp_status cs = lp_outdir_close(od, f, d);
         if (st != LP_OK) return st;
