@@ -48,19 +48,6 @@ typedef struct lower_ctx {
     int *by_to, *to_first;     /* ... and by receiving card */
 } lower_ctx;
 
-static const lp_shard *shard_of(const lp_plan *p, int card) {
-    int lo = 0, hi = p->n_shards - 1;
-    while (lo < hi) {
-        int mid = lo + (hi - lo + 1) / 2;
-        if (p->shards[mid].first_card <= card)
-            lo = mid;
-        else
-            hi = mid - 1;
-    }
-    const lp_shard *s = p->n_shards ? &p->shards[lo] : NULL;
-    return s && card >= s->first_card && card < s->first_card + s->n_shards ? s : NULL;
-}
-
 /* Counting sort of the cut transfers by `card_of` (from or to). */
 static bool bucket_transfers(const lp_plan *p, bool by_from, int **order, int **first) {
     *order = malloc(sizeof(int) * ((size_t)p->n_transfers + 1));
@@ -279,7 +266,7 @@ static lp_status lower_card(lower_ctx *x, int c, int *stamp, lp_card_program *cp
     const lp_card_memory *m = pc->memory;
     const lp_layer_ir *L = x->L;
     const lp_graph *g = L->g;
-    const lp_shard *sh = pc->n_shards > 1 ? shard_of(x->p, c) : NULL;
+    const lp_shard *sh = pc->n_shards > 1 ? lp_plan_shard_of_card(x->p, c) : NULL;
     int a = L->layers[pc->first_layer].first_node, b = L->layers[pc->last_layer].last_node;
     int n_splits = sh ? sh->n_weights : 0;
     *cp = (lp_card_program){.card = c, .shard = pc->shard, .n_shards = pc->n_shards, .memory = m};
