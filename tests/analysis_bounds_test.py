@@ -19,6 +19,10 @@ import time
 import numpy as np
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+import onnx_graphs  # noqa: E402
+from onnx_graphs import i64, vi  # noqa: E402,F401
+
 LPCC = os.environ.get("LPCC", "lpcc")
 MAX_RANK = 64
 TIME_LIMIT_S = 1.0
@@ -33,18 +37,7 @@ def fail(case, msg):
 
 
 def model(nodes, inputs, outputs, inits=(), opset=18):
-    g = helper.make_graph(nodes, "bounds", list(inputs), list(outputs), list(inits))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 10
-    return m
-
-
-def vi(name, shape, dt=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, dt, shape)
-
-
-def i64(name, values):
-    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+    return onnx_graphs.model(nodes, inputs, outputs, inits, opset, name="bounds")
 
 
 def scalar_i64(name, v):

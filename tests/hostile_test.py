@@ -23,6 +23,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "support"))
+import onnx_graphs  # noqa: E402
+from onnx_graphs import i64, vi  # noqa: E402,F401
+
 LPCC = os.environ.get("LPCC", "lpcc")
 I64_MIN, I64_MAX = -(1 << 63), (1 << 63) - 1
 RESULT_FILES = ("graph.json", "layers.json", "plan.json")
@@ -38,18 +42,7 @@ def fail(case, msg):
 # ---- model builders ---------------------------------------------------------
 
 def model(nodes, inputs, outputs, inits=(), opset=18):
-    g = helper.make_graph(nodes, "hostile", list(inputs), list(outputs), list(inits))
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
-    m.ir_version = 10
-    return m
-
-
-def vi(name, shape, dt=TensorProto.FLOAT):
-    return helper.make_tensor_value_info(name, dt, shape)
-
-
-def i64(name, values):
-    return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+    return onnx_graphs.model(nodes, inputs, outputs, inits, opset, name="hostile")
 
 
 def f32(name, shape):
