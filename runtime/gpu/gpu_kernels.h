@@ -73,6 +73,12 @@ typedef struct lp_gpu_call {
     size_t workspace_bytes;
     cudaStream_t stream;
     lp_gpu_libs *libs;
+    /* The warm-up pass before a card's step is captured in a CUDA graph: a
+     * family may then synchronise, time alternatives (cuBLASLt algorithms,
+     * cuDNN convolution algorithms) and cache its choice in libs, keyed by
+     * the call's shapes. Outside warm-up (during capture) it must not
+     * synchronise and must find its choice cached or choose without timing. */
+    bool warmup;
     lp_diag *diag;
 } lp_gpu_call;
 
