@@ -9,6 +9,7 @@
 #include "lp_outdir.h"
 #include "lp_partition.h"
 #include "lp_card_models.h"
+#include "lp_codegen.h"
 #include "json_out.h"
 
 #include <errno.h>
@@ -790,6 +791,7 @@ static void program_text(const void *r, FILE *f) {
 static lp_status stage_lower(run *r) {
     lp_status st = lp_lower_run(r->plan, r->L, &r->prog, r->d);
     if (st == LP_OK) st = lp_program_verify(r->prog, r->plan, r->L, r->d);
+    if (st == LP_OK && r->c->out_dir) st = lp_codegen_check_kernels(r->prog, r->L, r->d);
     if (st == LP_OK && dumping(r->c, "program"))
         st = dump_json_or_text(r->c, program_json, r, program_text, r->d);
     return st;

@@ -1,10 +1,12 @@
-/* lp_codegen.h - the codegen stage; not implemented yet. */
+/* lp_codegen.h - checks on a lowered program before its cards are written. */
 #ifndef LP_CODEGEN_H
 #define LP_CODEGEN_H
 
-#include "lp_ir.h"
+#include "lp_lower.h"
 
-/* Reports that the stage is not implemented yet. */
-lp_status lp_codegen_not_implemented(lp_diag *d);
+/* Every compute step's op has a kernel family (ops.def's emit column);
+ * otherwise LP_ERR_UNSUPPORTED listing each op no program can run with its
+ * node count and one node's name, in op order. */
+lp_status lp_codegen_check_kernels(const lp_program *prog, const lp_layer_ir *L, lp_diag *d);
 
 #endif

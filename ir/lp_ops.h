@@ -45,10 +45,40 @@ typedef enum lp_op_reads {
     LP_READS_ROWS, /* the rows it picks: as many bytes as it writes */
 } lp_op_reads;
 
-/* The code generator's kernel for an op: none yet, since codegen does not
- * exist; the column is there so that adding the generator fills it in. */
+/* The kernel family that runs an op: one reference (lp_ref.h) and one CUDA
+ * (runtime/gpu/gpu_kernels.h) function each. */
 typedef enum lp_op_emit {
-    LP_EMIT_NONE,
+    LP_EMIT_NONE, /* no program can run the op yet */
+    LP_EMIT_UNARY,
+    LP_EMIT_BINARY,
+    LP_EMIT_VARIADIC,
+    LP_EMIT_WHERE,
+    LP_EMIT_CLIP,
+    LP_EMIT_CAST,
+    LP_EMIT_VIEW,
+    LP_EMIT_SHAPE,
+    LP_EMIT_CONSTANT_OF_SHAPE,
+    LP_EMIT_RANGE,
+    LP_EMIT_EXPAND,
+    LP_EMIT_CONCAT,
+    LP_EMIT_SPLIT,
+    LP_EMIT_SLICE,
+    LP_EMIT_TRANSPOSE,
+    LP_EMIT_GATHER,
+    LP_EMIT_GATHER_ELEMENTS,
+    LP_EMIT_GATHER_ND,
+    LP_EMIT_PAD,
+    LP_EMIT_CUMSUM,
+    LP_EMIT_MATMUL,
+    LP_EMIT_GEMM,
+    LP_EMIT_CONV,
+    LP_EMIT_POOL,
+    LP_EMIT_GLOBAL_POOL,
+    LP_EMIT_BATCHNORM,
+    LP_EMIT_LAYERNORM,
+    LP_EMIT_SOFTMAX,
+    LP_EMIT_REDUCE,
+    LP_EMIT_COUNT
 } lp_op_emit;
 
 #define LP_WS_NONE NULL

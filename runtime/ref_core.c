@@ -249,52 +249,42 @@ bool lp_ref_axis(int64_t axis, int rank, int *out) {
 
 /* ---- dispatcher ---- */
 
+/* One reference function per kernel family (ops.def's emit column). */
+static const lp_ref_fn family_kernel[LP_EMIT_COUNT] = {
+    [LP_EMIT_UNARY] = lp_ref_unary,
+    [LP_EMIT_BINARY] = lp_ref_binary,
+    [LP_EMIT_VARIADIC] = lp_ref_variadic,
+    [LP_EMIT_WHERE] = lp_ref_where,
+    [LP_EMIT_CLIP] = lp_ref_clip,
+    [LP_EMIT_CAST] = lp_ref_cast,
+    [LP_EMIT_VIEW] = lp_ref_view,
+    [LP_EMIT_SHAPE] = lp_ref_shape,
+    [LP_EMIT_CONSTANT_OF_SHAPE] = lp_ref_constant_of_shape,
+    [LP_EMIT_RANGE] = lp_ref_range,
+    [LP_EMIT_EXPAND] = lp_ref_expand,
+    [LP_EMIT_CONCAT] = lp_ref_concat,
+    [LP_EMIT_SPLIT] = lp_ref_split,
+    [LP_EMIT_SLICE] = lp_ref_slice,
+    [LP_EMIT_TRANSPOSE] = lp_ref_transpose,
+    [LP_EMIT_GATHER] = lp_ref_gather,
+    [LP_EMIT_GATHER_ELEMENTS] = lp_ref_gather_elements,
+    [LP_EMIT_GATHER_ND] = lp_ref_gather_nd,
+    [LP_EMIT_PAD] = lp_ref_pad,
+    [LP_EMIT_CUMSUM] = lp_ref_cumsum,
+    [LP_EMIT_MATMUL] = lp_ref_matmul,
+    [LP_EMIT_GEMM] = lp_ref_gemm,
+    [LP_EMIT_CONV] = lp_ref_conv,
+    [LP_EMIT_POOL] = lp_ref_pool,
+    [LP_EMIT_GLOBAL_POOL] = lp_ref_global_pool,
+    [LP_EMIT_BATCHNORM] = lp_ref_batchnorm,
+    [LP_EMIT_LAYERNORM] = lp_ref_layernorm,
+    [LP_EMIT_SOFTMAX] = lp_ref_softmax,
+    [LP_EMIT_REDUCE] = lp_ref_reduce,
+};
+
 static lp_ref_fn kernel_of(int op) {
-    switch (op) {
-    case LP_OP_Neg: case LP_OP_Abs: case LP_OP_Sqrt: case LP_OP_Reciprocal: case LP_OP_Exp:
-    case LP_OP_Log: case LP_OP_Gelu: case LP_OP_Erf: case LP_OP_Tanh: case LP_OP_Sigmoid:
-    case LP_OP_Relu: case LP_OP_Sin: case LP_OP_Cos: case LP_OP_Not: case LP_OP_HardSigmoid:
-    case LP_OP_HardSwish: case LP_OP_Floor: case LP_OP_Ceil: case LP_OP_Sign:
-    case LP_OP_LeakyRelu: case LP_OP_Softplus: case LP_OP_Softsign:
-        return lp_ref_unary;
-    case LP_OP_Add: case LP_OP_Sub: case LP_OP_Mul: case LP_OP_Div: case LP_OP_Pow:
-    case LP_OP_And: case LP_OP_Or: case LP_OP_Xor: case LP_OP_Equal: case LP_OP_Less:
-    case LP_OP_LessOrEqual: case LP_OP_Greater: case LP_OP_GreaterOrEqual:
-        return lp_ref_binary;
-    case LP_OP_Max: case LP_OP_Min: case LP_OP_Sum: case LP_OP_Mean:
-        return lp_ref_variadic;
-    case LP_OP_Where: return lp_ref_where;
-    case LP_OP_Clip: return lp_ref_clip;
-    case LP_OP_Cast: return lp_ref_cast;
-    case LP_OP_Identity: case LP_OP_Reshape: case LP_OP_Squeeze: case LP_OP_Unsqueeze:
-    case LP_OP_Flatten:
-        return lp_ref_view;
-    case LP_OP_Shape: return lp_ref_shape;
-    case LP_OP_ConstantOfShape: return lp_ref_constant_of_shape;
-    case LP_OP_Range: return lp_ref_range;
-    case LP_OP_Expand: return lp_ref_expand;
-    case LP_OP_Concat: return lp_ref_concat;
-    case LP_OP_Split: return lp_ref_split;
-    case LP_OP_Slice: return lp_ref_slice;
-    case LP_OP_Transpose: return lp_ref_transpose;
-    case LP_OP_Gather: return lp_ref_gather;
-    case LP_OP_GatherElements: return lp_ref_gather_elements;
-    case LP_OP_GatherND: return lp_ref_gather_nd;
-    case LP_OP_Pad: return lp_ref_pad;
-    case LP_OP_CumSum: return lp_ref_cumsum;
-    case LP_OP_MatMul: return lp_ref_matmul;
-    case LP_OP_Gemm: return lp_ref_gemm;
-    case LP_OP_Conv: return lp_ref_conv;
-    case LP_OP_MaxPool: case LP_OP_AveragePool: return lp_ref_pool;
-    case LP_OP_GlobalAveragePool: case LP_OP_GlobalMaxPool: return lp_ref_global_pool;
-    case LP_OP_BatchNormalization: return lp_ref_batchnorm;
-    case LP_OP_LayerNormalization: return lp_ref_layernorm;
-    case LP_OP_Softmax: case LP_OP_LogSoftmax: return lp_ref_softmax;
-    case LP_OP_ReduceMean: case LP_OP_ReduceSum: case LP_OP_ReduceMax: case LP_OP_ReduceMin:
-    case LP_OP_ReduceProd: case LP_OP_ReduceSumSquare:
-        return lp_ref_reduce;
-    default: return NULL;
-    }
+    lp_op_emit e = lp_op_emit_of(op);
+    return e > LP_EMIT_NONE && e < LP_EMIT_COUNT ? family_kernel[e] : NULL;
 }
 
 lp_ref_fn lp_ref_kernel(int op, lp_diag *d) {

@@ -296,6 +296,29 @@ class Cli(unittest.TestCase):
             self.assert_exit(p, EXIT_OUTPUT)
             self.assertEqual(os.listdir(out) if os.path.isdir(out) else [], [])
 
+    def test_ops_without_kernels_are_listed(self):
+        # Round and Mod have shape rules but no kernel family: -o stops before
+        # writing anything, listing each such op once with its node count
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3])
+        z = helper.make_tensor_value_info("z", TensorProto.FLOAT, [2, 3])
+        nodes = [helper.make_node("Round", ["x"], ["r"], name="round0"),
+                 helper.make_node("Round", ["r"], ["s"], name="round1"),
+                 helper.make_node("Mod", ["s", "x"], ["m"], name="mod0", fmod=1),
+                 helper.make_node("Relu", ["m"], ["z"], name="relu0")]
+        model = os.path.join(self.tmp, "no_kernel.onnx")
+        onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [z]),
+                                    opset_imports=[helper.make_opsetid("", 17)]), model)
+        out = self.fresh_dir("out_no_kernel")
+        p = run(model, "-o", out)
+        self.assert_exit(p, EXIT_MODEL)
+        self.assertIn("2 ops in the plan have no kernel", p.stderr)
+        self.assertIn("Round: 2 nodes (e.g. 'round0')", p.stderr)
+        self.assertIn("Mod: 1 node (e.g. 'mod0')", p.stderr)
+        self.assertNotIn("Relu", p.stderr)
+        self.assertFalse(os.path.exists(out) and os.listdir(out))
+        # analysis alone still runs
+        self.assert_exit(run(model), EXIT_OK)
+
     def test_cards_of_an_earlier_plan_are_removed(self):
         out = self.fresh_dir("recards")
         model = os.path.join(MODELS, "gpt2_tiny.onnx")

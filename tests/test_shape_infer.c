@@ -528,10 +528,14 @@ static void test_op_table_columns(void **state) {
     assert_int_equal(lp_op_reads_of(LP_OP_Slice), LP_READS_ALL);
     int rows_only = 0;
     for (int id = 1; id <= LP_OP_COUNT; id++) {
-        assert_int_equal(lp_op_emit_of(id), LP_EMIT_NONE); /* no code generator yet */
         rows_only += lp_op_reads_of(id) == LP_READS_ROWS;
     }
     assert_int_equal(rows_only, 3);
+    assert_int_equal(lp_op_emit_of(LP_OP_MatMul), LP_EMIT_MATMUL);
+    assert_int_equal(lp_op_emit_of(LP_OP_LessOrEqual), LP_EMIT_BINARY);
+    assert_int_equal(lp_op_emit_of(LP_OP_Unsqueeze), LP_EMIT_VIEW);
+    assert_int_equal(lp_op_emit_of(LP_OP_NonZero), LP_EMIT_NONE);
+    assert_int_equal(lp_op_emit_of(LP_OP_UNKNOWN), LP_EMIT_NONE);
     /* rows without a shape rule are reported as unsupported, like ops with no row */
     lp_graph *g = graph();
     input(g, "x", LP_DT_FLOAT, "2,3");
