@@ -1,5 +1,5 @@
-/* lpcc-run: runs a folder `lpcc MODEL -o DIR` wrote, on the CPU reference
- * path, a thin driver over lp_runtime.h.
+/* lpcc-run: runs a folder `lpcc MODEL -o DIR` wrote, on the GPU (--device
+ * cuda) or the CPU reference path, a thin driver over lp_runtime.h.
  *
  * Exit codes: 0 ok, 1 bad compiled folder (manifest, weights, card program),
  * 2 usage (options, input files of the wrong shape or dtype), 3 --check
@@ -34,18 +34,29 @@ static int exit_of(lp_status st) {
 }
 
 static void usage(FILE *f) {
-    fputs("usage: lpcc-run DIR [--device cpu] [--inputs FOLDER] [--outputs FOLDER]\n"
-          "                [--check REF_FOLDER] [--tolerance X] [--iters N] [--warmup N]\n"
-          "                [--seed N] [--json]\n"
-          "Runs the model `lpcc MODEL -o DIR` compiled, card by card, on the CPU reference path.\n"
+    fputs("usage: lpcc-run DIR [--device cpu|cuda] [--gpus LIST] [--inputs FOLDER]\n"
+          "                [--outputs FOLDER] [--check REF_FOLDER] [--tolerance X] [--iters N]\n"
+          "                [--warmup N] [--tokens N] [--seed N] [--no-graphs] [--no-pin]\n"
+          "                [--check-nodes] [--json]\n"
+          "Runs the model `lpcc MODEL -o DIR` compiled, card by card, on the GPU (--device cuda,\n"
+          "every card's step a CUDA graph) or on the CPU reference path (--device cpu, default).\n"
+          "  --gpus LIST       card -> GPU, e.g. 0,1,0,1 (the last entry repeats); default: every\n"
+          "                    card on GPU 0 (virtual cards: transfers are device copies)\n"
           "  --inputs FOLDER   input_0.pb ... (ONNX TensorProto, graph input order; the backend\n"
           "                    tests' test_data_set_N layout); default: random inputs of the\n"
           "                    compiled shapes (floats in [-1, 1), integers in [0, 10))\n"
           "  --outputs FOLDER  writes output_0.pb ...\n"
           "  --check FOLDER    compares the outputs with FOLDER/output_N.pb (relative L2 error,\n"
           "                    fails above --tolerance, default 1e-5)\n"
-          "  --iters N         runs N steps and reports the median time per card (host clock:\n"
-          "                    CPU reference kernels, not GPU times)\n"
+          "  --iters N         runs N steps after --warmup N and reports the median step time per\n"
+          "                    card, transfers, latency and tokens/s (CUDA events on cuda; the\n"
+          "                    host clock on cpu)\n"
+          "  --tokens N        tokens a step, for tokens/s (default: the elements of the first\n"
+          "                    integer input, else the first dim of the first input)\n"
+          "  --no-graphs       cuda: enqueue every step's kernels instead of replaying a graph\n"
+          "  --no-pin          cuda: no L2 persisting window over weights\n"
+          "  --check-nodes     cuda: the first step compares every node's output with the CPU\n"
+          "                    reference on the same inputs and names the nodes that differ\n"
           "exit codes: 0 ok, 1 bad compiled folder, 2 usage or bad inputs, 3 check failed,\n"
           "            4 cannot write outputs, 5 internal\n", f);
 }
@@ -139,11 +150,11 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 typedef struct opts {
-    const char *dir, *device, *inputs, *outputs, *check;
+    const char *dir, *device, *inputs, *outputs, *check, *gpus;
     double tol;
-    long iters, warmup;
+    long iters, warmup, tokens;
     uint64_t seed;
-    bool json;
+    bool json, no_graphs, no_pin, check_nodes;
 } opts;
 
 static bool parse_long(const char *s, long lo, long *out) {
@@ -161,7 +172,10 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         {"outputs", required_argument, 0, 'o'}, {"check", required_argument, 0, 'c'},
         {"tolerance", required_argument, 0, 't'}, {"iters", required_argument, 0, 'n'},
         {"warmup", required_argument, 0, 'w'}, {"seed", required_argument, 0, 's'},
-        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
+        {"gpus", required_argument, 0, 'g'}, {"tokens", required_argument, 0, 'k'},
+        {"no-graphs", no_argument, 0, 'G'}, {"no-pin", no_argument, 0, 'P'},
+        {"check-nodes", no_argument, 0, 'C'}, {0, 0, 0, 0}};
     *o = (opts){.device = "cpu", .tol = 1e-5, .iters = 1, .warmup = 0};
     int ch;
     opterr = 0;
@@ -173,6 +187,16 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         case 'o': o->outputs = optarg; break;
         case 'c': o->check = optarg; break;
         case 'j': o->json = true; break;
+        case 'g': o->gpus = optarg; break;
+        case 'G': o->no_graphs = true; break;
+        case 'P': o->no_pin = true; break;
+        case 'C': o->check_nodes = true; break;
+        case 'k':
+            if (!parse_long(optarg, 1, &o->tokens)) {
+                lp_error(d, LP_ERR_USAGE, "--tokens '%s': not a whole number >= 1", optarg);
+                return EXIT_USAGE;
+            }
+            break;
         case 't': {
             char *end;
             o->tol = strtod(optarg, &end);
@@ -208,9 +232,13 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         return EXIT_USAGE;
     }
     o->dir = argv[optind];
-    if (strcmp(o->device, "cpu") != 0) {
-        lp_error(d, LP_ERR_USAGE, "--device %s: this build runs the CPU reference path only "
-                 "(--device cpu)", o->device);
+    bool cuda = strcmp(o->device, "cuda") == 0;
+    if (!cuda && strcmp(o->device, "cpu") != 0) {
+        lp_error(d, LP_ERR_USAGE, "--device %s: not a device (cpu or cuda)", o->device);
+        return EXIT_USAGE;
+    }
+    if (!cuda && (o->gpus || o->no_graphs || o->no_pin || o->check_nodes)) {
+        lp_error(d, LP_ERR_USAGE, "--gpus, --no-graphs, --no-pin and --check-nodes need --device cuda");
         return EXIT_USAGE;
     }
     return 0;
@@ -287,6 +315,107 @@ static lp_status check_outputs(lp_rt *rt, const opts *o, double *errs, bool *ok,
     return LP_OK;
 }
 
+/* Tokens a step: --tokens, else the elements of the first integer input
+ * (token ids), else the first dim of the first input. */
+static long tokens_of(const lp_rt *rt, const opts *o) {
+    if (o->tokens) return o->tokens;
+    for (int i = 0; i < lp_rt_n_inputs(rt); i++) {
+        const lp_rt_io *io = lp_rt_input(rt, i);
+        if (io->dtype != LP_DT_INT64 && io->dtype != LP_DT_INT32) continue;
+        long n = 1;
+        for (int r = 0; r < io->rank; r++) n *= (long)io->dims[r];
+        return n;
+    }
+    const lp_rt_io *io = lp_rt_n_inputs(rt) ? lp_rt_input(rt, 0) : NULL;
+    return io && io->rank > 0 ? (long)io->dims[0] : 1;
+}
+
+static void put_json_string(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memory *mem,
+                   const double *errs, bool ok) {
+    int nc = lp_rt_n_cards(rt), no = lp_rt_n_outputs(rt);
+    bool cuda = strcmp(o->device, "cuda") == 0;
+    double latency = med[2 * nc], host = med[2 * nc + 1];
+    long tokens = tokens_of(rt, o);
+    FILE *f = stdout;
+    if (o->json) {
+        fprintf(f, "{\"dir\": ");
+        put_json_string(f, o->dir);
+        fprintf(f, ", \"device\": \"%s\", \"clock\": \"%s\", \"iters\": %ld, \"warmup\": %ld, "
+                "\"graphs\": %s, \"cards\": [", o->device, cuda ? "cuda-events" : "host", o->iters,
+                o->warmup, cuda && !o->no_graphs ? "true" : "false");
+        for (int c = 0; c < nc; c++) {
+            fprintf(f, "%s{\"card\": %d, \"device\": ", c ? ", " : "", c);
+            put_json_string(f, mem[c].device);
+            fprintf(f, ", \"gpu\": %d, \"allocated_bytes\": %" PRIu64 ", \"planned_bytes\": %" PRIu64
+                    ", \"step_s\": %.9g, \"transfer_s\": %.9g", mem[c].gpu, mem[c].allocated,
+                    mem[c].planned, med[c], med[nc + c]);
+            if (cuda)
+                fprintf(f, ", \"l2_pinned\": %s, \"gpu_allocated_bytes\": %" PRIu64
+                        ", \"gpu_taken_bytes\": %" PRIu64 ", \"gpu_literal_bytes\": %" PRIu64,
+                        mem[c].pinned ? "true" : "false", mem[c].gpu_allocated, mem[c].gpu_taken,
+                        mem[c].literals);
+            fputs("}", f);
+        }
+        fprintf(f, "], \"latency_s\": %.9g, \"end_to_end_s\": %.9g, \"tokens\": %ld, "
+                "\"tokens_per_s\": %.6g, \"outputs\": [", latency, host, tokens,
+                latency > 0 ? (double)tokens / latency : 0.0);
+        for (int i = 0; i < no; i++) {
+            fprintf(f, "%s{\"name\": ", i ? ", " : "");
+            put_json_string(f, lp_rt_output(rt, i)->name);
+            if (o->check) fprintf(f, ", \"rel_l2\": %.6g", errs[i]);
+            fputs("}", f);
+        }
+        fprintf(f, "]");
+        if (o->check) fprintf(f, ", \"check\": \"%s\", \"tolerance\": %g", ok ? "pass" : "fail", o->tol);
+        if (o->check_nodes) fprintf(f, ", \"nodes_differing\": %d", lp_rt_check_failures(rt));
+        fputs("}\n", f);
+        return;
+    }
+    if (cuda)
+        fprintf(f, "%s: %d card%s on %s (CUDA%s, median of %ld after %ld warm-up)\n", o->dir, nc,
+                nc == 1 ? "" : "s", mem[0].device, o->no_graphs ? ", no graphs" : " graphs",
+                o->iters, o->warmup);
+    else
+        fprintf(f, "%s: %d card%s, CPU reference path (host clock, median of %ld)\n", o->dir, nc,
+                nc == 1 ? "" : "s", o->iters);
+    for (int c = 0; c < nc; c++) {
+        fprintf(f, "card %d", c);
+        if (cuda) fprintf(f, "  GPU %d", mem[c].gpu);
+        fprintf(f, "  allocated %" PRIu64 " B (planned %" PRIu64 " B)  step %.3f ms  transfers %.3f ms",
+                mem[c].allocated, mem[c].planned, med[c] * 1e3, med[nc + c] * 1e3);
+        if (cuda) fprintf(f, "  weights %s", mem[c].pinned ? "pinned in L2" : "not pinned");
+        fputc('\n', f);
+    }
+    /* device memory per GPU: each GPU once, at its first card */
+    for (int c = 0; cuda && c < nc; c++) {
+        bool first = true;
+        for (int e = 0; e < c; e++) first = first && mem[e].gpu != mem[c].gpu;
+        if (!first) continue;
+        fprintf(f, "GPU %d memory: %.2f MiB taken since open, %.2f MiB of it the cards' "
+                "allocations (as planned), %.2f MiB literals, the rest library handles, graphs "
+                "and streams\n", mem[c].gpu, (double)mem[c].gpu_taken / 1048576.0,
+                (double)mem[c].gpu_allocated / 1048576.0, (double)mem[c].literals / 1048576.0);
+    }
+    fprintf(f, "latency %.3f ms%s  end to end %.3f ms (inputs in, outputs out)  %ld tokens  %.1f "
+            "tokens/s\n", latency * 1e3, cuda ? " (device)" : "", host * 1e3, tokens,
+            latency > 0 ? (double)tokens / latency : 0.0);
+    if (o->check_nodes)
+        fprintf(f, "nodes differing from the CPU reference: %d\n", lp_rt_check_failures(rt));
+    for (int i = 0; o->check && i < no; i++)
+        fprintf(f, "output %d '%s'  relative L2 error %.3g  %s\n", i, lp_rt_output(rt, i)->name,
+                errs[i], errs[i] <= o->tol ? "ok" : "FAIL");
+}
+
 int main(int argc, char **argv) {
     lp_diag d = lp_diag_make("lpcc-run");
     opts o;
@@ -294,15 +423,23 @@ int main(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     lp_rt_options ro = lp_rt_defaults();
     ro.device = o.device;
+    ro.gpus = o.gpus;
+    ro.graphs = !o.no_graphs;
+    ro.pin_weights = !o.no_pin;
+    ro.check_nodes = o.check_nodes;
     lp_rt *rt = NULL;
     lp_status st = lp_rt_open(o.dir, &ro, &rt, &d);
     if (st != LP_OK) return exit_of(st);
     st = bind_inputs(rt, &o, &d);
     int nc = lp_rt_n_cards(rt), no = lp_rt_n_outputs(rt);
+    int series = 2 * nc + 2; /* per card step, per card transfers, latency, end to end */
     long runs = o.warmup + o.iters;
-    double *times = calloc((size_t)(nc * 2 + 1) * (size_t)o.iters, sizeof *times);
+    double *times = calloc((size_t)series * (size_t)o.iters, sizeof *times);
     double *errs = calloc((size_t)no + 1, sizeof *errs);
-    if (st == LP_OK && (!times || !errs)) st = lp_error(&d, LP_ERR_INTERNAL, "out of memory");
+    double *med = calloc((size_t)series, sizeof *med);
+    lp_rt_memory *mem = calloc((size_t)nc + 1, sizeof *mem);
+    if (st == LP_OK && (!times || !errs || !med || !mem))
+        st = lp_error(&d, LP_ERR_INTERNAL, "out of memory");
     for (long it = 0; st == LP_OK && it < runs; it++) {
         st = lp_rt_run(rt, &d);
         long k = it - o.warmup;
@@ -311,8 +448,10 @@ int main(int argc, char **argv) {
             times[(size_t)c * (size_t)o.iters + (size_t)k] = lp_rt_card_seconds(rt, c);
             times[(size_t)(nc + c) * (size_t)o.iters + (size_t)k] = lp_rt_transfer_seconds(rt, c);
         }
-        times[(size_t)(2 * nc) * (size_t)o.iters + (size_t)k] = lp_rt_run_seconds(rt);
+        times[(size_t)(2 * nc) * (size_t)o.iters + (size_t)k] = lp_rt_device_seconds(rt);
+        times[(size_t)(2 * nc + 1) * (size_t)o.iters + (size_t)k] = lp_rt_run_seconds(rt);
     }
+    for (int c = 0; st == LP_OK && c < nc; c++) st = lp_rt_card_memory(rt, c, &mem[c], &d);
     for (int i = 0; st == LP_OK && o.outputs && i < no; i++) {
         if (i == 0 && mkdir(o.outputs, 0777) != 0 && errno != EEXIST) {
             st = lp_error(&d, LP_ERR_OUTPUT, "%s: cannot create: %s", o.outputs, strerror(errno));
@@ -326,53 +465,26 @@ int main(int argc, char **argv) {
     bool ok = true;
     if (st == LP_OK && o.check) st = check_outputs(rt, &o, errs, &ok, &d);
     if (st == LP_OK) {
-        /* medians over the timed runs */
-        for (int s = 0; s < 2 * nc + 1; s++)
+        for (int s = 0; s < series; s++) {
             qsort(times + (size_t)s * (size_t)o.iters, (size_t)o.iters, sizeof *times, cmp_double);
-        double *med = malloc(sizeof(double) * (size_t)(2 * nc + 1));
-        if (!med) {
-            st = lp_error(&d, LP_ERR_INTERNAL, "out of memory");
-        } else {
-            for (int s = 0; s < 2 * nc + 1; s++) med[s] = times[(size_t)s * (size_t)o.iters + (size_t)o.iters / 2];
-            FILE *f = stdout;
-            if (o.json) {
-                fprintf(f, "{\"dir\": \"%s\", \"device\": \"cpu\", \"clock\": \"host\", \"iters\": %ld, "
-                        "\"cards\": [", o.dir, o.iters);
-                for (int c = 0; c < nc; c++)
-                    fprintf(f, "%s{\"card\": %d, \"allocated_bytes\": %" PRIu64 ", \"planned_bytes\": %"
-                            PRIu64 ", \"step_s\": %.9g, \"transfer_s\": %.9g}", c ? ", " : "", c,
-                            lp_rt_card_bytes(rt, c), lp_rt_card_bytes(rt, c), med[c], med[nc + c]);
-                fprintf(f, "], \"latency_s\": %.9g, \"outputs\": [", med[2 * nc]);
-                for (int i = 0; i < no; i++) {
-                    fprintf(f, "%s{\"name\": \"%s\"", i ? ", " : "", lp_rt_output(rt, i)->name);
-                    if (o.check) fprintf(f, ", \"rel_l2\": %.6g", errs[i]);
-                    fputs("}", f);
-                }
-                fprintf(f, "]");
-                if (o.check) fprintf(f, ", \"check\": \"%s\", \"tolerance\": %g", ok ? "pass" : "fail", o.tol);
-                fputs("}\n", f);
-            } else {
-                fprintf(f, "%s: %d card%s, CPU reference path (host clock, median of %ld)\n", o.dir,
-                        nc, nc == 1 ? "" : "s", o.iters);
-                for (int c = 0; c < nc; c++)
-                    fprintf(f, "card %d  allocated %" PRIu64 " B (planned %" PRIu64 " B)  step %.3f ms  "
-                            "transfers %.3f ms\n", c, lp_rt_card_bytes(rt, c), lp_rt_card_bytes(rt, c),
-                            med[c] * 1e3, med[nc + c] * 1e3);
-                fprintf(f, "latency %.3f ms\n", med[2 * nc] * 1e3);
-                for (int i = 0; o.check && i < no; i++)
-                    fprintf(f, "output %d '%s'  relative L2 error %.3g  %s\n", i,
-                            lp_rt_output(rt, i)->name, errs[i], errs[i] <= o.tol ? "ok" : "FAIL");
-            }
-            free(med);
+            med[s] = times[(size_t)s * (size_t)o.iters + (size_t)o.iters / 2];
         }
+        report(rt, &o, med, mem, errs, ok);
     }
+    bool nodes_ok = !o.check_nodes || lp_rt_check_failures(rt) == 0;
     free(times);
     free(errs);
+    free(med);
+    free(mem);
     lp_rt_close(rt);
     if (st != LP_OK) return exit_of(st);
     if (!ok) {
         fprintf(stderr, "lpcc-run: error: outputs differ from %s by more than %g (relative L2)\n",
                 o.check, o.tol);
+        return EXIT_CHECK;
+    }
+    if (!nodes_ok) {
+        fprintf(stderr, "lpcc-run: error: some nodes differ from the CPU reference (above)\n");
         return EXIT_CHECK;
     }
     return 0;

@@ -20,6 +20,12 @@
  * $CXX or "c++"; the include folder of lp_card.h is $LPCC_RUNTIME_INCLUDE
  * or the source tree's runtime/ folder lpcc-run was built from.
  *
+ * On cuda each card's allocation is on its GPU (options.gpus), the weights
+ * are uploaded once, a card whose weights fit the persisting-L2 limit gets
+ * an access-policy window over them, and each card's step is captured in a
+ * CUDA graph after one eager warm-up and replayed (lp_gpu_device.h); the
+ * card programs are the same shared objects.
+ *
  * A run writes the graph inputs into the "in" buffers of the cards the
  * manifest lists, runs the cards in order (each card's lp_card_step, whose
  * compute steps call the lp_ref kernels at the program's offsets), copies
@@ -47,9 +53,14 @@
 typedef struct lp_rt lp_rt;
 
 typedef struct lp_rt_options {
-    const char *device;      /* "cpu" (the only device this library runs yet) */
+    const char *device;      /* "cpu" (reference kernels) or "cuda" */
     const char *cxx;         /* host C++ compiler; NULL: $CXX or "c++" */
     const char *include_dir; /* folder of lp_card.h; NULL: $LPCC_RUNTIME_INCLUDE or built-in */
+    /* cuda only */
+    const char *gpus;        /* card -> GPU: "0,1,0,1" (the last entry repeats); NULL: all on GPU 0 */
+    bool graphs;             /* replay each unsharded card's step as a CUDA graph (default true) */
+    bool pin_weights;        /* L2 persisting window over weights that fit (default true) */
+    bool check_nodes;        /* the warm-up step compares every node with the CPU reference */
 } lp_rt_options;
 
 lp_rt_options lp_rt_defaults(void);
@@ -84,11 +95,31 @@ lp_status lp_rt_set_input_bytes(lp_rt *rt, int i, const void *data, uint64_t byt
 /* One step of the whole model; inputs not bound are zero. */
 lp_status lp_rt_run(lp_rt *rt, lp_diag *d);
 /* Seconds card c's step and the transfers after it took in the last run
- * (host clock: the CPU reference path). */
+ * (host clock on the CPU reference path, CUDA events on cuda). */
 double lp_rt_card_seconds(const lp_rt *rt, int c);
 double lp_rt_transfer_seconds(const lp_rt *rt, int c);
-/* Seconds the last run took end to end (inputs in, outputs out). */
+/* Seconds the last run took end to end (inputs in, outputs out; host clock). */
 double lp_rt_run_seconds(const lp_rt *rt);
+/* cuda: seconds from the first card's step start to the last card's end
+ * (CUDA events; no host copies); the CPU path: lp_rt_run_seconds. */
+double lp_rt_device_seconds(const lp_rt *rt);
+
+/* Where card c runs and what it took (cuda: cudaMemGetInfo of its GPU
+ * before lp_rt_open made anything and now, so library handles, graphs and
+ * literals count; cpu: the allocation only). */
+typedef struct lp_rt_memory {
+    const char *device;      /* "cpu" or the GPU's name */
+    int gpu;                 /* -1 on cpu */
+    uint64_t planned;        /* the card's total_bytes */
+    uint64_t allocated;      /* what the runtime allocated for it */
+    uint64_t gpu_allocated;  /* cuda: all card allocations on this GPU */
+    uint64_t gpu_taken;      /* cuda: device memory taken on this GPU since open */
+    uint64_t literals;       /* cuda: device copies of the programs' literals on this GPU */
+    bool pinned;             /* cuda: the card's weights have an L2 persisting window */
+} lp_rt_memory;
+lp_status lp_rt_card_memory(lp_rt *rt, int c, lp_rt_memory *m, lp_diag *d);
+/* cuda with check_nodes: nodes whose output differed from the reference. */
+int lp_rt_check_failures(const lp_rt *rt);
 
 /* Output i of the last run (lp_rt_output(rt, i)->bytes bytes), or NULL. */
 const void *lp_rt_output_data(const lp_rt *rt, int i);

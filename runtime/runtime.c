@@ -20,7 +20,12 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <zlib.h>
+
+#ifdef LP_HAVE_CUDA
+#include "lp_gpu_device.h"
+#endif
 
 #ifndef LP_RUNTIME_INCLUDE_DIR
 #define LP_RUNTIME_INCLUDE_DIR "."
@@ -83,6 +88,8 @@ typedef struct rt_card {
     double step_s, transfer_s;
     int rc;               /* the last step's result */
     rt_group *group;      /* while a shard group runs */
+    int gpu;              /* cuda: the GPU it runs on */
+    bool pinned;          /* cuda: weights in an L2 persisting window */
 } rt_card;
 
 struct lp_rt {
@@ -99,11 +106,18 @@ struct lp_rt {
     rt_io *inputs, *outputs;
     lp_diag *run_diag; /* the diag of the run in progress, for the callbacks */
     pthread_mutex_t diag_mu; /* the shard threads report through run_diag */
-    double run_s;
+    double run_s, device_s;
+    bool cuda;
+#ifdef LP_HAVE_CUDA
+    lp_gdev *gdev;
+    int (*gdev_compute)(lp_card_env *, unsigned char *, const lp_card_node *);
+    int (*gdev_copy)(lp_card_env *, unsigned char *, uint64_t, uint64_t, uint64_t, const char *);
+#endif
 };
 
 lp_rt_options lp_rt_defaults(void) {
-    return (lp_rt_options){.device = "cpu"};
+    lp_rt_options o = {.device = "cpu", .graphs = true, .pin_weights = true};
+    return o;
 }
 
 static char *join(const char *a, const char *b) {
@@ -428,13 +442,26 @@ static lp_status build_card(lp_rt *rt, int c, const lp_rt_options *o, lp_diag *d
                       : getenv("LPCC_RUNTIME_INCLUDE") ? getenv("LPCC_RUNTIME_INCLUDE")
                                                : LP_RUNTIME_INCLUDE_DIR;
     char *iflag = NULL;
-    if (st == LP_OK) {
+    /* the shared object lpcc built beside the source, when it is newer */
+    char *built = join(rt->dir, so_name);
+    struct stat ss, bs;
+    bool prebuilt = st == LP_OK && built && stat(src, &ss) == 0 && stat(built, &bs) == 0 &&
+                    S_ISREG(bs.st_mode) &&
+                    (bs.st_mtim.tv_sec > ss.st_mtim.tv_sec ||
+                     (bs.st_mtim.tv_sec == ss.st_mtim.tv_sec && bs.st_mtim.tv_nsec >= ss.st_mtim.tv_nsec));
+    if (prebuilt) {
+        free(so);
+        so = built;
+        built = NULL;
+    }
+    free(built);
+    if (st == LP_OK && !prebuilt) {
         size_t n = strlen(inc) + 3;
         iflag = malloc(n);
         if (!iflag) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
         else snprintf(iflag, n, "-I%s", inc);
     }
-    if (st == LP_OK) {
+    if (st == LP_OK && !prebuilt) {
         char *argv[] = {(char *)cxx, "-x", "c++", "-O1", "-shared", "-fPIC", "-w", iflag,
                         src, "-o", so, NULL};
         st = run_compiler(cxx, argv, src, d);
@@ -462,14 +489,76 @@ static lp_status build_card(lp_rt *rt, int c, const lp_rt_options *o, lp_diag *d
     return st;
 }
 
+#ifdef LP_HAVE_CUDA
+/* "0,1,0,1": card c runs on GPU list[c], the last entry repeating. */
+static lp_status parse_gpus(const char *list, int n_cards, int *gpu_of, lp_diag *d) {
+    for (int c = 0; c < n_cards; c++) gpu_of[c] = 0;
+    if (!list) return LP_OK;
+    const char *p = list;
+    int c = 0, last = 0;
+    while (*p) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (end == p || errno || v < 0 || v > 1023 || (*end && *end != ','))
+            return lp_error(d, LP_ERR_USAGE, "--gpus '%s': not a comma-separated list of GPU "
+                            "numbers", list);
+        if (c < n_cards) gpu_of[c] = (int)v;
+        else
+            return lp_error(d, LP_ERR_USAGE, "--gpus '%s': %d entries for a model of %d card%s",
+                            list, c + 1, n_cards, n_cards == 1 ? "" : "s");
+        last = (int)v;
+        c++;
+        p = *end ? end + 1 : end;
+    }
+    if (c == 0) return lp_error(d, LP_ERR_USAGE, "--gpus: an empty list");
+    for (; c < n_cards; c++) gpu_of[c] = last;
+    return LP_OK;
+}
+
+static int gpu_compute_locked(lp_card_env *env, unsigned char *base, const lp_card_node *n);
+static int gpu_copy_locked(lp_card_env *env, unsigned char *base, uint64_t dst, uint64_t src,
+                           uint64_t bytes, const char *value);
+
+/* Each card's allocation on its GPU, the weights uploaded (the host copy
+ * released), an L2 window over weights that fit. */
+static lp_status open_cuda(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
+    int *gpu_of = calloc((size_t)rt->n_cards + 1, sizeof *gpu_of);
+    if (!gpu_of) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    lp_status st = parse_gpus(o->gpus, rt->n_cards, gpu_of, d);
+    lp_gdev_options go = lp_gdev_defaults();
+    go.graphs = o->graphs;
+    go.pin_weights = o->pin_weights;
+    go.check_nodes = o->check_nodes;
+    if (st == LP_OK) st = lp_gdev_open(rt->n_cards, gpu_of, &go, &rt->gdev, d);
+    for (int c = 0; st == LP_OK && c < rt->n_cards; c++) {
+        rt_card *k = &rt->cards[c];
+        k->gpu = gpu_of[c];
+        st = lp_gdev_alloc(rt->gdev, c, k->total_bytes, d);
+        if (st == LP_OK) st = lp_gdev_upload(rt->gdev, c, 0, k->base, k->weights_bytes, d);
+        if (st == LP_OK) st = lp_gdev_pin(rt->gdev, c, k->weights_bytes, &k->pinned, d);
+        free(k->base);
+        k->base = NULL;
+    }
+    free(gpu_of);
+    return st;
+}
+#endif
+
 lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_diag *d) {
     *out = NULL;
     lp_rt_options o = opt ? *opt : lp_rt_defaults();
-    if (o.device && strcmp(o.device, "cpu") != 0)
-        return lp_error(d, LP_ERR_USAGE, "device '%s': this runtime runs the CPU reference path "
-                        "only (--device cpu)", o.device);
+    bool cuda = o.device && strcmp(o.device, "cuda") == 0;
+    if (o.device && !cuda && strcmp(o.device, "cpu") != 0)
+        return lp_error(d, LP_ERR_USAGE, "device '%s': not a device (cpu or cuda)", o.device);
+#ifndef LP_HAVE_CUDA
+    if (cuda)
+        return lp_error(d, LP_ERR_USAGE, "device cuda: this lpcc-run was built without CUDA "
+                        "(the CUDA toolkit was not found when it was built); use --device cpu");
+#endif
     lp_rt *rt = calloc(1, sizeof *rt);
     if (!rt) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    rt->cuda = cuda;
     pthread_mutex_init(&rt->diag_mu, NULL);
     rt->dir = strdup(dir);
     rt->manifest_path = join(dir, "manifest.json");
@@ -515,6 +604,9 @@ lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_
         }
     }
     for (int c = 0; st == LP_OK && c < rt->n_cards; c++) st = build_card(rt, c, &o, d);
+#ifdef LP_HAVE_CUDA
+    if (st == LP_OK && cuda) st = open_cuda(rt, &o, d);
+#endif
     if (st != LP_OK) {
         lp_rt_close(rt);
         return st;
@@ -525,6 +617,9 @@ lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_
 
 void lp_rt_close(lp_rt *rt) {
     if (!rt) return;
+#ifdef LP_HAVE_CUDA
+    lp_gdev_close(rt->gdev);
+#endif
     for (int c = 0; rt->cards && c < rt->n_cards; c++) {
         if (rt->cards[c].so) dlclose(rt->cards[c].so);
         free(rt->cards[c].base);
@@ -838,9 +933,111 @@ static double now_s(void) {
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+#ifdef LP_HAVE_CUDA
+/* The GPU callbacks, one at a time as on the CPU path (the shard threads
+ * share the run's diag and the device's warm-up state). */
+static int gpu_compute_locked(lp_card_env *env, unsigned char *base, const lp_card_node *n) {
+    lp_rt *rt = env->user;
+    pthread_mutex_lock(&rt->diag_mu);
+    lp_card_env inner = *env;
+    inner.user = rt->gdev;
+    lp_gdev_set_diag(rt->gdev, rt->run_diag);
+    int rc = rt->gdev_compute(&inner, base, n);
+    pthread_mutex_unlock(&rt->diag_mu);
+    if (rc != 0 && rt->cards[env->card].group) group_abort(rt->cards[env->card].group);
+    return rc;
+}
+
+static int gpu_copy_locked(lp_card_env *env, unsigned char *base, uint64_t dst, uint64_t src,
+                           uint64_t bytes, const char *value) {
+    lp_rt *rt = env->user;
+    pthread_mutex_lock(&rt->diag_mu);
+    lp_card_env inner = *env;
+    inner.user = rt->gdev;
+    lp_gdev_set_diag(rt->gdev, rt->run_diag);
+    int rc = rt->gdev_copy(&inner, base, dst, src, bytes, value);
+    pthread_mutex_unlock(&rt->diag_mu);
+    if (rc != 0 && rt->cards[env->card].group) group_abort(rt->cards[env->card].group);
+    return rc;
+}
+
+/* A device copy between cards under the run's lock. */
+static bool gpu_move(lp_rt *rt, int from, uint64_t src, int to, uint64_t dst, uint64_t bytes) {
+    pthread_mutex_lock(&rt->diag_mu);
+    lp_status st = lp_gdev_copy(rt->gdev, from, src, to, dst, bytes, rt->run_diag);
+    if (st == LP_OK && to != from) st = lp_gdev_sync(rt->gdev, from, rt->run_diag);
+    pthread_mutex_unlock(&rt->diag_mu);
+    return st == LP_OK;
+}
+
+/* The all-gather of cpu_all_gather with device copies: each card waits for
+ * its own slice, the cards meet, each pulls the others' chunks, meets
+ * again, then lays the value out. */
+static int gpu_all_gather(lp_card_env *env, unsigned char *base, const char *value, int first_card,
+                          int n_cards, int rank, int axis, uint64_t chunk, uint64_t chunk_bytes,
+                          uint64_t whole, uint64_t whole_bytes, uint64_t dst) {
+    lp_rt *rt = env->user;
+    const rt_gather *g = NULL;
+    for (int i = 0; i < rt->n_gathers && !g; i++)
+        if (strcmp(rt->gathers[i].value, value) == 0 && rt->gathers[i].parts[0].card == first_card)
+            g = &rt->gathers[i];
+    rt_group *grp = rt->cards[env->card].group;
+    if (!g) return gather_fail(rt, env, value, "not in the manifest's transfers");
+    if (!grp || g->n_parts != n_cards || rank < 0 || rank >= n_cards ||
+        g->parts[rank].card != env->card || whole_bytes != g->bytes ||
+        g->parts[rank].offset != whole || chunk_bytes != g->parts[rank].bytes)
+        return gather_fail(rt, env, value, "the card program and the manifest disagree");
+    int me = env->card;
+    pthread_mutex_lock(&rt->diag_mu);
+    lp_status st = lp_gdev_sync(rt->gdev, me, rt->run_diag);
+    pthread_mutex_unlock(&rt->diag_mu);
+    if (st != LP_OK) return gather_fail(rt, env, value, "its slice could not be computed");
+    if (!group_meet(grp)) return RT_ABORTED;
+    bool ok = true;
+    for (int k = 0, at = 0; ok && k < n_cards; at += (int)g->parts[k].bytes, k++) {
+        if (k == rank) continue;
+        const rt_part *q = &g->parts[k];
+        ok = gpu_move(rt, q->card, q->offset + (uint64_t)at, me, whole + (uint64_t)at, q->bytes);
+    }
+    if (!ok) return gather_fail(rt, env, value, "a device copy failed");
+    if (!group_meet(grp)) return RT_ABORTED;
+    uint64_t at = 0;
+    for (int k = 0; ok && k < n_cards; k++) {
+        const rt_part *q = &g->parts[k];
+        uint64_t run = (uint64_t)(q->end - q->begin) * g->column_bytes;
+        for (uint64_t o = 0; ok && o < g->outer; o++)
+            ok = gpu_move(rt, me, whole + at + o * run, me,
+                          dst + o * g->row_bytes + (uint64_t)q->begin * g->column_bytes, run);
+        at += q->bytes;
+    }
+    if (!ok) return gather_fail(rt, env, value, "a device copy failed");
+    (void)axis, (void)chunk, (void)base;
+    return 0;
+}
+#endif
+
 /* Runs card c's step and records its time and result. */
 static void run_card(lp_rt *rt, int c) {
     rt_card *k = &rt->cards[c];
+#ifdef LP_HAVE_CUDA
+    if (rt->cuda) {
+        lp_card_env env;
+        lp_gdev_env(rt->gdev, c, &env);
+        rt->gdev_compute = env.compute;
+        rt->gdev_copy = env.copy;
+        env.compute = gpu_compute_locked;
+        env.copy = gpu_copy_locked;
+        env.all_gather = gpu_all_gather;
+        env.user = rt;
+        lp_diag *d = rt->run_diag;
+        lp_gdev_set_diag(rt->gdev, d);
+        lp_status st = lp_gdev_step(rt->gdev, c, k->step, &env, k->n_shards > 1, d);
+        int raw = lp_gdev_step_result(rt->gdev, c);
+        k->rc = st == LP_OK ? 0 : raw != 0 ? raw : (int)st;
+        if (k->rc != 0 && k->group) group_abort(k->group);
+        return;
+    }
+#endif
     lp_card_env env = {.abi = LP_CARD_ABI, .card = c, .compute = cpu_compute, .copy = cpu_copy,
                        .all_gather = cpu_all_gather, .user = rt};
     double t0 = now_s();
@@ -893,13 +1090,102 @@ static lp_status run_group(lp_rt *rt, int first, int n, lp_diag *d) {
 
 double lp_rt_run_seconds(const lp_rt *rt) { return rt->run_s; }
 
+/* Writes bytes into card c at offset (host memory, or its GPU). */
+static lp_status put_bytes(lp_rt *rt, int c, uint64_t offset, const void *src, uint64_t bytes,
+                           lp_diag *d) {
+#ifdef LP_HAVE_CUDA
+    if (rt->cuda) return lp_gdev_upload(rt->gdev, c, offset, src, bytes, d);
+#endif
+    (void)d;
+    memcpy(rt->cards[c].base + offset, src, bytes);
+    return LP_OK;
+}
+
+static lp_status get_bytes(lp_rt *rt, int c, uint64_t offset, void *dst, uint64_t bytes, lp_diag *d) {
+#ifdef LP_HAVE_CUDA
+    if (rt->cuda) return lp_gdev_download(rt->gdev, c, offset, dst, bytes, d);
+#endif
+    (void)d;
+    memcpy(dst, rt->cards[c].base + offset, bytes);
+    return LP_OK;
+}
+
+/* A cut: the sender's out buffer into the receiver's in buffer. */
+static lp_status move_cut(lp_rt *rt, const rt_cut *t, lp_diag *d) {
+#ifdef LP_HAVE_CUDA
+    if (rt->cuda) return lp_gdev_copy(rt->gdev, t->from, t->src_offset, t->to, t->dst_offset, t->bytes, d);
+#endif
+    (void)d;
+    memcpy(rt->cards[t->to].base + t->dst_offset, rt->cards[t->from].base + t->src_offset, t->bytes);
+    return LP_OK;
+}
+
+/* cuda: every card's work done, its event times read. */
+static lp_status finish_device(lp_rt *rt, lp_diag *d) {
+#ifdef LP_HAVE_CUDA
+    if (!rt->cuda) return LP_OK;
+    for (int c = 0; c < rt->n_cards; c++) {
+        lp_status st = lp_gdev_sync(rt->gdev, c, d);
+        double step_ms = 0, send_ms = 0;
+        if (st == LP_OK) st = lp_gdev_card_times(rt->gdev, c, &step_ms, &send_ms, d);
+        if (st != LP_OK) return st;
+        rt->cards[c].step_s = step_ms * 1e-3;
+        rt->cards[c].transfer_s = send_ms * 1e-3;
+    }
+    double span = 0;
+    lp_status st = lp_gdev_span_ms(rt->gdev, &span, d);
+    rt->device_s = span * 1e-3;
+    return st;
+#else
+    (void)rt, (void)d;
+    return LP_OK;
+#endif
+}
+
+double lp_rt_device_seconds(const lp_rt *rt) { return rt->cuda ? rt->device_s : rt->run_s; }
+
+int lp_rt_check_failures(const lp_rt *rt) {
+#ifdef LP_HAVE_CUDA
+    if (rt->cuda) return lp_gdev_check_failures(rt->gdev);
+#endif
+    (void)rt;
+    return 0;
+}
+
+lp_status lp_rt_card_memory(lp_rt *rt, int c, lp_rt_memory *m, lp_diag *d) {
+    memset(m, 0, sizeof *m);
+    m->device = "cpu";
+    m->gpu = -1;
+    m->planned = m->allocated = rt->cards[c].total_bytes;
+#ifdef LP_HAVE_CUDA
+    if (rt->cuda) {
+        lp_gdev_memory g;
+        lp_status st = lp_gdev_memory_of(rt->gdev, c, &g, d);
+        if (st != LP_OK) return st;
+        static __thread char name[96];
+        snprintf(name, sizeof name, "%s", g.name);
+        m->device = name;
+        m->gpu = g.gpu;
+        m->gpu_allocated = g.allocated;
+        m->gpu_taken = g.free_at_open > g.free_now ? g.free_at_open - g.free_now : 0;
+        m->literals = g.literals;
+        m->pinned = rt->cards[c].pinned;
+    }
+#else
+    (void)d;
+#endif
+    return LP_OK;
+}
+
 lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
     rt->run_diag = d;
     double t_start = now_s();
     for (int i = 0; i < rt->n_inputs; i++)
-        for (int p = 0; p < rt->inputs[i].n_places; p++)
-            memcpy(rt->cards[rt->inputs[i].places[p].card].base + rt->inputs[i].places[p].offset,
-                   rt->inputs[i].data, rt->inputs[i].io.bytes);
+        for (int p = 0; p < rt->inputs[i].n_places; p++) {
+            lp_status st = put_bytes(rt, rt->inputs[i].places[p].card, rt->inputs[i].places[p].offset,
+                                     rt->inputs[i].data, rt->inputs[i].io.bytes, d);
+            if (st != LP_OK) return st;
+        }
     for (int c = 0; c < rt->n_cards;) {
         /* a sharded layer's cards run together */
         int n = 1;
@@ -932,18 +1218,19 @@ lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
         for (int k = c; k < c + n; k++) {
             double t1 = now_s();
             for (int i = 0; i < rt->n_cuts; i++) {
-                const rt_cut *t = &rt->cuts[i];
-                if (t->from != k) continue;
-                memcpy(rt->cards[t->to].base + t->dst_offset, rt->cards[k].base + t->src_offset, t->bytes);
+                if (rt->cuts[i].from != k) continue;
+                lp_status st = move_cut(rt, &rt->cuts[i], d);
+                if (st != LP_OK) return st;
             }
             rt->cards[k].transfer_s = now_s() - t1;
         }
         c += n;
     }
-    for (int i = 0; i < rt->n_outputs; i++) {
+    lp_status st = finish_device(rt, d);
+    for (int i = 0; st == LP_OK && i < rt->n_outputs; i++) {
         const rt_place *p = &rt->outputs[i].places[0];
-        memcpy(rt->outputs[i].data, rt->cards[p->card].base + p->offset, rt->outputs[i].io.bytes);
+        st = get_bytes(rt, p->card, p->offset, rt->outputs[i].data, rt->outputs[i].io.bytes, d);
     }
     rt->run_s = now_s() - t_start;
-    return LP_OK;
+    return st;
 }
