@@ -48,7 +48,7 @@ typedef struct conv_geo {
     bool bias;
 } conv_geo;
 
-static int conv(const char *name, lp_dtype dt, const conv_geo *g) {
+static int conv(const char *name, lp_dtype dt, const conv_geo *g, size_t workspace) {
     op_case k = op_case_make(name, LP_OP_Conv, 11);
     int rank = g->ns + 2;
     int64_t xd[4] = {g->n, g->ci}, wd[4] = {g->co, g->ci / g->group}, yd[4] = {g->n, g->co};
@@ -78,7 +78,7 @@ static int conv(const char *name, lp_dtype dt, const conv_geo *g) {
     op_case_attr_ints(&k, "dilations", g->ns, g->dil);
     if (g->auto_pad) op_case_attr_string(&k, "auto_pad", g->auto_pad);
     else op_case_attr_ints(&k, "pads", 2 * g->ns, pads);
-    k.workspace_bytes = (size_t)64 << 20;
+    k.workspace_bytes = workspace;
     return op_check(&k);
 }
 
@@ -154,7 +154,7 @@ static int conv_cases(lp_dtype dt, const char *sfx) {
     do {                                                                                    \
         conv_geo g_ = __VA_ARGS__;                                                          \
         snprintf(nm, sizeof nm, "Conv %s %s", label, sfx);                                  \
-        f += conv(nm, dt, &g_);                                                             \
+        f += conv(nm, dt, &g_, (size_t)64 << 20);                                          \
     } while (0)
     CV("3x3 pad 1 bias", {2, 2, 6, 10, 1, {13, 11}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, NULL, true});
     CV("3x3 no pad", {2, 2, 5, 7, 1, {9, 12}, {3, 3}, {1, 1}, {1, 1}, {0, 0}, {0, 0}, NULL, false});
@@ -173,6 +173,10 @@ static int conv_cases(lp_dtype dt, const char *sfx) {
     /* large enough for multi-block paths: Y is 2 x 64 x 56 x 56 */
     CV("56x56 32->64", {2, 2, 32, 64, 1, {56, 56}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, NULL, true});
 #undef CV
+    /* no workspace at all: an algorithm that needs none */
+    conv_geo g0 = {2, 2, 6, 10, 1, {13, 11}, {3, 3}, {1, 1}, {1, 1}, {1, 1}, {1, 1}, NULL, true};
+    snprintf(nm, sizeof nm, "Conv 3x3 no workspace %s", sfx);
+    f += conv(nm, dt, &g0, 0);
     return f;
 }
 
