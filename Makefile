@@ -8,7 +8,7 @@ MODEL ?= models/seed_16x8192.onnx
 ARGS ?= --dim batch=16 --dim seq=1 --dtype fp16 --target h100 --algo throughput --cards 16 \
         --compare tp=8,pp=2
 
-.PHONY: all setup build run test test-sanitize fuzz bench clean
+.PHONY: all setup build run test test-gpu test-sanitize fuzz bench clean
 
 all: build
 
@@ -25,6 +25,11 @@ run: build
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
 	@$(MAKE) --no-print-directory fuzz test-sanitize
+
+# On a machine with a CUDA GPU: the CUDA kernels against the reference
+# kernels and every model on the GPU against ONNX Runtime (tests/gpu/run.sh).
+test-gpu: build
+	bash tests/gpu/run.sh $(BUILD)
 
 # The whole suite again under AddressSanitizer + UndefinedBehaviorSanitizer,
 # the Python tests against the sanitized lpcc. A sanitizer report exits 86,
