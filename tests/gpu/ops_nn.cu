@@ -14,6 +14,7 @@ const lp_dtype FLOATS[3] = {LP_DT_FLOAT, LP_DT_FLOAT16, LP_DT_BFLOAT16};
 struct Dims {
     int rank;
     int64_t d[8];
+    Dims() : rank(0) {}
     Dims(std::initializer_list<int64_t> l) : rank(0) {
         for (int64_t v : l) d[rank++] = v;
     }
