@@ -23,6 +23,9 @@ constexpr int ROW_WARP_MAX = 1024;  /* longest row a warp takes */
 constexpr int ROW_BLOCK = 512;      /* threads of a block-per-row kernel */
 constexpr int EW_BLOCK = 256;       /* threads of an element-wise kernel */
 constexpr int64_t GRID_MAX = 65535; /* blocks of a grid-stride launch */
+/* 32-bit indices below this many elements: a grid-stride step past the end
+ * still fits in int32 */
+constexpr int64_t I32_LIMIT = INT32_MAX - GRID_MAX * 1024;
 
 /* ---- element conversion ---------------------------------------------------- */
 
@@ -428,7 +431,7 @@ template <typename T, bool LOG>
 lp_status sm_launch(const lp_gpu_call *c, const T *x, T *y, int64_t outer, int64_t dim, int64_t inner) {
     if (outer * dim * inner == 0) return LP_OK;
     if (inner == 1) {
-        if (dim > INT32_MAX) return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "rows of %lld elements", (long long)dim);
+        if (dim > INT32_MAX - 1024) return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "rows of %lld elements", (long long)dim);
         SmArgs<T> a = {x, y, outer, (int)dim};
         int n = a.n;
         if (n <= ROW_WARP_MAX) {
@@ -449,7 +452,7 @@ lp_status sm_launch(const lp_gpu_call *c, const T *x, T *y, int64_t outer, int64
     } else {
         int64_t cols = outer * inner, total = cols * dim;
         unsigned g = grid_for(cols, EW_BLOCK);
-        if (total < INT32_MAX)
+        if (total < I32_LIMIT)
             sm_strided<T, int32_t, LOG><<<g, EW_BLOCK, 0, c->stream>>>(x, y, (int32_t)cols, (int32_t)dim,
                                                                       (int32_t)inner);
         else
@@ -651,7 +654,7 @@ lp_status red_launch(const lp_gpu_call *c, const T *x, T *y, int rank, const int
         /* [R, inner] or [outer, R, inner] */
         int64_t outer = ng == 3 ? gs[0] : 1, R = gs[ng - 2], inner = gs[ng - 1];
         unsigned g = grid_for(ny, EW_BLOCK);
-        if (outer * R * inner < INT32_MAX)
+        if (outer * R * inner < I32_LIMIT)
             red_col<T, OP, A, int32_t><<<g, EW_BLOCK, 0, c->stream>>>(x, y, (int32_t)outer, (int32_t)R,
                                                                      (int32_t)inner);
         else
@@ -779,7 +782,7 @@ lp_status pool_launch_ns(const lp_gpu_call *c, const void *x, void *y, const Poo
     int64_t total = g.nc * g.osz;
     if (total == 0) return LP_OK;
     unsigned grid = grid_for(total, EW_BLOCK);
-    if (total < INT32_MAX && g.nc * g.isz < INT32_MAX)
+    if (total < I32_LIMIT && g.nc * g.isz < I32_LIMIT)
         pool_kernel<T, NS, int32_t><<<grid, EW_BLOCK, 0, c->stream>>>((const T *)x, (T *)y, g);
     else
         pool_kernel<T, NS, int64_t><<<grid, EW_BLOCK, 0, c->stream>>>((const T *)x, (T *)y, g);
@@ -836,7 +839,7 @@ lp_status bn_launch(const lp_gpu_call *c, const void *x, void *y, int64_t total,
                     const BnArgs &p) {
     if (total == 0) return LP_OK;
     unsigned g = grid_for(total, EW_BLOCK);
-    if (total < INT32_MAX)
+    if (total < I32_LIMIT)
         bn_kernel<T, int32_t><<<g, EW_BLOCK, 0, c->stream>>>((const T *)x, (T *)y, (int32_t)total,
                                                             (int32_t)sz, (int32_t)ch, p);
     else
@@ -891,7 +894,7 @@ lp_status lp_gpu_layernorm(const lp_gpu_call *c) {
         return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "axis out of range");
     int64_t outer = prod(x->dims, 0, axis), inner = prod(x->dims, axis, x->rank);
     if (lp_gpu_numel(y) != lp_gpu_numel(x)) return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "Y differs from X");
-    if (inner > INT32_MAX)
+    if (inner > INT32_MAX - 1024)
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "rows of %lld elements", (long long)inner);
     Bcast bs, bb;
     int nr = x->rank - axis;
