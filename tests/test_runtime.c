@@ -142,8 +142,9 @@ static void test_open_errors(void **state) {
     assert_int_equal(lp_rt_open(dir, NULL, &rt, &d), LP_ERR_INVALID_MODEL);
     assert_non_null(strstr(d.last_error, "key 'format'"));
     lp_rt_options o = lp_rt_defaults();
-    o.device = "cuda";
+    o.device = "tpu";
     assert_int_equal(lp_rt_open(dir, &o, &rt, &d), LP_ERR_USAGE);
+    assert_non_null(strstr(d.last_error, "device 'tpu': not a device (cpu or cuda)"));
     tmp_remove(dir);
 }
 
