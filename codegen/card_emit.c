@@ -260,12 +260,18 @@ static lp_status put_attrs(emit_ctx *x, int s, const lp_node *n) {
         const lp_attr *a = &n->attrs[k];
         fputs("    ", x->f);
         switch (a->type) {
-        case LP_ATTR_INT:
+        case LP_ATTR_INT: {
+            int64_t v = a->i;
+            /* a Cast to a float type casts to the deploy dtype the program stores */
+            if (lp_node_op(n) == LP_OP_Cast && strcmp(a->name, "to") == 0 && n->n_outputs > 0 &&
+                n->outputs[0] >= 0)
+                v = (int64_t)deploy_of(x->L, &x->g->values[n->outputs[0]]);
             fputs("LP_ATTR_I(", x->f);
             put_cstr(x->f, a->name, strlen(a->name));
-            fprintf(x->f, ", %" PRId64 "LL)", a->i);
+            fprintf(x->f, ", %" PRId64 "LL)", v);
             if (a->i == INT64_MIN) return lp_error(x->d, LP_ERR_UNSUPPORTED, "attribute out of range");
             break;
+        }
         case LP_ATTR_FLOAT:
             fputs("LP_ATTR_F(", x->f);
             put_cstr(x->f, a->name, strlen(a->name));

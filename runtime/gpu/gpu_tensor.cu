@@ -646,11 +646,16 @@ lp_status lp_gpu_slice(const lp_gpu_call *c) {
     int64_t starts[LP_MAX_RANK], ends[LP_MAX_RANK], axes[LP_MAX_RANK], steps[LP_MAX_RANK];
     int ns, ne, na, nst;
     bool old = c->opset < 10;
+    /* ends computed at run time (exporters' Shape arithmetic): the extent
+     * is the output's, so starts and steps are all the copy needs */
+    bool ends_known = old || !(c->n_inputs > 2 && c->inputs[2].data && !c->inputs[2].host);
     if ((st = int_list(c, old ? -1 : 1, old ? "starts" : NULL, starts, LP_MAX_RANK, &ns)) != LP_OK ||
-        (st = int_list(c, old ? -1 : 2, old ? "ends" : NULL, ends, LP_MAX_RANK, &ne)) != LP_OK ||
+        (ends_known &&
+         (st = int_list(c, old ? -1 : 2, old ? "ends" : NULL, ends, LP_MAX_RANK, &ne)) != LP_OK) ||
         (st = int_list(c, old ? -1 : 3, old ? "axes" : NULL, axes, LP_MAX_RANK, &na)) != LP_OK ||
         (st = int_list(c, old ? -1 : 4, NULL, steps, LP_MAX_RANK, &nst)) != LP_OK)
         return st;
+    if (!ends_known) ne = ns;
     if (ns < 0 || ne != ns || (na >= 0 && na != ns) || (nst >= 0 && nst != ns))
         return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "starts, ends, axes and steps differ in length");
     int64_t begin[LP_MAX_RANK], step[LP_MAX_RANK], count[LP_MAX_RANK];
@@ -663,10 +668,18 @@ lp_status lp_gpu_slice(const lp_gpu_call *c) {
         int ax;
         if (!lp_gpu_axis(na >= 0 ? axes[k] : k, r, &ax))
             return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "axis out of range");
-        int64_t dim = x->dims[ax], s = starts[k], e = ends[k], p = nst >= 0 ? steps[k] : 1;
+        int64_t dim = x->dims[ax], s = starts[k], p = nst >= 0 ? steps[k] : 1;
         if (p == 0) return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "step 0");
+        if (ax >= y->rank) return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "output rank differs");
+        /* unknown ends: the last element the output's extent reaches */
+        int64_t e = ends_known ? ends[k] : 0;
         if (s < 0) s += dim;
-        if (e < 0 && e > INT64_MIN / 2) e += dim;
+        if (!ends_known) {
+            int64_t s0 = p > 0 ? (s < 0 ? 0 : s > dim ? dim : s) : (s < 0 ? -1 : s > dim - 1 ? dim - 1 : s);
+            e = s0 + p * y->dims[ax];
+            if (p < 0 && e < -1) e = -1;
+        }
+        if (ends_known && e < 0 && e > INT64_MIN / 2) e += dim;
         if (p > 0) {
             s = s < 0 ? 0 : s > dim ? dim : s;
             e = e < 0 ? 0 : e > dim ? dim : e;
