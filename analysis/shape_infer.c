@@ -588,6 +588,36 @@ static lp_status find_fixed_dim(lp_graph *g, known_table *kt, const saved_type *
     return LP_OK;
 }
 
+/* Every activation of an integer or bool type whose elements the walk knew
+ * as numbers keeps its bytes (lp_value.known): the value of exporters'
+ * Shape -> Gather -> Concat arithmetic once dims are bound. Graph outputs
+ * and values made inside control flow are left to be computed. */
+static lp_status keep_known(lp_graph *g, const known_table *kt, lp_diag *d) {
+    for (int i = 0; i < g->n_values && i < kt->n; i++) {
+        lp_value *v = &g->values[i];
+        const lp_sval *k = kt->v[i];
+        if (!k || v->kind != LP_VALUE_ACTIVATION || v->is_graph_output || v->producer < 0 ||
+            lp_dtype_is_float(v->dtype) || !lp_fold_tracked(v->dtype))
+            continue;
+        uint64_t numel = 0;
+        if (!lp_shape_numel(&v->shape, &numel) || numel != (uint64_t)k->n) continue;
+        bool all = true;
+        for (int e = 0; e < k->n && all; e++) all = k->e[e].kind == LP_EL_NUM;
+        int bytes = lp_dtype_bits(v->dtype) / 8;
+        if (!all || bytes <= 0 || bytes > 8 || lp_dtype_bits(v->dtype) % 8) continue;
+        uint8_t *p = lp_arena_alloc(g->arena, numel * (uint64_t)bytes + 1);
+        if (!p) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        for (uint64_t e = 0; e < numel; e++) {
+            uint64_t u = (uint64_t)k->e[e].v;
+            if (v->dtype == LP_DT_BOOL) u = u != 0;
+            for (int b = 0; b < bytes; b++) p[e * (uint64_t)bytes + (uint64_t)b] = (uint8_t)(u >> (8 * b));
+        }
+        v->known = p;
+        v->known_nbytes = numel * (uint64_t)bytes;
+    }
+    return LP_OK;
+}
+
 lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, lp_diag *d) {
     (void)opt; /* dtypes are inferred as the model has them; deploy_dtype is for sizes */
     lp_analysis_assign_ops(g);
@@ -636,6 +666,7 @@ lp_status lp_analysis_infer_shapes(lp_graph *g, const lp_analysis_options *opt, 
     restore_types(g, saved, n_saved);
     st = infer_walk(g, d, &kt, NULL);
 done:
+    if (st == LP_OK) st = keep_known(g, &kt, d);
     free(kt.v);
     free(cand);
     free(saved);

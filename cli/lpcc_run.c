@@ -37,7 +37,7 @@ static void usage(FILE *f) {
     fputs("usage: lpcc-run DIR [--device cpu|cuda] [--gpus LIST] [--inputs FOLDER]\n"
           "                [--outputs FOLDER] [--check REF_FOLDER] [--tolerance X] [--iters N]\n"
           "                [--warmup N] [--tokens N] [--seed N] [--no-graphs] [--no-pin]\n"
-          "                [--check-nodes] [--json]\n"
+          "                [--check-nodes] [--profile] [--json]\n"
           "Runs the model `lpcc MODEL -o DIR` compiled, card by card, on the GPU (--device cuda,\n"
           "every card's step a CUDA graph) or on the CPU reference path (--device cpu, default).\n"
           "  --gpus LIST       card -> GPU, e.g. 0,1,0,1 (the last entry repeats); default: every\n"
@@ -57,6 +57,8 @@ static void usage(FILE *f) {
           "  --no-pin          cuda: no L2 persisting window over weights\n"
           "  --check-nodes     cuda: the first step compares every node's output with the CPU\n"
           "                    reference on the same inputs and names the nodes that differ\n"
+          "  --profile         cuda: after the timed steps, one more step with events around every\n"
+          "                    node; prints each node's time to stderr, longest first\n"
           "exit codes: 0 ok, 1 bad compiled folder, 2 usage or bad inputs, 3 check failed,\n"
           "            4 cannot write outputs, 5 internal\n", f);
 }
@@ -154,7 +156,7 @@ typedef struct opts {
     double tol;
     long iters, warmup, tokens;
     uint64_t seed;
-    bool json, no_graphs, no_pin, check_nodes;
+    bool json, no_graphs, no_pin, check_nodes, profile;
 } opts;
 
 static bool parse_long(const char *s, long lo, long *out) {
@@ -175,7 +177,7 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
         {"gpus", required_argument, 0, 'g'}, {"tokens", required_argument, 0, 'k'},
         {"no-graphs", no_argument, 0, 'G'}, {"no-pin", no_argument, 0, 'P'},
-        {"check-nodes", no_argument, 0, 'C'}, {0, 0, 0, 0}};
+        {"check-nodes", no_argument, 0, 'C'}, {"profile", no_argument, 0, 'p'}, {0, 0, 0, 0}};
     *o = (opts){.device = "cpu", .tol = 1e-5, .iters = 1, .warmup = 0};
     int ch;
     opterr = 0;
@@ -191,6 +193,7 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         case 'G': o->no_graphs = true; break;
         case 'P': o->no_pin = true; break;
         case 'C': o->check_nodes = true; break;
+        case 'p': o->profile = true; break;
         case 'k':
             if (!parse_long(optarg, 1, &o->tokens)) {
                 lp_error(d, LP_ERR_USAGE, "--tokens '%s': not a whole number >= 1", optarg);
@@ -237,8 +240,9 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         lp_error(d, LP_ERR_USAGE, "--device %s: not a device (cpu or cuda)", o->device);
         return EXIT_USAGE;
     }
-    if (!cuda && (o->gpus || o->no_graphs || o->no_pin || o->check_nodes)) {
-        lp_error(d, LP_ERR_USAGE, "--gpus, --no-graphs, --no-pin and --check-nodes need --device cuda");
+    if (!cuda && (o->gpus || o->no_graphs || o->no_pin || o->check_nodes || o->profile)) {
+        lp_error(d, LP_ERR_USAGE, "--gpus, --no-graphs, --no-pin, --check-nodes and --profile need "
+                 "--device cuda");
         return EXIT_USAGE;
     }
     return 0;
@@ -452,6 +456,7 @@ int main(int argc, char **argv) {
         times[(size_t)(2 * nc + 1) * (size_t)o.iters + (size_t)k] = lp_rt_run_seconds(rt);
     }
     for (int c = 0; st == LP_OK && c < nc; c++) st = lp_rt_card_memory(rt, c, &mem[c], &d);
+    if (st == LP_OK && o.profile) st = lp_rt_profile(rt, stderr, &d);
     for (int i = 0; st == LP_OK && o.outputs && i < no; i++) {
         if (i == 0 && mkdir(o.outputs, 0777) != 0 && errno != EEXIST) {
             st = lp_error(&d, LP_ERR_OUTPUT, "%s: cannot create: %s", o.outputs, strerror(errno));

@@ -148,12 +148,29 @@ static lp_status put_literal(emit_ctx *x, const char *name, const lp_value *v) {
     if (!lp_shape_numel(&v->shape, &numel) || !lp_dtype_storage_bytes(v->dtype, numel, &n))
         return lp_error(x->d, LP_ERR_UNSUPPORTED, "card %d: literal '%s' has no known size",
                         x->card, v->name);
+    if (v->known) {
+        if (v->known_nbytes != n)
+            return lp_error(x->d, LP_ERR_INTERNAL, "card %d: known value '%s' has %" PRIu64 " bytes, "
+                            "not %" PRIu64, x->card, v->name, v->known_nbytes, n);
+        put_words(x->f, name, v->known, n);
+        return LP_OK;
+    }
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) return lp_error(x->d, LP_ERR_INTERNAL, "out of memory");
     lp_status st = lp_frontend_read_weight(x->g, v, buf, n, x->d);
     if (st == LP_OK) put_words(x->f, name, buf, n);
     free(buf);
     return st;
+}
+
+/* A value shape inference knew (lp_value.known): the program carries it. */
+static bool is_known(const emit_ctx *x, int32_t v) {
+    return v >= 0 && x->g->values[v].known != NULL;
+}
+
+/* An argument the program carries: a literal, or an input whose value is known. */
+static bool is_literal_arg(const emit_ctx *x, const lp_arg *a, const char *dir) {
+    return a->region == LP_REGION_LITERAL || (dir[0] == 'i' && is_known(x, a->value));
 }
 
 /* The argument tables of step s; fills in nothing the call needs but the
@@ -167,7 +184,7 @@ static lp_status put_args(emit_ctx *x, int s, const lp_arg *args, int n_args, co
         const lp_value *v = &x->g->values[a->value];
         snprintf(name, sizeof name, "s%d_%s%d_dims", s, dir, k);
         lp_status st = put_dims(x, name, v, n, held_of(x, a));
-        if (st == LP_OK && a->region == LP_REGION_LITERAL) {
+        if (st == LP_OK && is_literal_arg(x, a, dir)) {
             snprintf(name, sizeof name, "s%d_%s%d_data", s, dir, k);
             st = put_literal(x, name, v);
         }
@@ -186,7 +203,7 @@ static lp_status put_args(emit_ctx *x, int s, const lp_arg *args, int n_args, co
             snprintf(dims, sizeof dims, "s%d_%s%d_dims", s, dir, k);
         else
             snprintf(dims, sizeof dims, "0");
-        if (a->region == LP_REGION_LITERAL) {
+        if (is_literal_arg(x, a, dir)) {
             uint64_t numel = 0, nb = 0;
             if (!lp_shape_numel(&v->shape, &numel) || !lp_dtype_storage_bytes(v->dtype, numel, &nb))
                 nb = 0;
@@ -312,6 +329,20 @@ static bool is_pure_view(const lp_step *st) {
     return st->n_outputs == 1 && st->outputs[0].region == LP_REGION_VIEW;
 }
 
+/* A compute step all of whose outputs are known: nothing to run, its
+ * readers take the values as literals. */
+static bool is_folded(const emit_ctx *x, const lp_step *st) {
+    if (st->kind != LP_STEP_COMPUTE || st->n_outputs == 0) return false;
+    for (int k = 0; k < st->n_outputs; k++)
+        if (st->outputs[k].region != LP_REGION_NONE && !is_known(x, st->outputs[k].value)) return false;
+    return true;
+}
+
+/* No work for this step in the generated program. */
+static bool is_skipped(const emit_ctx *x, const lp_step *st) {
+    return is_pure_view(st) || is_folded(x, st);
+}
+
 static lp_status put_node_tables(emit_ctx *x, int s, const lp_step *st) {
     const lp_node *n = &x->g->nodes[st->node];
     if (st->kernel <= 0)
@@ -354,6 +385,8 @@ static void put_call(emit_ctx *x, int s, const lp_step *st) {
         fprintf(f, " (%s) */\n", n->op_type);
         if (is_pure_view(st))
             fprintf(f, "    /* a view: its output is its input's bytes, nothing to run */\n");
+        else if (is_folded(x, st))
+            fprintf(f, "    /* known when the model was compiled: its readers carry the value */\n");
         else
             fprintf(f, "    LP_COMPUTE(env, base, s%d);\n", s);
         break;
@@ -411,7 +444,7 @@ static lp_status write_card(emit_ctx *x, const lp_card_program *cp, const char *
           "LP_CARD_EXPORT const int lp_card_abi = LP_CARD_ABI;\n", f);
     for (int s = 0; s < cp->n_steps; s++) {
         const lp_step *st = &cp->steps[s];
-        if (st->kind != LP_STEP_COMPUTE || is_pure_view(st)) continue;
+        if (st->kind != LP_STEP_COMPUTE || is_skipped(x, st)) continue;
         lp_status rc = put_node_tables(x, s, st);
         if (rc != LP_OK) return rc;
     }

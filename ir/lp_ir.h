@@ -199,6 +199,11 @@ typedef struct lp_value {
     bool is_graph_input;
     bool is_graph_output;
     lp_tensor_data data;   /* WEIGHT and CONSTANT only */
+    /* ACTIVATION: its bytes when shape inference knew every element at
+     * compile time (small integer shape data), else NULL; the programs
+     * carry such values instead of computing them */
+    const uint8_t *known;
+    uint64_t known_nbytes;
 } lp_value;
 
 /* ---- attributes --------------------------------------------------------- */

@@ -50,6 +50,8 @@
 
 #include "lp_ir.h"
 
+#include <stdio.h>
+
 typedef struct lp_rt lp_rt;
 
 typedef struct lp_rt_options {
@@ -118,6 +120,9 @@ typedef struct lp_rt_memory {
     bool pinned;             /* cuda: the card's weights have an L2 persisting window */
 } lp_rt_memory;
 lp_status lp_rt_card_memory(lp_rt *rt, int c, lp_rt_memory *m, lp_diag *d);
+/* cuda, after a run: each unsharded card's step once more, eagerly, with
+ * CUDA events around every node; prints each node's time, longest first. */
+lp_status lp_rt_profile(lp_rt *rt, FILE *out, lp_diag *d);
 /* cuda with check_nodes: nodes whose output differed from the reference. */
 int lp_rt_check_failures(const lp_rt *rt);
 

@@ -1016,19 +1016,44 @@ static int gpu_all_gather(lp_card_env *env, unsigned char *base, const char *val
 }
 #endif
 
+#ifdef LP_HAVE_CUDA
+/* The callbacks card c's program runs with on the GPU. */
+static lp_card_env gpu_env(lp_rt *rt, int c) {
+    lp_card_env env;
+    lp_gdev_env(rt->gdev, c, &env);
+    rt->gdev_compute = env.compute;
+    rt->gdev_copy = env.copy;
+    env.compute = gpu_compute_locked;
+    env.copy = gpu_copy_locked;
+    env.all_gather = gpu_all_gather;
+    env.user = rt;
+    return env;
+}
+#endif
+
+lp_status lp_rt_profile(lp_rt *rt, FILE *out, lp_diag *d) {
+#ifdef LP_HAVE_CUDA
+    if (!rt->cuda) return lp_error(d, LP_ERR_USAGE, "--profile needs --device cuda");
+    rt->run_diag = d;
+    for (int c = 0; c < rt->n_cards; c++) {
+        if (rt->cards[c].n_shards > 1) continue; /* their steps meet others' */
+        lp_card_env env = gpu_env(rt, c);
+        lp_status st = lp_gdev_profile(rt->gdev, c, rt->cards[c].step, &env, out, d);
+        if (st != LP_OK) return st;
+    }
+    return LP_OK;
+#else
+    (void)rt, (void)out;
+    return lp_error(d, LP_ERR_USAGE, "--profile needs --device cuda");
+#endif
+}
+
 /* Runs card c's step and records its time and result. */
 static void run_card(lp_rt *rt, int c) {
     rt_card *k = &rt->cards[c];
 #ifdef LP_HAVE_CUDA
     if (rt->cuda) {
-        lp_card_env env;
-        lp_gdev_env(rt->gdev, c, &env);
-        rt->gdev_compute = env.compute;
-        rt->gdev_copy = env.copy;
-        env.compute = gpu_compute_locked;
-        env.copy = gpu_copy_locked;
-        env.all_gather = gpu_all_gather;
-        env.user = rt;
+        lp_card_env env = gpu_env(rt, c);
         lp_diag *d = rt->run_diag;
         lp_gdev_set_diag(rt->gdev, d);
         lp_status st = lp_gdev_step(rt->gdev, c, k->step, &env, k->n_shards > 1, d);

@@ -41,13 +41,19 @@ typedef struct gpu_state {
     size_t persist_set;
 } gpu_state;
 
+/* One node's time in a profiled step. */
+typedef struct node_time {
+    const lp_card_node *n;
+    cudaEvent_t a, b;
+} node_time;
+
 typedef struct gcard {
     int gpu;
     unsigned char *base;
     uint64_t bytes;
     cudaStream_t stream;
     cudaEvent_t ev_start, ev_end, ev_sent;
-    bool warmed, warming, sent, ran;
+    bool warmed, warming, profiling, sent, ran;
     int step_rc;         /* what the step function last returned */
     cudaGraphExec_t exec;
     bool pinned;
@@ -61,6 +67,8 @@ struct lp_gdev {
     int n_present;
     lp_diag *diag;      /* the callbacks' */
     int check_failures;
+    node_time *prof;    /* the profiled step's nodes */
+    int n_prof, cap_prof;
 };
 
 #define GD_CHECK(d, stmt, ...)                                                            \
@@ -550,7 +558,28 @@ static int gdev_compute(lp_card_env *env, unsigned char *base, const lp_card_nod
         call.libs = g->gpus[k->gpu].libs;
         call.warmup = k->warming;
         call.diag = d;
+        node_time *nt = NULL;
+        if (k->profiling && st == LP_OK) {
+            if (g->n_prof == g->cap_prof) {
+                int cap = g->cap_prof ? 2 * g->cap_prof : 256;
+                node_time *p = (node_time *)realloc(g->prof, sizeof *p * (size_t)cap);
+                if (p) {
+                    g->prof = p;
+                    g->cap_prof = cap;
+                }
+            }
+            if (g->n_prof < g->cap_prof) {
+                nt = &g->prof[g->n_prof];
+                nt->n = n;
+                if (cudaEventCreate(&nt->a) != cudaSuccess || cudaEventCreate(&nt->b) != cudaSuccess)
+                    nt = NULL;
+                else
+                    g->n_prof++;
+            }
+            if (nt) cudaEventRecord(nt->a, k->stream);
+        }
         st = f(&call);
+        if (nt) cudaEventRecord(nt->b, k->stream);
         if (st == LP_OK && k->warming && g->o.check_nodes)
             st = check_node(g, k, env->card, n, op, in, out, &na, d);
     }
@@ -741,5 +770,48 @@ lp_status lp_gdev_memory_of(lp_gdev *g, int card, lp_gdev_memory *m, lp_diag *d)
 }
 
 int lp_gdev_check_failures(const lp_gdev *g) { return g->check_failures; }
+
+static int by_time_desc(const void *x, const void *y) {
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? 1 : a > b ? -1 : 0;
+}
+
+lp_status lp_gdev_profile(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *env, FILE *out,
+                          lp_diag *d) {
+    gcard *k = &g->cards[card];
+    lp_status st = use_card(g, card, d);
+    if (st != LP_OK) return st;
+    g->n_prof = 0;
+    k->profiling = true;
+    st = run_eager(g, card, step, env, d);
+    k->profiling = false;
+    if (st != LP_OK) return st;
+    GD_CHECK(d, cudaStreamSynchronize(k->stream));
+    /* per node, then per op; sorted by time */
+    double total = 0;
+    double *rows = (double *)calloc((size_t)g->n_prof + 1, 2 * sizeof(double));
+    if (!rows) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int i = 0; i < g->n_prof; i++) {
+        float ms = 0;
+        cudaEventElapsedTime(&ms, g->prof[i].a, g->prof[i].b);
+        rows[2 * i] = ms * 1e3;
+        rows[2 * i + 1] = i;
+        total += ms * 1e3;
+    }
+    qsort(rows, (size_t)g->n_prof, 2 * sizeof(double), by_time_desc);
+    fprintf(out, "profile of card %d: %d kernel steps, %.1f us in kernels (eager, events around "
+            "each node)\n", card, g->n_prof, total);
+    for (int i = 0; i < g->n_prof; i++) {
+        const lp_card_node *n = g->prof[(int)rows[2 * i + 1]].n;
+        fprintf(out, "  %8.2f us  %-20s %s\n", rows[2 * i], n->op, n->node);
+    }
+    for (int i = 0; i < g->n_prof; i++) {
+        cudaEventDestroy(g->prof[i].a);
+        cudaEventDestroy(g->prof[i].b);
+    }
+    free(rows);
+    g->n_prof = 0;
+    return LP_OK;
+}
 
 int lp_gdev_step_result(const lp_gdev *g, int card) { return g->cards[card].step_rc; }

@@ -20,6 +20,7 @@
 #define LP_GPU_DEVICE_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 
 #include "lp_card.h"
@@ -87,6 +88,10 @@ typedef struct lp_gdev_memory {
     bool graph_instantiated;
 } lp_gdev_memory;
 lp_status lp_gdev_memory_of(lp_gdev *g, int card, lp_gdev_memory *m, lp_diag *d);
+/* Runs the card's step once eagerly with CUDA events around every node and
+ * prints each node's time, longest first. */
+lp_status lp_gdev_profile(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *env, FILE *out,
+                          lp_diag *d);
 /* Number of nodes the check found over tolerance (check_nodes). */
 int lp_gdev_check_failures(const lp_gdev *g);
 
