@@ -24,6 +24,8 @@ typedef struct emit_ctx {
     int card;
     const lp_card_program *cp;
     bool sliced_weights; /* the card holds a column slice of some weight */
+    int *bias_of;        /* [n_steps]: a MatMul step fused with the bias Add at this step, or -1 */
+    bool *fused_away;    /* [n_steps]: a bias Add some MatMul step does */
     lp_diag *d;
 } emit_ctx;
 
@@ -340,7 +342,113 @@ static bool is_folded(const emit_ctx *x, const lp_step *st) {
 
 /* No work for this step in the generated program. */
 static bool is_skipped(const emit_ctx *x, const lp_step *st) {
-    return is_pure_view(st) || is_folded(x, st);
+    return is_pure_view(st) || is_folded(x, st) || x->fused_away[st - x->cp->steps];
+}
+
+/* ---- MatMul + bias Add -> one Gemm ------------------------------------------
+ * y = MatMul(a, W) followed (as the next step that runs) by Add(y, b) with W
+ * a 2-D weight [K, N], b a weight of N elements and y read by nothing else:
+ * the program runs one Gemm(a viewed [M, K], W, b) writing the Add's output
+ * viewed [M, N] (cuBLASLt's bias epilogue on the GPU). Not when a's bytes
+ * overlap the Add's output (the planner may place it there, a being dead
+ * after the MatMul), nor for sharded weights. */
+
+static bool plain_weight(const emit_ctx *x, const lp_arg *a) {
+    return a->region == LP_REGION_WEIGHT && held_of(x, a).axis < 0;
+}
+
+static bool overlaps(const lp_arg *a, const lp_arg *b) {
+    return a->offset < b->offset + b->bytes && b->offset < a->offset + a->bytes;
+}
+
+static void find_bias_fusions(emit_ctx *x) {
+    const lp_card_program *cp = x->cp;
+    const lp_graph *g = x->g;
+    for (int s = 0; s < cp->n_steps; s++) {
+        x->bias_of[s] = -1;
+        x->fused_away[s] = false;
+    }
+    for (int s = 0; s < cp->n_steps; s++) {
+        const lp_step *mm = &cp->steps[s];
+        if (mm->kind != LP_STEP_COMPUTE || mm->kernel != LP_OP_MatMul || mm->n_inputs != 2 ||
+            mm->n_outputs != 1 || mm->outputs[0].region != LP_REGION_SLOT || x->fused_away[s])
+            continue;
+        const lp_arg *a = &mm->inputs[0], *w = &mm->inputs[1], *y = &mm->outputs[0];
+        const lp_value *av = &g->values[a->value], *wv = &g->values[w->value], *yv = &g->values[y->value];
+        if (!plain_weight(x, w) || wv->shape.rank != 2 || av->shape.rank < 2 || yv->is_graph_output ||
+            (a->region != LP_REGION_SLOT && a->region != LP_REGION_VIEW && a->region != LP_REGION_IN))
+            continue;
+        int64_t n_cols = wv->shape.dims[1].size;
+        /* the next step that runs, and every reader of y on the card */
+        int t = s + 1;
+        while (t < cp->n_steps && cp->steps[t].kind == LP_STEP_COMPUTE && is_skipped(x, &cp->steps[t])) t++;
+        if (t >= cp->n_steps) continue;
+        const lp_step *add = &cp->steps[t];
+        if (add->kind != LP_STEP_COMPUTE || add->kernel != LP_OP_Add || add->n_inputs != 2 ||
+            add->n_outputs != 1 || add->outputs[0].region != LP_REGION_SLOT)
+            continue;
+        int yi = add->inputs[0].value == y->value ? 0 : add->inputs[1].value == y->value ? 1 : -1;
+        if (yi < 0) continue;
+        const lp_arg *b = &add->inputs[1 - yi], *z = &add->outputs[0];
+        const lp_value *bv = &g->values[b->value], *zv = &g->values[z->value];
+        uint64_t bn = 1;
+        if (!plain_weight(x, b) || bv->dtype != wv->dtype || !lp_shape_numel(&bv->shape, &bn) ||
+            (int64_t)bn != n_cols || bv->shape.rank < 1 || bv->shape.dims[bv->shape.rank - 1].size != n_cols ||
+            zv->shape.rank != yv->shape.rank || overlaps(a, z))
+            continue;
+        bool same = true;
+        for (int r = 0; r < zv->shape.rank && same; r++) same = zv->shape.dims[r].size == yv->shape.dims[r].size;
+        int readers = 0;
+        for (int u = 0; u < cp->n_steps; u++) {
+            const lp_step *q = &cp->steps[u];
+            if (q->kind == LP_STEP_SEND && q->value == y->value) readers += 2;
+            if (q->kind != LP_STEP_COMPUTE) continue;
+            for (int k = 0; k < q->n_inputs; k++) readers += q->inputs[k].value == y->value;
+        }
+        if (!same || readers != 1) continue;
+        x->bias_of[s] = t;
+        x->fused_away[t] = true;
+    }
+}
+
+/* The fused step's tables: a Gemm named after the MatMul. */
+static lp_status put_fused_gemm(emit_ctx *x, int s, const lp_step *mm, const lp_step *add) {
+    const lp_graph *g = x->g;
+    const lp_node *n = &g->nodes[mm->node], *na = &g->nodes[add->node];
+    const lp_arg *a = &mm->inputs[0], *w = &mm->inputs[1], *z = &add->outputs[0];
+    const lp_arg *b = add->inputs[0].value == mm->outputs[0].value ? &add->inputs[1] : &add->inputs[0];
+    const lp_value *av = &g->values[a->value], *wv = &g->values[w->value], *bv = &g->values[b->value];
+    int64_t m_rows = 1;
+    for (int r = 0; r < av->shape.rank - 1; r++) m_rows *= av->shape.dims[r].size;
+    int64_t k_dim = wv->shape.dims[0].size, n_dim = wv->shape.dims[1].size;
+    fprintf(x->f, "\n/* step %d: ", s);
+    put_comment_text(x->f, n->name);
+    fprintf(x->f, " (MatMul) and ");
+    put_comment_text(x->f, na->name);
+    fprintf(x->f, " (Add of its bias), run as one Gemm */\n");
+    fprintf(x->f, "static const int64_t s%d_in0_dims[] = {%" PRId64 ", %" PRId64 "};\n", s, m_rows, k_dim);
+    fprintf(x->f, "static const int64_t s%d_in1_dims[] = {%" PRId64 ", %" PRId64 "};\n", s, k_dim, n_dim);
+    fprintf(x->f, "static const int64_t s%d_in2_dims[] = {%" PRId64 "};\n", s, n_dim);
+    fprintf(x->f, "static const int64_t s%d_out0_dims[] = {%" PRId64 ", %" PRId64 "};\n", s, m_rows, n_dim);
+    const lp_arg *args[3] = {a, w, b};
+    const lp_value *vals[3] = {av, wv, bv};
+    fprintf(x->f, "static const lp_card_tensor s%d_in[] = {\n", s);
+    for (int k = 0; k < 3; k++) {
+        fprintf(x->f, "    LP_MEM(%" PRIu64 "u, %" PRIu64 "u, %d, %d, s%d_in%d_dims), /* ", args[k]->offset,
+                args[k]->bytes, (int)deploy_of(x->L, vals[k]), k == 2 ? 1 : 2, s, k);
+        put_comment_text(x->f, vals[k]->name);
+        fprintf(x->f, " (%s) */\n", lp_region_name(args[k]->region));
+    }
+    fprintf(x->f, "};\nstatic const lp_card_tensor s%d_out[] = {\n", s);
+    fprintf(x->f, "    LP_MEM(%" PRIu64 "u, %" PRIu64 "u, %d, 2, s%d_out0_dims), /* ", z->offset, z->bytes,
+            (int)deploy_of(x->L, &g->values[z->value]), s);
+    put_comment_text(x->f, g->values[z->value].name);
+    fprintf(x->f, " (slot) */\n};\n");
+    fprintf(x->f, "static const lp_card_node s%d = {", s);
+    put_cstr(x->f, n->name, strlen(n->name));
+    fprintf(x->f, ", \"Gemm\", %" PRId64 ", 3, 1, 0, s%d_in, s%d_out, 0, %" PRIu64 "u, %" PRIu64 "u};\n",
+            g->opset, s, s, mm->workspace_offset, mm->workspace_bytes);
+    return LP_OK;
 }
 
 static lp_status put_node_tables(emit_ctx *x, int s, const lp_step *st) {
@@ -385,6 +493,8 @@ static void put_call(emit_ctx *x, int s, const lp_step *st) {
         fprintf(f, " (%s) */\n", n->op_type);
         if (is_pure_view(st))
             fprintf(f, "    /* a view: its output is its input's bytes, nothing to run */\n");
+        else if (x->fused_away[s])
+            fprintf(f, "    /* its bias is added by the Gemm above */\n");
         else if (is_folded(x, st))
             fprintf(f, "    /* known when the model was compiled: its readers carry the value */\n");
         else
@@ -445,7 +555,8 @@ static lp_status write_card(emit_ctx *x, const lp_card_program *cp, const char *
     for (int s = 0; s < cp->n_steps; s++) {
         const lp_step *st = &cp->steps[s];
         if (st->kind != LP_STEP_COMPUTE || is_skipped(x, st)) continue;
-        lp_status rc = put_node_tables(x, s, st);
+        lp_status rc = x->bias_of[s] >= 0 ? put_fused_gemm(x, s, st, &cp->steps[x->bias_of[s]])
+                                          : put_node_tables(x, s, st);
         if (rc != LP_OK) return rc;
     }
     fprintf(f, "\n/* Card %d's steps in plan order. */\n"
@@ -474,7 +585,15 @@ lp_status lp_emit_write_cards(const lp_program *prog, const lp_layer_ir *L, cons
         emit_ctx x = {.L = L, .g = L->g, .f = f, .card = cp->card, .cp = cp, .d = d};
         for (int k = 0; k < cp->memory->n_weights && !x.sliced_weights; k++)
             x.sliced_weights = cp->memory->weights[k].axis >= 0;
-        lp_status st = write_card(&x, cp, model ? model : "", version);
+        x.bias_of = calloc((size_t)cp->n_steps + 1, sizeof *x.bias_of);
+        x.fused_away = calloc((size_t)cp->n_steps + 1, sizeof *x.fused_away);
+        lp_status st = x.bias_of && x.fused_away ? LP_OK : lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        if (st == LP_OK) {
+            find_bias_fusions(&x);
+            st = write_card(&x, cp, model ? model : "", version);
+        }
+        free(x.bias_of);
+        free(x.fused_away);
         lp_status cs = lp_outdir_close(od, f, d);
         if (st != LP_OK) return st;
         if (cs != LP_OK) return cs;
