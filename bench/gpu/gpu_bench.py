@@ -138,7 +138,13 @@ def small_models(lpcc, run, tmp):
                 m = m.half()
             ids = torch.randint(0, 10, (1, 16), device="cuda")
             mask = torch.ones(1, 16, dtype=torch.long, device="cuda")
-            theirs = graph_time_us(lambda: m(input_ids=ids, attention_mask=mask))
+            try:
+                theirs = graph_time_us(lambda: m(input_ids=ids, attention_mask=mask))
+            except RuntimeError:
+                # some models build their mask on the host, which a graph
+                # cannot capture; an all-ones mask is the same as none
+                torch.cuda.synchronize()
+                theirs = graph_time_us(lambda: m(input_ids=ids))
             rows.append({"model": name, "dtype": dtype, "inputs": "1x16", "lpcc_us": ours,
                          "torch_graph_us": theirs, "ratio": ours / theirs})
     try:

@@ -576,10 +576,10 @@ static int gdev_compute(lp_card_env *env, unsigned char *base, const lp_card_nod
                 else
                     g->n_prof++;
             }
-            if (nt) cudaEventRecord(nt->a, k->stream);
+            if (nt) cudaEventRecordWithFlags(nt->a, k->stream, cudaEventRecordExternal);
         }
         st = f(&call);
-        if (nt) cudaEventRecord(nt->b, k->stream);
+        if (nt) cudaEventRecordWithFlags(nt->b, k->stream, cudaEventRecordExternal);
         if (st == LP_OK && k->warming && g->o.check_nodes)
             st = check_node(g, k, env->card, n, op, in, out, &na, d);
     }

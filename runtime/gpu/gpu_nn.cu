@@ -124,10 +124,19 @@ template <typename A, typename F> __device__ __forceinline__ A block_all(A v, F 
 
 enum { BC_FULL, BC_SCALAR, BC_MOD, BC_GENERAL };
 
+/* Kernel parameters stay small (a launch copies them): the general mode
+ * holds at most BC_MAX_RANK dims. */
+#define BC_MAX_RANK 8
 struct Bcast {
     int mode;
     int64_t mod;              /* BC_MOD: index is i % mod */
     int rank;                 /* BC_GENERAL */
+    int64_t dims[BC_MAX_RANK];
+    int64_t strides[BC_MAX_RANK];
+};
+
+/* The broadcast of t to dims, worked out at full rank. */
+struct BcastFull {
     int64_t dims[LP_MAX_RANK];
     int64_t strides[LP_MAX_RANK];
 };
@@ -149,11 +158,17 @@ __device__ __forceinline__ int64_t bc_index(const Bcast &b, int64_t i) {
 }
 
 /* t broadcast (numpy rules) to the shape dims[0..rank); false if it does not. */
-bool bcast_make(const lp_gpu_tensor *t, int rank, const int64_t *dims, Bcast *b) {
+bool bcast_make(const lp_gpu_tensor *t, int rank, const int64_t *dims, Bcast *out) {
     if (t->rank > rank) return false;
     int lead = rank - t->rank;
     int64_t st = 1;
-    b->rank = rank;
+    BcastFull full;
+    struct {
+        int mode;
+        int64_t mod;
+        int rank;
+        int64_t *dims, *strides;
+    } bb = {0, 0, rank, full.dims, full.strides}, *b = &bb;
     for (int d = rank - 1; d >= 0; d--) {
         int64_t td = d >= lead ? t->dims[d - lead] : 1;
         b->dims[d] = dims[d];
@@ -171,7 +186,7 @@ bool bcast_make(const lp_gpu_tensor *t, int rank, const int64_t *dims, Bcast *b)
     for (int d = 0; d < rank; d++)
         if (b->strides[d]) scalar = false;
     if (scalar) {
-        b->mode = BC_SCALAR;
+        out->mode = BC_SCALAR;
         return true;
     }
     int k = rank; /* dims k.. are row-major (size-1 dims do not matter) */
@@ -184,11 +199,17 @@ bool bcast_make(const lp_gpu_tensor *t, int rank, const int64_t *dims, Bcast *b)
     for (int d = 0; d < k; d++)
         if (b->strides[d]) zero_lead = false;
     if (zero_lead) {
-        b->mode = k == 0 ? BC_FULL : BC_MOD;
-        b->mod = want;
+        out->mode = k == 0 ? BC_FULL : BC_MOD;
+        out->mod = want;
         return true;
     }
-    b->mode = BC_GENERAL;
+    if (rank > BC_MAX_RANK) return false;
+    out->mode = BC_GENERAL;
+    out->rank = rank;
+    for (int d = 0; d < rank; d++) {
+        out->dims[d] = full.dims[d];
+        out->strides[d] = full.strides[d];
+    }
     return true;
 }
 
