@@ -236,6 +236,27 @@ __device__ __forceinline__ void ln_store(const LnArgs<T> &a, int64_t row, int j,
     a.y[row * a.n + j] = from_f<T>(r);
 }
 
+/* The normalised row from registers: every Scale and B value loaded before
+ * the first store (a store to Y could alias them, so loads interleaved with
+ * stores would each wait for memory in turn). */
+template <typename T, int VPT>
+__device__ __forceinline__ void ln_row_out(const LnArgs<T> &a, int64_t row, int first, int step,
+                                           const float *v, float mean, float inv) {
+    float sv[VPT], bv[VPT];
+#pragma unroll
+    for (int k = 0; k < VPT; k++) {
+        int j = first + step * k;
+        sv[k] = j < a.n ? ld_any(a.s, a.sdt, bc_index(a.bs, j)) : 0.f;
+        bv[k] = j < a.n && a.b ? ld_any(a.b, a.bdt, bc_index(a.bb, j)) : 0.f;
+    }
+    T *yr = a.y + row * a.n;
+#pragma unroll
+    for (int k = 0; k < VPT; k++) {
+        int j = first + step * k;
+        if (j < a.n) yr[j] = from_f<T>((v[k] - mean) * inv * sv[k] + bv[k]);
+    }
+}
+
 template <typename T>
 __device__ __forceinline__ void ln_stats(const LnArgs<T> &a, int64_t row, float mean, float inv) {
     if (a.mean) st_any(a.mean, a.mdt, row, mean);
@@ -266,11 +287,7 @@ template <typename T, int VPT> __global__ void ln_warp(LnArgs<T> a) {
         }
         sq = warp_all(sq, OpSum());
         float inv = 1.f / sqrtf((a.n ? sq / (float)a.n : 0.f) + a.eps);
-#pragma unroll
-        for (int k = 0; k < VPT; k++) {
-            int j = lane + 32 * k;
-            if (j < a.n) ln_store(a, row, j, v[k], mean, inv);
-        }
+        ln_row_out<T, VPT>(a, row, lane, 32, v, mean, inv);
         if (lane == 0) ln_stats(a, row, mean, inv);
     }
 }
@@ -311,11 +328,7 @@ template <typename T, int VPT> __global__ void ln_block(LnArgs<T> a) {
         sq = block_all(sq, OpSum(), 0.f);
         float inv = 1.f / sqrtf(sq / (float)a.n + a.eps);
         if (VPT > 0) {
-#pragma unroll
-            for (int k = 0; k < C; k++) {
-                int j = threadIdx.x + k * blockDim.x;
-                if (j < a.n) ln_store(a, row, j, v[k], mean, inv);
-            }
+            ln_row_out<T, C>(a, row, threadIdx.x, blockDim.x, v, mean, inv);
         } else {
             for (int j = threadIdx.x; j < a.n; j += blockDim.x) ln_store(a, row, j, to_f(xr[j]), mean, inv);
         }
@@ -323,8 +336,82 @@ template <typename T, int VPT> __global__ void ln_block(LnArgs<T> a) {
     }
 }
 
+/* The common LayerNormalization: Scale and B of X's dtype over the last
+ * dims, no statistics written. One block of LN_FAST_BLOCK threads a row, the
+ * row in registers (at most LN_FAST_BLOCK * VPT elements), typed pointers and
+ * no broadcast table: nothing but the row's bytes is read. */
+#define LN_FAST_BLOCK 256
+template <typename T, int VPT>
+__global__ void __launch_bounds__(LN_FAST_BLOCK)
+ln_fast(const T *__restrict__ x, T *__restrict__ y, const T *__restrict__ scale, const T *__restrict__ bias,
+        int64_t rows, int n, float eps) {
+    __shared__ float red[LN_FAST_BLOCK / 32];
+    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+        const T *xr = x + row * n;
+        float v[VPT], sum = 0.f;
+#pragma unroll
+        for (int k = 0; k < VPT; k++) {
+            int j = threadIdx.x + k * LN_FAST_BLOCK;
+            v[k] = j < n ? to_f(xr[j]) : 0.f;
+            sum += v[k];
+        }
+        sum = warp_all(sum, OpSum());
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = sum;
+        __syncthreads();
+        sum = 0.f;
+#pragma unroll
+        for (int w = 0; w < LN_FAST_BLOCK / 32; w++) sum += red[w];
+        float mean = sum / (float)n, sq = 0.f;
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < VPT; k++) {
+            int j = threadIdx.x + k * LN_FAST_BLOCK;
+            float dv = v[k] - mean;
+            if (j < n) sq += dv * dv;
+        }
+        sq = warp_all(sq, OpSum());
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = sq;
+        __syncthreads();
+        sq = 0.f;
+#pragma unroll
+        for (int w = 0; w < LN_FAST_BLOCK / 32; w++) sq += red[w];
+        __syncthreads();
+        float inv = rsqrtf(sq / (float)n + eps);
+        T *yr = y + row * n;
+#pragma unroll
+        for (int k = 0; k < VPT; k++) {
+            int j = threadIdx.x + k * LN_FAST_BLOCK;
+            if (j < n) {
+                float r = (v[k] - mean) * inv * to_f(scale[j]);
+                if (bias) r += to_f(bias[j]);
+                yr[j] = from_f<T>(r);
+            }
+        }
+    }
+}
+
+template <typename T> bool ln_fast_launch(const lp_gpu_call *c, const LnArgs<T> &a) {
+    if (a.mean || a.inv || a.bs.mode != BC_FULL || (a.b && a.bb.mode != BC_FULL)) return false;
+    lp_dtype want = std::is_same<T, float>::value ? LP_DT_FLOAT
+                    : std::is_same<T, __half>::value ? LP_DT_FLOAT16 : LP_DT_BFLOAT16;
+    if (a.sdt != (int)want || (a.b && a.bdt != (int)want) || a.n > 32 * LN_FAST_BLOCK) return false;
+    unsigned g = (unsigned)(a.rows < GRID_MAX ? a.rows : GRID_MAX);
+    const T *sc = (const T *)a.s, *bi = (const T *)a.b;
+    if (a.n <= 2 * LN_FAST_BLOCK) ln_fast<T, 2><<<g, LN_FAST_BLOCK, 0, c->stream>>>(a.x, a.y, sc, bi, a.rows, a.n, a.eps);
+    else if (a.n <= 4 * LN_FAST_BLOCK) ln_fast<T, 4><<<g, LN_FAST_BLOCK, 0, c->stream>>>(a.x, a.y, sc, bi, a.rows, a.n, a.eps);
+    else if (a.n <= 8 * LN_FAST_BLOCK) ln_fast<T, 8><<<g, LN_FAST_BLOCK, 0, c->stream>>>(a.x, a.y, sc, bi, a.rows, a.n, a.eps);
+    else if (a.n <= 16 * LN_FAST_BLOCK) ln_fast<T, 16><<<g, LN_FAST_BLOCK, 0, c->stream>>>(a.x, a.y, sc, bi, a.rows, a.n, a.eps);
+    else ln_fast<T, 32><<<g, LN_FAST_BLOCK, 0, c->stream>>>(a.x, a.y, sc, bi, a.rows, a.n, a.eps);
+    return true;
+}
+
 template <typename T> lp_status ln_launch(const lp_gpu_call *c, LnArgs<T> &a) {
     if (a.rows == 0) return LP_OK;
+    /* rows of 128 or more with plain Scale / B: the fast kernel */
+    if (a.n >= 128 && ln_fast_launch<T>(c, a)) {
+        LP_GPU_LAUNCHED(c);
+        return LP_OK;
+    }
     int n = a.n;
     if (n <= ROW_WARP_MAX) {
         unsigned g = grid_for(a.rows * 32, EW_BLOCK);
