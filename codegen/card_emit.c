@@ -26,6 +26,7 @@ typedef struct emit_ctx {
     bool sliced_weights; /* the card holds a column slice of some weight */
     int *bias_of;        /* [n_steps]: a MatMul step fused with the bias Add at this step, or -1 */
     bool *fused_away;    /* [n_steps]: a bias Add some MatMul step does */
+    bool *via_copy;      /* [n_steps]: that Add's step copies the Gemm's result into place */
     lp_diag *d;
 } emit_ctx;
 
@@ -394,7 +395,7 @@ static void find_bias_fusions(emit_ctx *x) {
         uint64_t bn = 1;
         if (!plain_weight(x, b) || bv->dtype != wv->dtype || !lp_shape_numel(&bv->shape, &bn) ||
             (int64_t)bn != n_cols || bv->shape.rank < 1 || bv->shape.dims[bv->shape.rank - 1].size != n_cols ||
-            zv->shape.rank != yv->shape.rank || overlaps(a, z))
+            zv->shape.rank != yv->shape.rank)
             continue;
         bool same = true;
         for (int r = 0; r < zv->shape.rank && same; r++) same = zv->shape.dims[r].size == yv->shape.dims[r].size;
@@ -408,6 +409,9 @@ static void find_bias_fusions(emit_ctx *x) {
         if (!same || readers != 1) continue;
         x->bias_of[s] = t;
         x->fused_away[t] = true;
+        /* the Add's output over a's bytes: the Gemm writes y's slot, the Add's
+         * step moves it (a copy, cheaper than the Add) */
+        x->via_copy[t] = overlaps(a, z);
     }
 }
 
@@ -415,7 +419,8 @@ static void find_bias_fusions(emit_ctx *x) {
 static lp_status put_fused_gemm(emit_ctx *x, int s, const lp_step *mm, const lp_step *add) {
     const lp_graph *g = x->g;
     const lp_node *n = &g->nodes[mm->node], *na = &g->nodes[add->node];
-    const lp_arg *a = &mm->inputs[0], *w = &mm->inputs[1], *z = &add->outputs[0];
+    const lp_arg *a = &mm->inputs[0], *w = &mm->inputs[1];
+    const lp_arg *z = x->via_copy[add - x->cp->steps] ? &mm->outputs[0] : &add->outputs[0];
     const lp_arg *b = add->inputs[0].value == mm->outputs[0].value ? &add->inputs[1] : &add->inputs[0];
     const lp_value *av = &g->values[a->value], *wv = &g->values[w->value], *bv = &g->values[b->value];
     int64_t m_rows = 1;
@@ -493,7 +498,17 @@ static void put_call(emit_ctx *x, int s, const lp_step *st) {
         fprintf(f, " (%s) */\n", n->op_type);
         if (is_pure_view(st))
             fprintf(f, "    /* a view: its output is its input's bytes, nothing to run */\n");
-        else if (x->fused_away[s])
+        else if (x->fused_away[s] && x->via_copy[s]) {
+            const lp_arg *z = &st->outputs[0];
+            int mm = 0;
+            while (mm < s && x->bias_of[mm] != s) mm++;
+            const lp_arg *y = &x->cp->steps[mm].outputs[0];
+            fprintf(f, "    /* its bias is added by the Gemm above; the sum moves into place */\n");
+            fprintf(f, "    LP_COPY(env, base, %" PRIu64 "u, %" PRIu64 "u, %" PRIu64 "u, ", z->offset, y->offset,
+                    z->bytes);
+            put_value_cstr(x, z->value);
+            fputs(");\n", f);
+        } else if (x->fused_away[s])
             fprintf(f, "    /* its bias is added by the Gemm above */\n");
         else if (is_folded(x, st))
             fprintf(f, "    /* known when the model was compiled: its readers carry the value */\n");
@@ -587,13 +602,16 @@ lp_status lp_emit_write_cards(const lp_program *prog, const lp_layer_ir *L, cons
             x.sliced_weights = cp->memory->weights[k].axis >= 0;
         x.bias_of = calloc((size_t)cp->n_steps + 1, sizeof *x.bias_of);
         x.fused_away = calloc((size_t)cp->n_steps + 1, sizeof *x.fused_away);
-        lp_status st = x.bias_of && x.fused_away ? LP_OK : lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        x.via_copy = calloc((size_t)cp->n_steps + 1, sizeof *x.via_copy);
+        lp_status st = x.bias_of && x.fused_away && x.via_copy ? LP_OK
+                                                               : lp_error(d, LP_ERR_INTERNAL, "out of memory");
         if (st == LP_OK) {
             find_bias_fusions(&x);
             st = write_card(&x, cp, model ? model : "", version);
         }
         free(x.bias_of);
         free(x.fused_away);
+        free(x.via_copy);
         lp_status cs = lp_outdir_close(od, f, d);
         if (st != LP_OK) return st;
         if (cs != LP_OK) return cs;
