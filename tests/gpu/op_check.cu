@@ -268,8 +268,8 @@ int op_check(const op_case *k) {
             ok = false;
             break;
         }
-        double num = 0, den = 0;
-        int64_t wrong = 0, first = -1;
+        double num = 0, den = 0, worst_abs = -1;
+        int64_t wrong = 0, first = -1, worst_at = -1;
         for (int64_t e = 0; e < n; e++) {
             double g = elem(gpu_result[i], a->dtype, e), r = elem(rout[i].data, a->dtype, e);
             if (float_type(a->dtype)) {
@@ -280,6 +280,10 @@ int op_check(const op_case *k) {
                 }
                 num += (g - r) * (g - r);
                 den += r * r;
+                if (fabs(g - r) > worst_abs) {
+                    worst_abs = fabs(g - r);
+                    worst_at = e;
+                }
             } else if (g != r && wrong++ == 0) {
                 first = e;
             }
@@ -288,10 +292,11 @@ int op_check(const op_case *k) {
         double tol = k->tol > 0 ? k->tol : a->dtype == LP_DT_FLOAT || a->dtype == LP_DT_DOUBLE ? 1e-5 : 1e-2;
         if (err > worst) worst = err;
         if (wrong || !(err <= tol)) {
+            int64_t at = first >= 0 ? first : worst_at;
             snprintf(why, sizeof why, "output %d: relative L2 error %.3g (tolerance %.1g), %lld elements "
-                     "differ (first at %lld: GPU %g, reference %g)", i, err, tol, (long long)wrong,
-                     (long long)first, first >= 0 ? elem(gpu_result[i], a->dtype, first) : 0.0,
-                     first >= 0 ? elem(rout[i].data, a->dtype, first) : 0.0);
+                     "differ in kind (NaN, inf); at %lld: GPU %g, reference %g", i, err, tol,
+                     (long long)wrong, (long long)at, at >= 0 ? elem(gpu_result[i], a->dtype, at) : 0.0,
+                     at >= 0 ? elem(rout[i].data, a->dtype, at) : 0.0);
             ok = false;
         }
     }
