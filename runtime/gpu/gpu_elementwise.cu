@@ -465,7 +465,8 @@ __device__ __forceinline__ float ew_gelu(float x, bool tanh_approx) {
         float k = 0.7978845608028654f; /* sqrt(2 / pi) */
         return 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x)));
     }
-    return 0.5f * x * (1.0f + erff(x * 0.70710678118654752f));
+    /* 1 + erf(t) = erfc(-t), without the cancellation of 1 + erf for t << 0 */
+    return 0.5f * x * erfcf(-x * 0.70710678118654752f);
 }
 
 template <typename T> struct ew_unary_f {
