@@ -46,6 +46,7 @@ typedef struct cli {
     lp_compare_options compare_opt;
     lp_compare_result compared;
     bool partition;        /* a partition option, --dump-ir=plan or -o */
+    bool no_build;         /* --no-build: card_K.cu without card_K.so */
     lp_partition_request part;
     const char *pins[MAX_BINDINGS];
     int verbosity;     /* 0 quiet, 1 normal, 2 verbose */
@@ -73,9 +74,11 @@ static void usage(FILE *f) {
           "\n"
           "Reads an ONNX model, sizes each layer (weights + activations + buffers) and\n"
           "splits the layers into contiguous groups, one per card, that fit the cards'\n"
-          "on-chip memory. Writes the plan and one ONNX sub-model per card.\n"
+          "on-chip memory. Writes the plan, one ONNX sub-model per card and the program\n"
+          "that runs each card (lpcc-run DIR runs them).\n"
           "\n"
           "  -o, --output DIR         write results (graph.json, ...) into DIR\n"
+          "      --no-build           write card_K.cu without building card_K.so with nvcc\n"
           "      --dim NAME=VALUE     bind a symbolic dim, e.g. --dim batch=8 (repeatable)\n"
           "      --shapes IN:AxBxC,.. fix input shapes, e.g. --shapes input_ids:1x128\n"
           "      --value IN=V,..      fix an input's value at compile time, making it a\n"
@@ -263,7 +266,7 @@ static void cli_free(cli *c) {
 
 enum { OPT_DIM = 256, OPT_SHAPES, OPT_VALUE, OPT_DUMP, OPT_JSON, OPT_VERSION, OPT_DTYPE, OPT_LAYERS,
        OPT_WORKSPACE, OPT_DOT, OPT_CARDS, OPT_CAPACITY, OPT_TARGET, OPT_ALGO, OPT_NO_SPLIT,
-       OPT_PLAN, OPT_CUT_AFTER, OPT_PIN, OPT_COMPARE };
+       OPT_PLAN, OPT_CUT_AFTER, OPT_PIN, OPT_COMPARE, OPT_NO_BUILD };
 
 static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *done) {
     static const struct option longopts[] = {
@@ -279,6 +282,7 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
         {"no-split", no_argument, NULL, OPT_NO_SPLIT}, {"plan", required_argument, NULL, OPT_PLAN},
         {"cut-after", required_argument, NULL, OPT_CUT_AFTER}, {"pin", required_argument, NULL, OPT_PIN},
         {"compare", required_argument, NULL, OPT_COMPARE},
+        {"no-build", no_argument, NULL, OPT_NO_BUILD},
         {NULL, 0, NULL, 0},
     };
     c->verbosity = 1;
@@ -289,6 +293,7 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
     while (st == LP_OK && (ch = getopt_long(argc, argv, ":o:vqh", longopts, NULL)) != -1) {
         switch (ch) {
         case 'o': c->out_dir = optarg; break;
+        case OPT_NO_BUILD: c->no_build = true; break;
         case OPT_DIM: st = parse_dim(c, optarg, d); break;
         case OPT_SHAPES: st = parse_shapes(c, optarg, d); break;
         case OPT_VALUE: {
@@ -866,6 +871,8 @@ static lp_status stage_write_weights(run *r) {
     if (st == LP_OK) st = lp_emit_write_manifest(r->plan, r->L, &mi, r->od, r->d);
     if (st == LP_OK && r->prog)
         st = lp_emit_write_cards(r->prog, r->L, r->c->model, LPCC_VERSION, r->od, r->d);
+    if (st == LP_OK && r->prog)
+        st = lp_emit_build_cards(r->prog, LP_RUNTIME_INCLUDE_DIR, !r->c->no_build, r->od, r->d);
     json_decref(b);
     json_decref(s);
     free(blobs);

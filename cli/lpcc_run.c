@@ -52,7 +52,8 @@ static void usage(FILE *f) {
           "                    card, transfers, latency and tokens/s (CUDA events on cuda; the\n"
           "                    host clock on cpu)\n"
           "  --tokens N        tokens a step, for tokens/s (default: the elements of the first\n"
-          "                    integer input, else the first dim of the first input)\n"
+          "                    integer input, else batch x seq of a [batch, seq, hidden] first\n"
+          "                    input, else its first dim)\n"
           "  --no-graphs       cuda: enqueue every step's kernels instead of replaying a graph\n"
           "  --no-pin          cuda: no L2 persisting window over weights\n"
           "  --check-nodes     cuda: the first step compares every node's output with the CPU\n"
@@ -330,7 +331,9 @@ static long tokens_of(const lp_rt *rt, const opts *o) {
         for (int r = 0; r < io->rank; r++) n *= (long)io->dims[r];
         return n;
     }
+    /* [batch, seq, hidden]: batch * seq; [batch, ...]: batch */
     const lp_rt_io *io = lp_rt_n_inputs(rt) ? lp_rt_input(rt, 0) : NULL;
+    if (io && io->rank == 3) return (long)(io->dims[0] * io->dims[1]);
     return io && io->rank > 0 ? (long)io->dims[0] : 1;
 }
 

@@ -75,4 +75,13 @@ lp_status lp_emit_write_cards(const lp_program *prog, const lp_layer_ir *L, cons
  * on commit. */
 bool lp_emit_is_output_file(const char *name);
 
+/* DIR/Makefile, which rebuilds every card_K.so from card_K.cu with nvcc;
+ * then, when `build` (and $LPCC_NO_BUILD is unset or 0) and nvcc is found
+ * ($NVCC, PATH, /usr/local/cuda/bin), each card_K.so built now, inside the
+ * output folder's transaction. runtime_include is the folder of lp_card.h
+ * ($LPCC_RUNTIME_INCLUDE overrides it). A failed nvcc is LP_ERR_INTERNAL
+ * naming the card. Call after the card programs are written. */
+lp_status lp_emit_build_cards(const lp_program *prog, const char *runtime_include, bool build,
+                              lp_outdir *od, lp_diag *d);
+
 #endif

@@ -296,10 +296,10 @@ lp_status lp_emit_write_weights(const lp_plan *p, const lp_layer_ir *L, lp_outdi
 }
 
 bool lp_emit_is_output_file(const char *name) {
-    if (strcmp(name, "manifest.json") == 0) return true;
+    if (strcmp(name, "manifest.json") == 0 || strcmp(name, "Makefile") == 0) return true;
     if (strncmp(name, "card_", 5) != 0) return false;
     const char *s = name + 5;
     if (*s < '0' || *s > '9') return false;
     while (*s >= '0' && *s <= '9') s++;
-    return strcmp(s, ".weights") == 0 || strcmp(s, ".cu") == 0;
+    return strcmp(s, ".weights") == 0 || strcmp(s, ".cu") == 0 || strcmp(s, ".so") == 0;
 }

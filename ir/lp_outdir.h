@@ -64,6 +64,11 @@ lp_status lp_outdir_close(lp_outdir *o, FILE *f, lp_diag *d);
 /* Whether this run has created `name`. */
 bool lp_outdir_has(const lp_outdir *o, const char *name);
 
+/* Where `name`, a file this run wrote and closed, lies until the commit (a
+ * path another program may read, such as a compiler), malloc'd; NULL if
+ * there is no such file. */
+char *lp_outdir_staged_path(const lp_outdir *o, const char *name);
+
 /* Moves this run's files into place and removes the earlier run's that
  * is_output() names and this run did not write; on failure the folder is
  * as before. Frees o either way. */

@@ -362,6 +362,17 @@ bool lp_outdir_has(const lp_outdir *o, const char *name) {
     return false;
 }
 
+char *lp_outdir_staged_path(const lp_outdir *o, const char *name) {
+    for (int i = 0; i < o->n_files; i++) {
+        if (strcmp(o->files[i].name, name) != 0 || o->files[i].f || !o->stage_name) continue;
+        size_t n = strlen(o->dir) + strlen(o->stage_name) + strlen(name) + 3;
+        char *p = malloc(n);
+        if (p) snprintf(p, n, "%s/%s/%s", o->dir, o->stage_name, name);
+        return p;
+    }
+    return NULL;
+}
+
 /* ---- commit and abort ---------------------------------------------------------------- */
 
 static void outdir_free(lp_outdir *o) {

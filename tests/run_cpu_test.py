@@ -420,6 +420,47 @@ class RunCpu(unittest.TestCase):
         r = run(out, "--iters", "2", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["iters"], 2)
+        # the GPU's options need the GPU device
+        for opt in (["--gpus", "0"], ["--no-graphs"], ["--check-nodes"], ["--profile"]):
+            r = run(out, *opt)
+            self.assertEqual(r.returncode, 2, opt)
+            self.assertIn("need --device cuda", r.stderr)
+        # no GPU here (CI): --device cuda is a clear usage error, not a crash
+        if not os.path.exists("/dev/nvidia0"):
+            r = run(out, "--device", "cuda")
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn("device cuda", r.stderr)
+            self.assertTrue("no CUDA GPU" in r.stderr or "without CUDA" in r.stderr, r.stderr)
+
+    @unittest.skipUnless(NVCC, "nvcc not found")
+    def test_lpcc_builds_the_cards(self):
+        # by default -o builds card_K.so with nvcc; lpcc-run then needs no compiler
+        env = {k: v for k, v in os.environ.items() if k != "LPCC_NO_BUILD"}
+        env["PATH"] = os.path.dirname(NVCC) + os.pathsep + env.get("PATH", "")
+        out = os.path.join(self.tmp, "built")
+        r = subprocess.run([LPCC, os.path.join(MODELS, "seed_2x256.onnx"), "--dim", "batch=1", "--dim",
+                            "seq=16", "--cards", "2", "-q", "-o", out], capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        names = sorted(os.listdir(out))
+        self.assertIn("card_0.so", names)
+        self.assertIn("card_1.so", names)
+        self.assertIn("Makefile", names)
+        no_cxx = dict(env, CXX="false")
+        r = subprocess.run([RUN, out, "--json"], capture_output=True, text=True, env=no_cxx)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        # --no-build: sources and the Makefile only; the earlier run's objects go
+        r = subprocess.run([LPCC, os.path.join(MODELS, "seed_2x256.onnx"), "--dim", "batch=1", "--dim",
+                            "seq=16", "--cards", "2", "-q", "--no-build", "-o", out],
+                           capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertFalse([n for n in os.listdir(out) if n.endswith(".so")])
+        r = subprocess.run([RUN, out], capture_output=True, text=True, env=no_cxx)
+        self.assertNotEqual(r.returncode, 0)  # it would need the host compiler
+        if shutil.which("make"):
+            r = subprocess.run(["make", "-C", out, f"NVCC={NVCC}"], capture_output=True, text=True, env=env)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            r = subprocess.run([RUN, out], capture_output=True, text=True, env=no_cxx)
+            self.assertEqual(r.returncode, 0, r.stderr)
 
 
 if __name__ == "__main__":
