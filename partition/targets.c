@@ -22,7 +22,8 @@
  * the measured cuBLAS FP16 GEMM rate (768 TFLOP/s, not the 989 of the
  * datasheet). The H200 has the same die and clocks, so it takes the same
  * measured GEMM rate. The link figures are the H200 pair's peer copies
- * (/work/shared/targets/MEASURED.md), applied to both. */
+ * (measured on an H200 machine: 1.7-2.5 us up to 32 KiB, ~395 GB/s from
+ * 64 MiB), applied to both. */
 static const lp_target builtin_targets[] = {
     {.name = "h100",
      .l2_bytes = 50 * MIB,
