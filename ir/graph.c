@@ -193,10 +193,31 @@ const char *lp_graph_dim_written(lp_graph *g, int32_t value, int axis) {
     return w ? w->as : NULL;
 }
 
-const lp_attr *lp_node_attr(const lp_node *n, const char *name) {
-    for (int i = 0; i < n->n_attrs; i++)
-        if (strcmp(n->attrs[i].name, name) == 0) return &n->attrs[i];
+const lp_attr *lp_attrs_find(const lp_attr *attrs, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (attrs[i].name && strcmp(attrs[i].name, name) == 0) return &attrs[i];
     return NULL;
+}
+
+int64_t lp_attrs_int(const lp_attr *attrs, int n, const char *name, int64_t fallback) {
+    const lp_attr *a = lp_attrs_find(attrs, n, name);
+    return a && a->type == LP_ATTR_INT ? a->i : fallback;
+}
+
+float lp_attrs_float(const lp_attr *attrs, int n, const char *name, float fallback) {
+    const lp_attr *a = lp_attrs_find(attrs, n, name);
+    if (a && a->type == LP_ATTR_FLOAT) return a->f;
+    if (a && a->type == LP_ATTR_INT) return (float)a->i;
+    return fallback;
+}
+
+const char *lp_attrs_string(const lp_attr *attrs, int n, const char *name, const char *fallback) {
+    const lp_attr *a = lp_attrs_find(attrs, n, name);
+    return a && a->type == LP_ATTR_STRING && a->s ? a->s : fallback;
+}
+
+const lp_attr *lp_node_attr(const lp_node *n, const char *name) {
+    return lp_attrs_find(n->attrs, n->n_attrs, name);
 }
 
 int64_t lp_node_attr_int(const lp_node *n, const char *name, int64_t fallback) {

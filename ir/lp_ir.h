@@ -353,6 +353,14 @@ int32_t lp_graph_find_value(const lp_graph *g, const char *name);
  * of memory. */
 int32_t lp_graph_intern_value(lp_graph *g, const char *name);
 
+/* Attribute lookup in a plain array (a node's, or a kernel call's): the
+ * attribute named `name`, or NULL; _int an INT's value, _float a FLOAT's or
+ * an INT's, _string a STRING's, else the fallback. */
+const lp_attr *lp_attrs_find(const lp_attr *attrs, int n, const char *name);
+int64_t lp_attrs_int(const lp_attr *attrs, int n, const char *name, int64_t fallback);
+float lp_attrs_float(const lp_attr *attrs, int n, const char *name, float fallback);
+const char *lp_attrs_string(const lp_attr *attrs, int n, const char *name, const char *fallback);
+
 const lp_attr *lp_node_attr(const lp_node *n, const char *name);
 int64_t lp_node_attr_int(const lp_node *n, const char *name, int64_t fallback);
 float lp_node_attr_float(const lp_node *n, const char *name, float fallback);

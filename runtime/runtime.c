@@ -886,13 +886,11 @@ static int gather_fail(lp_rt *rt, lp_card_env *env, const char *value, const cha
     return LP_ERR_INVALID_MODEL;
 }
 
-/* Every participant wrote its slice into its chunk of its own gather
- * buffer; each then copies the others' chunks from their cards (the host
- * path's collective), and lays the whole value out along the axis. */
-static int cpu_all_gather(lp_card_env *env, unsigned char *base, const char *value, int first_card,
-                          int n_cards, int rank, int axis, uint64_t chunk, uint64_t chunk_bytes,
-                          uint64_t whole, uint64_t whole_bytes, uint64_t dst) {
-    lp_rt *rt = env->user;
+/* The manifest's all-gather that a card program's call names, checked
+ * against the call; nonzero (the step's return) when they disagree. */
+static int gather_of(lp_rt *rt, lp_card_env *env, const char *value, int first_card, int n_cards,
+                     int rank, uint64_t chunk_bytes, uint64_t whole, uint64_t whole_bytes,
+                     const rt_gather **out, rt_group **grp_out) {
     const rt_gather *g = NULL;
     for (int i = 0; i < rt->n_gathers && !g; i++)
         if (strcmp(rt->gathers[i].value, value) == 0 && rt->gathers[i].parts[0].card == first_card)
@@ -903,6 +901,22 @@ static int cpu_all_gather(lp_card_env *env, unsigned char *base, const char *val
         g->parts[rank].card != env->card || whole_bytes != g->bytes ||
         g->parts[rank].offset != whole || chunk_bytes != g->parts[rank].bytes)
         return gather_fail(rt, env, value, "the card program and the manifest disagree");
+    *out = g;
+    *grp_out = grp;
+    return 0;
+}
+
+/* Every participant wrote its slice into its chunk of its own gather
+ * buffer; each then copies the others' chunks from their cards (the host
+ * path's collective), and lays the whole value out along the axis. */
+static int cpu_all_gather(lp_card_env *env, unsigned char *base, const char *value, int first_card,
+                          int n_cards, int rank, int axis, uint64_t chunk, uint64_t chunk_bytes,
+                          uint64_t whole, uint64_t whole_bytes, uint64_t dst) {
+    lp_rt *rt = env->user;
+    const rt_gather *g = NULL;
+    rt_group *grp = NULL;
+    int bad = gather_of(rt, env, value, first_card, n_cards, rank, chunk_bytes, whole, whole_bytes, &g, &grp);
+    if (bad) return bad;
     uint64_t total = rt->cards[env->card].total_bytes;
     if (dst > total || g->bytes > total - dst)
         return gather_fail(rt, env, value, "the destination lies outside the card's allocation");
@@ -978,15 +992,9 @@ static int gpu_all_gather(lp_card_env *env, unsigned char *base, const char *val
                           uint64_t whole, uint64_t whole_bytes, uint64_t dst) {
     lp_rt *rt = env->user;
     const rt_gather *g = NULL;
-    for (int i = 0; i < rt->n_gathers && !g; i++)
-        if (strcmp(rt->gathers[i].value, value) == 0 && rt->gathers[i].parts[0].card == first_card)
-            g = &rt->gathers[i];
-    rt_group *grp = rt->cards[env->card].group;
-    if (!g) return gather_fail(rt, env, value, "not in the manifest's transfers");
-    if (!grp || g->n_parts != n_cards || rank < 0 || rank >= n_cards ||
-        g->parts[rank].card != env->card || whole_bytes != g->bytes ||
-        g->parts[rank].offset != whole || chunk_bytes != g->parts[rank].bytes)
-        return gather_fail(rt, env, value, "the card program and the manifest disagree");
+    rt_group *grp = NULL;
+    int bad = gather_of(rt, env, value, first_card, n_cards, rank, chunk_bytes, whole, whole_bytes, &g, &grp);
+    if (bad) return bad;
     int me = env->card;
     pthread_mutex_lock(&rt->diag_mu);
     lp_status st = lp_gdev_sync(rt->gdev, me, rt->run_diag);

@@ -23,26 +23,19 @@ lp_status lp_gpu_cuda_fail(const lp_gpu_call *c, cudaError_t e, const char *stmt
 }
 
 const lp_attr *lp_gpu_attr(const lp_gpu_call *c, const char *name) {
-    for (int i = 0; i < c->n_attrs; i++)
-        if (c->attrs[i].name && strcmp(c->attrs[i].name, name) == 0) return &c->attrs[i];
-    return NULL;
+    return lp_attrs_find(c->attrs, c->n_attrs, name);
 }
 
 int64_t lp_gpu_attr_int(const lp_gpu_call *c, const char *name, int64_t fallback) {
-    const lp_attr *a = lp_gpu_attr(c, name);
-    return a && a->type == LP_ATTR_INT ? a->i : fallback;
+    return lp_attrs_int(c->attrs, c->n_attrs, name, fallback);
 }
 
 float lp_gpu_attr_float(const lp_gpu_call *c, const char *name, float fallback) {
-    const lp_attr *a = lp_gpu_attr(c, name);
-    if (a && a->type == LP_ATTR_FLOAT) return a->f;
-    if (a && a->type == LP_ATTR_INT) return (float)a->i;
-    return fallback;
+    return lp_attrs_float(c->attrs, c->n_attrs, name, fallback);
 }
 
 const char *lp_gpu_attr_string(const lp_gpu_call *c, const char *name, const char *fallback) {
-    const lp_attr *a = lp_gpu_attr(c, name);
-    return a && a->type == LP_ATTR_STRING && a->s ? a->s : fallback;
+    return lp_attrs_string(c->attrs, c->n_attrs, name, fallback);
 }
 
 int64_t lp_gpu_numel(const lp_gpu_tensor *t) {
