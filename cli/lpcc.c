@@ -96,6 +96,8 @@ static void usage(FILE *f) {
           "      --capacity SIZE,..   on-chip bytes a card holds (31MiB, 40MB; a list: cards\n"
           "                           in order), default the target's persisting-L2 size\n"
           "      --target T           h100 (default), h200 or a profile FILE.json\n"
+          "      --tier smem|l2|hbm   the memory a fitting card runs from: shared memory (C =\n"
+          "                           all SMs' shared memory), L2 (default) or device memory\n"
           "      --algo A             greedy (default: fewest cards), dp (balance N cards),\n"
           "                           throughput (fastest slowest stage, device memory)\n"
           "      --no-split           never shard a layer larger than a card\n"
@@ -266,7 +268,7 @@ static void cli_free(cli *c) {
 
 enum { OPT_DIM = 256, OPT_SHAPES, OPT_VALUE, OPT_DUMP, OPT_JSON, OPT_VERSION, OPT_DTYPE, OPT_LAYERS,
        OPT_WORKSPACE, OPT_DOT, OPT_CARDS, OPT_CAPACITY, OPT_TARGET, OPT_ALGO, OPT_NO_SPLIT,
-       OPT_PLAN, OPT_CUT_AFTER, OPT_PIN, OPT_COMPARE, OPT_NO_BUILD };
+       OPT_PLAN, OPT_CUT_AFTER, OPT_PIN, OPT_COMPARE, OPT_NO_BUILD, OPT_TIER };
 
 static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *done) {
     static const struct option longopts[] = {
@@ -283,6 +285,7 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
         {"cut-after", required_argument, NULL, OPT_CUT_AFTER}, {"pin", required_argument, NULL, OPT_PIN},
         {"compare", required_argument, NULL, OPT_COMPARE},
         {"no-build", no_argument, NULL, OPT_NO_BUILD},
+        {"tier", required_argument, NULL, OPT_TIER},
         {NULL, 0, NULL, 0},
     };
     c->verbosity = 1;
@@ -330,6 +333,11 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
         }
         case OPT_CAPACITY: c->part.capacity = optarg, c->partition = true; break;
         case OPT_TARGET: c->part.target = optarg, c->partition = true; break;
+        case OPT_TIER:
+            if (strcmp(optarg, "smem") != 0 && strcmp(optarg, "l2") != 0 && strcmp(optarg, "hbm") != 0)
+                st = lp_error(d, LP_ERR_USAGE, "--tier %s: expected smem, l2 or hbm", optarg);
+            c->part.tier = optarg, c->partition = true;
+            break;
         case OPT_ALGO: c->part.algo = optarg, c->partition = true; break;
         case OPT_NO_SPLIT: c->part.no_split = true, c->partition = true; break;
         case OPT_PLAN: c->part.plan_file = optarg, c->partition = true; break;
@@ -650,6 +658,7 @@ static lp_status partition_stage(cli *c, const lp_layer_ir *L, lp_plan **plan, l
         lp_target t;
         lp_status ts = *plan ? (t = (*plan)->target, LP_OK)
                              : lp_target_load(c->part.target ? c->part.target : "h100", &t, d);
+        if (ts == LP_OK && !*plan && c->part.tier) ts = lp_target_set_tier(&t, c->part.tier, d);
         if (ts == LP_OK) ts = lp_compare_run(L, &t, &c->compare_opt, c->part.tokens, &c->compared, d);
         if (ts != LP_OK) return ts;
         if (st != LP_OK) {

@@ -592,7 +592,7 @@ static double recv_time(const lp_stage_model *m, int first) {
 double lp_stage_time(const lp_stage_model *m, const lp_cards *cards, int card, int first,
                      int last) {
     bool on_chip = m->footprint.fn(m->footprint.ctx, first, last) <= lp_cards_capacity(cards, card);
-    double bw = on_chip ? m->target->l2_bw : m->target->hbm_bw;
+    double bw = on_chip ? m->target->chip_bw : m->target->hbm_bw;
     double s = recv_time(m, first);
     for (int i = first; i <= last; i++) s += layer_time(m, i, bw);
     return s;
@@ -629,7 +629,7 @@ static bool stage_tables_init(stage_tables *s, const lp_stage_model *m, const lp
     if (!s->pre_l2 || !s->pre_hbm || !s->reach_dram || !s->reach_chip) return false;
     s->pre_l2[0] = s->pre_hbm[0] = 0;
     for (int i = 0; i < n; i++) {
-        s->pre_l2[i + 1] = s->pre_l2[i] + layer_time(m, i, m->target->l2_bw);
+        s->pre_l2[i + 1] = s->pre_l2[i] + layer_time(m, i, m->target->chip_bw);
         s->pre_hbm[i + 1] = s->pre_hbm[i] + layer_time(m, i, m->target->hbm_bw);
     }
     uint64_t dram = m->target->dram_bytes ? m->target->dram_bytes : UINT64_MAX;
@@ -1095,7 +1095,7 @@ static int throughput_core(const lp_stage_model *m, const lp_cards *cards, int k
     /* stage times grow with the group: no layer faster from HBM than from L2 */
     bool grows = ok;
     for (int i = 0; grows && i < n; i++)
-        grows = layer_time(m, i, m->target->hbm_bw) >= layer_time(m, i, m->target->l2_bw);
+        grows = layer_time(m, i, m->target->hbm_bw) >= layer_time(m, i, m->target->chip_bw);
     if (ok && grows) {
         groups = throughput_rows(m, cards, &s, k, kmax, pinned, ends, slowest);
         ok = false;

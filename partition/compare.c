@@ -125,7 +125,7 @@ static void tensor_pipeline(const lp_layer_ir *L, const lp_stage_data *s, const 
         bool chip = per_card <= t->capacity;
         out->on_chip &= chip;
         out->fits_dram &= per_card <= t->dram_bytes;
-        double bw = chip ? t->l2_bw : t->hbm_bw, time = 0, comm = 0;
+        double bw = chip ? t->chip_bw : t->hbm_bw, time = 0, comm = 0;
         for (int i = a; i <= b; i++) {
             double compute = t->peak_flops > 0 ? (double)s->flops[i] / o->tp / t->peak_flops : 0;
             double memory = bw > 0 ? (double)s->bytes[i] / o->tp / bw : 0;

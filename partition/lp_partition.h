@@ -45,7 +45,23 @@ typedef struct lp_target {
     double link_latency_s;   /* card-to-card copy, fixed part */
     double link_bw;          /* bytes/s, large card-to-card copies */
     double launch_s;         /* per kernel, inside a CUDA graph */
+    uint64_t smem_bytes;     /* shared memory over all SMs (opt-in per block x SMs); 0 unknown */
+    double smem_bw;          /* bytes/s, every SM re-reading its shared memory; 0 not measured */
+    int tier;                /* enum lp_tier: the on-chip memory a fitting card runs from */
+    double chip_bw;          /* bytes/s of that tier: a card that fits reads at this rate */
 } lp_target;
+
+/* Where a card whose group fits C runs from: shared memory (C = smem_bytes,
+ * smem_bw), L2 (C = the persisting maximum unless given, l2_bw; the
+ * default) or device memory (C = dram_bytes, hbm_bw: plain pipelining). */
+typedef enum lp_tier { LP_TIER_L2 = 0, LP_TIER_SMEM, LP_TIER_HBM } lp_tier;
+
+/* "smem", "l2" or "hbm" (NULL for another number). */
+const char *lp_tier_name(int tier);
+/* Applies a tier ("smem", "l2", "hbm") to t: its capacity and chip_bw.
+ * LP_ERR_USAGE for another name, or a tier the target has no measured
+ * figures for (naming the missing field). */
+lp_status lp_target_set_tier(lp_target *t, const char *tier, lp_diag *d);
 
 /* "h100" or "h200": profiles built in from the measured figures (see
  * partition/targets/h100.json, which hold the same numbers). */
@@ -526,6 +542,7 @@ typedef struct lp_partition_request {
     int cards;              /* --cards N */
     const char *capacity;   /* --capacity SIZE[,SIZE...] */
     const char *target;     /* --target h100|h200|FILE.json (default h100) */
+    const char *tier;       /* --tier smem|l2|hbm (default l2) */
     const char *algo;       /* --algo greedy|dp|throughput (default greedy) */
     bool no_split;          /* --no-split */
     const char *plan_file;  /* --plan FILE.json */

@@ -770,7 +770,7 @@ static lp_status plan_times(lp_plan *p, const lp_layer_ir *L, const lp_footprint
         if (pc->n_shards > 1) {
             const lp_target *t = &p->target;
             lp_footprint fp = pc->fp;
-            double bw = fp.total <= pc->capacity ? t->l2_bw : t->hbm_bw;
+            double bw = fp.total <= pc->capacity ? t->chip_bw : t->hbm_bw;
             const lp_layer *l = &L->layers[pc->first_layer];
             double compute = t->peak_flops > 0 ? (double)l->flops / t->peak_flops : 0;
             double memory = bw > 0 ? (double)(l->bytes_read + l->bytes_written) / bw : 0;

@@ -151,6 +151,7 @@ lp_status lp_partition_stage(const lp_layer_ir *L, const lp_partition_request *r
     lp_pin *pins = NULL;
     lp_status st = LP_OK;
     if (r->target) st = lp_target_load(r->target, &o.target, d);
+    if (st == LP_OK && r->tier) st = lp_target_set_tier(&o.target, r->tier, d);
     if (st == LP_OK && r->algo && !lp_algo_from_name(r->algo, &o.algo))
         st = lp_error(d, LP_ERR_USAGE, "--algo %s: expected greedy, dp or throughput", r->algo);
     if (st == LP_OK && r->capacity) st = parse_caps(r->capacity, &caps, &o.n_caps, d);

@@ -23,7 +23,9 @@
  * datasheet). The H200 has the same die and clocks, so it takes the same
  * measured GEMM rate. The link figures are the H200 pair's peer copies
  * (measured on an H200 machine: 1.7-2.5 us up to 32 KiB, ~395 GB/s from
- * 64 MiB), applied to both. */
+ * 64 MiB), applied to both. Shared memory: 227 KiB a block on each of the
+ * 132 SMs; its re-read rate over all SMs is bench/gpu/tier_probe_h200.json's
+ * (30.1 TB/s), measured on the H200 only. */
 static const lp_target builtin_targets[] = {
     {.name = "h100",
      .l2_bytes = 50 * MIB,
@@ -35,7 +37,9 @@ static const lp_target builtin_targets[] = {
      .l2_bw = 7.5e12,
      .link_latency_s = 2.0e-6,
      .link_bw = 3.95e11,
-     .launch_s = 0.97e-6},
+     .launch_s = 0.97e-6,
+     .smem_bytes = 132 * 227 * KIB,
+     .chip_bw = 7.5e12},
     {.name = "h200",
      .l2_bytes = 60 * MIB,
      .persist_bytes = 37 * MIB,
@@ -46,7 +50,10 @@ static const lp_target builtin_targets[] = {
      .l2_bw = 7.1e12,
      .link_latency_s = 2.0e-6,
      .link_bw = 3.95e11,
-     .launch_s = 1.1e-6},
+     .launch_s = 1.1e-6,
+     .smem_bytes = 132 * 227 * KIB,
+     .smem_bw = 3.01e13,
+     .chip_bw = 7.1e12},
 };
 
 bool lp_target_builtin(const char *name, lp_target *out) {
@@ -163,6 +170,7 @@ static lp_status target_from_json(json_t *root, const char *path, lp_target *t, 
         {"persist_bytes", offsetof(lp_target, persist_bytes)},
         {"capacity", offsetof(lp_target, capacity)},
         {"dram_bytes", offsetof(lp_target, dram_bytes)},
+        {"smem_bytes", offsetof(lp_target, smem_bytes)},
     };
     static const struct {
         const char *key;
@@ -174,6 +182,8 @@ static lp_status target_from_json(json_t *root, const char *path, lp_target *t, 
         {"link_latency_s", offsetof(lp_target, link_latency_s)},
         {"link_bw", offsetof(lp_target, link_bw)},
         {"launch_s", offsetof(lp_target, launch_s)},
+        {"smem_bw", offsetof(lp_target, smem_bw)},
+        {"chip_bw", offsetof(lp_target, chip_bw)},
     };
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         json_t *v = json_object_get(root, sizes[i].key);
@@ -198,7 +208,57 @@ static lp_status target_from_json(json_t *root, const char *path, lp_target *t, 
     if (!t->capacity)
         return lp_error(d, LP_ERR_USAGE, "target '%s': needs 'capacity', 'persist_bytes' or 'l2_bytes'",
                         path);
+    json_t *tier = json_object_get(root, "tier");
+    if (tier && !json_is_string(tier))
+        return lp_error(d, LP_ERR_USAGE, "target '%s': 'tier' must be \"smem\", \"l2\" or \"hbm\"", path);
+    t->tier = LP_TIER_L2;
+    if (tier && strcmp(json_string_value(tier), "l2") != 0) {
+        /* a plan's own target: the tier's capacity and rate are already in it */
+        lp_target keep = *t;
+        lp_status st = lp_target_set_tier(t, json_string_value(tier), d);
+        if (st != LP_OK) return st;
+        t->capacity = keep.capacity;
+    }
+    if (!json_object_get(root, "chip_bw"))
+        t->chip_bw = t->tier == LP_TIER_SMEM ? t->smem_bw : t->tier == LP_TIER_HBM ? t->hbm_bw : t->l2_bw;
     return LP_OK;
+}
+
+const char *lp_tier_name(int tier) {
+    switch (tier) {
+    case LP_TIER_L2: return "l2";
+    case LP_TIER_SMEM: return "smem";
+    case LP_TIER_HBM: return "hbm";
+    default: return NULL;
+    }
+}
+
+lp_status lp_target_set_tier(lp_target *t, const char *tier, lp_diag *d) {
+    if (strcmp(tier, "l2") == 0) {
+        t->tier = LP_TIER_L2;
+        t->chip_bw = t->l2_bw;
+        return LP_OK;
+    }
+    if (strcmp(tier, "hbm") == 0) {
+        if (!t->dram_bytes || !(t->hbm_bw > 0))
+            return lp_error(d, LP_ERR_USAGE, "--tier hbm: target '%s' has no %s", t->name,
+                            !t->dram_bytes ? "'dram_bytes'" : "'hbm_bw'");
+        t->tier = LP_TIER_HBM;
+        t->capacity = t->dram_bytes;
+        t->chip_bw = t->hbm_bw;
+        return LP_OK;
+    }
+    if (strcmp(tier, "smem") == 0) {
+        if (!t->smem_bytes || !(t->smem_bw > 0))
+            return lp_error(d, LP_ERR_USAGE, "--tier smem: target '%s' has no measured %s (give a "
+                            "target file with it; bench/gpu/tier_probe.cu measures it)", t->name,
+                            !t->smem_bytes ? "'smem_bytes'" : "shared-memory bandwidth 'smem_bw'");
+        t->tier = LP_TIER_SMEM;
+        t->capacity = t->smem_bytes;
+        t->chip_bw = t->smem_bw;
+        return LP_OK;
+    }
+    return lp_error(d, LP_ERR_USAGE, "--tier %s: expected smem, l2 or hbm", tier);
 }
 
 lp_status lp_target_from_json(void *json, const char *where, lp_target *out, lp_diag *d) {
@@ -231,5 +291,9 @@ void *lp_target_to_json(const lp_target *t) {
     json_object_set_new(j, "link_latency_s", json_real(t->link_latency_s));
     json_object_set_new(j, "link_bw", json_real(t->link_bw));
     json_object_set_new(j, "launch_s", json_real(t->launch_s));
+    json_object_set_new(j, "smem_bytes", json_integer((json_int_t)t->smem_bytes));
+    json_object_set_new(j, "smem_bw", json_real(t->smem_bw));
+    json_object_set_new(j, "tier", json_string(lp_tier_name(t->tier) ? lp_tier_name(t->tier) : "l2"));
+    json_object_set_new(j, "chip_bw", json_real(t->chip_bw));
     return j;
 }

@@ -170,6 +170,41 @@ def target_errors(model, tmp, failures):
             failures.append(f"target {body}: rc {r.returncode}, want '{want}': {r.stderr.strip()}")
 
 
+def tiers(model, tmp, failures):
+    """--tier sets C and the on-chip rate the stage times use; a plan keeps its tier."""
+    base = [model, "-q", "--dump-ir=plan", "--json", "--target", "h200"]
+    plans = {}
+    for tier in ("smem", "l2", "hbm"):
+        r = lpcc(*base, "--tier", tier)
+        if r.returncode != 0:
+            failures.append(f"tier {tier}: rc {r.returncode}: {r.stderr}")
+            return
+        plans[tier] = plan_of(r)
+    want = {"smem": (132 * 227 * 1024, 3.01e13), "l2": (37 * 1024 * 1024, 7.1e12), "hbm": (139 * 2**30, 4.5e12)}
+    for tier, (cap, bw) in want.items():
+        t = plans[tier]["target"]
+        if t["tier"] != tier or t["capacity"] != cap or abs(t["chip_bw"] - bw) > 1:
+            failures.append(f"tier {tier}: target {t}")
+    # the chain fits every tier on one card: its memory time shrinks with the tier's rate
+    times = {k: v["cards"][0]["stage_s"] for k, v in plans.items()}
+    if not (times["smem"] < times["l2"] < times["hbm"]):
+        failures.append(f"tier stage times not ordered by bandwidth: {times}")
+    # a plan read back keeps its tier
+    path = os.path.join(tmp, "smem_plan.json")
+    with open(path, "w") as f:
+        json.dump(plans["smem"], f)
+    r = lpcc(model, "-q", "--dump-ir=plan", "--json", "--plan", path)
+    if r.returncode != 0 or plan_of(r)["target"]["tier"] != "smem" or \
+            plan_of(r)["target"]["capacity"] != want["smem"][0]:
+        failures.append(f"--plan of a smem plan: rc {r.returncode}: {r.stderr or plan_of(r)['target']}")
+    # no measured shared-memory rate on the h100 profile; a bad tier name
+    for args, want_msg in ((["--target", "h100", "--tier", "smem"], "no measured shared-memory bandwidth"),
+                           (["--tier", "sram"], "--tier sram: expected smem, l2 or hbm")):
+        r = lpcc(model, "-q", *args)
+        if r.returncode != 2 or want_msg not in r.stderr:
+            failures.append(f"{args}: rc {r.returncode}, want '{want_msg}': {r.stderr.strip()}")
+
+
 def main():
     if not LPCC:
         print("LPCC not set; skipping")
@@ -185,6 +220,7 @@ def main():
         pins_overlap(model, failures)
         capacity_errors(model, failures)
         target_errors(model, tmp, failures)
+        tiers(model, tmp, failures)
     for f in failures:
         print("FAIL", f)
     print(f"{len(failures)} failures")
