@@ -155,24 +155,43 @@ def small_models(lpcc, run, tmp):
                 continue
             rows.append({"model": name, "dtype": dtype, "inputs": "1x16", "lpcc_us": ours,
                          "torch_graph_us": theirs, "ratio": ours / theirs})
-    try:
-        cnn = et.SmallResNet
-    except AttributeError:
-        cnn = None
-    if cnn is not None:
+    import export_patterns as ep
+    # the image models and their PyTorch modules (same architecture, random weights)
+    images = [("cnn_small", getattr(et, "SmallResNet", None)), ("mobilenet_small", ep.MobileNetSmall)]
+    for name, cls in images:
+        if cls is None:
+            continue
         for dtype in ("fp32", "fp16"):
-            out = os.path.join(tmp, f"cnn_{dtype}")
-            lpcc_compile(lpcc, os.path.join(ROOT, "models", "cnn_small.onnx"),
+            out = os.path.join(tmp, f"{name}_{dtype}")
+            lpcc_compile(lpcc, os.path.join(ROOT, "models", f"{name}.onnx"),
                          ["--dim", "batch=1", "--dtype", dtype, "--cards", "1", "--capacity", "1TiB"], out)
             ours, _ = lpcc_time_us(run, out)
             torch.manual_seed(0)
-            m = cnn().eval().cuda()
+            m = cls().eval().cuda()
             x = torch.randn(1, 3, 32, 32, device="cuda")
             if dtype == "fp16":
                 m, x = m.half(), x.half()
             theirs = graph_time_us(lambda: m(x))
-            rows.append({"model": "cnn_small", "dtype": dtype, "inputs": "1x3x32x32", "lpcc_us": ours,
+            rows.append({"model": name, "dtype": dtype, "inputs": "1x3x32x32", "lpcc_us": ours,
                          "torch_graph_us": theirs, "ratio": ours / theirs})
+    # the seed structure at 2 layers of 256 (models/seed_2x256.onnx)
+    for dtype in ("fp32", "fp16"):
+        out = os.path.join(tmp, f"seed_2x256_{dtype}")
+        lpcc_compile(lpcc, os.path.join(ROOT, "models", "seed_2x256.onnx"),
+                     ["--dim", "batch=1", "--dim", "seq=16", "--dtype", dtype, "--cards", "1",
+                      "--capacity", "1TiB"], out)
+        ours, _ = lpcc_time_us(run, out)
+        torch.manual_seed(0)
+        layers = [SeedLayer(256, 4, 1024) for _ in range(2)]
+        for l in layers[:-1]:
+            l.norm = torch.nn.Identity()  # the graph has one final norm
+        m = torch.nn.Sequential(*layers).eval().cuda()
+        x = torch.randn(1, 16, 256, device="cuda")
+        if dtype == "fp16":
+            m, x = m.half(), x.half()
+        theirs = graph_time_us(lambda: m(x))
+        rows.append({"model": "seed_2x256", "dtype": dtype, "inputs": "1x16x256", "lpcc_us": ours,
+                     "torch_graph_us": theirs, "ratio": ours / theirs})
     return rows
 
 
