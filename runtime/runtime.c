@@ -90,6 +90,7 @@ typedef struct rt_card {
     rt_group *group;      /* while a shard group runs */
     int gpu;              /* cuda: the GPU it runs on */
     bool pinned;          /* cuda: weights in an L2 persisting window */
+    char gpu_name[96];    /* cuda: its name, for lp_rt_card_memory */
 } rt_card;
 
 struct lp_rt {
@@ -1195,9 +1196,8 @@ lp_status lp_rt_card_memory(lp_rt *rt, int c, lp_rt_memory *m, lp_diag *d) {
         lp_gdev_memory g;
         lp_status st = lp_gdev_memory_of(rt->gdev, c, &g, d);
         if (st != LP_OK) return st;
-        static __thread char name[96];
-        snprintf(name, sizeof name, "%s", g.name);
-        m->device = name;
+        snprintf(rt->cards[c].gpu_name, sizeof rt->cards[c].gpu_name, "%s", g.name);
+        m->device = rt->cards[c].gpu_name;
         m->gpu = g.gpu;
         m->gpu_allocated = g.allocated;
         m->gpu_taken = g.free_at_open > g.free_now ? g.free_at_open - g.free_now : 0;
