@@ -848,6 +848,10 @@ done:
 
 /* ---- value sizes and the index ------------------------------------------------ */
 
+lp_dtype lp_analysis_value_dtype(const lp_layer_ir *L, const lp_value *v) {
+    return L->deploy_dtype != LP_DT_UNDEFINED && lp_dtype_is_float(v->dtype) ? L->deploy_dtype : v->dtype;
+}
+
 bool lp_analysis_value_bytes(const lp_layer_ir *L, int32_t v, uint64_t *bytes) {
     if (v < 0 || v >= L->g->n_values) return false;
     if (L->index && L->index->vbytes) {
@@ -856,9 +860,8 @@ bool lp_analysis_value_bytes(const lp_layer_ir *L, int32_t v, uint64_t *bytes) {
     }
     const lp_value *val = &L->g->values[v];
     uint64_t numel;
-    lp_dtype t = val->dtype;
-    if (L->deploy_dtype != LP_DT_UNDEFINED && lp_dtype_is_float(t)) t = L->deploy_dtype;
-    return lp_shape_numel(&val->shape, &numel) && lp_dtype_storage_bytes(t, numel, bytes);
+    return lp_shape_numel(&val->shape, &numel) &&
+           lp_dtype_storage_bytes(lp_analysis_value_dtype(L, val), numel, bytes);
 }
 
 uint32_t lp_layer_index_next_epoch(struct lp_layer_index *ix, int n_values) {

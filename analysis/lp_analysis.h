@@ -123,6 +123,11 @@ void lp_layer_ir_free(lp_layer_ir *L);
  * several threads at once. */
 void lp_analysis_range_footprint(const lp_layer_ir *L, int first, int last, lp_footprint *fp);
 
+/* The dtype value v is stored at on a card: the deploy dtype for a float
+ * value when one is set (--dtype), else the model's. Every stage that
+ * sizes, converts or declares a value asks this. */
+lp_dtype lp_analysis_value_dtype(const lp_layer_ir *L, const lp_value *v);
+
 /* Bytes of value v at the deploy dtype (floats converted); false if unknown. */
 bool lp_analysis_value_bytes(const lp_layer_ir *L, int32_t v, uint64_t *bytes);
 

@@ -64,9 +64,6 @@ static held_dims held_of(const emit_ctx *x, const lp_arg *a) {
     return h;
 }
 
-static lp_dtype deploy_of(const lp_layer_ir *L, const lp_value *v) {
-    return L->deploy_dtype && lp_dtype_is_float(v->dtype) ? L->deploy_dtype : v->dtype;
-}
 
 /* s as a C string literal. */
 static void put_cstr(FILE *f, const char *s, size_t n) {
@@ -214,7 +211,7 @@ static lp_status put_args(emit_ctx *x, int s, const lp_arg *args, int n_args, co
                     nb, (int)v->dtype, v->shape.rank, dims);
         } else {
             fprintf(x->f, "    LP_MEM(%" PRIu64 "u, %" PRIu64 "u, %d, %d, %s), /* ", a->offset,
-                    a->bytes, (int)deploy_of(x->L, v), v->shape.rank, dims);
+                    a->bytes, (int)lp_analysis_value_dtype(x->L, v), v->shape.rank, dims);
         }
         put_comment_text(x->f, v->name);
         fprintf(x->f, " (%s) */\n", lp_region_name(a->region));
@@ -285,7 +282,7 @@ static lp_status put_attrs(emit_ctx *x, int s, const lp_node *n) {
             /* a Cast to a float type casts to the deploy dtype the program stores */
             if (lp_node_op(n) == LP_OP_Cast && strcmp(a->name, "to") == 0 && n->n_outputs > 0 &&
                 n->outputs[0] >= 0)
-                v = (int64_t)deploy_of(x->L, &x->g->values[n->outputs[0]]);
+                v = (int64_t)lp_analysis_value_dtype(x->L, &x->g->values[n->outputs[0]]);
             fputs("LP_ATTR_I(", x->f);
             put_cstr(x->f, a->name, strlen(a->name));
             fprintf(x->f, ", %" PRId64 "LL)", v);
@@ -440,13 +437,13 @@ static lp_status put_fused_gemm(emit_ctx *x, int s, const lp_step *mm, const lp_
     fprintf(x->f, "static const lp_card_tensor s%d_in[] = {\n", s);
     for (int k = 0; k < 3; k++) {
         fprintf(x->f, "    LP_MEM(%" PRIu64 "u, %" PRIu64 "u, %d, %d, s%d_in%d_dims), /* ", args[k]->offset,
-                args[k]->bytes, (int)deploy_of(x->L, vals[k]), k == 2 ? 1 : 2, s, k);
+                args[k]->bytes, (int)lp_analysis_value_dtype(x->L, vals[k]), k == 2 ? 1 : 2, s, k);
         put_comment_text(x->f, vals[k]->name);
         fprintf(x->f, " (%s) */\n", lp_region_name(args[k]->region));
     }
     fprintf(x->f, "};\nstatic const lp_card_tensor s%d_out[] = {\n", s);
     fprintf(x->f, "    LP_MEM(%" PRIu64 "u, %" PRIu64 "u, %d, 2, s%d_out0_dims), /* ", z->offset, z->bytes,
-            (int)deploy_of(x->L, &g->values[z->value]), s);
+            (int)lp_analysis_value_dtype(x->L, &g->values[z->value]), s);
     put_comment_text(x->f, g->values[z->value].name);
     fprintf(x->f, " (slot) */\n};\n");
     fprintf(x->f, "static const lp_card_node s%d = {", s);

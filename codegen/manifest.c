@@ -42,9 +42,6 @@ static const lp_mem_boundary *find_boundary(const lp_card_memory *m, int32_t v, 
     return NULL;
 }
 
-static lp_dtype deploy_of(const lp_layer_ir *L, const lp_value *v) {
-    return L->deploy_dtype && lp_dtype_is_float(v->dtype) ? L->deploy_dtype : v->dtype;
-}
 
 typedef struct doc_ctx {
     const lp_plan *p;
@@ -60,7 +57,7 @@ static void put_region(lp_json_out *w, const char *key, uint64_t offset, uint64_
 }
 
 static void put_type(lp_json_out *w, const lp_layer_ir *L, const lp_value *v) {
-    const char *name = lp_dtype_name(deploy_of(L, v));
+    const char *name = lp_dtype_name(lp_analysis_value_dtype(L, v));
     lp_json_string(w, "dtype", name ? name : "undefined");
     lp_json_begin_row_array(w, "shape");
     for (int i = 0; i < v->shape.rank; i++) {

@@ -175,7 +175,7 @@ static lp_status put_range(writer *w, const conv *c, uint64_t off, uint64_t len)
 
 static lp_status put_weight(writer *w, const lp_layer_ir *L, const lp_mem_weight *e) {
     const lp_value *v = &w->g->values[e->value];
-    lp_dtype out = L->deploy_dtype && lp_dtype_is_float(v->dtype) ? L->deploy_dtype : v->dtype;
+    lp_dtype out = lp_analysis_value_dtype(L, v);
     conv c = {.v = v, .sb = lp_dtype_bits(v->dtype) / 8, .db = lp_dtype_bits(out) / 8,
               .same = out == v->dtype};
     uint64_t stored = 0, numel = 0;
