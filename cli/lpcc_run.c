@@ -107,23 +107,6 @@ static char *pb_path(const char *dir, const char *stem, int i) {
     return s;
 }
 
-/* Element k of a tensor as a double. */
-static double elem(const void *p, lp_dtype t, uint64_t k) {
-    switch (t) {
-    case LP_DT_FLOAT: return ((const float *)p)[k];
-    case LP_DT_DOUBLE: return ((const double *)p)[k];
-    case LP_DT_FLOAT16: return lp_ref_f16_to_f32(((const uint16_t *)p)[k]);
-    case LP_DT_BFLOAT16: return lp_ref_bf16_to_f32(((const uint16_t *)p)[k]);
-    case LP_DT_INT64: return (double)((const int64_t *)p)[k];
-    case LP_DT_INT32: return ((const int32_t *)p)[k];
-    case LP_DT_INT16: return ((const int16_t *)p)[k];
-    case LP_DT_INT8: return ((const int8_t *)p)[k];
-    case LP_DT_UINT8:
-    case LP_DT_BOOL: return ((const uint8_t *)p)[k];
-    default: return 0;
-    }
-}
-
 /* Random bytes of io's type: floats in [-1, 1), integers in [0, 10), bools 0/1. */
 static void random_fill(void *p, const lp_rt_io *io, uint64_t *state) {
     size_t es = lp_ref_dtype_size(io->dtype);
@@ -303,14 +286,15 @@ static lp_status check_outputs(lp_rt *rt, const opts *o, double *errs, bool *ok,
             st = lp_error(d, LP_ERR_USAGE, "%s: not output '%s' of the compiled shape", path, io->name);
         }
         if (st == LP_OK) {
-            const void *y = lp_rt_output_data(rt, i);
-            double num = 0, den = 0;
-            for (uint64_t k = 0; k < n; k++) {
-                double a = elem(y, io->dtype, k), b = elem(t.data.bytes, t.dtype, k);
-                num += (a - b) * (a - b);
-                den += b * b;
+            lp_ref_diff df;
+            lp_ref_compare(lp_rt_output_data(rt, i), io->dtype, t.data.bytes, t.dtype, (int64_t)n, &df);
+            errs[i] = df.rel_l2;
+            if (df.n_mismatch) {
+                fprintf(stderr, "lpcc-run: output %d '%s': %lld elements differ from %s in kind (NaN, "
+                        "infinity, integer), the first at %lld\n", i, io->name, (long long)df.n_mismatch,
+                        path, (long long)df.first_mismatch);
+                *ok = false;
             }
-            errs[i] = den > 0 ? sqrt(num) / sqrt(den) : sqrt(num);
             if (!(errs[i] <= o->tol)) *ok = false;
         }
         lp_graph_free(g);

@@ -87,6 +87,23 @@ int64_t lp_ref_numel(const lp_ref_tensor *t);
 /* Bytes one element of dtype takes, 0 for a dtype the kernels cannot store. */
 size_t lp_ref_dtype_size(lp_dtype t);
 
+/* Element i of a tensor of dtype t as a double (0 for a dtype the kernels
+ * cannot store). */
+double lp_ref_elem(const void *data, lp_dtype t, int64_t i);
+
+/* How far `got` is from `want`, n elements of their own dtypes: the
+ * relative L2 error sqrt(sum (g - w)^2 / sum w^2) (absolute when want is all
+ * zero) over the elements both hold as finite numbers; the elements that
+ * differ in kind (NaN against a number, unequal infinities, and for two
+ * integer dtypes any unequal pair); where the first such element and the
+ * largest difference are. */
+typedef struct lp_ref_diff {
+    double rel_l2, worst_abs;
+    int64_t n_mismatch, first_mismatch, worst_at; /* -1: none */
+} lp_ref_diff;
+void lp_ref_compare(const void *got, lp_dtype got_t, const void *want, lp_dtype want_t, int64_t n,
+                    lp_ref_diff *out);
+
 /* IEEE half and bfloat16 <-> float, round to nearest even, NaN kept quiet. */
 float lp_ref_f16_to_f32(uint16_t h);
 uint16_t lp_ref_f32_to_f16(float f);

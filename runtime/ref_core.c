@@ -297,3 +297,49 @@ lp_status lp_ref_run(const lp_ref_call *c) {
     if (!f) return LP_ERR_UNSUPPORTED;
     return f(c);
 }
+
+/* ---- comparing tensors ---- */
+
+double lp_ref_elem(const void *p, lp_dtype t, int64_t i) {
+    switch (t) {
+    case LP_DT_FLOAT: return ((const float *)p)[i];
+    case LP_DT_DOUBLE: return ((const double *)p)[i];
+    case LP_DT_FLOAT16: return lp_ref_f16_to_f32(((const uint16_t *)p)[i]);
+    case LP_DT_BFLOAT16: return lp_ref_bf16_to_f32(((const uint16_t *)p)[i]);
+    case LP_DT_INT64: return (double)((const int64_t *)p)[i];
+    case LP_DT_UINT64: return (double)((const uint64_t *)p)[i];
+    case LP_DT_INT32: return ((const int32_t *)p)[i];
+    case LP_DT_UINT32: return ((const uint32_t *)p)[i];
+    case LP_DT_INT16: return ((const int16_t *)p)[i];
+    case LP_DT_UINT16: return ((const uint16_t *)p)[i];
+    case LP_DT_INT8: return ((const int8_t *)p)[i];
+    case LP_DT_UINT8:
+    case LP_DT_BOOL: return ((const uint8_t *)p)[i];
+    default: return 0;
+    }
+}
+
+void lp_ref_compare(const void *got, lp_dtype got_t, const void *want, lp_dtype want_t, int64_t n,
+                    lp_ref_diff *out) {
+    bool exact = !lp_ref_is_float(got_t) && !lp_ref_is_float(want_t);
+    double num = 0, den = 0;
+    *out = (lp_ref_diff){.worst_abs = 0, .n_mismatch = 0, .first_mismatch = -1, .worst_at = -1};
+    for (int64_t i = 0; i < n; i++) {
+        double g = lp_ref_elem(got, got_t, i), w = lp_ref_elem(want, want_t, i);
+        if (g == w) {
+            den += isfinite(w) ? w * w : 0;
+            continue;
+        }
+        if (exact || !isfinite(g) || !isfinite(w)) {
+            if (!(isnan(g) && isnan(w)) && out->n_mismatch++ == 0) out->first_mismatch = i;
+            continue;
+        }
+        num += (g - w) * (g - w);
+        den += w * w;
+        if (fabs(g - w) > out->worst_abs || out->worst_at < 0) {
+            out->worst_abs = fabs(g - w);
+            out->worst_at = i;
+        }
+    }
+    out->rel_l2 = den > 0 ? sqrt(num / den) : sqrt(num);
+}

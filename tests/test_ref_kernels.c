@@ -389,6 +389,37 @@ static void test_gemm_example(void **state) {
 }
 
 /* Gelu has no test in the node suite's data: values from erf and tanh. */
+/* lp_ref_compare against errors worked out by hand. */
+static void test_compare(void **state) {
+    (void)state;
+    lp_ref_diff d;
+    /* want (3, 4): |w| = 5; got (3, 4.5): |g - w| = 0.5 -> 0.1 */
+    float want[2] = {3, 4}, got[2] = {3, 4.5f};
+    lp_ref_compare(got, LP_DT_FLOAT, want, LP_DT_FLOAT, 2, &d);
+    assert_true(fabs(d.rel_l2 - 0.1) < 1e-12);
+    assert_int_equal(d.n_mismatch, 0);
+    assert_int_equal(d.worst_at, 1);
+    /* the same in fp16 against fp32 (all exact in half) */
+    uint16_t got16[2] = {lp_ref_f32_to_f16(3), lp_ref_f32_to_f16(4.5f)};
+    lp_ref_compare(got16, LP_DT_FLOAT16, want, LP_DT_FLOAT, 2, &d);
+    assert_true(fabs(d.rel_l2 - 0.1) < 1e-12);
+    /* NaN against NaN is no difference; NaN against a number and unequal infinities are */
+    float w3[4] = {NAN, 1, INFINITY, 2}, g3[4] = {NAN, NAN, -INFINITY, 2};
+    lp_ref_compare(g3, LP_DT_FLOAT, w3, LP_DT_FLOAT, 4, &d);
+    assert_int_equal(d.n_mismatch, 2);
+    assert_int_equal(d.first_mismatch, 1);
+    assert_true(d.rel_l2 == 0);
+    /* integers are compared exactly */
+    int64_t wi[3] = {1, 2, 3}, gi[3] = {1, 2, 4};
+    lp_ref_compare(gi, LP_DT_INT64, wi, LP_DT_INT64, 3, &d);
+    assert_int_equal(d.n_mismatch, 1);
+    assert_int_equal(d.first_mismatch, 2);
+    /* a zero reference: the error is absolute */
+    float z[2] = {0, 0}, e[2] = {3, 4};
+    lp_ref_compare(e, LP_DT_FLOAT, z, LP_DT_FLOAT, 2, &d);
+    assert_true(fabs(d.rel_l2 - 5) < 1e-12);
+}
+
 static void test_gelu(void **state) {
     (void)state;
     float x[4] = {-3.0f, -0.5f, 0.0f, 2.0f}, y[4];
@@ -419,6 +450,7 @@ int main(void) {
         cmocka_unit_test(test_dispatch_errors),
         cmocka_unit_test(test_gemm_example),
         cmocka_unit_test(test_gelu),
+        cmocka_unit_test(test_compare),
         cmocka_unit_test(test_node_suite),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -377,27 +377,6 @@ static bool attrs_make(const lp_card_node *n, node_attrs *out) {
     return true;
 }
 
-static bool is_float(lp_dtype t) {
-    return t == LP_DT_FLOAT || t == LP_DT_FLOAT16 || t == LP_DT_BFLOAT16 || t == LP_DT_DOUBLE;
-}
-
-static double elem_as_double(const void *p, lp_dtype t, int64_t i) {
-    switch (t) {
-    case LP_DT_FLOAT: return ((const float *)p)[i];
-    case LP_DT_DOUBLE: return ((const double *)p)[i];
-    case LP_DT_FLOAT16: return lp_ref_f16_to_f32(((const uint16_t *)p)[i]);
-    case LP_DT_BFLOAT16: return lp_ref_bf16_to_f32(((const uint16_t *)p)[i]);
-    case LP_DT_INT64: return (double)((const int64_t *)p)[i];
-    case LP_DT_INT32: return ((const int32_t *)p)[i];
-    case LP_DT_UINT64: return (double)((const uint64_t *)p)[i];
-    case LP_DT_UINT32: return ((const uint32_t *)p)[i];
-    case LP_DT_INT16: return ((const int16_t *)p)[i];
-    case LP_DT_UINT16: return ((const uint16_t *)p)[i];
-    case LP_DT_INT8: return ((const int8_t *)p)[i];
-    default: return ((const uint8_t *)p)[i];
-    }
-}
-
 /* Runs the node's reference kernel on the inputs the GPU kernel read and
  * compares the outputs: relative L2 error for floats, exact for the rest. */
 static lp_status check_node(lp_gdev *g, gcard *k, int card, const lp_card_node *n, int op,
@@ -464,20 +443,10 @@ static lp_status check_node(lp_gdev *g, gcard *k, int card, const lp_card_node *
                 if (t->region != LP_CARD_MEMORY) continue;
                 int64_t cnt = 1;
                 for (int r = 0; r < t->rank; r++) cnt *= t->dims[r];
-                double num = 0, den = 0;
-                int64_t wrong = 0;
-                for (int64_t e = 0; e < cnt; e++) {
-                    double a = elem_as_double(gout[i], (lp_dtype)t->dtype, e);
-                    double b = elem_as_double(rout[i].data, (lp_dtype)t->dtype, e);
-                    if (is_float((lp_dtype)t->dtype)) {
-                        num += (a - b) * (a - b);
-                        den += b * b;
-                        if (isnan(a) != isnan(b)) wrong++;
-                    } else if (a != b) {
-                        wrong++;
-                    }
-                }
-                double err = den > 0 ? sqrt(num / den) : sqrt(num);
+                lp_ref_diff df;
+                lp_ref_compare(gout[i], (lp_dtype)t->dtype, rout[i].data, (lp_dtype)t->dtype, cnt, &df);
+                double err = df.rel_l2;
+                int64_t wrong = df.n_mismatch;
                 double tol = t->dtype == LP_DT_FLOAT ? g->o.check_tol : 1e-2;
                 if (wrong || err > tol) {
                     g->check_failures++;

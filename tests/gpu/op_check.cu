@@ -104,10 +104,6 @@ static int64_t numel(const op_arg *a) {
     return n;
 }
 
-static bool float_type(lp_dtype t) {
-    return t == LP_DT_FLOAT || t == LP_DT_FLOAT16 || t == LP_DT_BFLOAT16 || t == LP_DT_DOUBLE;
-}
-
 /* The host bytes of an argument at its dtype. */
 static void *pack(const op_arg *a) {
     int64_t n = numel(a);
@@ -133,19 +129,6 @@ static void *pack(const op_arg *a) {
         }
     }
     return p;
-}
-
-static double elem(const void *p, lp_dtype t, int64_t i) {
-    switch (t) {
-    case LP_DT_FLOAT: return ((const float *)p)[i];
-    case LP_DT_DOUBLE: return ((const double *)p)[i];
-    case LP_DT_FLOAT16: return lp_ref_f16_to_f32(((const uint16_t *)p)[i]);
-    case LP_DT_BFLOAT16: return lp_ref_bf16_to_f32(((const uint16_t *)p)[i]);
-    case LP_DT_INT64: return (double)((const int64_t *)p)[i];
-    case LP_DT_INT32: return ((const int32_t *)p)[i];
-    case LP_DT_INT8: return ((const int8_t *)p)[i];
-    default: return ((const uint8_t *)p)[i];
-    }
 }
 
 static lp_gpu_libs *shared_libs(void) {
@@ -268,35 +251,18 @@ int op_check(const op_case *k) {
             ok = false;
             break;
         }
-        double num = 0, den = 0, worst_abs = -1;
-        int64_t wrong = 0, first = -1, worst_at = -1;
-        for (int64_t e = 0; e < n; e++) {
-            double g = elem(gpu_result[i], a->dtype, e), r = elem(rout[i].data, a->dtype, e);
-            if (float_type(a->dtype)) {
-                if (g == r) continue; /* infinities too */
-                if (isnan(r) || isnan(g) || isinf(r) || isinf(g)) {
-                    if (!(isnan(r) && isnan(g)) && wrong++ == 0) first = e;
-                    continue;
-                }
-                num += (g - r) * (g - r);
-                den += r * r;
-                if (fabs(g - r) > worst_abs) {
-                    worst_abs = fabs(g - r);
-                    worst_at = e;
-                }
-            } else if (g != r && wrong++ == 0) {
-                first = e;
-            }
-        }
-        double err = den > 0 ? sqrt(num / den) : sqrt(num);
+        lp_ref_diff df;
+        lp_ref_compare(gpu_result[i], a->dtype, rout[i].data, a->dtype, n, &df);
+        double err = df.rel_l2;
+        int64_t wrong = df.n_mismatch, first = df.first_mismatch, worst_at = df.worst_at;
         double tol = k->tol > 0 ? k->tol : a->dtype == LP_DT_FLOAT || a->dtype == LP_DT_DOUBLE ? 1e-5 : 1e-2;
         if (err > worst) worst = err;
         if (wrong || !(err <= tol)) {
             int64_t at = first >= 0 ? first : worst_at;
             snprintf(why, sizeof why, "output %d: relative L2 error %.3g (tolerance %.1g), %lld elements "
-                     "differ in kind (NaN, inf); at %lld: GPU %g, reference %g", i, err, tol,
-                     (long long)wrong, (long long)at, at >= 0 ? elem(gpu_result[i], a->dtype, at) : 0.0,
-                     at >= 0 ? elem(rout[i].data, a->dtype, at) : 0.0);
+                     "differ in kind (NaN, infinity; integers: in value); at %lld: GPU %g, reference %g", i, err, tol,
+                     (long long)wrong, (long long)at, at >= 0 ? lp_ref_elem(gpu_result[i], a->dtype, at) : 0.0,
+                     at >= 0 ? lp_ref_elem(rout[i].data, a->dtype, at) : 0.0);
             ok = false;
         }
     }
