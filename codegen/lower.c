@@ -46,6 +46,10 @@ typedef struct lower_ctx {
     bool *sent;         /* [n_values] */
     int *by_from, *from_first; /* cut transfers bucketed by sending card */
     int *by_to, *to_first;     /* ... and by receiving card */
+    /* the current card's slots: the last step each slot's bytes are read,
+     * counting views that read them in place; slots no step writes */
+    int *eff_last;
+    bool *unused;
 } lower_ctx;
 
 /* Counting sort of the cut transfers by `card_of` (from or to). */
@@ -98,13 +102,42 @@ static lp_status no_place(lower_ctx *x, int card, const lp_node *n, int32_t v, c
 /* v's arena slot; a view's is the slot of the value it views. */
 static lp_arg slot_arg(const lower_ctx *x, const lp_card_memory *m, int32_t v) {
     int k = x->slot_at[v];
-    if (k < 0 && x->viewed[v] >= 0) {
+    if (x->viewed[v] >= 0) {
         lp_arg a = slot_arg(x, m, x->viewed[v]);
         a.value = v;
         return a;
     }
     return k < 0 ? arg_make(v, LP_REGION_NONE, 0, 0)
                  : arg_make(v, LP_REGION_SLOT, m->slots[k].offset, m->slots[k].bytes);
+}
+
+/* The slot whose bytes v is: its own, or through views the viewed value's. */
+static int root_slot(const lower_ctx *x, int32_t v) {
+    while (x->viewed[v] >= 0) v = x->viewed[v];
+    return x->slot_at[v];
+}
+
+/* Whether a view output whose own slot is `ws` may read the bytes of slot
+ * `ks` in place instead: no other slot that the memory plan lets share
+ * those bytes is alive between the last read of ks so far and the view's
+ * last read. On success the bytes of ks stay read until then. */
+static bool view_in_place(lower_ctx *x, const lp_card_memory *m, int ks, int ws) {
+    if (ks < 0 || ws < 0 || ks == ws || m->slots[ks].bytes != m->slots[ws].bytes) return false;
+    int lo = x->eff_last[ks], hi = m->slots[ws].last > lo ? m->slots[ws].last : lo;
+    if (hi > lo) {
+        /* the check is a scan of the card's slots: bounded, else the copy stays */
+        if (m->n_slots > 4096) return false;
+        uint64_t b0 = m->slots[ks].offset, b1 = b0 + m->slots[ks].bytes;
+        for (int j = 0; j < m->n_slots; j++) {
+            const lp_mem_slot *o = &m->slots[j];
+            if (j == ks || j == ws || x->unused[j] || !o->bytes) continue;
+            if (o->offset < b1 && b0 < o->offset + o->bytes && o->first <= hi && x->eff_last[j] > lo)
+                return false;
+        }
+    }
+    x->eff_last[ks] = hi;
+    x->unused[ws] = true;
+    return true;
 }
 
 static lp_status input_arg(lower_ctx *x, const lp_card_memory *m, int card, const lp_node *n,
@@ -167,6 +200,13 @@ static lp_status compute_step(lower_ctx *x, const lp_card_memory *m, int card, c
             if (gk < 0) return no_place(x, card, n, v, "gathered output");
             lp_arg whole = arg_make(v, LP_REGION_GATHER, m->boundary[gk].offset, m->boundary[gk].bytes);
             *a = gather_chunk(sh, split, whole, card - sh->first_card);
+        } else if (!sh && k == 0 && is_view_op(s->kernel) && x->slot_at[v] >= 0 && n->n_inputs > 0 &&
+                   s->inputs[0].region == LP_REGION_SLOT &&
+                   view_in_place(x, m, root_slot(x, s->inputs[0].value), x->slot_at[v])) {
+            /* a view that reads its input's bytes in place: its own slot stays unused */
+            *a = arg_make(v, LP_REGION_VIEW, s->inputs[0].offset, s->inputs[0].bytes);
+            a->view_of = 0;
+            x->viewed[v] = s->inputs[0].value;
         } else if (x->slot_at[v] >= 0) {
             *a = slot_arg(x, m, v);
         } else if (is_view_op(s->kernel) && n->n_inputs > 0 && s->inputs[0].region != LP_REGION_NONE &&
@@ -295,7 +335,11 @@ static lp_status lower_card(lower_ctx *x, int c, int *stamp, lp_card_program *cp
                   (size_t)pc->n_outputs + 1;
     cp->steps = lp_arena_array(x->a, room, sizeof(lp_step));
     cp->phases = lp_arena_array(x->a, (size_t)n_splits + 1, sizeof(lp_phase));
-    lp_status st = cp->steps && cp->phases ? LP_OK : lp_error(x->d, LP_ERR_INTERNAL, "out of memory");
+    x->eff_last = malloc(sizeof(int) * ((size_t)m->n_slots + 1));
+    x->unused = calloc((size_t)m->n_slots + 1, sizeof(bool));
+    lp_status st = cp->steps && cp->phases && x->eff_last && x->unused
+                       ? LP_OK : lp_error(x->d, LP_ERR_INTERNAL, "out of memory");
+    for (int k = 0; x->eff_last && k < m->n_slots; k++) x->eff_last[k] = m->slots[k].last;
     index_memory(x, m, true);
 
     for (int i = 0; st == LP_OK && i < pc->n_inputs; i++) {
@@ -376,6 +420,10 @@ static lp_status lower_card(lower_ctx *x, int c, int *stamp, lp_card_program *cp
     for (int i = x->to_first[c]; i < x->to_first[c + 1]; i++)
         x->from_card[x->p->transfers[x->by_to[i]].value] = -1;
     free(keys);
+    free(x->eff_last);
+    free(x->unused);
+    x->eff_last = NULL;
+    x->unused = NULL;
     return st;
 }
 

@@ -47,14 +47,25 @@ def check(model, opts):
         def same(arg, entry):
             assert (arg["offset"], arg["bytes"]) == (entry["offset"], entry["bytes"]), (arg, entry)
 
+        # a view's output read in place: later steps read the viewed value's slot
+        viewed = {}
+
+        def slot_of(v):
+            while v in viewed:
+                v = viewed[v]
+            return slots[v]
+
         made, sliced, computed = set(), set(), []
         for st in cp["steps"]:
             k = st["kind"]
             if k == "compute":
                 computed.append(st["node"])
+                for a in st["outputs"]:
+                    if a["region"] == "view":
+                        viewed[a["value"]] = st["inputs"][0]["value"]
                 for a in st["inputs"] + st["outputs"]:
                     if a["region"] == "slot":
-                        same(a, slots[a["value"]])
+                        same(a, slot_of(a["value"]))
                     elif a["region"] == "weight":
                         same(a, weights[a["value"]])
                     elif a["region"] == "gather":
@@ -76,7 +87,7 @@ def check(model, opts):
             elif k == "send":
                 assert st["value"] in pc["outputs"] and st["value"] in made
                 same(st["buffer"], bound[("out", st["value"])])
-                same(st["slot"], slots[st["value"]])
+                same(st["slot"], slot_of(st["value"]))
             else:
                 assert st["value"] in sliced, st
                 same(st["whole"], bound[("gather", st["value"])])

@@ -432,6 +432,43 @@ class RunCpu(unittest.TestCase):
             self.assertIn("device cuda", r.stderr)
             self.assertTrue("no CUDA GPU" in r.stderr or "without CUDA" in r.stderr, r.stderr)
 
+    def test_views_read_in_place_only_when_safe(self):
+        # a Reshape whose input's bytes the memory plan gives to a later value
+        # (big takes a's bytes once a is dead) must copy; reading in place
+        # would see big's values. ONNX Runtime is the oracle.
+        s88 = numpy_helper.from_array(np.array([8, 8], np.int64), "s88")
+        s64 = numpy_helper.from_array(np.array([64], np.int64), "s64")
+        nodes = [onnx.helper.make_node("Relu", ["x"], ["a"], name="relu"),
+                 onnx.helper.make_node("Reshape", ["a", "s88"], ["v"], name="view"),
+                 onnx.helper.make_node("Neg", ["x"], ["big"], name="neg"),
+                 onnx.helper.make_node("Reshape", ["v", "s64"], ["w"], name="back"),
+                 onnx.helper.make_node("Add", ["w", "big"], ["y"], name="add")]
+        g = onnx.helper.make_graph(nodes, "g", [onnx.helper.make_tensor_value_info("x", TensorProto.FLOAT, [64])],
+                                   [onnx.helper.make_tensor_value_info("y", TensorProto.FLOAT, [64])], [s88, s64])
+        model = onnx.helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 17)], ir_version=8)
+        path = os.path.join(self.tmp, "view_reuse.onnx")
+        onnx.save(model, path)
+        out = os.path.join(self.tmp, "view_reuse")
+        r = lpcc(path, "-q", "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "plan.json")) as f:
+            slots = {s["value"]: s for s in json.load(f)["cards"][0]["memory"]["slots"]}
+        self.assertEqual(slots["big"]["offset"], slots["a"]["offset"])  # the hazard is there
+        with open(os.path.join(out, "card_0.cu")) as f:
+            prog = f.read()
+        self.assertNotIn("a view: its output is its input's bytes", prog)
+        with open(os.path.join(out, "manifest.json")) as f:
+            man = json.load(f)
+        inp, ref = out + "_in", out + "_ref"
+        feeds = make_inputs(man, inp)
+        ort_reference(model, feeds, ["y"], ref)
+        r = run(out, "--inputs", inp, "--check", ref)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        # where it is safe, views do read in place (and the models above still match ONNX Runtime)
+        out2, _ = self.compiled("gpt2_tiny", ["--dim", "batch=1", "--dim", "seq=16"], 1)
+        with open(os.path.join(out2, "card_0.cu")) as f:
+            self.assertGreater(f.read().count("a view: its output is its input's bytes"), 5)
+
     @unittest.skipUnless(NVCC, "nvcc not found")
     def test_lpcc_builds_the_cards(self):
         # by default -o builds card_K.so with nvcc; lpcc-run then needs no compiler
