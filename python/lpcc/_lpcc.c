@@ -3,6 +3,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "lp_runtime.h"
 #include "lpcc_cli.h"
 
 #include <stdlib.h>
@@ -130,7 +131,165 @@ static PyObject *py_main(PyObject *self, PyObject *arg) {
     return PyLong_FromLong(rc);
 }
 
+/* ---- the runtime (lp_runtime.h) ------------------------------------------------ */
+
+/* A runtime and its diagnostics buffer; used by one call at a time. */
+typedef struct rt_box {
+    lp_rt *rt;
+    int busy;
+} rt_box;
+
+static void rt_capsule_free(PyObject *cap) {
+    rt_box *b = PyCapsule_GetPointer(cap, "lpcc.rt");
+    if (!b) return;
+    lp_rt_close(b->rt);
+    free(b);
+}
+
+/* (exit_code, error, diagnostics) of a diag that wrote into a memstream. */
+static PyObject *failure(lp_status st, const lp_diag *d, char *text, size_t len) {
+    return Py_BuildValue("(iss#)", lpcc_exit_code(st), d->last_error, text ? text : "",
+                         (Py_ssize_t)(text ? len : 0));
+}
+
+/* rt_open(dir, device, include_dir) -> (capsule or None, (exit, error, diagnostics)) */
+static PyObject *py_rt_open(PyObject *self, PyObject *args) {
+    const char *dir, *device, *include_dir;
+    if (!PyArg_ParseTuple(args, "sss", &dir, &device, &include_dir)) return NULL;
+    char *text = NULL;
+    size_t len = 0;
+    FILE *sink = open_memstream(&text, &len);
+    if (!sink) return PyErr_NoMemory();
+    lp_diag d = lp_diag_make(dir);
+    d.sink = sink;
+    lp_rt_options o = lp_rt_defaults();
+    o.device = device;
+    o.include_dir = include_dir;
+    lp_rt *rt = NULL;
+    lp_status st;
+    Py_BEGIN_ALLOW_THREADS
+    st = lp_rt_open(dir, &o, &rt, &d);
+    Py_END_ALLOW_THREADS
+    fclose(sink);
+    PyObject *report = failure(st, &d, text, len);
+    free(text);
+    if (!report) {
+        lp_rt_close(rt);
+        return NULL;
+    }
+    if (st != LP_OK) return Py_BuildValue("(ON)", Py_None, report);
+    rt_box *b = calloc(1, sizeof *b);
+    if (!b) {
+        lp_rt_close(rt);
+        Py_DECREF(report);
+        return PyErr_NoMemory();
+    }
+    b->rt = rt;
+    PyObject *cap = PyCapsule_New(b, "lpcc.rt", rt_capsule_free);
+    if (!cap) {
+        lp_rt_close(rt);
+        free(b);
+        Py_DECREF(report);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", cap, report);
+}
+
+static PyObject *io_list(const lp_rt *rt, int n, const lp_rt_io *(*get)(const lp_rt *, int)) {
+    PyObject *list = PyList_New(n);
+    for (int i = 0; list && i < n; i++) {
+        const lp_rt_io *io = get(rt, i);
+        PyObject *dims = PyTuple_New(io->rank);
+        for (int k = 0; dims && k < io->rank; k++) {
+            PyObject *v = PyLong_FromLongLong((long long)io->dims[k]);
+            if (!v) Py_CLEAR(dims);
+            else PyTuple_SET_ITEM(dims, k, v);
+        }
+        PyObject *item = dims ? Py_BuildValue("(siNK)", io->name, (int)io->dtype, dims,
+                                              (unsigned long long)io->bytes) : NULL;
+        if (!item) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, item);
+    }
+    return list;
+}
+
+static rt_box *box_of(PyObject *cap) { return PyCapsule_GetPointer(cap, "lpcc.rt"); }
+
+/* rt_io(capsule) -> (inputs, outputs), each [(name, onnx dtype, dims, bytes)] */
+static PyObject *py_rt_io(PyObject *self, PyObject *cap) {
+    rt_box *b = box_of(cap);
+    if (!b) return NULL;
+    return Py_BuildValue("(NN)", io_list(b->rt, lp_rt_n_inputs(b->rt), lp_rt_input),
+                         io_list(b->rt, lp_rt_n_outputs(b->rt), lp_rt_output));
+}
+
+/* rt_run(capsule, [bytes-like per input]) -> ((exit, error, diagnostics), [bytes per output] or None) */
+static PyObject *py_rt_run(PyObject *self, PyObject *args) {
+    PyObject *cap, *inputs;
+    if (!PyArg_ParseTuple(args, "OO!", &cap, &PyList_Type, &inputs)) return NULL;
+    rt_box *b = box_of(cap);
+    if (!b) return NULL;
+    if (b->busy) {
+        PyErr_SetString(PyExc_RuntimeError, "this lpcc.Runtime is running on another thread");
+        return NULL;
+    }
+    int n = lp_rt_n_inputs(b->rt);
+    if (PyList_GET_SIZE(inputs) != n) {
+        PyErr_Format(PyExc_ValueError, "expected %d inputs", n);
+        return NULL;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    FILE *sink = open_memstream(&text, &len);
+    if (!sink) return PyErr_NoMemory();
+    lp_diag d = lp_diag_make(NULL);
+    d.sink = sink;
+    lp_status st = LP_OK;
+    for (int i = 0; st == LP_OK && i < n; i++) {
+        Py_buffer view;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(inputs, i), &view, PyBUF_C_CONTIGUOUS) != 0) {
+            fclose(sink);
+            free(text);
+            return NULL;
+        }
+        st = lp_rt_set_input_bytes(b->rt, i, view.buf, (uint64_t)view.len, &d);
+        PyBuffer_Release(&view);
+    }
+    b->busy = 1;
+    if (st == LP_OK) {
+        Py_BEGIN_ALLOW_THREADS
+        st = lp_rt_run(b->rt, &d);
+        Py_END_ALLOW_THREADS
+    }
+    b->busy = 0;
+    fclose(sink);
+    PyObject *report = failure(st, &d, text, len);
+    free(text);
+    if (!report) return NULL;
+    if (st != LP_OK) return Py_BuildValue("(NO)", report, Py_None);
+    int m = lp_rt_n_outputs(b->rt);
+    PyObject *outs = PyList_New(m);
+    for (int i = 0; outs && i < m; i++) {
+        const void *data = lp_rt_output_data(b->rt, i);
+        PyObject *v = data ? PyBytes_FromStringAndSize(data, (Py_ssize_t)lp_rt_output(b->rt, i)->bytes)
+                           : (Py_INCREF(Py_None), Py_None);
+        if (!v) Py_CLEAR(outs);
+        else PyList_SET_ITEM(outs, i, v);
+    }
+    if (!outs) {
+        Py_DECREF(report);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", report, outs);
+}
+
 static PyMethodDef methods[] = {
+    {"rt_open", py_rt_open, METH_VARARGS, "rt_open(dir, device, include_dir) -> (runtime or None, report)"},
+    {"rt_io", py_rt_io, METH_O, "rt_io(runtime) -> (inputs, outputs)"},
+    {"rt_run", py_rt_run, METH_VARARGS, "rt_run(runtime, inputs) -> (report, outputs or None)"},
     {"invoke", (PyCFunction)(void (*)(void))py_invoke, METH_VARARGS | METH_KEYWORDS,
      "invoke(argv, model_bytes=None, want_plan=False, want_layers=False) -> dict\n"
      "Runs the lpcc pipeline in-process, the GIL released."},

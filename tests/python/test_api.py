@@ -109,7 +109,7 @@ def mlp(n_layers=4, width=64, batch="batch"):
         x = f"h{i}"
     g = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, width])],
                           [helper.make_tensor_value_info(x, TensorProto.FLOAT, [batch, width])], inits)
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 18)], ir_version=10)
 
 
 def test_export_pipeline_in_memory():
