@@ -27,11 +27,12 @@ test: build
 	@$(MAKE) --no-print-directory test-python fuzz test-sanitize
 
 # The Python package (pyproject.toml, python/): pip builds and installs it
-# into a folder of the build, and pytest checks it against the lpcc command.
+# into a folder of the build (its CMake tree kept in $(BUILD)-py/cmake for
+# quick rebuilds), and pytest checks it against the lpcc command.
 PY_SITE = $(BUILD)-py/site
 test-python: build
 	@rm -rf $(PY_SITE)
-	python3 -m pip install -q --no-deps --no-build-isolation --target $(PY_SITE) .
+	python3 -m pip install -q --no-deps --no-build-isolation -C build-dir=$(BUILD)-py/cmake --target $(PY_SITE) .
 	PYTHONPATH=$(CURDIR)/$(PY_SITE) LPCC_BIN=$(CURDIR)/$(BUILD)/cli/lpcc \
 	  python3 -m pytest tests/python -q -p no:cacheprovider
 
