@@ -8,7 +8,7 @@ MODEL ?= models/seed_16x8192.onnx
 ARGS ?= --dim batch=16 --dim seq=1 --dtype fp16 --target h100 --algo throughput --cards 16 \
         --compare tp=8,pp=2
 
-.PHONY: all setup build run test test-gpu test-sanitize fuzz bench clean
+.PHONY: all setup build run test test-python test-gpu test-sanitize fuzz bench clean
 
 all: build
 
@@ -24,7 +24,17 @@ run: build
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
-	@$(MAKE) --no-print-directory fuzz test-sanitize
+	@$(MAKE) --no-print-directory test-python fuzz test-sanitize
+
+# The Python package (pyproject.toml, python/): pip builds and installs it
+# into a folder of the build (its CMake tree kept in $(BUILD)-py/cmake for
+# quick rebuilds), and pytest checks it against the lpcc command.
+PY_SITE = $(BUILD)-py/site
+test-python: build
+	@rm -rf $(PY_SITE)
+	python3 -m pip install -q --no-deps --no-build-isolation -C build-dir=$(BUILD)-py/cmake --target $(PY_SITE) .
+	PYTHONPATH=$(CURDIR)/$(PY_SITE) LPCC_BIN=$(CURDIR)/$(BUILD)/cli/lpcc \
+	  python3 -m pytest tests/python -q -p no:cacheprovider
 
 # On a machine with a CUDA GPU: the CUDA kernels against the reference
 # kernels and every model on the GPU against ONNX Runtime (tests/gpu/run.sh).
@@ -57,4 +67,4 @@ bench: build
 	./$(BUILD)/bench/partition_bench
 
 clean:
-	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz out
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz $(BUILD)-py build-py out

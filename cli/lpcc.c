@@ -13,6 +13,7 @@
 #include "json_out.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -32,6 +33,10 @@ typedef struct binding {
 
 typedef struct cli {
     const char *model;
+    FILE *out;             /* what the command prints: stdout, or a buffer (lpcc_invoke) */
+    const void *model_bytes; /* lpcc_invoke: the model in memory, `model` its name */
+    size_t model_len;
+    bool force_layers;     /* lpcc_invoke: build the layers though no option asks */
     const char *out_dir;
     const char *dump;  /* NULL, "load", "graph", "layers", "plan" or "program" */
     bool json;
@@ -270,7 +275,20 @@ enum { OPT_DIM = 256, OPT_SHAPES, OPT_VALUE, OPT_DUMP, OPT_JSON, OPT_VERSION, OP
        OPT_WORKSPACE, OPT_DOT, OPT_CARDS, OPT_CAPACITY, OPT_TARGET, OPT_ALGO, OPT_NO_SPLIT,
        OPT_PLAN, OPT_CUT_AFTER, OPT_PIN, OPT_COMPARE, OPT_NO_BUILD, OPT_TIER };
 
+static lp_status parse_args_locked(cli *c, int argc, char **argv, lp_diag *d, bool *done);
+
+/* getopt keeps its position in globals (optind, optarg): one parse at a time,
+ * so in-process callers on several threads do not share it. */
+static pthread_mutex_t getopt_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *done) {
+    if (pthread_mutex_lock(&getopt_lock) != 0) return lp_error(d, LP_ERR_INTERNAL, "cannot lock the option parser");
+    lp_status st = parse_args_locked(c, argc, argv, d, done);
+    pthread_mutex_unlock(&getopt_lock);
+    return st;
+}
+
+static lp_status parse_args_locked(cli *c, int argc, char **argv, lp_diag *d, bool *done) {
     static const struct option longopts[] = {
         {"output", required_argument, NULL, 'o'},   {"dim", required_argument, NULL, OPT_DIM},
         {"shapes", required_argument, NULL, OPT_SHAPES}, {"value", required_argument, NULL, OPT_VALUE}, {"dump-ir", optional_argument, NULL, OPT_DUMP},
@@ -357,11 +375,11 @@ static lp_status parse_args(cli *c, int argc, char **argv, lp_diag *d, bool *don
         case 'v': c->verbosity = 2; break;
         case 'q': c->verbosity = 0; break;
         case OPT_VERSION:
-            printf("lpcc %s\n", LPCC_VERSION);
+            fprintf(c->out, "lpcc %s\n", LPCC_VERSION);
             *done = true;
             return LP_OK;
         case 'h':
-            usage(stdout);
+            usage(c->out);
             *done = true;
             return LP_OK;
         case ':': st = lp_error(d, LP_ERR_USAGE, "option '%s' needs a value", argv[optind - 1]); break;
@@ -663,17 +681,17 @@ static lp_status partition_stage(cli *c, const lp_layer_ir *L, lp_plan **plan, l
         if (ts != LP_OK) return ts;
         if (st != LP_OK) {
             if (c->json)
-                write_json(lp_compare_to_json(&c->compared), stdout, d);
+                write_json(lp_compare_to_json(&c->compared), c->out, d);
             else
-                lp_compare_dump_text(&c->compared, stdout);
+                lp_compare_dump_text(&c->compared, c->out);
         }
     }
     if (st == LP_OK && c->dump && strcmp(c->dump, "plan") == 0) {
         if (c->json)
-            st = lp_json_write(stdout, plan_doc, &(plan_doc_ctx){c, *plan, L}, "stdout", d);
+            st = lp_json_write(c->out, plan_doc, &(plan_doc_ctx){c, *plan, L}, "stdout", d);
         else
-            lp_plan_dump_text(*plan, L, c->verbosity > 1, stdout);
-        if (!c->json && c->compare) lp_compare_dump_text(&c->compared, stdout);
+            lp_plan_dump_text(*plan, L, c->verbosity > 1, c->out);
+        if (!c->json && c->compare) lp_compare_dump_text(&c->compared, c->out);
     }
     return st;
 }
@@ -694,8 +712,8 @@ static bool dumping(const cli *c, const char *stage) { return c->dump && strcmp(
 
 static lp_status dump_json_or_text(const cli *c, lp_json_doc to_json, const void *ir,
                                    void (*to_text)(const void *, FILE *), lp_diag *d) {
-    if (c->json) return lp_json_write(stdout, to_json, ir, "stdout", d);
-    to_text(ir, stdout);
+    if (c->json) return lp_json_write(c->out, to_json, ir, "stdout", d);
+    to_text(ir, c->out);
     return LP_OK;
 }
 
@@ -726,7 +744,9 @@ static lp_status protect_inputs(run *r) {
 /* --dump-ir=load shows the graph as read, and no later stage runs. */
 static lp_status stage_load(run *r) {
     lp_load_options lo = {.require_weights = false};
-    lp_status st = lp_frontend_load(r->c->model, &lo, &r->g, r->d);
+    lp_status st = r->c->model_bytes
+                       ? lp_frontend_load_buffer(r->c->model_bytes, r->c->model_len, r->c->model, &lo, &r->g, r->d)
+                       : lp_frontend_load(r->c->model, &lo, &r->g, r->d);
     if (st == LP_OK) st = lp_graph_verify(r->g, r->d);
     if (st == LP_OK && r->od) st = protect_inputs(r);
     if (st != LP_OK || !dumping(r->c, "load")) return st;
@@ -746,7 +766,8 @@ static lp_status stage_shapes(run *r) {
 }
 
 static bool wants_layers(const cli *c) {
-    return c->out_dir || c->dot || c->partition || c->layers_given || dumping(c, "layers");
+    return c->out_dir || c->dot || c->partition || c->layers_given || c->force_layers ||
+           dumping(c, "layers");
 }
 
 static lp_status stage_layers(run *r) {
@@ -783,13 +804,13 @@ static lp_status stage_write_json(run *r) {
 
 static lp_status stage_report(run *r) {
     if (!r->c->dump && r->c->verbosity > 0) {
-        print_summary(r->g, stdout);
-        if (r->plan) lp_plan_dump_text(r->plan, r->L, r->c->verbosity > 1, stdout);
-        if (r->plan && r->c->compare) lp_compare_dump_text(&r->c->compared, stdout);
+        print_summary(r->g, r->c->out);
+        if (r->plan) lp_plan_dump_text(r->plan, r->L, r->c->verbosity > 1, r->c->out);
+        if (r->plan && r->c->compare) lp_compare_dump_text(&r->c->compared, r->c->out);
     }
     /* stdout is settled before the output folder is committed, so a run
      * that fails to print leaves the earlier result as it was */
-    if (fflush(stdout) != 0 || ferror(stdout)) return lp_error(r->d, LP_ERR_OUTPUT, "cannot write to stdout");
+    if (fflush(r->c->out) != 0 || ferror(r->c->out)) return lp_error(r->d, LP_ERR_OUTPUT, "cannot write to stdout");
     return LP_OK;
 }
 
@@ -888,18 +909,44 @@ static lp_status stage_write_weights(run *r) {
     return st;
 }
 
+/* One document into a malloc'd string (*text, *len); NULL when there is none. */
+static lp_status capture_json(lp_json_doc doc, const void *ctx, const char *what, char **text,
+                              size_t *len, lp_diag *d) {
+    FILE *f = open_memstream(text, len);
+    if (!f) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    lp_status st = lp_json_write(f, doc, ctx, what, d);
+    if (fclose(f) != 0 && st == LP_OK) st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    if (st != LP_OK) {
+        free(*text);
+        *text = NULL;
+        *len = 0;
+    }
+    return st;
+}
+
 /* The pipeline: a flat list of stages, each run only if the ones before it
- * succeeded and the options ask for it. */
-int lpcc_main(int argc, char **argv) {
+ * succeeded and the options ask for it. Prints on `out`, reports on `err`;
+ * `o` (lpcc_invoke) receives the documents the request asks for. */
+static int run_pipeline(const lpcc_request *req, FILE *out, FILE *err, lpcc_outcome *o) {
     lp_diag d = lp_diag_make(NULL);
+    d.sink = err;
     cli c;
     memset(&c, 0, sizeof c);
+    c.out = out;
     bool done = false;
-    lp_status st = parse_args(&c, argc, argv, &d, &done);
+    lp_status st = parse_args(&c, req->argc, req->argv, &d, &done);
     if (st != LP_OK || done) {
         cli_free(&c);
+        if (o) {
+            o->status = st;
+            snprintf(o->error, sizeof o->error, "%s", d.last_error);
+        }
         return lpcc_exit_code(st);
     }
+    c.model_bytes = req->model_bytes;
+    c.model_len = req->model_len;
+    c.force_layers = req->want_layers;
+    c.partition |= req->want_plan;
     d.file = c.model;
     d.quiet = c.verbosity == 0;
     run r = {.c = &c, .d = &d, .ao = lp_analysis_defaults()};
@@ -926,6 +973,14 @@ int lpcc_main(int argc, char **argv) {
     if (st == LP_OK && go && r.od && r.plan) st = stage_write_cards(&r);
     if (st == LP_OK && go && r.od && r.plan) st = stage_write_weights(&r);
     if (st == LP_OK && go) st = stage_report(&r);
+    /* the documents an in-process caller asked for: the bytes -o writes */
+    if (st == LP_OK && go && o && req->want_plan && r.plan)
+        st = capture_json(plan_doc, &(plan_doc_ctx){&c, r.plan, r.L}, "plan.json", &o->plan_json,
+                          &o->plan_json_len, &d);
+    if (st == LP_OK && go && o && req->want_layers && r.L)
+        st = capture_json(layers_json, r.L, "layers.json", &o->layers_json, &o->layers_json_len, &d);
+    if (st == LP_OK && go && o && req->want_layers && r.g)
+        st = capture_json(graph_json, r.g, "graph.json", &o->graph_json, &o->graph_json_len, &d);
     /* last before the commit, so a failed run leaves the earlier graph too */
     if (st == LP_OK && go && c.dot) st = stage_dot(&r);
     /* the one commit: DIR holds this run's files, or the earlier run's */
@@ -933,6 +988,11 @@ int lpcc_main(int argc, char **argv) {
         st = lp_outdir_commit(r.od, &d);
     else
         lp_outdir_abort(r.od);
+    if (o) {
+        o->status = st;
+        snprintf(o->error, sizeof o->error, "%s", st == LP_OK ? "" : d.last_error);
+        o->n_warnings = d.n_warnings;
+    }
 
     lp_program_free(r.prog);
     lp_plan_free(r.plan);
@@ -940,4 +1000,42 @@ int lpcc_main(int argc, char **argv) {
     lp_graph_free(r.g);
     cli_free(&c);
     return lpcc_exit_code(st);
+}
+
+int lpcc_main(int argc, char **argv) {
+    lpcc_request req = {.argc = argc, .argv = argv};
+    return run_pipeline(&req, stdout, stderr, NULL);
+}
+
+int lpcc_invoke(const lpcc_request *req, lpcc_outcome *o) {
+    memset(o, 0, sizeof *o);
+    FILE *out = open_memstream(&o->out, &o->out_len);
+    FILE *err = out ? open_memstream(&o->err, &o->err_len) : NULL;
+    if (!out || !err) {
+        if (out) fclose(out);
+        free(o->out);
+        o->out = NULL;
+        o->status = LP_ERR_INTERNAL;
+        snprintf(o->error, sizeof o->error, "out of memory");
+        return o->exit_code = LPCC_EXIT_INTERNAL;
+    }
+    o->exit_code = run_pipeline(req, out, err, o);
+    /* a buffer that cannot be closed lost text: an internal error */
+    int cs = fclose(out), ce = fclose(err);
+    if ((cs != 0 || ce != 0) && o->exit_code == LPCC_EXIT_OK) {
+        o->status = LP_ERR_INTERNAL;
+        snprintf(o->error, sizeof o->error, "out of memory");
+        o->exit_code = LPCC_EXIT_INTERNAL;
+    }
+    return o->exit_code;
+}
+
+void lpcc_outcome_free(lpcc_outcome *o) {
+    if (!o) return;
+    free(o->out);
+    free(o->err);
+    free(o->plan_json);
+    free(o->layers_json);
+    free(o->graph_json);
+    memset(o, 0, sizeof *o);
 }

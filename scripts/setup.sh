@@ -9,7 +9,8 @@ apt_packages=(
   libcmocka-dev libjansson-dev libpcre2-dev
   libonnx-testdata zlib1g-dev
 )
-py_packages=(onnx==1.23.2 onnxruntime==1.31.1 numpy)
+# scikit-build-core builds the Python package (pyproject.toml); pytest tests it
+py_packages=(onnx==1.23.2 onnxruntime==1.31.1 numpy scikit-build-core pytest)
 
 missing=()
 for p in "${apt_packages[@]}"; do
