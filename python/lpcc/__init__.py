@@ -165,7 +165,7 @@ def _value_text(name: str, v: Any) -> str:
 def _argv(name: str, *, dims=None, shapes=None, values=None, dtype="fp16", layers="auto",
           target="h100", cards=None, capacity=None, algo="greedy", pins=None, cut_after=None,
           out_dir=None, compare=None, no_split=False, no_build=False, plan=None, workspace=None,
-          verbose=False) -> List[str]:
+          verbose=False, tier=None) -> List[str]:
     argv = ["lpcc"]
     for k, v in (dims or {}).items():
         argv += ["--dim", f"{k}={int(v)}"]
@@ -181,6 +181,8 @@ def _argv(name: str, *, dims=None, shapes=None, values=None, dtype="fp16", layer
         argv += ["--workspace", os.fspath(workspace)]
     if target is not None:
         argv += ["--target", os.fspath(target)]
+    if tier is not None:
+        argv += ["--tier", str(tier)]
     if cards is not None:
         argv += ["--cards", str(int(cards))]
     if capacity is not None:
@@ -337,13 +339,14 @@ def compile(model: ModelLike, *, dims: Optional[Mapping[str, int]] = None,
             cut_after: Union[None, str, Sequence] = None, out_dir: Optional[str] = None,
             base_dir: Optional[str] = None, compare: Union[None, str, Mapping[str, int]] = None,
             no_split: bool = False, no_build: bool = False, plan: Optional[str] = None,
-            workspace: Optional[str] = None, verbose: bool = False) -> Plan:
+            workspace: Optional[str] = None, verbose: bool = False,
+            tier: Optional[str] = None) -> Plan:
     """Plans (and with out_dir= compiles) `model`; the options are the
     command's (README), e.g. dims={"batch": 1} is --dim batch=1."""
     options = dict(dims=dims, shapes=shapes, values=values, dtype=dtype, layers=layers,
                    target=target, cards=cards, capacity=capacity, algo=algo, pins=pins,
                    cut_after=cut_after, out_dir=out_dir, compare=compare, no_split=no_split,
-                   no_build=no_build, plan=plan, workspace=workspace, verbose=verbose)
+                   no_build=no_build, plan=plan, workspace=workspace, verbose=verbose, tier=tier)
     _, r = _invoke(model, base_dir, True, False, **options)
     result = Plan(r["plan_json"], r["out"], os.fspath(out_dir) if out_dir is not None else None,
                   r["n_warnings"])

@@ -152,3 +152,19 @@ def test_analyze_layers_match_the_command(lpcc_bin, tmp_path):
 def test_compare_is_in_the_plan():
     plan = lpcc.compile(str(SEED), dims=SEED_DIMS, compare={"tp": 2, "pp": 1})
     assert plan.comparison is not None and plan.comparison == plan.doc["comparison"]
+
+
+def test_tier_is_the_commands(lpcc_bin, tmp_path):
+    path = os.path.join(ROOT, "models", "seed_2x256.onnx")
+    dims = {"batch": 1, "seq": 16}
+    plan = lpcc.compile(path, dims=dims, target="h200", tier="smem")
+    doc = json.loads(plan.to_json())
+    assert doc["target"]["tier"] == "smem"
+    assert doc["target"]["capacity"] == 132 * 227 * 1024
+    out = tmp_path / "cli"
+    subprocess.run([lpcc_bin, path, "--dim", "batch=1", "--dim", "seq=16", "--dtype", "fp16",
+                    "--target", "h200", "--tier", "smem", "-q", "--no-build", "-o", str(out)], check=True)
+    assert json.loads((out / "plan.json").read_text())["target"] == doc["target"]
+    with pytest.raises(lpcc.UsageError) as e:
+        lpcc.compile(path, dims=dims, target="h100", tier="smem")
+    assert "no measured shared-memory bandwidth" in e.value.message
