@@ -166,7 +166,7 @@ static lp_status slice_weight(shard_graph *sg, const lp_graph *g, int32_t v, int
         axis >= src->shape.rank)
         return lp_error(d, LP_ERR_UNSUPPORTED, "weight '%s': cannot cut columns %" PRId64 "..%" PRId64
                         " of axis %d (element type %s, %" PRIu64 " bytes stored)", src->name, b, e,
-                        axis, lp_dtype_name(src->dtype) ? lp_dtype_name(src->dtype) : "?",
+                        axis, lp_dtype_label(src->dtype),
                         src->data.nbytes);
     uint64_t outer = 1, inner = (uint64_t)bits / 8;
     for (int i = 0; i < axis; i++) outer *= (uint64_t)src->shape.dims[i].size;

@@ -183,7 +183,7 @@ static lp_status put_weight(writer *w, const lp_layer_ir *L, const lp_mem_weight
         (v->data.where == LP_DATA_NONE && stored))
         return lp_error(w->d, LP_ERR_UNSUPPORTED, "weight '%s': its bytes (%" PRIu64 " stored) do not "
                         "match its type %s", v->name, v->data.nbytes,
-                        lp_dtype_name(v->dtype) ? lp_dtype_name(v->dtype) : "?");
+                        lp_dtype_label(v->dtype));
     if (!c.same && (!float_fmt(v->dtype, &c.sf) || !float_fmt(out, &c.df)))
         return lp_error(w->d, LP_ERR_UNSUPPORTED, "weight '%s': cannot convert %s to the deploy "
                         "dtype %s (float, float16, bfloat16 and double can be)", v->name,

@@ -193,7 +193,7 @@ lp_status lp_graph_fix_input(lp_graph *g, const char *input, lp_dtype dtype, int
     lp_value *v = &g->values[idx];
     if (v->dtype && dtype != v->dtype)
         return lp_error(d, LP_ERR_USAGE, "--value %s: the input is %s, the value given is %s", input,
-                        lp_dtype_name(v->dtype), lp_dtype_name(dtype) ? lp_dtype_name(dtype) : "?");
+                        lp_dtype_name(v->dtype), lp_dtype_label(dtype));
     uint64_t numel = 1, want;
     for (int k = 0; k < rank; k++) {
         if (dims[k] < 0 || (dims[k] && numel > UINT64_MAX / (uint64_t)dims[k]))
@@ -202,7 +202,7 @@ lp_status lp_graph_fix_input(lp_graph *g, const char *input, lp_dtype dtype, int
     }
     if (!lp_dtype_storage_bytes(dtype, numel, &want) || want != nbytes)
         return lp_error(d, LP_ERR_USAGE, "--value %s: %" PRIu64 " bytes do not make a %s tensor of %" PRIu64
-                        " elements", input, nbytes, lp_dtype_name(dtype) ? lp_dtype_name(dtype) : "?", numel);
+                        " elements", input, nbytes, lp_dtype_label(dtype), numel);
     /* the shape first: it checks rank and fixed dims and binds symbolic ones */
     lp_diag quiet = *d;
     quiet.sink = NULL;

@@ -43,6 +43,11 @@ const char *lp_dtype_name(lp_dtype t) {
     return (unsigned)t < LP_DT_COUNT ? dtype_table[t].name : NULL;
 }
 
+const char *lp_dtype_label(lp_dtype t) {
+    const char *s = lp_dtype_name(t);
+    return s ? s : "?";
+}
+
 bool lp_dtype_from_name(const char *name, lp_dtype *out) {
     for (int t = 0; t < LP_DT_COUNT; t++) {
         if (strcmp(dtype_table[t].name, name) == 0) {

@@ -115,6 +115,8 @@ typedef enum lp_dtype {
 
 /* Lower-case ONNX name ("float16"), or NULL for a number outside the spec. */
 const char *lp_dtype_name(lp_dtype t);
+/* The name for messages: lp_dtype_name, or "?" for a number with none. */
+const char *lp_dtype_label(lp_dtype t);
 bool lp_dtype_from_name(const char *name, lp_dtype *out);
 /* Bits one element occupies when packed (4 for INT4); 0 for UNDEFINED and
  * STRING, whose size is not fixed. */

@@ -191,7 +191,7 @@ lp_status lp_ref_need(const lp_ref_call *c, int n_in, int n_out) {
         if (t && !lp_ref_dtype_size(t->dtype))
             return lp_ref_fail(c, LP_ERR_UNSUPPORTED, "input %d has dtype %s, which the reference "
                                "kernels do not compute with", i,
-                               lp_dtype_name(t->dtype) ? lp_dtype_name(t->dtype) : "?");
+                               lp_dtype_label(t->dtype));
         if (t && (t->rank < 0 || t->rank > LP_MAX_RANK || lp_ref_numel(t) < 0))
             return lp_ref_fail(c, LP_ERR_INVALID_MODEL, "input %d has a bad shape", i);
     }
@@ -201,7 +201,7 @@ lp_status lp_ref_need(const lp_ref_call *c, int n_in, int n_out) {
         if (!lp_ref_dtype_size(t->dtype))
             return lp_ref_fail(c, LP_ERR_UNSUPPORTED, "output %d has dtype %s, which the "
                                "reference kernels do not compute with", i,
-                               lp_dtype_name(t->dtype) ? lp_dtype_name(t->dtype) : "?");
+                               lp_dtype_label(t->dtype));
         if (t->rank < 0 || t->rank > LP_MAX_RANK || lp_ref_numel(t) < 0)
             return lp_ref_fail(c, LP_ERR_INVALID_MODEL, "output %d has a bad shape", i);
     }

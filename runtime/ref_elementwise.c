@@ -306,7 +306,7 @@ lp_status lp_ref_cast(const lp_ref_call *c) {
     int64_t to = lp_ref_attr_int(c, "to", -1);
     if (to != (int64_t)y->dtype)
         return lp_ref_fail(c, LP_ERR_INVALID_MODEL, "attribute to=%lld but the output is %s",
-                           (long long)to, lp_dtype_name(y->dtype) ? lp_dtype_name(y->dtype) : "?");
+                           (long long)to, lp_dtype_label(y->dtype));
     int64_t n = lp_ref_numel(x);
     if (n != lp_ref_numel(y)) return lp_ref_fail(c, LP_ERR_INVALID_MODEL, "output size differs");
     bool fx = lp_ref_is_float(x->dtype), fy = lp_ref_is_float(y->dtype);

@@ -152,10 +152,6 @@ static lp_status need_libs(const lp_gpu_call *c) {
     return LP_OK;
 }
 
-static const char *dt_name(lp_dtype t) {
-    const char *s = lp_dtype_name(t);
-    return s ? s : "?";
-}
 
 /* ---- C broadcast: Y[i, j] = beta * C[i * s0 + j * s1] ----------------------- */
 
@@ -204,7 +200,7 @@ static lp_status broadcast_c(const lp_gpu_call *c, lp_dtype dt, void *y, const v
     case LP_DT_FLOAT: return launch_bcast<float>(c, y, cm, m, n, s0, s1, beta);
     case LP_DT_FLOAT16: return launch_bcast<__half>(c, y, cm, m, n, s0, s1, beta);
     case LP_DT_BFLOAT16: return launch_bcast<__nv_bfloat16>(c, y, cm, m, n, s0, s1, beta);
-    default: return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "C of dtype %s", dt_name(dt));
+    default: return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "C of dtype %s", lp_dtype_label(dt));
     }
 }
 
@@ -393,7 +389,7 @@ static lp_status lt_prepare(const lp_gpu_call *c, const gemm_args *g, lt_plan *p
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED,
                            "cuBLASLt has no algorithm for %s [%lld x %lld] x [%lld x %lld] "
                            "(batch %lld) within %llu bytes of workspace",
-                           dt_name(g->dtype), (long long)g->m, (long long)g->k, (long long)g->k,
+                           lp_dtype_label(g->dtype), (long long)g->m, (long long)g->k, (long long)g->k,
                            (long long)g->n, (long long)g->batch, (unsigned long long)ws);
     e = cache_put(&L->gemm, &L->n_gemm, &L->cap_gemm, &key);
     if (!e) return lp_gpu_fail(c, LP_ERR_INTERNAL, "out of memory for the algorithm cache");
@@ -437,8 +433,8 @@ lp_status lp_gpu_matmul(const lp_gpu_call *c) {
     if (a->rank < 1 || b->rank < 1) return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "a scalar operand");
     if (!blas_dtype(y->dtype) || a->dtype != y->dtype || b->dtype != y->dtype)
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "dtypes %s x %s -> %s (float, float16 and bfloat16 "
-                           "only, all the same)", dt_name(a->dtype), dt_name(b->dtype),
-                           dt_name(y->dtype));
+                           "only, all the same)", lp_dtype_label(a->dtype), lp_dtype_label(b->dtype),
+                           lp_dtype_label(y->dtype));
     lp_status st = need_libs(c);
     if (st != LP_OK) return st;
     /* 1-D operands: A gets a leading 1, B a trailing 1, both dropped from Y */
@@ -547,8 +543,8 @@ lp_status lp_gpu_gemm(const lp_gpu_call *c) {
     if (!blas_dtype(y->dtype) || a->dtype != y->dtype || b->dtype != y->dtype ||
         (cc && cc->dtype != y->dtype))
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "dtypes %s, %s, %s -> %s (float, float16 and "
-                           "bfloat16 only, all the same)", dt_name(a->dtype), dt_name(b->dtype),
-                           cc ? dt_name(cc->dtype) : "-", dt_name(y->dtype));
+                           "bfloat16 only, all the same)", lp_dtype_label(a->dtype), lp_dtype_label(b->dtype),
+                           cc ? lp_dtype_label(cc->dtype) : "-", lp_dtype_label(y->dtype));
     lp_status st = need_libs(c);
     if (st != LP_OK) return st;
     bool ta = lp_gpu_attr_int(c, "transA", 0) != 0, tb = lp_gpu_attr_int(c, "transB", 0) != 0;
@@ -653,8 +649,8 @@ lp_status lp_gpu_conv(const lp_gpu_call *c) {
     lp_dtype dt = y->dtype;
     if (!blas_dtype(dt) || x->dtype != dt || w->dtype != dt || (bias && bias->dtype != dt))
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "dtypes X %s, W %s, B %s -> %s (float, float16 "
-                           "and bfloat16 only, all the same)", dt_name(x->dtype), dt_name(w->dtype),
-                           bias ? dt_name(bias->dtype) : "-", dt_name(dt));
+                           "and bfloat16 only, all the same)", lp_dtype_label(x->dtype), lp_dtype_label(w->dtype),
+                           bias ? lp_dtype_label(bias->dtype) : "-", lp_dtype_label(dt));
     lp_status st = need_libs(c);
     if (st != LP_OK) return st;
 
@@ -814,7 +810,7 @@ lp_status lp_gpu_conv(const lp_gpu_call *c) {
         if (best < 0) {
             if (least == SIZE_MAX)
                 return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "cuDNN has no %s convolution algorithm for "
-                                   "this geometry", dt_name(dt));
+                                   "this geometry", lp_dtype_label(dt));
             return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "every cuDNN algorithm needs workspace: at least "
                                "%zu bytes, the node has %zu bytes", least, ws);
         }

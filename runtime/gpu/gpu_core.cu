@@ -78,7 +78,7 @@ lp_status lp_gpu_host_ints(const lp_gpu_call *c, int i, int64_t *vals, int max, 
         case LP_DT_UINT8: case LP_DT_BOOL: vals[k] = ((const uint8_t *)t->host)[k]; break;
         default:
             return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "input %d has dtype %s, not an integer type", i,
-                               lp_dtype_name(t->dtype) ? lp_dtype_name(t->dtype) : "?");
+                               lp_dtype_label(t->dtype));
         }
     }
     *count = (int)n;

@@ -133,10 +133,6 @@ static bool ew_float_dtype(lp_dtype t) {
     return t == LP_DT_FLOAT || t == LP_DT_FLOAT16 || t == LP_DT_BFLOAT16 || t == LP_DT_DOUBLE;
 }
 
-static const char *ew_dtype_name(lp_dtype t) {
-    const char *s = lp_dtype_name(t);
-    return s ? s : "?";
-}
 
 /* ---- launch geometry ---- */
 
@@ -681,11 +677,11 @@ static lp_status ew_need(const lp_gpu_call *c, int n_in) {
         const lp_gpu_tensor *t = lp_gpu_in(c, i);
         if (t && !ew_known(t->dtype))
             return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "input %d has dtype %s, which the GPU "
-                               "kernels do not compute with", i, ew_dtype_name(t->dtype));
+                               "kernels do not compute with", i, lp_dtype_label(t->dtype));
     }
     if (!ew_known(c->outputs[0].dtype))
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "output 0 has dtype %s, which the GPU kernels "
-                           "do not compute with", ew_dtype_name(c->outputs[0].dtype));
+                           "do not compute with", lp_dtype_label(c->outputs[0].dtype));
     return LP_OK;
 }
 
@@ -700,7 +696,7 @@ lp_status lp_gpu_unary(const lp_gpu_call *c) {
                            (long long)lp_gpu_numel(y), (long long)n);
     if (x->dtype != y->dtype)
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "output dtype %s differs from the input's %s",
-                           ew_dtype_name(y->dtype), ew_dtype_name(x->dtype));
+                           lp_dtype_label(y->dtype), lp_dtype_label(x->dtype));
     bool tanh_approx = false;
     if (c->op == LP_OP_Gelu) {
         const char *a = lp_gpu_attr_string(c, "approximate", "none");
@@ -719,12 +715,12 @@ lp_status lp_gpu_unary(const lp_gpu_call *c) {
             break;
         default:
             return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "input dtype %s is not supported",
-                               ew_dtype_name(x->dtype));
+                               lp_dtype_label(x->dtype));
         }
     } else if (op != LP_OP_Neg && op != LP_OP_Abs && op != LP_OP_Sign && op != LP_OP_Relu &&
                op != LP_OP_Not && op != LP_OP_Floor && op != LP_OP_Ceil) {
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "input dtype %s is not a float type",
-                           ew_dtype_name(x->dtype));
+                           lp_dtype_label(x->dtype));
     }
     float alpha = lp_gpu_attr_float(c, "alpha", op == LP_OP_HardSigmoid ? 0.2f : 0.01f);
     float beta = lp_gpu_attr_float(c, "beta", 0.5f);
@@ -749,13 +745,13 @@ lp_status lp_gpu_binary(const lp_gpu_call *c) {
     int op = c->op;
     if (op != LP_OP_Pow && a->dtype != b->dtype)
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "input dtypes %s and %s differ",
-                           ew_dtype_name(a->dtype), ew_dtype_name(b->dtype));
+                           lp_dtype_label(a->dtype), lp_dtype_label(b->dtype));
     if (ew_is_compare(op) ? y->dtype != LP_DT_BOOL : y->dtype != a->dtype)
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "output dtype %s does not follow input 0's %s",
-                           ew_dtype_name(y->dtype), ew_dtype_name(a->dtype));
+                           lp_dtype_label(y->dtype), lp_dtype_label(a->dtype));
     if (op == LP_OP_Pow && a->dtype != b->dtype && (!ew_pow_type(a->dtype) || !ew_pow_type(b->dtype)))
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "Pow of %s by %s is not supported",
-                           ew_dtype_name(a->dtype), ew_dtype_name(b->dtype));
+                           lp_dtype_label(a->dtype), lp_dtype_label(b->dtype));
     const lp_gpu_tensor *ins[3] = {a, b, NULL};
     const int index[3] = {0, 1, 2};
     ew_plan p;
@@ -794,7 +790,7 @@ lp_status lp_gpu_variadic(const lp_gpu_call *c) {
         if (!x) return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "input %d is missing", k);
         if (x->dtype != y->dtype)
             return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "input %d has dtype %s, the output %s", k,
-                               ew_dtype_name(x->dtype), ew_dtype_name(y->dtype));
+                               lp_dtype_label(x->dtype), lp_dtype_label(y->dtype));
     }
     lp_gpu_tensor acc = *y;
     for (int k = 0; k < n_in;) {
@@ -827,7 +823,7 @@ lp_status lp_gpu_where(const lp_gpu_call *c) {
         return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "X, Y and output dtypes differ");
     if (lp_gpu_dtype_size(ins[0]->dtype) != 1 || ew_float_dtype(ins[0]->dtype))
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "condition dtype %s is not bool",
-                           ew_dtype_name(ins[0]->dtype));
+                           lp_dtype_label(ins[0]->dtype));
     ew_plan p;
     if ((st = ew_plan_make(c, y, ins, index, &p)) != LP_OK) return st;
     const void *pc = ins[0]->data, *px = ins[1]->data, *py = ins[2]->data;
@@ -837,7 +833,7 @@ lp_status lp_gpu_where(const lp_gpu_call *c) {
     case 4: return ew_launch3<ew_where_f<uint32_t>, uint8_t, uint32_t, uint32_t, uint32_t>(c, &p, {}, pc, px, py, y->data);
     case 8: return ew_launch3<ew_where_f<uint64_t>, uint8_t, uint64_t, uint64_t, uint64_t>(c, &p, {}, pc, px, py, y->data);
     default:
-        return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "dtype %s is not supported", ew_dtype_name(y->dtype));
+        return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "dtype %s is not supported", lp_dtype_label(y->dtype));
     }
 }
 
@@ -873,7 +869,7 @@ lp_status lp_gpu_cast(const lp_gpu_call *c) {
     int64_t to = lp_gpu_attr_int(c, "to", -1);
     if (to != (int64_t)y->dtype)
         return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "attribute to=%lld but the output is %s",
-                           (long long)to, ew_dtype_name(y->dtype));
+                           (long long)to, lp_dtype_label(y->dtype));
     int64_t n = lp_gpu_numel(x);
     if (n != lp_gpu_numel(y)) return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "output size differs");
     if (x->data == y->data && x->dtype == y->dtype) return LP_OK;

@@ -75,10 +75,6 @@ bool is_float_dt(lp_dtype t) {
     return t == LP_DT_FLOAT || t == LP_DT_FLOAT16 || t == LP_DT_BFLOAT16 || t == LP_DT_DOUBLE;
 }
 
-const char *dt_name(lp_dtype t) {
-    const char *n = lp_dtype_name(t);
-    return n ? n : "?";
-}
 
 int64_t prod(const int64_t *dims, int from, int to) {
     int64_t p = 1;
@@ -959,7 +955,7 @@ lp_status bn_launch(const lp_gpu_call *c, const void *x, void *y, int64_t total,
 lp_status need_float_side(const lp_gpu_call *c, const lp_gpu_tensor *t, const char *what) {
     if (!is_float_dt(t->dtype))
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "%s has dtype %s; float types are supported", what,
-                           dt_name(t->dtype));
+                           lp_dtype_label(t->dtype));
     return LP_OK;
 }
 
@@ -970,8 +966,8 @@ lp_status need_io(const lp_gpu_call *c, int n_in, const lp_gpu_tensor **x, lp_gp
     *y = lp_gpu_out(c, 0);
     if (!*y) return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "output 0 is missing");
     if ((*y)->dtype != (*x)->dtype)
-        return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "Y has dtype %s, X %s", dt_name((*y)->dtype),
-                           dt_name((*x)->dtype));
+        return lp_gpu_fail(c, LP_ERR_INVALID_MODEL, "Y has dtype %s, X %s", lp_dtype_label((*y)->dtype),
+                           lp_dtype_label((*x)->dtype));
     return LP_OK;
 }
 
@@ -1033,7 +1029,7 @@ lp_status lp_gpu_layernorm(const lp_gpu_call *c) {
     case LP_DT_BFLOAT16: LP_LN(__nv_bfloat16)
     default:
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "X has dtype %s; float, float16 and bfloat16 are supported",
-                           dt_name(x->dtype));
+                           lp_dtype_label(x->dtype));
     }
 #undef LP_LN
 }
@@ -1061,7 +1057,7 @@ lp_status lp_gpu_softmax(const lp_gpu_call *c) {
     case LP_DT_BFLOAT16: LP_SM(__nv_bfloat16)
     default:
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "X has dtype %s; float, float16 and bfloat16 are supported",
-                           dt_name(x->dtype));
+                           lp_dtype_label(x->dtype));
     }
 #undef LP_SM
 }
@@ -1120,7 +1116,7 @@ lp_status lp_gpu_reduce(const lp_gpu_call *c) {
     case LP_DT_INT8: return red_op<int8_t>(c, op, x->data, y->data, r, x->dims, red, ny, count);
     default:
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "X has dtype %s; float, float16, bfloat16, int64, int32, "
-                           "uint8 and int8 are supported", dt_name(x->dtype));
+                           "uint8 and int8 are supported", lp_dtype_label(x->dtype));
     }
 }
 
@@ -1195,7 +1191,7 @@ lp_status lp_gpu_pool(const lp_gpu_call *c) {
     }
 #undef LP_PL
     return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "X has dtype %s; float, float16, bfloat16%s are supported",
-                       dt_name(x->dtype), is_max ? ", int64, int32, uint8 and int8" : "");
+                       lp_dtype_label(x->dtype), is_max ? ", int64, int32, uint8 and int8" : "");
 }
 
 lp_status lp_gpu_global_pool(const lp_gpu_call *c) {
@@ -1216,7 +1212,7 @@ lp_status lp_gpu_global_pool(const lp_gpu_call *c) {
     case LP_DT_BFLOAT16: LP_GP(__nv_bfloat16)
     default:
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "X has dtype %s; float, float16 and bfloat16 are supported",
-                           dt_name(x->dtype));
+                           lp_dtype_label(x->dtype));
     }
 #undef LP_GP
 }
@@ -1251,6 +1247,6 @@ lp_status lp_gpu_batchnorm(const lp_gpu_call *c) {
     case LP_DT_BFLOAT16: return bn_launch<__nv_bfloat16>(c, x->data, y->data, total, sz, ch, p);
     default:
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "X has dtype %s; float, float16 and bfloat16 are supported",
-                           dt_name(x->dtype));
+                           lp_dtype_label(x->dtype));
     }
 }

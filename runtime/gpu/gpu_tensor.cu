@@ -44,7 +44,7 @@ lp_status need(const lp_gpu_call *c, int n_in) {
     const lp_gpu_tensor *x = lp_gpu_in(c, 0);
     if (x && !lp_gpu_dtype_size(x->dtype))
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "input 0 has dtype %s, which the GPU kernels do "
-                           "not move", lp_dtype_name(x->dtype) ? lp_dtype_name(x->dtype) : "?");
+                           "not move", lp_dtype_label(x->dtype));
     return LP_OK;
 }
 
@@ -398,7 +398,7 @@ lp_status lp_gpu_shape(const lp_gpu_call *c) {
     case LP_DT_INT32: shape_kernel<int32_t><<<1, LP_MAX_RANK, 0, c->stream>>>((int32_t *)y->data, s); break;
     default:
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "output dtype %s (int64 or int32 only)",
-                           lp_dtype_name(y->dtype) ? lp_dtype_name(y->dtype) : "?");
+                           lp_dtype_label(y->dtype));
     }
     LP_GPU_LAUNCHED(c);
     return LP_OK;
@@ -413,7 +413,7 @@ lp_status lp_gpu_constant_of_shape(const lp_gpu_call *c) {
     size_t es = lp_gpu_dtype_size(y->dtype);
     if (!es)
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "output dtype %s",
-                           lp_dtype_name(y->dtype) ? lp_dtype_name(y->dtype) : "?");
+                           lp_dtype_label(y->dtype));
     const lp_attr *a = lp_gpu_attr(c, "value");
     uint8_t val[8] = {0};
     if (a && a->type == LP_ATTR_TENSOR && a->tensor) {
@@ -510,7 +510,7 @@ lp_status lp_gpu_range(const lp_gpu_call *c) {
         break;
     default:
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "dtype %s",
-                           lp_dtype_name(y->dtype) ? lp_dtype_name(y->dtype) : "?");
+                           lp_dtype_label(y->dtype));
     }
     LP_GPU_LAUNCHED(c);
     return LP_OK;
@@ -868,7 +868,7 @@ lp_status gather_units(const lp_gpu_call *c, int w, void *y, const void *x, cons
 lp_status index_dtype(const lp_gpu_call *c, const lp_gpu_tensor *idx) {
     if (idx->dtype != LP_DT_INT64 && idx->dtype != LP_DT_INT32)
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "indices are %s, not int64 or int32",
-                           lp_dtype_name(idx->dtype) ? lp_dtype_name(idx->dtype) : "?");
+                           lp_dtype_label(idx->dtype));
     return LP_OK;
 }
 } // namespace
@@ -1365,6 +1365,6 @@ lp_status lp_gpu_cumsum(const lp_gpu_call *c) {
     case LP_DT_INT32: return launch_cumsum<int32_t>(c, y->data, x->data, outer, dim, inner, excl, rev);
     default:
         return lp_gpu_fail(c, LP_ERR_UNSUPPORTED, "dtype %s",
-                           lp_dtype_name(x->dtype) ? lp_dtype_name(x->dtype) : "?");
+                           lp_dtype_label(x->dtype));
     }
 }
