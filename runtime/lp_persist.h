@@ -1,0 +1,147 @@
+/* lp_persist.h - a card's step as a persistent program: phases that one
+ * kernel (or a very few) runs back to back, synchronising only where a
+ * phase needs what an earlier one wrote.
+ *
+ * The program is planned from the card's step as its launch program runs it
+ * (the sequence of lp_card_node computes and copies lp_card_step makes,
+ * recorded once at load): each compute or copy becomes a phase, then
+ *   - a Gemm (or MatMul by a 2-D weight) absorbs the activation and the
+ *     residual Add that follow it as its epilogue,
+ *   - a copy that only reshapes or transposes is absorbed into the phase
+ *     that reads it, which then reads the source bytes through strides,
+ *   - a phase that reads or writes bytes an earlier phase since the last
+ *     barrier writes (or reads, for a write) opens with a barrier.
+ * A node no phase kind covers stays a library call (LP_PERSIST_NODE), which
+ * ends the persistent kernel before it and starts a new one after it.
+ *
+ * Both devices run the same program: persist_ref.c on the CPU (the check
+ * against ONNX Runtime that CI runs), gpu/gpu_persist.cu on the GPU.
+ *
+ * Numerics: loads convert float16 / bfloat16 / float32 up to fp32, arithmetic
+ * and accumulation in fp32, stores round to nearest even (the same as the
+ * library kernels, so both paths agree within the library's tolerances). */
+#ifndef LP_PERSIST_H
+#define LP_PERSIST_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "lp_card.h"
+#include "lp_ir.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define LP_PERSIST_RANK 6
+
+/* A strided view of bytes of the card's allocation: element (i0, .., ir-1)
+ * is at base + offset + esize(dtype) * sum(i_k * strides[k]). A stride of 0
+ * broadcasts. */
+typedef struct lp_persist_view {
+    uint64_t offset;
+    int dtype;     /* ONNX TensorProto element type: 1 float, 10 float16, 16 bfloat16 */
+    int rank;
+    int64_t dims[LP_PERSIST_RANK];
+    int64_t strides[LP_PERSIST_RANK]; /* in elements */
+    int weight;    /* 1: bytes of the weights region (read-only, never written in a step) */
+} lp_persist_view;
+
+typedef enum lp_persist_kind {
+    /* out = cast(a), a broadcast or strided view of out's dims. */
+    LP_PERSIST_COPY = 1,
+    /* out = op(a) (unary) or op(a, b) (binary), a and b views of out's dims. */
+    LP_PERSIST_ELEMENTWISE = 2,
+    /* out[M, N] = epilogue(a[M, K] . w[K, N] + bias[N]); a and out
+     * contiguous; w a weight [K, N] row-major (trans_w: [N, K]). */
+    LP_PERSIST_GEMM = 3,
+    /* out[batch.., M, N] = alpha * a[batch.., M, K] . b[batch.., K, N], a
+     * and b strided views (their batch dims may broadcast). */
+    LP_PERSIST_BATCHED_MATMUL = 4,
+    /* out = (a - mean) / sqrt(var + eps) * scale + bias over the last dim. */
+    LP_PERSIST_LAYERNORM = 5,
+    /* out = softmax(a) over the last dim (op: LP_OP_LogSoftmax for its log). */
+    LP_PERSIST_SOFTMAX = 6,
+    /* the library kernel of a node (node: index into the program's nodes). */
+    LP_PERSIST_NODE = 7,
+} lp_persist_kind;
+
+/* What the GEMM epilogue does after the bias, in this order. */
+typedef struct lp_persist_epilogue {
+    int act;        /* 0, or a unary op id (ir/lp_ops.h: LP_OP_Gelu, LP_OP_Relu, ...) */
+    int act_tanh;   /* Gelu: approximate = "tanh" */
+    float act_alpha, act_beta; /* LeakyRelu alpha; HardSigmoid alpha, beta */
+    int residual;   /* 1: + res[M, N] (contiguous, same dims as out) */
+    lp_persist_view res;
+} lp_persist_epilogue;
+
+typedef struct lp_persist_phase {
+    int kind;        /* lp_persist_kind */
+    int op;          /* ELEMENTWISE: the op id (LP_OP_Add, LP_OP_Gelu, ...); SOFTMAX: LP_OP_Softmax
+                        or LP_OP_LogSoftmax */
+    int sync;        /* 1: every earlier phase's writes are complete and visible first */
+    int node;        /* the recorded node it comes from (the first one when fused), for names */
+    lp_persist_view out, a, b;
+    /* ELEMENTWISE: op parameters (LeakyRelu alpha; HardSigmoid alpha, beta;
+     * Gelu: alpha = 1 for approximate "tanh"). LAYERNORM: alpha = epsilon.
+     * BATCHED_MATMUL: alpha scales the product. */
+    float alpha, beta;
+    /* GEMM */
+    int64_t m, n, k;
+    int trans_w;
+    int has_bias;
+    lp_persist_view bias;  /* [N] */
+    lp_persist_epilogue epi;
+    /* LAYERNORM: scale and bias over the last dim (has_bias: bias present) */
+    lp_persist_view scale;
+} lp_persist_phase;
+
+/* One entry of the recorded step: a compute of node or a copy. */
+typedef struct lp_persist_event {
+    const lp_card_node *node; /* NULL: a copy */
+    uint64_t dst, src, bytes;
+    const char *value;
+} lp_persist_event;
+
+typedef struct lp_persist_program {
+    int n_phases;
+    lp_persist_phase *phases;
+    int n_nodes;              /* the recorded computes, in order */
+    const lp_card_node **nodes;
+    int n_kernels;            /* persistent kernels a step launches (runs between NODE phases) */
+    int n_syncs;              /* barriers inside them */
+    int n_fused;              /* phases absorbed into others */
+    /* why a recorded node is a library call, for the dump: the first such node */
+    char fallback[160];
+} lp_persist_program;
+
+/* Plans the program of a step recorded as events[n]. weights_bytes: the
+ * weights region [0, weights_bytes) of the allocation. A step with an
+ * all-gather (a shard card) cannot be planned: the caller does not record
+ * one. Returns LP_OK, or LP_ERR_INTERNAL on no memory. */
+lp_status lp_persist_plan(const lp_persist_event *events, int n, uint64_t weights_bytes,
+                          lp_persist_program **out, lp_diag *d);
+void lp_persist_free(lp_persist_program *p);
+/* One line a phase: kind, op, sync, node name, views. */
+void lp_persist_dump(const lp_persist_program *p, FILE *out);
+
+/* Records a card's step: runs step with an env whose callbacks record; a
+ * step that makes an all-gather is LP_ERR_UNSUPPORTED. *events is malloc'd. */
+lp_status lp_persist_record(lp_card_step_fn step, int card, lp_persist_event **events, int *n,
+                            lp_diag *d);
+
+/* The CPU executor (persist_ref.c): runs the program on the allocation at
+ * base; NODE phases through env->compute (the reference kernels). */
+lp_status lp_persist_run_cpu(const lp_persist_program *p, unsigned char *base, lp_card_env *env,
+                             lp_diag *d);
+
+/* Bytes one element of an ONNX dtype takes in a view (1, 10, 16: 4, 2, 2; else 0). */
+static inline int lp_persist_esize(int dtype) {
+    return dtype == 1 ? 4 : (dtype == 10 || dtype == 16) ? 2 : 0;
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
