@@ -48,7 +48,8 @@ typedef struct lp_persist_view {
 } lp_persist_view;
 
 typedef enum lp_persist_kind {
-    /* out = cast(a), a broadcast or strided view of out's dims. */
+    /* out = cast(a), a broadcast or strided view of out's dims; bits when
+     * a and out have one dtype. */
     LP_PERSIST_COPY = 1,
     /* out = op(a) (unary) or op(a, b) (binary), a and b views of out's dims. */
     LP_PERSIST_ELEMENTWISE = 2,
@@ -115,12 +116,18 @@ typedef struct lp_persist_program {
     char fallback[160];
 } lp_persist_program;
 
+/* A byte range [lo, hi) of the allocation. */
+typedef struct lp_persist_range {
+    uint64_t lo, hi;
+} lp_persist_range;
+
 /* Plans the program of a step recorded as events[n]. weights_bytes: the
- * weights region [0, weights_bytes) of the allocation. A step with an
- * all-gather (a shard card) cannot be planned: the caller does not record
- * one. Returns LP_OK, or LP_ERR_INTERNAL on no memory. */
+ * weights region [0, weights_bytes) of the allocation; live_out[n_live]:
+ * the bytes read after the step (the send buffers), which every phase that
+ * writes them keeps writing. Returns LP_OK, or LP_ERR_INTERNAL on no memory. */
 lp_status lp_persist_plan(const lp_persist_event *events, int n, uint64_t weights_bytes,
-                          lp_persist_program **out, lp_diag *d);
+                          const lp_persist_range *live_out, int n_live, lp_persist_program **out,
+                          lp_diag *d);
 void lp_persist_free(lp_persist_program *p);
 /* One line a phase: kind, op, sync, node name, views. */
 void lp_persist_dump(const lp_persist_program *p, FILE *out);
@@ -135,9 +142,17 @@ lp_status lp_persist_record(lp_card_step_fn step, int card, lp_persist_event **e
 lp_status lp_persist_run_cpu(const lp_persist_program *p, unsigned char *base, lp_card_env *env,
                              lp_diag *d);
 
-/* Bytes one element of an ONNX dtype takes in a view (1, 10, 16: 4, 2, 2; else 0). */
+/* Bytes one element of an ONNX dtype takes in a view, 0 for one no phase
+ * handles. Arithmetic phases take float (1), float16 (10) and bfloat16 (16);
+ * a COPY whose a and out have one dtype moves bits and takes any of these. */
 static inline int lp_persist_esize(int dtype) {
-    return dtype == 1 ? 4 : (dtype == 10 || dtype == 16) ? 2 : 0;
+    switch (dtype) {
+    case 2: case 3: case 9: return 1;                /* uint8, int8, bool */
+    case 4: case 5: case 10: case 16: return 2;      /* uint16, int16, float16, bfloat16 */
+    case 1: case 6: case 12: return 4;               /* float, int32, uint32 */
+    case 7: case 11: case 13: return 8;              /* int64, double, uint64 */
+    default: return 0;
+    }
 }
 
 #ifdef __cplusplus
