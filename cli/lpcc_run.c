@@ -37,7 +37,7 @@ static void usage(FILE *f) {
     fputs("usage: lpcc-run DIR [--device cpu|cuda] [--gpus LIST] [--inputs FOLDER]\n"
           "                [--outputs FOLDER] [--check REF_FOLDER] [--tolerance X] [--iters N]\n"
           "                [--warmup N] [--tokens N] [--seed N] [--no-graphs] [--no-pin]\n"
-          "                [--check-nodes] [--profile] [--json]\n"
+          "                [--check-nodes] [--profile] [--program MODE] [--dump-programs] [--json]\n"
           "Runs the model `lpcc MODEL -o DIR` compiled, card by card, on the GPU (--device cuda,\n"
           "every card's step a CUDA graph) or on the CPU reference path (--device cpu, default).\n"
           "  --gpus LIST       card -> GPU, e.g. 0,1,0,1 (the last entry repeats); default: every\n"
@@ -54,6 +54,10 @@ static void usage(FILE *f) {
           "  --tokens N        tokens a step, for tokens/s (default: the elements of the first\n"
           "                    integer input, else batch x seq of a [batch, seq, hidden] first\n"
           "                    input, else its first dim)\n"
+          "  --program MODE    auto (default: as the manifest says, persistent for cards that fit\n"
+          "                    on chip), library (one library kernel a node) or persistent (every\n"
+          "                    card that is not a shard)\n"
+          "  --dump-programs   prints each card's persistent program (phases, barriers) to stderr\n"
           "  --no-graphs       cuda: enqueue every step's kernels instead of replaying a graph\n"
           "  --no-pin          cuda: no L2 persisting window over weights\n"
           "  --check-nodes     cuda: the first step compares every node's output with the CPU\n"
@@ -140,7 +144,8 @@ typedef struct opts {
     double tol;
     long iters, warmup, tokens;
     uint64_t seed;
-    bool json, no_graphs, no_pin, check_nodes, profile;
+    const char *program;
+    bool json, no_graphs, no_pin, check_nodes, profile, dump_programs;
 } opts;
 
 static bool parse_long(const char *s, long lo, long *out) {
@@ -161,8 +166,9 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         {"json", no_argument, 0, 'j'}, {"help", no_argument, 0, 'h'},
         {"gpus", required_argument, 0, 'g'}, {"tokens", required_argument, 0, 'k'},
         {"no-graphs", no_argument, 0, 'G'}, {"no-pin", no_argument, 0, 'P'},
-        {"check-nodes", no_argument, 0, 'C'}, {"profile", no_argument, 0, 'p'}, {0, 0, 0, 0}};
-    *o = (opts){.device = "cpu", .tol = 1e-5, .iters = 1, .warmup = 0};
+        {"check-nodes", no_argument, 0, 'C'}, {"profile", no_argument, 0, 'p'},
+        {"program", required_argument, 0, 'm'}, {"dump-programs", no_argument, 0, 'D'}, {0, 0, 0, 0}};
+    *o = (opts){.device = "cpu", .tol = 1e-5, .iters = 1, .warmup = 0, .program = "auto"};
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
@@ -178,6 +184,14 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         case 'P': o->no_pin = true; break;
         case 'C': o->check_nodes = true; break;
         case 'p': o->profile = true; break;
+        case 'D': o->dump_programs = true; break;
+        case 'm':
+            if (strcmp(optarg, "auto") && strcmp(optarg, "library") && strcmp(optarg, "persistent")) {
+                lp_error(d, LP_ERR_USAGE, "--program '%s': not auto, library or persistent", optarg);
+                return EXIT_USAGE;
+            }
+            o->program = optarg;
+            break;
         case 'k':
             if (!parse_long(optarg, 1, &o->tokens)) {
                 lp_error(d, LP_ERR_USAGE, "--tokens '%s': not a whole number >= 1", optarg);
@@ -345,7 +359,8 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
                 "\"graphs\": %s, \"cards\": [", o->device, cuda ? "cuda-events" : "host", o->iters,
                 o->warmup, cuda && !o->no_graphs ? "true" : "false");
         for (int c = 0; c < nc; c++) {
-            fprintf(f, "%s{\"card\": %d, \"device\": ", c ? ", " : "", c);
+            fprintf(f, "%s{\"card\": %d, \"program\": \"%s\", \"device\": ", c ? ", " : "", c,
+                    lp_rt_card_program(rt, c));
             put_json_string(f, mem[c].device);
             fprintf(f, ", \"gpu\": %d, \"allocated_bytes\": %" PRIu64 ", \"planned_bytes\": %" PRIu64
                     ", \"step_s\": %.9g, \"transfer_s\": %.9g", mem[c].gpu, mem[c].allocated,
@@ -380,7 +395,7 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
         fprintf(f, "%s: %d card%s, CPU reference path (host clock, median of %ld)\n", o->dir, nc,
                 nc == 1 ? "" : "s", o->iters);
     for (int c = 0; c < nc; c++) {
-        fprintf(f, "card %d", c);
+        fprintf(f, "card %d  %s", c, lp_rt_card_program(rt, c));
         if (cuda) fprintf(f, "  GPU %d", mem[c].gpu);
         fprintf(f, "  allocated %" PRIu64 " B (planned %" PRIu64 " B)  step %.3f ms  transfers %.3f ms",
                 mem[c].allocated, mem[c].planned, med[c] * 1e3, med[nc + c] * 1e3);
@@ -418,9 +433,11 @@ int main(int argc, char **argv) {
     ro.graphs = !o.no_graphs;
     ro.pin_weights = !o.no_pin;
     ro.check_nodes = o.check_nodes;
+    ro.program = o.program;
     lp_rt *rt = NULL;
     lp_status st = lp_rt_open(o.dir, &ro, &rt, &d);
     if (st != LP_OK) return exit_of(st);
+    if (o.dump_programs) lp_rt_dump_programs(rt, stderr);
     st = bind_inputs(rt, &o, &d);
     int nc = lp_rt_n_cards(rt), no = lp_rt_n_outputs(rt);
     int series = 2 * nc + 2; /* per card step, per card transfers, latency, end to end */

@@ -57,6 +57,9 @@ typedef struct lp_manifest_info {
     const lp_card_blob *blobs;    /* [n_cards], or NULL when no weights were written */
 } lp_manifest_info;
 
+/* Whether card c of p runs as a persistent program (manifest "program"). */
+bool lp_card_runs_persistent(const lp_plan *p, int c);
+
 /* Writes manifest.json (schema in manifest.c) into od. */
 lp_status lp_emit_write_manifest(const lp_plan *p, const lp_layer_ir *L,
                                  const lp_manifest_info *mi, lp_outdir *od, lp_diag *d);

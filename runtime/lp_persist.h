@@ -18,8 +18,10 @@
  * against ONNX Runtime that CI runs), gpu/gpu_persist.cu on the GPU.
  *
  * Numerics: loads convert float16 / bfloat16 / float32 up to fp32, arithmetic
- * and accumulation in fp32, stores round to nearest even (the same as the
- * library kernels, so both paths agree within the library's tolerances). */
+ * in fp32, stores round to nearest even; sums accumulate in fp32 on the GPU
+ * and in double on the CPU, as the library kernels and the reference do.
+ * Outputs, and a Gemm's a, w, bias and res, are dense row-major; the other
+ * inputs are strided views. */
 #ifndef LP_PERSIST_H
 #define LP_PERSIST_H
 
@@ -27,11 +29,12 @@
 #include <stdio.h>
 
 #include "lp_card.h"
-#include "lp_ir.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+#include "lp_ir.h"
 
 #define LP_PERSIST_RANK 6
 
@@ -145,6 +148,9 @@ lp_status lp_persist_run_cpu(const lp_persist_program *p, unsigned char *base, l
 /* Bytes one element of an ONNX dtype takes in a view, 0 for one no phase
  * handles. Arithmetic phases take float (1), float16 (10) and bfloat16 (16);
  * a COPY whose a and out have one dtype moves bits and takes any of these. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
 static inline int lp_persist_esize(int dtype) {
     switch (dtype) {
     case 2: case 3: case 9: return 1;                /* uint8, int8, bool */

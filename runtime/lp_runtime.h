@@ -58,6 +58,10 @@ typedef struct lp_rt_options {
     const char *device;      /* "cpu" (reference kernels) or "cuda" */
     const char *cxx;         /* host C++ compiler; NULL: $CXX or "c++" */
     const char *include_dir; /* folder of lp_card.h; NULL: $LPCC_RUNTIME_INCLUDE or built-in */
+    /* how each card's step runs: "auto" (default: as the manifest's "program"
+     * says), "library" (one library kernel a node) or "persistent" (every
+     * card that is not a shard, as a persistent program, lp_persist.h) */
+    const char *program;
     /* cuda only */
     const char *gpus;        /* card -> GPU: "0,1,0,1" (the last entry repeats); NULL: all on GPU 0 */
     bool graphs;             /* replay each unsharded card's step as a CUDA graph (default true) */
@@ -125,6 +129,11 @@ lp_status lp_rt_card_memory(lp_rt *rt, int c, lp_rt_memory *m, lp_diag *d);
 lp_status lp_rt_profile(lp_rt *rt, FILE *out, lp_diag *d);
 /* cuda with check_nodes: nodes whose output differed from the reference. */
 int lp_rt_check_failures(const lp_rt *rt);
+
+/* "persistent" or "library": how card c's step runs. */
+const char *lp_rt_card_program(const lp_rt *rt, int c);
+/* Each card's persistent program (lp_persist_dump), or "library kernels". */
+void lp_rt_dump_programs(const lp_rt *rt, FILE *out);
 
 /* Output i of the last run (lp_rt_output(rt, i)->bytes bytes), or NULL. */
 const void *lp_rt_output_data(const lp_rt *rt, int i);

@@ -5,6 +5,7 @@
 #include "lp_runtime.h"
 #include "lp_card.h"
 #include "lp_ops.h"
+#include "lp_persist.h"
 #include "lp_ref.h"
 
 #include <dlfcn.h>
@@ -90,6 +91,8 @@ typedef struct rt_card {
     rt_group *group;      /* while a shard group runs */
     int gpu;              /* cuda: the GPU it runs on */
     bool pinned;          /* cuda: weights in an L2 persisting window */
+    bool wants_persist;   /* the manifest's "program" is "persistent" */
+    lp_persist_program *persist; /* the step as a persistent program, or NULL: library kernels */
     char gpu_name[96];    /* cuda: its name, for lp_rt_card_memory */
 } rt_card;
 
@@ -117,7 +120,7 @@ struct lp_rt {
 };
 
 lp_rt_options lp_rt_defaults(void) {
-    lp_rt_options o = {.device = "cpu", .graphs = true, .pin_weights = true};
+    lp_rt_options o = {.device = "cpu", .graphs = true, .pin_weights = true, .program = "auto"};
     return o;
 }
 
@@ -301,6 +304,9 @@ static lp_status parse_manifest(lp_rt *rt, json_t *root, lp_diag *d) {
             return st;
         k->n_shards = n_shards;
         if (k->card != c) return bad(&m, where, "cards are not numbered in order");
+        json_t *prog = json_object_get(e, "program");
+        if (prog && !json_is_string(prog)) return bad(&m, where, "\"program\" is not a string");
+        k->wants_persist = prog && strcmp(json_string_value(prog), "persistent") == 0;
         json_t *w = json_object_get(json_object_get(e, "regions"), "weights");
         char k2[96];
         snprintf(k2, sizeof k2, "%sregions.weights.", where);
@@ -538,6 +544,7 @@ static lp_status open_cuda(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
         st = lp_gdev_alloc(rt->gdev, c, k->total_bytes, d);
         if (st == LP_OK) st = lp_gdev_upload(rt->gdev, c, 0, k->base, k->weights_bytes, d);
         if (st == LP_OK) st = lp_gdev_pin(rt->gdev, c, k->weights_bytes, &k->pinned, d);
+        if (st == LP_OK && k->persist) st = lp_gdev_set_persist(rt->gdev, c, k->persist, k->weights_bytes, d);
         free(k->base);
         k->base = NULL;
     }
@@ -546,9 +553,49 @@ static lp_status open_cuda(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
 }
 #endif
 
+/* The bytes of card c that others read after its step: what it sends. */
+static lp_status live_out_of(const lp_rt *rt, int c, lp_persist_range **out, int *n, lp_diag *d) {
+    int cap = rt->n_cuts + rt->n_outputs + 1;
+    lp_persist_range *r = calloc((size_t)cap, sizeof *r);
+    if (!r) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    int k = 0;
+    for (int i = 0; i < rt->n_cuts; i++)
+        if (rt->cuts[i].from == c)
+            r[k++] = (lp_persist_range){rt->cuts[i].src_offset, rt->cuts[i].src_offset + rt->cuts[i].bytes};
+    for (int i = 0; i < rt->n_outputs; i++)
+        if (rt->outputs[i].n_places > 0 && rt->outputs[i].places[0].card == c) {
+            uint64_t o = rt->outputs[i].places[0].offset;
+            r[k++] = (lp_persist_range){o, o + rt->outputs[i].io.bytes};
+        }
+    *out = r;
+    *n = k;
+    return LP_OK;
+}
+
+/* Card c's step as a persistent program, when the manifest (or
+ * options.program) asks for one and the card is not a shard. */
+static lp_status plan_persistent(lp_rt *rt, int c, const lp_rt_options *o, lp_diag *d) {
+    rt_card *k = &rt->cards[c];
+    const char *mode = o->program ? o->program : "auto";
+    bool want = strcmp(mode, "persistent") == 0 || (strcmp(mode, "auto") == 0 && k->wants_persist);
+    if (!want || k->n_shards > 1) return LP_OK;
+    lp_persist_event *ev = NULL;
+    int n = 0, n_live = 0;
+    lp_persist_range *live = NULL;
+    lp_status st = lp_persist_record(k->step, c, &ev, &n, d);
+    if (st == LP_OK) st = live_out_of(rt, c, &live, &n_live, d);
+    if (st == LP_OK) st = lp_persist_plan(ev, n, k->weights_bytes, live, n_live, &k->persist, d);
+    free(ev);
+    free(live);
+    return st;
+}
+
 lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_diag *d) {
     *out = NULL;
     lp_rt_options o = opt ? *opt : lp_rt_defaults();
+    if (o.program && strcmp(o.program, "auto") != 0 && strcmp(o.program, "library") != 0 &&
+        strcmp(o.program, "persistent") != 0)
+        return lp_error(d, LP_ERR_USAGE, "program '%s': not auto, library or persistent", o.program);
     bool cuda = o.device && strcmp(o.device, "cuda") == 0;
     if (o.device && !cuda && strcmp(o.device, "cpu") != 0)
         return lp_error(d, LP_ERR_USAGE, "device '%s': not a device (cpu or cuda)", o.device);
@@ -605,6 +652,7 @@ lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_
         }
     }
     for (int c = 0; st == LP_OK && c < rt->n_cards; c++) st = build_card(rt, c, &o, d);
+    for (int c = 0; st == LP_OK && c < rt->n_cards; c++) st = plan_persistent(rt, c, &o, d);
 #ifdef LP_HAVE_CUDA
     if (st == LP_OK && cuda) st = open_cuda(rt, &o, d);
 #endif
@@ -624,6 +672,7 @@ void lp_rt_close(lp_rt *rt) {
     for (int c = 0; rt->cards && c < rt->n_cards; c++) {
         if (rt->cards[c].so) dlclose(rt->cards[c].so);
         free(rt->cards[c].base);
+        lp_persist_free(rt->cards[c].persist);
     }
     if (rt->tmp) {
         nftw(rt->tmp, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
@@ -1040,6 +1089,23 @@ static lp_card_env gpu_env(lp_rt *rt, int c) {
 }
 #endif
 
+const char *lp_rt_card_program(const lp_rt *rt, int c) {
+    return rt->cards[c].persist ? "persistent" : "library";
+}
+
+void lp_rt_dump_programs(const lp_rt *rt, FILE *out) {
+    for (int c = 0; c < rt->n_cards; c++) {
+        fprintf(out, "card %d: ", c);
+        if (!rt->cards[c].persist) {
+            fputs("library kernels\n", out);
+            continue;
+        }
+        lp_persist_dump(rt->cards[c].persist, out);
+        if (rt->cards[c].persist->fallback[0])
+            fprintf(out, "  library calls, the first: %s\n", rt->cards[c].persist->fallback);
+    }
+}
+
 lp_status lp_rt_profile(lp_rt *rt, FILE *out, lp_diag *d) {
 #ifdef LP_HAVE_CUDA
     if (!rt->cuda) return lp_error(d, LP_ERR_USAGE, "--profile needs --device cuda");
@@ -1075,7 +1141,12 @@ static void run_card(lp_rt *rt, int c) {
     lp_card_env env = {.abi = LP_CARD_ABI, .card = c, .compute = cpu_compute, .copy = cpu_copy,
                        .all_gather = cpu_all_gather, .user = rt};
     double t0 = now_s();
-    k->rc = k->step(&env, k->base);
+    if (k->persist) {
+        lp_diag *d = rt->run_diag;
+        lp_status st = lp_persist_run_cpu(k->persist, k->base, &env, d);
+        k->rc = st == LP_OK ? 0 : (int)st;
+    } else
+        k->rc = k->step(&env, k->base);
     k->step_s = now_s() - t0;
     if (k->rc != 0 && k->group) group_abort(k->group);
     if (k->rc == 0 && k->group) {

@@ -147,22 +147,27 @@ class RunCpu(unittest.TestCase):
                     feeds = make_inputs(man, inp)
                     names = [o["name"] for o in man["outputs"]]
                     want = ort_reference(model, feeds, names, ref)
-                    r = run(out, "--inputs", inp, "--outputs", got, "--check", ref, "--json")
-                    self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-                    rep = json.loads(r.stdout)
-                    errs = [o["rel_l2"] for o in rep["outputs"]]
-                    self.assertEqual(len(errs), len(names))
-                    self.assertTrue(all(e <= 1e-5 for e in errs), errs)
-                    self.assertEqual(rep["check"], "pass")
-                    self.assertEqual([c["allocated_bytes"] for c in rep["cards"]],
-                                     [c["total_bytes"] for c in man["cards"]])
-                    # the written outputs are the values compared, within the tolerance of ORT's
-                    for i, w in enumerate(want):
-                        a = numpy_helper.to_array(onnx.load_tensor(os.path.join(got, f"output_{i}.pb")))
-                        self.assertEqual(a.shape, np.asarray(w).shape)
-                        e = np.linalg.norm(a.astype(np.float64) - w) / max(np.linalg.norm(w), 1e-30)
-                        self.assertLessEqual(e, 1e-5)
-                    RESULTS.append((name, cards, max(errs)))
+                    # both ways of running a card: a library kernel a node, and
+                    # the persistent program (phases, fusions, absorbed copies)
+                    for program in ("library", "persistent"):
+                        r = run(out, "--inputs", inp, "--outputs", got, "--check", ref, "--json",
+                                "--program", program)
+                        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+                        rep = json.loads(r.stdout)
+                        self.assertEqual([c["program"] for c in rep["cards"]], [program] * cards)
+                        errs = [o["rel_l2"] for o in rep["outputs"]]
+                        self.assertEqual(len(errs), len(names))
+                        self.assertTrue(all(e <= 1e-5 for e in errs), (program, errs))
+                        self.assertEqual(rep["check"], "pass")
+                        self.assertEqual([c["allocated_bytes"] for c in rep["cards"]],
+                                         [c["total_bytes"] for c in man["cards"]])
+                        # the written outputs are the values compared, within the tolerance of ORT's
+                        for i, w in enumerate(want):
+                            a = numpy_helper.to_array(onnx.load_tensor(os.path.join(got, f"output_{i}.pb")))
+                            self.assertEqual(a.shape, np.asarray(w).shape)
+                            e = np.linalg.norm(a.astype(np.float64) - w) / max(np.linalg.norm(w), 1e-30)
+                            self.assertLessEqual(e, 1e-5)
+                        RESULTS.append((f"{name} {program}", cards, max(errs)))
                     if name == "seed_2x256" and cards == 1:
                         # the program these numbers come from fuses bias Adds into
                         # Gemms and carries the shape arithmetic as literals

@@ -10,6 +10,7 @@
 #include "gpu_kernels.h"
 
 extern "C" {
+#include "gpu_persist.h"
 #include "lp_gpu_device.h"
 #include "lp_ref.h"
 }
@@ -57,6 +58,7 @@ typedef struct gcard {
     int step_rc;         /* what the step function last returned */
     cudaGraphExec_t exec;
     bool pinned;
+    lp_gpu_persist *persist; /* the step as a persistent program, or NULL */
 } gcard;
 
 struct lp_gdev {
@@ -148,6 +150,7 @@ void lp_gdev_close(lp_gdev *g) {
         cudaSetDevice(k->gpu);
         if (k->stream) cudaStreamSynchronize(k->stream);
         if (k->exec) cudaGraphExecDestroy(k->exec);
+        lp_gpu_persist_close(k->persist);
         if (k->base) cudaFree(k->base);
         if (k->ev_start) cudaEventDestroy(k->ev_start);
         if (k->ev_end) cudaEventDestroy(k->ev_end);
@@ -589,9 +592,24 @@ void lp_gdev_set_diag(lp_gdev *g, lp_diag *d) { g->diag = d; }
 
 /* ---- steps ------------------------------------------------------------------ */
 
+/* The card's step: its persistent program, or the launch program. */
+static int call_step(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *env, lp_diag *d) {
+    gcard *k = &g->cards[card];
+    if (!k->persist) return step(env, k->base);
+    lp_status st = lp_gpu_persist_step(k->persist, env, k->base, k->stream, d);
+    return st == LP_OK ? 0 : (int)st;
+}
+
+lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, uint64_t weights_bytes,
+                              lp_diag *d) {
+    lp_status st = use_card(g, card, d);
+    if (st != LP_OK) return st;
+    return lp_gpu_persist_open(p, g->cards[card].base, weights_bytes, card, &g->cards[card].persist, d);
+}
+
 static lp_status run_eager(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *env, lp_diag *d) {
     g->diag = d;
-    int rc = step(env, g->cards[card].base);
+    int rc = call_step(g, card, step, env, d);
     g->cards[card].step_rc = rc;
     if (rc != 0) {
         lp_note(d, "card %d: its step stopped", card);
@@ -606,7 +624,7 @@ static lp_status capture(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env
     cudaGraph_t graph = NULL;
     GD_CHECK(d, cudaStreamBeginCapture(k->stream, cudaStreamCaptureModeThreadLocal));
     g->diag = d;
-    int rc = step(env, k->base);
+    int rc = call_step(g, card, step, env, d);
     k->step_rc = rc;
     cudaError_t e = cudaStreamEndCapture(k->stream, &graph);
     if (rc != 0) {
@@ -750,6 +768,14 @@ lp_status lp_gdev_profile(lp_gdev *g, int card, lp_card_step_fn step, lp_card_en
     gcard *k = &g->cards[card];
     lp_status st = use_card(g, card, d);
     if (st != LP_OK) return st;
+    if (k->persist) {
+        int blocks = 0, threads = 0, packed = 0;
+        lp_gpu_persist_shape(k->persist, &blocks, &threads, &packed);
+        fprintf(out, "profile of card %d: a persistent program (%d blocks x %d threads, %d Gemm "
+                "weights packed); its phases are not timed one by one: run with --program library to "
+                "time each node\n", card, blocks, threads, packed);
+        return LP_OK;
+    }
     g->n_prof = 0;
     /* the step captured with an event before and after every node, so the
      * times are the graph's, without the host's launch gaps */

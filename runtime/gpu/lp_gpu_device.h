@@ -25,6 +25,7 @@
 
 #include "lp_card.h"
 #include "lp_ir.h"
+#include "lp_persist.h"
 
 typedef struct lp_gdev lp_gdev;
 
@@ -54,6 +55,12 @@ lp_status lp_gdev_download(lp_gdev *g, int card, uint64_t offset, void *dst, uin
 /* Pins [0, bytes) of the card's allocation in L2 with an access-policy
  * window when it fits the persisting limit; *pinned says whether it did. */
 lp_status lp_gdev_pin(lp_gdev *g, int card, uint64_t bytes, bool *pinned, lp_diag *d);
+
+/* From now on the card's step is program p (lp_persist.h): its Gemm weights
+ * are packed in place (weights region [0, weights_bytes)), so the card must
+ * not run its launch program afterwards. */
+lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, uint64_t weights_bytes,
+                              lp_diag *d);
 
 /* The callbacks a card program runs on this device; env->user is set to g,
  * the all-gather callback is the caller's (it needs its group). */

@@ -1,0 +1,829 @@
+/* persist_plan.c - a card's recorded step becomes a persistent program
+ * (lp_persist.h): each compute and copy a phase, epilogues fused into their
+ * Gemms, reshaping and transposing copies absorbed into their readers,
+ * barriers only where a phase depends on bytes written since the last one. */
+#include "lp_persist.h"
+#include "lp_ops.h"
+#include "persist_ops.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- recording ------------------------------------------------------------ */
+
+typedef struct recorder {
+    lp_persist_event *ev;
+    int n, cap;
+    bool gather, oom;
+} recorder;
+
+static int record_push(lp_card_env *env, lp_persist_event e) {
+    recorder *r = (recorder *)env->user;
+    if (r->n == r->cap) {
+        int cap = r->cap ? 2 * r->cap : 64;
+        lp_persist_event *ev = realloc(r->ev, (size_t)cap * sizeof *ev);
+        if (!ev) {
+            r->oom = true;
+            return 1;
+        }
+        r->ev = ev;
+        r->cap = cap;
+    }
+    r->ev[r->n++] = e;
+    return 0;
+}
+
+static int record_compute(lp_card_env *env, unsigned char *base, const lp_card_node *n) {
+    (void)base;
+    return record_push(env, (lp_persist_event){.node = n, .value = n->node});
+}
+
+static int record_copy(lp_card_env *env, unsigned char *base, uint64_t dst, uint64_t src,
+                       uint64_t bytes, const char *value) {
+    (void)base;
+    return record_push(env, (lp_persist_event){.dst = dst, .src = src, .bytes = bytes, .value = value});
+}
+
+static int record_gather(lp_card_env *env, unsigned char *base, const char *value, int first_card,
+                         int n_cards, int rank, int axis, uint64_t chunk, uint64_t chunk_bytes,
+                         uint64_t whole, uint64_t whole_bytes, uint64_t dst) {
+    (void)base, (void)value, (void)first_card, (void)n_cards, (void)rank, (void)axis, (void)chunk;
+    (void)chunk_bytes, (void)whole, (void)whole_bytes, (void)dst;
+    ((recorder *)env->user)->gather = true;
+    return 1;
+}
+
+lp_status lp_persist_record(lp_card_step_fn step, int card, lp_persist_event **events, int *n,
+                            lp_diag *d) {
+    recorder r = {0};
+    lp_card_env env = {.abi = LP_CARD_ABI, .card = card, .compute = record_compute,
+                       .copy = record_copy, .all_gather = record_gather, .user = &r};
+    int rc = step(&env, NULL);
+    if (rc != 0 || r.oom || r.gather) {
+        free(r.ev);
+        if (r.gather)
+            return lp_error(d, LP_ERR_UNSUPPORTED, "card %d: its step meets other cards at an all-gather",
+                            card);
+        return lp_error(d, LP_ERR_INTERNAL, "card %d: recording its step failed (%s)", card,
+                        r.oom ? "out of memory" : "the step returned an error");
+    }
+    *events = r.ev;
+    *n = r.n;
+    return LP_OK;
+}
+
+/* ---- views ------------------------------------------------------------------ */
+
+static bool is_float(int dt) { return dt == 1 || dt == 10 || dt == 16; }
+
+static int64_t view_numel(const lp_persist_view *v) {
+    int64_t n = 1;
+    for (int k = 0; k < v->rank; k++) n *= v->dims[k];
+    return n;
+}
+
+static void contiguous(lp_persist_view *v) {
+    int64_t s = 1;
+    for (int k = v->rank - 1; k >= 0; k--) {
+        v->strides[k] = s;
+        s *= v->dims[k];
+    }
+}
+
+static bool is_contiguous(const lp_persist_view *v) {
+    int64_t s = 1;
+    for (int k = v->rank - 1; k >= 0; k--) {
+        if (v->dims[k] != 1 && v->strides[k] != s) return false;
+        s *= v->dims[k];
+    }
+    return true;
+}
+
+static lp_persist_view view_of(const lp_card_tensor *t, uint64_t weights_bytes) {
+    lp_persist_view v = {.offset = t->offset, .dtype = t->dtype, .rank = t->rank};
+    for (int k = 0; k < t->rank && k < LP_PERSIST_RANK; k++) v.dims[k] = t->dims[k];
+    contiguous(&v);
+    v.weight = t->offset + t->bytes <= weights_bytes;
+    return v;
+}
+
+/* t viewed with the dims of out (right-aligned numpy broadcasting). */
+static bool broadcast_view(const lp_card_tensor *t, const lp_persist_view *out, uint64_t weights_bytes,
+                           lp_persist_view *v) {
+    if (t->rank > out->rank) return false;
+    lp_persist_view src = view_of(t, weights_bytes);
+    *v = src;
+    v->rank = out->rank;
+    int lead = out->rank - t->rank;
+    for (int k = 0; k < out->rank; k++) {
+        v->dims[k] = out->dims[k];
+        if (k < lead) {
+            v->strides[k] = 0;
+            continue;
+        }
+        int64_t d = src.dims[k - lead];
+        if (d == out->dims[k])
+            v->strides[k] = src.strides[k - lead];
+        else if (d == 1)
+            v->strides[k] = 0;
+        else
+            return false;
+    }
+    return true;
+}
+
+typedef struct range {
+    uint64_t lo, hi;
+} range;
+
+static range view_range(const lp_persist_view *v) {
+    int64_t hi = 0;
+    for (int k = 0; k < v->rank; k++)
+        if (v->dims[k] > 0) hi += (v->dims[k] - 1) * v->strides[k];
+    uint64_t es = (uint64_t)lp_persist_esize(v->dtype);
+    if (view_numel(v) == 0) return (range){v->offset, v->offset};
+    return (range){v->offset, v->offset + ((uint64_t)hi + 1) * es};
+}
+
+static bool overlap(range a, range b) { return a.lo < b.hi && b.lo < a.hi && a.lo < a.hi && b.lo < b.hi; }
+static bool covers(range a, range b) { return a.lo <= b.lo && b.hi <= a.hi; }
+
+/* Strides for viewing a strided view v with other dims of the same count
+ * (numpy's no-copy reshape): false when that needs a copy. */
+static bool reshape_view(const lp_persist_view *v, const int64_t *dims, int rank, lp_persist_view *out) {
+    int64_t od[LP_PERSIST_RANK], os[LP_PERSIST_RANK];
+    int on = 0;
+    for (int k = 0; k < v->rank; k++)
+        if (v->dims[k] != 1) {
+            od[on] = v->dims[k];
+            os[on++] = v->strides[k];
+        }
+    *out = *v;
+    out->rank = rank;
+    for (int k = 0; k < rank; k++) out->dims[k] = dims[k];
+    /* walk both shapes in chunks of equal products */
+    int i = 0, j = 0;
+    while (j < rank && dims[j] == 1) out->strides[j++] = 0;
+    while (i < on && j < rank) {
+        int64_t p = od[i], q = dims[j];
+        int i2 = i + 1, j2 = j + 1;
+        while (p != q) {
+            if (p < q) {
+                if (i2 >= on) return false;
+                p *= od[i2++];
+            } else {
+                if (j2 >= rank) return false;
+                q *= dims[j2++];
+            }
+        }
+        for (int k = i; k < i2 - 1; k++)
+            if (os[k] != od[k + 1] * os[k + 1]) return false; /* the chunk is not contiguous */
+        int64_t s = os[i2 - 1];
+        for (int k = j2 - 1; k >= j; k--) {
+            out->strides[k] = s;
+            s *= dims[k];
+        }
+        i = i2;
+        j = j2;
+        while (j < rank && dims[j] == 1) out->strides[j++] = 0;
+    }
+    return i == on && j == rank;
+}
+
+/* ---- attributes ------------------------------------------------------------- */
+
+static const lp_card_attr *attr(const lp_card_node *n, const char *name) {
+    for (int k = 0; k < n->n_attrs; k++)
+        if (strcmp(n->attrs[k].name, name) == 0) return &n->attrs[k];
+    return NULL;
+}
+static int64_t attr_int(const lp_card_node *n, const char *name, int64_t fallback) {
+    const lp_card_attr *a = attr(n, name);
+    return a && a->type == 2 ? a->i : fallback;
+}
+static float attr_float(const lp_card_node *n, const char *name, float fallback) {
+    const lp_card_attr *a = attr(n, name);
+    return a && a->type == 1 ? a->f : fallback;
+}
+static bool attr_is(const lp_card_node *n, const char *name, const char *s) {
+    const lp_card_attr *a = attr(n, name);
+    return a && a->type == 3 && a->s_len == strlen(s) && memcmp(a->s, s, a->s_len) == 0;
+}
+
+/* ---- phases from events ----------------------------------------------------- */
+
+typedef struct plan_ctx {
+    lp_persist_program *p;
+    uint64_t weights_bytes;
+    const lp_persist_range *live;
+    int n_live;
+    bool *gone;          /* [n_phases]: absorbed into another phase */
+    const char *why;     /* why the node being converted stays a library call */
+} plan_ctx;
+
+static const lp_card_tensor *in_at(const lp_card_node *n, int i) {
+    return i < n->n_inputs && n->inputs[i].region != LP_CARD_NONE ? &n->inputs[i] : NULL;
+}
+
+static bool data_arg(plan_ctx *x, const lp_card_tensor *t, bool need_float) {
+    if (!t) return false;
+    if (t->region != LP_CARD_MEMORY) {
+        x->why = "an input is data the program carries";
+        return false;
+    }
+    if (t->rank > LP_PERSIST_RANK || lp_persist_esize(t->dtype) == 0 || (need_float && !is_float(t->dtype))) {
+        x->why = "a dtype or rank no phase handles";
+        return false;
+    }
+    return true;
+}
+
+static bool one_output(plan_ctx *x, const lp_card_node *n, bool need_float) {
+    for (int k = 1; k < n->n_outputs; k++)
+        if (n->outputs[k].region != LP_CARD_NONE) {
+            x->why = "more than one output";
+            return false;
+        }
+    return n->n_outputs >= 1 && data_arg(x, &n->outputs[0], need_float);
+}
+
+static bool is_view_op(int op) {
+    return op == LP_OP_Reshape || op == LP_OP_Flatten || op == LP_OP_Squeeze || op == LP_OP_Unsqueeze ||
+           op == LP_OP_Identity;
+}
+
+/* The phase of node n (index node), or kind NODE with x->why set. */
+static lp_persist_phase node_phase(plan_ctx *x, const lp_card_node *n, int node) {
+    lp_persist_phase ph = {.kind = LP_PERSIST_NODE, .node = node};
+    int op = lp_op_lookup("", n->op);
+    uint64_t wb = x->weights_bytes;
+    x->why = "no phase kind for the op";
+    const lp_card_tensor *a = in_at(n, 0), *b = in_at(n, 1), *c = in_at(n, 2);
+    bool fl = !(is_view_op(op) || op == LP_OP_Transpose || op == LP_OP_Expand);
+    if (!data_arg(x, a, fl) || !one_output(x, n, fl)) return ph;
+    lp_persist_view out = view_of(&n->outputs[0], wb), va = view_of(a, wb);
+    ph.out = out;
+    if (is_view_op(op) || (op == LP_OP_Cast && is_float(a->dtype) && is_float(out.dtype))) {
+        if (view_numel(&va) != view_numel(&out)) return ph;
+        ph.kind = LP_PERSIST_COPY;
+        ph.a = out;
+        ph.a.offset = va.offset;
+        ph.a.dtype = va.dtype;
+        ph.a.weight = va.weight;
+        if (!is_view_op(op)) ph.op = op;
+        return ph;
+    }
+    if (op == LP_OP_Transpose) {
+        if (a->rank != out.rank) return ph;
+        const lp_card_attr *pa = attr(n, "perm");
+        ph.kind = LP_PERSIST_COPY;
+        ph.op = op;
+        ph.a = va;
+        for (int k = 0; k < out.rank; k++) {
+            int64_t src = pa ? (k < pa->n ? pa->ints[k] : -1) : out.rank - 1 - k;
+            if (src < 0 || src >= out.rank || va.dims[src] != out.dims[k]) {
+                ph.kind = LP_PERSIST_NODE;
+                return ph;
+            }
+            ph.a.dims[k] = va.dims[src];
+            ph.a.strides[k] = va.strides[src];
+        }
+        return ph;
+    }
+    if (op == LP_OP_Expand) {
+        if (!broadcast_view(a, &out, wb, &ph.a)) return ph;
+        ph.kind = LP_PERSIST_COPY;
+        ph.op = op;
+        return ph;
+    }
+    if (lp_persist_is_unary(op) && n->n_inputs == 1) {
+        ph.kind = LP_PERSIST_ELEMENTWISE;
+        ph.op = op;
+        ph.a = out;
+        ph.a.offset = va.offset;
+        ph.a.dtype = va.dtype;
+        ph.a.weight = va.weight;
+        if (op == LP_OP_Gelu) {
+            if (attr_is(n, "approximate", "tanh")) ph.alpha = 1;
+            else if (attr(n, "approximate") && !attr_is(n, "approximate", "none")) ph.kind = LP_PERSIST_NODE;
+        }
+        if (op == LP_OP_LeakyRelu) ph.alpha = attr_float(n, "alpha", 0.01f);
+        if (op == LP_OP_HardSigmoid) {
+            ph.alpha = attr_float(n, "alpha", 0.2f);
+            ph.beta = attr_float(n, "beta", 0.5f);
+        }
+        return ph;
+    }
+    if (lp_persist_is_binary(op) && n->n_inputs == 2) {
+        if (!data_arg(x, b, true)) return ph;
+        if (!broadcast_view(a, &out, wb, &ph.a) || !broadcast_view(b, &out, wb, &ph.b)) return ph;
+        ph.kind = LP_PERSIST_ELEMENTWISE;
+        ph.op = op;
+        return ph;
+    }
+    if (op == LP_OP_MatMul || op == LP_OP_Gemm) {
+        if (!data_arg(x, b, true)) return ph;
+        bool gemm = op == LP_OP_Gemm;
+        if (gemm && (attr_int(n, "transA", 0) != 0 || attr_float(n, "alpha", 1.0f) != 1.0f ||
+                     (c && attr_float(n, "beta", 1.0f) != 1.0f))) {
+            x->why = "Gemm with transA, alpha or beta";
+            return ph;
+        }
+        lp_persist_view vb = view_of(b, wb);
+        if (a->rank >= 2 && b->rank == 2 && vb.weight && out.rank >= 2) {
+            int tw = gemm ? (int)attr_int(n, "transB", 0) : 0;
+            int64_t k = va.dims[va.rank - 1], nn = tw ? vb.dims[0] : vb.dims[1];
+            if ((tw ? vb.dims[1] : vb.dims[0]) != k || out.dims[out.rank - 1] != nn || k == 0 ||
+                view_numel(&out) != view_numel(&va) / k * nn)
+                return ph;
+            ph.kind = LP_PERSIST_GEMM;
+            ph.m = view_numel(&va) / (k ? k : 1);
+            ph.n = nn;
+            ph.k = k;
+            ph.trans_w = tw;
+            ph.a = va;
+            ph.b = vb;
+            if (c) {
+                if (!data_arg(x, c, true)) return (lp_persist_phase){.kind = LP_PERSIST_NODE, .node = node};
+                lp_persist_view vc = view_of(c, wb);
+                if (view_numel(&vc) != nn || !vc.weight) {
+                    x->why = "a Gemm bias that is not one row of weights";
+                    return (lp_persist_phase){.kind = LP_PERSIST_NODE, .node = node};
+                }
+                ph.has_bias = 1;
+                ph.bias = vc;
+            }
+            return ph;
+        }
+        if (gemm || a->rank < 2 || b->rank < 2 || out.rank < 2) return ph;
+        /* both activations: a [.., M, K] . b [.., K, N], batch dims broadcast */
+        int r = out.rank;
+        lp_persist_view shape = out;
+        shape.dims[r - 1] = a->dims[a->rank - 1];
+        if (!broadcast_view(a, &shape, wb, &ph.a)) return ph;
+        shape = out;
+        shape.dims[r - 2] = b->dims[b->rank - 2];
+        if (!broadcast_view(b, &shape, wb, &ph.b)) return ph;
+        if (ph.a.dims[r - 1] != ph.b.dims[r - 2]) return ph;
+        ph.kind = LP_PERSIST_BATCHED_MATMUL;
+        ph.alpha = 1.0f;
+        return ph;
+    }
+    if (op == LP_OP_LayerNormalization) {
+        int64_t axis = attr_int(n, "axis", -1);
+        if (axis != -1 && axis != a->rank - 1) {
+            x->why = "LayerNormalization over more than the last axis";
+            return ph;
+        }
+        if (!data_arg(x, b, true)) return ph;
+        int64_t dlast = a->rank ? a->dims[a->rank - 1] : 1;
+        ph.scale = view_of(b, wb);
+        if (view_numel(&ph.scale) != dlast) return ph;
+        if (c) {
+            if (!data_arg(x, c, true)) return ph;
+            ph.bias = view_of(c, wb);
+            if (view_numel(&ph.bias) != dlast) return ph;
+            ph.has_bias = 1;
+        }
+        ph.kind = LP_PERSIST_LAYERNORM;
+        ph.a = va;
+        ph.alpha = attr_float(n, "epsilon", 1e-5f);
+        return ph;
+    }
+    if (op == LP_OP_Softmax || op == LP_OP_LogSoftmax) {
+        int64_t axis = attr_int(n, "axis", n->opset >= 13 ? -1 : 1);
+        if (axis != -1 && axis != a->rank - 1) {
+            x->why = "Softmax over another axis than the last";
+            return ph;
+        }
+        ph.kind = LP_PERSIST_SOFTMAX;
+        ph.op = op;
+        ph.a = va;
+        return ph;
+    }
+    return ph;
+}
+
+static lp_persist_phase copy_phase(const lp_persist_event *e, uint64_t weights_bytes) {
+    int dt = e->bytes % 8 == 0 ? 7 : e->bytes % 4 == 0 ? 1 : e->bytes % 2 == 0 ? 10 : 2;
+    int64_t n = (int64_t)(e->bytes / (uint64_t)lp_persist_esize(dt));
+    lp_persist_phase ph = {.kind = LP_PERSIST_COPY, .node = -1};
+    ph.out = (lp_persist_view){.offset = e->dst, .dtype = dt, .rank = 1, .dims = {n}, .strides = {1}};
+    ph.a = ph.out;
+    ph.a.offset = e->src;
+    ph.a.weight = e->src + e->bytes <= weights_bytes;
+    return ph;
+}
+
+/* ---- reads and writes ------------------------------------------------------- */
+
+typedef struct rw {
+    int n_reads, n_writes;
+    range reads[8], writes[4];
+} rw;
+
+static void rw_of(const lp_persist_program *p, const lp_persist_phase *ph, rw *s) {
+    s->n_reads = s->n_writes = 0;
+    if (ph->kind == LP_PERSIST_NODE) {
+        const lp_card_node *n = p->nodes[ph->node];
+        /* a node's reads beyond 8 inputs fold into one covering range */
+        for (int k = 0; k < n->n_inputs; k++) {
+            const lp_card_tensor *t = &n->inputs[k];
+            if (t->region != LP_CARD_MEMORY) continue;
+            range r = {t->offset, t->offset + t->bytes};
+            if (s->n_reads < 7) s->reads[s->n_reads++] = r;
+            else {
+                range *l = &s->reads[6];
+                if (r.lo < l->lo) l->lo = r.lo;
+                if (r.hi > l->hi) l->hi = r.hi;
+            }
+        }
+        for (int k = 0; k < n->n_outputs; k++) {
+            const lp_card_tensor *t = &n->outputs[k];
+            if (t->region != LP_CARD_MEMORY) continue;
+            range r = {t->offset, t->offset + t->bytes};
+            if (s->n_writes < 3) s->writes[s->n_writes++] = r;
+            else {
+                range *l = &s->writes[2];
+                if (r.lo < l->lo) l->lo = r.lo;
+                if (r.hi > l->hi) l->hi = r.hi;
+            }
+        }
+        if (n->workspace_bytes) {
+            range w = {n->workspace_offset, n->workspace_offset + n->workspace_bytes};
+            s->reads[s->n_reads++] = w;
+            s->writes[s->n_writes++] = w;
+        }
+        return;
+    }
+    s->writes[s->n_writes++] = view_range(&ph->out);
+    s->reads[s->n_reads++] = view_range(&ph->a);
+    if (ph->kind == LP_PERSIST_ELEMENTWISE && lp_persist_is_binary(ph->op)) s->reads[s->n_reads++] = view_range(&ph->b);
+    if (ph->kind == LP_PERSIST_GEMM || ph->kind == LP_PERSIST_BATCHED_MATMUL) s->reads[s->n_reads++] = view_range(&ph->b);
+    if (ph->kind == LP_PERSIST_LAYERNORM) s->reads[s->n_reads++] = view_range(&ph->scale);
+    if (ph->has_bias) s->reads[s->n_reads++] = view_range(&ph->bias);
+    if (ph->epi.residual) s->reads[s->n_reads++] = view_range(&ph->epi.res);
+}
+
+static bool reads_any(const rw *s, range r) {
+    for (int k = 0; k < s->n_reads; k++)
+        if (overlap(s->reads[k], r)) return true;
+    return false;
+}
+static bool writes_any(const rw *s, range r) {
+    for (int k = 0; k < s->n_writes; k++)
+        if (overlap(s->writes[k], r)) return true;
+    return false;
+}
+static bool writes_all(const rw *s, range r) {
+    for (int k = 0; k < s->n_writes; k++)
+        if (covers(s->writes[k], r)) return true;
+    return false;
+}
+
+static bool is_live_out(const plan_ctx *x, range r) {
+    for (int k = 0; k < x->n_live; k++)
+        if (overlap((range){x->live[k].lo, x->live[k].hi}, r)) return true;
+    return false;
+}
+
+/* The next phase after i that is not gone, or n_phases. */
+static int next_live(const plan_ctx *x, int i) {
+    int j = i + 1;
+    while (j < x->p->n_phases && x->gone[j]) j++;
+    return j;
+}
+
+/* Nothing after phase `from` (skipping `except`) reads bytes r before they
+ * are written whole again, and the step does not send them. */
+static bool dead_after(const plan_ctx *x, int from, int except, range r) {
+    const lp_persist_program *p = x->p;
+    rw s;
+    for (int k = from + 1; k < p->n_phases; k++) {
+        if (x->gone[k] || k == except) continue;
+        rw_of(p, &p->phases[k], &s);
+        if (reads_any(&s, r)) return false;
+        if (writes_all(&s, r)) return true;
+        if (writes_any(&s, r)) return false;
+    }
+    return !is_live_out(x, r);
+}
+
+static bool same_bytes(const lp_persist_view *v, range r) {
+    range q = view_range(v);
+    return is_contiguous(v) && q.lo == r.lo && q.hi == r.hi;
+}
+
+/* ---- epilogue fusion ---------------------------------------------------------- */
+
+static bool is_activation(int op) {
+    return op == LP_OP_Gelu || op == LP_OP_Relu || op == LP_OP_Sigmoid || op == LP_OP_Tanh ||
+           op == LP_OP_LeakyRelu || op == LP_OP_HardSigmoid || op == LP_OP_HardSwish ||
+           op == LP_OP_Erf || op == LP_OP_Softplus;
+}
+
+/* Phase j, reading g's output y whole, becomes part of g's epilogue. */
+static bool fuse_into_gemm(plan_ctx *x, int gi, int j) {
+    lp_persist_phase *g = &x->p->phases[gi], *e = &x->p->phases[j];
+    range y = view_range(&g->out);
+    range ins[3] = {view_range(&g->a), view_range(&g->b), g->has_bias ? view_range(&g->bias) : (range){0, 0}};
+    range z = view_range(&e->out);
+    if (!is_contiguous(&e->out) || view_numel(&e->out) * lp_persist_esize(e->out.dtype) !=
+                                       (int64_t)(z.hi - z.lo))
+        return false;
+    for (int k = 0; k < 3; k++)
+        if (overlap(ins[k], z)) return false;
+    if (!dead_after(x, j, -1, y) && !covers(z, y)) return false;
+    if (e->kind == LP_PERSIST_COPY) {
+        /* the result moving into place: written there directly */
+        if (e->a.dtype != e->out.dtype || !same_bytes(&e->a, y) || z.hi - z.lo != y.hi - y.lo) return false;
+        if (g->epi.residual && overlap(view_range(&g->epi.res), z) &&
+            view_range(&g->epi.res).lo != z.lo)
+            return false;
+        g->out.offset = e->out.offset;
+        return true;
+    }
+    if (e->kind != LP_PERSIST_ELEMENTWISE || view_numel(&e->out) != g->m * g->n || !is_float(e->out.dtype))
+        return false;
+    if (lp_persist_is_unary(e->op)) {
+        if (!is_activation(e->op) || g->epi.act || g->epi.residual || !same_bytes(&e->a, y) ||
+            e->a.dtype != g->out.dtype)
+            return false;
+        g->epi.act = e->op;
+        g->epi.act_tanh = e->op == LP_OP_Gelu && e->alpha != 0;
+        g->epi.act_alpha = e->alpha;
+        g->epi.act_beta = e->beta;
+    } else if (e->op == LP_OP_Add) {
+        const lp_persist_view *mine = same_bytes(&e->a, y) ? &e->a : same_bytes(&e->b, y) ? &e->b : NULL;
+        if (!mine || g->epi.residual || mine->dtype != g->out.dtype) return false;
+        const lp_persist_view *res = mine == &e->a ? &e->b : &e->a;
+        range rr = view_range(res);
+        if (!is_contiguous(res) || view_numel(res) != g->m * g->n || overlap(rr, y) ||
+            (overlap(rr, z) && rr.lo != z.lo))
+            return false;
+        g->epi.residual = 1;
+        g->epi.res = *res;
+    } else
+        return false;
+    g->out.offset = e->out.offset;
+    g->out.dtype = e->out.dtype;
+    return true;
+}
+
+static void fuse_epilogues(plan_ctx *x) {
+    lp_persist_program *p = x->p;
+    for (int i = 0; i < p->n_phases; i++) {
+        if (x->gone[i] || p->phases[i].kind != LP_PERSIST_GEMM) continue;
+        for (;;) {
+            int j = next_live(x, i);
+            if (j >= p->n_phases || !fuse_into_gemm(x, i, j)) break;
+            x->gone[j] = true;
+            p->n_fused++;
+        }
+    }
+}
+
+/* ---- copies absorbed into their readers ---------------------------------------- */
+
+/* The view v of bytes o (c's output, contiguous) re-expressed over c's source. */
+static bool through_copy(const lp_persist_phase *c, const lp_persist_view *v, lp_persist_view *nv) {
+    range o = view_range(&c->out);
+    if (v->offset < o.lo) return false;
+    if (is_contiguous(&c->a)) {
+        /* bits moved unchanged: the reader may read them as any dtype */
+        /* the copy only reshapes: same layout, other place */
+        *nv = *v;
+        nv->offset = c->a.offset + (v->offset - o.lo);
+        nv->weight = c->a.weight;
+        return view_range(nv).hi <= view_range(&c->a).hi;
+    }
+    /* a strided source: the reader must read the whole output in order */
+    if (v->dtype != c->out.dtype || !same_bytes(v, o)) return false;
+    if (!reshape_view(&c->a, v->dims, v->rank, nv)) return false;
+    nv->dtype = v->dtype;
+    return true;
+}
+
+/* Which views of phase r read bytes o: bit k for a, b, scale, bias, res. */
+static bool absorb_into(const lp_persist_phase *c, lp_persist_phase *r, range o, bool apply) {
+    lp_persist_view *views[5] = {&r->a, &r->b, &r->scale, &r->bias, &r->epi.res};
+    bool used[5] = {true,
+                    r->kind == LP_PERSIST_GEMM || r->kind == LP_PERSIST_BATCHED_MATMUL ||
+                        (r->kind == LP_PERSIST_ELEMENTWISE && lp_persist_is_binary(r->op)),
+                    r->kind == LP_PERSIST_LAYERNORM, r->has_bias != 0, r->epi.residual != 0};
+    if (r->kind == LP_PERSIST_NODE) return false;
+    for (int k = 0; k < 5; k++) {
+        if (!used[k] || !overlap(view_range(views[k]), o)) continue;
+        lp_persist_view nv;
+        if (!through_copy(c, views[k], &nv)) return false;
+        /* the Gemm reads a contiguous; scale, bias and res stay contiguous */
+        if ((k != 0 || r->kind == LP_PERSIST_GEMM) && k != 1 && !is_contiguous(&nv)) return false;
+        if (k == 1 && r->kind == LP_PERSIST_GEMM) return false; /* weights are not copies */
+        if (apply) *views[k] = nv;
+    }
+    return true;
+}
+
+static void absorb_copies(plan_ctx *x) {
+    lp_persist_program *p = x->p;
+    rw s;
+    for (int i = 0; i < p->n_phases; i++) {
+        lp_persist_phase *c = &p->phases[i];
+        if (x->gone[i] || c->kind != LP_PERSIST_COPY || c->a.dtype != c->out.dtype) continue;
+        range o = view_range(&c->out), src = view_range(&c->a);
+        if (overlap(o, src)) continue;
+        /* the readers of o until it is written whole again */
+        int last = -1;
+        bool ok = true, ended = false;
+        for (int k = i + 1; k < p->n_phases && ok; k++) {
+            if (x->gone[k]) continue;
+            rw_of(p, &p->phases[k], &s);
+            if (reads_any(&s, o)) {
+                ok = absorb_into(c, &p->phases[k], o, false);
+                last = k;
+            }
+            if (writes_all(&s, o)) {
+                ended = true;
+                break;
+            }
+            if (writes_any(&s, o)) ok = false;
+        }
+        if (!ok || last < 0 || (!ended && is_live_out(x, o))) continue;
+        /* the source must hold until the last reader */
+        for (int k = i + 1; k <= last && ok; k++) {
+            if (x->gone[k]) continue;
+            rw_of(p, &p->phases[k], &s);
+            if (writes_any(&s, src)) ok = false;
+        }
+        if (!ok) continue;
+        for (int k = i + 1; k <= last; k++)
+            if (!x->gone[k]) {
+                rw_of(p, &p->phases[k], &s);
+                if (reads_any(&s, o)) absorb_into(c, &p->phases[k], o, true);
+            }
+        x->gone[i] = true;
+        p->n_fused++;
+    }
+}
+
+/* ---- barriers ------------------------------------------------------------------ */
+
+typedef struct pending {
+    range *r;
+    int n, cap;
+} pending;
+
+static bool pending_add(pending *q, range r) {
+    if (q->n == q->cap) {
+        int cap = q->cap ? 2 * q->cap : 32;
+        range *nr = realloc(q->r, (size_t)cap * sizeof *nr);
+        if (!nr) return false;
+        q->r = nr;
+        q->cap = cap;
+    }
+    q->r[q->n++] = r;
+    return true;
+}
+
+static bool pending_hits(const pending *q, range r) {
+    for (int k = 0; k < q->n; k++)
+        if (overlap(q->r[k], r)) return true;
+    return false;
+}
+
+static bool place_barriers(plan_ctx *x) {
+    lp_persist_program *p = x->p;
+    pending reads = {0}, writes = {0};
+    bool ok = true, open = false;
+    rw s;
+    for (int i = 0; i < p->n_phases && ok; i++) {
+        lp_persist_phase *ph = &p->phases[i];
+        if (ph->kind == LP_PERSIST_NODE) {
+            reads.n = writes.n = 0;
+            open = false;
+            continue;
+        }
+        if (!open) p->n_kernels++;
+        open = true;
+        rw_of(p, ph, &s);
+        bool dep = false;
+        for (int k = 0; k < s.n_reads && !dep; k++) dep = pending_hits(&writes, s.reads[k]);
+        for (int k = 0; k < s.n_writes && !dep; k++)
+            dep = pending_hits(&writes, s.writes[k]) || pending_hits(&reads, s.writes[k]);
+        if (dep) {
+            ph->sync = 1;
+            p->n_syncs++;
+            reads.n = writes.n = 0;
+        }
+        for (int k = 0; k < s.n_reads && ok; k++) ok = pending_add(&reads, s.reads[k]);
+        for (int k = 0; k < s.n_writes && ok; k++) ok = pending_add(&writes, s.writes[k]);
+    }
+    free(reads.r);
+    free(writes.r);
+    return ok;
+}
+
+/* ---- the plan ---------------------------------------------------------------------- */
+
+lp_status lp_persist_plan(const lp_persist_event *events, int n, uint64_t weights_bytes,
+                          const lp_persist_range *live_out, int n_live, lp_persist_program **out,
+                          lp_diag *d) {
+    *out = NULL;
+    lp_persist_program *p = calloc(1, sizeof *p);
+    int n_nodes = 0;
+    for (int i = 0; i < n; i++) n_nodes += events[i].node != NULL;
+    if (p) {
+        p->phases = calloc((size_t)n + 1, sizeof *p->phases);
+        p->nodes = calloc((size_t)n_nodes + 1, sizeof *p->nodes);
+    }
+    bool *gone = calloc((size_t)n + 1, sizeof *gone);
+    if (!p || !p->phases || !p->nodes || !gone) {
+        free(gone);
+        lp_persist_free(p);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory planning a persistent program");
+    }
+    plan_ctx x = {.p = p, .weights_bytes = weights_bytes, .live = live_out, .n_live = n_live, .gone = gone};
+    for (int i = 0; i < n; i++) {
+        const lp_persist_event *e = &events[i];
+        if (!e->node) {
+            if (e->bytes) p->phases[p->n_phases++] = copy_phase(e, weights_bytes);
+            continue;
+        }
+        int node = p->n_nodes;
+        p->nodes[p->n_nodes++] = e->node;
+        lp_persist_phase ph = node_phase(&x, e->node, node);
+        if (ph.kind == LP_PERSIST_NODE && !p->fallback[0])
+            snprintf(p->fallback, sizeof p->fallback, "%s '%s': %s", e->node->op, e->node->node, x.why);
+        p->phases[p->n_phases++] = ph;
+    }
+    fuse_epilogues(&x);
+    absorb_copies(&x);
+    fuse_epilogues(&x);
+    int k = 0;
+    for (int i = 0; i < p->n_phases; i++)
+        if (!gone[i]) p->phases[k++] = p->phases[i];
+    p->n_phases = k;
+    free(gone);
+    if (!place_barriers(&x)) {
+        lp_persist_free(p);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory planning a persistent program");
+    }
+    *out = p;
+    return LP_OK;
+}
+
+void lp_persist_free(lp_persist_program *p) {
+    if (!p) return;
+    free(p->phases);
+    free(p->nodes);
+    free(p);
+}
+
+/* ---- the dump ------------------------------------------------------------------------ */
+
+static const char *kind_name(int k) {
+    static const char *names[] = {"?", "copy", "elementwise", "gemm", "batched_matmul", "layernorm",
+                                  "softmax", "node"};
+    return k >= 1 && k <= 7 ? names[k] : "?";
+}
+
+static void put_view(FILE *f, const char *name, const lp_persist_view *v) {
+    fprintf(f, " %s@%" PRIu64 "%s[", name, v->offset, v->weight ? "w" : "");
+    for (int k = 0; k < v->rank; k++) fprintf(f, "%s%" PRId64, k ? "x" : "", v->dims[k]);
+    fputs("]", f);
+    if (!is_contiguous(v)) {
+        fputs("/", f);
+        for (int k = 0; k < v->rank; k++) fprintf(f, "%s%" PRId64, k ? "," : "", v->strides[k]);
+    }
+    fprintf(f, ":%s", lp_dtype_name((lp_dtype)v->dtype));
+}
+
+void lp_persist_dump(const lp_persist_program *p, FILE *f) {
+    fprintf(f, "persistent program: %d phases, %d kernel%s, %d barriers, %d fused\n", p->n_phases,
+            p->n_kernels, p->n_kernels == 1 ? "" : "s", p->n_syncs, p->n_fused);
+    for (int i = 0; i < p->n_phases; i++) {
+        const lp_persist_phase *ph = &p->phases[i];
+        fprintf(f, "  %3d %s %-14s", i, ph->sync ? "|" : " ", kind_name(ph->kind));
+        if (ph->node >= 0 && ph->node < p->n_nodes) fprintf(f, " %s", p->nodes[ph->node]->node);
+        else fputs(" (copy)", f);
+        if (ph->kind == LP_PERSIST_NODE) {
+            fprintf(f, " %s\n", p->nodes[ph->node]->op);
+            continue;
+        }
+        if (ph->op > 0 && lp_op_name(ph->op)) fprintf(f, " %s", lp_op_name(ph->op));
+        if (ph->kind == LP_PERSIST_GEMM) {
+            fprintf(f, " m=%" PRId64 " n=%" PRId64 " k=%" PRId64 "%s%s", ph->m, ph->n, ph->k,
+                    ph->trans_w ? " trans_w" : "", ph->has_bias ? " +bias" : "");
+            if (ph->epi.act) fprintf(f, " +%s", lp_op_name(ph->epi.act));
+            if (ph->epi.residual) fputs(" +residual", f);
+        }
+        put_view(f, "out", &ph->out);
+        put_view(f, "a", &ph->a);
+        if (ph->kind == LP_PERSIST_GEMM || ph->kind == LP_PERSIST_BATCHED_MATMUL ||
+            (ph->kind == LP_PERSIST_ELEMENTWISE && lp_persist_is_binary(ph->op)))
+            put_view(f, "b", &ph->b);
+        if (ph->epi.residual) put_view(f, "res", &ph->epi.res);
+        fputc('\n', f);
+    }
+}
