@@ -67,25 +67,28 @@ def main():
                 feeds = make_inputs(man, inp)
                 names = [o["name"] for o in man["outputs"]]
                 ort_reference(ref_model, feeds, names, ref)
-                cmd = [RUN, out, "--device", "cuda", "--inputs", inp, "--check", ref, "--tolerance",
-                       str(tol), "--iters", "20", "--warmup", "3", "--json"]
-                if pi == 0:
-                    cmd.append("--check-nodes")
-                r = subprocess.run(cmd, capture_output=True, text=True)
-                try:
-                    rep = json.loads(r.stdout)
-                except json.JSONDecodeError:
-                    rep = None
-                if r.returncode != 0 or not rep:
-                    print(f"FAIL {tag}: lpcc-run exit {r.returncode}: {r.stderr.strip()[-3000:]}")
-                    failures += 1
-                    continue
-                errs = [o["rel_l2"] for o in rep["outputs"]]
-                print(f"ok   {tag}: {len(man['cards'])} card(s), max relative L2 {max(errs):.3g} "
-                      f"(tolerance {tol:g}), latency {rep['latency_s'] * 1e6:.1f} us, "
-                      f"allocated = planned: {all(c['allocated_bytes'] == c['planned_bytes'] for c in rep['cards'])}, "
-                      f"GPU memory taken {rep['cards'][0]['gpu_taken_bytes'] / 2**20:.1f} MiB "
-                      f"(cards {rep['cards'][0]['gpu_allocated_bytes'] / 2**20:.1f} MiB)")
+                for program in ("library", "persistent"):
+                    cmd = [RUN, out, "--device", "cuda", "--inputs", inp, "--check", ref, "--tolerance",
+                           str(tol), "--iters", "20", "--warmup", "3", "--json", "--program", program]
+                    if pi == 0 and program == "library":
+                        cmd.append("--check-nodes")
+                    r = subprocess.run(cmd, capture_output=True, text=True)
+                    try:
+                        rep = json.loads(r.stdout)
+                    except json.JSONDecodeError:
+                        rep = None
+                    if r.returncode != 0 or not rep:
+                        print(f"FAIL {tag} {program}: lpcc-run exit {r.returncode}: {r.stderr.strip()[-3000:]}")
+                        failures += 1
+                        continue
+                    ran = [c["program"] for c in rep["cards"]]
+                    errs = [o["rel_l2"] for o in rep["outputs"]]
+                    print(f"ok   {tag} {program} ({ran.count('persistent')} of {len(ran)} persistent): "
+                          f"{len(man['cards'])} card(s), max relative L2 {max(errs):.3g} "
+                          f"(tolerance {tol:g}), latency {rep['latency_s'] * 1e6:.1f} us, "
+                          f"allocated = planned: {all(c['allocated_bytes'] == c['planned_bytes'] for c in rep['cards'])}, "
+                          f"GPU memory taken {rep['cards'][0]['gpu_taken_bytes'] / 2**20:.1f} MiB "
+                          f"(cards {rep['cards'][0]['gpu_allocated_bytes'] / 2**20:.1f} MiB)")
     print(f"test-gpu models: {failures} failed")
     return 1 if failures else 0
 
