@@ -124,13 +124,14 @@ typedef struct lp_persist_range {
     uint64_t lo, hi;
 } lp_persist_range;
 
-/* Plans the program of a step recorded as events[n]. weights_bytes: the
- * weights region [0, weights_bytes) of the allocation; live_out[n_live]:
- * the bytes read after the step (the send buffers), which every phase that
- * writes them keeps writing. Returns LP_OK, or LP_ERR_INTERNAL on no memory. */
-lp_status lp_persist_plan(const lp_persist_event *events, int n, uint64_t weights_bytes,
-                          const lp_persist_range *live_out, int n_live, lp_persist_program **out,
-                          lp_diag *d);
+/* Plans the program of a step recorded as events[n]. weights: the bytes
+ * of the weights region [0, weights_bytes) of the allocation (NULL: not
+ * known; constant scalars are then not folded); live_out[n_live]: the bytes
+ * read after the step (the send buffers), which every phase that writes
+ * them keeps writing. Returns LP_OK, or LP_ERR_INTERNAL on no memory. */
+lp_status lp_persist_plan(const lp_persist_event *events, int n, const void *weights,
+                          uint64_t weights_bytes, const lp_persist_range *live_out, int n_live,
+                          lp_persist_program **out, lp_diag *d);
 void lp_persist_free(lp_persist_program *p);
 /* One line a phase: kind, op, sync, node name, views. */
 void lp_persist_dump(const lp_persist_program *p, FILE *out);

@@ -4,6 +4,7 @@
  * barriers only where a phase depends on bytes written since the last one. */
 #include "lp_persist.h"
 #include "lp_ops.h"
+#include "lp_ref.h"
 #include "persist_ops.h"
 
 #include <inttypes.h>
@@ -216,6 +217,7 @@ static bool attr_is(const lp_card_node *n, const char *name, const char *s) {
 typedef struct plan_ctx {
     lp_persist_program *p;
     uint64_t weights_bytes;
+    const unsigned char *weights; /* the weights region's bytes, or NULL */
     const lp_persist_range *live;
     int n_live;
     bool *gone;          /* [n_phases]: absorbed into another phase */
@@ -526,6 +528,7 @@ static bool is_activation(int op) {
 /* Phase j, reading g's output y whole, becomes part of g's epilogue. */
 static bool fuse_into_gemm(plan_ctx *x, int gi, int j) {
     lp_persist_phase *g = &x->p->phases[gi], *e = &x->p->phases[j];
+    if (!is_contiguous(&g->out)) return false;
     range y = view_range(&g->out);
     range ins[3] = {view_range(&g->a), view_range(&g->b), g->has_bias ? view_range(&g->bias) : (range){0, 0}};
     range z = view_range(&e->out);
@@ -569,6 +572,52 @@ static bool fuse_into_gemm(plan_ctx *x, int gi, int j) {
     g->out.offset = e->out.offset;
     g->out.dtype = e->out.dtype;
     return true;
+}
+
+/* The value of a weight view that broadcasts one element, or false. */
+static bool scalar_weight(const plan_ctx *x, const lp_persist_view *v, float *out) {
+    if (!x->weights || !v->weight || !is_float(v->dtype)) return false;
+    for (int k = 0; k < v->rank; k++)
+        if (v->dims[k] != 1 && v->strides[k] != 0) return false;
+    const unsigned char *at = x->weights + v->offset;
+    if (v->dtype == 1) {
+        memcpy(out, at, sizeof *out);
+    } else {
+        uint16_t h;
+        memcpy(&h, at, sizeof h);
+        *out = v->dtype == 10 ? lp_ref_f16_to_f32(h) : lp_ref_bf16_to_f32(h);
+    }
+    return true;
+}
+
+/* A batched matmul followed by a Mul or Div of its whole output by a
+ * constant scalar: the product is scaled by alpha instead. */
+static void fold_scales(plan_ctx *x) {
+    lp_persist_program *p = x->p;
+    for (int i = 0; i < p->n_phases; i++) {
+        lp_persist_phase *g = &p->phases[i];
+        if (x->gone[i] || g->kind != LP_PERSIST_BATCHED_MATMUL || !is_contiguous(&g->out)) continue;
+        int j = next_live(x, i);
+        if (j >= p->n_phases) continue;
+        lp_persist_phase *e = &p->phases[j];
+        if (e->kind != LP_PERSIST_ELEMENTWISE || (e->op != LP_OP_Mul && e->op != LP_OP_Div)) continue;
+        range y = view_range(&g->out), z = view_range(&e->out);
+        float v;
+        bool first = same_bytes(&e->a, y) && e->a.dtype == g->out.dtype && scalar_weight(x, &e->b, &v);
+        if (!first && !(e->op == LP_OP_Mul && same_bytes(&e->b, y) && e->b.dtype == g->out.dtype &&
+                         scalar_weight(x, &e->a, &v)))
+            continue;
+        if (!is_contiguous(&e->out) || view_numel(&e->out) != view_numel(&g->out) ||
+            overlap(z, view_range(&g->a)) || overlap(z, view_range(&g->b)) ||
+            (!dead_after(x, j, -1, y) && !covers(z, y)))
+            continue;
+        /* rounding the product before the scale (as the graph does) is dropped */
+        g->alpha = e->op == LP_OP_Mul ? g->alpha * v : g->alpha / v;
+        g->out.offset = e->out.offset;
+        g->out.dtype = e->out.dtype;
+        x->gone[j] = true;
+        p->n_fused++;
+    }
 }
 
 static void fuse_epilogues(plan_ctx *x) {
@@ -625,6 +674,25 @@ static bool absorb_into(const lp_persist_phase *c, lp_persist_phase *r, range o,
     return true;
 }
 
+static bool same_view(const lp_persist_view *a, const lp_persist_view *b) {
+    if (a->offset != b->offset || a->rank != b->rank ||
+        lp_persist_esize(a->dtype) != lp_persist_esize(b->dtype))
+        return false;
+    for (int k = 0; k < a->rank; k++)
+        if (a->dims[k] != b->dims[k] || (a->dims[k] != 1 && a->strides[k] != b->strides[k])) return false;
+    return true;
+}
+
+/* Reader r, an element-wise phase reading o only as its input a, would read
+ * c's source exactly where it writes: element by element in place. */
+static bool in_place_after(const lp_persist_phase *c, const lp_persist_phase *r, range o) {
+    if (r->kind != LP_PERSIST_COPY && !(r->kind == LP_PERSIST_ELEMENTWISE && lp_persist_is_unary(r->op)))
+        return false;
+    lp_persist_view nv;
+    return overlap(view_range(&r->a), o) && through_copy(c, &r->a, &nv) && same_view(&nv, &r->out) &&
+           is_contiguous(&r->out);
+}
+
 static void absorb_copies(plan_ctx *x) {
     lp_persist_program *p = x->p;
     rw s;
@@ -633,28 +701,44 @@ static void absorb_copies(plan_ctx *x) {
         if (x->gone[i] || c->kind != LP_PERSIST_COPY || c->a.dtype != c->out.dtype) continue;
         range o = view_range(&c->out), src = view_range(&c->a);
         if (overlap(o, src)) continue;
-        /* the readers of o until it is written whole again */
-        int last = -1;
+        /* the readers of o until it is written whole again; once partly
+         * overwritten (at most 4 ranges tracked), only those parts may be read */
+        int last = -1, n_clob = 0;
+        range clob[4];
         bool ok = true, ended = false;
         for (int k = i + 1; k < p->n_phases && ok; k++) {
             if (x->gone[k]) continue;
             rw_of(p, &p->phases[k], &s);
-            if (reads_any(&s, o)) {
-                ok = absorb_into(c, &p->phases[k], o, false);
+            bool reads_copy = false;
+            for (int q = 0; q < s.n_reads; q++) {
+                if (!overlap(s.reads[q], o)) continue;
+                range part = {s.reads[q].lo > o.lo ? s.reads[q].lo : o.lo,
+                              s.reads[q].hi < o.hi ? s.reads[q].hi : o.hi};
+                bool fresh = false;
+                for (int u = 0; u < n_clob && !fresh; u++) fresh = covers(clob[u], part);
+                if (!fresh) reads_copy = true;
+            }
+            if (reads_copy) {
+                ok = n_clob == 0 && absorb_into(c, &p->phases[k], o, false);
                 last = k;
             }
             if (writes_all(&s, o)) {
                 ended = true;
                 break;
             }
-            if (writes_any(&s, o)) ok = false;
+            for (int q = 0; q < s.n_writes && ok; q++)
+                if (overlap(s.writes[q], o)) {
+                    if (n_clob == 4) ok = false;
+                    else clob[n_clob++] = s.writes[q];
+                }
         }
         if (!ok || last < 0 || (!ended && is_live_out(x, o))) continue;
-        /* the source must hold until the last reader */
+        /* the source must hold until the last reader (which may overwrite
+         * it element by element in place) */
         for (int k = i + 1; k <= last && ok; k++) {
             if (x->gone[k]) continue;
             rw_of(p, &p->phases[k], &s);
-            if (writes_any(&s, src)) ok = false;
+            if (writes_any(&s, src) && !(k == last && in_place_after(c, &p->phases[k], o))) ok = false;
         }
         if (!ok) continue;
         for (int k = i + 1; k <= last; k++)
@@ -662,6 +746,96 @@ static void absorb_copies(plan_ctx *x) {
                 rw_of(p, &p->phases[k], &s);
                 if (reads_any(&s, o)) absorb_into(c, &p->phases[k], o, true);
             }
+        x->gone[i] = true;
+        p->n_fused++;
+    }
+}
+
+/* A copy that only moves bits onto themselves. */
+static void drop_noop_copies(plan_ctx *x) {
+    for (int i = 0; i < x->p->n_phases; i++) {
+        lp_persist_phase *c = &x->p->phases[i];
+        if (!x->gone[i] && c->kind == LP_PERSIST_COPY && c->a.dtype == c->out.dtype &&
+            same_view(&c->a, &c->out)) {
+            x->gone[i] = true;
+            x->p->n_fused++;
+        }
+    }
+}
+
+/* ---- copies folded into the phase that writes their input -------------------
+ * P writes y (contiguous), the next phase c copies y, permuted or reshaped,
+ * to z, and nothing else reads y: P writes z directly, through strides. */
+
+/* The strides, over the dims of y, at which c's output z holds each element
+ * of y: false unless c reads y as a permutation of a reshaping of it. */
+static bool inverse_view(const lp_persist_phase *c, const lp_persist_view *y, lp_persist_view *w) {
+    const lp_persist_view *v = &c->a;
+    int r = v->rank, order[LP_PERSIST_RANK];
+    int64_t zs[LP_PERSIST_RANK];
+    lp_persist_view z = c->out;
+    contiguous(&z);
+    /* dims of v by falling stride (size-1 dims dropped) must tile y contiguously */
+    int n = 0;
+    for (int k = 0; k < r; k++)
+        if (v->dims[k] != 1) {
+            if (v->strides[k] == 0) return false;
+            order[n++] = k;
+        }
+    for (int a = 1; a < n; a++)
+        for (int b = a; b > 0 && v->strides[order[b]] > v->strides[order[b - 1]]; b--) {
+            int t = order[b];
+            order[b] = order[b - 1];
+            order[b - 1] = t;
+        }
+    lp_persist_view e = {.offset = c->out.offset, .dtype = c->out.dtype, .rank = n};
+    int64_t expect = 1;
+    for (int j = n - 1; j >= 0; j--) {
+        if (v->strides[order[j]] != expect) return false;
+        expect *= v->dims[order[j]];
+        e.dims[j] = v->dims[order[j]];
+        zs[j] = z.strides[order[j]];
+    }
+    for (int j = 0; j < n; j++) e.strides[j] = zs[j];
+    if (n == 0) {
+        e.rank = 1;
+        e.dims[0] = 1;
+        e.strides[0] = 1;
+    }
+    /* y's own dims over the same bytes */
+    if (!reshape_view(&e, y->dims, y->rank, w)) return false;
+    w->offset = c->out.offset;
+    w->dtype = c->out.dtype;
+    w->weight = 0;
+    return true;
+}
+
+static void fuse_into_producers(plan_ctx *x) {
+    lp_persist_program *p = x->p;
+    rw s;
+    for (int i = 0; i < p->n_phases; i++) {
+        lp_persist_phase *c = &p->phases[i];
+        if (x->gone[i] || c->kind != LP_PERSIST_COPY || c->a.dtype != c->out.dtype) continue;
+        int pi = i - 1;
+        while (pi >= 0 && x->gone[pi]) pi--;
+        if (pi < 0) continue;
+        lp_persist_phase *pr = &p->phases[pi];
+        bool rows = pr->kind == LP_PERSIST_LAYERNORM || pr->kind == LP_PERSIST_SOFTMAX;
+        if (pr->kind != LP_PERSIST_GEMM && pr->kind != LP_PERSIST_BATCHED_MATMUL &&
+            pr->kind != LP_PERSIST_ELEMENTWISE && pr->kind != LP_PERSIST_COPY && !rows)
+            continue;
+        range y = view_range(&pr->out), z = view_range(&c->out), a = view_range(&c->a);
+        /* a plain move of y's bytes, whatever dtype the copy names them by */
+        bool move = is_contiguous(&c->a) && is_contiguous(&c->out) && a.lo == y.lo && a.hi == y.hi;
+        if (!is_contiguous(&pr->out) || c->a.offset != y.lo || !dead_after(x, i, -1, y) ||
+            (!move && (pr->out.dtype != c->a.dtype || view_numel(&c->a) != view_numel(&pr->out))))
+            continue;
+        rw_of(p, pr, &s);
+        if (reads_any(&s, z)) continue;
+        lp_persist_view w = pr->out;
+        w.offset = c->out.offset;
+        if (!move && (!inverse_view(c, &pr->out, &w) || (rows && !is_contiguous(&w)))) continue;
+        pr->out = w;
         x->gone[i] = true;
         p->n_fused++;
     }
@@ -726,9 +900,9 @@ static bool place_barriers(plan_ctx *x) {
 
 /* ---- the plan ---------------------------------------------------------------------- */
 
-lp_status lp_persist_plan(const lp_persist_event *events, int n, uint64_t weights_bytes,
-                          const lp_persist_range *live_out, int n_live, lp_persist_program **out,
-                          lp_diag *d) {
+lp_status lp_persist_plan(const lp_persist_event *events, int n, const void *weights,
+                          uint64_t weights_bytes, const lp_persist_range *live_out, int n_live,
+                          lp_persist_program **out, lp_diag *d) {
     *out = NULL;
     lp_persist_program *p = calloc(1, sizeof *p);
     int n_nodes = 0;
@@ -743,7 +917,7 @@ lp_status lp_persist_plan(const lp_persist_event *events, int n, uint64_t weight
         lp_persist_free(p);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory planning a persistent program");
     }
-    plan_ctx x = {.p = p, .weights_bytes = weights_bytes, .live = live_out, .n_live = n_live, .gone = gone};
+    plan_ctx x = {.p = p, .weights_bytes = weights_bytes, .weights = weights, .live = live_out, .n_live = n_live, .gone = gone};
     for (int i = 0; i < n; i++) {
         const lp_persist_event *e = &events[i];
         if (!e->node) {
@@ -759,7 +933,10 @@ lp_status lp_persist_plan(const lp_persist_event *events, int n, uint64_t weight
     }
     fuse_epilogues(&x);
     absorb_copies(&x);
+    drop_noop_copies(&x);
     fuse_epilogues(&x);
+    fold_scales(&x);
+    fuse_into_producers(&x);
     int k = 0;
     for (int i = 0; i < p->n_phases; i++)
         if (!gone[i]) p->phases[k++] = p->phases[i];

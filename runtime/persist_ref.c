@@ -9,9 +9,11 @@
  * source and output have one dtype moves each element's bits (any dtype
  * lp_persist_esize knows); a COPY between two dtypes casts float ones.
  *
- * Views read through their strides; the output of every phase, and the
- * operands a GEMM phase calls contiguous, are dense row-major. */
+ * Views read through their strides. Outputs of LAYERNORM and SOFTMAX, and
+ * the operands a GEMM phase calls contiguous, are dense row-major; the
+ * other outputs are written through their strides. */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "lp_persist.h"
@@ -53,6 +55,12 @@ static int64_t view_elem(const lp_persist_view *v, int rank, const int64_t *dims
         }
     }
     return el;
+}
+
+/* Where the output element of row-major index flat lies (outputs may be
+ * strided when a transposing copy was folded into the phase that writes). */
+static int64_t out_elem(const lp_persist_view *o, int64_t flat) {
+    return view_elem(o, o->rank, o->dims, flat);
 }
 
 static int64_t numel(int rank, const int64_t *dims) {
@@ -112,9 +120,9 @@ static void run_copy(const lp_persist_phase *ph, unsigned char *base) {
     for (int64_t i = 0; i < n; i++) {
         int64_t el = view_elem(&ph->a, ph->out.rank, ph->out.dims, i);
         if (ph->a.dtype == ph->out.dtype)
-            memmove(base + ph->out.offset + (uint64_t)i * es, base + ph->a.offset + (uint64_t)el * es, es);
+            memmove(base + ph->out.offset + (uint64_t)out_elem(&ph->out, i) * es, base + ph->a.offset + (uint64_t)el * es, es);
         else
-            store(base, &ph->out, i, load(base, &ph->a, el));
+            store(base, &ph->out, out_elem(&ph->out, i), load(base, &ph->a, el));
     }
 }
 
@@ -126,28 +134,45 @@ static void run_elementwise(const lp_persist_phase *ph, unsigned char *base) {
         float x = load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, i));
         float v = binary ? lp_persist_binary(ph->op, x, load(base, &ph->b, view_elem(&ph->b, r, ph->out.dims, i)))
                          : lp_persist_unary(ph->op, x, ph->alpha, ph->beta);
-        store(base, &ph->out, i, v);
+        store(base, &ph->out, out_elem(&ph->out, i), v);
     }
 }
 
-static void run_gemm(const lp_persist_phase *ph, unsigned char *base) {
+static void gemm_store(const lp_persist_phase *ph, unsigned char *base, int64_t m, int64_t n, double acc) {
     const lp_persist_epilogue *e = &ph->epi;
-    int64_t M = ph->m, N = ph->n, K = ph->k;
     /* Gelu's tanh form is alpha != 0 in lp_persist_unary */
     float act_alpha = e->act == LP_OP_Gelu ? (e->act_tanh ? 1.0f : 0.0f) : e->act_alpha;
-    for (int64_t m = 0; m < M; m++)
-        for (int64_t n = 0; n < N; n++) {
-            double acc = 0;
-            for (int64_t q = 0; q < K; q++)
-                acc += (double)load(base, &ph->a, m * K + q) *
-                       load(base, &ph->b, ph->trans_w ? n * K + q : q * N + n);
-            float v = (float)acc;
-            if (ph->has_bias) v += load(base, &ph->bias, n);
-            if (e->act) v = lp_persist_unary(e->act, v, act_alpha, e->act_beta);
-            /* res may be out's own bytes: read this element before its store */
-            if (e->residual) v += load(base, &e->res, m * N + n);
-            store(base, &ph->out, m * N + n, v);
+    float v = (float)acc;
+    if (ph->has_bias) v += load(base, &ph->bias, n);
+    if (e->act) v = lp_persist_unary(e->act, v, act_alpha, e->act_beta);
+    /* res may be out's own bytes: read this element before its store */
+    if (e->residual) v += load(base, &e->res, m * ph->n + n);
+    store(base, &ph->out, out_elem(&ph->out, m * ph->n + n), v);
+}
+
+static void run_gemm(const lp_persist_phase *ph, unsigned char *base) {
+    int64_t M = ph->m, N = ph->n, K = ph->k;
+    /* a row of sums at a time, so that w is read along its rows */
+    double *acc = ph->trans_w ? NULL : malloc((size_t)(N ? N : 1) * sizeof *acc);
+    for (int64_t m = 0; m < M; m++) {
+        if (acc) {
+            for (int64_t n = 0; n < N; n++) acc[n] = 0;
+            for (int64_t q = 0; q < K; q++) {
+                double x = load(base, &ph->a, m * K + q);
+                for (int64_t n = 0; n < N; n++) acc[n] += x * load(base, &ph->b, q * N + n);
+            }
+            for (int64_t n = 0; n < N; n++) gemm_store(ph, base, m, n, acc[n]);
+            continue;
         }
+        for (int64_t n = 0; n < N; n++) {
+            double s = 0;
+            for (int64_t q = 0; q < K; q++)
+                s += (double)load(base, &ph->a, m * K + q) *
+                     load(base, &ph->b, ph->trans_w ? n * K + q : q * N + n);
+            gemm_store(ph, base, m, n, s);
+        }
+    }
+    free(acc);
 }
 
 static void run_batched_matmul(const lp_persist_phase *ph, unsigned char *base) {
@@ -164,7 +189,7 @@ static void run_batched_matmul(const lp_persist_phase *ph, unsigned char *base) 
                 for (int64_t q = 0; q < K; q++)
                     acc += (double)load(base, a, oa + m * a->strides[r - 2] + q * a->strides[r - 1]) *
                            load(base, b, ob + q * b->strides[r - 2] + n * b->strides[r - 1]);
-                store(base, &ph->out, (bi * M + m) * N + n, ph->alpha * (float)acc);
+                store(base, &ph->out, out_elem(&ph->out, (bi * M + m) * N + n), ph->alpha * (float)acc);
             }
     }
 }

@@ -584,7 +584,7 @@ static lp_status plan_persistent(lp_rt *rt, int c, const lp_rt_options *o, lp_di
     lp_persist_range *live = NULL;
     lp_status st = lp_persist_record(k->step, c, &ev, &n, d);
     if (st == LP_OK) st = live_out_of(rt, c, &live, &n_live, d);
-    if (st == LP_OK) st = lp_persist_plan(ev, n, k->weights_bytes, live, n_live, &k->persist, d);
+    if (st == LP_OK) st = lp_persist_plan(ev, n, k->base, k->weights_bytes, live, n_live, &k->persist, d);
     free(ev);
     free(live);
     return st;
