@@ -359,8 +359,13 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
                 "\"graphs\": %s, \"cards\": [", o->device, cuda ? "cuda-events" : "host", o->iters,
                 o->warmup, cuda && !o->no_graphs ? "true" : "false");
         for (int c = 0; c < nc; c++) {
-            fprintf(f, "%s{\"card\": %d, \"program\": \"%s\", \"device\": ", c ? ", " : "", c,
-                    lp_rt_card_program(rt, c));
+            double lib_us = 0, per_us = 0;
+            const char *prog = lp_rt_card_program(rt, c, &lib_us, &per_us);
+            fprintf(f, "%s{\"card\": %d, \"program\": \"%s\", ", c ? ", " : "", c, prog);
+            if (lib_us > 0)
+                fprintf(f, "\"warmup_library_s\": %.9g, \"warmup_persistent_s\": %.9g, ", lib_us * 1e-6,
+                        per_us * 1e-6);
+            fputs("\"device\": ", f);
             put_json_string(f, mem[c].device);
             fprintf(f, ", \"gpu\": %d, \"allocated_bytes\": %" PRIu64 ", \"planned_bytes\": %" PRIu64
                     ", \"step_s\": %.9g, \"transfer_s\": %.9g", mem[c].gpu, mem[c].allocated,
@@ -395,7 +400,9 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
         fprintf(f, "%s: %d card%s, CPU reference path (host clock, median of %ld)\n", o->dir, nc,
                 nc == 1 ? "" : "s", o->iters);
     for (int c = 0; c < nc; c++) {
-        fprintf(f, "card %d  %s", c, lp_rt_card_program(rt, c));
+        double lib_us = 0, per_us = 0;
+        fprintf(f, "card %d  %s", c, lp_rt_card_program(rt, c, &lib_us, &per_us));
+        if (lib_us > 0) fprintf(f, " (chosen at warm-up: library %.1f us, persistent %.1f us)", lib_us, per_us);
         if (cuda) fprintf(f, "  GPU %d", mem[c].gpu);
         fprintf(f, "  allocated %" PRIu64 " B (planned %" PRIu64 " B)  step %.3f ms  transfers %.3f ms",
                 mem[c].allocated, mem[c].planned, med[c] * 1e3, med[nc + c] * 1e3);

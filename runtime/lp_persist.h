@@ -11,7 +11,8 @@
  *     that reads it, which then reads the source bytes through strides,
  *   - a phase that reads or writes bytes an earlier phase since the last
  *     barrier writes (or reads, for a write) opens with a barrier.
- * A node no phase kind covers stays a library call (LP_PERSIST_NODE), which
+ * A node no phase kind covers, or one with a tensor of 2^30 elements or
+ * more (the kernels index in 32 bits), stays a library call (LP_PERSIST_NODE), which
  * ends the persistent kernel before it and starts a new one after it.
  *
  * Both devices run the same program: persist_ref.c on the CPU (the check

@@ -130,8 +130,12 @@ lp_status lp_rt_profile(lp_rt *rt, FILE *out, lp_diag *d);
 /* cuda with check_nodes: nodes whose output differed from the reference. */
 int lp_rt_check_failures(const lp_rt *rt);
 
-/* "persistent" or "library": how card c's step runs. */
-const char *lp_rt_card_program(const lp_rt *rt, int c);
+/* "persistent" or "library": how card c's step runs. On cuda with program
+ * "auto" a card whose manifest asks for a persistent program runs the faster
+ * of the two as its warm-up timed them (median microseconds of a captured
+ * step in *library_us and *persistent_us, 0 when not timed; either may be
+ * NULL); before the first run, and on cpu, the program planned. */
+const char *lp_rt_card_program(const lp_rt *rt, int c, double *library_us, double *persistent_us);
 /* Each card's persistent program (lp_persist_dump), or "library kernels". */
 void lp_rt_dump_programs(const lp_rt *rt, FILE *out);
 

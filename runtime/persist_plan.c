@@ -407,15 +407,36 @@ static lp_persist_phase node_phase(plan_ctx *x, const lp_card_node *n, int node)
     return ph;
 }
 
-static lp_persist_phase copy_phase(const lp_persist_event *e, uint64_t weights_bytes) {
-    int dt = e->bytes % 8 == 0 ? 7 : e->bytes % 4 == 0 ? 1 : e->bytes % 2 == 0 ? 10 : 2;
-    int64_t n = (int64_t)(e->bytes / (uint64_t)lp_persist_esize(dt));
+/* Elements a phase's view may reach: the kernels index in 32 bits. */
+#define PERSIST_MAX_ELEMS ((int64_t)1 << 30)
+
+/* Bytes [src, src + bytes) to dst as a bit copy of `bytes` bytes, in words
+ * of the widest size that divides it. */
+static lp_persist_phase copy_phase(uint64_t dst, uint64_t src, uint64_t bytes, uint64_t weights_bytes) {
+    int dt = bytes % 8 == 0 ? 7 : bytes % 4 == 0 ? 1 : bytes % 2 == 0 ? 10 : 2;
+    int64_t n = (int64_t)(bytes / (uint64_t)lp_persist_esize(dt));
     lp_persist_phase ph = {.kind = LP_PERSIST_COPY, .node = -1};
-    ph.out = (lp_persist_view){.offset = e->dst, .dtype = dt, .rank = 1, .dims = {n}, .strides = {1}};
+    ph.out = (lp_persist_view){.offset = dst, .dtype = dt, .rank = 1, .dims = {n}, .strides = {1}};
     ph.a = ph.out;
-    ph.a.offset = e->src;
-    ph.a.weight = e->src + e->bytes <= weights_bytes;
+    ph.a.offset = src;
+    ph.a.weight = src + bytes <= weights_bytes;
     return ph;
+}
+
+static int64_t reach(const lp_persist_view *v) {
+    int64_t hi = 1;
+    for (int k = 0; k < v->rank; k++) hi += (v->dims[k] > 0 ? v->dims[k] - 1 : 0) * v->strides[k];
+    int64_t n = view_numel(v);
+    return hi > n ? hi : n;
+}
+
+/* Every view of the phase, and a Gemm's M x N and M x K, under the kernels' limit. */
+static bool small_enough(const lp_persist_phase *ph) {
+    const lp_persist_view *vs[6] = {&ph->out, &ph->a, &ph->b, &ph->bias, &ph->scale, &ph->epi.res};
+    for (int k = 0; k < 6; k++)
+        if (reach(vs[k]) >= PERSIST_MAX_ELEMS) return false;
+    return ph->m * ph->n < PERSIST_MAX_ELEMS && ph->m * ph->k < PERSIST_MAX_ELEMS &&
+           ph->k * ph->n < PERSIST_MAX_ELEMS;
 }
 
 /* ---- reads and writes ------------------------------------------------------- */
@@ -900,6 +921,20 @@ static bool place_barriers(plan_ctx *x) {
 
 /* ---- the plan ---------------------------------------------------------------------- */
 
+/* Room for more phases than events (a large copy is several). */
+static bool grow(lp_persist_program *p, int *cap, bool **gone) {
+    int c = *cap * 2;
+    lp_persist_phase *ph = realloc(p->phases, (size_t)c * sizeof *ph);
+    if (!ph) return false;
+    p->phases = ph;
+    bool *g = realloc(*gone, (size_t)c * sizeof *g);
+    if (!g) return false;
+    memset(g + *cap, 0, (size_t)(c - *cap) * sizeof *g);
+    *gone = g;
+    *cap = c;
+    return true;
+}
+
 lp_status lp_persist_plan(const lp_persist_event *events, int n, const void *weights,
                           uint64_t weights_bytes, const lp_persist_range *live_out, int n_live,
                           lp_persist_program **out, lp_diag *d) {
@@ -907,30 +942,51 @@ lp_status lp_persist_plan(const lp_persist_event *events, int n, const void *wei
     lp_persist_program *p = calloc(1, sizeof *p);
     int n_nodes = 0;
     for (int i = 0; i < n; i++) n_nodes += events[i].node != NULL;
+    int cap = n + 1;
     if (p) {
-        p->phases = calloc((size_t)n + 1, sizeof *p->phases);
+        p->phases = calloc((size_t)cap, sizeof *p->phases);
         p->nodes = calloc((size_t)n_nodes + 1, sizeof *p->nodes);
     }
-    bool *gone = calloc((size_t)n + 1, sizeof *gone);
+    bool *gone = calloc((size_t)cap, sizeof *gone);
     if (!p || !p->phases || !p->nodes || !gone) {
         free(gone);
         lp_persist_free(p);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory planning a persistent program");
     }
-    plan_ctx x = {.p = p, .weights_bytes = weights_bytes, .weights = weights, .live = live_out, .n_live = n_live, .gone = gone};
+    plan_ctx x = {.p = p, .weights_bytes = weights_bytes, .weights = weights, .live = live_out, .n_live = n_live};
     for (int i = 0; i < n; i++) {
         const lp_persist_event *e = &events[i];
         if (!e->node) {
-            if (e->bytes) p->phases[p->n_phases++] = copy_phase(e, weights_bytes);
+            /* a large move in pieces the kernels index in 32 bits */
+            uint64_t piece = (uint64_t)(PERSIST_MAX_ELEMS / 2);
+            for (uint64_t at = 0; at < e->bytes; at += piece) {
+                uint64_t b = e->bytes - at < piece ? e->bytes - at : piece;
+                if (p->n_phases == cap && !grow(p, &cap, &gone)) {
+                    free(gone);
+                    lp_persist_free(p);
+                    return lp_error(d, LP_ERR_INTERNAL, "out of memory planning a persistent program");
+                }
+                p->phases[p->n_phases++] = copy_phase(e->dst + at, e->src + at, b, weights_bytes);
+            }
             continue;
         }
         int node = p->n_nodes;
         p->nodes[p->n_nodes++] = e->node;
         lp_persist_phase ph = node_phase(&x, e->node, node);
+        if (ph.kind != LP_PERSIST_NODE && !small_enough(&ph)) {
+            x.why = "a tensor of 2^30 elements or more";
+            ph = (lp_persist_phase){.kind = LP_PERSIST_NODE, .node = node};
+        }
+        if (p->n_phases == cap && !grow(p, &cap, &gone)) {
+            free(gone);
+            lp_persist_free(p);
+            return lp_error(d, LP_ERR_INTERNAL, "out of memory planning a persistent program");
+        }
         if (ph.kind == LP_PERSIST_NODE && !p->fallback[0])
             snprintf(p->fallback, sizeof p->fallback, "%s '%s': %s", e->node->op, e->node->node, x.why);
         p->phases[p->n_phases++] = ph;
     }
+    x.gone = gone;
     fuse_epilogues(&x);
     absorb_copies(&x);
     drop_noop_copies(&x);

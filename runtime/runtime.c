@@ -544,7 +544,9 @@ static lp_status open_cuda(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
         st = lp_gdev_alloc(rt->gdev, c, k->total_bytes, d);
         if (st == LP_OK) st = lp_gdev_upload(rt->gdev, c, 0, k->base, k->weights_bytes, d);
         if (st == LP_OK) st = lp_gdev_pin(rt->gdev, c, k->weights_bytes, &k->pinned, d);
-        if (st == LP_OK && k->persist) st = lp_gdev_set_persist(rt->gdev, c, k->persist, k->weights_bytes, d);
+        if (st == LP_OK && k->persist)
+            st = lp_gdev_set_persist(rt->gdev, c, k->persist, k->weights_bytes,
+                                     !o->program || strcmp(o->program, "auto") == 0, d);
         free(k->base);
         k->base = NULL;
     }
@@ -1089,7 +1091,13 @@ static lp_card_env gpu_env(lp_rt *rt, int c) {
 }
 #endif
 
-const char *lp_rt_card_program(const lp_rt *rt, int c) {
+const char *lp_rt_card_program(const lp_rt *rt, int c, double *library_us, double *persistent_us) {
+    if (library_us) *library_us = 0;
+    if (persistent_us) *persistent_us = 0;
+#ifdef LP_HAVE_CUDA
+    if (rt->cuda && rt->cards[c].persist)
+        return lp_gdev_runs_persistent(rt->gdev, c, library_us, persistent_us) ? "persistent" : "library";
+#endif
     return rt->cards[c].persist ? "persistent" : "library";
 }
 

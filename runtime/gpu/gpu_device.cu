@@ -59,6 +59,9 @@ typedef struct gcard {
     cudaGraphExec_t exec;
     bool pinned;
     lp_gpu_persist *persist; /* the step as a persistent program, or NULL */
+    const lp_persist_program *candidate; /* to time against the launch program at warm-up */
+    uint64_t candidate_weights;
+    double library_us, persistent_us;    /* those timings (0: not timed) */
 } gcard;
 
 struct lp_gdev {
@@ -601,11 +604,58 @@ static int call_step(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *en
 }
 
 lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, uint64_t weights_bytes,
-                              lp_diag *d) {
+                              bool choose, lp_diag *d) {
     lp_status st = use_card(g, card, d);
     if (st != LP_OK) return st;
+    if (choose && g->o.graphs) {
+        g->cards[card].candidate = p;
+        g->cards[card].candidate_weights = weights_bytes;
+        return LP_OK;
+    }
     return lp_gpu_persist_open(p, g->cards[card].base, weights_bytes, card, &g->cards[card].persist, d);
 }
+
+bool lp_gdev_runs_persistent(const lp_gdev *g, int card, double *library_us, double *persistent_us) {
+    const gcard *k = &g->cards[card];
+    if (library_us) *library_us = k->library_us;
+    if (persistent_us) *persistent_us = k->persistent_us;
+    return k->persist != NULL;
+}
+
+/* Median microseconds of `reps` replays of a captured step. */
+static lp_status time_graph(gcard *k, cudaGraphExec_t exec, int reps, double *us, lp_diag *d) {
+    float best[16];
+    cudaEvent_t a = NULL, b = NULL;
+    GD_CHECK(d, cudaEventCreate(&a));
+    GD_CHECK(d, cudaEventCreate(&b), cudaEventDestroy(a));
+    cudaError_t e = cudaSuccess;
+    if (reps > 16) reps = 16;
+    for (int r = 0; r < reps && e == cudaSuccess; r++) {
+        e = cudaEventRecord(a, k->stream);
+        if (e == cudaSuccess) e = cudaGraphLaunch(exec, k->stream);
+        if (e == cudaSuccess) e = cudaEventRecord(b, k->stream);
+        if (e == cudaSuccess) e = cudaEventSynchronize(b);
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&best[r], a, b);
+    }
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    if (e != cudaSuccess)
+        return lp_error(d, LP_ERR_INTERNAL, "timing a step failed: %s", cudaGetErrorString(e));
+    for (int i = 1; i < reps; i++)
+        for (int j = i; j > 0 && best[j] < best[j - 1]; j--) {
+            float t = best[j];
+            best[j] = best[j - 1];
+            best[j - 1] = t;
+        }
+    *us = best[reps / 2] * 1e3;
+    return LP_OK;
+}
+
+/* Warm-up of a card with a candidate persistent program: the launch
+ * program captured and timed, then the persistent one (its weights packed),
+ * and the faster kept; when that is the launch program the weights are put
+ * back as they were. */
+static lp_status choose_program(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *env, lp_diag *d);
 
 static lp_status run_eager(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *env, lp_diag *d) {
     g->diag = d;
@@ -661,6 +711,10 @@ lp_status lp_gdev_step(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *
         if (!eager && g->o.graphs) {
             st = capture(g, card, step, env, d);
             if (st != LP_OK) return st;
+            if (k->candidate) {
+                st = choose_program(g, card, step, env, d);
+                if (st != LP_OK) return st;
+            }
         }
     }
     GD_CHECK(d, cudaEventRecord(k->ev_start, k->stream));
@@ -674,6 +728,35 @@ lp_status lp_gdev_step(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *
     k->sent = false;
     k->ran = true;
     return LP_OK;
+}
+
+static lp_status choose_program(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *env, lp_diag *d) {
+    gcard *k = &g->cards[card];
+    const lp_persist_program *p = k->candidate;
+    k->candidate = NULL;
+    cudaGraphExec_t library = k->exec;
+    lp_status st = time_graph(k, library, 9, &k->library_us, d);
+    if (st == LP_OK) st = lp_gpu_persist_open(p, k->base, k->candidate_weights, card, &k->persist, d);
+    if (st != LP_OK) return st;
+    k->exec = NULL;
+    st = run_eager(g, card, step, env, d);
+    if (st == LP_OK) st = capture(g, card, step, env, d);
+    if (st == LP_OK) st = time_graph(k, k->exec, 9, &k->persistent_us, d);
+    if (st != LP_OK) {
+        cudaGraphExecDestroy(library);
+        return st;
+    }
+    if (k->persistent_us < k->library_us) {
+        cudaGraphExecDestroy(library);
+        return LP_OK;
+    }
+    /* the launch program is faster: its weights back, its graph again */
+    cudaGraphExecDestroy(k->exec);
+    k->exec = library;
+    st = lp_gpu_persist_unpack(k->persist, k->base, d);
+    lp_gpu_persist_close(k->persist);
+    k->persist = NULL;
+    return st;
 }
 
 lp_status lp_gdev_copy(lp_gdev *g, int from, uint64_t src, int to, uint64_t dst, uint64_t bytes,
@@ -769,12 +852,8 @@ lp_status lp_gdev_profile(lp_gdev *g, int card, lp_card_step_fn step, lp_card_en
     lp_status st = use_card(g, card, d);
     if (st != LP_OK) return st;
     if (k->persist) {
-        int blocks = 0, threads = 0, packed = 0;
-        lp_gpu_persist_shape(k->persist, &blocks, &threads, &packed);
-        fprintf(out, "profile of card %d: a persistent program (%d blocks x %d threads, %d Gemm "
-                "weights packed); its phases are not timed one by one: run with --program library to "
-                "time each node\n", card, blocks, threads, packed);
-        return LP_OK;
+        g->diag = d;
+        return lp_gpu_persist_profile(k->persist, env, k->base, k->stream, out, d);
     }
     g->n_prof = 0;
     /* the step captured with an event before and after every node, so the

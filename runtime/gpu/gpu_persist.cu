@@ -18,7 +18,8 @@
 
 #define PK_THREADS 512
 #define PK_WARPS (PK_THREADS / 32)
-#define PK_SMEM (200 * 1024) /* dynamic shared memory: staged A + the warps' partial sums */
+#define PK_SMEM (220 * 1024) /* dynamic shared memory: prefetched weights, staged A, partial sums */
+#define PK_PREFETCH (64 * 1024) /* at most this much of a block's first Gemm unit is fetched early */
 
 /* b.weight == PK_PACKED: the Gemm's weight is in fragment order (this
  * file's copy of the phases only). */
@@ -30,6 +31,7 @@ struct lp_gpu_persist {
     lp_persist_phase *dev;
     unsigned *bar;           /* [0] arrivals, [1] blocks done */
     int card, blocks, packed;
+    int nosync; /* measurement only (LPCC_PERSIST_NOSYNC=1): barriers skipped, results wrong */
     bool cooperative;
 };
 
@@ -61,6 +63,13 @@ __device__ __forceinline__ void copy_bits(unsigned char *dst, const unsigned cha
 
 __device__ __forceinline__ int esize(int dt) { return lp_persist_esize(dt); }
 
+/* One copy of the op arithmetic in the kernel's code: inlined at every use
+ * it would make the kernel too large for the instruction caches. */
+__device__ __noinline__ float pk_unary(int op, float v, float alpha, float beta) {
+    return lp_persist_unary(op, v, alpha, beta);
+}
+__device__ __noinline__ float pk_binary(int op, float x, float y) { return lp_persist_binary(op, x, y); }
+
 __device__ __forceinline__ int64_t numel(const lp_persist_view &v) {
     int64_t n = 1;
     for (int k = 0; k < v.rank; k++) n *= v.dims[k];
@@ -69,20 +78,35 @@ __device__ __forceinline__ int64_t numel(const lp_persist_view &v) {
 
 /* ---- the grid barrier ---------------------------------------------------- */
 
-__device__ __forceinline__ unsigned load_acquire(const unsigned *p) {
-    unsigned v;
-    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
-    return v;
+__device__ __forceinline__ unsigned long long globaltimer() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
 }
 
-__device__ __forceinline__ void grid_sync(unsigned *bar, unsigned target) {
+/* bar[0] counts arrivals, bar[1] is the generation: the last block to
+ * arrive resets the count and moves the generation on; the others poll the
+ * generation (a word of its own, so polls and arrivals do not contend).
+ * Arrivals are release operations (the block's writes reach L2 first).
+ * There is no acquire fence after the wait: it would invalidate the SM's
+ * L1 (and with it the kernel's local memory) at every barrier, and every
+ * load of data another block wrote bypasses L1 (ld.cg, cp.async.cg). */
+__device__ __forceinline__ void grid_sync(unsigned *bar) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        __threadfence();
-        atomicAdd(bar, 1u);
-        while (load_acquire(bar) < target) {
+        unsigned g;
+        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(g) : "l"(bar + 1) : "memory");
+        unsigned arrived;
+        asm volatile("atom.add.release.gpu.global.u32 %0, [%1], 1;" : "=r"(arrived) : "l"(bar) : "memory");
+        if (arrived == gridDim.x - 1) {
+            asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(bar) : "memory");
+            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar + 1) : "memory");
+        } else {
+            unsigned now;
+            do {
+                asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar + 1) : "memory");
+            } while (now == g);
         }
-        __threadfence();
     }
     __syncthreads();
 }
@@ -112,24 +136,37 @@ __device__ float block_reduce(float v, bool is_max, float *scratch) {
 
 /* ---- copy and element-wise ------------------------------------------------- */
 
-__device__ void run_elementwise(const lp_persist_phase &ph, unsigned char *base) {
+/* Element offset in v of the element at row-major index i over dims. */
+template <typename I>
+__device__ __forceinline__ I view_at(const lp_persist_view &v, const int64_t *dims, int rank, I i) {
+    I off = 0;
+    for (int k = rank - 1; k >= 0; k--) {
+        I d = (I)dims[k], c = i % d;
+        i /= d;
+        off += c * (I)v.strides[k];
+    }
+    return off;
+}
+
+template <typename I>
+__device__ void elementwise_loop(const lp_persist_phase &ph, unsigned char *base) {
     const lp_persist_view &o = ph.out, &a = ph.a, &b = ph.b;
-    int64_t n = numel(o);
+    I n = (I)numel(o);
     int r = o.rank;
     bool binary = ph.kind == LP_PERSIST_ELEMENTWISE && lp_persist_is_binary(ph.op);
     int eo = esize(o.dtype), ea = esize(a.dtype), eb = binary ? esize(b.dtype) : 0;
     bool bits = ph.kind == LP_PERSIST_COPY && a.dtype == o.dtype;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t t = i, oa = 0, ob = 0;
+    for (I i = (I)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (I)gridDim.x * blockDim.x) {
+        I t = i, oa = 0, ob = 0, oo = 0;
         for (int k = r - 1; k >= 0; k--) {
-            int64_t d = o.dims[k], c = t % d;
+            I d = (I)o.dims[k], c = t % d;
             t /= d;
-            oa += c * a.strides[k];
-            ob += c * b.strides[k];
+            oa += c * (I)a.strides[k];
+            ob += c * (I)b.strides[k];
+            oo += c * (I)o.strides[k];
         }
-        unsigned char *dst = base + o.offset + i * eo;
-        const unsigned char *pa = base + a.offset + oa * ea;
+        unsigned char *dst = base + o.offset + (int64_t)oo * eo;
+        const unsigned char *pa = base + a.offset + (int64_t)oa * ea;
         if (bits) {
             copy_bits(dst, pa, eo);
             continue;
@@ -138,49 +175,55 @@ __device__ void run_elementwise(const lp_persist_phase &ph, unsigned char *base)
         if (ph.kind == LP_PERSIST_COPY)
             v = x;
         else if (binary)
-            v = lp_persist_binary(ph.op, x, load_f(base + b.offset + ob * eb, b.dtype, b.weight != 0));
+            v = pk_binary(ph.op, x, load_f(base + b.offset + (int64_t)ob * eb, b.dtype, b.weight != 0));
         else
-            v = lp_persist_unary(ph.op, x, ph.alpha, ph.beta);
+            v = pk_unary(ph.op, x, ph.alpha, ph.beta);
         store_f(dst, o.dtype, v);
     }
+}
+
+/* Index arithmetic is 32-bit: the planner keeps every view of a phase
+ * under 2^31 elements (lp_persist.h), so one copy of each loop suffices. */
+__device__ __forceinline__ void run_elementwise(const lp_persist_phase &ph, unsigned char *base) {
+    elementwise_loop<int>(ph, base);
 }
 
 /* ---- rows: LayerNorm and Softmax -------------------------------------------- */
 
 /* Offset (elements) of row `row` of v (all dims but the last). */
-__device__ __forceinline__ int64_t row_offset(const lp_persist_view &v, int64_t row) {
-    int64_t off = 0;
+__device__ __forceinline__ int row_offset(const lp_persist_view &v, int row) {
+    int off = 0;
     for (int k = v.rank - 2; k >= 0; k--) {
-        int64_t d = v.dims[k], c = row % d;
+        int d = v.dims[k], c = row % d;
         row /= d;
         off += c * v.strides[k];
     }
     return off;
 }
 
-__device__ void run_rows(const lp_persist_phase &ph, unsigned char *base, float *scratch) {
+__device__ __noinline__ void run_rows_block(const lp_persist_phase &ph, unsigned char *base, float *scratch) {
     const lp_persist_view &o = ph.out, &a = ph.a;
-    int64_t dlast = o.rank ? o.dims[o.rank - 1] : 1;
+    int dlast = o.rank ? o.dims[o.rank - 1] : 1;
     if (dlast <= 0) return;
-    int64_t rows = numel(o) / dlast;
+    int rows = numel(o) / dlast;
     int ea = esize(a.dtype), eo = esize(o.dtype);
-    int64_t sa = a.rank ? a.strides[a.rank - 1] : 1;
+    int sa = a.rank ? a.strides[a.rank - 1] : 1;
     bool ln = ph.kind == LP_PERSIST_LAYERNORM, logsm = ph.op == LP_OP_LogSoftmax;
-    for (int64_t row = blockIdx.x; row < rows; row += gridDim.x) {
+    for (int row = blockIdx.x; row < rows; row += gridDim.x) {
         const unsigned char *x = base + a.offset + row_offset(a, row) * ea;
         unsigned char *y = base + o.offset + row * dlast * eo;
         float s1 = 0, s2;
         if (ln) {
-            for (int64_t d = threadIdx.x; d < dlast; d += blockDim.x) s1 += load_f(x + d * sa * ea, a.dtype, false);
+            for (int d = threadIdx.x; d < dlast; d += blockDim.x) s1 += load_f(x + d * sa * ea, a.dtype, false);
             float mean = block_reduce(s1, false, scratch) / (float)dlast;
             float q = 0;
-            for (int64_t d = threadIdx.x; d < dlast; d += blockDim.x) {
+            for (int d = threadIdx.x; d < dlast; d += blockDim.x) {
                 float u = load_f(x + d * sa * ea, a.dtype, false) - mean;
                 q += u * u;
             }
             float rstd = rsqrtf(block_reduce(q, false, scratch) / (float)dlast + ph.alpha);
             int es = esize(ph.scale.dtype), eb = ph.has_bias ? esize(ph.bias.dtype) : 0;
-            for (int64_t d = threadIdx.x; d < dlast; d += blockDim.x) {
+            for (int d = threadIdx.x; d < dlast; d += blockDim.x) {
                 float v = (load_f(x + d * sa * ea, a.dtype, false) - mean) * rstd *
                           load_f(base + ph.scale.offset + d * es, ph.scale.dtype, ph.scale.weight != 0);
                 if (ph.has_bias) v += load_f(base + ph.bias.offset + d * eb, ph.bias.dtype, ph.bias.weight != 0);
@@ -188,14 +231,14 @@ __device__ void run_rows(const lp_persist_phase &ph, unsigned char *base, float 
             }
         } else {
             float m = -INFINITY;
-            for (int64_t d = threadIdx.x; d < dlast; d += blockDim.x)
+            for (int d = threadIdx.x; d < dlast; d += blockDim.x)
                 m = fmaxf(m, load_f(x + d * sa * ea, a.dtype, false));
             m = block_reduce(m, true, scratch);
-            for (int64_t d = threadIdx.x; d < dlast; d += blockDim.x)
+            for (int d = threadIdx.x; d < dlast; d += blockDim.x)
                 s1 += expf(load_f(x + d * sa * ea, a.dtype, false) - m);
             s2 = block_reduce(s1, false, scratch);
             float ls = logf(s2);
-            for (int64_t d = threadIdx.x; d < dlast; d += blockDim.x) {
+            for (int d = threadIdx.x; d < dlast; d += blockDim.x) {
                 float u = load_f(x + d * sa * ea, a.dtype, false) - m;
                 store_f(y + d * eo, o.dtype, logsm ? u - ls : expf(u) / s2);
             }
@@ -203,60 +246,76 @@ __device__ void run_rows(const lp_persist_phase &ph, unsigned char *base, float 
     }
 }
 
+__device__ __forceinline__ void run_rows(const lp_persist_phase &ph, unsigned char *base, float *scratch) {
+    run_rows_block(ph, base, scratch);
+}
+
 /* ---- batched matmul (both operands activations) ------------------------------ */
 
-__device__ void run_bmm(const lp_persist_phase &ph, unsigned char *base) {
+/* One output a warp, the lanes splitting K (one a thread when K < 32). */
+__device__ __forceinline__ void run_bmm(const lp_persist_phase &ph, unsigned char *base) {
     const lp_persist_view &o = ph.out, &a = ph.a, &b = ph.b;
     int r = o.rank;
-    int64_t n_out = numel(o), N = o.dims[r - 1], K = a.dims[r - 1];
+    int n_out = numel(o), N = o.dims[r - 1], K = a.dims[r - 1];
     int ea = esize(a.dtype), eb = esize(b.dtype), eo = esize(o.dtype);
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n_out;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t t = i, n = t % N;
+    int ska = a.strides[r - 1], skb = b.strides[r - 2];
+    bool wide = K >= 32;
+    int lane = threadIdx.x % 32;
+    int who = wide ? ((int)blockIdx.x * blockDim.x + threadIdx.x) / 32
+                       : (int)blockIdx.x * blockDim.x + threadIdx.x;
+    int step = wide ? (int)gridDim.x * blockDim.x / 32 : (int)gridDim.x * blockDim.x;
+    for (int i = who; i < n_out; i += step) {
+        int t = i, n = t % N;
         t /= N;
-        int64_t m = t % o.dims[r - 2];
+        int m = t % o.dims[r - 2];
         t /= o.dims[r - 2];
-        int64_t oa = m * a.strides[r - 2], ob = n * b.strides[r - 1];
+        int oa = m * a.strides[r - 2], ob = n * b.strides[r - 1];
         for (int k = r - 3; k >= 0; k--) {
-            int64_t d = o.dims[k], c = t % d;
+            int d = o.dims[k], c = t % d;
             t /= d;
             oa += c * a.strides[k];
             ob += c * b.strides[k];
         }
+        const unsigned char *pa = base + a.offset + oa * ea, *pb = base + b.offset + ob * eb;
         float acc = 0;
-        for (int64_t k = 0; k < K; k++)
-            acc += load_f(base + a.offset + (oa + k * a.strides[r - 1]) * ea, a.dtype, a.weight != 0) *
-                   load_f(base + b.offset + (ob + k * b.strides[r - 2]) * eb, b.dtype, b.weight != 0);
-        store_f(base + o.offset + i * eo, o.dtype, acc * ph.alpha);
+        int k0 = wide ? lane : 0, kstep = wide ? 32 : 1;
+#pragma unroll 4
+        for (int k = k0; k < K; k += kstep)
+            acc += load_f(pa + k * ska * ea, a.dtype, a.weight != 0) * load_f(pb + k * skb * eb, b.dtype, b.weight != 0);
+        if (wide)
+            for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
+        if (!wide || lane == 0)
+            store_f(base + o.offset + view_at<int>(o, o.dims, r, i) * eo, o.dtype, acc * ph.alpha);
     }
 }
 
 /* ---- Gemm ----------------------------------------------------------------------- */
 
-__device__ __forceinline__ float epilogue(const lp_persist_phase &ph, const unsigned char *base,
-                                          int64_t m, int64_t n, float v) {
-    if (ph.has_bias) v += load_f(base + ph.bias.offset + n * esize(ph.bias.dtype), ph.bias.dtype, true);
-    if (ph.epi.act) v = lp_persist_unary(ph.epi.act, v, ph.epi.act_alpha, ph.epi.act_beta);
+__device__ __forceinline__ float epilogue(const lp_persist_phase &ph, const unsigned char *base, int m, int n,
+                                      float v) {
+    if (ph.has_bias) v += load_f(base + ph.bias.offset + (int64_t)n * esize(ph.bias.dtype), ph.bias.dtype, true);
+    if (ph.epi.act) v = pk_unary(ph.epi.act, v, ph.epi.act_alpha, ph.epi.act_beta);
     if (ph.epi.residual)
-        v += load_f(base + ph.epi.res.offset + (m * ph.n + n) * esize(ph.epi.res.dtype), ph.epi.res.dtype,
+        v += load_f(base + ph.epi.res.offset + (int64_t)(m * (int)ph.n + n) * esize(ph.epi.res.dtype), ph.epi.res.dtype,
                     ph.epi.res.weight != 0);
     return v;
 }
 
 /* Any dtype, any layout: one output a thread. */
-__device__ void run_gemm_plain(const lp_persist_phase &ph, unsigned char *base) {
-    int64_t M = ph.m, N = ph.n, K = ph.k;
+__device__ __noinline__ void run_gemm_plain(const lp_persist_phase &ph, unsigned char *base) {
+    int M = ph.m, N = ph.n, K = ph.k;
     int ea = esize(ph.a.dtype), ew = esize(ph.b.dtype), eo = esize(ph.out.dtype);
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < M * N;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t m = i / N, n = i % N;
+    for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < M * N;
+         i += (int)gridDim.x * blockDim.x) {
+        int m = i / N, n = i % N;
         const unsigned char *pa = base + ph.a.offset + m * K * ea;
         float acc = 0;
-        for (int64_t k = 0; k < K; k++) {
-            int64_t wi = ph.trans_w ? n * K + k : k * N + n;
+        for (int k = 0; k < K; k++) {
+            int wi = ph.trans_w ? n * K + k : k * N + n;
             acc += load_f(pa + k * ea, ph.a.dtype, false) * load_f(base + ph.b.offset + wi * ew, ph.b.dtype, true);
         }
-        store_f(base + ph.out.offset + i * eo, ph.out.dtype, epilogue(ph, base, m, n, acc));
+        store_f(base + ph.out.offset + view_at<int>(ph.out, ph.out.dims, ph.out.rank, i) * eo, ph.out.dtype,
+                epilogue(ph, base, m, n, acc));
     }
 }
 
@@ -274,10 +333,10 @@ __device__ __forceinline__ void mma16816(float *c, const unsigned *a, unsigned b
                      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* G column tiles x MT row tiles of one unit: this warp's share of K. */
+/* G column tiles x MT row tiles of one unit: this warp's share of K. wu
+ * is the unit's first fragment (global memory, or its prefetched copy). */
 template <int G, int MT, bool BF16>
-__device__ void gemm_unit(const uint4 *wp, int P, int j0, int gn, const unsigned short *As, int lda,
-                          float *red, int mc) {
+__device__ __noinline__ void gemm_unit(const uint4 *wu, int P, int gn, const unsigned short *As, int lda, float *red, int mc) {
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int gq = lane >> 2, tq = lane & 3;
     float acc[G][MT][4];
@@ -288,12 +347,11 @@ __device__ void gemm_unit(const uint4 *wp, int P, int j0, int gn, const unsigned
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[ti][mt][e] = 0.0f;
     int p0 = warp * P / PK_WARPS, p1 = (warp + 1) * P / PK_WARPS;
-#pragma unroll 2
     for (int p = p0; p < p1; p++) {
         uint4 bq[G];
 #pragma unroll
         for (int ti = 0; ti < G; ti++)
-            if (ti < gn) bq[ti] = __ldg(&wp[((size_t)(j0 + ti) * P + p) * 32 + lane]);
+            if (ti < gn) bq[ti] = wu[((size_t)ti * P + p) * 32 + lane];
 #pragma unroll
         for (int s = 0; s < 2; s++) {
             int kb = p * 32 + s * 16 + 2 * tq;
@@ -323,43 +381,89 @@ __device__ void gemm_unit(const uint4 *wp, int P, int j0, int gn, const unsigned
         }
 }
 
-/* Tiles a unit takes and rows a chunk stages, for N/8 tiles over `blocks`. */
-__host__ __device__ inline void gemm_shape(int64_t M, int64_t N, int64_t K, int blocks, int *g, int *mc) {
-    int64_t tiles = N / 8;
-    int gg = (int)((tiles + blocks - 1) / blocks);
-    if (gg > 4) gg = 4;
-    if (gg < 1) gg = 1;
-    int64_t lda_bytes = (K + 8) * 2;
-    for (;;) {
+/* How a Gemm phase uses a block: G column tiles of 8 a unit, mc rows of A
+ * staged at a time, and pre: the bytes of the block's first unit of
+ * weights fetched into shared memory before the phase's barrier (0: none). */
+typedef struct gemm_plan {
+    int g, mc;
+    int64_t pre;
+} gemm_plan;
+
+__host__ __device__ inline gemm_plan gemm_shape(int64_t M, int64_t N, int64_t K, int blocks) {
+    int64_t tiles = N / 8, P = K / 32;
+    int g0 = (int)((tiles + blocks - 1) / blocks);
+    g0 = g0 <= 1 ? 1 : g0 == 2 ? 2 : 4; /* the unit shapes the kernel is built for */
+    int64_t lda_bytes = (K + 8) * 2, mpad = (M + 15) / 16 * 16;
+    /* with the prefetch, without it, then with one tile a unit */
+    for (int attempt = 0; attempt < 3; attempt++) {
+        int gg = attempt == 2 ? 1 : g0;
+        int64_t pre = attempt == 0 ? (int64_t)gg * P * 512 : 0;
+        if (pre > PK_PREFETCH) continue;
         int64_t per_row = lda_bytes + (int64_t)PK_WARPS * gg * 8 * 4;
-        int64_t rows = (int64_t)PK_SMEM / per_row / 16 * 16;
-        int64_t mpad = (M + 15) / 16 * 16;
-        int64_t lim = 8 / gg * 16; /* at most 8 accumulator tiles a warp */
-        if (rows > mpad) rows = mpad;
+        int64_t rows = ((int64_t)PK_SMEM - pre) / per_row / 16 * 16;
+        int64_t lim = gg == 1 ? 128 : 16; /* the unit shapes built: G 1 with 1-8 row tiles, G 2 and 4 with 1 */
+        if (rows > mpad) rows = (mpad + 15) / 16 * 16;
         if (rows > lim) rows = lim;
-        if (rows >= 16 || gg == 1) {
-            *g = gg;
-            *mc = (int)(rows >= 16 ? rows : 0);
-            return;
-        }
-        gg = 1;
+        int64_t mt = 1;
+        while (mt * 2 * 16 <= rows) mt *= 2; /* 1, 2, 4 or 8 row tiles */
+        if (rows >= 16) return gemm_plan{gg, (int)(mt * 16), pre};
     }
+    return gemm_plan{1, 0, 0};
+}
+
+/* The block's first unit of a Gemm phase, given the rotation. */
+__device__ __forceinline__ int gemm_first_unit(int rot) {
+    return (int)(((int)blockIdx.x - rot % (int)gridDim.x + (int)gridDim.x) % (int)gridDim.x);
+}
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
+}
+
+/* Before the phase's barrier: its weights do not depend on earlier phases,
+ * so the block's first unit of them starts moving into shared memory now. */
+__device__ __forceinline__ void gemm_prefetch(const lp_persist_phase &ph, unsigned char *base, unsigned char *smem, int rot) {
+    gemm_plan gp = gemm_shape(ph.m, ph.n, ph.k, gridDim.x);
+    int P = (int)(ph.k / 32), tiles = (int)(ph.n / 8);
+    int units = (tiles + gp.g - 1) / gp.g, u = gemm_first_unit(rot);
+    if (!gp.pre || u >= units) return;
+    int gn = tiles - u * gp.g < gp.g ? tiles - u * gp.g : gp.g;
+    const uint4 *src = (const uint4 *)(base + ph.b.offset) + (size_t)u * gp.g * P * 32;
+    uint4 *dst = (uint4 *)smem;
+    for (int v = threadIdx.x; v < gn * P * 32; v += blockDim.x) cp_async16(dst + v, src + v);
+    asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
 template <bool BF16>
-__device__ void run_gemm_mma(const lp_persist_phase &ph, unsigned char *base, unsigned char *smem, int rot) {
+__device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, unsigned char *base, unsigned char *smem, int rot) {
     int64_t M = ph.m, N = ph.n, K = ph.k;
-    int P = (int)(K / 32), tiles = (int)(N / 8), G, mc;
-    gemm_shape(M, N, K, gridDim.x, &G, &mc);
-    int units = (tiles + G - 1) / G;
-    int first = (int)(((int)blockIdx.x - rot % (int)gridDim.x + (int)gridDim.x) % (int)gridDim.x);
+    gemm_plan gp = gemm_shape(M, N, K, gridDim.x);
+    int P = (int)(K / 32), tiles = (int)(N / 8), G = gp.g, mc = gp.mc;
+    int units = (tiles + G - 1) / G, first = gemm_first_unit(rot);
     if (first >= units) return;
     int lda = (int)K + 8;
-    unsigned short *As = (unsigned short *)smem;
-    float *red = (float *)(smem + (size_t)mc * lda * 2);
+    const uint4 *bpre = (const uint4 *)smem;
+    unsigned short *As = (unsigned short *)(smem + gp.pre);
+    float *red = (float *)(smem + gp.pre + (size_t)mc * lda * 2);
     const uint4 *wp = (const uint4 *)(base + ph.b.offset);
     const unsigned char *A = base + ph.a.offset;
     int eo = esize(ph.out.dtype);
+    bool contiguous_out = ph.out.rank == 2 && ph.out.strides[0] == N && ph.out.strides[1] == 1;
+    /* the first unit's bias and residual, loaded while A arrives */
+    float pre_bias = 0, pre_res = 0;
+    {
+        int rows0 = (int)(M < mc ? M : mc), gn0 = tiles - first * G < G ? tiles - first * G : G;
+        int e = threadIdx.x;
+        if (e < gn0 * rows0 * 8) {
+            int ti = e / (rows0 * 8), row = (e / 8) % rows0, col = e % 8;
+            int n = (first * G + ti) * 8 + col;
+            if (ph.has_bias) pre_bias = load_f(base + ph.bias.offset + (int64_t)n * esize(ph.bias.dtype), ph.bias.dtype, true);
+            if (ph.epi.residual)
+                pre_res = load_f(base + ph.epi.res.offset + ((int64_t)row * N + n) * esize(ph.epi.res.dtype),
+                                 ph.epi.res.dtype, ph.epi.res.weight != 0);
+        }
+    }
     for (int64_t m0 = 0; m0 < M; m0 += mc) {
         int rows = (int)(M - m0 < mc ? M - m0 : mc);
         /* stage rows m0 .. m0 + rows of A (zeros below), 16 bytes a thread */
@@ -367,24 +471,24 @@ __device__ void run_gemm_mma(const lp_persist_phase &ph, unsigned char *base, un
         __syncthreads();
         for (int v = threadIdx.x; v < mc * vec_row; v += blockDim.x) {
             int r = v / vec_row, c = v % vec_row;
-            uint4 q = make_uint4(0, 0, 0, 0);
-            if (r < rows) q = __ldcg((const uint4 *)(A + ((m0 + r) * K + (int64_t)c * 8) * 2));
             unsigned *dst = (unsigned *)(As + (size_t)r * lda + c * 8);
-            dst[0] = q.x;
-            dst[1] = q.y;
-            dst[2] = q.z;
-            dst[3] = q.w;
+            if (r < rows) {
+                cp_async16(dst, A + ((m0 + r) * K + (int64_t)c * 8) * 2);
+            } else {
+                dst[0] = dst[1] = dst[2] = dst[3] = 0;
+            }
         }
+        asm volatile("cp.async.commit_group;" ::: "memory");
+        asm volatile("cp.async.wait_all;" ::: "memory");
         __syncthreads();
         int mt = mc / 16;
         for (int u = first; u < units; u += gridDim.x) {
             int j0 = u * G, gn = tiles - j0 < G ? tiles - j0 : G;
+            const uint4 *wu = gp.pre && u == first ? bpre : wp + (size_t)j0 * P * 32;
             switch (G * 16 + mt) {
 #define PK_UNIT(g_, m_) \
-    case g_ * 16 + m_: gemm_unit<g_, m_, BF16>(wp, P, j0, gn, As, lda, red, mc); break;
-                PK_UNIT(1, 1) PK_UNIT(1, 2) PK_UNIT(1, 3) PK_UNIT(1, 4) PK_UNIT(1, 5) PK_UNIT(1, 6)
-                PK_UNIT(1, 7) PK_UNIT(1, 8) PK_UNIT(2, 1) PK_UNIT(2, 2) PK_UNIT(2, 3) PK_UNIT(2, 4)
-                PK_UNIT(3, 1) PK_UNIT(3, 2) PK_UNIT(4, 1) PK_UNIT(4, 2)
+    case g_ * 16 + m_: gemm_unit<g_, m_, BF16>(wu, P, gn, As, lda, red, mc); break;
+                PK_UNIT(1, 1) PK_UNIT(1, 2) PK_UNIT(1, 4) PK_UNIT(1, 8) PK_UNIT(2, 1) PK_UNIT(4, 1)
 #undef PK_UNIT
             default: break;
             }
@@ -393,8 +497,16 @@ __device__ void run_gemm_mma(const lp_persist_phase &ph, unsigned char *base, un
                 int ti = e / (rows * 8), row = (e / 8) % rows, col = e % 8;
                 float v = 0;
                 for (int w = 0; w < PK_WARPS; w++) v += red[((size_t)(w * G + ti) * mc + row) * 8 + col];
-                int64_t m = m0 + row, n = (int64_t)(j0 + ti) * 8 + col;
-                store_f(base + ph.out.offset + (m * N + n) * eo, ph.out.dtype, epilogue(ph, base, m, n, v));
+                int m = (int)m0 + row, n = (j0 + ti) * 8 + col;
+                int at = contiguous_out ? m * (int)N + n : view_at<int>(ph.out, ph.out.dims, ph.out.rank, m * (int)N + n);
+                if (u == first && m0 == 0 && e == (int)threadIdx.x) {
+                    v += pre_bias;
+                    if (ph.epi.act) v = pk_unary(ph.epi.act, v, ph.epi.act_alpha, ph.epi.act_beta);
+                    v += pre_res;
+                } else {
+                    v = epilogue(ph, base, m, n, v);
+                }
+                store_f(base + ph.out.offset + (int64_t)at * eo, ph.out.dtype, v);
             }
             __syncthreads();
         }
@@ -404,22 +516,29 @@ __device__ void run_gemm_mma(const lp_persist_phase &ph, unsigned char *base, un
 /* ---- the kernel ------------------------------------------------------------------------ */
 
 __global__ void __launch_bounds__(PK_THREADS, 1)
-    persist_kernel(const lp_persist_phase *phases, int first, int count, unsigned char *base, unsigned *bar) {
+    persist_kernel(const lp_persist_phase *phases, int first, int count, unsigned char *base, unsigned *bar,
+                   int nosync, unsigned long long *trace) {
     extern __shared__ __align__(16) unsigned char smem[];
-    __shared__ lp_persist_phase ph;
+    __shared__ lp_persist_phase slot[2];
     __shared__ float scratch[PK_WARPS + 1];
-    unsigned syncs = 0;
+    const int words = (int)(sizeof(lp_persist_phase) / sizeof(int));
+    static_assert(sizeof(lp_persist_phase) % sizeof(int) == 0 && sizeof(lp_persist_phase) / sizeof(int) <= PK_THREADS,
+                  "a phase is loaded one word a thread");
     int rot = 0;
+    if (threadIdx.x < words) ((int *)&slot[0])[threadIdx.x] = ((const int *)&phases[first])[threadIdx.x];
+    __syncthreads();
     for (int i = first; i < first + count; i++) {
-        __syncthreads();
-        const int *src = (const int *)&phases[i];
-        for (int w = threadIdx.x; w < (int)(sizeof ph / sizeof(int)); w += blockDim.x) ((int *)&ph)[w] = src[w];
-        __syncthreads();
-        if (ph.sync) {
-            syncs++;
-            grid_sync(bar, syncs * gridDim.x);
-            rot = 0;
-        }
+        const lp_persist_phase &ph = slot[(i - first) & 1];
+        /* the next phase's description, loaded while this one runs */
+        int next = 0;
+        if (i + 1 < first + count && threadIdx.x < words) next = ((const int *)&phases[i + 1])[threadIdx.x];
+        bool mma = ph.kind == LP_PERSIST_GEMM && ph.b.weight == PK_PACKED;
+        if (ph.sync) rot = 0;
+        unsigned long long *tr = trace ? trace + ((size_t)blockIdx.x * (first + count) + i) * 3 : NULL;
+        if (tr && threadIdx.x == 0) tr[0] = globaltimer();
+        if (mma) gemm_prefetch(ph, base, smem, rot);
+        if (ph.sync && !(nosync & 1)) grid_sync(bar);
+        if (tr && threadIdx.x == 0) tr[1] = globaltimer();
         switch (ph.kind) {
         case LP_PERSIST_COPY:
         case LP_PERSIST_ELEMENTWISE: run_elementwise(ph, base); break;
@@ -427,28 +546,24 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         case LP_PERSIST_SOFTMAX: run_rows(ph, base, scratch); break;
         case LP_PERSIST_BATCHED_MATMUL: run_bmm(ph, base); break;
         case LP_PERSIST_GEMM:
-            if (ph.b.weight == PK_PACKED) {
-                int G, mc;
-                gemm_shape(ph.m, ph.n, ph.k, gridDim.x, &G, &mc);
+            if (mma) {
                 if (ph.b.dtype == 16) run_gemm_mma<true>(ph, base, smem, rot);
                 else run_gemm_mma<false>(ph, base, smem, rot);
-                rot += (int)((ph.n / 8 + G - 1) / G);
+                rot += (int)((ph.n / 8 + gemm_shape(ph.m, ph.n, ph.k, gridDim.x).g - 1) /
+                             gemm_shape(ph.m, ph.n, ph.k, gridDim.x).g);
             } else
                 run_gemm_plain(ph, base);
             break;
         default: break;
         }
-    }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-        /* the last block out resets the barrier for the next launch: every
-         * block has passed every barrier by then */
-        __threadfence();
-        unsigned done = atomicAdd(bar + 1, 1u);
-        if (done == gridDim.x - 1) {
-            atomicExch(bar, 0u);
-            atomicExch(bar + 1, 0u);
+        /* a prefetch this block issued but had no unit to use it for */
+        asm volatile("cp.async.wait_all;" ::: "memory");
+        if (tr) {
+            __syncthreads();
+            if (threadIdx.x == 0) tr[2] = globaltimer();
         }
+        if (threadIdx.x < words) ((int *)&slot[(i - first + 1) & 1])[threadIdx.x] = next;
+        __syncthreads();
     }
 }
 
@@ -470,6 +585,20 @@ __global__ void pack_kernel(unsigned *dst, const unsigned short *w, int64_t K, i
     }
 }
 
+/* The inverse: fragment order back to the row-major (or [N, K]) weight. */
+__global__ void unpack_kernel(unsigned short *w, const unsigned *src, int64_t K, int64_t N, int trans) {
+    int64_t P = K / 32, words = (N / 8) * P * 128;
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < words;
+         i += (int64_t)gridDim.x * blockDim.x) {
+        int r = (int)(i % 4), lane = (int)((i / 4) % 32);
+        int64_t jp = i / 128, p = jp % P, j = jp / P;
+        int64_t k = 16 * (2 * p + r / 2) + 2 * (lane % 4) + 8 * (r % 2), n = 8 * j + lane / 4;
+        unsigned v = src[i];
+        w[trans ? n * K + k : k * N + n] = (unsigned short)(v & 0xffffu);
+        w[trans ? n * K + k + 1 : (k + 1) * N + n] = (unsigned short)(v >> 16);
+    }
+}
+
 static bool overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1) { return a0 < b1 && b0 < a1; }
 
 /* Whether the weight a Gemm phase reads can be packed: the tensor-core
@@ -479,9 +608,7 @@ static bool packable(const lp_persist_program *p, int i, int blocks) {
     if (g->kind != LP_PERSIST_GEMM || g->a.dtype != g->b.dtype || (g->b.dtype != 10 && g->b.dtype != 16) ||
         g->k % 32 != 0 || g->n % 8 != 0 || g->a.offset % 16 != 0 || g->b.offset % 16 != 0)
         return false;
-    int G, mc;
-    gemm_shape(g->m, g->n, g->k, blocks, &G, &mc);
-    if (mc < 16) return false;
+    if (gemm_shape(g->m, g->n, g->k, blocks).mc < 16) return false;
     uint64_t w0 = g->b.offset, w1 = w0 + (uint64_t)(g->k * g->n) * 2;
     for (int j = 0; j < p->n_phases; j++) {
         const lp_persist_phase *q = &p->phases[j];
@@ -515,6 +642,34 @@ static bool packable(const lp_persist_program *p, int i, int blocks) {
             return lp_error((d), LP_ERR_INTERNAL, "card %d: %s failed: %s", card, #stmt,     \
                             cudaGetErrorString(e_));                                         \
     } while (0)
+
+/* Every weight packed at open back in its original layout (each once). */
+lp_status lp_gpu_persist_unpack(lp_gpu_persist *gp, unsigned char *base, lp_diag *d) {
+    int card = gp->card;
+    for (int i = 0; i < gp->p->n_phases; i++) {
+        lp_persist_phase *h = &gp->host[i];
+        if (h->kind != LP_PERSIST_GEMM || h->b.weight != PK_PACKED) continue;
+        bool done = false;
+        for (int j = 0; j < i && !done; j++) done = gp->host[j].b.weight == PK_PACKED + 1 && gp->host[j].b.offset == h->b.offset;
+        h->b.weight = PK_PACKED + 1; /* unpacked again */
+        if (done) continue;
+        size_t bytes = (size_t)(h->k * h->n) * 2;
+        unsigned *tmp = NULL;
+        GP_CHECK(d, cudaMalloc(&tmp, bytes));
+        cudaError_t e = cudaMemcpy(tmp, base + h->b.offset, bytes, cudaMemcpyDeviceToDevice);
+        if (e == cudaSuccess) {
+            unpack_kernel<<<264, 256>>>((unsigned short *)(base + h->b.offset), tmp, h->k, h->n, h->trans_w);
+            e = cudaGetLastError();
+        }
+        if (e == cudaSuccess) e = cudaDeviceSynchronize();
+        cudaFree(tmp);
+        if (e != cudaSuccess)
+            return lp_error(d, LP_ERR_INTERNAL, "card %d: restoring a Gemm weight failed: %s", card,
+                            cudaGetErrorString(e));
+    }
+    gp->packed = 0;
+    return LP_OK;
+}
 
 static lp_status pack_weights(lp_gpu_persist *gp, unsigned char *base, int card, lp_diag *d) {
     const lp_persist_program *p = gp->p;
@@ -570,6 +725,10 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
     if (e == cudaSuccess && per_sm < 1)
         st = lp_error(d, LP_ERR_INTERNAL, "card %d: the persistent kernel does not fit an SM", card);
     gp->blocks = sms;
+    const char *ns = getenv("LPCC_PERSIST_NOSYNC");
+    gp->nosync = ns && *ns == '1';
+    const char *nb = getenv("LPCC_PERSIST_BLOCKS");
+    if (nb && atoi(nb) > 0 && atoi(nb) < sms) gp->blocks = atoi(nb);
     gp->cooperative = coop != 0;
     if (e == cudaSuccess && st == LP_OK) e = cudaMalloc(&gp->bar, 2 * sizeof(unsigned));
     if (e == cudaSuccess && st == LP_OK) e = cudaMemset(gp->bar, 0, 2 * sizeof(unsigned));
@@ -594,7 +753,7 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
 }
 
 static lp_status launch(lp_gpu_persist *gp, int first, int count, unsigned char *base, cudaStream_t s,
-                        lp_diag *d) {
+                        unsigned long long *trace, lp_diag *d) {
     int card = gp->card;
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = dim3((unsigned)gp->blocks);
@@ -607,12 +766,12 @@ static lp_status launch(lp_gpu_persist *gp, int first, int count, unsigned char 
     cfg.attrs = attr;
     cfg.numAttrs = gp->cooperative ? 1 : 0;
     const lp_persist_phase *phases = gp->dev;
-    GP_CHECK(d, cudaLaunchKernelEx(&cfg, persist_kernel, phases, first, count, base, gp->bar));
+    GP_CHECK(d, cudaLaunchKernelEx(&cfg, persist_kernel, phases, first, count, base, gp->bar, gp->nosync, trace));
     return LP_OK;
 }
 
-lp_status lp_gpu_persist_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base, cudaStream_t s,
-                              lp_diag *d) {
+static lp_status run_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base, cudaStream_t s,
+                          unsigned long long *trace, lp_diag *d) {
     const lp_persist_program *p = gp->p;
     int i = 0;
     while (i < p->n_phases) {
@@ -624,11 +783,82 @@ lp_status lp_gpu_persist_step(lp_gpu_persist *gp, lp_card_env *env, unsigned cha
         }
         int j = i;
         while (j < p->n_phases && p->phases[j].kind != LP_PERSIST_NODE) j++;
-        lp_status st = launch(gp, i, j - i, base, s, d);
+        lp_status st = launch(gp, i, j - i, base, s, trace, d);
         if (st != LP_OK) return st;
         i = j;
     }
     return LP_OK;
+}
+
+lp_status lp_gpu_persist_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base, cudaStream_t s,
+                              lp_diag *d) {
+    return run_step(gp, env, base, s, NULL, d);
+}
+
+static int by_u64(const void *a, const void *b) {
+    unsigned long long x = *(const unsigned long long *)a, y = *(const unsigned long long *)b;
+    return x < y ? -1 : x > y;
+}
+
+lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base, cudaStream_t s,
+                                 FILE *out, lp_diag *d) {
+    const lp_persist_program *p = gp->p;
+    int card = gp->card, n = p->n_phases, nb = gp->blocks;
+    size_t words = (size_t)nb * n * 3;
+    unsigned long long *dev = NULL, *host = (unsigned long long *)calloc(words + 1, sizeof *host);
+    unsigned long long *col = (unsigned long long *)calloc((size_t)nb + 1, sizeof *col);
+    if (!host || !col) {
+        free(host);
+        free(col);
+        return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
+    lp_status st = LP_OK;
+    cudaError_t e = cudaMalloc(&dev, words * sizeof *dev);
+    if (e == cudaSuccess) e = cudaMemsetAsync(dev, 0, words * sizeof *dev, s);
+    /* twice: the second run's times, with the first's caches warm */
+    for (int r = 0; r < 2 && e == cudaSuccess && st == LP_OK; r++) st = run_step(gp, env, base, s, dev, d);
+    if (e == cudaSuccess && st == LP_OK) e = cudaStreamSynchronize(s);
+    if (e == cudaSuccess && st == LP_OK) e = cudaMemcpy(host, dev, words * sizeof *dev, cudaMemcpyDeviceToHost);
+    if (dev) cudaFree(dev);
+    if (e != cudaSuccess && st == LP_OK)
+        st = lp_error(d, LP_ERR_INTERNAL, "card %d: profiling the persistent program: %s", card, cudaGetErrorString(e));
+    if (st == LP_OK) {
+        static const char *kinds[] = {"?", "copy", "elementwise", "gemm", "batched_matmul", "layernorm",
+                                      "softmax", "node"};
+        fprintf(out, "profile of card %d: a persistent program, %d phases, %d blocks x %d threads, %d Gemm "
+                "weights packed (%%globaltimer per block; wait: at the barrier, work: the median and the "
+                "slowest block)\n", card, n, nb, PK_THREADS, gp->packed);
+        fprintf(out, "  phase  kind            wait_us  work_us  slowest_us  node\n");
+        double total_wait = 0, total_work = 0;
+        for (int i = 0; i < n; i++) {
+            const lp_persist_phase *ph = &p->phases[i];
+            const char *name = ph->node >= 0 && ph->node < p->n_nodes ? p->nodes[ph->node]->node : "(copy)";
+            if (ph->kind == LP_PERSIST_NODE) {
+                fprintf(out, "  %5d  %-14s  %7s  %7s  %10s  %s (a library call)\n", i, "node", "-", "-", "-", name);
+                continue;
+            }
+            for (int b = 0; b < nb; b++) {
+                const unsigned long long *t = host + ((size_t)b * n + i) * 3;
+                col[b] = t[1] - t[0];
+            }
+            qsort(col, (size_t)nb, sizeof *col, by_u64);
+            double wait = col[nb / 2] * 1e-3;
+            for (int b = 0; b < nb; b++) {
+                const unsigned long long *t = host + ((size_t)b * n + i) * 3;
+                col[b] = t[2] - t[1];
+            }
+            qsort(col, (size_t)nb, sizeof *col, by_u64);
+            double work = col[nb / 2] * 1e-3, slow = col[nb - 1] * 1e-3;
+            total_wait += wait;
+            total_work += slow;
+            fprintf(out, "  %5d  %-14s  %7.2f  %7.2f  %10.2f  %s\n", i, kinds[ph->kind >= 1 && ph->kind <= 7 ? ph->kind : 0],
+                    wait, work, slow, name);
+        }
+        fprintf(out, "  barriers (median wait) %.1f us, phases (slowest block) %.1f us\n", total_wait, total_work);
+    }
+    free(host);
+    free(col);
+    return st;
 }
 
 void lp_gpu_persist_shape(const lp_gpu_persist *gp, int *blocks, int *threads, int *packed_gemms) {

@@ -15,6 +15,7 @@
 #define LP_GPU_PERSIST_H
 
 #include <cuda_runtime.h>
+#include <stdio.h>
 
 #include "lp_persist.h"
 
@@ -28,6 +29,14 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
  * library call between them. Returns LP_OK or the failing status. */
 lp_status lp_gpu_persist_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base,
                               cudaStream_t s, lp_diag *d);
+/* Runs the step twice eagerly with a %globaltimer stamp per block at each
+ * phase's start, after its barrier and at its end, and prints per phase
+ * the barrier wait and the work (median and slowest block). */
+lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base,
+                                 cudaStream_t s, FILE *out, lp_diag *d);
+/* Puts every weight open packed back in its original layout: the card's
+ * launch program can run again (gp must not run after this). */
+lp_status lp_gpu_persist_unpack(lp_gpu_persist *gp, unsigned char *base, lp_diag *d);
 /* The kernels' launch shape, for reports. */
 void lp_gpu_persist_shape(const lp_gpu_persist *gp, int *blocks, int *threads, int *packed_gemms);
 void lp_gpu_persist_close(lp_gpu_persist *gp);
