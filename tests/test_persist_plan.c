@@ -543,6 +543,36 @@ static void test_transpose_into_gemm(void **state) {
     }
 }
 
+/* y read again after the Transpose: the Gemm still writes y, the copy stays. */
+static void test_transpose_kept(void **state) {
+    (void)state;
+    net *g = net_new();
+    lp_card_tensor x = act(g, F32, D(16, 64)), w = weight(g, F32, D(64, 32)), y = act(g, F32, D(16, 32));
+    lp_card_tensor t = act(g, F32, D(32, 16)), s = act(g, F32, D(16, 32));
+    compute(g, "fc", "MatMul", ARGS(x, w), y);
+    lp_card_node *tr = compute(g, "tr", "Transpose", ARGS(y), t);
+    tr->n_attrs = 1;
+    tr->attrs = attr_perm_10;
+    compute(g, "again", "Sigmoid", ARGS(y), s);
+    lp_persist_range live = bytes_of(t);
+    lp_persist_program *p = plan(g, NULL, &live, 1);
+    assert_int_equal(p->n_phases, 3);
+    assert_int_equal(p->n_fused, 0);
+    assert_int_equal(p->phases[0].out.offset, y.offset);
+    assert_int_equal(p->phases[0].out.strides[0], 32);
+    assert_int_equal(p->phases[1].kind, LP_PERSIST_COPY);
+    assert_int_equal(p->phases[1].op, LP_OP_Transpose);
+    assert_int_equal(p->phases[1].a.strides[0], 1);
+    assert_int_equal(p->phases[1].a.strides[1], 32);
+    assert_int_equal(p->phases[1].sync, 1);
+    assert_int_equal(p->phases[2].sync, 0); /* y is behind the copy's barrier */
+    unsigned char *init = random_arena(g);
+    check_same(g, p, init, ARGS(t, s), 1e-5);
+    free(init);
+    lp_persist_free(p);
+    free(g);
+}
+
 /* ---- 9: a constant scale folded into a batched matmul ---------------------- */
 
 /* q [2, 8, 16] . k [2, 16, 8] (two activations), then Div by a scalar
@@ -593,14 +623,15 @@ static void test_scale_folded(void **state) {
 /* ---- 10, 11: library calls and large copies -------------------------------- */
 
 /* An op no phase kind covers splits the program into persistent kernels
- * before and after it; the phase after it needs no barrier (a new kernel);
+ * before and after it; the phase after it needs no barrier (a new kernel,
+ * though it overwrites what the first kernel read);
  * the dump's fallback names the first such node. */
 static void test_node_splits(void **state) {
     (void)state;
     net *g = net_new();
     lp_card_tensor x = act(g, F32, D(8, 16)), y = act(g, F32, D(8, 16)), ind = act(g, LP_DT_INT64, D(4));
-    lp_card_tensor gy = act(g, F32, D(4, 16)), gz = act(g, F32, D(2, 16)), z = act(g, F32, D(2, 16));
-    lp_card_tensor ind2 = act(g, LP_DT_INT64, D(2));
+    lp_card_tensor gy = act(g, F32, D(4, 16)), gz = act(g, F32, D(2, 16)), ind2 = act(g, LP_DT_INT64, D(2));
+    lp_card_tensor z = at(g, x.offset, F32, D(2, 16)); /* over what relu read, in the next kernel */
     compute(g, "relu", "Relu", ARGS(x), y);
     compute(g, "gather0", "Gather", ARGS(y, ind), gy);
     compute(g, "gather1", "Gather", ARGS(gy, ind2), gz);
@@ -767,6 +798,7 @@ int main(void) {
         cmocka_unit_test(test_copy_absorbed),
         cmocka_unit_test(test_copy_live_out),
         cmocka_unit_test(test_transpose_into_gemm),
+        cmocka_unit_test(test_transpose_kept),
         cmocka_unit_test(test_scale_folded),
         cmocka_unit_test(test_node_splits),
         cmocka_unit_test(test_huge),
