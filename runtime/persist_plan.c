@@ -446,33 +446,28 @@ typedef struct rw {
     range reads[8], writes[4];
 } rw;
 
+/* Appends t's bytes to list[*n] (at most cap), merging into the last past cap. */
+static void fold_range(range *list, int *n, int cap, const lp_card_tensor *t) {
+    range r = {t->offset, t->offset + t->bytes};
+    if (*n < cap) {
+        list[(*n)++] = r;
+        return;
+    }
+    range *l = &list[cap - 1];
+    if (r.lo < l->lo) l->lo = r.lo;
+    if (r.hi > l->hi) l->hi = r.hi;
+}
+
 static void rw_of(const lp_persist_program *p, const lp_persist_phase *ph, rw *s) {
     s->n_reads = s->n_writes = 0;
     if (ph->kind == LP_PERSIST_NODE) {
         const lp_card_node *n = p->nodes[ph->node];
-        /* a node's reads beyond 8 inputs fold into one covering range */
-        for (int k = 0; k < n->n_inputs; k++) {
-            const lp_card_tensor *t = &n->inputs[k];
-            if (t->region != LP_CARD_MEMORY) continue;
-            range r = {t->offset, t->offset + t->bytes};
-            if (s->n_reads < 7) s->reads[s->n_reads++] = r;
-            else {
-                range *l = &s->reads[6];
-                if (r.lo < l->lo) l->lo = r.lo;
-                if (r.hi > l->hi) l->hi = r.hi;
-            }
-        }
-        for (int k = 0; k < n->n_outputs; k++) {
-            const lp_card_tensor *t = &n->outputs[k];
-            if (t->region != LP_CARD_MEMORY) continue;
-            range r = {t->offset, t->offset + t->bytes};
-            if (s->n_writes < 3) s->writes[s->n_writes++] = r;
-            else {
-                range *l = &s->writes[2];
-                if (r.lo < l->lo) l->lo = r.lo;
-                if (r.hi > l->hi) l->hi = r.hi;
-            }
-        }
+        /* a node's reads beyond 7 inputs (writes beyond 3 outputs) fold into
+         * one covering range */
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k].region == LP_CARD_MEMORY) fold_range(s->reads, &s->n_reads, 7, &n->inputs[k]);
+        for (int k = 0; k < n->n_outputs; k++)
+            if (n->outputs[k].region == LP_CARD_MEMORY) fold_range(s->writes, &s->n_writes, 3, &n->outputs[k]);
         if (n->workspace_bytes) {
             range w = {n->workspace_offset, n->workspace_offset + n->workspace_bytes};
             s->reads[s->n_reads++] = w;

@@ -643,58 +643,59 @@ static bool packable(const lp_persist_program *p, int i, int blocks) {
                             cudaGetErrorString(e_));                                         \
     } while (0)
 
+/* Rearranges one Gemm weight in place (through a temporary copy): into
+ * fragment order, or back to its own layout. */
+static lp_status rearrange(const lp_persist_phase *h, unsigned char *base, bool pack, int card, lp_diag *d) {
+    size_t bytes = (size_t)(h->k * h->n) * 2;
+    void *tmp = NULL;
+    GP_CHECK(d, cudaMalloc(&tmp, bytes));
+    unsigned char *w = base + h->b.offset;
+    cudaError_t e = cudaMemcpy(tmp, w, bytes, cudaMemcpyDeviceToDevice);
+    if (e == cudaSuccess) {
+        if (pack) pack_kernel<<<264, 256>>>((unsigned *)w, (const unsigned short *)tmp, h->k, h->n, h->trans_w);
+        else unpack_kernel<<<264, 256>>>((unsigned short *)w, (const unsigned *)tmp, h->k, h->n, h->trans_w);
+        e = cudaGetLastError();
+    }
+    if (e == cudaSuccess) e = cudaDeviceSynchronize();
+    cudaFree(tmp);
+    if (e != cudaSuccess)
+        return lp_error(d, LP_ERR_INTERNAL, "card %d: %s a Gemm weight failed: %s", card,
+                        pack ? "packing" : "restoring", cudaGetErrorString(e));
+    return LP_OK;
+}
+
+/* Whether an earlier phase than i marked the same weight with `mark`. */
+static bool marked_before(const lp_gpu_persist *gp, int i, int mark) {
+    for (int j = 0; j < i; j++)
+        if (gp->host[j].kind == LP_PERSIST_GEMM && gp->host[j].b.weight == mark &&
+            gp->host[j].b.offset == gp->host[i].b.offset)
+            return true;
+    return false;
+}
+
 /* Every weight packed at open back in its original layout (each once). */
 lp_status lp_gpu_persist_unpack(lp_gpu_persist *gp, unsigned char *base, lp_diag *d) {
-    int card = gp->card;
     for (int i = 0; i < gp->p->n_phases; i++) {
         lp_persist_phase *h = &gp->host[i];
         if (h->kind != LP_PERSIST_GEMM || h->b.weight != PK_PACKED) continue;
-        bool done = false;
-        for (int j = 0; j < i && !done; j++) done = gp->host[j].b.weight == PK_PACKED + 1 && gp->host[j].b.offset == h->b.offset;
+        bool done = marked_before(gp, i, PK_PACKED + 1);
         h->b.weight = PK_PACKED + 1; /* unpacked again */
-        if (done) continue;
-        size_t bytes = (size_t)(h->k * h->n) * 2;
-        unsigned *tmp = NULL;
-        GP_CHECK(d, cudaMalloc(&tmp, bytes));
-        cudaError_t e = cudaMemcpy(tmp, base + h->b.offset, bytes, cudaMemcpyDeviceToDevice);
-        if (e == cudaSuccess) {
-            unpack_kernel<<<264, 256>>>((unsigned short *)(base + h->b.offset), tmp, h->k, h->n, h->trans_w);
-            e = cudaGetLastError();
-        }
-        if (e == cudaSuccess) e = cudaDeviceSynchronize();
-        cudaFree(tmp);
-        if (e != cudaSuccess)
-            return lp_error(d, LP_ERR_INTERNAL, "card %d: restoring a Gemm weight failed: %s", card,
-                            cudaGetErrorString(e));
+        lp_status st = done ? LP_OK : rearrange(h, base, false, gp->card, d);
+        if (st != LP_OK) return st;
     }
     gp->packed = 0;
     return LP_OK;
 }
 
-static lp_status pack_weights(lp_gpu_persist *gp, unsigned char *base, int card, lp_diag *d) {
-    const lp_persist_program *p = gp->p;
-    for (int i = 0; i < p->n_phases; i++) {
-        lp_persist_phase *h = &gp->host[i];
-        if (!packable(p, i, gp->blocks)) continue;
-        bool done = false;
-        for (int j = 0; j < i && !done; j++) done = gp->host[j].b.weight == PK_PACKED && gp->host[j].b.offset == h->b.offset;
-        if (!done) {
-            size_t bytes = (size_t)(h->k * h->n) * 2;
-            unsigned short *tmp = NULL;
-            GP_CHECK(d, cudaMalloc(&tmp, bytes));
-            cudaError_t e = cudaMemcpy(tmp, base + h->b.offset, bytes, cudaMemcpyDeviceToDevice);
-            if (e == cudaSuccess) {
-                pack_kernel<<<264, 256>>>((unsigned *)(base + h->b.offset), tmp, h->k, h->n, h->trans_w);
-                e = cudaGetLastError();
-            }
-            if (e == cudaSuccess) e = cudaDeviceSynchronize();
-            cudaFree(tmp);
-            if (e != cudaSuccess)
-                return lp_error(d, LP_ERR_INTERNAL, "card %d: packing a Gemm weight failed: %s", card,
-                                cudaGetErrorString(e));
+static lp_status pack_weights(lp_gpu_persist *gp, unsigned char *base, lp_diag *d) {
+    for (int i = 0; i < gp->p->n_phases; i++) {
+        if (!packable(gp->p, i, gp->blocks)) continue;
+        if (!marked_before(gp, i, PK_PACKED)) {
+            lp_status st = rearrange(&gp->host[i], base, true, gp->card, d);
+            if (st != LP_OK) return st;
             gp->packed++;
         }
-        h->b.weight = PK_PACKED;
+        gp->host[i].b.weight = PK_PACKED;
     }
     return LP_OK;
 }
@@ -735,7 +736,7 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
     if (e != cudaSuccess && st == LP_OK)
         st = lp_error(d, LP_ERR_INTERNAL, "card %d: setting up the persistent kernel: %s", card,
                       cudaGetErrorString(e));
-    if (st == LP_OK) st = pack_weights(gp, base, card, d);
+    if (st == LP_OK) st = pack_weights(gp, base, d);
     if (st == LP_OK) {
         e = cudaMalloc(&gp->dev, ((size_t)p->n_phases + 1) * sizeof *gp->dev);
         if (e == cudaSuccess)
