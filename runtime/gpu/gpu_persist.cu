@@ -569,33 +569,24 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
 
 /* ---- packing ------------------------------------------------------------------------------ */
 
-/* dst word ((j * P + p) * 32 + lane) * 4 + r holds W[k][n], W[k + 1][n] for
- * n = 8j + lane / 4, k = 16 (2p + r / 2) + 2 (lane % 4) + 8 (r % 2): the B
- * fragments of k-steps 2p and 2p + 1 of column tile j. */
-__global__ void pack_kernel(unsigned *dst, const unsigned short *w, int64_t K, int64_t N, int trans) {
+/* Packed word ((j * P + p) * 32 + lane) * 4 + r holds W[k][n], W[k + 1][n]
+ * for n = 8j + lane / 4, k = 16 (2p + r / 2) + 2 (lane % 4) + 8 (r % 2): the
+ * B fragments of k-steps 2p and 2p + 1 of column tile j. pack: row-major (or
+ * [N, K] with trans) w -> packed; else the inverse. */
+__global__ void rearrange_kernel(unsigned *packed, unsigned short *w, int64_t K, int64_t N, int trans, int pack) {
     int64_t P = K / 32, words = (N / 8) * P * 128;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < words;
          i += (int64_t)gridDim.x * blockDim.x) {
         int r = (int)(i % 4), lane = (int)((i / 4) % 32);
         int64_t jp = i / 128, p = jp % P, j = jp / P;
         int64_t k = 16 * (2 * p + r / 2) + 2 * (lane % 4) + 8 * (r % 2), n = 8 * j + lane / 4;
-        unsigned short lo = trans ? w[n * K + k] : w[k * N + n];
-        unsigned short hi = trans ? w[n * K + k + 1] : w[(k + 1) * N + n];
-        dst[i] = (unsigned)lo | ((unsigned)hi << 16);
-    }
-}
-
-/* The inverse: fragment order back to the row-major (or [N, K]) weight. */
-__global__ void unpack_kernel(unsigned short *w, const unsigned *src, int64_t K, int64_t N, int trans) {
-    int64_t P = K / 32, words = (N / 8) * P * 128;
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < words;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        int r = (int)(i % 4), lane = (int)((i / 4) % 32);
-        int64_t jp = i / 128, p = jp % P, j = jp / P;
-        int64_t k = 16 * (2 * p + r / 2) + 2 * (lane % 4) + 8 * (r % 2), n = 8 * j + lane / 4;
-        unsigned v = src[i];
-        w[trans ? n * K + k : k * N + n] = (unsigned short)(v & 0xffffu);
-        w[trans ? n * K + k + 1 : (k + 1) * N + n] = (unsigned short)(v >> 16);
+        int64_t lo = trans ? n * K + k : k * N + n, hi = trans ? n * K + k + 1 : (k + 1) * N + n;
+        if (pack) {
+            packed[i] = (unsigned)w[lo] | ((unsigned)w[hi] << 16);
+        } else {
+            w[lo] = (unsigned short)(packed[i] & 0xffffu);
+            w[hi] = (unsigned short)(packed[i] >> 16);
+        }
     }
 }
 
@@ -652,8 +643,8 @@ static lp_status rearrange(const lp_persist_phase *h, unsigned char *base, bool 
     unsigned char *w = base + h->b.offset;
     cudaError_t e = cudaMemcpy(tmp, w, bytes, cudaMemcpyDeviceToDevice);
     if (e == cudaSuccess) {
-        if (pack) pack_kernel<<<264, 256>>>((unsigned *)w, (const unsigned short *)tmp, h->k, h->n, h->trans_w);
-        else unpack_kernel<<<264, 256>>>((unsigned short *)w, (const unsigned *)tmp, h->k, h->n, h->trans_w);
+        if (pack) rearrange_kernel<<<264, 256>>>((unsigned *)w, (unsigned short *)tmp, h->k, h->n, h->trans_w, 1);
+        else rearrange_kernel<<<264, 256>>>((unsigned *)tmp, (unsigned short *)w, h->k, h->n, h->trans_w, 0);
         e = cudaGetLastError();
     }
     if (e == cudaSuccess) e = cudaDeviceSynchronize();
