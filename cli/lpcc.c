@@ -69,7 +69,8 @@ int lpcc_exit_code(lp_status s) {
     case LP_ERR_USAGE: return LPCC_EXIT_USAGE;
     case LP_ERR_INFEASIBLE: return LPCC_EXIT_INFEASIBLE;
     case LP_ERR_OUTPUT: return LPCC_EXIT_OUTPUT;
-    case LP_ERR_INTERNAL: return LPCC_EXIT_INTERNAL;
+    case LP_ERR_INTERNAL:
+    case LP_ERR_PEER: return LPCC_EXIT_INTERNAL;
     }
     return LPCC_EXIT_INTERNAL;
 }

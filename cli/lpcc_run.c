@@ -18,9 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
-enum { EXIT_BAD_FOLDER = 1, EXIT_USAGE = 2, EXIT_CHECK = 3, EXIT_OUTPUT = 4, EXIT_INTERNAL = 5 };
+enum { EXIT_BAD_FOLDER = 1, EXIT_USAGE = 2, EXIT_CHECK = 3, EXIT_OUTPUT = 4, EXIT_INTERNAL = 5, EXIT_PEER = 6 };
 
 static int exit_of(lp_status st) {
     switch (st) {
@@ -29,6 +30,7 @@ static int exit_of(lp_status st) {
     case LP_ERR_UNSUPPORTED: return EXIT_BAD_FOLDER;
     case LP_ERR_USAGE: return EXIT_USAGE;
     case LP_ERR_OUTPUT: return EXIT_OUTPUT;
+    case LP_ERR_PEER: return EXIT_PEER;
     default: return EXIT_INTERNAL;
     }
 }
@@ -37,7 +39,8 @@ static void usage(FILE *f) {
     fputs("usage: lpcc-run DIR [--device cpu|cuda] [--gpus LIST] [--inputs FOLDER]\n"
           "                [--outputs FOLDER] [--check REF_FOLDER] [--tolerance X] [--iters N]\n"
           "                [--warmup N] [--tokens N] [--seed N] [--no-graphs] [--no-pin]\n"
-          "                [--check-nodes] [--profile] [--program MODE] [--dump-programs] [--json]\n"
+          "                [--check-nodes] [--profile] [--program MODE] [--dump-programs]\n"
+          "                [--microbatches M] [--timeout S] [--json]\n"
           "Runs the model `lpcc MODEL -o DIR` compiled, card by card, on the GPU (--device cuda,\n"
           "every card's step a CUDA graph) or on the CPU reference path (--device cpu, default).\n"
           "  --gpus LIST       card -> GPU, e.g. 0,1,0,1 (the last entry repeats); default: every\n"
@@ -58,6 +61,13 @@ static void usage(FILE *f) {
           "                    on chip), library (one library kernel a node) or persistent (every\n"
           "                    card that is not a shard)\n"
           "  --dump-programs   prints each card's persistent program (phases, barriers) to stderr\n"
+          "  --microbatches M  after the timed steps, M steps back to back: their throughput (one\n"
+          "                    process a rank: the ranks' cards work on different microbatches)\n"
+          "  --timeout S       cpu, one process a rank: the longest wait for another rank (default 60)\n"
+          "One process a rank (cpu): RANK and WORLD_SIZE (torchrun), OMPI_COMM_WORLD_RANK and\n"
+          "OMPI_COMM_WORLD_SIZE (mpirun) or SLURM_PROCID and SLURM_NTASKS (srun) split the cards\n"
+          "over the processes in order; they meet at MASTER_ADDR (default 127.0.0.1), ports\n"
+          "MASTER_PORT + rank (default 29500); each writes and checks the outputs its cards make.\n"
           "  --no-graphs       cuda: enqueue every step's kernels instead of replaying a graph\n"
           "  --no-pin          cuda: no L2 persisting window over weights\n"
           "  --check-nodes     cuda: the first step compares every node's output with the CPU\n"
@@ -65,7 +75,7 @@ static void usage(FILE *f) {
           "  --profile         cuda: after the timed steps, one more step with events around every\n"
           "                    node; prints each node's time to stderr, longest first\n"
           "exit codes: 0 ok, 1 bad compiled folder, 2 usage or bad inputs, 3 check failed,\n"
-          "            4 cannot write outputs, 5 internal\n", f);
+          "            4 cannot write outputs, 5 internal, 6 another rank failed or timed out\n", f);
 }
 
 /* ---- TensorProto files ---------------------------------------------------- */
@@ -145,6 +155,8 @@ typedef struct opts {
     long iters, warmup, tokens;
     uint64_t seed;
     const char *program;
+    long microbatches;
+    double timeout;
     bool json, no_graphs, no_pin, check_nodes, profile, dump_programs;
 } opts;
 
@@ -167,8 +179,9 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         {"gpus", required_argument, 0, 'g'}, {"tokens", required_argument, 0, 'k'},
         {"no-graphs", no_argument, 0, 'G'}, {"no-pin", no_argument, 0, 'P'},
         {"check-nodes", no_argument, 0, 'C'}, {"profile", no_argument, 0, 'p'},
-        {"program", required_argument, 0, 'm'}, {"dump-programs", no_argument, 0, 'D'}, {0, 0, 0, 0}};
-    *o = (opts){.device = "cpu", .tol = 1e-5, .iters = 1, .warmup = 0, .program = "auto"};
+        {"program", required_argument, 0, 'm'}, {"dump-programs", no_argument, 0, 'D'},
+        {"microbatches", required_argument, 0, 'M'}, {"timeout", required_argument, 0, 'T'}, {0, 0, 0, 0}};
+    *o = (opts){.device = "cpu", .tol = 1e-5, .iters = 1, .warmup = 0, .program = "auto", .timeout = 60};
     int ch;
     opterr = 0;
     while ((ch = getopt_long(argc, argv, "h", longs, NULL)) != -1) {
@@ -185,6 +198,21 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         case 'C': o->check_nodes = true; break;
         case 'p': o->profile = true; break;
         case 'D': o->dump_programs = true; break;
+        case 'M':
+            if (!parse_long(optarg, 1, &o->microbatches)) {
+                lp_error(d, LP_ERR_USAGE, "--microbatches '%s': not a whole number >= 1", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        case 'T': {
+            char *end;
+            o->timeout = strtod(optarg, &end);
+            if (end == optarg || *end || !(o->timeout > 0)) {
+                lp_error(d, LP_ERR_USAGE, "--timeout '%s': not a number of seconds > 0", optarg);
+                return EXIT_USAGE;
+            }
+            break;
+        }
         case 'm':
             if (strcmp(optarg, "auto") && strcmp(optarg, "library") && strcmp(optarg, "persistent")) {
                 lp_error(d, LP_ERR_USAGE, "--program '%s': not auto, library or persistent", optarg);
@@ -282,6 +310,7 @@ static lp_status bind_inputs(lp_rt *rt, const opts *o, lp_diag *d) {
 static lp_status check_outputs(lp_rt *rt, const opts *o, double *errs, bool *ok, lp_diag *d) {
     *ok = true;
     for (int i = 0; i < lp_rt_n_outputs(rt); i++) {
+        if (!lp_rt_output_here(rt, i)) continue; /* another rank checks it */
         const lp_rt_io *io = lp_rt_output(rt, i);
         char *path = pb_path(o->check, "output", i);
         lp_graph *g = lp_graph_new(path);
@@ -346,7 +375,7 @@ static void put_json_string(FILE *f, const char *s) {
 }
 
 static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memory *mem,
-                   const double *errs, bool ok) {
+                   const double *errs, bool ok, double pipeline_s) {
     int nc = lp_rt_n_cards(rt), no = lp_rt_n_outputs(rt);
     bool cuda = strcmp(o->device, "cuda") == 0;
     double latency = med[2 * nc], host = med[2 * nc + 1];
@@ -361,12 +390,13 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
         for (int c = 0; c < nc; c++) {
             double lib_us = 0, per_us = 0;
             const char *prog = lp_rt_card_program(rt, c, &lib_us, &per_us);
-            fprintf(f, "%s{\"card\": %d, \"program\": \"%s\", ", c ? ", " : "", c, prog);
+            fprintf(f, "%s{\"card\": %d, \"here\": %s, \"program\": \"%s\", ", c ? ", " : "", c,
+                    lp_rt_card_here(rt, c) ? "true" : "false", prog);
             if (lib_us > 0)
                 fprintf(f, "\"warmup_library_s\": %.9g, \"warmup_persistent_s\": %.9g, ", lib_us * 1e-6,
                         per_us * 1e-6);
             fputs("\"device\": ", f);
-            put_json_string(f, mem[c].device);
+            put_json_string(f, mem[c].device ? mem[c].device : "another rank");
             fprintf(f, ", \"gpu\": %d, \"allocated_bytes\": %" PRIu64 ", \"planned_bytes\": %" PRIu64
                     ", \"step_s\": %.9g, \"transfer_s\": %.9g", mem[c].gpu, mem[c].allocated,
                     mem[c].planned, med[c], med[nc + c]);
@@ -378,10 +408,17 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
             fputs("}", f);
         }
         fprintf(f, "], \"latency_s\": %.9g, \"end_to_end_s\": %.9g, \"tokens\": %ld, "
-                "\"tokens_per_s\": %.6g, \"outputs\": [", latency, host, tokens,
-                latency > 0 ? (double)tokens / latency : 0.0);
-        for (int i = 0; i < no; i++) {
-            fprintf(f, "%s{\"name\": ", i ? ", " : "");
+                "\"tokens_per_s\": %.6g, \"rank\": %d, ", latency, host, tokens,
+                latency > 0 ? (double)tokens / latency : 0.0, lp_rt_rank(rt));
+        if (o->microbatches > 0)
+            fprintf(f, "\"microbatches\": %ld, \"pipeline_s\": %.9g, \"pipeline_tokens_per_s\": %.6g, ",
+                    o->microbatches, pipeline_s,
+                    pipeline_s > 0 ? (double)tokens * (double)o->microbatches / pipeline_s : 0.0);
+        fputs("\"outputs\": [", f);
+        for (int i = 0, first = 1; i < no; i++) {
+            if (!lp_rt_output_here(rt, i)) continue;
+            fprintf(f, "%s{\"name\": ", first ? "" : ", ");
+            first = 0;
             put_json_string(f, lp_rt_output(rt, i)->name);
             if (o->check) fprintf(f, ", \"rel_l2\": %.6g", errs[i]);
             fputs("}", f);
@@ -401,6 +438,10 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
                 nc == 1 ? "" : "s", o->iters);
     for (int c = 0; c < nc; c++) {
         double lib_us = 0, per_us = 0;
+        if (!lp_rt_card_here(rt, c)) {
+            fprintf(f, "card %d  on another rank\n", c);
+            continue;
+        }
         fprintf(f, "card %d  %s", c, lp_rt_card_program(rt, c, &lib_us, &per_us));
         if (lib_us > 0) fprintf(f, " (chosen at warm-up: library %.1f us, persistent %.1f us)", lib_us, per_us);
         if (cuda) fprintf(f, "  GPU %d", mem[c].gpu);
@@ -424,9 +465,47 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
             latency > 0 ? (double)tokens / latency : 0.0);
     if (o->check_nodes)
         fprintf(f, "nodes differing from the CPU reference: %d\n", lp_rt_check_failures(rt));
+    if (o->microbatches > 0)
+        fprintf(f, "%ld microbatches back to back: %.3f ms, %.1f tokens/s (this rank's wall clock)\n",
+                o->microbatches, pipeline_s * 1e3,
+                pipeline_s > 0 ? (double)tokens * (double)o->microbatches / pipeline_s : 0.0);
     for (int i = 0; o->check && i < no; i++)
-        fprintf(f, "output %d '%s'  relative L2 error %.3g  %s\n", i, lp_rt_output(rt, i)->name,
-                errs[i], errs[i] <= o->tol ? "ok" : "FAIL");
+        if (lp_rt_output_here(rt, i))
+            fprintf(f, "output %d '%s'  relative L2 error %.3g  %s\n", i, lp_rt_output(rt, i)->name,
+                    errs[i], errs[i] <= o->tol ? "ok" : "FAIL");
+}
+
+static double wall_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* The launcher's rank and world size: torchrun, mpirun or srun variables;
+ * 0 of 1 when none is set. */
+static lp_status launcher_ranks(lp_rt_options *ro, lp_diag *d) {
+    static const char *pairs[][2] = {{"RANK", "WORLD_SIZE"},
+                                     {"OMPI_COMM_WORLD_RANK", "OMPI_COMM_WORLD_SIZE"},
+                                     {"PMI_RANK", "PMI_SIZE"},
+                                     {"SLURM_PROCID", "SLURM_NTASKS"}};
+    for (size_t k = 0; k < sizeof pairs / sizeof pairs[0]; k++) {
+        const char *r = getenv(pairs[k][0]), *w = getenv(pairs[k][1]);
+        if (!r || !w) continue;
+        long rank = 0, world = 0;
+        if (!parse_long(r, 0, &rank) || !parse_long(w, 1, &world) || rank >= world || world > 65535)
+            return lp_error(d, LP_ERR_USAGE, "%s=%s %s=%s: not a rank of a world size", pairs[k][0], r,
+                            pairs[k][1], w);
+        ro->rank = (int)rank;
+        ro->world = (int)world;
+        break;
+    }
+    const char *host = getenv("MASTER_ADDR"), *port = getenv("MASTER_PORT");
+    if (host && *host) ro->rendezvous = strcmp(host, "localhost") == 0 ? "127.0.0.1" : host;
+    long pv = 0;
+    if (port && (!parse_long(port, 1, &pv) || pv + ro->world > 65536))
+        return lp_error(d, LP_ERR_USAGE, "MASTER_PORT=%s: not a port with room for %d ranks", port, ro->world);
+    if (port) ro->port = (int)pv;
+    return LP_OK;
 }
 
 int main(int argc, char **argv) {
@@ -441,6 +520,13 @@ int main(int argc, char **argv) {
     ro.pin_weights = !o.no_pin;
     ro.check_nodes = o.check_nodes;
     ro.program = o.program;
+    ro.timeout_s = o.timeout;
+    if (launcher_ranks(&ro, &d) != LP_OK) return EXIT_USAGE;
+    if (ro.world > 1) {
+        static char who[32];
+        snprintf(who, sizeof who, "lpcc-run rank %d", ro.rank);
+        d.file = who;
+    }
     lp_rt *rt = NULL;
     lp_status st = lp_rt_open(o.dir, &ro, &rt, &d);
     if (st != LP_OK) return exit_of(st);
@@ -466,13 +552,23 @@ int main(int argc, char **argv) {
         times[(size_t)(2 * nc) * (size_t)o.iters + (size_t)k] = lp_rt_device_seconds(rt);
         times[(size_t)(2 * nc + 1) * (size_t)o.iters + (size_t)k] = lp_rt_run_seconds(rt);
     }
-    for (int c = 0; st == LP_OK && c < nc; c++) st = lp_rt_card_memory(rt, c, &mem[c], &d);
+    double pipeline_s = 0;
+    if (st == LP_OK && o.microbatches > 0) {
+        /* microbatches back to back: with one process a rank, rank k works on
+         * microbatch t while rank k - 1 is on t + 1 */
+        double t0 = wall_s();
+        for (long m = 0; st == LP_OK && m < o.microbatches; m++) st = lp_rt_run(rt, &d);
+        pipeline_s = wall_s() - t0;
+    }
+    for (int c = 0; st == LP_OK && c < nc; c++)
+        if (lp_rt_card_here(rt, c)) st = lp_rt_card_memory(rt, c, &mem[c], &d);
     if (st == LP_OK && o.profile) st = lp_rt_profile(rt, stderr, &d);
     for (int i = 0; st == LP_OK && o.outputs && i < no; i++) {
         if (i == 0 && mkdir(o.outputs, 0777) != 0 && errno != EEXIST) {
             st = lp_error(&d, LP_ERR_OUTPUT, "%s: cannot create: %s", o.outputs, strerror(errno));
             break;
         }
+        if (!lp_rt_output_here(rt, i)) continue; /* another rank's */
         char *path = pb_path(o.outputs, "output", i);
         st = path ? write_tensor(path, lp_rt_output(rt, i), lp_rt_output_data(rt, i), &d)
                   : lp_error(&d, LP_ERR_INTERNAL, "out of memory");
@@ -485,7 +581,7 @@ int main(int argc, char **argv) {
             qsort(times + (size_t)s * (size_t)o.iters, (size_t)o.iters, sizeof *times, cmp_double);
             med[s] = times[(size_t)s * (size_t)o.iters + (size_t)o.iters / 2];
         }
-        report(rt, &o, med, mem, errs, ok);
+        report(rt, &o, med, mem, errs, ok, pipeline_s);
     }
     bool nodes_ok = !o.check_nodes || lp_rt_check_failures(rt) == 0;
     free(times);

@@ -13,6 +13,7 @@ const char *lp_status_name(lp_status s) {
     case LP_ERR_INFEASIBLE: return "infeasible plan";
     case LP_ERR_OUTPUT: return "output error";
     case LP_ERR_INTERNAL: return "internal error";
+    case LP_ERR_PEER: return "peer failed";
     }
     return "unknown status";
 }

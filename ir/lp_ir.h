@@ -35,6 +35,7 @@ typedef enum lp_status {
     LP_ERR_INFEASIBLE,    /* no plan fits the cards                      */
     LP_ERR_OUTPUT,        /* cannot write to the output folder           */
     LP_ERR_INTERNAL,      /* a bug or resource failure (out of memory)   */
+    LP_ERR_PEER,          /* another process of the run failed or timed out */
 } lp_status;
 
 const char *lp_status_name(lp_status s);

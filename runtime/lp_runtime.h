@@ -62,6 +62,15 @@ typedef struct lp_rt_options {
      * says), "library" (one library kernel a node) or "persistent" (every
      * card that is not a shard, as a persistent program, lp_persist.h) */
     const char *program;
+    /* one process of several (cpu): this process's rank among `world`; rank r
+     * runs cards r * n / world .. (r + 1) * n / world - 1 (a sharded layer's
+     * cards with the first) and exchanges cuts with the others over
+     * lp_transport.h at rendezvous:port + rank; every wait ends after
+     * timeout_s with LP_ERR_PEER */
+    int rank, world;
+    const char *rendezvous;
+    int port;
+    double timeout_s;
     /* cuda only */
     const char *gpus;        /* card -> GPU: "0,1,0,1" (the last entry repeats); NULL: all on GPU 0 */
     bool graphs;             /* replay each unsharded card's step as a CUDA graph (default true) */
@@ -129,6 +138,12 @@ lp_status lp_rt_card_memory(lp_rt *rt, int c, lp_rt_memory *m, lp_diag *d);
 lp_status lp_rt_profile(lp_rt *rt, FILE *out, lp_diag *d);
 /* cuda with check_nodes: nodes whose output differed from the reference. */
 int lp_rt_check_failures(const lp_rt *rt);
+
+/* Whether card c, and graph output i, are this process's (always, with
+ * world 1); this process's rank. Outputs of other ranks' cards read zero. */
+bool lp_rt_card_here(const lp_rt *rt, int c);
+bool lp_rt_output_here(const lp_rt *rt, int i);
+int lp_rt_rank(const lp_rt *rt);
 
 /* "persistent" or "library": how card c's step runs. On cuda with program
  * "auto" a card whose manifest asks for a persistent program runs the faster

@@ -7,6 +7,7 @@
 #include "lp_ops.h"
 #include "lp_persist.h"
 #include "lp_ref.h"
+#include "lp_transport.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -38,6 +39,8 @@ typedef struct rt_cut {
     char *value;
     uint64_t bytes, src_offset, dst_offset;
     int from, to;
+    uint8_t *inbox;  /* from another process: its bytes, once arrived this step */
+    bool arrived;
 } rt_cut;
 
 /* An all-gather of a sharded layer's output among its shard cards. */
@@ -112,6 +115,12 @@ struct lp_rt {
     pthread_mutex_t diag_mu; /* the shard threads report through run_diag */
     double run_s, device_s;
     bool cuda;
+    /* one process of several: the cards this rank runs, and the others' cuts */
+    int rank, world;
+    int *rank_of;            /* [n_cards], or NULL: every card is this process's */
+    lp_transport *tx;
+    uint32_t steps;          /* runs so far: the step counter transfers carry */
+    uint8_t *staging;        /* a cut's bytes on their way between processes */
 #ifdef LP_HAVE_CUDA
     lp_gdev *gdev;
     int (*gdev_compute)(lp_card_env *, unsigned char *, const lp_card_node *);
@@ -119,8 +128,12 @@ struct lp_rt {
 #endif
 };
 
+/* Whether card c runs in this process. */
+static bool mine(const lp_rt *rt, int c) { return !rt->rank_of || rt->rank_of[c] == rt->rank; }
+
 lp_rt_options lp_rt_defaults(void) {
-    lp_rt_options o = {.device = "cpu", .graphs = true, .pin_weights = true, .program = "auto"};
+    lp_rt_options o = {.device = "cpu", .graphs = true, .pin_weights = true, .program = "auto",
+                       .rank = 0, .world = 1, .rendezvous = "127.0.0.1", .port = 29500, .timeout_s = 60};
     return o;
 }
 
@@ -555,6 +568,42 @@ static lp_status open_cuda(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
 }
 #endif
 
+/* Cards over ranks: contiguous runs in card order (rank r gets cards
+ * r * n / world .. (r + 1) * n / world - 1), a sharded layer's cards kept
+ * with its first. */
+static lp_status assign_ranks(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
+    rt->rank = o->rank;
+    rt->world = o->world > 0 ? o->world : 1;
+    if (rt->world == 1 && o->rank == 0) return LP_OK;
+    if (o->rank < 0 || o->rank >= rt->world)
+        return lp_error(d, LP_ERR_USAGE, "rank %d: not a rank of world size %d", o->rank, rt->world);
+    if (rt->cuda)
+        return lp_error(d, LP_ERR_USAGE, "world size %d: one process a rank runs on the CPU path only; on "
+                        "GPUs run one process with --gpus", rt->world);
+    if (rt->world > rt->n_cards)
+        return lp_error(d, LP_ERR_USAGE, "world size %d is more than the %d cards of %s: a rank would hold "
+                        "no card", rt->world, rt->n_cards, rt->dir);
+    rt->rank_of = calloc((size_t)rt->n_cards, sizeof *rt->rank_of);
+    if (!rt->rank_of) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    for (int r = 0; r < rt->world; r++)
+        for (int64_t c = (int64_t)r * rt->n_cards / rt->world; c < (int64_t)(r + 1) * rt->n_cards / rt->world; c++)
+            rt->rank_of[c] = r;
+    for (int c = 0; c < rt->n_cards; c++) {
+        const rt_card *k = &rt->cards[c];
+        if (c > 0 && k->n_shards > 1 && rt->cards[c - 1].n_shards > 1 &&
+            rt->cards[c - 1].first_layer == k->first_layer)
+            rt->rank_of[c] = rt->rank_of[c - 1];
+    }
+    for (int r = 0; r < rt->world; r++) {
+        bool any = false;
+        for (int c = 0; c < rt->n_cards && !any; c++) any = rt->rank_of[c] == r;
+        if (!any)
+            return lp_error(d, LP_ERR_USAGE, "world size %d: rank %d would hold no card (a sharded layer's "
+                            "cards stay in one process); use fewer ranks", rt->world, r);
+    }
+    return LP_OK;
+}
+
 /* The bytes of card c that others read after its step: what it sends. */
 static lp_status live_out_of(const lp_rt *rt, int c, lp_persist_range **out, int *n, lp_diag *d) {
     int cap = rt->n_cuts + rt->n_outputs + 1;
@@ -628,8 +677,10 @@ lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_
                           je.line, je.text);
     }
     if (st == LP_OK) st = parse_manifest(rt, root, d);
+    if (st == LP_OK) st = assign_ranks(rt, &o, d);
     for (int c = 0; st == LP_OK && c < rt->n_cards; c++) {
         rt_card *k = &rt->cards[c];
+        if (!mine(rt, c)) continue;
         size_t align = k->alignment >= sizeof(void *) && (k->alignment & (k->alignment - 1)) == 0
                            ? (size_t)k->alignment : 64;
         /* one allocation of exactly the plan's total_bytes */
@@ -653,8 +704,15 @@ lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_
             rt->tmp = tmpl;
         }
     }
-    for (int c = 0; st == LP_OK && c < rt->n_cards; c++) st = build_card(rt, c, &o, d);
-    for (int c = 0; st == LP_OK && c < rt->n_cards; c++) st = plan_persistent(rt, c, &o, d);
+    for (int c = 0; st == LP_OK && c < rt->n_cards; c++)
+        if (mine(rt, c)) st = build_card(rt, c, &o, d);
+    for (int c = 0; st == LP_OK && c < rt->n_cards; c++)
+        if (mine(rt, c)) st = plan_persistent(rt, c, &o, d);
+    if (st == LP_OK && rt->world > 1) {
+        lp_transport_options to = {.rank = rt->rank, .world = rt->world, .host = o.rendezvous,
+                                   .port = o.port, .timeout_s = o.timeout_s};
+        st = lp_transport_open(&to, &rt->tx, d);
+    }
 #ifdef LP_HAVE_CUDA
     if (st == LP_OK && cuda) st = open_cuda(rt, &o, d);
 #endif
@@ -680,7 +738,12 @@ void lp_rt_close(lp_rt *rt) {
         nftw(rt->tmp, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
         free(rt->tmp);
     }
-    for (int i = 0; i < rt->n_cuts; i++) free(rt->cuts[i].value);
+    for (int i = 0; i < rt->n_cuts; i++) {
+        free(rt->cuts[i].value);
+        free(rt->cuts[i].inbox);
+    }
+    lp_transport_close(rt->tx);
+    free(rt->rank_of);
     for (int i = 0; i < rt->n_gathers; i++) {
         free(rt->gathers[i].value);
         free(rt->gathers[i].parts);
@@ -1289,11 +1352,54 @@ lp_status lp_rt_card_memory(lp_rt *rt, int c, lp_rt_memory *m, lp_diag *d) {
     return LP_OK;
 }
 
+/* Cut i from another process: messages from its rank are taken as they
+ * come (cuts between two ranks need not arrive in the order they are used)
+ * until cut i's is in. */
+static lp_status receive_cut(lp_rt *rt, int i, lp_diag *d) {
+    rt_cut *t = &rt->cuts[i];
+    int peer = rt->rank_of[t->from];
+    while (!t->arrived) {
+        uint32_t tag = 0, step = 0;
+        uint64_t bytes = 0;
+        lp_status st = lp_transport_next(rt->tx, peer, &tag, &step, &bytes, t->value, d);
+        if (st != LP_OK) return st;
+        rt_cut *u = tag < (uint32_t)rt->n_cuts ? &rt->cuts[tag] : NULL;
+        if (!u || rt->rank_of[u->from] != peer || !mine(rt, u->to) || u->bytes != bytes || u->arrived ||
+            step != rt->steps)
+            return lp_error(d, LP_ERR_PEER, "rank %d: rank %d sent transfer %u of step %u (%llu bytes), "
+                            "which this rank does not expect now (step %u): the processes do not run the "
+                            "same compiled folder", rt->rank, peer, tag, step, (unsigned long long)bytes,
+                            rt->steps);
+        if (!u->inbox && !(u->inbox = malloc(u->bytes ? u->bytes : 1)))
+            return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+        st = lp_transport_body(rt->tx, peer, u->inbox, u->bytes, u->value, d);
+        if (st != LP_OK) return st;
+        u->arrived = true;
+    }
+    t->arrived = false;
+    return put_bytes(rt, t->to, t->dst_offset, t->inbox, t->bytes, d);
+}
+
+/* Cut i to a card of this process (a copy) or of another (a message). */
+static lp_status send_cut(lp_rt *rt, int i, lp_diag *d) {
+    rt_cut *t = &rt->cuts[i];
+    if (mine(rt, t->to)) return move_cut(rt, t, d);
+    return lp_transport_send(rt->tx, rt->rank_of[t->to], (uint32_t)i, rt->steps,
+                             rt->cards[t->from].base + t->src_offset, t->bytes, t->value, d);
+}
+
+bool lp_rt_card_here(const lp_rt *rt, int c) { return mine(rt, c); }
+bool lp_rt_output_here(const lp_rt *rt, int i) {
+    return rt->outputs[i].n_places > 0 && mine(rt, rt->outputs[i].places[0].card);
+}
+int lp_rt_rank(const lp_rt *rt) { return rt->rank; }
+
 lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
     rt->run_diag = d;
     double t_start = now_s();
     for (int i = 0; i < rt->n_inputs; i++)
         for (int p = 0; p < rt->inputs[i].n_places; p++) {
+            if (!mine(rt, rt->inputs[i].places[p].card)) continue;
             lp_status st = put_bytes(rt, rt->inputs[i].places[p].card, rt->inputs[i].places[p].offset,
                                      rt->inputs[i].data, rt->inputs[i].io.bytes, d);
             if (st != LP_OK) return st;
@@ -1305,6 +1411,16 @@ lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
             while (c + n < rt->n_cards && rt->cards[c + n].n_shards > 1 &&
                    rt->cards[c + n].first_layer == rt->cards[c].first_layer && n < rt->cards[c].n_shards)
                 n++;
+        if (!mine(rt, c)) {
+            c += n;
+            continue;
+        }
+        /* what other processes send these cards */
+        for (int i = 0; i < rt->n_cuts; i++)
+            if (rt->cuts[i].to >= c && rt->cuts[i].to < c + n && !mine(rt, rt->cuts[i].from)) {
+                lp_status st = receive_cut(rt, i, d);
+                if (st != LP_OK) return st;
+            }
         if (n > 1) {
             lp_status st = run_group(rt, c, n, d);
             if (st != LP_OK) return st;
@@ -1331,7 +1447,7 @@ lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
             double t1 = now_s();
             for (int i = 0; i < rt->n_cuts; i++) {
                 if (rt->cuts[i].from != k) continue;
-                lp_status st = move_cut(rt, &rt->cuts[i], d);
+                lp_status st = send_cut(rt, i, d);
                 if (st != LP_OK) return st;
             }
             rt->cards[k].transfer_s = now_s() - t1;
@@ -1341,8 +1457,10 @@ lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
     lp_status st = finish_device(rt, d);
     for (int i = 0; st == LP_OK && i < rt->n_outputs; i++) {
         const rt_place *p = &rt->outputs[i].places[0];
-        st = get_bytes(rt, p->card, p->offset, rt->outputs[i].data, rt->outputs[i].io.bytes, d);
+        if (mine(rt, p->card))
+            st = get_bytes(rt, p->card, p->offset, rt->outputs[i].data, rt->outputs[i].io.bytes, d);
     }
+    rt->steps++;
     rt->run_s = now_s() - t_start;
     return st;
 }
