@@ -160,6 +160,27 @@ class DistributedCpu(unittest.TestCase):
         self.assertEqual(len(checked), len(self.names))
         self.assertTrue(all(o["rel_l2"] <= 1e-5 for o in checked), checked)
 
+    def test_stranger_on_the_port(self):
+        # something that is not a rank of this run connects to rank 0's port
+        import socket
+        base = free_base(2)
+        env = dict(os.environ, RANK="0", WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(base))
+        p = subprocess.Popen([RUN, self.out, "--timeout", "20"], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                s = socket.create_connection(("127.0.0.1", base), timeout=1)
+                break
+            except OSError:
+                self.assertLess(time.monotonic(), deadline)
+                time.sleep(0.05)
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        _, err = p.communicate(timeout=60)
+        s.close()
+        self.assertEqual(p.returncode, 6, err)
+        self.assertIn("not a rank of this run", err)
+
     def test_usage(self):
         res = launch(self.out, 4, [], ranks=[0], timeout=60)
         self.assertEqual(res[0][0], 2)
