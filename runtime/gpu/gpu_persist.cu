@@ -31,7 +31,6 @@ struct lp_gpu_persist {
     lp_persist_phase *dev;
     unsigned *bar;           /* [0] arrivals, [1] blocks done */
     int card, blocks, packed;
-    int nosync; /* measurement only (LPCC_PERSIST_NOSYNC=1): barriers skipped, results wrong */
     bool cooperative;
 };
 
@@ -517,7 +516,7 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, unsigned c
 
 __global__ void __launch_bounds__(PK_THREADS, 1)
     persist_kernel(const lp_persist_phase *phases, int first, int count, unsigned char *base, unsigned *bar,
-                   int nosync, unsigned long long *trace) {
+                   unsigned long long *trace) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ lp_persist_phase slot[2];
     __shared__ float scratch[PK_WARPS + 1];
@@ -537,7 +536,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         unsigned long long *tr = trace ? trace + ((size_t)blockIdx.x * (first + count) + i) * 3 : NULL;
         if (tr && threadIdx.x == 0) tr[0] = globaltimer();
         if (mma) gemm_prefetch(ph, base, smem, rot);
-        if (ph.sync && !(nosync & 1)) grid_sync(bar);
+        if (ph.sync) grid_sync(bar);
         if (tr && threadIdx.x == 0) tr[1] = globaltimer();
         switch (ph.kind) {
         case LP_PERSIST_COPY:
@@ -717,10 +716,6 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
     if (e == cudaSuccess && per_sm < 1)
         st = lp_error(d, LP_ERR_INTERNAL, "card %d: the persistent kernel does not fit an SM", card);
     gp->blocks = sms;
-    const char *ns = getenv("LPCC_PERSIST_NOSYNC");
-    gp->nosync = ns && *ns == '1';
-    const char *nb = getenv("LPCC_PERSIST_BLOCKS");
-    if (nb && atoi(nb) > 0 && atoi(nb) < sms) gp->blocks = atoi(nb);
     gp->cooperative = coop != 0;
     if (e == cudaSuccess && st == LP_OK) e = cudaMalloc(&gp->bar, 2 * sizeof(unsigned));
     if (e == cudaSuccess && st == LP_OK) e = cudaMemset(gp->bar, 0, 2 * sizeof(unsigned));
@@ -758,7 +753,7 @@ static lp_status launch(lp_gpu_persist *gp, int first, int count, unsigned char 
     cfg.attrs = attr;
     cfg.numAttrs = gp->cooperative ? 1 : 0;
     const lp_persist_phase *phases = gp->dev;
-    GP_CHECK(d, cudaLaunchKernelEx(&cfg, persist_kernel, phases, first, count, base, gp->bar, gp->nosync, trace));
+    GP_CHECK(d, cudaLaunchKernelEx(&cfg, persist_kernel, phases, first, count, base, gp->bar, trace));
     return LP_OK;
 }
 
