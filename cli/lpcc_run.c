@@ -199,8 +199,8 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         case 'p': o->profile = true; break;
         case 'D': o->dump_programs = true; break;
         case 'M':
-            if (!parse_long(optarg, 1, &o->microbatches)) {
-                lp_error(d, LP_ERR_USAGE, "--microbatches '%s': not a whole number >= 1", optarg);
+            if (!parse_long(optarg, 1, &o->microbatches) || o->microbatches > 1000000) {
+                lp_error(d, LP_ERR_USAGE, "--microbatches '%s': not a whole number from 1 to 1000000", optarg);
                 return EXIT_USAGE;
             }
             break;
@@ -475,12 +475,6 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
                     errs[i], errs[i] <= o->tol ? "ok" : "FAIL");
 }
 
-static double wall_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* The launcher's rank and world size: torchrun, mpirun or srun variables;
  * 0 of 1 when none is set. */
 static lp_status launcher_ranks(lp_rt_options *ro, lp_diag *d) {
@@ -554,11 +548,9 @@ int main(int argc, char **argv) {
     }
     double pipeline_s = 0;
     if (st == LP_OK && o.microbatches > 0) {
-        /* microbatches back to back: with one process a rank, rank k works on
-         * microbatch t while rank k - 1 is on t + 1 */
-        double t0 = wall_s();
-        for (long m = 0; st == LP_OK && m < o.microbatches; m++) st = lp_rt_run(rt, &d);
-        pipeline_s = wall_s() - t0;
+        /* microbatches back to back: card (or rank) k works on microbatch t
+         * while k - 1 is on t + 1 */
+        st = lp_rt_run_microbatches(rt, (int)o.microbatches, &pipeline_s, &d);
     }
     for (int c = 0; st == LP_OK && c < nc; c++)
         if (lp_rt_card_here(rt, c)) st = lp_rt_card_memory(rt, c, &mem[c], &d);

@@ -109,6 +109,13 @@ lp_status lp_rt_set_input_bytes(lp_rt *rt, int i, const void *data, uint64_t byt
 
 /* One step of the whole model; inputs not bound are zero. */
 lp_status lp_rt_run(lp_rt *rt, lp_diag *d);
+/* m steps back to back on the bound inputs, *seconds their wall time. On
+ * cuda in one process (no shard cards) every microbatch's steps and cuts
+ * are enqueued before one wait at the end, so card k works on microbatch t
+ * while card k - 1 is on t + 1, ordered by events alone; elsewhere (cpu,
+ * where one process a rank overlaps them) it is m runs. */
+lp_status lp_rt_run_microbatches(lp_rt *rt, int m, double *seconds, lp_diag *d);
+
 /* Seconds card c's step and the transfers after it took in the last run
  * (host clock on the CPU reference path, CUDA events on cuda). */
 double lp_rt_card_seconds(const lp_rt *rt, int c);

@@ -1394,6 +1394,44 @@ bool lp_rt_output_here(const lp_rt *rt, int i) {
 }
 int lp_rt_rank(const lp_rt *rt) { return rt->rank; }
 
+lp_status lp_rt_run_microbatches(lp_rt *rt, int m, double *seconds, lp_diag *d) {
+    double t0 = now_s();
+    bool overlap = false;
+#ifdef LP_HAVE_CUDA
+    /* one process on GPUs: every microbatch's steps and cuts enqueued, the
+     * cards' streams ordered by events only, one wait at the end */
+    overlap = rt->cuda && rt->steps > 0;
+    for (int c = 0; overlap && c < rt->n_cards; c++) overlap = rt->cards[c].n_shards == 1;
+#endif
+    if (!overlap) {
+        lp_status st = LP_OK;
+        for (int t = 0; st == LP_OK && t < m; t++) st = lp_rt_run(rt, d);
+        *seconds = now_s() - t0;
+        return st;
+    }
+    rt->run_diag = d;
+    lp_status st = LP_OK;
+    for (int i = 0; st == LP_OK && i < rt->n_inputs; i++)
+        for (int p = 0; st == LP_OK && p < rt->inputs[i].n_places; p++)
+            st = put_bytes(rt, rt->inputs[i].places[p].card, rt->inputs[i].places[p].offset,
+                           rt->inputs[i].data, rt->inputs[i].io.bytes, d);
+    for (int t = 0; st == LP_OK && t < m; t++)
+        for (int c = 0; st == LP_OK && c < rt->n_cards; c++) {
+            run_card(rt, c);
+            if (rt->cards[c].rc != 0) st = rt->cards[c].rc == LP_ERR_INVALID_MODEL ? LP_ERR_INVALID_MODEL : LP_ERR_INTERNAL;
+            for (int i = 0; st == LP_OK && i < rt->n_cuts; i++)
+                if (rt->cuts[i].from == c) st = move_cut(rt, &rt->cuts[i], d);
+        }
+    if (st == LP_OK) st = finish_device(rt, d);
+    *seconds = now_s() - t0;
+    for (int i = 0; st == LP_OK && i < rt->n_outputs; i++) {
+        const rt_place *p = &rt->outputs[i].places[0];
+        st = get_bytes(rt, p->card, p->offset, rt->outputs[i].data, rt->outputs[i].io.bytes, d);
+    }
+    rt->steps += (uint32_t)m;
+    return st;
+}
+
 lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
     rt->run_diag = d;
     double t_start = now_s();

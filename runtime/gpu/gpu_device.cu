@@ -767,6 +767,9 @@ lp_status lp_gdev_copy(lp_gdev *g, int from, uint64_t src, int to, uint64_t dst,
                         "their allocations", from, to);
     lp_status st = use_card(g, from, d);
     if (st != LP_OK) return st;
+    /* microbatches in flight: the receiver's previous step has taken its
+     * receive buffer before these bytes overwrite it */
+    if (b->ran && to != from) GD_CHECK(d, cudaStreamWaitEvent(a->stream, b->ev_end, 0));
     if (bytes) {
         if (a->gpu == b->gpu)
             GD_CHECK(d, cudaMemcpyAsync(b->base + dst, a->base + src, bytes, cudaMemcpyDeviceToDevice,
