@@ -412,6 +412,26 @@ class RunCpu(unittest.TestCase):
         self.assertEqual(r.returncode, 2)
         self.assertIn("input_0.pb", r.stderr)
 
+    def test_manifest_program(self):
+        # persistent: an unsharded card whose group fits the tier's capacity
+        src = os.path.join(MODELS, "seed_2x256.onnx")
+        dims = ["--dim", "batch=1", "--dim", "seq=16", "--no-build", "-q"]
+        for args, want in ((["--cards", "2"], ["persistent", "persistent"]),
+                           (["--cards", "2", "--tier", "hbm"], ["library", "library"])):
+            out = os.path.join(self.tmp, "program_" + "_".join(a.strip("-") for a in args))
+            r = lpcc(src, *dims, *args, "-o", out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(out, "manifest.json")) as f:
+                self.assertEqual([c["program"] for c in json.load(f)["cards"]], want, args)
+        out = os.path.join(self.tmp, "program_sharded")
+        r = lpcc(src, *dims, "--capacity", "700KiB", "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "manifest.json")) as f:
+            cards = json.load(f)["cards"]
+        self.assertTrue(any(c["n_shards"] > 1 for c in cards))
+        for c in cards:
+            self.assertEqual(c["program"], "library" if c["n_shards"] > 1 else "persistent", c["card"])
+
     def test_usage(self):
         r = run()
         self.assertEqual(r.returncode, 2)
@@ -425,6 +445,20 @@ class RunCpu(unittest.TestCase):
         r = run(out, "--iters", "2", "--json")
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(json.loads(r.stdout)["iters"], 2)
+        for opt, what in ((["--program", "fast"], "--program 'fast'"),
+                          (["--microbatches", "0"], "--microbatches"),
+                          (["--microbatches", "2000000"], "--microbatches"),
+                          (["--timeout", "-1"], "--timeout")):
+            r = run(out, *opt)
+            self.assertEqual(r.returncode, 2, opt)
+            self.assertIn(what, r.stderr)
+        # the manifest's program decides by default; --program overrides it
+        r = run(out, "--json", "--program", "library")
+        self.assertEqual([c["program"] for c in json.loads(r.stdout)["cards"]], ["library"])
+        r = run(out, "--json")
+        with open(os.path.join(out, "manifest.json")) as f:
+            self.assertEqual([c["program"] for c in json.loads(r.stdout)["cards"]],
+                             [c["program"] for c in json.load(f)["cards"]])
         # the GPU's options need the GPU device
         for opt in (["--gpus", "0"], ["--no-graphs"], ["--check-nodes"], ["--profile"]):
             r = run(out, *opt)
