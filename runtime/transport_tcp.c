@@ -48,16 +48,17 @@ static bool wait_fd(int fd, short events, double deadline) {
     }
 }
 
-/* 1: all bytes; 0: the peer closed; -1: error or timeout (errno ETIMEDOUT). */
-static int read_all(int fd, void *buf, size_t n, double deadline) {
+/* Moves all n bytes to (out) or from fd. 1: all of them; 0: the peer
+ * closed its end (reading); -1: an error or the deadline (errno ETIMEDOUT). */
+static int move_all(int fd, void *buf, size_t n, double deadline, bool out) {
     char *p = buf;
     while (n) {
-        if (!wait_fd(fd, POLLIN, deadline)) {
+        if (!wait_fd(fd, out ? POLLOUT : POLLIN, deadline)) {
             errno = ETIMEDOUT;
             return -1;
         }
-        ssize_t k = recv(fd, p, n, 0);
-        if (k == 0) return 0;
+        ssize_t k = out ? send(fd, p, n, MSG_NOSIGNAL) : recv(fd, p, n, 0);
+        if (k == 0 && !out) return 0;
         if (k < 0) {
             if (errno == EINTR || errno == EAGAIN) continue;
             return -1;
@@ -68,22 +69,9 @@ static int read_all(int fd, void *buf, size_t n, double deadline) {
     return 1;
 }
 
+static int read_all(int fd, void *buf, size_t n, double deadline) { return move_all(fd, buf, n, deadline, false); }
 static int write_all(int fd, const void *buf, size_t n, double deadline) {
-    const char *p = buf;
-    while (n) {
-        if (!wait_fd(fd, POLLOUT, deadline)) {
-            errno = ETIMEDOUT;
-            return -1;
-        }
-        ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-        if (k < 0) {
-            if (errno == EINTR || errno == EAGAIN) continue;
-            return -1;
-        }
-        p += k;
-        n -= (size_t)k;
-    }
-    return 1;
+    return move_all(fd, (void *)buf, n, deadline, true);
 }
 
 static void tune(int fd) {

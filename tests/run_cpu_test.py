@@ -380,6 +380,14 @@ class RunCpu(unittest.TestCase):
         r = run(d)
         self.assertEqual(r.returncode, 1)
         self.assertIn("key 'cards[1].total_bytes'", r.stderr)
+        broken = json.loads(text)
+        broken["cards"][0]["program"] = 5
+        with open(mp, "w") as f:
+            json.dump(broken, f)
+        r = run(d)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cards[0].", r.stderr)
+        self.assertIn('"program" is not a string', r.stderr)
         os.remove(mp)
         r = run(d)
         self.assertEqual(r.returncode, 1)
