@@ -163,6 +163,17 @@ static inline int lp_persist_esize(int dtype) {
     }
 }
 
+/* Elements from a view's first to one past its last (0 when it has none):
+ * its bytes are [offset, offset + extent * esize). */
+static inline int64_t lp_persist_view_extent(const lp_persist_view *v) {
+    int64_t hi = 0;
+    for (int k = 0; k < v->rank; k++) {
+        if (v->dims[k] <= 0) return 0;
+        hi += (v->dims[k] - 1) * v->strides[k];
+    }
+    return hi + 1;
+}
+
 #ifdef __cplusplus
 }
 #endif

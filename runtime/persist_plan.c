@@ -139,12 +139,8 @@ typedef struct range {
 } range;
 
 static range view_range(const lp_persist_view *v) {
-    int64_t hi = 0;
-    for (int k = 0; k < v->rank; k++)
-        if (v->dims[k] > 0) hi += (v->dims[k] - 1) * v->strides[k];
     uint64_t es = (uint64_t)lp_persist_esize(v->dtype);
-    if (view_numel(v) == 0) return (range){v->offset, v->offset};
-    return (range){v->offset, v->offset + ((uint64_t)hi + 1) * es};
+    return (range){v->offset, v->offset + (uint64_t)lp_persist_view_extent(v) * es};
 }
 
 static bool overlap(range a, range b) { return a.lo < b.hi && b.lo < a.hi && a.lo < a.hi && b.lo < b.hi; }
@@ -424,9 +420,7 @@ static lp_persist_phase copy_phase(uint64_t dst, uint64_t src, uint64_t bytes, u
 }
 
 static int64_t reach(const lp_persist_view *v) {
-    int64_t hi = 1;
-    for (int k = 0; k < v->rank; k++) hi += (v->dims[k] > 0 ? v->dims[k] - 1 : 0) * v->strides[k];
-    int64_t n = view_numel(v);
+    int64_t hi = lp_persist_view_extent(v), n = view_numel(v);
     return hi > n ? hi : n;
 }
 

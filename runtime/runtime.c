@@ -558,8 +558,7 @@ static lp_status open_cuda(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
         if (st == LP_OK) st = lp_gdev_upload(rt->gdev, c, 0, k->base, k->weights_bytes, d);
         if (st == LP_OK) st = lp_gdev_pin(rt->gdev, c, k->weights_bytes, &k->pinned, d);
         if (st == LP_OK && k->persist)
-            st = lp_gdev_set_persist(rt->gdev, c, k->persist, k->weights_bytes,
-                                     !o->program || strcmp(o->program, "auto") == 0, d);
+            st = lp_gdev_set_persist(rt->gdev, c, k->persist, !o->program || strcmp(o->program, "auto") == 0, d);
         free(k->base);
         k->base = NULL;
     }
@@ -1394,6 +1393,29 @@ bool lp_rt_output_here(const lp_rt *rt, int i) {
 }
 int lp_rt_rank(const lp_rt *rt) { return rt->rank; }
 
+/* The bound inputs into this process's cards' receive buffers. */
+static lp_status put_inputs(lp_rt *rt, lp_diag *d) {
+    for (int i = 0; i < rt->n_inputs; i++)
+        for (int p = 0; p < rt->inputs[i].n_places; p++) {
+            if (!mine(rt, rt->inputs[i].places[p].card)) continue;
+            lp_status st = put_bytes(rt, rt->inputs[i].places[p].card, rt->inputs[i].places[p].offset,
+                                     rt->inputs[i].data, rt->inputs[i].io.bytes, d);
+            if (st != LP_OK) return st;
+        }
+    return LP_OK;
+}
+
+/* The outputs this process's cards made, out of their send buffers. */
+static lp_status get_outputs(lp_rt *rt, lp_diag *d) {
+    for (int i = 0; i < rt->n_outputs; i++) {
+        const rt_place *p = &rt->outputs[i].places[0];
+        if (!mine(rt, p->card)) continue;
+        lp_status st = get_bytes(rt, p->card, p->offset, rt->outputs[i].data, rt->outputs[i].io.bytes, d);
+        if (st != LP_OK) return st;
+    }
+    return LP_OK;
+}
+
 lp_status lp_rt_run_microbatches(lp_rt *rt, int m, double *seconds, lp_diag *d) {
     double t0 = now_s();
     bool overlap = false;
@@ -1410,11 +1432,7 @@ lp_status lp_rt_run_microbatches(lp_rt *rt, int m, double *seconds, lp_diag *d) 
         return st;
     }
     rt->run_diag = d;
-    lp_status st = LP_OK;
-    for (int i = 0; st == LP_OK && i < rt->n_inputs; i++)
-        for (int p = 0; st == LP_OK && p < rt->inputs[i].n_places; p++)
-            st = put_bytes(rt, rt->inputs[i].places[p].card, rt->inputs[i].places[p].offset,
-                           rt->inputs[i].data, rt->inputs[i].io.bytes, d);
+    lp_status st = put_inputs(rt, d);
     for (int t = 0; st == LP_OK && t < m; t++)
         for (int c = 0; st == LP_OK && c < rt->n_cards; c++) {
             run_card(rt, c);
@@ -1424,10 +1442,7 @@ lp_status lp_rt_run_microbatches(lp_rt *rt, int m, double *seconds, lp_diag *d) 
         }
     if (st == LP_OK) st = finish_device(rt, d);
     *seconds = now_s() - t0;
-    for (int i = 0; st == LP_OK && i < rt->n_outputs; i++) {
-        const rt_place *p = &rt->outputs[i].places[0];
-        st = get_bytes(rt, p->card, p->offset, rt->outputs[i].data, rt->outputs[i].io.bytes, d);
-    }
+    if (st == LP_OK) st = get_outputs(rt, d);
     rt->steps += (uint32_t)m;
     return st;
 }
@@ -1435,13 +1450,8 @@ lp_status lp_rt_run_microbatches(lp_rt *rt, int m, double *seconds, lp_diag *d) 
 lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
     rt->run_diag = d;
     double t_start = now_s();
-    for (int i = 0; i < rt->n_inputs; i++)
-        for (int p = 0; p < rt->inputs[i].n_places; p++) {
-            if (!mine(rt, rt->inputs[i].places[p].card)) continue;
-            lp_status st = put_bytes(rt, rt->inputs[i].places[p].card, rt->inputs[i].places[p].offset,
-                                     rt->inputs[i].data, rt->inputs[i].io.bytes, d);
-            if (st != LP_OK) return st;
-        }
+    lp_status st = put_inputs(rt, d);
+    if (st != LP_OK) return st;
     for (int c = 0; c < rt->n_cards;) {
         /* a sharded layer's cards run together */
         int n = 1;
@@ -1456,11 +1466,11 @@ lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
         /* what other processes send these cards */
         for (int i = 0; i < rt->n_cuts; i++)
             if (rt->cuts[i].to >= c && rt->cuts[i].to < c + n && !mine(rt, rt->cuts[i].from)) {
-                lp_status st = receive_cut(rt, i, d);
+                st = receive_cut(rt, i, d);
                 if (st != LP_OK) return st;
             }
         if (n > 1) {
-            lp_status st = run_group(rt, c, n, d);
+            st = run_group(rt, c, n, d);
             if (st != LP_OK) return st;
         } else {
             run_card(rt, c);
@@ -1485,19 +1495,15 @@ lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
             double t1 = now_s();
             for (int i = 0; i < rt->n_cuts; i++) {
                 if (rt->cuts[i].from != k) continue;
-                lp_status st = send_cut(rt, i, d);
+                st = send_cut(rt, i, d);
                 if (st != LP_OK) return st;
             }
             rt->cards[k].transfer_s = now_s() - t1;
         }
         c += n;
     }
-    lp_status st = finish_device(rt, d);
-    for (int i = 0; st == LP_OK && i < rt->n_outputs; i++) {
-        const rt_place *p = &rt->outputs[i].places[0];
-        if (mine(rt, p->card))
-            st = get_bytes(rt, p->card, p->offset, rt->outputs[i].data, rt->outputs[i].io.bytes, d);
-    }
+    st = finish_device(rt, d);
+    if (st == LP_OK) st = get_outputs(rt, d);
     rt->steps++;
     rt->run_s = now_s() - t_start;
     return st;

@@ -60,7 +60,6 @@ typedef struct gcard {
     bool pinned;
     lp_gpu_persist *persist; /* the step as a persistent program, or NULL */
     const lp_persist_program *candidate; /* to time against the launch program at warm-up */
-    uint64_t candidate_weights;
     double library_us, persistent_us;    /* those timings (0: not timed) */
 } gcard;
 
@@ -603,16 +602,14 @@ static int call_step(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *en
     return st == LP_OK ? 0 : (int)st;
 }
 
-lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, uint64_t weights_bytes,
-                              bool choose, lp_diag *d) {
+lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, bool choose, lp_diag *d) {
     lp_status st = use_card(g, card, d);
     if (st != LP_OK) return st;
     if (choose && g->o.graphs) {
         g->cards[card].candidate = p;
-        g->cards[card].candidate_weights = weights_bytes;
         return LP_OK;
     }
-    return lp_gpu_persist_open(p, g->cards[card].base, weights_bytes, card, &g->cards[card].persist, d);
+    return lp_gpu_persist_open(p, g->cards[card].base, card, &g->cards[card].persist, d);
 }
 
 bool lp_gdev_runs_persistent(const lp_gdev *g, int card, double *library_us, double *persistent_us) {
@@ -736,7 +733,7 @@ static lp_status choose_program(lp_gdev *g, int card, lp_card_step_fn step, lp_c
     k->candidate = NULL;
     cudaGraphExec_t library = k->exec;
     lp_status st = time_graph(k, library, 9, &k->library_us, d);
-    if (st == LP_OK) st = lp_gpu_persist_open(p, k->base, k->candidate_weights, card, &k->persist, d);
+    if (st == LP_OK) st = lp_gpu_persist_open(p, k->base, card, &k->persist, d);
     if (st != LP_OK) return st;
     k->exec = NULL;
     st = run_eager(g, card, step, env, d);

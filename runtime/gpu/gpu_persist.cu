@@ -200,7 +200,7 @@ __device__ __forceinline__ int row_offset(const lp_persist_view &v, int row) {
     return off;
 }
 
-__device__ __noinline__ void run_rows_block(const lp_persist_phase &ph, unsigned char *base, float *scratch) {
+__device__ __noinline__ void run_rows(const lp_persist_phase &ph, unsigned char *base, float *scratch) {
     const lp_persist_view &o = ph.out, &a = ph.a;
     int dlast = o.rank ? o.dims[o.rank - 1] : 1;
     if (dlast <= 0) return;
@@ -245,9 +245,6 @@ __device__ __noinline__ void run_rows_block(const lp_persist_phase &ph, unsigned
     }
 }
 
-__device__ __forceinline__ void run_rows(const lp_persist_phase &ph, unsigned char *base, float *scratch) {
-    run_rows_block(ph, base, scratch);
-}
 
 /* ---- batched matmul (both operands activations) ------------------------------ */
 
@@ -290,14 +287,23 @@ __device__ __forceinline__ void run_bmm(const lp_persist_phase &ph, unsigned cha
 
 /* ---- Gemm ----------------------------------------------------------------------- */
 
+/* The bias and residual a Gemm epilogue adds at (m, n) (0 where absent). */
+__device__ __forceinline__ float epilogue_bias(const lp_persist_phase &ph, const unsigned char *base, int n) {
+    return ph.has_bias ? load_f(base + ph.bias.offset + (int64_t)n * esize(ph.bias.dtype), ph.bias.dtype, true) : 0.0f;
+}
+__device__ __forceinline__ float epilogue_res(const lp_persist_phase &ph, const unsigned char *base, int m, int n) {
+    return ph.epi.residual ? load_f(base + ph.epi.res.offset + (int64_t)(m * (int)ph.n + n) * esize(ph.epi.res.dtype),
+                                    ph.epi.res.dtype, ph.epi.res.weight != 0)
+                           : 0.0f;
+}
+__device__ __forceinline__ float epilogue_finish(const lp_persist_phase &ph, float v, float bias, float res) {
+    v += bias;
+    if (ph.epi.act) v = pk_unary(ph.epi.act, v, ph.epi.act_alpha, ph.epi.act_beta);
+    return v + res;
+}
 __device__ __forceinline__ float epilogue(const lp_persist_phase &ph, const unsigned char *base, int m, int n,
                                       float v) {
-    if (ph.has_bias) v += load_f(base + ph.bias.offset + (int64_t)n * esize(ph.bias.dtype), ph.bias.dtype, true);
-    if (ph.epi.act) v = pk_unary(ph.epi.act, v, ph.epi.act_alpha, ph.epi.act_beta);
-    if (ph.epi.residual)
-        v += load_f(base + ph.epi.res.offset + (int64_t)(m * (int)ph.n + n) * esize(ph.epi.res.dtype), ph.epi.res.dtype,
-                    ph.epi.res.weight != 0);
-    return v;
+    return epilogue_finish(ph, v, epilogue_bias(ph, base, n), epilogue_res(ph, base, m, n));
 }
 
 /* Any dtype, any layout: one output a thread. */
@@ -457,10 +463,8 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, unsigned c
         if (e < gn0 * rows0 * 8) {
             int ti = e / (rows0 * 8), row = (e / 8) % rows0, col = e % 8;
             int n = (first * G + ti) * 8 + col;
-            if (ph.has_bias) pre_bias = load_f(base + ph.bias.offset + (int64_t)n * esize(ph.bias.dtype), ph.bias.dtype, true);
-            if (ph.epi.residual)
-                pre_res = load_f(base + ph.epi.res.offset + ((int64_t)row * N + n) * esize(ph.epi.res.dtype),
-                                 ph.epi.res.dtype, ph.epi.res.weight != 0);
+            pre_bias = epilogue_bias(ph, base, n);
+            pre_res = epilogue_res(ph, base, row, n);
         }
     }
     for (int64_t m0 = 0; m0 < M; m0 += mc) {
@@ -498,13 +502,8 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, unsigned c
                 for (int w = 0; w < PK_WARPS; w++) v += red[((size_t)(w * G + ti) * mc + row) * 8 + col];
                 int m = (int)m0 + row, n = (j0 + ti) * 8 + col;
                 int at = contiguous_out ? m * (int)N + n : view_at<int>(ph.out, ph.out.dims, ph.out.rank, m * (int)N + n);
-                if (u == first && m0 == 0 && e == (int)threadIdx.x) {
-                    v += pre_bias;
-                    if (ph.epi.act) v = pk_unary(ph.epi.act, v, ph.epi.act_alpha, ph.epi.act_beta);
-                    v += pre_res;
-                } else {
-                    v = epilogue(ph, base, m, n, v);
-                }
+                v = u == first && m0 == 0 && e == (int)threadIdx.x ? epilogue_finish(ph, v, pre_bias, pre_res)
+                                                                   : epilogue(ph, base, m, n, v);
                 store_f(base + ph.out.offset + (int64_t)at * eo, ph.out.dtype, v);
             }
             __syncthreads();
@@ -548,8 +547,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
             if (mma) {
                 if (ph.b.dtype == 16) run_gemm_mma<true>(ph, base, smem, rot);
                 else run_gemm_mma<false>(ph, base, smem, rot);
-                rot += (int)((ph.n / 8 + gemm_shape(ph.m, ph.n, ph.k, gridDim.x).g - 1) /
-                             gemm_shape(ph.m, ph.n, ph.k, gridDim.x).g);
+                int g = gemm_shape(ph.m, ph.n, ph.k, gridDim.x).g;
+                rot += (int)((ph.n / 8 + g - 1) / g);
             } else
                 run_gemm_plain(ph, base);
             break;
@@ -616,9 +615,8 @@ static bool packable(const lp_persist_program *p, int i, int blocks) {
         const lp_persist_view *vs[6] = {&q->a, &q->b, &q->bias, &q->scale, &q->epi.res, &q->out};
         for (int k = 0; k < 6; k++) {
             if (vs[k]->rank == 0 && vs[k]->offset == 0 && vs[k]->dtype == 0) continue;
-            int64_t hi = 0;
-            for (int r = 0; r < vs[k]->rank; r++) hi += (vs[k]->dims[r] - 1) * vs[k]->strides[r];
-            uint64_t lo = vs[k]->offset, end = lo + (uint64_t)(hi + 1) * (uint64_t)lp_persist_esize(vs[k]->dtype);
+            uint64_t lo = vs[k]->offset,
+                     end = lo + (uint64_t)lp_persist_view_extent(vs[k]) * (uint64_t)lp_persist_esize(vs[k]->dtype);
             if (overlaps(w0, w1, lo, end)) return false;
         }
     }
@@ -690,9 +688,8 @@ static lp_status pack_weights(lp_gpu_persist *gp, unsigned char *base, lp_diag *
     return LP_OK;
 }
 
-lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, uint64_t weights_bytes,
-                              int card, lp_gpu_persist **out, lp_diag *d) {
-    (void)weights_bytes;
+lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, int card, lp_gpu_persist **out,
+                              lp_diag *d) {
     *out = NULL;
     lp_gpu_persist *gp = (lp_gpu_persist *)calloc(1, sizeof *gp);
     if (!gp) return lp_error(d, LP_ERR_INTERNAL, "out of memory");

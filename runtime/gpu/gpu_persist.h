@@ -3,7 +3,7 @@
  * phases of a run separated by grid barriers where the plan asks for them.
  *
  *     lp_gpu_persist *gp;
- *     lp_gpu_persist_open(prog, base, weights_bytes, &gp, &diag);  // packs Gemm weights
+ *     lp_gpu_persist_open(prog, base, card, &gp, &diag);           // packs Gemm weights
  *     lp_gpu_persist_step(gp, env, base, stream, &diag);           // capturable
  *     lp_gpu_persist_close(gp);
  *
@@ -23,8 +23,8 @@ typedef struct lp_gpu_persist lp_gpu_persist;
 
 extern "C" {
 
-lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, uint64_t weights_bytes,
-                              int card, lp_gpu_persist **out, lp_diag *d);
+lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, int card, lp_gpu_persist **out,
+                              lp_diag *d);
 /* Enqueues the step on s: the persistent kernels, and env->compute for each
  * library call between them. Returns LP_OK or the failing status. */
 lp_status lp_gpu_persist_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base,

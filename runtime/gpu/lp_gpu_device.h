@@ -57,12 +57,11 @@ lp_status lp_gdev_download(lp_gdev *g, int card, uint64_t offset, void *dst, uin
 lp_status lp_gdev_pin(lp_gdev *g, int card, uint64_t bytes, bool *pinned, lp_diag *d);
 
 /* The card's step becomes program p (lp_persist.h), whose Gemm weights are
- * packed in place (weights region [0, weights_bytes)). With `choose` (and
+ * packed in place. With `choose` (and
  * graphs on), the warm-up first times the launch program's graph and then
  * the persistent program's, and keeps the faster (the weights restored when
  * that is the launch program); without, p runs from now on. */
-lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, uint64_t weights_bytes,
-                              bool choose, lp_diag *d);
+lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, bool choose, lp_diag *d);
 /* Whether the card's step runs as its persistent program, and the warm-up's
  * timings of both (microseconds a step, median; 0 when not timed). */
 bool lp_gdev_runs_persistent(const lp_gdev *g, int card, double *library_us, double *persistent_us);
