@@ -5,7 +5,7 @@
  *
  * Gemm phases on fp16 / bf16 run on tensor cores (mma.sync m16n8k16, fp32
  * accumulation): a block stages up to 128 rows of A in shared memory once a
- * phase, takes 1-4 column tiles of 8 at a time, its 16 warps split K, and
+ * phase, takes 1-4 column tiles of 8 at a time, its 8 warps split K, and
  * the weights stream from L2 in fragment order (packed at open), 16 bytes a
  * lane a load. Other Gemms, and every other phase, run on CUDA cores. */
 #include "gpu_persist.h"
@@ -16,19 +16,23 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PK_THREADS 512
+#define PK_THREADS 256 /* 255 registers a thread: no spills (local memory would live in L2) */
 #define PK_WARPS (PK_THREADS / 32)
-#define PK_SMEM (220 * 1024) /* dynamic shared memory: prefetched weights, staged A, partial sums */
+#define PK_SMEM (216 * 1024) /* dynamic shared memory: prefetched weights, staged A, partial sums */
+#define PK_LAUNCH_PHASES 48 /* at most this many phases a launch: their Gemm plans are held in shared memory */
 #define PK_PREFETCH (64 * 1024) /* at most this much of a block's first Gemm unit is fetched early */
 
 /* b.weight == PK_PACKED: the Gemm's weight is in fragment order (this
  * file's copy of the phases only). */
 #define PK_PACKED 2
 
+struct pk_gemm;
+
 struct lp_gpu_persist {
     const lp_persist_program *p;
     lp_persist_phase *host;  /* the phases as launched (packed flags set) */
     lp_persist_phase *dev;
+    pk_gemm *plans;          /* per phase, on the device */
     unsigned *bar;           /* [0] arrivals, [1] blocks done */
     int card, blocks, packed;
     bool cooperative;
@@ -200,51 +204,143 @@ __device__ __forceinline__ int row_offset(const lp_persist_view &v, int row) {
     return off;
 }
 
-__device__ __noinline__ void run_rows(const lp_persist_phase &ph, unsigned char *base, float *scratch) {
-    const lp_persist_view &o = ph.out, &a = ph.a;
-    int dlast = o.rank ? o.dims[o.rank - 1] : 1;
-    if (dlast <= 0) return;
-    int rows = numel(o) / dlast;
-    int ea = esize(a.dtype), eo = esize(o.dtype);
-    int sa = a.rank ? a.strides[a.rank - 1] : 1;
-    bool ln = ph.kind == LP_PERSIST_LAYERNORM, logsm = ph.op == LP_OP_LogSoftmax;
-    for (int row = blockIdx.x; row < rows; row += gridDim.x) {
-        const unsigned char *x = base + a.offset + row_offset(a, row) * ea;
-        unsigned char *y = base + o.offset + row * dlast * eo;
-        float s1 = 0, s2;
-        if (ln) {
-            for (int d = threadIdx.x; d < dlast; d += blockDim.x) s1 += load_f(x + d * sa * ea, a.dtype, false);
-            float mean = block_reduce(s1, false, scratch) / (float)dlast;
-            float q = 0;
-            for (int d = threadIdx.x; d < dlast; d += blockDim.x) {
-                float u = load_f(x + d * sa * ea, a.dtype, false) - mean;
-                q += u * u;
-            }
-            float rstd = rsqrtf(block_reduce(q, false, scratch) / (float)dlast + ph.alpha);
-            int es = esize(ph.scale.dtype), eb = ph.has_bias ? esize(ph.bias.dtype) : 0;
-            for (int d = threadIdx.x; d < dlast; d += blockDim.x) {
-                float v = (load_f(x + d * sa * ea, a.dtype, false) - mean) * rstd *
-                          load_f(base + ph.scale.offset + d * es, ph.scale.dtype, ph.scale.weight != 0);
-                if (ph.has_bias) v += load_f(base + ph.bias.offset + d * eb, ph.bias.dtype, ph.bias.weight != 0);
-                store_f(y + d * eo, o.dtype, v);
-            }
-        } else {
-            float m = -INFINITY;
-            for (int d = threadIdx.x; d < dlast; d += blockDim.x)
-                m = fmaxf(m, load_f(x + d * sa * ea, a.dtype, false));
-            m = block_reduce(m, true, scratch);
-            for (int d = threadIdx.x; d < dlast; d += blockDim.x)
-                s1 += expf(load_f(x + d * sa * ea, a.dtype, false) - m);
-            s2 = block_reduce(s1, false, scratch);
-            float ls = logf(s2);
-            for (int d = threadIdx.x; d < dlast; d += blockDim.x) {
-                float u = load_f(x + d * sa * ea, a.dtype, false) - m;
-                store_f(y + d * eo, o.dtype, logsm ? u - ls : expf(u) / s2);
-            }
+/* LayerNorm or Softmax of one row of d <= W * PK_ROW_VALS values by a group
+ * of W threads (a warp, or the block), every operand of one storage type
+ * T: the row is loaded once into registers, every load in flight
+ * together, then reduced and written. The code is kept short: an SM
+ * fetches it cold at every step, and the fetch, not the data, is what a
+ * longer version waits on. */
+#define PK_ROW_VALS 8
+
+template <int W>
+__device__ __forceinline__ float group_reduce(float v, bool is_max, float *scratch) {
+    if constexpr (W == PK_THREADS) {
+        return block_reduce(v, is_max, scratch);
+    } else {
+        for (int o = 16; o > 0; o >>= 1) {
+            float u = __shfl_xor_sync(0xffffffffu, v, o);
+            v = is_max ? fmaxf(v, u) : v + u;
         }
+        return v;
     }
 }
 
+template <typename T> __device__ __forceinline__ float to_f(T v);
+template <> __device__ __forceinline__ float to_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ float to_f<__half>(__half v) { return __half2float(v); }
+template <> __device__ __forceinline__ float to_f<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+template <typename T> __device__ __forceinline__ T from_f(float v);
+template <> __device__ __forceinline__ float from_f<float>(float v) { return v; }
+template <> __device__ __forceinline__ __half from_f<__half>(float v) { return __float2half_rn(v); }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float v) { return __float2bfloat16_rn(v); }
+
+template <int W, typename T>
+__device__ __forceinline__ void row_in_registers(const lp_persist_phase &ph, unsigned char *base, int row, int t,
+                                                 int dlast, float *scratch) {
+    int sa = ph.a.rank ? (int)ph.a.strides[ph.a.rank - 1] : 1;
+    const T *x = (const T *)(base + ph.a.offset) + row_offset(ph.a, row);
+    T *y = (T *)(base + ph.out.offset) + (int64_t)row * dlast;
+    const T *gs = (const T *)(base + ph.scale.offset), *bs = (const T *)(base + ph.bias.offset);
+    bool ln = ph.kind == LP_PERSIST_LAYERNORM, bias = ph.has_bias != 0, logsm = ph.op == LP_OP_LogSoftmax;
+    float eps = ph.alpha, v[PK_ROW_VALS], g[PK_ROW_VALS], b[PK_ROW_VALS];
+#pragma unroll
+    for (int j = 0; j < PK_ROW_VALS; j++) {
+        int d = t + j * W;
+        bool in = d < dlast;
+        v[j] = in ? to_f<T>(__ldcg(x + (int64_t)d * sa)) : 0.0f;
+        g[j] = in && ln ? to_f<T>(__ldg(gs + d)) : 0.0f;
+        b[j] = in && bias ? to_f<T>(__ldg(bs + d)) : 0.0f;
+    }
+    float r0 = ln ? 0.0f : -INFINITY;
+#pragma unroll
+    for (int j = 0; j < PK_ROW_VALS; j++)
+        if (t + j * W < dlast) r0 = ln ? r0 + v[j] : fmaxf(r0, v[j]);
+    float c = group_reduce<W>(r0, !ln, scratch); /* LayerNorm: the sum; Softmax: the max */
+    if (ln) c /= (float)dlast;
+    float r1 = 0;
+#pragma unroll
+    for (int j = 0; j < PK_ROW_VALS; j++) {
+        float u = v[j] - c;
+        if (t + j * W < dlast) r1 += ln ? u * u : expf(u);
+    }
+    r1 = group_reduce<W>(r1, false, scratch); /* the squares' sum; the exponentials' sum */
+    float k = ln ? rsqrtf(r1 / (float)dlast + eps) : 1.0f / r1, ls = ln ? 0.0f : logf(r1);
+#pragma unroll
+    for (int j = 0; j < PK_ROW_VALS; j++) {
+        float u = v[j] - c;
+        float o = ln ? u * k * g[j] + b[j] : logsm ? u - ls : expf(u) * k;
+        if (t + j * W < dlast) y[t + j * W] = from_f<T>(o);
+    }
+}
+
+/* A row too long for registers: three passes over it. */
+__device__ void row_in_passes(const lp_persist_phase &ph, unsigned char *base, int row, int dlast, float *scratch) {
+    const lp_persist_view &o = ph.out, &a = ph.a;
+    int ea = esize(a.dtype), eo = esize(o.dtype), sa = a.rank ? (int)a.strides[a.rank - 1] : 1;
+    const unsigned char *x = base + a.offset + (int64_t)row_offset(a, row) * ea;
+    unsigned char *y = base + o.offset + (int64_t)row * dlast * eo;
+    float s1 = 0;
+    if (ph.kind == LP_PERSIST_LAYERNORM) {
+        for (int d = threadIdx.x; d < dlast; d += blockDim.x) s1 += load_f(x + (int64_t)d * sa * ea, a.dtype, false);
+        float mean = block_reduce(s1, false, scratch) / (float)dlast;
+        float q = 0;
+        for (int d = threadIdx.x; d < dlast; d += blockDim.x) {
+            float u = load_f(x + (int64_t)d * sa * ea, a.dtype, false) - mean;
+            q += u * u;
+        }
+        float rstd = rsqrtf(block_reduce(q, false, scratch) / (float)dlast + ph.alpha);
+        int es = esize(ph.scale.dtype), eb = ph.has_bias ? esize(ph.bias.dtype) : 0;
+        for (int d = threadIdx.x; d < dlast; d += blockDim.x) {
+            float v = (load_f(x + (int64_t)d * sa * ea, a.dtype, false) - mean) * rstd *
+                      load_f(base + ph.scale.offset + (int64_t)d * es, ph.scale.dtype, ph.scale.weight != 0);
+            if (ph.has_bias)
+                v += load_f(base + ph.bias.offset + (int64_t)d * eb, ph.bias.dtype, ph.bias.weight != 0);
+            store_f(y + (int64_t)d * eo, o.dtype, v);
+        }
+        return;
+    }
+    float m = -INFINITY;
+    for (int d = threadIdx.x; d < dlast; d += blockDim.x) m = fmaxf(m, load_f(x + (int64_t)d * sa * ea, a.dtype, false));
+    m = block_reduce(m, true, scratch);
+    for (int d = threadIdx.x; d < dlast; d += blockDim.x) s1 += expf(load_f(x + (int64_t)d * sa * ea, a.dtype, false) - m);
+    float s2 = block_reduce(s1, false, scratch), ls = logf(s2);
+    bool logsm = ph.op == LP_OP_LogSoftmax;
+    for (int d = threadIdx.x; d < dlast; d += blockDim.x) {
+        float u = load_f(x + (int64_t)d * sa * ea, a.dtype, false) - m;
+        store_f(y + (int64_t)d * eo, o.dtype, logsm ? u - ls : expf(u) / s2);
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void rows_of(const lp_persist_phase &ph, unsigned char *base, int rows, int dlast,
+                                        float *scratch) {
+    if (dlast <= 32 * PK_ROW_VALS && (dlast <= 64 || rows >= (int)gridDim.x * PK_WARPS / 2)) {
+        int warps = (int)gridDim.x * PK_WARPS, lane = threadIdx.x % 32;
+        for (int row = (int)blockIdx.x * PK_WARPS + (int)threadIdx.x / 32; row < rows; row += warps)
+            row_in_registers<32, T>(ph, base, row, lane, dlast, NULL);
+        return;
+    }
+    for (int row = blockIdx.x; row < rows; row += gridDim.x)
+        row_in_registers<PK_THREADS, T>(ph, base, row, threadIdx.x, dlast, scratch);
+}
+
+/* Short rows a warp each (many rows, or rows of at most 64), longer ones a
+ * block each; rows too long for registers, or of mixed types, in passes. */
+__device__ __noinline__ void run_rows(const lp_persist_phase &ph, unsigned char *base, float *scratch) {
+    const lp_persist_view &o = ph.out;
+    int dlast = o.rank ? (int)o.dims[o.rank - 1] : 1;
+    if (dlast <= 0) return;
+    int rows = (int)(numel(o) / dlast), dt = o.dtype;
+    bool ln = ph.kind == LP_PERSIST_LAYERNORM;
+    bool one_type = ph.a.dtype == dt && (!ln || ph.scale.dtype == dt) && (!ph.has_bias || ph.bias.dtype == dt);
+    if (one_type && dlast <= PK_THREADS * PK_ROW_VALS) {
+        if (dt == 1) rows_of<float>(ph, base, rows, dlast, scratch);
+        else if (dt == 10) rows_of<__half>(ph, base, rows, dlast, scratch);
+        else rows_of<__nv_bfloat16>(ph, base, rows, dlast, scratch);
+        return;
+    }
+    for (int row = blockIdx.x; row < rows; row += gridDim.x) row_in_passes(ph, base, row, dlast, scratch);
+}
 
 /* ---- batched matmul (both operands activations) ------------------------------ */
 
@@ -394,7 +490,7 @@ typedef struct gemm_plan {
     int64_t pre;
 } gemm_plan;
 
-__host__ __device__ inline gemm_plan gemm_shape(int64_t M, int64_t N, int64_t K, int blocks) {
+static gemm_plan gemm_shape(int64_t M, int64_t N, int64_t K, int blocks) {
     int64_t tiles = N / 8, P = K / 32;
     int g0 = (int)((tiles + blocks - 1) / blocks);
     g0 = g0 <= 1 ? 1 : g0 == 2 ? 2 : 4; /* the unit shapes the kernel is built for */
@@ -416,6 +512,23 @@ __host__ __device__ inline gemm_plan gemm_shape(int64_t M, int64_t N, int64_t K,
     return gemm_plan{1, 0, 0};
 }
 
+/* A tensor-core Gemm phase as the kernel runs it, planned at open. The
+ * phases between two barriers form an interval: its first phase issues the
+ * weight prefetches of all its Gemms before the barrier, each into a slot
+ * of its own; a Gemm whose A is the rows the interval's previous Gemm
+ * staged (nothing in an interval writes what it reads) does not stage them
+ * again. */
+struct pk_gemm {
+    uint64_t w;        /* the packed weight's offset */
+    int P, tiles;      /* K / 32, N / 8 */
+    int g, mc, units;  /* column tiles a unit, rows of A staged at a time, ceil(tiles / g); mc 0: not one */
+    int rot;           /* units of the interval's earlier Gemms: the block's first unit moves on by it */
+    int pre, pre_at;   /* bytes of the first unit fetched before the barrier, and where (pre 0: none) */
+    int a_at, red_at;  /* where A is staged, and the partial sums */
+    int a_from;        /* the interval's previous Gemm with the same A (-1: none): its staged rows are reused */
+    int head;          /* 1: the phase opens an interval (it has a barrier, or it starts a launch) */
+};
+
 /* The block's first unit of a Gemm phase, given the rotation. */
 __device__ __forceinline__ int gemm_first_unit(int rot) {
     return (int)(((int)blockIdx.x - rot % (int)gridDim.x + (int)gridDim.x) % (int)gridDim.x);
@@ -426,39 +539,40 @@ __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
 }
 
-/* Before the phase's barrier: its weights do not depend on earlier phases,
- * so the block's first unit of them starts moving into shared memory now. */
-__device__ __forceinline__ void gemm_prefetch(const lp_persist_phase &ph, unsigned char *base, unsigned char *smem, int rot) {
-    gemm_plan gp = gemm_shape(ph.m, ph.n, ph.k, gridDim.x);
-    int P = (int)(ph.k / 32), tiles = (int)(ph.n / 8);
-    int units = (tiles + gp.g - 1) / gp.g, u = gemm_first_unit(rot);
-    if (!gp.pre || u >= units) return;
-    int gn = tiles - u * gp.g < gp.g ? tiles - u * gp.g : gp.g;
-    const uint4 *src = (const uint4 *)(base + ph.b.offset) + (size_t)u * gp.g * P * 32;
-    uint4 *dst = (uint4 *)smem;
-    for (int v = threadIdx.x; v < gn * P * 32; v += blockDim.x) cp_async16(dst + v, src + v);
+/* Weights do not depend on earlier phases: the block's first unit of them
+ * starts moving into shared memory before the interval's barrier. */
+__device__ __forceinline__ void gemm_prefetch(const pk_gemm &pl, unsigned char *base, unsigned char *smem) {
+    int u = gemm_first_unit(pl.rot);
+    if (!pl.pre || u >= pl.units) return;
+    int gn = pl.tiles - u * pl.g < pl.g ? pl.tiles - u * pl.g : pl.g;
+    const uint4 *src = (const uint4 *)(base + pl.w) + (size_t)u * pl.g * pl.P * 32;
+    uint4 *dst = (uint4 *)(smem + pl.pre_at);
+    for (int v = threadIdx.x; v < gn * pl.P * 32; v += blockDim.x) cp_async16(dst + v, src + v);
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
+/* staged: the phase whose rows of A this block's shared memory holds (-1:
+ * none); set to i when this phase stages its own. */
 template <bool BF16>
-__device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, unsigned char *base, unsigned char *smem, int rot) {
-    int64_t M = ph.m, N = ph.n, K = ph.k;
-    gemm_plan gp = gemm_shape(M, N, K, gridDim.x);
-    int P = (int)(K / 32), tiles = (int)(N / 8), G = gp.g, mc = gp.mc;
-    int units = (tiles + G - 1) / G, first = gemm_first_unit(rot);
+__device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_gemm &pl, int i, int *staged,
+                                          unsigned char *base, unsigned char *smem) {
+    int M = (int)ph.m, N = (int)ph.n, K = (int)ph.k;
+    int P = pl.P, tiles = pl.tiles, G = pl.g, mc = pl.mc, units = pl.units, first = gemm_first_unit(pl.rot);
     if (first >= units) return;
-    int lda = (int)K + 8;
-    const uint4 *bpre = (const uint4 *)smem;
-    unsigned short *As = (unsigned short *)(smem + gp.pre);
-    float *red = (float *)(smem + gp.pre + (size_t)mc * lda * 2);
-    const uint4 *wp = (const uint4 *)(base + ph.b.offset);
+    bool kept = pl.a_from >= 0 && *staged == pl.a_from;
+    *staged = M <= mc ? i : -1;
+    int lda = K + 8;
+    const uint4 *bpre = (const uint4 *)(smem + pl.pre_at);
+    unsigned short *As = (unsigned short *)(smem + pl.a_at);
+    float *red = (float *)(smem + pl.red_at);
+    const uint4 *wp = (const uint4 *)(base + pl.w);
     const unsigned char *A = base + ph.a.offset;
     int eo = esize(ph.out.dtype);
     bool contiguous_out = ph.out.rank == 2 && ph.out.strides[0] == N && ph.out.strides[1] == 1;
     /* the first unit's bias and residual, loaded while A arrives */
     float pre_bias = 0, pre_res = 0;
     {
-        int rows0 = (int)(M < mc ? M : mc), gn0 = tiles - first * G < G ? tiles - first * G : G;
+        int rows0 = M < mc ? M : mc, gn0 = tiles - first * G < G ? tiles - first * G : G;
         int e = threadIdx.x;
         if (e < gn0 * rows0 * 8) {
             int ti = e / (rows0 * 8), row = (e / 8) % rows0, col = e % 8;
@@ -467,27 +581,26 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, unsigned c
             pre_res = epilogue_res(ph, base, row, n);
         }
     }
-    for (int64_t m0 = 0; m0 < M; m0 += mc) {
-        int rows = (int)(M - m0 < mc ? M - m0 : mc);
-        /* stage rows m0 .. m0 + rows of A (zeros below), 16 bytes a thread */
-        int vec_row = (int)(K / 8);
-        __syncthreads();
-        for (int v = threadIdx.x; v < mc * vec_row; v += blockDim.x) {
-            int r = v / vec_row, c = v % vec_row;
-            unsigned *dst = (unsigned *)(As + (size_t)r * lda + c * 8);
-            if (r < rows) {
-                cp_async16(dst, A + ((m0 + r) * K + (int64_t)c * 8) * 2);
-            } else {
-                dst[0] = dst[1] = dst[2] = dst[3] = 0;
+    for (int m0 = 0; m0 < M; m0 += mc) {
+        int rows = M - m0 < mc ? M - m0 : mc;
+        if (!kept) {
+            /* stage rows m0 .. m0 + rows of A (zeros below), 16 bytes a thread */
+            int vec_row = K / 8;
+            __syncthreads();
+            for (int v = threadIdx.x; v < mc * vec_row; v += blockDim.x) {
+                int r = v / vec_row, c = v - r * vec_row;
+                unsigned *dst = (unsigned *)(As + (size_t)r * lda + c * 8);
+                if (r < rows) cp_async16(dst, A + ((int64_t)(m0 + r) * K + (int64_t)c * 8) * 2);
+                else dst[0] = dst[1] = dst[2] = dst[3] = 0;
             }
+            asm volatile("cp.async.commit_group;" ::: "memory");
         }
-        asm volatile("cp.async.commit_group;" ::: "memory");
         asm volatile("cp.async.wait_all;" ::: "memory");
         __syncthreads();
         int mt = mc / 16;
         for (int u = first; u < units; u += gridDim.x) {
             int j0 = u * G, gn = tiles - j0 < G ? tiles - j0 : G;
-            const uint4 *wu = gp.pre && u == first ? bpre : wp + (size_t)j0 * P * 32;
+            const uint4 *wu = pl.pre && u == first ? bpre : wp + (size_t)j0 * P * 32;
             switch (G * 16 + mt) {
 #define PK_UNIT(g_, m_) \
     case g_ * 16 + m_: gemm_unit<g_, m_, BF16>(wu, P, gn, As, lda, red, mc); break;
@@ -500,8 +613,8 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, unsigned c
                 int ti = e / (rows * 8), row = (e / 8) % rows, col = e % 8;
                 float v = 0;
                 for (int w = 0; w < PK_WARPS; w++) v += red[((size_t)(w * G + ti) * mc + row) * 8 + col];
-                int m = (int)m0 + row, n = (j0 + ti) * 8 + col;
-                int at = contiguous_out ? m * (int)N + n : view_at<int>(ph.out, ph.out.dims, ph.out.rank, m * (int)N + n);
+                int m = m0 + row, n = (j0 + ti) * 8 + col;
+                int at = contiguous_out ? m * N + n : view_at<int>(ph.out, ph.out.dims, ph.out.rank, m * N + n);
                 v = u == first && m0 == 0 && e == (int)threadIdx.x ? epilogue_finish(ph, v, pre_bias, pre_res)
                                                                    : epilogue(ph, base, m, n, v);
                 store_f(base + ph.out.offset + (int64_t)at * eo, ph.out.dtype, v);
@@ -514,27 +627,33 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, unsigned c
 /* ---- the kernel ------------------------------------------------------------------------ */
 
 __global__ void __launch_bounds__(PK_THREADS, 1)
-    persist_kernel(const lp_persist_phase *phases, int first, int count, unsigned char *base, unsigned *bar,
-                   unsigned long long *trace) {
+    persist_kernel(const lp_persist_phase *phases, const pk_gemm *plans, int first, int count, unsigned char *base,
+                   unsigned *bar, unsigned long long *trace) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ lp_persist_phase slot[2];
+    __shared__ pk_gemm plan[PK_LAUNCH_PHASES];
     __shared__ float scratch[PK_WARPS + 1];
     const int words = (int)(sizeof(lp_persist_phase) / sizeof(int));
     static_assert(sizeof(lp_persist_phase) % sizeof(int) == 0 && sizeof(lp_persist_phase) / sizeof(int) <= PK_THREADS,
                   "a phase is loaded one word a thread");
-    int rot = 0;
     if (threadIdx.x < words) ((int *)&slot[0])[threadIdx.x] = ((const int *)&phases[first])[threadIdx.x];
+    static_assert(sizeof(pk_gemm) % sizeof(int) == 0, "plans are loaded a word a thread");
+    for (int w = threadIdx.x; w < count * (int)(sizeof(pk_gemm) / sizeof(int)); w += blockDim.x)
+        ((int *)plan)[w] = ((const int *)&plans[first])[w];
     __syncthreads();
+    int staged = -1;
     for (int i = first; i < first + count; i++) {
         const lp_persist_phase &ph = slot[(i - first) & 1];
         /* the next phase's description, loaded while this one runs */
         int next = 0;
         if (i + 1 < first + count && threadIdx.x < words) next = ((const int *)&phases[i + 1])[threadIdx.x];
         bool mma = ph.kind == LP_PERSIST_GEMM && ph.b.weight == PK_PACKED;
-        if (ph.sync) rot = 0;
         unsigned long long *tr = trace ? trace + ((size_t)blockIdx.x * (first + count) + i) * 3 : NULL;
         if (tr && threadIdx.x == 0) tr[0] = globaltimer();
-        if (mma) gemm_prefetch(ph, base, smem, rot);
+        const pk_gemm &pl = plan[i - first];
+        if (pl.head)
+            for (int j = i; j < first + count && (j == i || !plan[j - first].head); j++)
+                gemm_prefetch(plan[j - first], base, smem);
         if (ph.sync) grid_sync(bar);
         if (tr && threadIdx.x == 0) tr[1] = globaltimer();
         switch (ph.kind) {
@@ -544,18 +663,12 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         case LP_PERSIST_SOFTMAX: run_rows(ph, base, scratch); break;
         case LP_PERSIST_BATCHED_MATMUL: run_bmm(ph, base); break;
         case LP_PERSIST_GEMM:
-            if (mma) {
-                if (ph.b.dtype == 16) run_gemm_mma<true>(ph, base, smem, rot);
-                else run_gemm_mma<false>(ph, base, smem, rot);
-                int g = gemm_shape(ph.m, ph.n, ph.k, gridDim.x).g;
-                rot += (int)((ph.n / 8 + g - 1) / g);
-            } else
-                run_gemm_plain(ph, base);
+            if (!mma) run_gemm_plain(ph, base);
+            else if (ph.b.dtype == 16) run_gemm_mma<true>(ph, pl, i, &staged, base, smem);
+            else run_gemm_mma<false>(ph, pl, i, &staged, base, smem);
             break;
         default: break;
         }
-        /* a prefetch this block issued but had no unit to use it for */
-        asm volatile("cp.async.wait_all;" ::: "memory");
         if (tr) {
             __syncthreads();
             if (threadIdx.x == 0) tr[2] = globaltimer();
@@ -563,6 +676,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         if (threadIdx.x < words) ((int *)&slot[(i - first + 1) & 1])[threadIdx.x] = next;
         __syncthreads();
     }
+    /* prefetches this block issued but had no unit to use them for */
+    asm volatile("cp.async.wait_all;" ::: "memory");
 }
 
 /* ---- packing ------------------------------------------------------------------------------ */
@@ -688,6 +803,73 @@ static lp_status pack_weights(lp_gpu_persist *gp, unsigned char *base, lp_diag *
     return LP_OK;
 }
 
+/* Each phase's pk_gemm: intervals, prefetch slots, staging places (false:
+ * out of memory). */
+static bool plan_gemms(const lp_gpu_persist *gp, pk_gemm *pl) {
+    const lp_persist_program *p = gp->p;
+    int n = p->n_phases;
+    memset(pl, 0, (size_t)n * sizeof *pl);
+    for (int i = 0; i < n; i++) pl[i].a_from = -1;
+    /* launch_at[i]: the first phase of the launch that runs phase i (as run_step splits them) */
+    int *launch_at = (int *)calloc((size_t)n + 1, sizeof *launch_at);
+    if (!launch_at) return false;
+    for (int i = 0, at = 0; i < n; i++) {
+        if (p->phases[i].kind == LP_PERSIST_NODE || i == 0 || p->phases[i - 1].kind == LP_PERSIST_NODE ||
+            i - at >= PK_LAUNCH_PHASES)
+            at = i;
+        launch_at[i] = at;
+    }
+    for (int i = 0; i < n; i++)
+        pl[i].head = i == 0 || p->phases[i].sync || p->phases[i - 1].kind == LP_PERSIST_NODE || i == launch_at[i];
+    for (int h = 0; h < n;) {
+        int e = h + 1;
+        while (e < n && !pl[e].head) e++;
+        /* A and the partial sums go after every prefetch slot of the interval */
+        int stage = 0, rot = 0;
+        for (int i = h; i < e; i++) {
+            const lp_persist_phase *ph = &gp->host[i];
+            if (ph->kind != LP_PERSIST_GEMM || ph->b.weight != PK_PACKED) continue;
+            gemm_plan sh = gemm_shape(ph->m, ph->n, ph->k, gp->blocks);
+            pk_gemm *g = &pl[i];
+            g->w = ph->b.offset;
+            g->P = (int)(ph->k / 32);
+            g->tiles = (int)(ph->n / 8);
+            g->g = sh.g;
+            g->mc = sh.mc;
+            g->units = (g->tiles + sh.g - 1) / sh.g;
+            g->rot = rot;
+            g->pre = (int)sh.pre;
+            rot += g->units;
+            int need = sh.mc * (int)(ph->k + 8) * 2 + PK_WARPS * sh.g * 8 * sh.mc * 4;
+            if (need > stage) stage = need;
+        }
+        int slots = 0, last = -1;
+        for (int i = h; i < e; i++) {
+            pk_gemm *g = &pl[i];
+            if (!g->mc) continue;
+            if (g->pre && slots + g->pre + stage <= PK_SMEM) {
+                g->pre_at = slots;
+                slots += g->pre;
+            } else {
+                g->pre = 0;
+            }
+            const lp_persist_phase *ph = &gp->host[i], *prev = last >= 0 ? &gp->host[last] : NULL;
+            bool same_a = prev && prev->a.offset == ph->a.offset && prev->a.dtype == ph->a.dtype &&
+                          prev->m == ph->m && prev->k == ph->k && pl[last].mc == g->mc && ph->m <= g->mc;
+            g->a_from = same_a ? last : -1;
+            last = i;
+        }
+        for (int i = h; i < e; i++) {
+            if (!pl[i].mc) continue;
+            pl[i].a_at = slots;
+            pl[i].red_at = slots + pl[i].mc * (int)(gp->host[i].k + 8) * 2;
+        }
+        h = e;
+    }
+    free(launch_at);
+    return true;
+}
+
 lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, int card, lp_gpu_persist **out,
                               lp_diag *d) {
     *out = NULL;
@@ -724,6 +906,13 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
         e = cudaMalloc(&gp->dev, ((size_t)p->n_phases + 1) * sizeof *gp->dev);
         if (e == cudaSuccess)
             e = cudaMemcpy(gp->dev, gp->host, (size_t)p->n_phases * sizeof *gp->dev, cudaMemcpyHostToDevice);
+        pk_gemm *plans = (pk_gemm *)calloc((size_t)p->n_phases + 1, sizeof *plans);
+        if (!plans) e = cudaErrorMemoryAllocation;
+        if (e == cudaSuccess && !plan_gemms(gp, plans)) e = cudaErrorMemoryAllocation;
+        if (e == cudaSuccess) e = cudaMalloc(&gp->plans, ((size_t)p->n_phases + 1) * sizeof *plans);
+        if (e == cudaSuccess)
+            e = cudaMemcpy(gp->plans, plans, (size_t)p->n_phases * sizeof *plans, cudaMemcpyHostToDevice);
+        free(plans);
         if (e != cudaSuccess)
             st = lp_error(d, LP_ERR_INTERNAL, "card %d: uploading the persistent program: %s", card,
                           cudaGetErrorString(e));
@@ -750,7 +939,8 @@ static lp_status launch(lp_gpu_persist *gp, int first, int count, unsigned char 
     cfg.attrs = attr;
     cfg.numAttrs = gp->cooperative ? 1 : 0;
     const lp_persist_phase *phases = gp->dev;
-    GP_CHECK(d, cudaLaunchKernelEx(&cfg, persist_kernel, phases, first, count, base, gp->bar, trace));
+    const pk_gemm *plans = gp->plans;
+    GP_CHECK(d, cudaLaunchKernelEx(&cfg, persist_kernel, phases, plans, first, count, base, gp->bar, trace));
     return LP_OK;
 }
 
@@ -766,7 +956,7 @@ static lp_status run_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *b
             continue;
         }
         int j = i;
-        while (j < p->n_phases && p->phases[j].kind != LP_PERSIST_NODE) j++;
+        while (j < p->n_phases && j - i < PK_LAUNCH_PHASES && p->phases[j].kind != LP_PERSIST_NODE) j++;
         lp_status st = launch(gp, i, j - i, base, s, trace, d);
         if (st != LP_OK) return st;
         i = j;
@@ -854,6 +1044,7 @@ void lp_gpu_persist_shape(const lp_gpu_persist *gp, int *blocks, int *threads, i
 void lp_gpu_persist_close(lp_gpu_persist *gp) {
     if (!gp) return;
     if (gp->dev) cudaFree(gp->dev);
+    if (gp->plans) cudaFree(gp->plans);
     if (gp->bar) cudaFree(gp->bar);
     free(gp->host);
     free(gp);
