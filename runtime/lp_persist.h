@@ -9,6 +9,8 @@
  *     residual Add that follow it as its epilogue,
  *   - a copy that only reshapes or transposes is absorbed into the phase
  *     that reads it, which then reads the source bytes through strides,
+ *   - a LayerNorm read only by Gemms becomes their prologue: each Gemm
+ *     normalises the rows of A it reads,
  *   - a phase that reads or writes bytes an earlier phase since the last
  *     barrier writes (or reads, for a write) opens with a barrier.
  * A node no phase kind covers, or one with a tensor of 2^30 elements or
@@ -99,6 +101,12 @@ typedef struct lp_persist_phase {
     lp_persist_epilogue epi;
     /* LAYERNORM: scale and bias over the last dim (has_bias: bias present) */
     lp_persist_view scale;
+    /* GEMM with ln 1: each row of a is first layer-normalised over K (scale,
+     * ln_bias [K], ln_eps) and rounded to a's dtype, as a LAYERNORM phase
+     * storing it would have; ln_bias dtype 0: none */
+    int ln;
+    float ln_eps;
+    lp_persist_view ln_bias;
 } lp_persist_phase;
 
 /* One entry of the recorded step: a compute of node or a copy. */

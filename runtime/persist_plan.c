@@ -476,6 +476,10 @@ static void rw_of(const lp_persist_program *p, const lp_persist_phase *ph, rw *s
     if (ph->kind == LP_PERSIST_LAYERNORM) s->reads[s->n_reads++] = view_range(&ph->scale);
     if (ph->has_bias) s->reads[s->n_reads++] = view_range(&ph->bias);
     if (ph->epi.residual) s->reads[s->n_reads++] = view_range(&ph->epi.res);
+    if (ph->ln) {
+        s->reads[s->n_reads++] = view_range(&ph->scale);
+        if (ph->ln_bias.dtype) s->reads[s->n_reads++] = view_range(&ph->ln_bias);
+    }
 }
 
 static bool reads_any(const rw *s, range r) {
@@ -851,6 +855,75 @@ static void fuse_into_producers(plan_ctx *x) {
     }
 }
 
+/* ---- LayerNorm as the prologue of the Gemms that read it ----------------------- */
+
+/* LayerNorm l's output y, read after it only as the A of Gemms (each the
+ * whole of y, over the same K) until written whole again or the step ends,
+ * and never sent: each of those Gemms normalises its rows of A itself,
+ * reading l's input, which nothing between l and the last of them writes. */
+static bool fuse_layernorm(plan_ctx *x, int li) {
+    lp_persist_program *p = x->p;
+    const lp_persist_phase *l = &p->phases[li];
+    int r = l->out.rank;
+    if (!is_contiguous(&l->out) || !is_contiguous(&l->a) || l->a.dtype != l->out.dtype || r < 1 ||
+        !l->scale.weight || (l->has_bias && !l->bias.weight))
+        return false;
+    int64_t K = l->out.dims[r - 1];
+    range y = view_range(&l->out), in = view_range(&l->a);
+    if (is_live_out(x, y) || overlap(y, in)) return false;
+    int readers[64], n_readers = 0;
+    rw s;
+    for (int k = li + 1; k < p->n_phases; k++) {
+        if (x->gone[k]) continue;
+        const lp_persist_phase *g = &p->phases[k];
+        rw_of(p, g, &s);
+        bool reads = reads_any(&s, y);
+        if (reads) {
+            if (g->kind != LP_PERSIST_GEMM || g->ln || g->k != K || !same_bytes(&g->a, y) ||
+                g->a.dtype != l->out.dtype || n_readers == 64)
+                return false;
+            /* y read only as A */
+            range others[4] = {view_range(&g->b), g->has_bias ? view_range(&g->bias) : (range){0, 0},
+                               g->epi.residual ? view_range(&g->epi.res) : (range){0, 0}, {0, 0}};
+            for (int q = 0; q < 3; q++)
+                if (overlap(others[q], y)) return false;
+            readers[n_readers++] = k;
+        }
+        if (writes_all(&s, y)) break;
+        if (writes_any(&s, y)) return false;
+    }
+    if (!n_readers) return false;
+    /* l's input and its scale and bias stay as they are until the last reader */
+    for (int k = li + 1; k < readers[n_readers - 1]; k++) {
+        if (x->gone[k]) continue;
+        rw_of(p, &p->phases[k], &s);
+        if (writes_any(&s, in)) return false;
+    }
+    for (int q = 0; q < n_readers; q++) {
+        lp_persist_phase *g = &p->phases[readers[q]];
+        lp_persist_view a = {.offset = l->a.offset, .dtype = g->a.dtype, .weight = l->a.weight};
+        a.rank = 2;
+        a.dims[0] = g->m;
+        a.dims[1] = K;
+        contiguous(&a);
+        g->a = a;
+        g->ln = 1;
+        g->ln_eps = l->alpha;
+        g->scale = l->scale;
+        g->ln_bias = l->has_bias ? l->bias : (lp_persist_view){0};
+    }
+    return true;
+}
+
+static void fuse_layernorms(plan_ctx *x) {
+    lp_persist_program *p = x->p;
+    for (int i = 0; i < p->n_phases; i++)
+        if (!x->gone[i] && p->phases[i].kind == LP_PERSIST_LAYERNORM && fuse_layernorm(x, i)) {
+            x->gone[i] = true;
+            p->n_fused++;
+        }
+}
+
 /* ---- barriers ------------------------------------------------------------------ */
 
 typedef struct pending {
@@ -982,6 +1055,7 @@ lp_status lp_persist_plan(const lp_persist_event *events, int n, const void *wei
     fuse_epilogues(&x);
     fold_scales(&x);
     fuse_into_producers(&x);
+    fuse_layernorms(&x);
     int k = 0;
     for (int i = 0; i < p->n_phases; i++)
         if (!gone[i]) p->phases[k++] = p->phases[i];
@@ -1037,6 +1111,7 @@ void lp_persist_dump(const lp_persist_program *p, FILE *f) {
         if (ph->kind == LP_PERSIST_GEMM) {
             fprintf(f, " m=%" PRId64 " n=%" PRId64 " k=%" PRId64 "%s%s", ph->m, ph->n, ph->k,
                     ph->trans_w ? " trans_w" : "", ph->has_bias ? " +bias" : "");
+            if (ph->ln) fputs(" +layernorm", f);
             if (ph->epi.act) fprintf(f, " +%s", lp_op_name(ph->epi.act));
             if (ph->epi.residual) fputs(" +residual", f);
         }
@@ -1046,6 +1121,10 @@ void lp_persist_dump(const lp_persist_program *p, FILE *f) {
             (ph->kind == LP_PERSIST_ELEMENTWISE && lp_persist_is_binary(ph->op)))
             put_view(f, "b", &ph->b);
         if (ph->epi.residual) put_view(f, "res", &ph->epi.res);
+        if (ph->ln) {
+            put_view(f, "ln_scale", &ph->scale);
+            if (ph->ln_bias.dtype) put_view(f, "ln_bias", &ph->ln_bias);
+        }
         fputc('\n', f);
     }
 }

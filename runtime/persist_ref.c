@@ -44,6 +44,13 @@ static void store(unsigned char *base, const lp_persist_view *v, int64_t el, flo
     memcpy(at, &h, sizeof h);
 }
 
+/* x rounded to nearest even in dtype dt, back as fp32. */
+static float round_to(float x, int dt) {
+    if (dt == LP_DT_FLOAT16) return lp_ref_f16_to_f32(lp_ref_f32_to_f16(x));
+    if (dt == LP_DT_BFLOAT16) return lp_ref_bf16_to_f32(lp_ref_f32_to_bf16(x));
+    return x;
+}
+
 /* The element offset in v of the element whose row-major index over
  * dims[rank] is flat (v has that rank; its strides place it). */
 static int64_t view_elem(const lp_persist_view *v, int rank, const int64_t *dims, int64_t flat) {
@@ -150,15 +157,42 @@ static void gemm_store(const lp_persist_phase *ph, unsigned char *base, int64_t 
     store(base, &ph->out, out_elem(&ph->out, m * ph->n + n), v);
 }
 
-static void run_gemm(const lp_persist_phase *ph, unsigned char *base) {
+/* Row m of a GEMM's A into row[K]: a's values, or (ln) their LayerNorm
+ * rounded to a's dtype, as a LAYERNORM phase would store them. */
+static void gemm_row(const lp_persist_phase *ph, const unsigned char *base, int64_t m, float *row) {
+    int64_t K = ph->k;
+    for (int64_t q = 0; q < K; q++) row[q] = load(base, &ph->a, m * K + q);
+    if (!ph->ln) return;
+    double sum = 0, sq = 0;
+    for (int64_t q = 0; q < K; q++) sum += row[q];
+    double mean = sum / (double)K;
+    for (int64_t q = 0; q < K; q++) sq += (row[q] - mean) * (row[q] - mean);
+    float inv = (float)(1.0 / sqrt(sq / (double)K + (double)ph->ln_eps)), fmean = (float)mean;
+    const lp_persist_view *s = &ph->scale, *b = &ph->ln_bias;
+    for (int64_t q = 0; q < K; q++) {
+        float y = (row[q] - fmean) * inv * load(base, s, q * s->strides[s->rank - 1]);
+        if (b->dtype) y += load(base, b, q * b->strides[b->rank - 1]);
+        row[q] = round_to(y, ph->a.dtype);
+    }
+}
+
+/* false: out of memory */
+static bool run_gemm(const lp_persist_phase *ph, unsigned char *base) {
     int64_t M = ph->m, N = ph->n, K = ph->k;
-    /* a row of sums at a time, so that w is read along its rows */
-    double *acc = ph->trans_w ? NULL : malloc((size_t)(N ? N : 1) * sizeof *acc);
+    double *acc = malloc((size_t)(N ? N : 1) * sizeof *acc);
+    float *row = malloc((size_t)(K ? K : 1) * sizeof *row);
+    if (!acc || !row) {
+        free(acc);
+        free(row);
+        return false;
+    }
     for (int64_t m = 0; m < M; m++) {
-        if (acc) {
+        gemm_row(ph, base, m, row);
+        if (!ph->trans_w) {
+            /* a row of sums at a time, so that w is read along its rows */
             for (int64_t n = 0; n < N; n++) acc[n] = 0;
             for (int64_t q = 0; q < K; q++) {
-                double x = load(base, &ph->a, m * K + q);
+                double x = row[q];
                 for (int64_t n = 0; n < N; n++) acc[n] += x * load(base, &ph->b, q * N + n);
             }
             for (int64_t n = 0; n < N; n++) gemm_store(ph, base, m, n, acc[n]);
@@ -166,13 +200,13 @@ static void run_gemm(const lp_persist_phase *ph, unsigned char *base) {
         }
         for (int64_t n = 0; n < N; n++) {
             double s = 0;
-            for (int64_t q = 0; q < K; q++)
-                s += (double)load(base, &ph->a, m * K + q) *
-                     load(base, &ph->b, ph->trans_w ? n * K + q : q * N + n);
+            for (int64_t q = 0; q < K; q++) s += (double)row[q] * load(base, &ph->b, n * K + q);
             gemm_store(ph, base, m, n, s);
         }
     }
     free(acc);
+    free(row);
+    return true;
 }
 
 static void run_batched_matmul(const lp_persist_phase *ph, unsigned char *base) {
@@ -278,6 +312,8 @@ static const char *check_phase(const lp_persist_phase *ph) {
             return "M, N, K do not match the output";
         if (ph->epi.act && !lp_persist_is_unary(ph->epi.act))
             return "the epilogue's activation is not a unary op of persistent phases";
+        if (ph->ln && (!vec_fits(&ph->scale, ph->k) || (ph->ln_bias.dtype && !vec_fits(&ph->ln_bias, ph->k))))
+            return "the LayerNorm prologue's scale or bias does not fit K";
         return NULL;
     case LP_PERSIST_BATCHED_MATMUL:
         if (o->rank < 2 || !view_fits(&ph->a, o, 2) || !view_fits(&ph->b, o, 2))
@@ -313,7 +349,10 @@ lp_status lp_persist_run_cpu(const lp_persist_program *p, unsigned char *base, l
         switch (ph->kind) {
         case LP_PERSIST_COPY: run_copy(ph, base); break;
         case LP_PERSIST_ELEMENTWISE: run_elementwise(ph, base); break;
-        case LP_PERSIST_GEMM: run_gemm(ph, base); break;
+        case LP_PERSIST_GEMM:
+            if (!run_gemm(ph, base))
+                return lp_error(d, LP_ERR_INTERNAL, "persistent program, phase %d: out of memory", i);
+            break;
         case LP_PERSIST_BATCHED_MATMUL: run_batched_matmul(ph, base); break;
         case LP_PERSIST_LAYERNORM: run_layernorm(ph, base); break;
         default: run_softmax(ph, base); break; /* LP_PERSIST_SOFTMAX, checked above */

@@ -3,6 +3,7 @@
  * allocation (weights [0, W_BYTES), activations above), as a card program
  * lays them out. Each test asserts the planner's exact output: phase kinds,
  * barriers, fused epilogues, absorbed and folded copies, folded scales,
+ * LayerNorm prologues,
  * library-call splits, split large copies. Where the plan changes what runs,
  * the planned program (lp_persist_run_cpu) and the recorded sequence run
  * node by node on the reference kernels over the same random arena give
@@ -620,6 +621,64 @@ static void test_scale_folded(void **state) {
         }
 }
 
+/* ---- 10: a LayerNorm as its Gemms' prologue -------------------------------- */
+
+static const lp_card_attr attr_eps[] = {LP_ATTR_F("epsilon", 1e-3f)};
+
+/* LayerNorm(x) -> y read by two Gemms: each normalises x itself, and the
+ * LayerNorm is gone. It stays when y is also read by another phase, when
+ * the step sends y, or when x is overwritten before the second Gemm reads
+ * it. At fp16 the fused rows are rounded as y would have been stored. */
+static void test_layernorm_prologue(void **state) {
+    (void)state;
+    enum { FUSED, OTHER_READER, LIVE, INPUT_CLOBBERED, FUSED_F16, CASES };
+    for (int c = 0; c < CASES; c++) {
+        int dt = c == FUSED_F16 ? F16 : F32;
+        net *g = net_new();
+        lp_card_tensor x = act(g, dt, D(16, 64)), sc = weight(g, dt, D(64)), bi = weight(g, dt, D(64));
+        lp_card_tensor y = act(g, dt, D(16, 64)), wq = weight(g, dt, D(64, 32)), wk = weight(g, dt, D(64, 32));
+        lp_card_tensor yq = act(g, dt, D(16, 32)), yk = act(g, dt, D(16, 32)), s = act(g, dt, D(16, 64));
+        lp_card_tensor v = act(g, dt, D(16, 64));
+        lp_card_node *ln = compute(g, "ln", "LayerNormalization", ARGS(x, sc, bi), y);
+        ln->attrs = attr_eps;
+        ln->n_attrs = 1;
+        compute(g, "q", "MatMul", ARGS(y, wq), yq);
+        if (c == INPUT_CLOBBERED) compute(g, "clobber", "Neg", ARGS(v), x);
+        compute(g, "k", "MatMul", ARGS(y, wk), yk);
+        if (c == OTHER_READER) compute(g, "other", "Sigmoid", ARGS(y), s);
+        lp_persist_range live = bytes_of(y);
+        lp_persist_program *p = plan(g, NULL, &live, c == LIVE ? 1 : 0);
+        bool fused = c == FUSED || c == FUSED_F16;
+        assert_int_equal(p->phases[0].kind, fused ? LP_PERSIST_GEMM : LP_PERSIST_LAYERNORM);
+        if (fused) {
+            assert_int_equal(p->n_phases, 2);
+            assert_int_equal(p->n_fused, 1);
+            for (int i = 0; i < 2; i++) {
+                const lp_persist_phase *ph = &p->phases[i];
+                assert_int_equal(ph->kind, LP_PERSIST_GEMM);
+                assert_int_equal(ph->ln, 1);
+                assert_int_equal(ph->a.offset, x.offset);
+                assert_int_equal(ph->a.dims[0], 16);
+                assert_int_equal(ph->a.dims[1], 64);
+                assert_int_equal(ph->scale.offset, sc.offset);
+                assert_int_equal(ph->ln_bias.offset, bi.offset);
+                assert_int_equal(ph->ln_bias.dtype, dt);
+                assert_true(fabsf(ph->ln_eps - 1e-3f) < 1e-9f);
+                assert_int_equal(ph->sync, 0); /* both only read x */
+                assert_int_equal(ph->out.offset, i ? yk.offset : yq.offset);
+            }
+        } else {
+            for (int i = 1; i < p->n_phases; i++) assert_int_equal(p->phases[i].ln, 0);
+            assert_int_equal(p->n_fused, 0);
+        }
+        unsigned char *init = random_arena(g);
+        check_same(g, p, init, ARGS(yq, yk), dt == F16 ? 2e-3 : 1e-5);
+        free(init);
+        lp_persist_free(p);
+        free(g);
+    }
+}
+
 /* ---- 10, 11: library calls and large copies -------------------------------- */
 
 /* An op no phase kind covers splits the program into persistent kernels
@@ -800,6 +859,7 @@ int main(void) {
         cmocka_unit_test(test_transpose_into_gemm),
         cmocka_unit_test(test_transpose_kept),
         cmocka_unit_test(test_scale_folded),
+        cmocka_unit_test(test_layernorm_prologue),
         cmocka_unit_test(test_node_splits),
         cmocka_unit_test(test_huge),
         cmocka_unit_test(test_record),

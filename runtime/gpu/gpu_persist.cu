@@ -13,6 +13,7 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+#include <type_traits>
 #include <stdlib.h>
 #include <string.h>
 
@@ -402,18 +403,43 @@ __device__ __forceinline__ float epilogue(const lp_persist_phase &ph, const unsi
     return epilogue_finish(ph, v, epilogue_bias(ph, base, n), epilogue_res(ph, base, m, n));
 }
 
-/* Any dtype, any layout: one output a thread. */
+__device__ __forceinline__ float round_to(float v, int dt) {
+    if (dt == 10) return __half2float(__float2half_rn(v));
+    if (dt == 16) return __bfloat162float(__float2bfloat16_rn(v));
+    return v;
+}
+
+/* Any dtype, any layout: one output a thread (with a LayerNorm prologue,
+ * the thread takes its row's mean and deviation first). */
 __device__ __noinline__ void run_gemm_plain(const lp_persist_phase &ph, unsigned char *base) {
     int M = ph.m, N = ph.n, K = ph.k;
     int ea = esize(ph.a.dtype), ew = esize(ph.b.dtype), eo = esize(ph.out.dtype);
+    int es = esize(ph.scale.dtype), eb = esize(ph.ln_bias.dtype);
     for (int i = (int)blockIdx.x * blockDim.x + threadIdx.x; i < M * N;
          i += (int)gridDim.x * blockDim.x) {
         int m = i / N, n = i % N;
         const unsigned char *pa = base + ph.a.offset + m * K * ea;
+        float mean = 0, rstd = 1;
+        if (ph.ln) {
+            float s = 0, q = 0;
+            for (int k = 0; k < K; k++) s += load_f(pa + k * ea, ph.a.dtype, false);
+            mean = s / (float)K;
+            for (int k = 0; k < K; k++) {
+                float u = load_f(pa + k * ea, ph.a.dtype, false) - mean;
+                q += u * u;
+            }
+            rstd = rsqrtf(q / (float)K + ph.ln_eps);
+        }
         float acc = 0;
         for (int k = 0; k < K; k++) {
             int wi = ph.trans_w ? n * K + k : k * N + n;
-            acc += load_f(pa + k * ea, ph.a.dtype, false) * load_f(base + ph.b.offset + wi * ew, ph.b.dtype, true);
+            float av = load_f(pa + k * ea, ph.a.dtype, false);
+            if (ph.ln) {
+                av = (av - mean) * rstd * load_f(base + ph.scale.offset + k * es, ph.scale.dtype, true);
+                if (ph.ln_bias.dtype) av += load_f(base + ph.ln_bias.offset + k * eb, ph.ln_bias.dtype, true);
+                av = round_to(av, ph.a.dtype);
+            }
+            acc += av * load_f(base + ph.b.offset + wi * ew, ph.b.dtype, true);
         }
         store_f(base + ph.out.offset + view_at<int>(ph.out, ph.out.dims, ph.out.rank, i) * eo, ph.out.dtype,
                 epilogue(ph, base, m, n, acc));
@@ -551,6 +577,35 @@ __device__ __forceinline__ void gemm_prefetch(const pk_gemm &pl, unsigned char *
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
+/* The LayerNorm prologue on staged rows of A: a warp a row, in place,
+ * each value rounded to A's type as a LAYERNORM phase would store it. */
+template <bool BF16>
+__device__ __noinline__ void normalise_rows(const lp_persist_phase &ph, const unsigned char *base,
+                                            unsigned short *As, int lda, int rows) {
+    typedef typename std::conditional<BF16, __nv_bfloat16, __half>::type T;
+    int K = (int)ph.k, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const T *g = (const T *)(base + ph.scale.offset), *b = (const T *)(base + ph.ln_bias.offset);
+    bool bias = ph.ln_bias.dtype != 0;
+    for (int r = warp; r < rows; r += PK_WARPS) {
+        T *x = (T *)(As + (size_t)r * lda);
+        float s = 0;
+        for (int k = lane; k < K; k += 32) s += to_f<T>(x[k]);
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        float mean = s / (float)K, q = 0;
+        for (int k = lane; k < K; k += 32) {
+            float u = to_f<T>(x[k]) - mean;
+            q += u * u;
+        }
+        for (int o = 16; o > 0; o >>= 1) q += __shfl_xor_sync(0xffffffffu, q, o);
+        float rstd = rsqrtf(q / (float)K + ph.ln_eps);
+        for (int k = lane; k < K; k += 32) {
+            float v = (to_f<T>(x[k]) - mean) * rstd * to_f<T>(__ldg(g + k));
+            if (bias) v += to_f<T>(__ldg(b + k));
+            x[k] = from_f<T>(v);
+        }
+    }
+}
+
 /* staged: the phase whose rows of A this block's shared memory holds (-1:
  * none); set to i when this phase stages its own. */
 template <bool BF16>
@@ -597,6 +652,10 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
         }
         asm volatile("cp.async.wait_all;" ::: "memory");
         __syncthreads();
+        if (ph.ln && !kept) {
+            normalise_rows<BF16>(ph, base, As, lda, rows);
+            __syncthreads();
+        }
         int mt = mc / 16;
         for (int u = first; u < units; u += gridDim.x) {
             int j0 = u * G, gn = tiles - j0 < G ? tiles - j0 : G;
@@ -727,8 +786,8 @@ static bool packable(const lp_persist_program *p, int i, int blocks) {
                     return false;
             continue;
         }
-        const lp_persist_view *vs[6] = {&q->a, &q->b, &q->bias, &q->scale, &q->epi.res, &q->out};
-        for (int k = 0; k < 6; k++) {
+        const lp_persist_view *vs[7] = {&q->a, &q->b, &q->bias, &q->scale, &q->epi.res, &q->out, &q->ln_bias};
+        for (int k = 0; k < 7; k++) {
             if (vs[k]->rank == 0 && vs[k]->offset == 0 && vs[k]->dtype == 0) continue;
             uint64_t lo = vs[k]->offset,
                      end = lo + (uint64_t)lp_persist_view_extent(vs[k]) * (uint64_t)lp_persist_esize(vs[k]->dtype);
@@ -855,7 +914,11 @@ static bool plan_gemms(const lp_gpu_persist *gp, pk_gemm *pl) {
             }
             const lp_persist_phase *ph = &gp->host[i], *prev = last >= 0 ? &gp->host[last] : NULL;
             bool same_a = prev && prev->a.offset == ph->a.offset && prev->a.dtype == ph->a.dtype &&
-                          prev->m == ph->m && prev->k == ph->k && pl[last].mc == g->mc && ph->m <= g->mc;
+                          prev->m == ph->m && prev->k == ph->k && pl[last].mc == g->mc && ph->m <= g->mc &&
+                          prev->ln == ph->ln &&
+                          (!ph->ln || (prev->scale.offset == ph->scale.offset && prev->ln_eps == ph->ln_eps &&
+                                       prev->ln_bias.dtype == ph->ln_bias.dtype &&
+                                       prev->ln_bias.offset == ph->ln_bias.offset));
             g->a_from = same_a ? last : -1;
             last = i;
         }
