@@ -34,7 +34,7 @@ struct lp_gpu_persist {
     lp_persist_phase *host;  /* the phases as launched (packed flags set) */
     lp_persist_phase *dev;
     pk_gemm *plans;          /* per phase, on the device */
-    unsigned *bar;           /* [0] arrivals, [1] blocks done */
+    unsigned long long *bar; /* the barrier's arrivals */
     int card, blocks, packed;
     bool cooperative;
 };
@@ -88,28 +88,27 @@ __device__ __forceinline__ unsigned long long globaltimer() {
     return t;
 }
 
-/* bar[0] counts arrivals, bar[1] is the generation: the last block to
- * arrive resets the count and moves the generation on; the others poll the
- * generation (a word of its own, so polls and arrivals do not contend).
- * Arrivals are release operations (the block's writes reach L2 first).
- * There is no acquire fence after the wait: it would invalidate the SM's
- * L1 (and with it the kernel's local memory) at every barrier, and every
- * load of data another block wrote bypasses L1 (ld.cg, cp.async.cg). */
-__device__ __forceinline__ void grid_sync(unsigned *bar) {
+/* *bar counts arrivals over the kernel's life and never resets: every
+ * barrier adds gridDim.x, so a launch starts on a multiple of it (base),
+ * and barrier k of the launch is passed once the count reaches base +
+ * k gridDim.x. A block reads base before its first arrival, when no barrier
+ * of its launch can have been passed yet. Arrivals are release reductions
+ * (the block's writes reach L2 first), with no result to wait for; the
+ * polls are relaxed. There is no acquire fence after the wait: it would
+ * invalidate the SM's L1 at every barrier, and every load of data another
+ * block wrote bypasses L1 (ld.cg, cp.async.cg). */
+__device__ __forceinline__ unsigned long long barrier_count(const unsigned long long *bar) {
+    unsigned long long c;
+    asm volatile("ld.relaxed.gpu.global.u64 %0, [%1];" : "=l"(c) : "l"(bar) : "memory");
+    return c;
+}
+
+__device__ __forceinline__ void grid_sync(unsigned long long *bar, unsigned long long *target) {
     __syncthreads();
     if (threadIdx.x == 0) {
-        unsigned g;
-        asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(g) : "l"(bar + 1) : "memory");
-        unsigned arrived;
-        asm volatile("atom.add.release.gpu.global.u32 %0, [%1], 1;" : "=r"(arrived) : "l"(bar) : "memory");
-        if (arrived == gridDim.x - 1) {
-            asm volatile("st.relaxed.gpu.global.u32 [%0], 0;" ::"l"(bar) : "memory");
-            asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(bar + 1) : "memory");
-        } else {
-            unsigned now;
-            do {
-                asm volatile("ld.relaxed.gpu.global.u32 %0, [%1];" : "=r"(now) : "l"(bar + 1) : "memory");
-            } while (now == g);
+        *target += gridDim.x;
+        asm volatile("red.release.gpu.global.add.u64 [%0], 1;" ::"l"(bar) : "memory");
+        while (barrier_count(bar) < *target) {
         }
     }
     __syncthreads();
@@ -516,7 +515,11 @@ typedef struct gemm_plan {
     int64_t pre;
 } gemm_plan;
 
-static gemm_plan gemm_shape(int64_t M, int64_t N, int64_t K, int blocks) {
+/* The shared memory a Gemm's LayerNorm prologue stages its scale and bias in. */
+static int64_t ln_bytes(const lp_persist_phase *g) { return g->ln ? 2 * g->k * 2 : 0; }
+
+/* extra: bytes of shared memory the phase needs besides (its LayerNorm's scale and bias). */
+static gemm_plan gemm_shape(int64_t M, int64_t N, int64_t K, int64_t extra, int blocks) {
     int64_t tiles = N / 8, P = K / 32;
     int g0 = (int)((tiles + blocks - 1) / blocks);
     g0 = g0 <= 1 ? 1 : g0 == 2 ? 2 : 4; /* the unit shapes the kernel is built for */
@@ -527,7 +530,7 @@ static gemm_plan gemm_shape(int64_t M, int64_t N, int64_t K, int blocks) {
         int64_t pre = attempt == 0 ? (int64_t)gg * P * 512 : 0;
         if (pre > PK_PREFETCH) continue;
         int64_t per_row = lda_bytes + (int64_t)PK_WARPS * gg * 8 * 4;
-        int64_t rows = ((int64_t)PK_SMEM - pre) / per_row / 16 * 16;
+        int64_t rows = ((int64_t)PK_SMEM - pre - extra) / per_row / 16 * 16;
         int64_t lim = gg == 1 ? 128 : 16; /* the unit shapes built: G 1 with 1-8 row tiles, G 2 and 4 with 1 */
         if (rows > mpad) rows = (mpad + 15) / 16 * 16;
         if (rows > lim) rows = lim;
@@ -541,9 +544,9 @@ static gemm_plan gemm_shape(int64_t M, int64_t N, int64_t K, int blocks) {
 /* A tensor-core Gemm phase as the kernel runs it, planned at open. The
  * phases between two barriers form an interval: its first phase issues the
  * weight prefetches of all its Gemms before the barrier, each into a slot
- * of its own; a Gemm whose A is the rows the interval's previous Gemm
- * staged (nothing in an interval writes what it reads) does not stage them
- * again. */
+ * of its own. Gemms of an interval that read the same rows of A (with
+ * the same prologue) form a group: a block stages and normalises them once
+ * for all of them (nothing in an interval writes what it reads). */
 struct pk_gemm {
     uint64_t w;        /* the packed weight's offset */
     int P, tiles;      /* K / 32, N / 8 */
@@ -551,7 +554,8 @@ struct pk_gemm {
     int rot;           /* units of the interval's earlier Gemms: the block's first unit moves on by it */
     int pre, pre_at;   /* bytes of the first unit fetched before the barrier, and where (pre 0: none) */
     int a_at, red_at;  /* where A is staged, and the partial sums */
-    int a_from;        /* the interval's previous Gemm with the same A (-1: none): its staged rows are reused */
+    int ln_at;         /* where a LayerNorm prologue's scale and bias are staged */
+    int a_group;       /* the interval's first Gemm with the same A (and prologue): the rows one stages, all reuse */
     int head;          /* 1: the phase opens an interval (it has a barrier, or it starts a launch) */
 };
 
@@ -577,49 +581,71 @@ __device__ __forceinline__ void gemm_prefetch(const pk_gemm &pl, unsigned char *
     asm volatile("cp.async.commit_group;" ::: "memory");
 }
 
-/* The LayerNorm prologue on staged rows of A: a warp a row, in place,
+/* The LayerNorm prologue on staged rows of A: a warp a row, in place, 8
+ * values a load, the scale and bias staged beside them (gb: K of each);
  * each value rounded to A's type as a LAYERNORM phase would store it. */
+template <typename T>
+__device__ __forceinline__ void unpack8(uint4 v, float *f) {
+    const T *e = reinterpret_cast<const T *>(&v);
+#pragma unroll
+    for (int j = 0; j < 8; j++) f[j] = to_f<T>(e[j]);
+}
+
 template <bool BF16>
-__device__ __noinline__ void normalise_rows(const lp_persist_phase &ph, const unsigned char *base,
-                                            unsigned short *As, int lda, int rows) {
+__device__ __noinline__ void normalise_rows(const lp_persist_phase &ph, unsigned short *As, int lda, int rows,
+                                            const unsigned short *gb) {
     typedef typename std::conditional<BF16, __nv_bfloat16, __half>::type T;
-    int K = (int)ph.k, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    const T *g = (const T *)(base + ph.scale.offset), *b = (const T *)(base + ph.ln_bias.offset);
+    int K = (int)ph.k, chunks = K / 8, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     bool bias = ph.ln_bias.dtype != 0;
     for (int r = warp; r < rows; r += PK_WARPS) {
-        T *x = (T *)(As + (size_t)r * lda);
-        float s = 0;
-        for (int k = lane; k < K; k += 32) s += to_f<T>(x[k]);
+        uint4 *x = (uint4 *)(As + (size_t)r * lda);
+        float s = 0, q = 0, f[8];
+#pragma unroll 4
+        for (int c = lane; c < chunks; c += 32) {
+            unpack8<T>(x[c], f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) s += f[j];
+        }
         for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        float mean = s / (float)K, q = 0;
-        for (int k = lane; k < K; k += 32) {
-            float u = to_f<T>(x[k]) - mean;
-            q += u * u;
+        float mean = s / (float)K;
+#pragma unroll 4
+        for (int c = lane; c < chunks; c += 32) {
+            unpack8<T>(x[c], f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) q += (f[j] - mean) * (f[j] - mean);
         }
         for (int o = 16; o > 0; o >>= 1) q += __shfl_xor_sync(0xffffffffu, q, o);
         float rstd = rsqrtf(q / (float)K + ph.ln_eps);
-        for (int k = lane; k < K; k += 32) {
-            float v = (to_f<T>(x[k]) - mean) * rstd * to_f<T>(__ldg(g + k));
-            if (bias) v += to_f<T>(__ldg(b + k));
-            x[k] = from_f<T>(v);
+#pragma unroll 2
+        for (int c = lane; c < chunks; c += 32) {
+            float g[8], b[8];
+            unpack8<T>(x[c], f);
+            unpack8<T>(((const uint4 *)gb)[c], g);
+            if (bias) unpack8<T>(((const uint4 *)(gb + K))[c], b);
+            uint4 o;
+            T *e = reinterpret_cast<T *>(&o);
+#pragma unroll
+            for (int j = 0; j < 8; j++) e[j] = from_f<T>((f[j] - mean) * rstd * g[j] + (bias ? b[j] : 0.0f));
+            x[c] = o;
         }
     }
 }
 
-/* staged: the phase whose rows of A this block's shared memory holds (-1:
- * none); set to i when this phase stages its own. */
+/* staged: the group (pk_gemm.a_group) whose rows of A this block's shared
+ * memory holds (-1: none); this phase stages them unless they are its own. */
 template <bool BF16>
-__device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_gemm &pl, int i, int *staged,
+__device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_gemm &pl, int *staged,
                                           unsigned char *base, unsigned char *smem) {
     int M = (int)ph.m, N = (int)ph.n, K = (int)ph.k;
     int P = pl.P, tiles = pl.tiles, G = pl.g, mc = pl.mc, units = pl.units, first = gemm_first_unit(pl.rot);
     if (first >= units) return;
-    bool kept = pl.a_from >= 0 && *staged == pl.a_from;
-    *staged = M <= mc ? i : -1;
+    bool kept = *staged == pl.a_group;
+    *staged = M <= mc ? pl.a_group : -1;
     int lda = K + 8;
     const uint4 *bpre = (const uint4 *)(smem + pl.pre_at);
     unsigned short *As = (unsigned short *)(smem + pl.a_at);
     float *red = (float *)(smem + pl.red_at);
+    unsigned short *gb = (unsigned short *)(smem + pl.ln_at);
     const uint4 *wp = (const uint4 *)(base + pl.w);
     const unsigned char *A = base + ph.a.offset;
     int eo = esize(ph.out.dtype);
@@ -648,12 +674,18 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
                 if (r < rows) cp_async16(dst, A + ((int64_t)(m0 + r) * K + (int64_t)c * 8) * 2);
                 else dst[0] = dst[1] = dst[2] = dst[3] = 0;
             }
+            if (ph.ln)
+                for (int v = threadIdx.x; v < 2 * vec_row; v += blockDim.x) {
+                    const lp_persist_view &src = v < vec_row ? ph.scale : ph.ln_bias;
+                    if (v < vec_row || src.dtype)
+                        cp_async16(gb + (size_t)v * 8, base + src.offset + (size_t)(v % vec_row) * 16);
+                }
             asm volatile("cp.async.commit_group;" ::: "memory");
         }
         asm volatile("cp.async.wait_all;" ::: "memory");
         __syncthreads();
         if (ph.ln && !kept) {
-            normalise_rows<BF16>(ph, base, As, lda, rows);
+            normalise_rows<BF16>(ph, As, lda, rows, gb);
             __syncthreads();
         }
         int mt = mc / 16;
@@ -687,7 +719,7 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
 
 __global__ void __launch_bounds__(PK_THREADS, 1)
     persist_kernel(const lp_persist_phase *phases, const pk_gemm *plans, int first, int count, unsigned char *base,
-                   unsigned *bar, unsigned long long *trace) {
+                   unsigned long long *bar, unsigned long long *trace) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ lp_persist_phase slot[2];
     __shared__ pk_gemm plan[PK_LAUNCH_PHASES];
@@ -701,6 +733,11 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         ((int *)plan)[w] = ((const int *)&plans[first])[w];
     __syncthreads();
     int staged = -1;
+    unsigned long long target = 0;
+    if (threadIdx.x == 0) {
+        target = barrier_count(bar);
+        target -= target % gridDim.x;
+    }
     for (int i = first; i < first + count; i++) {
         const lp_persist_phase &ph = slot[(i - first) & 1];
         /* the next phase's description, loaded while this one runs */
@@ -713,7 +750,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         if (pl.head)
             for (int j = i; j < first + count && (j == i || !plan[j - first].head); j++)
                 gemm_prefetch(plan[j - first], base, smem);
-        if (ph.sync) grid_sync(bar);
+        if (ph.sync) grid_sync(bar, &target);
         if (tr && threadIdx.x == 0) tr[1] = globaltimer();
         switch (ph.kind) {
         case LP_PERSIST_COPY:
@@ -723,8 +760,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         case LP_PERSIST_BATCHED_MATMUL: run_bmm(ph, base); break;
         case LP_PERSIST_GEMM:
             if (!mma) run_gemm_plain(ph, base);
-            else if (ph.b.dtype == 16) run_gemm_mma<true>(ph, pl, i, &staged, base, smem);
-            else run_gemm_mma<false>(ph, pl, i, &staged, base, smem);
+            else if (ph.b.dtype == 16) run_gemm_mma<true>(ph, pl, &staged, base, smem);
+            else run_gemm_mma<false>(ph, pl, &staged, base, smem);
             break;
         default: break;
         }
@@ -771,7 +808,10 @@ static bool packable(const lp_persist_program *p, int i, int blocks) {
     if (g->kind != LP_PERSIST_GEMM || g->a.dtype != g->b.dtype || (g->b.dtype != 10 && g->b.dtype != 16) ||
         g->k % 32 != 0 || g->n % 8 != 0 || g->a.offset % 16 != 0 || g->b.offset % 16 != 0)
         return false;
-    if (gemm_shape(g->m, g->n, g->k, blocks).mc < 16) return false;
+    if (g->ln && (g->scale.dtype != g->a.dtype || g->scale.offset % 16 != 0 ||
+                  (g->ln_bias.dtype && (g->ln_bias.dtype != g->a.dtype || g->ln_bias.offset % 16 != 0))))
+        return false;
+    if (gemm_shape(g->m, g->n, g->k, ln_bytes(g), blocks).mc < 16) return false;
     uint64_t w0 = g->b.offset, w1 = w0 + (uint64_t)(g->k * g->n) * 2;
     for (int j = 0; j < p->n_phases; j++) {
         const lp_persist_phase *q = &p->phases[j];
@@ -868,7 +908,6 @@ static bool plan_gemms(const lp_gpu_persist *gp, pk_gemm *pl) {
     const lp_persist_program *p = gp->p;
     int n = p->n_phases;
     memset(pl, 0, (size_t)n * sizeof *pl);
-    for (int i = 0; i < n; i++) pl[i].a_from = -1;
     /* launch_at[i]: the first phase of the launch that runs phase i (as run_step splits them) */
     int *launch_at = (int *)calloc((size_t)n + 1, sizeof *launch_at);
     if (!launch_at) return false;
@@ -888,7 +927,7 @@ static bool plan_gemms(const lp_gpu_persist *gp, pk_gemm *pl) {
         for (int i = h; i < e; i++) {
             const lp_persist_phase *ph = &gp->host[i];
             if (ph->kind != LP_PERSIST_GEMM || ph->b.weight != PK_PACKED) continue;
-            gemm_plan sh = gemm_shape(ph->m, ph->n, ph->k, gp->blocks);
+            gemm_plan sh = gemm_shape(ph->m, ph->n, ph->k, ln_bytes(ph), gp->blocks);
             pk_gemm *g = &pl[i];
             g->w = ph->b.offset;
             g->P = (int)(ph->k / 32);
@@ -899,7 +938,7 @@ static bool plan_gemms(const lp_gpu_persist *gp, pk_gemm *pl) {
             g->rot = rot;
             g->pre = (int)sh.pre;
             rot += g->units;
-            int need = sh.mc * (int)(ph->k + 8) * 2 + PK_WARPS * sh.g * 8 * sh.mc * 4;
+            int need = sh.mc * (int)(ph->k + 8) * 2 + PK_WARPS * sh.g * 8 * sh.mc * 4 + (int)ln_bytes(ph);
             if (need > stage) stage = need;
         }
         int slots = 0, last = -1;
@@ -913,19 +952,21 @@ static bool plan_gemms(const lp_gpu_persist *gp, pk_gemm *pl) {
                 g->pre = 0;
             }
             const lp_persist_phase *ph = &gp->host[i], *prev = last >= 0 ? &gp->host[last] : NULL;
+            /* the same A as the interval's previous Gemm: the same group */
             bool same_a = prev && prev->a.offset == ph->a.offset && prev->a.dtype == ph->a.dtype &&
                           prev->m == ph->m && prev->k == ph->k && pl[last].mc == g->mc && ph->m <= g->mc &&
                           prev->ln == ph->ln &&
                           (!ph->ln || (prev->scale.offset == ph->scale.offset && prev->ln_eps == ph->ln_eps &&
                                        prev->ln_bias.dtype == ph->ln_bias.dtype &&
                                        prev->ln_bias.offset == ph->ln_bias.offset));
-            g->a_from = same_a ? last : -1;
+            g->a_group = same_a ? pl[last].a_group : i;
             last = i;
         }
         for (int i = h; i < e; i++) {
             if (!pl[i].mc) continue;
             pl[i].a_at = slots;
             pl[i].red_at = slots + pl[i].mc * (int)(gp->host[i].k + 8) * 2;
+            pl[i].ln_at = pl[i].red_at + PK_WARPS * pl[i].g * 8 * pl[i].mc * 4;
         }
         h = e;
     }
@@ -959,8 +1000,8 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
         st = lp_error(d, LP_ERR_INTERNAL, "card %d: the persistent kernel does not fit an SM", card);
     gp->blocks = sms;
     gp->cooperative = coop != 0;
-    if (e == cudaSuccess && st == LP_OK) e = cudaMalloc(&gp->bar, 2 * sizeof(unsigned));
-    if (e == cudaSuccess && st == LP_OK) e = cudaMemset(gp->bar, 0, 2 * sizeof(unsigned));
+    if (e == cudaSuccess && st == LP_OK) e = cudaMalloc(&gp->bar, sizeof *gp->bar);
+    if (e == cudaSuccess && st == LP_OK) e = cudaMemset(gp->bar, 0, sizeof *gp->bar);
     if (e != cudaSuccess && st == LP_OK)
         st = lp_error(d, LP_ERR_INTERNAL, "card %d: setting up the persistent kernel: %s", card,
                       cudaGetErrorString(e));
