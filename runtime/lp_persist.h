@@ -11,6 +11,8 @@
  *     that reads it, which then reads the source bytes through strides,
  *   - a LayerNorm read only by Gemms becomes their prologue: each Gemm
  *     normalises the rows of A it reads,
+ *   - a batched matmul, its scalar scale, mask Add, Softmax and the batched
+ *     matmul by the values become one attention phase,
  *   - a phase that reads or writes bytes an earlier phase since the last
  *     barrier writes (or reads, for a write) opens with a barrier.
  * A node no phase kind covers, or one with a tensor of 2^30 elements or
@@ -71,7 +73,17 @@ typedef enum lp_persist_kind {
     LP_PERSIST_SOFTMAX = 6,
     /* the library kernel of a node (node: index into the program's nodes). */
     LP_PERSIST_NODE = 7,
+    /* out[batch.., M, D] = softmax(round(alpha * a . b) (+ mask)) . v, a
+     * [batch.., M, K] the queries, b [batch.., K, N] the keys transposed, v
+     * (the phase's `scale` view) [batch.., N, D] the values, mask (`bias`,
+     * has_bias) [batch.., M, N]; all strided views that may broadcast.
+     * Scores, masked scores and probabilities are rounded to out's dtype,
+     * as the phases it replaces stored them. N <= LP_PERSIST_ATTENTION_N. */
+    LP_PERSIST_ATTENTION = 8,
 } lp_persist_kind;
+
+/* An attention phase's row of N scores lives in one warp's registers. */
+#define LP_PERSIST_ATTENTION_N 256
 
 /* What the GEMM epilogue does after the bias, in this order. */
 typedef struct lp_persist_epilogue {

@@ -472,8 +472,10 @@ static void rw_of(const lp_persist_program *p, const lp_persist_phase *ph, rw *s
     s->writes[s->n_writes++] = view_range(&ph->out);
     s->reads[s->n_reads++] = view_range(&ph->a);
     if (ph->kind == LP_PERSIST_ELEMENTWISE && lp_persist_is_binary(ph->op)) s->reads[s->n_reads++] = view_range(&ph->b);
-    if (ph->kind == LP_PERSIST_GEMM || ph->kind == LP_PERSIST_BATCHED_MATMUL) s->reads[s->n_reads++] = view_range(&ph->b);
-    if (ph->kind == LP_PERSIST_LAYERNORM) s->reads[s->n_reads++] = view_range(&ph->scale);
+    if (ph->kind == LP_PERSIST_GEMM || ph->kind == LP_PERSIST_BATCHED_MATMUL || ph->kind == LP_PERSIST_ATTENTION)
+        s->reads[s->n_reads++] = view_range(&ph->b);
+    if (ph->kind == LP_PERSIST_LAYERNORM || ph->kind == LP_PERSIST_ATTENTION)
+        s->reads[s->n_reads++] = view_range(&ph->scale);
     if (ph->has_bias) s->reads[s->n_reads++] = view_range(&ph->bias);
     if (ph->epi.residual) s->reads[s->n_reads++] = view_range(&ph->epi.res);
     if (ph->ln) {
@@ -855,6 +857,124 @@ static void fuse_into_producers(plan_ctx *x) {
     }
 }
 
+/* ---- attention as one phase ------------------------------------------------------ */
+
+/* Batch dims of v equal (or broadcast) over out's (rank r), dims [r-2], [r-1] as given. */
+static bool fits_as(const lp_persist_view *v, const lp_persist_view *out, int64_t d2, int64_t d1) {
+    int r = out->rank;
+    if (v->rank != r || v->dims[r - 2] != d2 || v->dims[r - 1] != d1 || !is_float(v->dtype)) return false;
+    for (int k = 0; k < r - 2; k++)
+        if (v->dims[k] != out->dims[k] && v->strides[k] != 0) return false;
+    return true;
+}
+
+/* Batched matmul s = q . kt, then optionally a Mul or Div of s by a constant
+ * scalar and an Add of a mask, then Softmax, then o = p . v, each phase the
+ * next one's only reader of what it wrote: one attention phase, in the first
+ * one's place, writing o. q, kt, v and the mask are read where they lie. */
+static bool fuse_attention(plan_ctx *x, int i) {
+    lp_persist_program *p = x->p;
+    lp_persist_phase *s1 = &p->phases[i];
+    int r = s1->out.rank;
+    if (r < 2 || !is_contiguous(&s1->out)) return false;
+    int chain[5], n = 0;
+    chain[n++] = i;
+    float alpha = s1->alpha;
+    const lp_persist_view *mask = NULL;
+    range cur = view_range(&s1->out);
+    int dt = s1->out.dtype;
+    int j = next_live(x, i);
+    /* an optional constant scale */
+    if (j < p->n_phases) {
+        const lp_persist_phase *e = &p->phases[j];
+        float v;
+        bool on_a = same_bytes(&e->a, cur) && e->a.dtype == dt, on_b = same_bytes(&e->b, cur) && e->b.dtype == dt;
+        bool elementwise = e->kind == LP_PERSIST_ELEMENTWISE && is_contiguous(&e->out) && e->out.dtype == dt &&
+                           view_numel(&e->out) == view_numel(&s1->out);
+        if (elementwise && (e->op == LP_OP_Mul || e->op == LP_OP_Div) && on_a && scalar_weight(x, &e->b, &v))
+            alpha = e->op == LP_OP_Mul ? alpha * v : alpha / v;
+        else if (elementwise && e->op == LP_OP_Mul && on_b && scalar_weight(x, &e->a, &v))
+            alpha *= v;
+        else
+            elementwise = false;
+        if (elementwise) {
+            if (!dead_after(x, j, -1, cur)) return false;
+            cur = view_range(&e->out);
+            chain[n++] = j;
+            j = next_live(x, j);
+        }
+    }
+    /* an optional mask */
+    if (j < p->n_phases) {
+        const lp_persist_phase *e = &p->phases[j];
+        bool on_a = same_bytes(&e->a, cur) && e->a.dtype == dt, on_b = same_bytes(&e->b, cur) && e->b.dtype == dt;
+        if (e->kind == LP_PERSIST_ELEMENTWISE && e->op == LP_OP_Add && (on_a || on_b) && is_contiguous(&e->out) &&
+            e->out.dtype == dt && view_numel(&e->out) == view_numel(&s1->out)) {
+            mask = on_a ? &e->b : &e->a;
+            if (!fits_as(mask, &s1->out, s1->out.dims[r - 2], s1->out.dims[r - 1]) || !dead_after(x, j, -1, cur))
+                return false;
+            cur = view_range(&e->out);
+            chain[n++] = j;
+            j = next_live(x, j);
+        }
+    }
+    if (j >= p->n_phases) return false;
+    const lp_persist_phase *sm = &p->phases[j];
+    if (sm->kind != LP_PERSIST_SOFTMAX || sm->op != LP_OP_Softmax || !same_bytes(&sm->a, cur) ||
+        sm->a.dtype != dt || sm->out.dtype != dt || !is_contiguous(&sm->out) || sm->out.rank != r ||
+        !dead_after(x, j, -1, cur))
+        return false;
+    cur = view_range(&sm->out);
+    chain[n++] = j;
+    j = next_live(x, j);
+    if (j >= p->n_phases) return false;
+    const lp_persist_phase *s2 = &p->phases[j];
+    int64_t M = s1->out.dims[r - 2], N = s1->out.dims[r - 1], K = s1->a.dims[r - 1];
+    if (s2->kind != LP_PERSIST_BATCHED_MATMUL || s2->out.rank != r || !same_bytes(&s2->a, cur) ||
+        s2->a.dtype != dt || s2->out.dtype != dt || s2->alpha != 1.0f || !dead_after(x, j, -1, cur) ||
+        N > LP_PERSIST_ATTENTION_N || s2->out.dims[r - 2] != M)
+        return false;
+    for (int k = 0; k < r - 2; k++)
+        if (s2->out.dims[k] != s1->out.dims[k]) return false;
+    int64_t D = s2->out.dims[r - 1];
+    if (!fits_as(&s1->a, &s1->out, M, K) || !fits_as(&s1->b, &s1->out, K, N) || !fits_as(&s2->b, &s2->out, N, D))
+        return false;
+    /* o overlaps no input; the chain writes neither v nor the mask (q and kt,
+     * read first, may be overwritten after: the attention phase reads them
+     * at the first phase's place) */
+    range ins[4] = {view_range(&s1->a), view_range(&s1->b), view_range(&s2->b), mask ? view_range(mask) : (range){0, 0}};
+    range o = view_range(&s2->out);
+    rw w;
+    for (int q = 0; q < 4; q++) {
+        if (overlap(o, ins[q])) return false;
+        for (int c = 1; c < n && q >= 2; c++) {
+            rw_of(p, &p->phases[chain[c]], &w);
+            if (writes_any(&w, ins[q])) return false;
+        }
+    }
+    lp_persist_phase at = *s1;
+    at.kind = LP_PERSIST_ATTENTION;
+    at.alpha = alpha;
+    at.out = s2->out;
+    at.scale = s2->b;
+    at.has_bias = mask != NULL;
+    if (mask) at.bias = *mask;
+    *s1 = at;
+    for (int c = 1; c < n; c++) {
+        x->gone[chain[c]] = true;
+        p->n_fused++;
+    }
+    x->gone[j] = true;
+    p->n_fused++;
+    return true;
+}
+
+static void fuse_attentions(plan_ctx *x) {
+    lp_persist_program *p = x->p;
+    for (int i = 0; i < p->n_phases; i++)
+        if (!x->gone[i] && p->phases[i].kind == LP_PERSIST_BATCHED_MATMUL) fuse_attention(x, i);
+}
+
 /* ---- LayerNorm as the prologue of the Gemms that read it ----------------------- */
 
 /* LayerNorm l's output y, read after it only as the A of Gemms (each the
@@ -1055,6 +1175,7 @@ lp_status lp_persist_plan(const lp_persist_event *events, int n, const void *wei
     fuse_epilogues(&x);
     fold_scales(&x);
     fuse_into_producers(&x);
+    fuse_attentions(&x);
     fuse_layernorms(&x);
     int k = 0;
     for (int i = 0; i < p->n_phases; i++)
@@ -1080,8 +1201,8 @@ void lp_persist_free(lp_persist_program *p) {
 
 static const char *kind_name(int k) {
     static const char *names[] = {"?", "copy", "elementwise", "gemm", "batched_matmul", "layernorm",
-                                  "softmax", "node"};
-    return k >= 1 && k <= 7 ? names[k] : "?";
+                                  "softmax", "node", "attention"};
+    return k >= 1 && k <= 8 ? names[k] : "?";
 }
 
 static void put_view(FILE *f, const char *name, const lp_persist_view *v) {
@@ -1116,6 +1237,14 @@ void lp_persist_dump(const lp_persist_program *p, FILE *f) {
             if (ph->epi.residual) fputs(" +residual", f);
         }
         put_view(f, "out", &ph->out);
+        if (ph->kind == LP_PERSIST_ATTENTION) {
+            put_view(f, "q", &ph->a);
+            put_view(f, "kt", &ph->b);
+            put_view(f, "v", &ph->scale);
+            if (ph->has_bias) put_view(f, "mask", &ph->bias);
+            fprintf(f, " alpha=%g\n", ph->alpha);
+            continue;
+        }
         put_view(f, "a", &ph->a);
         if (ph->kind == LP_PERSIST_GEMM || ph->kind == LP_PERSIST_BATCHED_MATMUL ||
             (ph->kind == LP_PERSIST_ELEMENTWISE && lp_persist_is_binary(ph->op)))

@@ -270,6 +270,48 @@ static void run_softmax(const lp_persist_phase *ph, unsigned char *base) {
     }
 }
 
+/* false: out of memory */
+static bool run_attention(const lp_persist_phase *ph, unsigned char *base) {
+    const lp_persist_view *q = &ph->a, *kt = &ph->b, *v = &ph->scale, *mask = &ph->bias, *o = &ph->out;
+    int r = o->rank, dt = o->dtype;
+    int64_t M = o->dims[r - 2], D = o->dims[r - 1], K = q->dims[r - 1], N = kt->dims[r - 1];
+    int64_t batches = numel(r - 2, o->dims);
+    float *p = malloc((size_t)(N ? N : 1) * sizeof *p);
+    if (!p) return false;
+    for (int64_t bi = 0; bi < batches; bi++) {
+        int64_t oq = view_elem(q, r - 2, o->dims, bi), ok = view_elem(kt, r - 2, o->dims, bi);
+        int64_t ov = view_elem(v, r - 2, o->dims, bi), om = ph->has_bias ? view_elem(mask, r - 2, o->dims, bi) : 0;
+        for (int64_t m = 0; m < M; m++) {
+            /* the scores, as the batched matmul (and the mask Add) stored them */
+            float mx = -INFINITY;
+            for (int64_t n = 0; n < N; n++) {
+                double acc = 0;
+                for (int64_t k = 0; k < K; k++)
+                    acc += (double)load(base, q, oq + m * q->strides[r - 2] + k * q->strides[r - 1]) *
+                           load(base, kt, ok + k * kt->strides[r - 2] + n * kt->strides[r - 1]);
+                float sc = round_to(ph->alpha * (float)acc, dt);
+                if (ph->has_bias)
+                    sc = round_to(sc + load(base, mask, om + m * mask->strides[r - 2] + n * mask->strides[r - 1]), dt);
+                p[n] = sc;
+                mx = fmaxf(mx, sc);
+            }
+            /* the probabilities, as the Softmax stored them */
+            double sum = 0;
+            for (int64_t n = 0; n < N; n++) sum += expf(p[n] - mx);
+            float fsum = (float)sum;
+            for (int64_t n = 0; n < N; n++) p[n] = round_to(expf(p[n] - mx) / fsum, dt);
+            for (int64_t d = 0; d < D; d++) {
+                double acc = 0;
+                for (int64_t n = 0; n < N; n++)
+                    acc += (double)p[n] * load(base, v, ov + n * v->strides[r - 2] + d * v->strides[r - 1]);
+                store(base, o, out_elem(o, (bi * M + m) * D + d), (float)acc);
+            }
+        }
+    }
+    free(p);
+    return true;
+}
+
 /* The library call of a NODE phase. A nonzero return that the callback
  * reported through d as an lp_status stays that status; any other is
  * LP_ERR_INTERNAL naming the node. */
@@ -330,6 +372,21 @@ static const char *check_phase(const lp_persist_phase *ph) {
     case LP_PERSIST_SOFTMAX:
         if (ph->op != LP_OP_Softmax && ph->op != LP_OP_LogSoftmax) return "the op is not Softmax or LogSoftmax";
         return o->rank >= 1 && view_fits(&ph->a, o, 0) ? NULL : "the input view does not fit the output";
+    case LP_PERSIST_ATTENTION: {
+        int r = o->rank;
+        if (r < 2 || !view_ok(&ph->a, 0) || !view_ok(&ph->b, 0) || !view_ok(&ph->scale, 0) ||
+            ph->a.rank != r || ph->b.rank != r || ph->scale.rank != r || (ph->has_bias && !view_fits(&ph->bias, o, 1)))
+            return "the query, key, value or mask view does not fit the output [batch.., M, D]";
+        if (!view_fits(&ph->a, o, 2) || !view_fits(&ph->b, o, 2) || !view_fits(&ph->scale, o, 2))
+            return "the query, key or value batch dims do not fit the output";
+        int64_t N = ph->b.dims[r - 1];
+        if (ph->a.dims[r - 2] != o->dims[r - 2] || ph->a.dims[r - 1] != ph->b.dims[r - 2] ||
+            ph->scale.dims[r - 2] != N || ph->scale.dims[r - 1] != o->dims[r - 1] ||
+            (ph->has_bias && ph->bias.dims[r - 1] != N))
+            return "the operands are not q [.., M, K], kt [.., K, N], v [.., N, D] and mask [.., M, N]";
+        if (N > LP_PERSIST_ATTENTION_N) return "more keys than an attention phase holds";
+        return NULL;
+    }
     default:
         return "unknown phase kind";
     }
@@ -355,6 +412,10 @@ lp_status lp_persist_run_cpu(const lp_persist_program *p, unsigned char *base, l
             break;
         case LP_PERSIST_BATCHED_MATMUL: run_batched_matmul(ph, base); break;
         case LP_PERSIST_LAYERNORM: run_layernorm(ph, base); break;
+        case LP_PERSIST_ATTENTION:
+            if (!run_attention(ph, base))
+                return lp_error(d, LP_ERR_INTERNAL, "persistent program, phase %d: out of memory", i);
+            break;
         default: run_softmax(ph, base); break; /* LP_PERSIST_SOFTMAX, checked above */
         }
     }

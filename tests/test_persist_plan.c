@@ -3,7 +3,7 @@
  * allocation (weights [0, W_BYTES), activations above), as a card program
  * lays them out. Each test asserts the planner's exact output: phase kinds,
  * barriers, fused epilogues, absorbed and folded copies, folded scales,
- * LayerNorm prologues,
+ * LayerNorm prologues, attention phases,
  * library-call splits, split large copies. Where the plan changes what runs,
  * the planned program (lp_persist_run_cpu) and the recorded sequence run
  * node by node on the reference kernels over the same random arena give
@@ -679,6 +679,59 @@ static void test_layernorm_prologue(void **state) {
     }
 }
 
+/* ---- 10b: attention as one phase ------------------------------------------- */
+
+/* s = q . kt, a Div by a constant 8, + mask, Softmax, o = p . v: one attention
+ * phase with alpha 1/8. The Div is taken either by the scale folding (its
+ * output elsewhere) or by the attention fusion (its output over q's bytes,
+ * which the folding refuses). Without the mask, the phase has none. Kept
+ * apart when the masked scores are read again, or when o would be written
+ * over q (the fused phase reads q while it writes o). */
+static void test_attention_fused(void **state) {
+    (void)state;
+    enum { FUSED, SCALE_OVER_Q, NO_MASK, SCORES_READ, O_OVER_Q, FUSED_F16, CASES };
+    for (int c = 0; c < CASES; c++) {
+        int dt = c == FUSED_F16 ? F16 : F32;
+        net *g = net_new();
+        lp_card_tensor q = act(g, dt, D(2, 4, 8)), kt = act(g, dt, D(2, 8, 6)), v = act(g, dt, D(2, 6, 5));
+        lp_card_tensor mask = act(g, dt, D(2, 4, 6)), eight = weight(g, dt, 0, NULL);
+        lp_card_tensor sc = act(g, dt, D(2, 4, 6)), u = act(g, dt, D(2, 4, 6)), pr = act(g, dt, D(2, 4, 6));
+        lp_card_tensor z = c == SCALE_OVER_Q ? at(g, q.offset, dt, D(2, 4, 6)) : act(g, dt, D(2, 4, 6));
+        lp_card_tensor o = c == O_OVER_Q ? at(g, q.offset, dt, D(2, 4, 5)) : act(g, dt, D(2, 4, 5));
+        lp_card_tensor w = act(g, dt, D(2, 4, 6));
+        compute(g, "qk", "MatMul", ARGS(q, kt), sc);
+        compute(g, "scale", "Div", ARGS(sc, eight), z);
+        if (c != NO_MASK) compute(g, "mask", "Add", ARGS(z, mask), u);
+        compute(g, "softmax", "Softmax", ARGS(c != NO_MASK ? u : z), pr);
+        compute(g, "pv", "MatMul", ARGS(pr, v), o);
+        if (c == SCORES_READ) compute(g, "again", "Sigmoid", ARGS(u), w);
+        unsigned char *init = random_arena(g);
+        poke(init, eight.offset, dt, 8.0f);
+        lp_persist_program *p = plan(g, init, NULL, 0);
+        bool fused = c != SCORES_READ && c != O_OVER_Q;
+        const lp_persist_phase *at0 = &p->phases[0];
+        assert_int_equal(at0->kind, fused ? LP_PERSIST_ATTENTION : LP_PERSIST_BATCHED_MATMUL);
+        if (fused) {
+            assert_int_equal(p->n_phases, 1);
+            assert_int_equal(p->n_fused, c == NO_MASK ? 3 : 4);
+            assert_true(at0->alpha == 0.125f);
+            assert_int_equal(at0->a.offset, q.offset);
+            assert_int_equal(at0->b.offset, kt.offset);
+            assert_int_equal(at0->scale.offset, v.offset);
+            assert_int_equal(at0->out.offset, o.offset);
+            assert_int_equal(at0->has_bias, c != NO_MASK);
+            if (c != NO_MASK) assert_int_equal(at0->bias.offset, mask.offset);
+        } else {
+            for (int i = 0; i < p->n_phases; i++) assert_int_not_equal(p->phases[i].kind, LP_PERSIST_ATTENTION);
+        }
+        if (c == SCORES_READ) check_same(g, p, init, ARGS(o, w), 1e-5);
+        else check_same(g, p, init, ARGS(o), dt == F16 ? 2e-3 : 1e-5);
+        free(init);
+        lp_persist_free(p);
+        free(g);
+    }
+}
+
 /* ---- 10, 11: library calls and large copies -------------------------------- */
 
 /* An op no phase kind covers splits the program into persistent kernels
@@ -860,6 +913,7 @@ int main(void) {
         cmocka_unit_test(test_transpose_kept),
         cmocka_unit_test(test_scale_folded),
         cmocka_unit_test(test_layernorm_prologue),
+        cmocka_unit_test(test_attention_fused),
         cmocka_unit_test(test_node_splits),
         cmocka_unit_test(test_huge),
         cmocka_unit_test(test_record),

@@ -381,6 +381,105 @@ __device__ __forceinline__ void run_bmm(const lp_persist_phase &ph, unsigned cha
     }
 }
 
+/* ---- attention ------------------------------------------------------------------- */
+
+/* v rounded to dtype dt, as a store and a load of it would. */
+__device__ __forceinline__ float round_to(float v, int dt) {
+    if (dt == 10) return __half2float(__float2half_rn(v));
+    if (dt == 16) return __bfloat162float(__float2bfloat16_rn(v));
+    return v;
+}
+
+
+#define PK_ATT_SLOTS (LP_PERSIST_ATTENTION_N / 32)
+
+/* A warp a query row (batch.., m). Scores: lane l holds those of keys
+ * l + 32 j (j < PK_ATT_SLOTS), its loads of the keys 16 at a time in flight;
+ * softmax over the warp; then each lane sums its columns of the values,
+ * the probabilities passed round by shuffles. Roundings as in lp_persist.h. */
+__device__ __noinline__ void run_attention(const lp_persist_phase &ph, unsigned char *base) {
+    const lp_persist_view &q = ph.a, &kt = ph.b, &v = ph.scale, &mk = ph.bias, &o = ph.out;
+    int r = o.rank, dt = o.dtype;
+    int M = (int)o.dims[r - 2], D = (int)o.dims[r - 1], K = (int)q.dims[r - 1], N = (int)kt.dims[r - 1];
+    if (M <= 0 || D <= 0) return;
+    int rows = (int)(numel(o) / D), lane = threadIdx.x % 32, warps = (int)gridDim.x * PK_WARPS;
+    int eq = esize(q.dtype), ek = esize(kt.dtype), ev = esize(v.dtype), em = ph.has_bias ? esize(mk.dtype) : 0, eo = esize(dt);
+    int qk = (int)q.strides[r - 1], kk = (int)kt.strides[r - 2], kn = (int)kt.strides[r - 1];
+    int vn = (int)v.strides[r - 2], vd = (int)v.strides[r - 1], mn = ph.has_bias ? (int)mk.strides[r - 1] : 0;
+    for (int row = (int)blockIdx.x * PK_WARPS + (int)threadIdx.x / 32; row < rows; row += warps) {
+        int t = row / M, m = row - t * M, oq = m * (int)q.strides[r - 2], ok = 0, ov = 0;
+        int om = ph.has_bias ? m * (int)mk.strides[r - 2] : 0;
+        for (int k = r - 3; k >= 0; k--) {
+            int d = (int)o.dims[k], c = t % d;
+            t /= d;
+            oq += c * (int)q.strides[k];
+            ok += c * (int)kt.strides[k];
+            ov += c * (int)v.strides[k];
+            if (ph.has_bias) om += c * (int)mk.strides[k];
+        }
+        const unsigned char *qp = base + q.offset + (int64_t)oq * eq, *kp = base + kt.offset + (int64_t)ok * ek;
+        float sc[PK_ATT_SLOTS], mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < PK_ATT_SLOTS; j++) {
+            int n = lane + 32 * j;
+            sc[j] = -INFINITY;
+            if (32 * j >= N) continue; /* warp-uniform */
+            float acc = 0;
+            if (n < N) {
+                for (int k0 = 0; k0 < K; k0 += 16) {
+                    float qv[16], kv[16];
+#pragma unroll
+                    for (int u = 0; u < 16; u++) {
+                        bool in = k0 + u < K;
+                        qv[u] = in ? load_f(qp + (int64_t)(k0 + u) * qk * eq, q.dtype, q.weight != 0) : 0.0f;
+                        kv[u] = in ? load_f(kp + ((int64_t)(k0 + u) * kk + (int64_t)n * kn) * ek, kt.dtype, kt.weight != 0)
+                                   : 0.0f;
+                    }
+#pragma unroll
+                    for (int u = 0; u < 16; u++) acc += qv[u] * kv[u];
+                }
+                float x = round_to(ph.alpha * acc, dt);
+                if (ph.has_bias)
+                    x = round_to(x + load_f(base + mk.offset + ((int64_t)om + (int64_t)n * mn) * em, mk.dtype,
+                                            mk.weight != 0), dt);
+                sc[j] = x;
+                mx = fmaxf(mx, x);
+            }
+        }
+        for (int w = 16; w > 0; w >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, w));
+        float sum = 0;
+#pragma unroll
+        for (int j = 0; j < PK_ATT_SLOTS; j++)
+            if (lane + 32 * j < N) sum += expf(sc[j] - mx);
+        for (int w = 16; w > 0; w >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, w);
+#pragma unroll
+        for (int j = 0; j < PK_ATT_SLOTS; j++) sc[j] = lane + 32 * j < N ? round_to(expf(sc[j] - mx) / sum, dt) : 0.0f;
+        const unsigned char *vp = base + v.offset + (int64_t)ov * ev;
+        for (int d0 = 0; d0 < D; d0 += 32) {
+            int d = d0 + lane;
+            float acc = 0;
+#pragma unroll
+            for (int j = 0; j < PK_ATT_SLOTS; j++) {
+                if (32 * j >= N) break; /* warp-uniform */
+                for (int l0 = 0; l0 < 32 && 32 * j + l0 < N; l0 += 8) {
+                    float pv[8], vv[8];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        int n = 32 * j + l0 + u;
+                        pv[u] = __shfl_sync(0xffffffffu, sc[j], (l0 + u) & 31);
+                        vv[u] = n < N && d < D ? load_f(vp + ((int64_t)n * vn + (int64_t)d * vd) * ev, v.dtype, v.weight != 0)
+                                               : 0.0f;
+                    }
+#pragma unroll
+                    for (int u = 0; u < 8; u++) acc += pv[u] * vv[u];
+                }
+            }
+            if (d < D)
+                store_f(base + o.offset + (int64_t)view_at<int>(o, o.dims, r, row * D + d) * eo, dt, acc);
+        }
+    }
+}
+
 /* ---- Gemm ----------------------------------------------------------------------- */
 
 /* The bias and residual a Gemm epilogue adds at (m, n) (0 where absent). */
@@ -400,12 +499,6 @@ __device__ __forceinline__ float epilogue_finish(const lp_persist_phase &ph, flo
 __device__ __forceinline__ float epilogue(const lp_persist_phase &ph, const unsigned char *base, int m, int n,
                                       float v) {
     return epilogue_finish(ph, v, epilogue_bias(ph, base, n), epilogue_res(ph, base, m, n));
-}
-
-__device__ __forceinline__ float round_to(float v, int dt) {
-    if (dt == 10) return __half2float(__float2half_rn(v));
-    if (dt == 16) return __bfloat162float(__float2bfloat16_rn(v));
-    return v;
 }
 
 /* Any dtype, any layout: one output a thread (with a LayerNorm prologue,
@@ -758,6 +851,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         case LP_PERSIST_LAYERNORM:
         case LP_PERSIST_SOFTMAX: run_rows(ph, base, scratch); break;
         case LP_PERSIST_BATCHED_MATMUL: run_bmm(ph, base); break;
+        case LP_PERSIST_ATTENTION: run_attention(ph, base); break;
         case LP_PERSIST_GEMM:
             if (!mma) run_gemm_plain(ph, base);
             else if (ph.b.dtype == 16) run_gemm_mma<true>(ph, pl, &staged, base, smem);
@@ -1102,7 +1196,7 @@ lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned 
         st = lp_error(d, LP_ERR_INTERNAL, "card %d: profiling the persistent program: %s", card, cudaGetErrorString(e));
     if (st == LP_OK) {
         static const char *kinds[] = {"?", "copy", "elementwise", "gemm", "batched_matmul", "layernorm",
-                                      "softmax", "node"};
+                                      "softmax", "node", "attention"};
         fprintf(out, "profile of card %d: a persistent program, %d phases, %d blocks x %d threads, %d Gemm "
                 "weights packed (%%globaltimer per block; wait: at the barrier, work: the median and the "
                 "slowest block)\n", card, n, nb, PK_THREADS, gp->packed);
@@ -1129,7 +1223,7 @@ lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned 
             double work = col[nb / 2] * 1e-3, slow = col[nb - 1] * 1e-3;
             total_wait += wait;
             total_work += slow;
-            fprintf(out, "  %5d  %-14s  %7.2f  %7.2f  %10.2f  %s\n", i, kinds[ph->kind >= 1 && ph->kind <= 7 ? ph->kind : 0],
+            fprintf(out, "  %5d  %-14s  %7.2f  %7.2f  %10.2f  %s\n", i, kinds[ph->kind >= 1 && ph->kind <= 8 ? ph->kind : 0],
                     wait, work, slow, name);
         }
         fprintf(out, "  barriers (median wait) %.1f us, phases (slowest block) %.1f us\n", total_wait, total_work);
