@@ -76,7 +76,8 @@ typedef enum lp_persist_kind {
     /* out[batch.., M, D] = softmax(round(alpha * a . b) (+ mask)) . v, a
      * [batch.., M, K] the queries, b [batch.., K, N] the keys transposed, v
      * (the phase's `scale` view) [batch.., N, D] the values, mask (`bias`,
-     * has_bias) [batch.., M, N]; all strided views that may broadcast.
+     * has_bias) [batch.., M, N]; all strided views that may broadcast, all of
+ * out's dtype.
      * Scores, masked scores and probabilities are rounded to out's dtype,
      * as the phases it replaces stored them. N <= LP_PERSIST_ATTENTION_N. */
     LP_PERSIST_ATTENTION = 8,

@@ -937,6 +937,7 @@ static bool fuse_attention(plan_ctx *x, int i) {
     for (int k = 0; k < r - 2; k++)
         if (s2->out.dims[k] != s1->out.dims[k]) return false;
     int64_t D = s2->out.dims[r - 1];
+    if (s1->a.dtype != dt || s1->b.dtype != dt || s2->b.dtype != dt || (mask && mask->dtype != dt)) return false;
     if (!fits_as(&s1->a, &s1->out, M, K) || !fits_as(&s1->b, &s1->out, K, N) || !fits_as(&s2->b, &s2->out, N, D))
         return false;
     /* o overlaps no input; the chain writes neither v nor the mask (q and kt,

@@ -385,6 +385,9 @@ static const char *check_phase(const lp_persist_phase *ph) {
             (ph->has_bias && ph->bias.dims[r - 1] != N))
             return "the operands are not q [.., M, K], kt [.., K, N], v [.., N, D] and mask [.., M, N]";
         if (N > LP_PERSIST_ATTENTION_N) return "more keys than an attention phase holds";
+        if (ph->a.dtype != o->dtype || ph->b.dtype != o->dtype || ph->scale.dtype != o->dtype ||
+            (ph->has_bias && ph->bias.dtype != o->dtype))
+            return "an operand's dtype is not the output's";
         return NULL;
     }
     default:

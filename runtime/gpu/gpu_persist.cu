@@ -19,7 +19,7 @@
 
 #define PK_THREADS 256 /* 255 registers a thread: no spills (local memory would live in L2) */
 #define PK_WARPS (PK_THREADS / 32)
-#define PK_SMEM (216 * 1024) /* dynamic shared memory: prefetched weights, staged A, partial sums */
+#define PK_SMEM (212 * 1024) /* dynamic shared memory: prefetched weights, staged A, partial sums */
 #define PK_LAUNCH_PHASES 48 /* at most this many phases a launch: their Gemm plans are held in shared memory */
 #define PK_PREFETCH (64 * 1024) /* at most this much of a block's first Gemm unit is fetched early */
 
@@ -391,22 +391,28 @@ __device__ __forceinline__ float round_to(float v, int dt) {
 }
 
 
-#define PK_ATT_SLOTS (LP_PERSIST_ATTENTION_N / 32)
+/* Element i of a strided operand of type T (an activation: through L2). */
+template <typename T>
+__device__ __forceinline__ float att_ld(const unsigned char *p, int64_t i) {
+    return to_f<T>(__ldcg((const T *)p + i));
+}
 
-/* A warp a query row (batch.., m). Scores: lane l holds those of keys
- * l + 32 j (j < PK_ATT_SLOTS), its loads of the keys 16 at a time in flight;
- * softmax over the warp; then each lane sums its columns of the values,
- * the probabilities passed round by shuffles. Roundings as in lp_persist.h. */
-__device__ __noinline__ void run_attention(const lp_persist_phase &ph, unsigned char *base) {
+/* A warp a query row (batch.., m), its scores in shared memory (sw: N
+ * floats): lanes take keys n, n + 32, ..., each dot product 8 loads in
+ * flight; softmax over the warp; then lanes take columns of the values,
+ * 8 keys' loads in flight. One storage type T for every operand; roundings
+ * as in lp_persist.h. The loops stay loops: the code is fetched cold. */
+template <typename T>
+__device__ __noinline__ void attention_of(const lp_persist_phase &ph, unsigned char *base, float *att) {
     const lp_persist_view &q = ph.a, &kt = ph.b, &v = ph.scale, &mk = ph.bias, &o = ph.out;
     int r = o.rank, dt = o.dtype;
     int M = (int)o.dims[r - 2], D = (int)o.dims[r - 1], K = (int)q.dims[r - 1], N = (int)kt.dims[r - 1];
     if (M <= 0 || D <= 0) return;
-    int rows = (int)(numel(o) / D), lane = threadIdx.x % 32, warps = (int)gridDim.x * PK_WARPS;
-    int eq = esize(q.dtype), ek = esize(kt.dtype), ev = esize(v.dtype), em = ph.has_bias ? esize(mk.dtype) : 0, eo = esize(dt);
+    int rows = (int)(numel(o) / D), lane = threadIdx.x % 32, warp = threadIdx.x / 32;
     int qk = (int)q.strides[r - 1], kk = (int)kt.strides[r - 2], kn = (int)kt.strides[r - 1];
     int vn = (int)v.strides[r - 2], vd = (int)v.strides[r - 1], mn = ph.has_bias ? (int)mk.strides[r - 1] : 0;
-    for (int row = (int)blockIdx.x * PK_WARPS + (int)threadIdx.x / 32; row < rows; row += warps) {
+    float *sw = att + warp * LP_PERSIST_ATTENTION_N;
+    for (int row = (int)blockIdx.x * PK_WARPS + warp; row < rows; row += (int)gridDim.x * PK_WARPS) {
         int t = row / M, m = row - t * M, oq = m * (int)q.strides[r - 2], ok = 0, ov = 0;
         int om = ph.has_bias ? m * (int)mk.strides[r - 2] : 0;
         for (int k = r - 3; k >= 0; k--) {
@@ -417,67 +423,61 @@ __device__ __noinline__ void run_attention(const lp_persist_phase &ph, unsigned 
             ov += c * (int)v.strides[k];
             if (ph.has_bias) om += c * (int)mk.strides[k];
         }
-        const unsigned char *qp = base + q.offset + (int64_t)oq * eq, *kp = base + kt.offset + (int64_t)ok * ek;
-        float sc[PK_ATT_SLOTS], mx = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < PK_ATT_SLOTS; j++) {
-            int n = lane + 32 * j;
-            sc[j] = -INFINITY;
-            if (32 * j >= N) continue; /* warp-uniform */
+        const unsigned char *qp = base + q.offset + (int64_t)oq * sizeof(T);
+        const unsigned char *kp = base + kt.offset + (int64_t)ok * sizeof(T);
+        const unsigned char *vp = base + v.offset + (int64_t)ov * sizeof(T);
+        const unsigned char *mp = base + mk.offset + (int64_t)om * sizeof(T);
+        float mx = -INFINITY;
+        for (int n = lane; n < N; n += 32) {
             float acc = 0;
-            if (n < N) {
-                for (int k0 = 0; k0 < K; k0 += 16) {
-                    float qv[16], kv[16];
+            for (int k0 = 0; k0 < K; k0 += 8) {
+                float qv[8], kv[8];
 #pragma unroll
-                    for (int u = 0; u < 16; u++) {
-                        bool in = k0 + u < K;
-                        qv[u] = in ? load_f(qp + (int64_t)(k0 + u) * qk * eq, q.dtype, q.weight != 0) : 0.0f;
-                        kv[u] = in ? load_f(kp + ((int64_t)(k0 + u) * kk + (int64_t)n * kn) * ek, kt.dtype, kt.weight != 0)
-                                   : 0.0f;
-                    }
-#pragma unroll
-                    for (int u = 0; u < 16; u++) acc += qv[u] * kv[u];
+                for (int u = 0; u < 8; u++) {
+                    int k = k0 + u < K ? k0 + u : K - 1;
+                    qv[u] = k0 + u < K ? att_ld<T>(qp, (int64_t)k * qk) : 0.0f;
+                    kv[u] = att_ld<T>(kp, (int64_t)k * kk + (int64_t)n * kn);
                 }
-                float x = round_to(ph.alpha * acc, dt);
-                if (ph.has_bias)
-                    x = round_to(x + load_f(base + mk.offset + ((int64_t)om + (int64_t)n * mn) * em, mk.dtype,
-                                            mk.weight != 0), dt);
-                sc[j] = x;
-                mx = fmaxf(mx, x);
+#pragma unroll
+                for (int u = 0; u < 8; u++) acc += qv[u] * kv[u];
             }
+            float x = round_to(ph.alpha * acc, dt);
+            if (ph.has_bias) x = round_to(x + att_ld<T>(mp, (int64_t)n * mn), dt);
+            sw[n] = x;
+            mx = fmaxf(mx, x);
         }
         for (int w = 16; w > 0; w >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, w));
         float sum = 0;
-#pragma unroll
-        for (int j = 0; j < PK_ATT_SLOTS; j++)
-            if (lane + 32 * j < N) sum += expf(sc[j] - mx);
+        for (int n = lane; n < N; n += 32) sum += expf(sw[n] - mx);
         for (int w = 16; w > 0; w >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, w);
-#pragma unroll
-        for (int j = 0; j < PK_ATT_SLOTS; j++) sc[j] = lane + 32 * j < N ? round_to(expf(sc[j] - mx) / sum, dt) : 0.0f;
-        const unsigned char *vp = base + v.offset + (int64_t)ov * ev;
-        for (int d0 = 0; d0 < D; d0 += 32) {
-            int d = d0 + lane;
+        for (int n = lane; n < N; n += 32) sw[n] = round_to(expf(sw[n] - mx) / sum, dt);
+        __syncwarp();
+        for (int d = lane; d < D; d += 32) {
             float acc = 0;
+            for (int n0 = 0; n0 < N; n0 += 8) {
+                float vv[8];
 #pragma unroll
-            for (int j = 0; j < PK_ATT_SLOTS; j++) {
-                if (32 * j >= N) break; /* warp-uniform */
-                for (int l0 = 0; l0 < 32 && 32 * j + l0 < N; l0 += 8) {
-                    float pv[8], vv[8];
-#pragma unroll
-                    for (int u = 0; u < 8; u++) {
-                        int n = 32 * j + l0 + u;
-                        pv[u] = __shfl_sync(0xffffffffu, sc[j], (l0 + u) & 31);
-                        vv[u] = n < N && d < D ? load_f(vp + ((int64_t)n * vn + (int64_t)d * vd) * ev, v.dtype, v.weight != 0)
-                                               : 0.0f;
-                    }
-#pragma unroll
-                    for (int u = 0; u < 8; u++) acc += pv[u] * vv[u];
+                for (int u = 0; u < 8; u++) {
+                    int n = n0 + u < N ? n0 + u : N - 1;
+                    vv[u] = n0 + u < N ? att_ld<T>(vp, (int64_t)n * vn + (int64_t)d * vd) * sw[n] : 0.0f;
                 }
+#pragma unroll
+                for (int u = 0; u < 8; u++) acc += vv[u];
             }
-            if (d < D)
-                store_f(base + o.offset + (int64_t)view_at<int>(o, o.dims, r, row * D + d) * eo, dt, acc);
+            ((T *)(base + o.offset))[view_at<int>(o, o.dims, r, row * D + d)] = from_f<T>(acc);
         }
+        __syncwarp();
     }
+}
+
+/* att: PK_WARPS x LP_PERSIST_ATTENTION_N floats of shared memory. */
+__device__ __noinline__ void run_attention(const lp_persist_phase &ph, unsigned char *base, float *att) {
+    int dt = ph.out.dtype;
+    if (ph.a.dtype != dt || ph.b.dtype != dt || ph.scale.dtype != dt || (ph.has_bias && ph.bias.dtype != dt))
+        return; /* the planner gives every operand out's type */
+    if (dt == 1) attention_of<float>(ph, base, att);
+    else if (dt == 10) attention_of<__half>(ph, base, att);
+    else attention_of<__nv_bfloat16>(ph, base, att);
 }
 
 /* ---- Gemm ----------------------------------------------------------------------- */
@@ -816,6 +816,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ lp_persist_phase slot[2];
     __shared__ pk_gemm plan[PK_LAUNCH_PHASES];
+    __shared__ float att[PK_WARPS][LP_PERSIST_ATTENTION_N];
     __shared__ float scratch[PK_WARPS + 1];
     const int words = (int)(sizeof(lp_persist_phase) / sizeof(int));
     static_assert(sizeof(lp_persist_phase) % sizeof(int) == 0 && sizeof(lp_persist_phase) / sizeof(int) <= PK_THREADS,
@@ -851,7 +852,7 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         case LP_PERSIST_LAYERNORM:
         case LP_PERSIST_SOFTMAX: run_rows(ph, base, scratch); break;
         case LP_PERSIST_BATCHED_MATMUL: run_bmm(ph, base); break;
-        case LP_PERSIST_ATTENTION: run_attention(ph, base); break;
+        case LP_PERSIST_ATTENTION: run_attention(ph, base, &att[0][0]); break;
         case LP_PERSIST_GEMM:
             if (!mma) run_gemm_plain(ph, base);
             else if (ph.b.dtype == 16) run_gemm_mma<true>(ph, pl, &staged, base, smem);

@@ -7,7 +7,11 @@ same inputs: fp32 relative L2 error <= 1e-4 (TF32 off), fp16 <= 1e-2
 against the fp32 reference. The first plan of each model also runs with
 --check-nodes, which names any node whose GPU output differs from the CPU
 reference kernel on the same inputs. Prints one line a run; exit 1 if any
-run fails."""
+run fails.
+
+A quicker subset: --programs persistent --plans 1 (the programs and the
+plans, of 1 / 3 / sharded, to run)."""
+import argparse
 import json
 import os
 import subprocess
@@ -44,12 +48,17 @@ def make_inputs(manifest, folder, seed=0):
 
 
 def main():
+    ap = argparse.ArgumentParser(description="every model on the GPU against ONNX Runtime")
+    ap.add_argument("--programs", default="library,persistent,auto")
+    ap.add_argument("--plans", default="1,3,sharded")
+    a = ap.parse_args()
+    programs, plan_kinds = a.programs.split(","), a.plans.split(",")
     tmp = tempfile.mkdtemp(prefix="test_gpu.")
     failures = 0
     for name, args in MODELS_RUN:
         ref_model = fp32_model(os.path.join(MODELS, f"{name}.onnx"))
-        plans = [["--cards", "1"], ["--cards", "3"]]
-        if name in SHARDED:
+        plans = [p for k, p in (("1", ["--cards", "1"]), ("3", ["--cards", "3"])) if k in plan_kinds]
+        if name in SHARDED and "sharded" in plan_kinds:
             plans.append(["--capacity", "700KiB"])
         for dtype, tol in (("fp32", 1e-4), ("fp16", 1e-2)):
             for pi, plan in enumerate(plans):
@@ -68,7 +77,7 @@ def main():
                 names = [o["name"] for o in man["outputs"]]
                 ort_reference(ref_model, feeds, names, ref)
                 # auto: the faster of the two, as the warm-up timed them
-                for program in ("library", "persistent", "auto"):
+                for program in programs:
                     cmd = [RUN, out, "--device", "cuda", "--inputs", inp, "--check", ref, "--tolerance",
                            str(tol), "--iters", "20", "--warmup", "3", "--json", "--program", program]
                     if pi == 0 and program == "library":
