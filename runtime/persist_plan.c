@@ -868,6 +868,14 @@ static bool fits_as(const lp_persist_view *v, const lp_persist_view *out, int64_
     return true;
 }
 
+/* Phase j joins the chain; its output is now the value followed. Returns
+ * the next phase. */
+static int take(const plan_ctx *x, int *chain, int *n, int j, range *cur) {
+    *cur = view_range(&x->p->phases[j].out);
+    chain[(*n)++] = j;
+    return next_live(x, j);
+}
+
 /* Batched matmul s = q . kt, then optionally a Mul or Div of s by a constant
  * scalar and an Add of a mask, then Softmax, then o = p . v, each phase the
  * next one's only reader of what it wrote: one attention phase, in the first
@@ -899,9 +907,7 @@ static bool fuse_attention(plan_ctx *x, int i) {
             elementwise = false;
         if (elementwise) {
             if (!dead_after(x, j, -1, cur)) return false;
-            cur = view_range(&e->out);
-            chain[n++] = j;
-            j = next_live(x, j);
+            j = take(x, chain, &n, j, &cur);
         }
     }
     /* an optional mask */
@@ -913,9 +919,7 @@ static bool fuse_attention(plan_ctx *x, int i) {
             mask = on_a ? &e->b : &e->a;
             if (!fits_as(mask, &s1->out, s1->out.dims[r - 2], s1->out.dims[r - 1]) || !dead_after(x, j, -1, cur))
                 return false;
-            cur = view_range(&e->out);
-            chain[n++] = j;
-            j = next_live(x, j);
+            j = take(x, chain, &n, j, &cur);
         }
     }
     if (j >= p->n_phases) return false;
@@ -924,9 +928,7 @@ static bool fuse_attention(plan_ctx *x, int i) {
         sm->a.dtype != dt || sm->out.dtype != dt || !is_contiguous(&sm->out) || sm->out.rank != r ||
         !dead_after(x, j, -1, cur))
         return false;
-    cur = view_range(&sm->out);
-    chain[n++] = j;
-    j = next_live(x, j);
+    j = take(x, chain, &n, j, &cur);
     if (j >= p->n_phases) return false;
     const lp_persist_phase *s2 = &p->phases[j];
     int64_t M = s1->out.dims[r - 2], N = s1->out.dims[r - 1], K = s1->a.dims[r - 1];
