@@ -942,15 +942,16 @@ static bool fuse_attention(plan_ctx *x, int i) {
     if (s1->a.dtype != dt || s1->b.dtype != dt || s2->b.dtype != dt || (mask && mask->dtype != dt)) return false;
     if (!fits_as(&s1->a, &s1->out, M, K) || !fits_as(&s1->b, &s1->out, K, N) || !fits_as(&s2->b, &s2->out, N, D))
         return false;
-    /* o overlaps no input; the chain writes neither v nor the mask (q and kt,
+    /* o overlaps no input; no phase of the chain writes v or the mask (which
+     * would then be values the attention phase no longer writes); q and kt,
      * read first, may be overwritten after: the attention phase reads them
-     * at the first phase's place) */
+     * at the first phase's place */
     range ins[4] = {view_range(&s1->a), view_range(&s1->b), view_range(&s2->b), mask ? view_range(mask) : (range){0, 0}};
     range o = view_range(&s2->out);
     rw w;
     for (int q = 0; q < 4; q++) {
         if (overlap(o, ins[q])) return false;
-        for (int c = 1; c < n && q >= 2; c++) {
+        for (int c = 0; c < n && q >= 2; c++) {
             rw_of(p, &p->phases[chain[c]], &w);
             if (writes_any(&w, ins[q])) return false;
         }

@@ -685,11 +685,12 @@ static void test_layernorm_prologue(void **state) {
  * phase with alpha 1/8. The Div is taken either by the scale folding (its
  * output elsewhere) or by the attention fusion (its output over q's bytes,
  * which the folding refuses). Without the mask, the phase has none. Kept
- * apart when the masked scores are read again, or when o would be written
- * over q (the fused phase reads q while it writes o). */
+ * apart when the masked scores are read again, when o would be written
+ * over q (the fused phase reads q while it writes o), or when the "mask" is
+ * the scores themselves (values the fused phase never writes). */
 static void test_attention_fused(void **state) {
     (void)state;
-    enum { FUSED, SCALE_OVER_Q, NO_MASK, SCORES_READ, O_OVER_Q, FUSED_F16, CASES };
+    enum { FUSED, SCALE_OVER_Q, NO_MASK, SCORES_READ, O_OVER_Q, MASK_IS_SCORES, FUSED_F16, CASES };
     for (int c = 0; c < CASES; c++) {
         int dt = c == FUSED_F16 ? F16 : F32;
         net *g = net_new();
@@ -701,14 +702,15 @@ static void test_attention_fused(void **state) {
         lp_card_tensor w = act(g, dt, D(2, 4, 6));
         compute(g, "qk", "MatMul", ARGS(q, kt), sc);
         compute(g, "scale", "Div", ARGS(sc, eight), z);
-        if (c != NO_MASK) compute(g, "mask", "Add", ARGS(z, mask), u);
+        if (c == MASK_IS_SCORES) compute(g, "mask", "Add", ARGS(z, z), u);
+        else if (c != NO_MASK) compute(g, "mask", "Add", ARGS(z, mask), u);
         compute(g, "softmax", "Softmax", ARGS(c != NO_MASK ? u : z), pr);
         compute(g, "pv", "MatMul", ARGS(pr, v), o);
         if (c == SCORES_READ) compute(g, "again", "Sigmoid", ARGS(u), w);
         unsigned char *init = random_arena(g);
         poke(init, eight.offset, dt, 8.0f);
         lp_persist_program *p = plan(g, init, NULL, 0);
-        bool fused = c != SCORES_READ && c != O_OVER_Q;
+        bool fused = c != SCORES_READ && c != O_OVER_Q && c != MASK_IS_SCORES;
         const lp_persist_phase *at0 = &p->phases[0];
         assert_int_equal(at0->kind, fused ? LP_PERSIST_ATTENTION : LP_PERSIST_BATCHED_MATMUL);
         if (fused) {
