@@ -9,6 +9,7 @@
  * the weights stream from L2 in fragment order (packed at open), 16 bytes a
  * lane a load. Other Gemms, and every other phase, run on CUDA cores. */
 #include "gpu_persist.h"
+#include "persist_gpu_plan.h"
 #include "persist_ops.h"
 
 #include <cuda_bf16.h>
@@ -17,17 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PK_THREADS 256 /* 255 registers a thread: no spills (local memory would live in L2) */
-#define PK_WARPS (PK_THREADS / 32)
-#define PK_SMEM (212 * 1024) /* dynamic shared memory: prefetched weights, staged A, partial sums */
-#define PK_LAUNCH_PHASES 48 /* at most this many phases a launch: their Gemm plans are held in shared memory */
-#define PK_PREFETCH (64 * 1024) /* at most this much of a block's first Gemm unit is fetched early */
-
-/* b.weight == PK_PACKED: the Gemm's weight is in fragment order (this
- * file's copy of the phases only). */
-#define PK_PACKED 2
-
-struct pk_gemm;
 
 struct lp_gpu_persist {
     const lp_persist_program *p;
@@ -600,58 +590,6 @@ __device__ __noinline__ void gemm_unit(const uint4 *wu, int P, int gn, const uns
         }
 }
 
-/* How a Gemm phase uses a block: G column tiles of 8 a unit, mc rows of A
- * staged at a time, and pre: the bytes of the block's first unit of
- * weights fetched into shared memory before the phase's barrier (0: none). */
-typedef struct gemm_plan {
-    int g, mc;
-    int64_t pre;
-} gemm_plan;
-
-/* The shared memory a Gemm's LayerNorm prologue stages its scale and bias in. */
-static int64_t ln_bytes(const lp_persist_phase *g) { return g->ln ? 2 * g->k * 2 : 0; }
-
-/* extra: bytes of shared memory the phase needs besides (its LayerNorm's scale and bias). */
-static gemm_plan gemm_shape(int64_t M, int64_t N, int64_t K, int64_t extra, int blocks) {
-    int64_t tiles = N / 8, P = K / 32;
-    int g0 = (int)((tiles + blocks - 1) / blocks);
-    g0 = g0 <= 1 ? 1 : g0 == 2 ? 2 : 4; /* the unit shapes the kernel is built for */
-    int64_t lda_bytes = (K + 8) * 2, mpad = (M + 15) / 16 * 16;
-    /* with the prefetch, without it, then with one tile a unit */
-    for (int attempt = 0; attempt < 3; attempt++) {
-        int gg = attempt == 2 ? 1 : g0;
-        int64_t pre = attempt == 0 ? (int64_t)gg * P * 512 : 0;
-        if (pre > PK_PREFETCH) continue;
-        int64_t per_row = lda_bytes + (int64_t)PK_WARPS * gg * 8 * 4;
-        int64_t rows = ((int64_t)PK_SMEM - pre - extra) / per_row / 16 * 16;
-        int64_t lim = gg == 1 ? 128 : 16; /* the unit shapes built: G 1 with 1-8 row tiles, G 2 and 4 with 1 */
-        if (rows > mpad) rows = (mpad + 15) / 16 * 16;
-        if (rows > lim) rows = lim;
-        int64_t mt = 1;
-        while (mt * 2 * 16 <= rows) mt *= 2; /* 1, 2, 4 or 8 row tiles */
-        if (rows >= 16) return gemm_plan{gg, (int)(mt * 16), pre};
-    }
-    return gemm_plan{1, 0, 0};
-}
-
-/* A tensor-core Gemm phase as the kernel runs it, planned at open. The
- * phases between two barriers form an interval: its first phase issues the
- * weight prefetches of all its Gemms before the barrier, each into a slot
- * of its own. Gemms of an interval that read the same rows of A (with
- * the same prologue) form a group: a block stages and normalises them once
- * for all of them (nothing in an interval writes what it reads). */
-struct pk_gemm {
-    uint64_t w;        /* the packed weight's offset */
-    int P, tiles;      /* K / 32, N / 8 */
-    int g, mc, units;  /* column tiles a unit, rows of A staged at a time, ceil(tiles / g); mc 0: not one */
-    int rot;           /* units of the interval's earlier Gemms: the block's first unit moves on by it */
-    int pre, pre_at;   /* bytes of the first unit fetched before the barrier, and where (pre 0: none) */
-    int a_at, red_at;  /* where A is staged, and the partial sums */
-    int ln_at;         /* where a LayerNorm prologue's scale and bias are staged */
-    int a_group;       /* the interval's first Gemm with the same A (and prologue): the rows one stages, all reuse */
-    int head;          /* 1: the phase opens an interval (it has a barrier, or it starts a launch) */
-};
-
 /* The block's first unit of a Gemm phase, given the rotation. */
 __device__ __forceinline__ int gemm_first_unit(int rot) {
     return (int)(((int)blockIdx.x - rot % (int)gridDim.x + (int)gridDim.x) % (int)gridDim.x);
@@ -894,44 +832,6 @@ __global__ void rearrange_kernel(unsigned *packed, unsigned short *w, int64_t K,
     }
 }
 
-static bool overlaps(uint64_t a0, uint64_t a1, uint64_t b0, uint64_t b1) { return a0 < b1 && b0 < a1; }
-
-/* Whether the weight a Gemm phase reads can be packed: the tensor-core
- * path's shape, and no phase but such Gemms reads its bytes. */
-static bool packable(const lp_persist_program *p, int i, int blocks) {
-    const lp_persist_phase *g = &p->phases[i];
-    if (g->kind != LP_PERSIST_GEMM || g->a.dtype != g->b.dtype || (g->b.dtype != 10 && g->b.dtype != 16) ||
-        g->k % 32 != 0 || g->n % 8 != 0 || g->a.offset % 16 != 0 || g->b.offset % 16 != 0)
-        return false;
-    if (g->ln && (g->scale.dtype != g->a.dtype || g->scale.offset % 16 != 0 ||
-                  (g->ln_bias.dtype && (g->ln_bias.dtype != g->a.dtype || g->ln_bias.offset % 16 != 0))))
-        return false;
-    if (gemm_shape(g->m, g->n, g->k, ln_bytes(g), blocks).mc < 16) return false;
-    uint64_t w0 = g->b.offset, w1 = w0 + (uint64_t)(g->k * g->n) * 2;
-    for (int j = 0; j < p->n_phases; j++) {
-        const lp_persist_phase *q = &p->phases[j];
-        if (q->kind == LP_PERSIST_GEMM && q->b.offset == w0 && q->k == g->k && q->n == g->n &&
-            q->trans_w == g->trans_w && q->b.dtype == g->b.dtype)
-            continue; /* the same weight read the same way */
-        if (q->kind == LP_PERSIST_NODE) {
-            const lp_card_node *n = p->nodes[q->node];
-            for (int k = 0; k < n->n_inputs; k++)
-                if (n->inputs[k].region == LP_CARD_MEMORY &&
-                    overlaps(w0, w1, n->inputs[k].offset, n->inputs[k].offset + n->inputs[k].bytes))
-                    return false;
-            continue;
-        }
-        const lp_persist_view *vs[7] = {&q->a, &q->b, &q->bias, &q->scale, &q->epi.res, &q->out, &q->ln_bias};
-        for (int k = 0; k < 7; k++) {
-            if (vs[k]->rank == 0 && vs[k]->offset == 0 && vs[k]->dtype == 0) continue;
-            uint64_t lo = vs[k]->offset,
-                     end = lo + (uint64_t)lp_persist_view_extent(vs[k]) * (uint64_t)lp_persist_esize(vs[k]->dtype);
-            if (overlaps(w0, w1, lo, end)) return false;
-        }
-    }
-    return true;
-}
-
 #define GP_CHECK(d, stmt)                                                                    \
     do {                                                                                     \
         cudaError_t e_ = (stmt);                                                             \
@@ -986,7 +886,7 @@ lp_status lp_gpu_persist_unpack(lp_gpu_persist *gp, unsigned char *base, lp_diag
 
 static lp_status pack_weights(lp_gpu_persist *gp, unsigned char *base, lp_diag *d) {
     for (int i = 0; i < gp->p->n_phases; i++) {
-        if (!packable(gp->p, i, gp->blocks)) continue;
+        if (!pk_packable(gp->p, i, gp->blocks)) continue;
         if (!marked_before(gp, i, PK_PACKED)) {
             lp_status st = rearrange(&gp->host[i], base, true, gp->card, d);
             if (st != LP_OK) return st;
@@ -995,78 +895,6 @@ static lp_status pack_weights(lp_gpu_persist *gp, unsigned char *base, lp_diag *
         gp->host[i].b.weight = PK_PACKED;
     }
     return LP_OK;
-}
-
-/* Each phase's pk_gemm: intervals, prefetch slots, staging places (false:
- * out of memory). */
-static bool plan_gemms(const lp_gpu_persist *gp, pk_gemm *pl) {
-    const lp_persist_program *p = gp->p;
-    int n = p->n_phases;
-    memset(pl, 0, (size_t)n * sizeof *pl);
-    /* launch_at[i]: the first phase of the launch that runs phase i (as run_step splits them) */
-    int *launch_at = (int *)calloc((size_t)n + 1, sizeof *launch_at);
-    if (!launch_at) return false;
-    for (int i = 0, at = 0; i < n; i++) {
-        if (p->phases[i].kind == LP_PERSIST_NODE || i == 0 || p->phases[i - 1].kind == LP_PERSIST_NODE ||
-            i - at >= PK_LAUNCH_PHASES)
-            at = i;
-        launch_at[i] = at;
-    }
-    for (int i = 0; i < n; i++)
-        pl[i].head = i == 0 || p->phases[i].sync || p->phases[i - 1].kind == LP_PERSIST_NODE || i == launch_at[i];
-    for (int h = 0; h < n;) {
-        int e = h + 1;
-        while (e < n && !pl[e].head) e++;
-        /* A and the partial sums go after every prefetch slot of the interval */
-        int stage = 0, rot = 0;
-        for (int i = h; i < e; i++) {
-            const lp_persist_phase *ph = &gp->host[i];
-            if (ph->kind != LP_PERSIST_GEMM || ph->b.weight != PK_PACKED) continue;
-            gemm_plan sh = gemm_shape(ph->m, ph->n, ph->k, ln_bytes(ph), gp->blocks);
-            pk_gemm *g = &pl[i];
-            g->w = ph->b.offset;
-            g->P = (int)(ph->k / 32);
-            g->tiles = (int)(ph->n / 8);
-            g->g = sh.g;
-            g->mc = sh.mc;
-            g->units = (g->tiles + sh.g - 1) / sh.g;
-            g->rot = rot;
-            g->pre = (int)sh.pre;
-            rot += g->units;
-            int need = sh.mc * (int)(ph->k + 8) * 2 + PK_WARPS * sh.g * 8 * sh.mc * 4 + (int)ln_bytes(ph);
-            if (need > stage) stage = need;
-        }
-        int slots = 0, last = -1;
-        for (int i = h; i < e; i++) {
-            pk_gemm *g = &pl[i];
-            if (!g->mc) continue;
-            if (g->pre && slots + g->pre + stage <= PK_SMEM) {
-                g->pre_at = slots;
-                slots += g->pre;
-            } else {
-                g->pre = 0;
-            }
-            const lp_persist_phase *ph = &gp->host[i], *prev = last >= 0 ? &gp->host[last] : NULL;
-            /* the same A as the interval's previous Gemm: the same group */
-            bool same_a = prev && prev->a.offset == ph->a.offset && prev->a.dtype == ph->a.dtype &&
-                          prev->m == ph->m && prev->k == ph->k && pl[last].mc == g->mc && ph->m <= g->mc &&
-                          prev->ln == ph->ln &&
-                          (!ph->ln || (prev->scale.offset == ph->scale.offset && prev->ln_eps == ph->ln_eps &&
-                                       prev->ln_bias.dtype == ph->ln_bias.dtype &&
-                                       prev->ln_bias.offset == ph->ln_bias.offset));
-            g->a_group = same_a ? pl[last].a_group : i;
-            last = i;
-        }
-        for (int i = h; i < e; i++) {
-            if (!pl[i].mc) continue;
-            pl[i].a_at = slots;
-            pl[i].red_at = slots + pl[i].mc * (int)(gp->host[i].k + 8) * 2;
-            pl[i].ln_at = pl[i].red_at + PK_WARPS * pl[i].g * 8 * pl[i].mc * 4;
-        }
-        h = e;
-    }
-    free(launch_at);
-    return true;
 }
 
 lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, int card, lp_gpu_persist **out,
@@ -1107,8 +935,10 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
             e = cudaMemcpy(gp->dev, gp->host, (size_t)p->n_phases * sizeof *gp->dev, cudaMemcpyHostToDevice);
         pk_gemm *plans = (pk_gemm *)calloc((size_t)p->n_phases + 1, sizeof *plans);
         if (!plans) e = cudaErrorMemoryAllocation;
-        if (e == cudaSuccess && !plan_gemms(gp, plans)) e = cudaErrorMemoryAllocation;
-        if (e == cudaSuccess) e = cudaMalloc(&gp->plans, ((size_t)p->n_phases + 1) * sizeof *plans);
+        if (e == cudaSuccess) {
+            pk_plan_gemms(gp->p, gp->host, gp->blocks, plans);
+            e = cudaMalloc(&gp->plans, ((size_t)p->n_phases + 1) * sizeof *plans);
+        }
         if (e == cudaSuccess)
             e = cudaMemcpy(gp->plans, plans, (size_t)p->n_phases * sizeof *plans, cudaMemcpyHostToDevice);
         free(plans);
@@ -1154,8 +984,7 @@ static lp_status run_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *b
             i++;
             continue;
         }
-        int j = i;
-        while (j < p->n_phases && j - i < PK_LAUNCH_PHASES && p->phases[j].kind != LP_PERSIST_NODE) j++;
+        int j = pk_launch_end(p, i);
         lp_status st = launch(gp, i, j - i, base, s, trace, d);
         if (st != LP_OK) return st;
         i = j;
