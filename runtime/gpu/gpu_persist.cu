@@ -4,10 +4,13 @@
  * barrier until every block has finished the phases before it.
  *
  * Gemm phases on fp16 / bf16 run on tensor cores (mma.sync m16n8k16, fp32
- * accumulation): a block stages up to 128 rows of A in shared memory once a
- * phase, takes 1-4 column tiles of 8 at a time, its 8 warps split K, and
- * the weights stream from L2 in fragment order (packed at open), 16 bytes a
- * lane a load. Other Gemms, and every other phase, run on CUDA cores. */
+ * accumulation): a block stages up to 128 rows of A in shared memory (and
+ * normalises them, for a LayerNorm prologue), takes 1-4 column tiles of 8
+ * at a time, its 8 warps split K, and the weights stream from L2 in
+ * fragment order (packed at open), 16 bytes a lane a load, the first unit
+ * fetched before the interval's barrier. Where everything lies in shared
+ * memory is planned on the host (persist_gpu_plan.h). Other Gemms, and
+ * every other phase, run on CUDA cores. */
 #include "gpu_persist.h"
 #include "persist_gpu_plan.h"
 #include "persist_ops.h"
@@ -17,7 +20,6 @@
 #include <type_traits>
 #include <stdlib.h>
 #include <string.h>
-
 
 struct lp_gpu_persist {
     const lp_persist_program *p;
