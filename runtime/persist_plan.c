@@ -1007,8 +1007,8 @@ static bool fuse_layernorm(plan_ctx *x, int li) {
                 g->a.dtype != l->out.dtype || n_readers == 64)
                 return false;
             /* y read only as A */
-            range others[4] = {view_range(&g->b), g->has_bias ? view_range(&g->bias) : (range){0, 0},
-                               g->epi.residual ? view_range(&g->epi.res) : (range){0, 0}, {0, 0}};
+            range others[3] = {view_range(&g->b), g->has_bias ? view_range(&g->bias) : (range){0, 0},
+                               g->epi.residual ? view_range(&g->epi.res) : (range){0, 0}};
             for (int q = 0; q < 3; q++)
                 if (overlap(others[q], y)) return false;
             readers[n_readers++] = k;

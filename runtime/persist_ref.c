@@ -157,23 +157,43 @@ static void gemm_store(const lp_persist_phase *ph, unsigned char *base, int64_t 
     store(base, &ph->out, out_elem(&ph->out, m * ph->n + n), v);
 }
 
+/* row[D] layer-normalised in place (sums in double), times scale[D], plus
+ * bias[D] (NULL: none): what a LAYERNORM phase stores, before rounding. */
+static void layernorm_row(float *row, int64_t D, float eps, const unsigned char *base, const lp_persist_view *scale,
+                          const lp_persist_view *bias) {
+    double sum = 0, sq = 0;
+    for (int64_t j = 0; j < D; j++) sum += row[j];
+    double mean = sum / (double)D;
+    for (int64_t j = 0; j < D; j++) sq += (row[j] - mean) * (row[j] - mean);
+    float inv = (float)(1.0 / sqrt(sq / (double)D + (double)eps)), fmean = (float)mean;
+    for (int64_t j = 0; j < D; j++) {
+        float y = (row[j] - fmean) * inv * load(base, scale, j * scale->strides[scale->rank - 1]);
+        if (bias) y += load(base, bias, j * bias->strides[bias->rank - 1]);
+        row[j] = y;
+    }
+}
+
+/* row[D] through softmax (is_log: log-softmax) in place, before rounding. */
+static void softmax_row(float *row, int64_t D, int is_log) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < D; j++) mx = fmaxf(mx, row[j]);
+    double sum = 0;
+    for (int64_t j = 0; j < D; j++) sum += expf(row[j] - mx);
+    float fsum = (float)sum, lsum = (float)log(sum);
+    for (int64_t j = 0; j < D; j++) {
+        float v = row[j] - mx;
+        row[j] = is_log ? v - lsum : expf(v) / fsum;
+    }
+}
+
 /* Row m of a GEMM's A into row[K]: a's values, or (ln) their LayerNorm
  * rounded to a's dtype, as a LAYERNORM phase would store them. */
 static void gemm_row(const lp_persist_phase *ph, const unsigned char *base, int64_t m, float *row) {
     int64_t K = ph->k;
     for (int64_t q = 0; q < K; q++) row[q] = load(base, &ph->a, m * K + q);
     if (!ph->ln) return;
-    double sum = 0, sq = 0;
-    for (int64_t q = 0; q < K; q++) sum += row[q];
-    double mean = sum / (double)K;
-    for (int64_t q = 0; q < K; q++) sq += (row[q] - mean) * (row[q] - mean);
-    float inv = (float)(1.0 / sqrt(sq / (double)K + (double)ph->ln_eps)), fmean = (float)mean;
-    const lp_persist_view *s = &ph->scale, *b = &ph->ln_bias;
-    for (int64_t q = 0; q < K; q++) {
-        float y = (row[q] - fmean) * inv * load(base, s, q * s->strides[s->rank - 1]);
-        if (b->dtype) y += load(base, b, q * b->strides[b->rank - 1]);
-        row[q] = round_to(y, ph->a.dtype);
-    }
+    layernorm_row(row, K, ph->ln_eps, base, &ph->scale, ph->ln_bias.dtype ? &ph->ln_bias : NULL);
+    for (int64_t q = 0; q < K; q++) row[q] = round_to(row[q], ph->a.dtype);
 }
 
 /* false: out of memory */
@@ -228,46 +248,34 @@ static void run_batched_matmul(const lp_persist_phase *ph, unsigned char *base) 
     }
 }
 
-static void run_layernorm(const lp_persist_phase *ph, unsigned char *base) {
+/* false: out of memory */
+static bool run_layernorm(const lp_persist_phase *ph, unsigned char *base) {
     int r = ph->out.rank;
     int64_t D = ph->out.dims[r - 1], rows = D ? numel(r, ph->out.dims) / D : 0;
-    const lp_persist_view *s = &ph->scale, *bs = &ph->bias;
-    for (int64_t row = 0; row < rows; row++) {
-        double sum = 0, sq = 0;
-        for (int64_t j = 0; j < D; j++)
-            sum += load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, row * D + j));
-        double mean = sum / (double)D;
-        for (int64_t j = 0; j < D; j++) {
-            double dv = load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, row * D + j)) - mean;
-            sq += dv * dv;
-        }
-        float inv = (float)(1.0 / sqrt(sq / (double)D + (double)ph->alpha)), fmean = (float)mean;
-        for (int64_t j = 0; j < D; j++) {
-            float x = load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, row * D + j));
-            float y = (x - fmean) * inv * load(base, s, j * s->strides[s->rank - 1]);
-            if (ph->has_bias) y += load(base, bs, j * bs->strides[bs->rank - 1]);
-            store(base, &ph->out, row * D + j, y);
-        }
+    float *row = malloc((size_t)(D ? D : 1) * sizeof *row);
+    if (!row) return false;
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t j = 0; j < D; j++) row[j] = load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, i * D + j));
+        layernorm_row(row, D, ph->alpha, base, &ph->scale, ph->has_bias ? &ph->bias : NULL);
+        for (int64_t j = 0; j < D; j++) store(base, &ph->out, i * D + j, row[j]);
     }
+    free(row);
+    return true;
 }
 
-static void run_softmax(const lp_persist_phase *ph, unsigned char *base) {
+/* false: out of memory */
+static bool run_softmax(const lp_persist_phase *ph, unsigned char *base) {
     int r = ph->out.rank;
     int64_t D = ph->out.dims[r - 1], rows = D ? numel(r, ph->out.dims) / D : 0;
-    int is_log = ph->op == LP_OP_LogSoftmax;
-    for (int64_t row = 0; row < rows; row++) {
-        float mx = -INFINITY;
-        for (int64_t j = 0; j < D; j++)
-            mx = fmaxf(mx, load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, row * D + j)));
-        double sum = 0;
-        for (int64_t j = 0; j < D; j++)
-            sum += expf(load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, row * D + j)) - mx);
-        float fsum = (float)sum, lsum = (float)log(sum);
-        for (int64_t j = 0; j < D; j++) {
-            float v = load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, row * D + j)) - mx;
-            store(base, &ph->out, row * D + j, is_log ? v - lsum : expf(v) / fsum);
-        }
+    float *row = malloc((size_t)(D ? D : 1) * sizeof *row);
+    if (!row) return false;
+    for (int64_t i = 0; i < rows; i++) {
+        for (int64_t j = 0; j < D; j++) row[j] = load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, i * D + j));
+        softmax_row(row, D, ph->op == LP_OP_LogSoftmax);
+        for (int64_t j = 0; j < D; j++) store(base, &ph->out, i * D + j, row[j]);
     }
+    free(row);
+    return true;
 }
 
 /* false: out of memory */
@@ -283,7 +291,6 @@ static bool run_attention(const lp_persist_phase *ph, unsigned char *base) {
         int64_t ov = view_elem(v, r - 2, o->dims, bi), om = ph->has_bias ? view_elem(mask, r - 2, o->dims, bi) : 0;
         for (int64_t m = 0; m < M; m++) {
             /* the scores, as the batched matmul (and the mask Add) stored them */
-            float mx = -INFINITY;
             for (int64_t n = 0; n < N; n++) {
                 double acc = 0;
                 for (int64_t k = 0; k < K; k++)
@@ -293,13 +300,10 @@ static bool run_attention(const lp_persist_phase *ph, unsigned char *base) {
                 if (ph->has_bias)
                     sc = round_to(sc + load(base, mask, om + m * mask->strides[r - 2] + n * mask->strides[r - 1]), dt);
                 p[n] = sc;
-                mx = fmaxf(mx, sc);
             }
             /* the probabilities, as the Softmax stored them */
-            double sum = 0;
-            for (int64_t n = 0; n < N; n++) sum += expf(p[n] - mx);
-            float fsum = (float)sum;
-            for (int64_t n = 0; n < N; n++) p[n] = round_to(expf(p[n] - mx) / fsum, dt);
+            softmax_row(p, N, 0);
+            for (int64_t n = 0; n < N; n++) p[n] = round_to(p[n], dt);
             for (int64_t d = 0; d < D; d++) {
                 double acc = 0;
                 for (int64_t n = 0; n < N; n++)
@@ -406,21 +410,17 @@ lp_status lp_persist_run_cpu(const lp_persist_program *p, unsigned char *base, l
         }
         const char *why = check_phase(ph);
         if (why) return bad_phase(p, i, why, d);
+        bool ok = true;
         switch (ph->kind) {
         case LP_PERSIST_COPY: run_copy(ph, base); break;
         case LP_PERSIST_ELEMENTWISE: run_elementwise(ph, base); break;
-        case LP_PERSIST_GEMM:
-            if (!run_gemm(ph, base))
-                return lp_error(d, LP_ERR_INTERNAL, "persistent program, phase %d: out of memory", i);
-            break;
+        case LP_PERSIST_GEMM: ok = run_gemm(ph, base); break;
         case LP_PERSIST_BATCHED_MATMUL: run_batched_matmul(ph, base); break;
-        case LP_PERSIST_LAYERNORM: run_layernorm(ph, base); break;
-        case LP_PERSIST_ATTENTION:
-            if (!run_attention(ph, base))
-                return lp_error(d, LP_ERR_INTERNAL, "persistent program, phase %d: out of memory", i);
-            break;
-        default: run_softmax(ph, base); break; /* LP_PERSIST_SOFTMAX, checked above */
+        case LP_PERSIST_LAYERNORM: ok = run_layernorm(ph, base); break;
+        case LP_PERSIST_ATTENTION: ok = run_attention(ph, base); break;
+        default: ok = run_softmax(ph, base); break; /* LP_PERSIST_SOFTMAX, checked above */
         }
+        if (!ok) return lp_error(d, LP_ERR_INTERNAL, "persistent program, phase %d: out of memory", i);
     }
     return LP_OK;
 }
