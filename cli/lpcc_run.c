@@ -57,9 +57,12 @@ static void usage(FILE *f) {
           "  --tokens N        tokens a step, for tokens/s (default: the elements of the first\n"
           "                    integer input, else batch x seq of a [batch, seq, hidden] first\n"
           "                    input, else its first dim)\n"
-          "  --program MODE    auto (default: as the manifest says, persistent for cards that fit\n"
-          "                    on chip), library (one library kernel a node) or persistent (every\n"
-          "                    card that is not a shard)\n"
+          "  --program MODE    auto (default: as the manifest says: persistent for cards that fit\n"
+          "                    L2, resident for those compiled --tier smem), library (one library\n"
+          "                    kernel a node), persistent (every card that is not a shard) or\n"
+          "                    resident (cuda: one kernel for the card's life, Gemm weights held in\n"
+          "                    shared memory across steps where they fit, else persistent; cpu:\n"
+          "                    as persistent)\n"
           "  --dump-programs   prints each card's persistent program (phases, barriers) to stderr\n"
           "  --microbatches M  after the timed steps, M steps back to back: their throughput (one\n"
           "                    process a rank: the ranks' cards work on different microbatches)\n"
@@ -214,8 +217,9 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
             break;
         }
         case 'm':
-            if (strcmp(optarg, "auto") && strcmp(optarg, "library") && strcmp(optarg, "persistent")) {
-                lp_error(d, LP_ERR_USAGE, "--program '%s': not auto, library or persistent", optarg);
+            if (strcmp(optarg, "auto") && strcmp(optarg, "library") && strcmp(optarg, "persistent") &&
+                strcmp(optarg, "resident")) {
+                lp_error(d, LP_ERR_USAGE, "--program '%s': not auto, library, persistent or resident", optarg);
                 return EXIT_USAGE;
             }
             o->program = optarg;

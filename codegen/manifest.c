@@ -8,8 +8,8 @@
  *    "checksum": "crc32",
  *    "cards": [{"card", "first_layer", "last_layer", "shard", "n_shards",
  *               "alignment", "total_bytes",
- *               "program": "persistent" (the group fits the tier's capacity, one
- *                          shard) or "library",
+ *               "program": "resident" (tier smem) or "persistent" (tier l2): the
+ *                          group fits the tier's capacity, one shard; else "library",
  *               "regions": {"weights" | "boundary" | "arena" | "workspace":
  *                           {"offset", "bytes"}},
  *               "weights_file": {"file", "bytes", "crc32"} or null (not written),
@@ -78,12 +78,17 @@ static const char *dir_name(lp_mem_dir d) {
 }
 
 /* A card whose group fits its on-chip capacity (tier smem or l2) runs as
- * one persistent program; the others, and the shards of a layer, as
- * library kernels launched one by one. */
+ * one persistent program, resident in shared memory for tier smem; the
+ * others, and the shards of a layer, as library kernels launched one by one. */
 bool lp_card_runs_persistent(const lp_plan *p, int c) {
     const lp_plan_card *pc = &p->cards[c];
     return pc->n_shards == 1 && p->target.tier != LP_TIER_HBM && pc->memory &&
            pc->memory->total_bytes <= pc->capacity;
+}
+
+const char *lp_card_program_kind(const lp_plan *p, int c) {
+    if (!lp_card_runs_persistent(p, c)) return "library";
+    return p->target.tier == LP_TIER_SMEM ? "resident" : "persistent";
 }
 
 static void put_card(lp_json_out *w, const doc_ctx *x, int c) {
@@ -98,7 +103,7 @@ static void put_card(lp_json_out *w, const doc_ctx *x, int c) {
     lp_json_int(w, "n_shards", pc->n_shards);
     lp_json_int(w, "alignment", (int64_t)m->alignment);
     lp_json_int(w, "total_bytes", (int64_t)m->total_bytes);
-    lp_json_string(w, "program", lp_card_runs_persistent(x->p, c) ? "persistent" : "library");
+    lp_json_string(w, "program", lp_card_program_kind(x->p, c));
     lp_json_begin_object(w, "regions");
     put_region(w, "weights", 0, m->weights_bytes);
     put_region(w, "boundary", m->boundary_offset, m->boundary_bytes);

@@ -59,8 +59,11 @@ typedef struct lp_rt_options {
     const char *cxx;         /* host C++ compiler; NULL: $CXX or "c++" */
     const char *include_dir; /* folder of lp_card.h; NULL: $LPCC_RUNTIME_INCLUDE or built-in */
     /* how each card's step runs: "auto" (default: as the manifest's "program"
-     * says), "library" (one library kernel a node) or "persistent" (every
-     * card that is not a shard, as a persistent program, lp_persist.h) */
+     * says), "library" (one library kernel a node), "persistent" (every
+     * card that is not a shard, as a persistent program, lp_persist.h) or
+     * "resident" (cuda: the persistent program as one kernel that holds the
+     * Gemm weights in shared memory across steps, where they fit, else
+     * persistent; cpu: the persistent program) */
     const char *program;
     /* one process of several (cpu): this process's rank among `world`; rank r
      * runs cards r * n / world .. (r + 1) * n / world - 1 (a sharded layer's
@@ -152,8 +155,9 @@ bool lp_rt_card_here(const lp_rt *rt, int c);
 bool lp_rt_output_here(const lp_rt *rt, int i);
 int lp_rt_rank(const lp_rt *rt);
 
-/* "persistent" or "library": how card c's step runs. On cuda with program
- * "auto" a card whose manifest asks for a persistent program runs the faster
+/* "resident", "persistent" or "library": how card c's step runs. On cuda
+ * with program "auto" a card whose manifest asks for a persistent (or
+ * resident) program runs the faster
  * of the two as its warm-up timed them (median microseconds of a captured
  * step in *library_us and *persistent_us, 0 when not timed; either may be
  * NULL); before the first run, and on cpu, the program planned. */

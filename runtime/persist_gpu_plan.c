@@ -2,6 +2,8 @@
  * (persist_gpu_plan.h). */
 #include "persist_gpu_plan.h"
 
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,4 +137,75 @@ void pk_plan_gemms(const lp_persist_program *p, const lp_persist_phase *host, in
         }
         h = e;
     }
+}
+
+int64_t pk_resident_gemm_work(const lp_persist_phase *g, int res_g) {
+    return (int64_t)PK_WARPS * res_g * 16 * 8 * 4 + pk_ln_bytes(g) + 16 * 2 * 4;
+}
+
+/* The unit shape for a block's share of tiles: 1, 2 or 4 (more go in
+ * several units of 4). */
+static int resident_unit(int per_block) { return per_block <= 1 ? 1 : per_block == 2 ? 2 : 4; }
+
+bool pk_plan_resident(const lp_persist_program *p, const lp_persist_phase *host, int blocks, int64_t budget,
+                      pk_gemm *pl, pk_resident *r, char *why, size_t why_len) {
+    memset(r, 0, sizeof *r);
+    why[0] = 0;
+    int n = p->n_phases;
+    for (int i = 0; i < n; i++) {
+        pl[i].res_at = pl[i].res_g = pl[i].res_copy = 0;
+        if (p->phases[i].kind == LP_PERSIST_NODE) {
+            snprintf(why, why_len, "phase %d is a library call, and the resident kernel runs the whole step "
+                     "as one launch", i);
+            return false;
+        }
+    }
+    int64_t work = 0, weights = 0;
+    for (int i = 0; i < n; i++) {
+        const lp_persist_phase *ph = &host[i];
+        if (ph->kind == LP_PERSIST_ATTENTION && work < PK_RESIDENT_ATTENTION_WORK) work = PK_RESIDENT_ATTENTION_WORK;
+        if (ph->kind != LP_PERSIST_GEMM) continue;
+        if (ph->b.weight != PK_PACKED) {
+            r->unheld++;
+            continue;
+        }
+        int tiles = (int)(ph->n / 8), per_block = (tiles + blocks - 1) / blocks;
+        pk_gemm *g = &pl[i];
+        g->w = ph->b.offset;
+        g->P = (int)(ph->k / 32);
+        g->tiles = tiles;
+        g->res_g = resident_unit(per_block);
+        int64_t need = pk_resident_gemm_work(ph, g->res_g);
+        if (need > work) work = need;
+        r->held++;
+        int same = -1;
+        for (int j = 0; j < i && same < 0; j++)
+            if (pl[j].res_g && pl[j].w == g->w && pl[j].P == g->P && pl[j].tiles == g->tiles &&
+                host[j].trans_w == ph->trans_w)
+                same = j;
+        if (same >= 0) {
+            g->res_at = pl[same].res_at; /* an offset into the weights region, made absolute below */
+            continue;
+        }
+        g->res_at = (int)weights;
+        g->res_copy = 1;
+        weights += (int64_t)per_block * g->P * 512;
+        r->held_bytes += (int64_t)tiles * g->P * 512;
+    }
+    if (!r->held) {
+        snprintf(why, why_len, "no Gemm weight the tensor cores can hold (fp16 or bf16, K a multiple of 32, N of 8, "
+                 "read only by Gemms)");
+        return false;
+    }
+    work = (work + 15) / 16 * 16;
+    r->work_bytes = work;
+    r->weight_bytes = weights;
+    if (work + weights > budget) {
+        snprintf(why, why_len, "its Gemm weights need %" PRId64 " bytes of shared memory a block and the work %" PRId64
+                 ", more than the %" PRId64 " a block has", weights, work, budget);
+        return false;
+    }
+    for (int i = 0; i < n; i++)
+        if (pl[i].res_g) pl[i].res_at += (int)work;
+    return true;
 }

@@ -54,6 +54,11 @@ typedef struct pk_gemm {
     int ln_at;         /* where a LayerNorm prologue's scale and bias are staged */
     int a_group;       /* the interval's first Gemm with the same A (and prologue): the rows one stages, all reuse */
     int head;          /* 1: the phase opens an interval (it has a barrier, or it starts a launch) */
+    /* the resident kernel (pk_plan_resident): where the block's column tiles
+     * of the weight lie in its shared memory, and the unit shape (1, 2 or 4
+     * tiles) it takes them in; res_g 0: the weight is read from device memory */
+    int res_at, res_g;
+    int res_copy;      /* 1: this phase loads the tiles at start (0: an earlier phase with the same weight does) */
 } pk_gemm;
 
 /* extra: bytes of shared memory the phase needs besides its A and sums. */
@@ -67,6 +72,40 @@ bool pk_packable(const lp_persist_program *p, int i, int blocks);
 int pk_launch_end(const lp_persist_program *p, int i);
 /* pl[n_phases]: each phase's plan; host: the phases with PK_PACKED marks. */
 void pk_plan_gemms(const lp_persist_program *p, const lp_persist_phase *host, int blocks, pk_gemm *pl);
+
+/* The resident kernel holds every packed Gemm's weights in shared memory
+ * for as long as it runs, across steps: of a weight of T column tiles,
+ * block b of B holds tiles [b T / B, (b + 1) T / B), one contiguous run of
+ * the packed layout. Its dynamic shared memory is [work][weights]: work,
+ * at 0, is the largest need of a phase (a Gemm's partial sums of res_g
+ * tiles, its LayerNorm vectors and row statistics; an attention phase's
+ * scores); the weights of each phase follow at res_at, as many bytes as the
+ * block with the most tiles holds (a weight read by several Gemms the same
+ * way is held once). The program must be one launch (no library call). */
+typedef struct pk_resident {
+    int64_t work_bytes;   /* the work region */
+    int64_t weight_bytes; /* the weights region of a block (the largest) */
+    int64_t held_bytes;   /* weight bytes held, over all blocks */
+    int held, unheld;     /* Gemm phases whose weight is held; Gemm phases reading theirs from device memory */
+} pk_resident;
+
+/* The work region bytes of a packed Gemm with res_g g (partial sums of 16
+ * rows, LayerNorm scale and bias, row statistics) and of attention. */
+int64_t pk_resident_gemm_work(const lp_persist_phase *g, int res_g);
+#define PK_RESIDENT_ATTENTION_WORK ((int64_t)PK_WARPS * LP_PERSIST_ATTENTION_N * 4)
+/* The first tile block b of `blocks` holds of a weight of `tiles` tiles. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline int pk_resident_first_tile(int tiles, int b, int blocks) {
+    return (int)((int64_t)tiles * b / blocks);
+}
+/* Plans the resident kernel for host (phases with PK_PACKED marks) in at
+ * most budget bytes of dynamic shared memory a block: fills pl's res_*
+ * fields (pl as pk_plan_gemms left it) and *r. Returns false, with the
+ * reason in why, when the program cannot run resident. */
+bool pk_plan_resident(const lp_persist_program *p, const lp_persist_phase *host, int blocks, int64_t budget,
+                      pk_gemm *pl, pk_resident *r, char *why, size_t why_len);
 
 #ifdef __cplusplus
 }

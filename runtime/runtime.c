@@ -94,7 +94,8 @@ typedef struct rt_card {
     rt_group *group;      /* while a shard group runs */
     int gpu;              /* cuda: the GPU it runs on */
     bool pinned;          /* cuda: weights in an L2 persisting window */
-    bool wants_persist;   /* the manifest's "program" is "persistent" */
+    bool wants_persist;   /* the manifest's "program" is "persistent" or "resident" */
+    bool wants_resident;  /* the manifest's "program" is "resident" */
     lp_persist_program *persist; /* the step as a persistent program, or NULL: library kernels */
     char gpu_name[96];    /* cuda: its name, for lp_rt_card_memory */
 } rt_card;
@@ -319,7 +320,14 @@ static lp_status parse_manifest(lp_rt *rt, json_t *root, lp_diag *d) {
         if (k->card != c) return bad(&m, where, "cards are not numbered in order");
         json_t *prog = json_object_get(e, "program");
         if (prog && !json_is_string(prog)) return bad(&m, where, "\"program\" is not a string");
-        k->wants_persist = prog && strcmp(json_string_value(prog), "persistent") == 0;
+        const char *pv = prog ? json_string_value(prog) : "library";
+        if (strcmp(pv, "library") != 0 && strcmp(pv, "persistent") != 0 && strcmp(pv, "resident") != 0) {
+            char key[80];
+            snprintf(key, sizeof key, "%sprogram", where);
+            return bad(&m, key, "not \"library\", \"persistent\" or \"resident\"");
+        }
+        k->wants_resident = strcmp(pv, "resident") == 0;
+        k->wants_persist = k->wants_resident || strcmp(pv, "persistent") == 0;
         json_t *w = json_object_get(json_object_get(e, "regions"), "weights");
         char k2[96];
         snprintf(k2, sizeof k2, "%sregions.weights.", where);
@@ -557,8 +565,11 @@ static lp_status open_cuda(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
         st = lp_gdev_alloc(rt->gdev, c, k->total_bytes, d);
         if (st == LP_OK) st = lp_gdev_upload(rt->gdev, c, 0, k->base, k->weights_bytes, d);
         if (st == LP_OK) st = lp_gdev_pin(rt->gdev, c, k->weights_bytes, &k->pinned, d);
+        bool choose = !o->program || strcmp(o->program, "auto") == 0;
+        bool resident = choose ? k->wants_resident : strcmp(o->program, "resident") == 0;
         if (st == LP_OK && k->persist)
-            st = lp_gdev_set_persist(rt->gdev, c, k->persist, !o->program || strcmp(o->program, "auto") == 0, d);
+            st = resident ? lp_gdev_set_resident(rt->gdev, c, k->persist, choose, d)
+                          : lp_gdev_set_persist(rt->gdev, c, k->persist, choose, d);
         free(k->base);
         k->base = NULL;
     }
@@ -627,7 +638,8 @@ static lp_status live_out_of(const lp_rt *rt, int c, lp_persist_range **out, int
 static lp_status plan_persistent(lp_rt *rt, int c, const lp_rt_options *o, lp_diag *d) {
     rt_card *k = &rt->cards[c];
     const char *mode = o->program ? o->program : "auto";
-    bool want = strcmp(mode, "persistent") == 0 || (strcmp(mode, "auto") == 0 && k->wants_persist);
+    bool want = strcmp(mode, "persistent") == 0 || strcmp(mode, "resident") == 0 ||
+                (strcmp(mode, "auto") == 0 && k->wants_persist);
     if (!want || k->n_shards > 1) return LP_OK;
     lp_persist_event *ev = NULL;
     int n = 0, n_live = 0;
@@ -644,8 +656,8 @@ lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_
     *out = NULL;
     lp_rt_options o = opt ? *opt : lp_rt_defaults();
     if (o.program && strcmp(o.program, "auto") != 0 && strcmp(o.program, "library") != 0 &&
-        strcmp(o.program, "persistent") != 0)
-        return lp_error(d, LP_ERR_USAGE, "program '%s': not auto, library or persistent", o.program);
+        strcmp(o.program, "persistent") != 0 && strcmp(o.program, "resident") != 0)
+        return lp_error(d, LP_ERR_USAGE, "program '%s': not auto, library, persistent or resident", o.program);
     bool cuda = o.device && strcmp(o.device, "cuda") == 0;
     if (o.device && !cuda && strcmp(o.device, "cpu") != 0)
         return lp_error(d, LP_ERR_USAGE, "device '%s': not a device (cpu or cuda)", o.device);
@@ -1158,7 +1170,7 @@ const char *lp_rt_card_program(const lp_rt *rt, int c, double *library_us, doubl
     if (persistent_us) *persistent_us = 0;
 #ifdef LP_HAVE_CUDA
     if (rt->cuda && rt->cards[c].persist)
-        return lp_gdev_runs_persistent(rt->gdev, c, library_us, persistent_us) ? "persistent" : "library";
+        return lp_gdev_program(rt->gdev, c, library_us, persistent_us);
 #endif
     return rt->cards[c].persist ? "persistent" : "library";
 }

@@ -425,12 +425,27 @@ class RunCpu(unittest.TestCase):
         src = os.path.join(MODELS, "seed_2x256.onnx")
         dims = ["--dim", "batch=1", "--dim", "seq=16", "--no-build", "-q"]
         for args, want in ((["--cards", "2"], ["persistent", "persistent"]),
+                           (["--cards", "2", "--tier", "smem", "--target", "h200"], ["resident", "resident"]),
                            (["--cards", "2", "--tier", "hbm"], ["library", "library"])):
             out = os.path.join(self.tmp, "program_" + "_".join(a.strip("-") for a in args))
             r = lpcc(src, *dims, *args, "-o", out)
             self.assertEqual(r.returncode, 0, r.stderr)
             with open(os.path.join(out, "manifest.json")) as f:
                 self.assertEqual([c["program"] for c in json.load(f)["cards"]], want, args)
+            if want[0] == "resident":
+                # the CPU has no shared memory to hold weights in: it runs the persistent program
+                for prog in ("auto", "resident"):
+                    r = run(out, "--json", "--program", prog)
+                    self.assertEqual(r.returncode, 0, r.stderr)
+                    self.assertEqual([c["program"] for c in json.loads(r.stdout)["cards"]], ["persistent"] * 2)
+                with open(os.path.join(out, "manifest.json")) as f:
+                    man = json.load(f)
+                man["cards"][1]["program"] = "fastest"
+                with open(os.path.join(out, "manifest.json"), "w") as f:
+                    json.dump(man, f)
+                r = run(out)
+                self.assertEqual(r.returncode, 1)
+                self.assertIn("key 'cards[1].program': not \"library\", \"persistent\" or \"resident\"", r.stderr)
         out = os.path.join(self.tmp, "program_sharded")
         r = lpcc(src, *dims, "--capacity", "700KiB", "-o", out)
         self.assertEqual(r.returncode, 0, r.stderr)

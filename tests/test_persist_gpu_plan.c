@@ -336,6 +336,167 @@ static void test_random_programs(void **state) {
     }
 }
 
+/* ---- the resident kernel ---------------------------------------------------- */
+
+#define RES_BUDGET (232448 - 1904) /* H200's opt-in shared memory less the kernel's static */
+
+/* The seed layer at hidden H, T tokens: q, k, v (LayerNorm prologue), an
+ * attention phase, out, fc1 (prologue), fc2. */
+static int seed_layer(lp_persist_phase *ph, int64_t T, int64_t H) {
+    uint64_t x = 1u << 28, w = 0;
+    int n = 0;
+    for (int j = 0; j < 3; j++) {
+        ph[n] = gemm(x, w, (2u << 28) + (uint64_t)j * (1u << 24), T, H, H, 0);
+        with_ln(&ph[n++], 3u << 28, (3u << 28) + 65536, 1e-5f);
+        w += (uint64_t)H * H * 2;
+    }
+    ph[n++] = (lp_persist_phase){.kind = LP_PERSIST_ATTENTION, .sync = 1};
+    ph[n++] = gemm(4u << 28, w, 5u << 28, T, H, H, 1);
+    w += (uint64_t)H * H * 2;
+    ph[n] = gemm(5u << 28, w, 6u << 28, T, 4 * H, H, 1);
+    with_ln(&ph[n++], (3u << 28) + 131072, (3u << 28) + 196608, 1e-5f);
+    w += (uint64_t)4 * H * H * 2;
+    ph[n++] = gemm(6u << 28, w, 7u << 28, T, H, 4 * H, 1);
+    return n;
+}
+
+/* Worked by hand for hidden 1024, 16 tokens: q, k, v, out 128 tiles (at
+ * most one a block: 1 x 32 x 512 B), fc1 512 tiles (at most 4: 4 x 32 x
+ * 512), fc2 128 tiles of K 4096 (1 x 128 x 512): 192 KiB a block; the work
+ * is fc1's sums of 4 tiles (8 x 4 x 16 x 8 x 4 B) with its LayerNorm
+ * vectors (2 x 1024 x 2) and statistics (128 B). Hidden 1536 does not fit. */
+static void test_resident_seed_layer(void **state) {
+    (void)state;
+    lp_persist_phase ph[8];
+    int n = seed_layer(ph, 16, 1024);
+    lp_persist_program p = program(ph, n);
+    mark_packed(ph, n);
+    pk_gemm pl[8];
+    pk_resident r;
+    char why[256];
+    pk_plan_gemms(&p, ph, BLOCKS, pl);
+    assert_true(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    assert_int_equal(r.weight_bytes, 4 * 16384 + 65536 + 65536);
+    assert_int_equal(r.work_bytes, 16384 + 4096 + 128);
+    assert_int_equal(r.held, 6);
+    assert_int_equal(r.unheld, 0);
+    assert_int_equal(r.held_bytes, 12 * 1024 * 1024 * 2);
+    const int want_g[8] = {1, 1, 1, 0, 1, 4, 1};
+    const int want_at[8] = {0, 16384, 32768, 0, 49152, 65536, 131072};
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(pl[i].res_g, want_g[i]);
+        if (want_g[i]) assert_int_equal(pl[i].res_at, r.work_bytes + want_at[i]);
+        assert_int_equal(pl[i].res_copy, want_g[i] != 0);
+    }
+    /* hidden 1536: q, k, v, out 192 tiles (2 a block, 48 KiB each), fc1 768 (6: 144 KiB), fc2 192 of K
+     * 6144 (2: 192 KiB): 528 KiB a block */
+    n = seed_layer(ph, 16, 1536);
+    p = program(ph, n);
+    mark_packed(ph, n);
+    pk_plan_gemms(&p, ph, BLOCKS, pl);
+    assert_false(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    assert_non_null(strstr(why, "need 540672 bytes of shared memory a block"));
+}
+
+/* Refused: a library call; no packed weight; and a weight read by two
+ * Gemms is held once (the second phase points at the first's tiles). */
+static void test_resident_refusals(void **state) {
+    (void)state;
+    lp_persist_phase ph[3] = {gemm(0, 1u << 20, 1u << 22, 16, 1024, 1024, 0),
+                              (lp_persist_phase){.kind = LP_PERSIST_NODE},
+                              gemm(1u << 22, 1u << 20, 1u << 23, 16, 1024, 1024, 1)};
+    lp_persist_program p = program(ph, 3);
+    mark_packed(ph, 3);
+    pk_gemm pl[3];
+    pk_resident r;
+    char why[256];
+    pk_plan_gemms(&p, ph, BLOCKS, pl);
+    assert_false(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    assert_non_null(strstr(why, "phase 1 is a library call"));
+    ph[1] = elementwise(1u << 22, 1u << 24, 1024, 1);
+    pk_plan_gemms(&p, ph, BLOCKS, pl);
+    assert_true(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    assert_int_equal(r.held, 2);
+    assert_int_equal(r.weight_bytes, 16384);
+    assert_int_equal(r.held_bytes, 1024 * 1024 * 2);
+    assert_int_equal(pl[0].res_at, pl[2].res_at);
+    assert_int_equal(pl[0].res_copy, 1);
+    assert_int_equal(pl[2].res_copy, 0);
+    ph[0].b.weight = ph[2].b.weight = 1; /* not packed: nothing to hold */
+    assert_false(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    assert_non_null(strstr(why, "no Gemm weight the tensor cores can hold"));
+    assert_int_equal(r.unheld, 2);
+}
+
+/* Over many tile counts and grids: the blocks' runs cover the tiles once,
+ * in order, each at most ceil(T / B) long; and over random programs, every
+ * block's tiles of every held weight lie inside the weights region, apart
+ * from other weights' tiles, with the unit shape covering a block's run. */
+static void test_resident_random(void **state) {
+    (void)state;
+    for (int blocks = 1; blocks <= 200; blocks += 7)
+        for (int tiles = 1; tiles <= 2000; tiles += 37) {
+            int most = (tiles + blocks - 1) / blocks, at = 0;
+            for (int b = 0; b < blocks; b++) {
+                int t0 = pk_resident_first_tile(tiles, b, blocks), t1 = pk_resident_first_tile(tiles, b + 1, blocks);
+                assert_int_equal(t0, at);
+                assert_true(t1 >= t0 && t1 - t0 <= most);
+                at = t1;
+            }
+            assert_int_equal(at, tiles);
+        }
+    enum { N = 12 };
+    const int64_t shapes[5][3] = {{16, 768, 768}, {16, 3072, 768}, {16, 768, 3072}, {1, 256, 512}, {128, 512, 256}};
+    int fitted = 0;
+    for (int trial = 0; trial < 500; trial++) {
+        lp_persist_phase ph[N];
+        int shape_of[N];
+        for (int i = 0; i < N; i++) {
+            /* a quarter of the Gemms read the weight of the Gemm before them */
+            bool again = i && ph[i - 1].kind == LP_PERSIST_GEMM && rnd(4) == 0;
+            shape_of[i] = again ? shape_of[i - 1] : (int)rnd(5);
+            const int64_t *s = shapes[shape_of[i]];
+            uint64_t w = again ? ph[i - 1].b.offset : (uint64_t)i << 24;
+            ph[i] = again || rnd(5) ? gemm(1u << 29, w, (2u << 29) + (uint64_t)i * (1u << 22), s[0], s[1], s[2], 1)
+                                    : elementwise(1u << 29, 3u << 29, 1024, 1);
+            if (ph[i].kind == LP_PERSIST_GEMM && rnd(2)) with_ln(&ph[i], 1u << 23, (1u << 23) + 16384, 1e-5f);
+        }
+        lp_persist_program p = program(ph, N);
+        mark_packed(ph, N);
+        pk_gemm pl[N];
+        pk_resident r;
+        char why[256];
+        pk_plan_gemms(&p, ph, BLOCKS, pl);
+        if (!pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why)) {
+            assert_true(r.work_bytes + r.weight_bytes > RES_BUDGET);
+            continue;
+        }
+        fitted++;
+        assert_true(r.work_bytes + r.weight_bytes <= RES_BUDGET);
+        for (int i = 0; i < N; i++) {
+            if (!pl[i].res_g) continue;
+            assert_true(pk_resident_gemm_work(&ph[i], pl[i].res_g) <= r.work_bytes);
+            int per = (pl[i].tiles + BLOCKS - 1) / BLOCKS;
+            assert_true(pl[i].res_g >= (per < 4 ? per : 4));
+            for (int b = 0; b < BLOCKS; b++) {
+                int64_t len = (int64_t)(pk_resident_first_tile(pl[i].tiles, b + 1, BLOCKS) -
+                                        pk_resident_first_tile(pl[i].tiles, b, BLOCKS)) * pl[i].P * 512;
+                int64_t lo = pl[i].res_at, hi = lo + len;
+                assert_true(lo >= r.work_bytes && hi <= r.work_bytes + r.weight_bytes);
+                for (int j = 0; j < N; j++) {
+                    if (!pl[j].res_g || j == i) continue;
+                    int64_t l2 = pl[j].res_at, h2 = l2 + (int64_t)(pk_resident_first_tile(pl[j].tiles, b + 1, BLOCKS) -
+                                                                   pk_resident_first_tile(pl[j].tiles, b, BLOCKS)) *
+                                                              pl[j].P * 512;
+                    bool same = pl[j].w == pl[i].w;
+                    assert_true(same ? l2 == lo : (hi <= l2 || h2 <= lo || len == 0 || h2 == l2));
+                }
+            }
+        }
+    }
+    assert_true(fitted > 50);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_shapes),
@@ -345,6 +506,9 @@ int main(void) {
         cmocka_unit_test(test_prefetch_budget),
         cmocka_unit_test(test_packable),
         cmocka_unit_test(test_random_programs),
+        cmocka_unit_test(test_resident_seed_layer),
+        cmocka_unit_test(test_resident_refusals),
+        cmocka_unit_test(test_resident_random),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

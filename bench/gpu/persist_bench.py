@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""lpcc's persistent card program against its library program and PyTorch on
+"""lpcc's resident and persistent card programs against its library program and PyTorch on
 one GPU, for seed-structure layers (fp16, hidden H, H/64 heads, MLP 4H) at T
 tokens a step (batch T x seq 1), L layers on one card:
 
@@ -8,7 +8,10 @@ tokens a step (batch T x seq 1), L layers on one card:
 Each group is compiled once (`--target h200 --cards 1`, tier l2: a group that
 fits the persisting L2 gets "program": "persistent"; one that does not is exit 3
 and is compiled again with `--tier hbm`, recorded fits_l2 false) and the same
-folder run with `lpcc-run --program persistent` and `--program library`;
+folder run with `lpcc-run --program resident`, `--program persistent` and
+`--program library` (resident: weights held in shared memory across steps
+where they fit; a row whose weights do not fit records the persistent
+program it ran instead);
 PyTorch runs a stack of L gpu_bench.SeedLayer modules inside a CUDA graph.
 Residency rows at H=1024, T=16: every group again with `--no-pin`, and 16
 layers (400 MB, HBM only): what residency buys, measured.
@@ -105,14 +108,14 @@ def measure(a, ctx, kind, hidden, tokens, layers, pin=True, with_torch=True):
         row["failed"] = True
         return row
     card = plan["cards"][0]
-    row.update(fits_l2=fits, resident="l2" if fits else "hbm", tier=plan["target"].get("tier"),
+    row.update(fits_l2=fits, runs_from="l2" if fits else "hbm", tier=plan["target"].get("tier"),
                manifest_program=manifest["cards"][0].get("program"),
                weight_bytes=card["weight_bytes"], total_bytes=card["total_bytes"],
                predicted_stage_s=card["stage_s"],
                predicted_us_per_layer=card["stage_s"] * 1e6 / layers)
     if a.dry_run:
         return row
-    for prog in ("persistent", "library"):
+    for prog in a.programs:
         try:
             rep = lpcc_run(ctx["run"], folder, prog, a.iters, a.warmup, pin)
             c = rep["cards"][0]
@@ -131,6 +134,9 @@ def measure(a, ctx, kind, hidden, tokens, layers, pin=True, with_torch=True):
         except Exception:  # noqa: BLE001
             row["errors"]["torch"] = traceback.format_exc()[-2000:]
     p, lib, t = (row.get(k + "_us_per_layer") for k in ("persistent", "library", "torch"))
+    rs = row.get("resident_us_per_layer") if row.get("resident", {}).get("program") == "resident" else None
+    if rs and t:
+        row["resident_over_torch"] = rs / t
     if p and t:
         row["persistent_over_torch"] = p / t
     if p and lib:
@@ -151,20 +157,26 @@ def fmt(v, spec):
 
 
 def table(rows):
-    head = ["hidden", "tokens", "layers", "resident (l2/hbm)", "persistent us/layer",
-            "library us/layer", "torch us/layer", "persistent/torch", "TB/s persistent / library / torch",
-            "predicted us/layer", "predicted/measured"]
+    head = ["hidden", "tokens", "layers", "weights from (l2/hbm)", "resident us/layer", "persistent us/layer",
+            "library us/layer", "torch us/layer", "resident/torch", "persistent/torch",
+            "TB/s resident / persistent / library / torch", "predicted us/layer", "predicted/measured"]
     out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        res = r.get("resident", "?") + ("" if r.get("pin", True) else ", no pin")
+        res = r.get("runs_from", r.get("resident", "?"))
+        res = (res if isinstance(res, str) else "?") + ("" if r.get("pin", True) else ", no pin")
         if r.get("failed"):
             res += " (failed: " + ",".join(r["errors"]) + ")"
-        bws = [r.get(k + "_bytes_per_s") for k in ("persistent", "library", "torch")]
+        # a resident run that could not hold its weights ran the persistent program: not a resident number
+        held = isinstance(r.get("resident"), dict) and r["resident"].get("program") == "resident"
+        rs = r.get("resident_us_per_layer") if held else None
+        bws = [r.get("resident_bytes_per_s") if held else None] + \
+              [r.get(k + "_bytes_per_s") for k in ("persistent", "library", "torch")]
         bw = " / ".join(fmt(b and b / 1e12, ".2f") for b in bws)
         out.append("| " + " | ".join([
-            str(r["hidden"]), str(r["tokens"]), str(r["layers"]), res,
+            str(r["hidden"]), str(r["tokens"]), str(r["layers"]), res, fmt(rs, ".2f"),
             fmt(r.get("persistent_us_per_layer"), ".2f"), fmt(r.get("library_us_per_layer"), ".2f"),
-            fmt(r.get("torch_us_per_layer"), ".2f"), fmt(r.get("persistent_over_torch"), ".2f"),
+            fmt(r.get("torch_us_per_layer"), ".2f"), fmt(r.get("resident_over_torch"), ".2f"),
+            fmt(r.get("persistent_over_torch"), ".2f"),
             bw, fmt(r.get("predicted_us_per_layer"), ".2f"),
             fmt(r.get("predicted_over_measured"), ".2f")]) + " |")
     return "\n".join(out)
@@ -184,6 +196,9 @@ def main():
     ap.add_argument("--sections", default="main,nopin,big",
                     help="main: the grid; nopin: H=1024 T=16 groups with --no-pin; "
                          "big: H=1024 T=16, 16 layers (HBM)")
+    ap.add_argument("--programs", default="resident,persistent,library",
+                    help="lpcc-run programs to time (resident: falls back to persistent where the "
+                         "weights do not fit shared memory; the row records which ran)")
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--keep", action="store_true", help="keep the temporary folder")
@@ -191,6 +206,7 @@ def main():
                     help="compile H=768 T=16 L=1 only; print the plan's prediction (no GPU)")
     a = ap.parse_args()
     a.lpcc = os.path.abspath(a.lpcc)
+    a.programs = a.programs.split(",")
     tmp = tempfile.mkdtemp(prefix="persist_bench.")
     ctx = {"tmp": tmp, "run": os.path.join(os.path.dirname(a.lpcc), "lpcc-run"),
            "models": {}, "compiled": {}, "gpu_bench": None}

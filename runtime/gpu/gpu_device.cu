@@ -60,6 +60,7 @@ typedef struct gcard {
     bool pinned;
     lp_gpu_persist *persist; /* the step as a persistent program, or NULL */
     const lp_persist_program *candidate; /* to time against the launch program at warm-up */
+    bool resident;                       /* the candidate (or p) as the resident kernel */
     double library_us, persistent_us;    /* those timings (0: not timed) */
 } gcard;
 
@@ -602,21 +603,44 @@ static int call_step(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *en
     return st == LP_OK ? 0 : (int)st;
 }
 
-lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, bool choose, lp_diag *d) {
-    lp_status st = use_card(g, card, d);
-    if (st != LP_OK) return st;
-    if (choose && g->o.graphs) {
-        g->cards[card].candidate = p;
-        return LP_OK;
+/* Opens the card's program: resident when asked and it can be, else persistent. */
+static lp_status open_program(gcard *k, int card, const lp_persist_program *p, lp_diag *d) {
+    if (k->resident) {
+        char why[256];
+        lp_status st = lp_gpu_persist_open_resident(p, k->base, card, &k->persist, why, sizeof why, d);
+        if (st != LP_OK || k->persist) return st;
+        lp_note(d, "card %d: not resident: %s; it runs as the persistent program", card, why);
     }
-    return lp_gpu_persist_open(p, g->cards[card].base, card, &g->cards[card].persist, d);
+    return lp_gpu_persist_open(p, k->base, card, &k->persist, d);
 }
 
-bool lp_gdev_runs_persistent(const lp_gdev *g, int card, double *library_us, double *persistent_us) {
+static lp_status set_program(lp_gdev *g, int card, const lp_persist_program *p, bool choose, bool resident,
+                             lp_diag *d) {
+    lp_status st = use_card(g, card, d);
+    if (st != LP_OK) return st;
+    gcard *k = &g->cards[card];
+    k->resident = resident;
+    if (choose && g->o.graphs) {
+        k->candidate = p;
+        return LP_OK;
+    }
+    return open_program(k, card, p, d);
+}
+
+lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, bool choose, lp_diag *d) {
+    return set_program(g, card, p, choose, false, d);
+}
+
+lp_status lp_gdev_set_resident(lp_gdev *g, int card, const lp_persist_program *p, bool choose, lp_diag *d) {
+    return set_program(g, card, p, choose, true, d);
+}
+
+const char *lp_gdev_program(const lp_gdev *g, int card, double *library_us, double *persistent_us) {
     const gcard *k = &g->cards[card];
     if (library_us) *library_us = k->library_us;
     if (persistent_us) *persistent_us = k->persistent_us;
-    return k->persist != NULL;
+    if (!k->persist) return "library";
+    return lp_gpu_persist_resident(k->persist, NULL, NULL, NULL) ? "resident" : "persistent";
 }
 
 /* Median microseconds of `reps` replays of a captured step. */
@@ -733,7 +757,7 @@ static lp_status choose_program(lp_gdev *g, int card, lp_card_step_fn step, lp_c
     k->candidate = NULL;
     cudaGraphExec_t library = k->exec;
     lp_status st = time_graph(k, library, 9, &k->library_us, d);
-    if (st == LP_OK) st = lp_gpu_persist_open(p, k->base, card, &k->persist, d);
+    if (st == LP_OK) st = open_program(k, card, p, d);
     if (st != LP_OK) return st;
     k->exec = NULL;
     st = run_eager(g, card, step, env, d);

@@ -15,11 +15,16 @@
 #include "persist_gpu_plan.h"
 #include "persist_ops.h"
 
+#include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <type_traits>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+struct pk_control;
+typedef CUresult (*pk_mem_op)(CUstream, CUdeviceptr, cuuint32_t, unsigned int);
 
 struct lp_gpu_persist {
     const lp_persist_program *p;
@@ -29,6 +34,14 @@ struct lp_gpu_persist {
     unsigned long long *bar; /* the barrier's arrivals */
     int card, blocks, packed;
     bool cooperative;
+    /* resident: one kernel running from open to close on its own stream */
+    bool resident, running;
+    pk_resident layout;
+    size_t smem;             /* its dynamic shared memory */
+    pk_control *ctl;
+    cudaStream_t ks;
+    cudaStream_t last;       /* the stream of the last step (the stop goes after it) */
+    pk_mem_op write32, wait32;
 };
 
 /* ---- loads and stores ---------------------------------------------------- */
@@ -624,6 +637,46 @@ __device__ __forceinline__ void unpack8(uint4 v, float *f) {
     for (int j = 0; j < 8; j++) f[j] = to_f<T>(e[j]);
 }
 
+/* Loads of 16 bytes of activation rows: staged in shared memory, or
+ * through L2 (ld.cg: another block may have written them this step). */
+struct smem_rows {
+    __device__ __forceinline__ uint4 operator()(const uint4 *p) const { return *p; }
+};
+struct l2_rows {
+    __device__ __forceinline__ uint4 operator()(const uint4 *p) const { return __ldcg(p); }
+};
+
+/* A row's mean and 1 / sqrt(variance + eps) over K values of type T, by
+ * one warp, 8 values a load (every lane gets both). */
+template <typename T, typename L>
+__device__ __forceinline__ void row_stats(const uint4 *x, int K, float eps, L ld, float *mean, float *rstd) {
+    int chunks = K / 8, lane = threadIdx.x % 32;
+    float s = 0, q = 0, f[8];
+#pragma unroll 4
+    for (int c = lane; c < chunks; c += 32) {
+        unpack8<T>(ld(x + c), f);
+#pragma unroll
+        for (int j = 0; j < 8; j++) s += f[j];
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    float m = s / (float)K;
+#pragma unroll 4
+    for (int c = lane; c < chunks; c += 32) {
+        unpack8<T>(ld(x + c), f);
+#pragma unroll
+        for (int j = 0; j < 8; j++) q += (f[j] - m) * (f[j] - m);
+    }
+    for (int o = 16; o > 0; o >>= 1) q += __shfl_xor_sync(0xffffffffu, q, o);
+    *mean = m;
+    *rstd = rsqrtf(q / (float)K + eps);
+}
+
+/* One value of a LayerNorm prologue's output, rounded to T. */
+template <typename T>
+__device__ __forceinline__ T ln_value(float x, float mean, float rstd, float g, float b) {
+    return from_f<T>((x - mean) * rstd * g + b);
+}
+
 template <bool BF16>
 __device__ __noinline__ void normalise_rows(const lp_persist_phase &ph, unsigned short *As, int lda, int rows,
                                             const unsigned short *gb) {
@@ -632,23 +685,8 @@ __device__ __noinline__ void normalise_rows(const lp_persist_phase &ph, unsigned
     bool bias = ph.ln_bias.dtype != 0;
     for (int r = warp; r < rows; r += PK_WARPS) {
         uint4 *x = (uint4 *)(As + (size_t)r * lda);
-        float s = 0, q = 0, f[8];
-#pragma unroll 4
-        for (int c = lane; c < chunks; c += 32) {
-            unpack8<T>(x[c], f);
-#pragma unroll
-            for (int j = 0; j < 8; j++) s += f[j];
-        }
-        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-        float mean = s / (float)K;
-#pragma unroll 4
-        for (int c = lane; c < chunks; c += 32) {
-            unpack8<T>(x[c], f);
-#pragma unroll
-            for (int j = 0; j < 8; j++) q += (f[j] - mean) * (f[j] - mean);
-        }
-        for (int o = 16; o > 0; o >>= 1) q += __shfl_xor_sync(0xffffffffu, q, o);
-        float rstd = rsqrtf(q / (float)K + ph.ln_eps);
+        float mean, rstd, f[8];
+        row_stats<T>(x, K, ph.ln_eps, smem_rows(), &mean, &rstd);
 #pragma unroll 2
         for (int c = lane; c < chunks; c += 32) {
             float g[8], b[8];
@@ -658,9 +696,28 @@ __device__ __noinline__ void normalise_rows(const lp_persist_phase &ph, unsigned
             uint4 o;
             T *e = reinterpret_cast<T *>(&o);
 #pragma unroll
-            for (int j = 0; j < 8; j++) e[j] = from_f<T>((f[j] - mean) * rstd * g[j] + (bias ? b[j] : 0.0f));
+            for (int j = 0; j < 8; j++) e[j] = ln_value<T>(f[j], mean, rstd, g[j], bias ? b[j] : 0.0f);
             x[c] = o;
         }
+    }
+}
+
+/* Sums the warps' partial products (red[warp][tile][row][col] over mc rows)
+ * and stores rows m0 .. m0 + rows of gn tiles from tile j0 through the
+ * epilogue; element pre_e (-1: none) takes the bias and residual given. */
+__device__ __forceinline__ void store_tiles(const lp_persist_phase &ph, unsigned char *base, const float *red, int G,
+                                            int mc, int rows, int gn, int j0, int m0, int pre_e, float pre_bias,
+                                            float pre_res) {
+    int N = (int)ph.n, eo = esize(ph.out.dtype);
+    bool contiguous_out = ph.out.rank == 2 && ph.out.strides[0] == N && ph.out.strides[1] == 1;
+    for (int e = threadIdx.x; e < gn * rows * 8; e += blockDim.x) {
+        int ti = e / (rows * 8), row = (e / 8) % rows, col = e % 8;
+        float v = 0;
+        for (int w = 0; w < PK_WARPS; w++) v += red[((size_t)(w * G + ti) * mc + row) * 8 + col];
+        int m = m0 + row, n = (j0 + ti) * 8 + col;
+        int at = contiguous_out ? m * N + n : view_at<int>(ph.out, ph.out.dims, ph.out.rank, m * N + n);
+        v = e == pre_e ? epilogue_finish(ph, v, pre_bias, pre_res) : epilogue(ph, base, m, n, v);
+        store_f(base + ph.out.offset + (int64_t)at * eo, ph.out.dtype, v);
     }
 }
 
@@ -669,7 +726,7 @@ __device__ __noinline__ void normalise_rows(const lp_persist_phase &ph, unsigned
 template <bool BF16>
 __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_gemm &pl, int *staged,
                                           unsigned char *base, unsigned char *smem) {
-    int M = (int)ph.m, N = (int)ph.n, K = (int)ph.k;
+    int M = (int)ph.m, K = (int)ph.k;
     int P = pl.P, tiles = pl.tiles, G = pl.g, mc = pl.mc, units = pl.units, first = gemm_first_unit(pl.rot);
     if (first >= units) return;
     bool kept = *staged == pl.a_group;
@@ -681,8 +738,6 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
     unsigned short *gb = (unsigned short *)(smem + pl.ln_at);
     const uint4 *wp = (const uint4 *)(base + pl.w);
     const unsigned char *A = base + ph.a.offset;
-    int eo = esize(ph.out.dtype);
-    bool contiguous_out = ph.out.rank == 2 && ph.out.strides[0] == N && ph.out.strides[1] == 1;
     /* the first unit's bias and residual, loaded while A arrives */
     float pre_bias = 0, pre_res = 0;
     {
@@ -733,22 +788,156 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
             default: break;
             }
             __syncthreads();
-            for (int e = threadIdx.x; e < gn * rows * 8; e += blockDim.x) {
-                int ti = e / (rows * 8), row = (e / 8) % rows, col = e % 8;
-                float v = 0;
-                for (int w = 0; w < PK_WARPS; w++) v += red[((size_t)(w * G + ti) * mc + row) * 8 + col];
-                int m = m0 + row, n = (j0 + ti) * 8 + col;
-                int at = contiguous_out ? m * N + n : view_at<int>(ph.out, ph.out.dims, ph.out.rank, m * N + n);
-                v = u == first && m0 == 0 && e == (int)threadIdx.x ? epilogue_finish(ph, v, pre_bias, pre_res)
-                                                                   : epilogue(ph, base, m, n, v);
-                store_f(base + ph.out.offset + (int64_t)at * eo, ph.out.dtype, v);
-            }
+            store_tiles(ph, base, red, G, mc, rows, gn, j0, m0, u == first && m0 == 0 ? (int)threadIdx.x : -1,
+                        pre_bias, pre_res);
             __syncthreads();
         }
     }
 }
 
-/* ---- the kernel ------------------------------------------------------------------------ */
+/* ---- the resident kernel's Gemm ------------------------------------------------------- */
+
+/* Tiles j0 .. j0 + gn of a Gemm whose weights this block holds in shared
+ * memory (wb: their fragments, tile-major), A read as fragments straight
+ * from L2, 16 rows at a time: the warps split K, each with up to 4 k-steps'
+ * loads of A in flight; a LayerNorm prologue normalises each value of A as
+ * it arrives (lnv: scale [K] and bias [K]; stats: the 16 rows' mean and
+ * 1 / deviation). */
+template <int G, bool BF16>
+__device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const uint4 *wb, int P, int j0, int gn,
+                                            unsigned char *base, float *red, const unsigned short *lnv,
+                                            float *stats) {
+    typedef typename std::conditional<BF16, __nv_bfloat16, __half>::type T;
+    int M = (int)ph.m, K = (int)ph.k, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    int gq = lane >> 2, tq = lane & 3;
+    bool ln = ph.ln != 0, bias = ph.ln_bias.dtype != 0;
+    const unsigned short *A = (const unsigned short *)(base + ph.a.offset);
+    int p0 = warp * P / PK_WARPS, p1 = (warp + 1) * P / PK_WARPS;
+    for (int m0 = 0; m0 < M; m0 += 16) {
+        int rows = M - m0 < 16 ? M - m0 : 16;
+        if (ln) {
+            for (int r = warp; r < rows; r += PK_WARPS) {
+                float mean, rstd;
+                row_stats<T>((const uint4 *)(A + (size_t)(m0 + r) * K), K, ph.ln_eps, l2_rows(), &mean, &rstd);
+                if (lane == 0) {
+                    stats[2 * r] = mean;
+                    stats[2 * r + 1] = rstd;
+                }
+            }
+            __syncthreads();
+        }
+        bool in0 = gq < rows, in1 = gq + 8 < rows;
+        const unsigned *a0 = (const unsigned *)(A + (size_t)(m0 + (in0 ? gq : 0)) * K);
+        const unsigned *a1 = (const unsigned *)(A + (size_t)(m0 + (in1 ? gq + 8 : 0)) * K);
+        float mean0 = 0, rstd0 = 1, mean1 = 0, rstd1 = 1;
+        if (ln) {
+            if (in0) mean0 = stats[2 * gq], rstd0 = stats[2 * gq + 1];
+            if (in1) mean1 = stats[2 * gq + 16], rstd1 = stats[2 * gq + 17];
+        }
+        float acc[G][4];
+#pragma unroll
+        for (int ti = 0; ti < G; ti++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[ti][e] = 0.0f;
+        for (int p = p0; p < p1; p += 4) {
+            /* word j of k-step pair q: rows gq, gq + 8 at k, then at k + 8, for k-steps 2p and 2p + 1 */
+            unsigned aw[4][8];
+#pragma unroll
+            for (int q = 0; q < 4; q++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    int kw = (p + q) * 16 + (j >> 2) * 8 + tq + ((j >> 1) & 1) * 4;
+                    bool in = p + q < p1 && ((j & 1) ? in1 : in0);
+                    aw[q][j] = in ? __ldcg(((j & 1) ? a1 : a0) + kw) : 0u;
+                }
+#pragma unroll
+            for (int q = 0; q < 4; q++) {
+                if (p + q >= p1) break;
+                uint4 bq[G];
+#pragma unroll
+                for (int ti = 0; ti < G; ti++)
+                    if (ti < gn) bq[ti] = wb[((size_t)ti * P + p + q) * 32 + lane];
+#pragma unroll
+                for (int s = 0; s < 2; s++) {
+                    unsigned a[4];
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        a[j] = aw[q][s * 4 + j];
+                        if (ln && ((j & 1) ? in1 : in0)) {
+                            int k = (p + q) * 32 + s * 16 + 2 * tq + (j >> 1) * 8;
+                            float mean = (j & 1) ? mean1 : mean0, rstd = (j & 1) ? rstd1 : rstd0;
+                            T *x = reinterpret_cast<T *>(&a[j]);
+                            const T *g = reinterpret_cast<const T *>(lnv + k), *b = reinterpret_cast<const T *>(lnv + K + k);
+                            x[0] = ln_value<T>(to_f<T>(x[0]), mean, rstd, to_f<T>(g[0]), bias ? to_f<T>(b[0]) : 0.0f);
+                            x[1] = ln_value<T>(to_f<T>(x[1]), mean, rstd, to_f<T>(g[1]), bias ? to_f<T>(b[1]) : 0.0f);
+                        }
+                    }
+#pragma unroll
+                    for (int ti = 0; ti < G; ti++)
+                        if (ti < gn) mma16816<BF16>(acc[ti], a, s ? bq[ti].z : bq[ti].x, s ? bq[ti].w : bq[ti].y);
+                }
+            }
+        }
+#pragma unroll
+        for (int ti = 0; ti < G; ti++) {
+            float *r = red + ((size_t)(warp * G + ti) * 16 + gq) * 8 + 2 * tq;
+            r[0] = acc[ti][0];
+            r[1] = acc[ti][1];
+            r[8 * 8] = acc[ti][2];
+            r[8 * 8 + 1] = acc[ti][3];
+        }
+        __syncthreads();
+        store_tiles(ph, base, red, G, 16, rows, gn, j0, m0, -1, 0.0f, 0.0f);
+        __syncthreads();
+    }
+}
+
+/* This block's tiles of a resident Gemm (pk_plan_resident), res_g at a
+ * time. The work region holds the partial sums, then the LayerNorm
+ * vectors, then the row statistics. */
+template <bool BF16>
+__device__ __noinline__ void run_gemm_resident(const lp_persist_phase &ph, const pk_gemm &pl, unsigned char *base,
+                                               unsigned char *smem) {
+    int t0 = pk_resident_first_tile(pl.tiles, blockIdx.x, gridDim.x);
+    int t1 = pk_resident_first_tile(pl.tiles, blockIdx.x + 1, gridDim.x);
+    if (t0 >= t1) return;
+    int K = (int)ph.k, P = pl.P, G = pl.res_g;
+    float *red = (float *)smem;
+    unsigned short *lnv = (unsigned short *)(smem + (size_t)PK_WARPS * G * 16 * 8 * 4);
+    float *stats = (float *)(lnv + (ph.ln ? 2 * K : 0));
+    if (ph.ln) {
+        for (int v = threadIdx.x; v < 2 * K / 8; v += blockDim.x) {
+            const lp_persist_view &src = v < K / 8 ? ph.scale : ph.ln_bias;
+            if (v < K / 8 || src.dtype)
+                ((uint4 *)lnv)[v] = __ldg((const uint4 *)(base + src.offset) + v % (K / 8));
+        }
+        __syncthreads();
+    }
+    const uint4 *w = (const uint4 *)(smem + pl.res_at);
+    for (int l0 = 0; l0 < t1 - t0; l0 += G) {
+        int gn = t1 - t0 - l0 < G ? t1 - t0 - l0 : G;
+        const uint4 *wb = w + (size_t)l0 * P * 32;
+        if (G == 1) resident_tiles<1, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats);
+        else if (G == 2) resident_tiles<2, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats);
+        else resident_tiles<4, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats);
+    }
+}
+
+/* ---- the kernels ------------------------------------------------------------------------ */
+
+/* A phase that is not a Gemm. */
+__device__ __forceinline__ void run_other(const lp_persist_phase &ph, unsigned char *base, float *scratch, float *att) {
+    switch (ph.kind) {
+    case LP_PERSIST_COPY:
+    case LP_PERSIST_ELEMENTWISE: run_elementwise(ph, base); break;
+    case LP_PERSIST_LAYERNORM:
+    case LP_PERSIST_SOFTMAX: run_rows(ph, base, scratch); break;
+    case LP_PERSIST_BATCHED_MATMUL: run_bmm(ph, base); break;
+    case LP_PERSIST_ATTENTION: run_attention(ph, base, att); break;
+    default: break;
+    }
+}
+
 
 __global__ void __launch_bounds__(PK_THREADS, 1)
     persist_kernel(const lp_persist_phase *phases, const pk_gemm *plans, int first, int count, unsigned char *base,
@@ -786,20 +975,10 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
                 gemm_prefetch(plan[j - first], base, smem);
         if (ph.sync) grid_sync(bar, &target);
         if (tr && threadIdx.x == 0) tr[1] = globaltimer();
-        switch (ph.kind) {
-        case LP_PERSIST_COPY:
-        case LP_PERSIST_ELEMENTWISE: run_elementwise(ph, base); break;
-        case LP_PERSIST_LAYERNORM:
-        case LP_PERSIST_SOFTMAX: run_rows(ph, base, scratch); break;
-        case LP_PERSIST_BATCHED_MATMUL: run_bmm(ph, base); break;
-        case LP_PERSIST_ATTENTION: run_attention(ph, base, &att[0][0]); break;
-        case LP_PERSIST_GEMM:
-            if (!mma) run_gemm_plain(ph, base);
-            else if (ph.b.dtype == 16) run_gemm_mma<true>(ph, pl, &staged, base, smem);
-            else run_gemm_mma<false>(ph, pl, &staged, base, smem);
-            break;
-        default: break;
-        }
+        if (ph.kind != LP_PERSIST_GEMM) run_other(ph, base, scratch, &att[0][0]);
+        else if (!mma) run_gemm_plain(ph, base);
+        else if (ph.b.dtype == 16) run_gemm_mma<true>(ph, pl, &staged, base, smem);
+        else run_gemm_mma<false>(ph, pl, &staged, base, smem);
         if (tr) {
             __syncthreads();
             if (threadIdx.x == 0) tr[2] = globaltimer();
@@ -809,6 +988,97 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
     }
     /* prefetches this block issued but had no unit to use them for */
     asm volatile("cp.async.wait_all;" ::: "memory");
+}
+
+/* The resident kernel's doorbells, in device memory. A step (on the
+ * card's stream, graph-capturable): done = 0, go = 1, then wait for
+ * done == 1. Block 0 takes go (sets it back to 0) and moves epoch on; the
+ * other blocks wait for epoch to move; after the step's last barrier block
+ * 0 sets done. stop = 1 with go ends the kernel. */
+struct pk_control {
+    unsigned go, done, epoch, stop;
+};
+
+__device__ __forceinline__ unsigned ld_acquire(const unsigned *p) {
+    unsigned v;
+    asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+__device__ __forceinline__ void st_release(unsigned *p, unsigned v) {
+    asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+/* Holds every packed Gemm's tiles of this block in shared memory (loaded
+ * once), then runs one step a doorbell until told to stop. */
+__global__ void __launch_bounds__(PK_THREADS, 1)
+    resident_kernel(const lp_persist_phase *phases, const pk_gemm *plans, int n, unsigned char *base,
+                    unsigned long long *bar, pk_control *ctl, unsigned long long *trace) {
+    extern __shared__ __align__(16) unsigned char smem[];
+    __shared__ lp_persist_phase slot[2];
+    __shared__ float scratch[PK_WARPS + 1];
+    __shared__ unsigned stop;
+    const int words = (int)(sizeof(lp_persist_phase) / sizeof(int));
+    for (int i = 0; i < n; i++) {
+        const pk_gemm &pl = plans[i];
+        if (!pl.res_copy) continue;
+        int t0 = pk_resident_first_tile(pl.tiles, blockIdx.x, gridDim.x);
+        int t1 = pk_resident_first_tile(pl.tiles, blockIdx.x + 1, gridDim.x);
+        const uint4 *src = (const uint4 *)(base + pl.w) + (size_t)t0 * pl.P * 32;
+        uint4 *dst = (uint4 *)(smem + pl.res_at);
+        for (int v = threadIdx.x; v < (t1 - t0) * pl.P * 32; v += blockDim.x) cp_async16(dst + v, src + v);
+    }
+    asm volatile("cp.async.commit_group;" ::: "memory");
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    __syncthreads();
+    unsigned long long target = 0;
+    unsigned epoch = 0;
+    if (threadIdx.x == 0) {
+        target = barrier_count(bar);
+        target -= target % gridDim.x;
+    }
+    for (;;) {
+        if (threadIdx.x == 0) {
+            if (blockIdx.x == 0) {
+                while (ld_acquire(&ctl->go) == 0) {
+                }
+                *(volatile unsigned *)&ctl->go = 0;
+                st_release(&ctl->epoch, epoch + 1);
+            } else {
+                while (ld_acquire(&ctl->epoch) == epoch) {
+                }
+            }
+            epoch++;
+            stop = *(volatile unsigned *)&ctl->stop;
+        }
+        if (threadIdx.x < words) ((int *)&slot[0])[threadIdx.x] = ((const int *)&phases[0])[threadIdx.x];
+        __syncthreads();
+        if (stop) break;
+        for (int i = 0; i < n; i++) {
+            const lp_persist_phase &ph = slot[i & 1];
+            int next = 0;
+            if (i + 1 < n && threadIdx.x < words) next = ((const int *)&phases[i + 1])[threadIdx.x];
+            unsigned long long *tr = trace ? trace + ((size_t)blockIdx.x * n + i) * 3 : NULL;
+            if (tr && threadIdx.x == 0) tr[0] = globaltimer();
+            if (ph.sync) grid_sync(bar, &target);
+            if (tr && threadIdx.x == 0) tr[1] = globaltimer();
+            const pk_gemm &pl = plans[i];
+            if (ph.kind != LP_PERSIST_GEMM) run_other(ph, base, scratch, (float *)smem);
+            else if (!pl.res_g) run_gemm_plain(ph, base);
+            else if (ph.b.dtype == 16) run_gemm_resident<true>(ph, pl, base, smem);
+            else run_gemm_resident<false>(ph, pl, base, smem);
+            if (tr) {
+                __syncthreads();
+                if (threadIdx.x == 0) tr[2] = globaltimer();
+            }
+            if (threadIdx.x < words) ((int *)&slot[(i + 1) & 1])[threadIdx.x] = next;
+            __syncthreads();
+        }
+        grid_sync(bar, &target);
+        if (blockIdx.x == 0 && threadIdx.x == 0) {
+            __threadfence_system();
+            st_release(&ctl->done, 1);
+        }
+    }
 }
 
 /* ---- packing ------------------------------------------------------------------------------ */
@@ -872,8 +1142,12 @@ static bool marked_before(const lp_gpu_persist *gp, int i, int mark) {
     return false;
 }
 
+static lp_status resident_stop(lp_gpu_persist *gp, lp_diag *d);
+
 /* Every weight packed at open back in its original layout (each once). */
 lp_status lp_gpu_persist_unpack(lp_gpu_persist *gp, unsigned char *base, lp_diag *d) {
+    lp_status st0 = resident_stop(gp, d);
+    if (st0 != LP_OK) return st0;
     for (int i = 0; i < gp->p->n_phases; i++) {
         lp_persist_phase *h = &gp->host[i];
         if (h->kind != LP_PERSIST_GEMM || h->b.weight != PK_PACKED) continue;
@@ -886,28 +1160,88 @@ lp_status lp_gpu_persist_unpack(lp_gpu_persist *gp, unsigned char *base, lp_diag
     return LP_OK;
 }
 
+/* Marks the Gemm weights the kernel packs (before any is rearranged, so
+ * that a layout that does not fit leaves the card as it was). */
+static void mark_packable(lp_gpu_persist *gp) {
+    for (int i = 0; i < gp->p->n_phases; i++)
+        if (pk_packable(gp->p, i, gp->blocks)) gp->host[i].b.weight = PK_PACKED;
+}
+
 static lp_status pack_weights(lp_gpu_persist *gp, unsigned char *base, lp_diag *d) {
     for (int i = 0; i < gp->p->n_phases; i++) {
-        if (!pk_packable(gp->p, i, gp->blocks)) continue;
-        if (!marked_before(gp, i, PK_PACKED)) {
-            lp_status st = rearrange(&gp->host[i], base, true, gp->card, d);
-            if (st != LP_OK) return st;
-            gp->packed++;
-        }
-        gp->host[i].b.weight = PK_PACKED;
+        lp_persist_phase *h = &gp->host[i];
+        if (h->kind != LP_PERSIST_GEMM || h->b.weight != PK_PACKED) continue;
+        if (marked_before(gp, i, PK_PACKED)) continue; /* packed for an earlier phase */
+        lp_status st = rearrange(h, base, true, gp->card, d);
+        if (st != LP_OK) return st;
+        gp->packed++;
     }
     return LP_OK;
 }
 
-lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, int card, lp_gpu_persist **out,
-                              lp_diag *d) {
+static lp_status mem_op(lp_gpu_persist *gp, pk_mem_op op, cudaStream_t s, unsigned *addr, unsigned v,
+                        unsigned flags, lp_diag *d) {
+    CUresult r = op((CUstream)s, (CUdeviceptr)addr, v, flags);
+    if (r != CUDA_SUCCESS)
+        return lp_error(d, LP_ERR_INTERNAL, "card %d: a stream memory operation of the resident kernel failed "
+                        "(CUresult %d)", gp->card, (int)r);
+    return LP_OK;
+}
+
+static lp_status resident_launch(lp_gpu_persist *gp, unsigned char *base, unsigned long long *trace, lp_diag *d);
+
+/* The resident layout, its doorbells and its stream; *why set (and
+ * nothing changed) when the program cannot run resident. */
+static lp_status resident_setup(lp_gpu_persist *gp, const pk_gemm *plans, char *why, size_t why_len, lp_diag *d) {
+    int card = gp->card, dev = 0, optin = 0;
+    cudaFuncAttributes fa;
+    GP_CHECK(d, cudaGetDevice(&dev));
+    GP_CHECK(d, cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    GP_CHECK(d, cudaFuncGetAttributes(&fa, resident_kernel));
+    pk_gemm *pl = (pk_gemm *)plans;
+    int64_t budget = (int64_t)optin - (int64_t)fa.sharedSizeBytes;
+    if (!gp->cooperative) {
+        snprintf(why, why_len, "the GPU has no cooperative launch, which keeps every block resident");
+        return LP_OK;
+    }
+    if (!pk_plan_resident(gp->p, gp->host, gp->blocks, budget, pl, &gp->layout, why, why_len)) return LP_OK;
+    gp->smem = (size_t)(gp->layout.work_bytes + gp->layout.weight_bytes);
+    GP_CHECK(d, cudaFuncSetAttribute(resident_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)gp->smem));
+    int per_sm = 0;
+    GP_CHECK(d, cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, resident_kernel, PK_THREADS, gp->smem));
+    if (per_sm < 1) {
+        snprintf(why, why_len, "the resident kernel with %zu bytes of shared memory does not fit an SM", gp->smem);
+        return LP_OK;
+    }
+    void *fw = NULL, *fa2 = NULL;
+    cudaDriverEntryPointQueryResult q1 = cudaDriverEntryPointSymbolNotFound, q2 = q1;
+    if (cudaGetDriverEntryPointByVersion("cuStreamWriteValue32", &fw, 12000, cudaEnableDefault, &q1) != cudaSuccess ||
+        cudaGetDriverEntryPointByVersion("cuStreamWaitValue32", &fa2, 12000, cudaEnableDefault, &q2) != cudaSuccess ||
+        q1 != cudaDriverEntryPointSuccess || q2 != cudaDriverEntryPointSuccess || !fw || !fa2) {
+        snprintf(why, why_len, "the driver has no stream memory operations (cuStreamWriteValue32, cuStreamWaitValue32)");
+        return LP_OK;
+    }
+    gp->write32 = (pk_mem_op)fw;
+    gp->wait32 = (pk_mem_op)fa2;
+    GP_CHECK(d, cudaMalloc(&gp->ctl, sizeof *gp->ctl));
+    GP_CHECK(d, cudaMemset(gp->ctl, 0, sizeof *gp->ctl));
+    GP_CHECK(d, cudaStreamCreateWithFlags(&gp->ks, cudaStreamNonBlocking));
+    gp->resident = true;
+    return LP_OK;
+}
+
+static lp_status open_program(const lp_persist_program *p, unsigned char *base, int card, bool resident,
+                              lp_gpu_persist **out, char *why, size_t why_len, lp_diag *d) {
     *out = NULL;
     lp_gpu_persist *gp = (lp_gpu_persist *)calloc(1, sizeof *gp);
     if (!gp) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     gp->p = p;
     gp->card = card;
     gp->host = (lp_persist_phase *)malloc(((size_t)p->n_phases + 1) * sizeof *gp->host);
-    if (!gp->host) {
+    pk_gemm *plans = (pk_gemm *)calloc((size_t)p->n_phases + 1, sizeof *plans);
+    if (!gp->host || !plans) {
+        free(plans);
+        free(gp->host);
         free(gp);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     }
@@ -930,30 +1264,106 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
     if (e != cudaSuccess && st == LP_OK)
         st = lp_error(d, LP_ERR_INTERNAL, "card %d: setting up the persistent kernel: %s", card,
                       cudaGetErrorString(e));
+    if (st == LP_OK) {
+        mark_packable(gp);
+        pk_plan_gemms(gp->p, gp->host, gp->blocks, plans);
+        if (resident) st = resident_setup(gp, plans, why, why_len, d);
+    }
+    if (st == LP_OK && resident && !gp->resident) {
+        free(plans);
+        lp_gpu_persist_close(gp);
+        return LP_OK; /* why says why; nothing was packed */
+    }
     if (st == LP_OK) st = pack_weights(gp, base, d);
     if (st == LP_OK) {
         e = cudaMalloc(&gp->dev, ((size_t)p->n_phases + 1) * sizeof *gp->dev);
         if (e == cudaSuccess)
             e = cudaMemcpy(gp->dev, gp->host, (size_t)p->n_phases * sizeof *gp->dev, cudaMemcpyHostToDevice);
-        pk_gemm *plans = (pk_gemm *)calloc((size_t)p->n_phases + 1, sizeof *plans);
-        if (!plans) e = cudaErrorMemoryAllocation;
-        if (e == cudaSuccess) {
-            pk_plan_gemms(gp->p, gp->host, gp->blocks, plans);
-            e = cudaMalloc(&gp->plans, ((size_t)p->n_phases + 1) * sizeof *plans);
-        }
+        if (e == cudaSuccess) e = cudaMalloc(&gp->plans, ((size_t)p->n_phases + 1) * sizeof *plans);
         if (e == cudaSuccess)
             e = cudaMemcpy(gp->plans, plans, (size_t)p->n_phases * sizeof *plans, cudaMemcpyHostToDevice);
-        free(plans);
         if (e != cudaSuccess)
             st = lp_error(d, LP_ERR_INTERNAL, "card %d: uploading the persistent program: %s", card,
                           cudaGetErrorString(e));
     }
+    free(plans);
+    if (st == LP_OK && gp->resident) st = resident_launch(gp, base, NULL, d);
     if (st != LP_OK) {
         lp_gpu_persist_close(gp);
         return st;
     }
     *out = gp;
     return LP_OK;
+}
+
+lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, int card, lp_gpu_persist **out,
+                              lp_diag *d) {
+    char why[8];
+    return open_program(p, base, card, false, out, why, sizeof why, d);
+}
+
+lp_status lp_gpu_persist_open_resident(const lp_persist_program *p, unsigned char *base, int card,
+                                       lp_gpu_persist **out, char *why, size_t why_len, lp_diag *d) {
+    why[0] = 0;
+    return open_program(p, base, card, true, out, why, why_len, d);
+}
+
+static lp_status resident_launch(lp_gpu_persist *gp, unsigned char *base, unsigned long long *trace, lp_diag *d) {
+    int card = gp->card;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)gp->blocks);
+    cfg.blockDim = dim3(PK_THREADS);
+    cfg.dynamicSmemBytes = gp->smem;
+    cfg.stream = gp->ks;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    const lp_persist_phase *phases = gp->dev;
+    const pk_gemm *plans = gp->plans;
+    int n = gp->p->n_phases;
+    GP_CHECK(d, cudaMemset(gp->ctl, 0, sizeof *gp->ctl));
+    GP_CHECK(d, cudaLaunchKernelEx(&cfg, resident_kernel, phases, plans, n, base, gp->bar, gp->ctl, trace));
+    gp->running = true;
+    gp->last = NULL;
+    return LP_OK;
+}
+
+/* Rings stop after the last step, and waits (at most 10 s) for the kernel to end. */
+static lp_status resident_stop(lp_gpu_persist *gp, lp_diag *d) {
+    if (!gp->running) return LP_OK;
+    gp->running = false;
+    cudaStream_t s = gp->last ? gp->last : (cudaStream_t)0;
+    lp_status st = mem_op(gp, gp->write32, s, &gp->ctl->stop, 1, CU_STREAM_WRITE_VALUE_DEFAULT, d);
+    if (st == LP_OK) st = mem_op(gp, gp->write32, s, &gp->ctl->go, 1, CU_STREAM_WRITE_VALUE_DEFAULT, d);
+    if (st != LP_OK) return st;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (;;) {
+        cudaError_t e = cudaStreamQuery(gp->ks);
+        if (e == cudaSuccess) return LP_OK;
+        if (e != cudaErrorNotReady)
+            return lp_error(d, LP_ERR_INTERNAL, "card %d: the resident kernel failed: %s", gp->card,
+                            cudaGetErrorString(e));
+        clock_gettime(CLOCK_MONOTONIC, &t);
+        if ((t.tv_sec - t0.tv_sec) + (t.tv_nsec - t0.tv_nsec) * 1e-9 > 10.0)
+            return lp_error(d, LP_ERR_INTERNAL, "card %d: the resident kernel did not stop within 10 s",
+                            gp->card);
+        struct timespec nap = {0, 100000};
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* One step of the running resident kernel, enqueued on s. */
+static lp_status resident_step(lp_gpu_persist *gp, cudaStream_t s, lp_diag *d) {
+    if (!gp->running)
+        return lp_error(d, LP_ERR_INTERNAL, "card %d: the resident kernel is not running", gp->card);
+    lp_status st = mem_op(gp, gp->write32, s, &gp->ctl->done, 0, CU_STREAM_WRITE_VALUE_DEFAULT, d);
+    if (st == LP_OK) st = mem_op(gp, gp->write32, s, &gp->ctl->go, 1, CU_STREAM_WRITE_VALUE_DEFAULT, d);
+    if (st == LP_OK) st = mem_op(gp, gp->wait32, s, &gp->ctl->done, 1, CU_STREAM_WAIT_VALUE_EQ, d);
+    gp->last = s;
+    return st;
 }
 
 static lp_status launch(lp_gpu_persist *gp, int first, int count, unsigned char *base, cudaStream_t s,
@@ -996,7 +1406,26 @@ static lp_status run_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *b
 
 lp_status lp_gpu_persist_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base, cudaStream_t s,
                               lp_diag *d) {
+    if (gp->resident) return resident_step(gp, s, d);
     return run_step(gp, env, base, s, NULL, d);
+}
+
+/* Two steps with the per-block stamps in dev (the resident kernel is
+ * launched again with them, then without). */
+static lp_status traced_steps(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base, cudaStream_t s,
+                              unsigned long long *dev, lp_diag *d) {
+    if (!gp->resident) {
+        lp_status st = LP_OK;
+        for (int r = 0; r < 2 && st == LP_OK; r++) st = run_step(gp, env, base, s, dev, d);
+        return st;
+    }
+    lp_status st = resident_stop(gp, d);
+    if (st == LP_OK) st = resident_launch(gp, base, dev, d);
+    for (int r = 0; r < 2 && st == LP_OK; r++) st = resident_step(gp, s, d);
+    if (st == LP_OK && cudaStreamSynchronize(s) != cudaSuccess)
+        st = lp_error(d, LP_ERR_INTERNAL, "card %d: the resident kernel's profile run failed", gp->card);
+    if (st == LP_OK) st = resident_stop(gp, d);
+    return st;
 }
 
 static int by_u64(const void *a, const void *b) {
@@ -1019,19 +1448,24 @@ lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned 
     lp_status st = LP_OK;
     cudaError_t e = cudaMalloc(&dev, words * sizeof *dev);
     if (e == cudaSuccess) e = cudaMemsetAsync(dev, 0, words * sizeof *dev, s);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
     /* twice: the second run's times, with the first's caches warm */
-    for (int r = 0; r < 2 && e == cudaSuccess && st == LP_OK; r++) st = run_step(gp, env, base, s, dev, d);
+    if (e == cudaSuccess) st = traced_steps(gp, env, base, s, dev, d);
     if (e == cudaSuccess && st == LP_OK) e = cudaStreamSynchronize(s);
     if (e == cudaSuccess && st == LP_OK) e = cudaMemcpy(host, dev, words * sizeof *dev, cudaMemcpyDeviceToHost);
     if (dev) cudaFree(dev);
+    if (gp->resident && st == LP_OK && e == cudaSuccess) st = resident_launch(gp, base, NULL, d);
     if (e != cudaSuccess && st == LP_OK)
         st = lp_error(d, LP_ERR_INTERNAL, "card %d: profiling the persistent program: %s", card, cudaGetErrorString(e));
     if (st == LP_OK) {
         static const char *kinds[] = {"?", "copy", "elementwise", "gemm", "batched_matmul", "layernorm",
                                       "softmax", "node", "attention"};
-        fprintf(out, "profile of card %d: a persistent program, %d phases, %d blocks x %d threads, %d Gemm "
-                "weights packed (%%globaltimer per block; wait: at the barrier, work: the median and the "
-                "slowest block)\n", card, n, nb, PK_THREADS, gp->packed);
+        fprintf(out, "profile of card %d: a %s program, %d phases, %d blocks x %d threads, %d Gemm "
+                "weights packed", card, gp->resident ? "resident" : "persistent", n, nb, PK_THREADS, gp->packed);
+        if (gp->resident)
+            fprintf(out, ", %d Gemms' weights held in shared memory (%.2f MiB; %zu bytes a block)", gp->layout.held,
+                    gp->layout.held_bytes / 1048576.0, gp->smem);
+        fprintf(out, " (%%globaltimer per block; wait: at the barrier, work: the median and the slowest block)\n");
         fprintf(out, "  phase  kind            wait_us  work_us  slowest_us  node\n");
         double total_wait = 0, total_work = 0;
         for (int i = 0; i < n; i++) {
@@ -1071,8 +1505,20 @@ void lp_gpu_persist_shape(const lp_gpu_persist *gp, int *blocks, int *threads, i
     *packed_gemms = gp->packed;
 }
 
+bool lp_gpu_persist_resident(const lp_gpu_persist *gp, int64_t *held_bytes, int *held, int *unheld) {
+    if (held_bytes) *held_bytes = gp->layout.held_bytes;
+    if (held) *held = gp->layout.held;
+    if (unheld) *unheld = gp->layout.unheld;
+    return gp->resident;
+}
+
 void lp_gpu_persist_close(lp_gpu_persist *gp) {
     if (!gp) return;
+    lp_diag quiet = {};
+    if (resident_stop(gp, &quiet) != LP_OK)
+        fprintf(stderr, "lpcc: error: %s\n", quiet.last_error);
+    if (gp->ks) cudaStreamDestroy(gp->ks);
+    if (gp->ctl) cudaFree(gp->ctl);
     if (gp->dev) cudaFree(gp->dev);
     if (gp->plans) cudaFree(gp->plans);
     if (gp->bar) cudaFree(gp->bar);

@@ -25,6 +25,18 @@ extern "C" {
 
 lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, int card, lp_gpu_persist **out,
                               lp_diag *d);
+/* The resident form: one kernel, launched at open and running until close
+ * on a stream of its own, holds every packed Gemm's weights in shared
+ * memory across steps (persist_gpu_plan.h: pk_plan_resident); a step is
+ * three stream memory operations on s (doorbells), capturable. When the
+ * program cannot run so (a library call, weights over the shared memory,
+ * no tensor-core weight), it returns LP_OK with *out NULL, why saying why,
+ * and the weights untouched. */
+lp_status lp_gpu_persist_open_resident(const lp_persist_program *p, unsigned char *base, int card,
+                                       lp_gpu_persist **out, char *why, size_t why_len, lp_diag *d);
+/* Whether gp is resident; the weight bytes it holds in shared memory, the
+ * Gemm phases whose weights it holds, and those it reads from device memory. */
+bool lp_gpu_persist_resident(const lp_gpu_persist *gp, int64_t *held_bytes, int *held, int *unheld);
 /* Enqueues the step on s: the persistent kernels, and env->compute for each
  * library call between them. Returns LP_OK or the failing status. */
 lp_status lp_gpu_persist_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base,

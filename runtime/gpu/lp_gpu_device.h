@@ -62,9 +62,14 @@ lp_status lp_gdev_pin(lp_gdev *g, int card, uint64_t bytes, bool *pinned, lp_dia
  * the persistent program's, and keeps the faster (the weights restored when
  * that is the launch program); without, p runs from now on. */
 lp_status lp_gdev_set_persist(lp_gdev *g, int card, const lp_persist_program *p, bool choose, lp_diag *d);
-/* Whether the card's step runs as its persistent program, and the warm-up's
- * timings of both (microseconds a step, median; 0 when not timed). */
-bool lp_gdev_runs_persistent(const lp_gdev *g, int card, double *library_us, double *persistent_us);
+/* The same with the resident kernel (gpu_persist.h), its weights held in
+ * shared memory; a program that cannot run resident runs as the persistent
+ * one, with a note saying why. */
+lp_status lp_gdev_set_resident(lp_gdev *g, int card, const lp_persist_program *p, bool choose, lp_diag *d);
+/* "resident", "persistent" or "library": how the card's step runs, and the
+ * warm-up's timings of the launch program and the other (microseconds a
+ * step, median; 0 when not timed). */
+const char *lp_gdev_program(const lp_gdev *g, int card, double *library_us, double *persistent_us);
 
 /* The callbacks a card program runs on this device; env->user is set to g,
  * the all-gather callback is the caller's (it needs its group). */

@@ -9,8 +9,10 @@ against the fp32 reference. The first plan of each model also runs with
 reference kernel on the same inputs. Prints one line a run; exit 1 if any
 run fails.
 
-A quicker subset: --programs persistent --plans 1 (the programs and the
-plans, of 1 / 3 / sharded, to run)."""
+Programs: library, persistent, resident (where a card's program cannot run
+resident it runs persistent, and the line says how many cards ran which),
+auto. A quicker subset: --programs persistent --plans 1 (the programs and
+the plans, of 1 / 3 / sharded, to run)."""
 import argparse
 import json
 import os
@@ -49,7 +51,7 @@ def make_inputs(manifest, folder, seed=0):
 
 def main():
     ap = argparse.ArgumentParser(description="every model on the GPU against ONNX Runtime")
-    ap.add_argument("--programs", default="library,persistent,auto")
+    ap.add_argument("--programs", default="library,persistent,resident,auto")
     ap.add_argument("--plans", default="1,3,sharded")
     a = ap.parse_args()
     programs, plan_kinds = a.programs.split(","), a.plans.split(",")
@@ -93,7 +95,9 @@ def main():
                         continue
                     ran = [c["program"] for c in rep["cards"]]
                     errs = [o["rel_l2"] for o in rep["outputs"]]
-                    print(f"ok   {tag} {program} ({ran.count('persistent')} of {len(ran)} persistent): "
+                    kinds = ", ".join(f"{ran.count(k)} {k}" for k in ("resident", "persistent", "library")
+                                      if ran.count(k))
+                    print(f"ok   {tag} {program} (ran: {kinds}): "
                           f"{len(man['cards'])} card(s), max relative L2 {max(errs):.3g} "
                           f"(tolerance {tol:g}), latency {rep['latency_s'] * 1e6:.1f} us, "
                           f"allocated = planned: {all(c['allocated_bytes'] == c['planned_bytes'] for c in rep['cards'])}, "
