@@ -153,7 +153,7 @@ bool pk_plan_resident(const lp_persist_program *p, const lp_persist_phase *host,
     why[0] = 0;
     int n = p->n_phases;
     for (int i = 0; i < n; i++) {
-        pl[i].res_at = pl[i].res_g = pl[i].res_copy = 0;
+        pl[i].res_at = pl[i].res_g = pl[i].res_copy = pl[i].res_keep = 0;
         if (p->phases[i].kind == LP_PERSIST_NODE) {
             snprintf(why, why_len, "phase %d is a library call, and the resident kernel runs the whole step "
                      "as one launch", i);
@@ -175,6 +175,8 @@ bool pk_plan_resident(const lp_persist_program *p, const lp_persist_phase *host,
         g->P = (int)(ph->k / 32);
         g->tiles = tiles;
         g->res_g = resident_unit(per_block);
+        g->res_keep = i > 0 && ph->ln && !ph->sync && ph->m <= 16 && pl[i - 1].res_g && pl[i - 1].tiles == tiles &&
+                      same_rows(&host[i - 1], ph);
         int64_t need = pk_resident_gemm_work(ph, g->res_g);
         if (need > work) work = need;
         r->held++;

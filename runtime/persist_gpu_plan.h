@@ -59,6 +59,8 @@ typedef struct pk_gemm {
      * tiles) it takes them in; res_g 0: the weight is read from device memory */
     int res_at, res_g;
     int res_copy;      /* 1: this phase loads the tiles at start (0: an earlier phase with the same weight does) */
+    int res_keep;      /* 1: the phase before normalised the same rows of A: its LayerNorm vectors and row
+                        * statistics are still in the work region */
 } pk_gemm;
 
 /* extra: bytes of shared memory the phase needs besides its A and sums. */
@@ -77,11 +79,14 @@ void pk_plan_gemms(const lp_persist_program *p, const lp_persist_phase *host, in
  * for as long as it runs, across steps: of a weight of T column tiles,
  * block b of B holds tiles [b T / B, (b + 1) T / B), one contiguous run of
  * the packed layout. Its dynamic shared memory is [work][weights]: work,
- * at 0, is the largest need of a phase (a Gemm's partial sums of res_g
- * tiles, its LayerNorm vectors and row statistics; an attention phase's
- * scores); the weights of each phase follow at res_at, as many bytes as the
- * block with the most tiles holds (a weight read by several Gemms the same
- * way is held once). The program must be one launch (no library call). */
+ * at 0, is the largest need of a phase (a Gemm's row statistics, 16 x 2
+ * floats, its LayerNorm vectors, 2 K values, then its partial sums of res_g
+ * tiles; an attention phase's scores); the weights of each phase follow at
+ * res_at, as many bytes as the block with the most tiles holds (a weight
+ * read by several Gemms the same way is held once). A Gemm right after one
+ * that normalised the same rows (the same A, M <= 16, tiles and prologue,
+ * no barrier between) keeps their statistics (res_keep). The program must
+ * be one launch (no library call). */
 typedef struct pk_resident {
     int64_t work_bytes;   /* the work region */
     int64_t weight_bytes; /* the weights region of a block (the largest) */

@@ -364,7 +364,8 @@ static int seed_layer(lp_persist_phase *ph, int64_t T, int64_t H) {
  * most one a block: 1 x 32 x 512 B), fc1 512 tiles (at most 4: 4 x 32 x
  * 512), fc2 128 tiles of K 4096 (1 x 128 x 512): 192 KiB a block; the work
  * is fc1's sums of 4 tiles (8 x 4 x 16 x 8 x 4 B) with its LayerNorm
- * vectors (2 x 1024 x 2) and statistics (128 B). Hidden 1536 does not fit. */
+ * vectors (2 x 1024 x 2) and statistics (128 B); k and v keep q's
+ * statistics. Hidden 1536 does not fit. */
 static void test_resident_seed_layer(void **state) {
     (void)state;
     lp_persist_phase ph[8];
@@ -383,11 +384,26 @@ static void test_resident_seed_layer(void **state) {
     assert_int_equal(r.held_bytes, 12 * 1024 * 1024 * 2);
     const int want_g[8] = {1, 1, 1, 0, 1, 4, 1};
     const int want_at[8] = {0, 16384, 32768, 0, 49152, 65536, 131072};
+    const int want_keep[8] = {0, 1, 1, 0, 0, 0, 0}; /* k and v reuse q's normalised rows' statistics */
     for (int i = 0; i < n; i++) {
         assert_int_equal(pl[i].res_g, want_g[i]);
         if (want_g[i]) assert_int_equal(pl[i].res_at, r.work_bytes + want_at[i]);
         assert_int_equal(pl[i].res_copy, want_g[i] != 0);
+        assert_int_equal(pl[i].res_keep, want_keep[i]);
     }
+    /* not kept: a barrier before k, other LayerNorm vectors for v, more than 16 rows */
+    ph[1].sync = 1;
+    ph[2].scale.offset += 4096;
+    pk_plan_gemms(&p, ph, BLOCKS, pl);
+    assert_true(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    assert_int_equal(pl[1].res_keep, 0);
+    assert_int_equal(pl[2].res_keep, 0);
+    n = seed_layer(ph, 32, 1024);
+    p = program(ph, n);
+    mark_packed(ph, n);
+    pk_plan_gemms(&p, ph, BLOCKS, pl);
+    assert_true(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    assert_int_equal(pl[1].res_keep, 0);
     /* hidden 1536: q, k, v, out 192 tiles (2 a block, 48 KiB each), fc1 768 (6: 144 KiB), fc2 192 of K
      * 6144 (2: 192 KiB): 528 KiB a block */
     n = seed_layer(ph, 16, 1536);

@@ -61,6 +61,7 @@ typedef struct gcard {
     lp_gpu_persist *persist; /* the step as a persistent program, or NULL */
     const lp_persist_program *candidate; /* to time against the launch program at warm-up */
     bool resident;                       /* the candidate (or p) as the resident kernel */
+    bool shared_gpu;                     /* another card of this process uses the same GPU */
     double library_us, persistent_us;    /* those timings (0: not timed) */
 } gcard;
 
@@ -605,6 +606,11 @@ static int call_step(lp_gdev *g, int card, lp_card_step_fn step, lp_card_env *en
 
 /* Opens the card's program: resident when asked and it can be, else persistent. */
 static lp_status open_program(gcard *k, int card, const lp_persist_program *p, lp_diag *d) {
+    if (k->resident && k->shared_gpu) {
+        lp_note(d, "card %d: not resident: its GPU runs other cards, and a resident kernel holds every SM for "
+                "as long as it runs; it runs as the persistent program", card);
+        k->resident = false;
+    }
     if (k->resident) {
         char why[256];
         lp_status st = lp_gpu_persist_open_resident(p, k->base, card, &k->persist, why, sizeof why, d);
@@ -620,6 +626,9 @@ static lp_status set_program(lp_gdev *g, int card, const lp_persist_program *p, 
     if (st != LP_OK) return st;
     gcard *k = &g->cards[card];
     k->resident = resident;
+    k->shared_gpu = false;
+    for (int c = 0; c < g->n_cards; c++)
+        if (c != card && g->cards[c].gpu == k->gpu) k->shared_gpu = true;
     if (choose && g->o.graphs) {
         k->candidate = p;
         return LP_OK;

@@ -403,9 +403,9 @@ __device__ __forceinline__ float att_ld(const unsigned char *p, int64_t i) {
 }
 
 /* A warp a query row (batch.., m), its scores in shared memory (sw: N
- * floats): lanes take keys n, n + 32, ..., each dot product 8 loads in
- * flight; softmax over the warp; then lanes take columns of the values,
- * 8 keys' loads in flight. One storage type T for every operand; roundings
+ * floats): lanes take keys n, n + 32, ..., each dot product 16 loads in
+ * flight (a head of 64: four rounds); softmax over the warp; then lanes
+ * take columns of the values, 8 keys' loads in flight. One storage type T for every operand; roundings
  * as in lp_persist.h. The loops stay loops: the code is fetched cold. */
 template <typename T>
 __device__ __noinline__ void attention_of(const lp_persist_phase &ph, unsigned char *base, float *att) {
@@ -435,16 +435,16 @@ __device__ __noinline__ void attention_of(const lp_persist_phase &ph, unsigned c
         float mx = -INFINITY;
         for (int n = lane; n < N; n += 32) {
             float acc = 0;
-            for (int k0 = 0; k0 < K; k0 += 8) {
-                float qv[8], kv[8];
+            for (int k0 = 0; k0 < K; k0 += 16) {
+                float qv[16], kv[16];
 #pragma unroll
-                for (int u = 0; u < 8; u++) {
+                for (int u = 0; u < 16; u++) {
                     int k = k0 + u < K ? k0 + u : K - 1;
                     qv[u] = k0 + u < K ? att_ld<T>(qp, (int64_t)k * qk) : 0.0f;
                     kv[u] = att_ld<T>(kp, (int64_t)k * kk + (int64_t)n * kn);
                 }
 #pragma unroll
-                for (int u = 0; u < 8; u++) acc += qv[u] * kv[u];
+                for (int u = 0; u < 16; u++) acc += qv[u] * kv[u];
             }
             float x = round_to(ph.alpha * acc, dt);
             if (ph.has_bias) x = round_to(x + att_ld<T>(mp, (int64_t)n * mn), dt);
@@ -797,25 +797,41 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
 
 /* ---- the resident kernel's Gemm ------------------------------------------------------- */
 
+/* The LayerNorm prologue on 8 values of A of type T (g, b: their scale and
+ * bias), in place. */
+template <typename T>
+__device__ __forceinline__ void normalise8(uint4 &x, uint4 g, uint4 b, bool bias, float mean, float rstd) {
+    float f[8], gf[8], bf[8];
+    unpack8<T>(x, f);
+    unpack8<T>(g, gf);
+    if (bias) unpack8<T>(b, bf);
+    T *e = reinterpret_cast<T *>(&x);
+#pragma unroll
+    for (int j = 0; j < 8; j++) e[j] = ln_value<T>(f[j], mean, rstd, gf[j], bias ? bf[j] : 0.0f);
+}
+
 /* Tiles j0 .. j0 + gn of a Gemm whose weights this block holds in shared
- * memory (wb: their fragments, tile-major), A read as fragments straight
- * from L2, 16 rows at a time: the warps split K, each with up to 4 k-steps'
- * loads of A in flight; a LayerNorm prologue normalises each value of A as
- * it arrives (lnv: scale [K] and bias [K]; stats: the 16 rows' mean and
- * 1 / deviation). */
+ * memory (wb: their fragments, tile-major, packed with the resident K
+ * order: lane (gq, tq) of k-step pair p holds k = 32p + 8tq + 2r in word
+ * r), so that A's matching values are 8 consecutive ones, one 16-byte load
+ * a row from L2. 16 rows at a time; the warps split K, each with up to 4
+ * k-step pairs' loads in flight; a LayerNorm prologue normalises A as it
+ * arrives (lnv: scale [K] and bias [K]; stats: the rows' mean and 1 /
+ * deviation, computed unless keep: the phase before left them). */
 template <int G, bool BF16>
 __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const uint4 *wb, int P, int j0, int gn,
                                             unsigned char *base, float *red, const unsigned short *lnv,
-                                            float *stats) {
+                                            float *stats, bool keep) {
     typedef typename std::conditional<BF16, __nv_bfloat16, __half>::type T;
     int M = (int)ph.m, K = (int)ph.k, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int gq = lane >> 2, tq = lane & 3;
     bool ln = ph.ln != 0, bias = ph.ln_bias.dtype != 0;
     const unsigned short *A = (const unsigned short *)(base + ph.a.offset);
+    const uint4 *gv = (const uint4 *)lnv, *bv = (const uint4 *)(lnv + K);
     int p0 = warp * P / PK_WARPS, p1 = (warp + 1) * P / PK_WARPS;
     for (int m0 = 0; m0 < M; m0 += 16) {
         int rows = M - m0 < 16 ? M - m0 : 16;
-        if (ln) {
+        if (ln && !keep) {
             for (int r = warp; r < rows; r += PK_WARPS) {
                 float mean, rstd;
                 row_stats<T>((const uint4 *)(A + (size_t)(m0 + r) * K), K, ph.ln_eps, l2_rows(), &mean, &rstd);
@@ -826,30 +842,25 @@ __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const ui
             }
             __syncthreads();
         }
-        bool in0 = gq < rows, in1 = gq + 8 < rows;
-        const unsigned *a0 = (const unsigned *)(A + (size_t)(m0 + (in0 ? gq : 0)) * K);
-        const unsigned *a1 = (const unsigned *)(A + (size_t)(m0 + (in1 ? gq + 8 : 0)) * K);
-        float mean0 = 0, rstd0 = 1, mean1 = 0, rstd1 = 1;
-        if (ln) {
-            if (in0) mean0 = stats[2 * gq], rstd0 = stats[2 * gq + 1];
-            if (in1) mean1 = stats[2 * gq + 16], rstd1 = stats[2 * gq + 17];
-        }
+        bool in[2] = {gq < rows, gq + 8 < rows};
+        const uint4 *ar[2] = {(const uint4 *)(A + (size_t)(m0 + (in[0] ? gq : 0)) * K),
+                              (const uint4 *)(A + (size_t)(m0 + (in[1] ? gq + 8 : 0)) * K)};
+        float mean[2] = {0, 0}, rstd[2] = {1, 1};
+        if (ln)
+            for (int h = 0; h < 2; h++)
+                if (in[h]) mean[h] = stats[2 * (gq + 8 * h)], rstd[h] = stats[2 * (gq + 8 * h) + 1];
         float acc[G][4];
 #pragma unroll
         for (int ti = 0; ti < G; ti++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[ti][e] = 0.0f;
         for (int p = p0; p < p1; p += 4) {
-            /* word j of k-step pair q: rows gq, gq + 8 at k, then at k + 8, for k-steps 2p and 2p + 1 */
-            unsigned aw[4][8];
+            uint4 av[4][2];
 #pragma unroll
             for (int q = 0; q < 4; q++)
 #pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    int kw = (p + q) * 16 + (j >> 2) * 8 + tq + ((j >> 1) & 1) * 4;
-                    bool in = p + q < p1 && ((j & 1) ? in1 : in0);
-                    aw[q][j] = in ? __ldcg(((j & 1) ? a1 : a0) + kw) : 0u;
-                }
+                for (int h = 0; h < 2; h++)
+                    av[q][h] = p + q < p1 && in[h] ? __ldcg(ar[h] + (p + q) * 4 + tq) : make_uint4(0, 0, 0, 0);
 #pragma unroll
             for (int q = 0; q < 4; q++) {
                 if (p + q >= p1) break;
@@ -857,25 +868,20 @@ __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const ui
 #pragma unroll
                 for (int ti = 0; ti < G; ti++)
                     if (ti < gn) bq[ti] = wb[((size_t)ti * P + p + q) * 32 + lane];
-#pragma unroll
-                for (int s = 0; s < 2; s++) {
-                    unsigned a[4];
-#pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        a[j] = aw[q][s * 4 + j];
-                        if (ln && ((j & 1) ? in1 : in0)) {
-                            int k = (p + q) * 32 + s * 16 + 2 * tq + (j >> 1) * 8;
-                            float mean = (j & 1) ? mean1 : mean0, rstd = (j & 1) ? rstd1 : rstd0;
-                            T *x = reinterpret_cast<T *>(&a[j]);
-                            const T *g = reinterpret_cast<const T *>(lnv + k), *b = reinterpret_cast<const T *>(lnv + K + k);
-                            x[0] = ln_value<T>(to_f<T>(x[0]), mean, rstd, to_f<T>(g[0]), bias ? to_f<T>(b[0]) : 0.0f);
-                            x[1] = ln_value<T>(to_f<T>(x[1]), mean, rstd, to_f<T>(g[1]), bias ? to_f<T>(b[1]) : 0.0f);
-                        }
-                    }
-#pragma unroll
-                    for (int ti = 0; ti < G; ti++)
-                        if (ti < gn) mma16816<BF16>(acc[ti], a, s ? bq[ti].z : bq[ti].x, s ? bq[ti].w : bq[ti].y);
+                if (ln) {
+                    int c = (p + q) * 4 + tq;
+                    uint4 g = gv[c], b = bias ? bv[c] : make_uint4(0, 0, 0, 0);
+                    normalise8<T>(av[q][0], g, b, bias, mean[0], rstd[0]);
+                    normalise8<T>(av[q][1], g, b, bias, mean[1], rstd[1]);
                 }
+                unsigned a0[4] = {av[q][0].x, av[q][1].x, av[q][0].y, av[q][1].y};
+                unsigned a1[4] = {av[q][0].z, av[q][1].z, av[q][0].w, av[q][1].w};
+#pragma unroll
+                for (int ti = 0; ti < G; ti++)
+                    if (ti < gn) {
+                        mma16816<BF16>(acc[ti], a0, bq[ti].x, bq[ti].y);
+                        mma16816<BF16>(acc[ti], a1, bq[ti].z, bq[ti].w);
+                    }
             }
         }
 #pragma unroll
@@ -893,8 +899,8 @@ __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const ui
 }
 
 /* This block's tiles of a resident Gemm (pk_plan_resident), res_g at a
- * time. The work region holds the partial sums, then the LayerNorm
- * vectors, then the row statistics. */
+ * time. The work region holds the row statistics, the LayerNorm vectors,
+ * then the partial sums. */
 template <bool BF16>
 __device__ __noinline__ void run_gemm_resident(const lp_persist_phase &ph, const pk_gemm &pl, unsigned char *base,
                                                unsigned char *smem) {
@@ -902,10 +908,11 @@ __device__ __noinline__ void run_gemm_resident(const lp_persist_phase &ph, const
     int t1 = pk_resident_first_tile(pl.tiles, blockIdx.x + 1, gridDim.x);
     if (t0 >= t1) return;
     int K = (int)ph.k, P = pl.P, G = pl.res_g;
-    float *red = (float *)smem;
-    unsigned short *lnv = (unsigned short *)(smem + (size_t)PK_WARPS * G * 16 * 8 * 4);
-    float *stats = (float *)(lnv + (ph.ln ? 2 * K : 0));
-    if (ph.ln) {
+    float *stats = (float *)smem;
+    unsigned short *lnv = (unsigned short *)(smem + 16 * 2 * 4);
+    float *red = (float *)(lnv + (ph.ln ? 2 * K : 0));
+    bool keep = pl.res_keep != 0;
+    if (ph.ln && !keep) {
         for (int v = threadIdx.x; v < 2 * K / 8; v += blockDim.x) {
             const lp_persist_view &src = v < K / 8 ? ph.scale : ph.ln_bias;
             if (v < K / 8 || src.dtype)
@@ -916,10 +923,11 @@ __device__ __noinline__ void run_gemm_resident(const lp_persist_phase &ph, const
     const uint4 *w = (const uint4 *)(smem + pl.res_at);
     for (int l0 = 0; l0 < t1 - t0; l0 += G) {
         int gn = t1 - t0 - l0 < G ? t1 - t0 - l0 : G;
+        bool again = keep || (l0 > 0 && ph.m <= 16); /* the statistics of this phase's first unit */
         const uint4 *wb = w + (size_t)l0 * P * 32;
-        if (G == 1) resident_tiles<1, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats);
-        else if (G == 2) resident_tiles<2, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats);
-        else resident_tiles<4, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats);
+        if (G == 1) resident_tiles<1, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats, again);
+        else if (G == 2) resident_tiles<2, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats, again);
+        else resident_tiles<4, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats, again);
     }
 }
 
@@ -1085,15 +1093,19 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
 
 /* Packed word ((j * P + p) * 32 + lane) * 4 + r holds W[k][n], W[k + 1][n]
  * for n = 8j + lane / 4, k = 16 (2p + r / 2) + 2 (lane % 4) + 8 (r % 2): the
- * B fragments of k-steps 2p and 2p + 1 of column tile j. pack: row-major (or
+ * B fragments of k-steps 2p and 2p + 1 of column tile j. The resident order
+ * (resident 1) permutes K within each 32: k = 32p + 8 (lane % 4) + 2r, so
+ * that a lane's values of A are 8 consecutive ones. pack: row-major (or
  * [N, K] with trans) w -> packed; else the inverse. */
-__global__ void rearrange_kernel(unsigned *packed, unsigned short *w, int64_t K, int64_t N, int trans, int pack) {
+__global__ void rearrange_kernel(unsigned *packed, unsigned short *w, int64_t K, int64_t N, int trans, int pack,
+                                 int resident) {
     int64_t P = K / 32, words = (N / 8) * P * 128;
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < words;
          i += (int64_t)gridDim.x * blockDim.x) {
         int r = (int)(i % 4), lane = (int)((i / 4) % 32);
         int64_t jp = i / 128, p = jp % P, j = jp / P;
-        int64_t k = 16 * (2 * p + r / 2) + 2 * (lane % 4) + 8 * (r % 2), n = 8 * j + lane / 4;
+        int64_t k = resident ? 32 * p + 8 * (lane % 4) + 2 * r : 16 * (2 * p + r / 2) + 2 * (lane % 4) + 8 * (r % 2);
+        int64_t n = 8 * j + lane / 4;
         int64_t lo = trans ? n * K + k : k * N + n, hi = trans ? n * K + k + 1 : (k + 1) * N + n;
         if (pack) {
             packed[i] = (unsigned)w[lo] | ((unsigned)w[hi] << 16);
@@ -1114,15 +1126,18 @@ __global__ void rearrange_kernel(unsigned *packed, unsigned short *w, int64_t K,
 
 /* Rearranges one Gemm weight in place (through a temporary copy): into
  * fragment order, or back to its own layout. */
-static lp_status rearrange(const lp_persist_phase *h, unsigned char *base, bool pack, int card, lp_diag *d) {
+static lp_status rearrange(const lp_persist_phase *h, unsigned char *base, bool pack, bool resident, int card,
+                           lp_diag *d) {
     size_t bytes = (size_t)(h->k * h->n) * 2;
     void *tmp = NULL;
     GP_CHECK(d, cudaMalloc(&tmp, bytes));
     unsigned char *w = base + h->b.offset;
     cudaError_t e = cudaMemcpy(tmp, w, bytes, cudaMemcpyDeviceToDevice);
     if (e == cudaSuccess) {
-        if (pack) rearrange_kernel<<<264, 256>>>((unsigned *)w, (unsigned short *)tmp, h->k, h->n, h->trans_w, 1);
-        else rearrange_kernel<<<264, 256>>>((unsigned *)tmp, (unsigned short *)w, h->k, h->n, h->trans_w, 0);
+        if (pack)
+            rearrange_kernel<<<264, 256>>>((unsigned *)w, (unsigned short *)tmp, h->k, h->n, h->trans_w, 1, resident);
+        else
+            rearrange_kernel<<<264, 256>>>((unsigned *)tmp, (unsigned short *)w, h->k, h->n, h->trans_w, 0, resident);
         e = cudaGetLastError();
     }
     if (e == cudaSuccess) e = cudaDeviceSynchronize();
@@ -1153,7 +1168,7 @@ lp_status lp_gpu_persist_unpack(lp_gpu_persist *gp, unsigned char *base, lp_diag
         if (h->kind != LP_PERSIST_GEMM || h->b.weight != PK_PACKED) continue;
         bool done = marked_before(gp, i, PK_PACKED + 1);
         h->b.weight = PK_PACKED + 1; /* unpacked again */
-        lp_status st = done ? LP_OK : rearrange(h, base, false, gp->card, d);
+        lp_status st = done ? LP_OK : rearrange(h, base, false, gp->resident, gp->card, d);
         if (st != LP_OK) return st;
     }
     gp->packed = 0;
@@ -1172,7 +1187,7 @@ static lp_status pack_weights(lp_gpu_persist *gp, unsigned char *base, lp_diag *
         lp_persist_phase *h = &gp->host[i];
         if (h->kind != LP_PERSIST_GEMM || h->b.weight != PK_PACKED) continue;
         if (marked_before(gp, i, PK_PACKED)) continue; /* packed for an earlier phase */
-        lp_status st = rearrange(h, base, true, gp->card, d);
+        lp_status st = rearrange(h, base, true, gp->resident, gp->card, d);
         if (st != LP_OK) return st;
         gp->packed++;
     }
@@ -1410,8 +1425,8 @@ lp_status lp_gpu_persist_step(lp_gpu_persist *gp, lp_card_env *env, unsigned cha
     return run_step(gp, env, base, s, NULL, d);
 }
 
-/* Two steps with the per-block stamps in dev (the resident kernel is
- * launched again with them, then without). */
+/* Two steps with the per-block stamps in dev (the resident kernel, stopped
+ * by the caller, is launched with them and stopped again). */
 static lp_status traced_steps(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base, cudaStream_t s,
                               unsigned long long *dev, lp_diag *d) {
     if (!gp->resident) {
@@ -1419,8 +1434,7 @@ static lp_status traced_steps(lp_gpu_persist *gp, lp_card_env *env, unsigned cha
         for (int r = 0; r < 2 && st == LP_OK; r++) st = run_step(gp, env, base, s, dev, d);
         return st;
     }
-    lp_status st = resident_stop(gp, d);
-    if (st == LP_OK) st = resident_launch(gp, base, dev, d);
+    lp_status st = resident_launch(gp, base, dev, d);
     for (int r = 0; r < 2 && st == LP_OK; r++) st = resident_step(gp, s, d);
     if (st == LP_OK && cudaStreamSynchronize(s) != cudaSuccess)
         st = lp_error(d, LP_ERR_INTERNAL, "card %d: the resident kernel's profile run failed", gp->card);
@@ -1445,12 +1459,14 @@ lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned 
         free(col);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     }
-    lp_status st = LP_OK;
-    cudaError_t e = cudaMalloc(&dev, words * sizeof *dev);
-    if (e == cudaSuccess) e = cudaMemsetAsync(dev, 0, words * sizeof *dev, s);
-    if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+    /* the resident kernel stops first: while it runs, no other kernel (the
+     * memset here) is sure to find room on an SM */
+    lp_status st = resident_stop(gp, d);
+    cudaError_t e = st == LP_OK ? cudaMalloc(&dev, words * sizeof *dev) : cudaSuccess;
+    if (st == LP_OK && e == cudaSuccess) e = cudaMemsetAsync(dev, 0, words * sizeof *dev, s);
+    if (st == LP_OK && e == cudaSuccess) e = cudaStreamSynchronize(s);
     /* twice: the second run's times, with the first's caches warm */
-    if (e == cudaSuccess) st = traced_steps(gp, env, base, s, dev, d);
+    if (st == LP_OK && e == cudaSuccess) st = traced_steps(gp, env, base, s, dev, d);
     if (e == cudaSuccess && st == LP_OK) e = cudaStreamSynchronize(s);
     if (e == cudaSuccess && st == LP_OK) e = cudaMemcpy(host, dev, words * sizeof *dev, cudaMemcpyDeviceToHost);
     if (dev) cudaFree(dev);
