@@ -1509,6 +1509,17 @@ lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned 
                     wait, work, slow, name);
         }
         fprintf(out, "  barriers (median wait) %.1f us, phases (slowest block) %.1f us\n", total_wait, total_work);
+        /* the first block's first stamp to the last block's last one: the step inside the kernels, for
+         * comparison with the step's time on the stream (the rest: launches, or the doorbells) */
+        unsigned long long t0 = ~0ull, t1 = 0;
+        for (int b = 0; b < nb; b++)
+            for (int i = 0; i < n; i++) {
+                const unsigned long long *t = host + ((size_t)b * n + i) * 3;
+                if (p->phases[i].kind == LP_PERSIST_NODE || !t[0]) continue;
+                if (t[0] < t0) t0 = t[0];
+                if (t[2] > t1) t1 = t[2];
+            }
+        if (t1 > t0) fprintf(out, "  the step inside the kernel (first block in to last block out): %.1f us\n", (t1 - t0) * 1e-3);
     }
     free(host);
     free(col);
