@@ -403,9 +403,10 @@ __device__ __forceinline__ float att_ld(const unsigned char *p, int64_t i) {
 }
 
 /* A warp a query row (batch.., m), its scores in shared memory (sw: N
- * floats): lanes take keys n, n + 32, ..., each dot product 16 loads in
- * flight (a head of 64: four rounds); softmax over the warp; then lanes
- * take columns of the values, 8 keys' loads in flight. One storage type T for every operand; roundings
+ * floats): up to 32 keys (and K <= 128), the lanes split K and each key's
+ * dot product is a warp sum; more, lanes take keys n, n + 32, ..., each
+ * dot product 8 loads in flight; softmax over the warp; then lanes take
+ * columns of the values, 8 keys' loads in flight. One storage type T for every operand; roundings
  * as in lp_persist.h. The loops stay loops: the code is fetched cold. */
 template <typename T>
 __device__ __noinline__ void attention_of(const lp_persist_phase &ph, unsigned char *base, float *att) {
@@ -433,23 +434,55 @@ __device__ __noinline__ void attention_of(const lp_persist_phase &ph, unsigned c
         const unsigned char *vp = base + v.offset + (int64_t)ov * sizeof(T);
         const unsigned char *mp = base + mk.offset + (int64_t)om * sizeof(T);
         float mx = -INFINITY;
-        for (int n = lane; n < N; n += 32) {
-            float acc = 0;
-            for (int k0 = 0; k0 < K; k0 += 16) {
-                float qv[16], kv[16];
+        if (N <= 32 && K <= 32 * 4) {
+            /* few keys: the lanes split K (the query's values loaded once), a key's dot
+             * product is a warp sum, 4 keys' loads in flight; lane n keeps key n's score */
+            float qr[4], mine = 0;
+            float mval = ph.has_bias && lane < N ? att_ld<T>(mp, (int64_t)lane * mn) : 0.0f;
 #pragma unroll
-                for (int u = 0; u < 16; u++) {
-                    int k = k0 + u < K ? k0 + u : K - 1;
-                    qv[u] = k0 + u < K ? att_ld<T>(qp, (int64_t)k * qk) : 0.0f;
-                    kv[u] = att_ld<T>(kp, (int64_t)k * kk + (int64_t)n * kn);
+            for (int j = 0; j < 4; j++) qr[j] = lane + 32 * j < K ? att_ld<T>(qp, (int64_t)(lane + 32 * j) * qk) : 0.0f;
+            for (int n0 = 0; n0 < N; n0 += 4) {
+                float part[4];
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    int n = n0 + u < N ? n0 + u : N - 1;
+                    part[u] = 0;
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        if (lane + 32 * j < K)
+                            part[u] += qr[j] * att_ld<T>(kp, (int64_t)(lane + 32 * j) * kk + (int64_t)n * kn);
                 }
 #pragma unroll
-                for (int u = 0; u < 16; u++) acc += qv[u] * kv[u];
+                for (int u = 0; u < 4; u++) {
+                    for (int w = 16; w > 0; w >>= 1) part[u] += __shfl_xor_sync(0xffffffffu, part[u], w);
+                    if (lane == n0 + u) mine = part[u];
+                }
             }
-            float x = round_to(ph.alpha * acc, dt);
-            if (ph.has_bias) x = round_to(x + att_ld<T>(mp, (int64_t)n * mn), dt);
-            sw[n] = x;
-            mx = fmaxf(mx, x);
+            if (lane < N) {
+                float x = round_to(ph.alpha * mine, dt);
+                if (ph.has_bias) x = round_to(x + mval, dt);
+                sw[lane] = x;
+                mx = x;
+            }
+        } else {
+            for (int n = lane; n < N; n += 32) {
+                float acc = 0;
+                for (int k0 = 0; k0 < K; k0 += 8) {
+                    float qv[8], kv[8];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) {
+                        int k = k0 + u < K ? k0 + u : K - 1;
+                        qv[u] = k0 + u < K ? att_ld<T>(qp, (int64_t)k * qk) : 0.0f;
+                        kv[u] = att_ld<T>(kp, (int64_t)k * kk + (int64_t)n * kn);
+                    }
+#pragma unroll
+                    for (int u = 0; u < 8; u++) acc += qv[u] * kv[u];
+                }
+                float x = round_to(ph.alpha * acc, dt);
+                if (ph.has_bias) x = round_to(x + att_ld<T>(mp, (int64_t)n * mn), dt);
+                sw[n] = x;
+                mx = fmaxf(mx, x);
+            }
         }
         for (int w = 16; w > 0; w >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, w));
         float sum = 0;
