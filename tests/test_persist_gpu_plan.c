@@ -360,6 +360,16 @@ static int seed_layer(lp_persist_phase *ph, int64_t T, int64_t H) {
     return n;
 }
 
+/* The seed layer at hidden H, T tokens in ph, planned resident into pl / r. */
+static bool plan_seed(lp_persist_phase *ph, int *n, int64_t T, int64_t H, pk_gemm *pl, pk_resident *r, char *why,
+                      size_t why_len) {
+    *n = seed_layer(ph, T, H);
+    lp_persist_program p = program(ph, *n);
+    mark_packed(ph, *n);
+    pk_plan_gemms(&p, ph, BLOCKS, pl);
+    return pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, r, why, why_len);
+}
+
 /* Worked by hand for hidden 1024, 16 tokens: q, k, v, out 128 tiles (at
  * most one a block: 1 x 32 x 512 B), fc1 512 tiles (at most 4: 4 x 32 x
  * 512), fc2 128 tiles of K 4096 (1 x 128 x 512): 192 KiB a block; the work
@@ -369,14 +379,11 @@ static int seed_layer(lp_persist_phase *ph, int64_t T, int64_t H) {
 static void test_resident_seed_layer(void **state) {
     (void)state;
     lp_persist_phase ph[8];
-    int n = seed_layer(ph, 16, 1024);
-    lp_persist_program p = program(ph, n);
-    mark_packed(ph, n);
     pk_gemm pl[8];
     pk_resident r;
     char why[256];
-    pk_plan_gemms(&p, ph, BLOCKS, pl);
-    assert_true(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    int n;
+    assert_true(plan_seed(ph, &n, 16, 1024, pl, &r, why, sizeof why));
     assert_int_equal(r.weight_bytes, 4 * 16384 + 65536 + 65536);
     assert_int_equal(r.work_bytes, 16384 + 4096 + 128);
     assert_int_equal(r.held, 6);
@@ -394,23 +401,16 @@ static void test_resident_seed_layer(void **state) {
     /* not kept: a barrier before k, other LayerNorm vectors for v, more than 16 rows */
     ph[1].sync = 1;
     ph[2].scale.offset += 4096;
+    lp_persist_program p = program(ph, n);
     pk_plan_gemms(&p, ph, BLOCKS, pl);
     assert_true(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
     assert_int_equal(pl[1].res_keep, 0);
     assert_int_equal(pl[2].res_keep, 0);
-    n = seed_layer(ph, 32, 1024);
-    p = program(ph, n);
-    mark_packed(ph, n);
-    pk_plan_gemms(&p, ph, BLOCKS, pl);
-    assert_true(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    assert_true(plan_seed(ph, &n, 32, 1024, pl, &r, why, sizeof why));
     assert_int_equal(pl[1].res_keep, 0);
     /* hidden 1536: q, k, v, out 192 tiles (2 a block, 48 KiB each), fc1 768 (6: 144 KiB), fc2 192 of K
      * 6144 (2: 192 KiB): 528 KiB a block */
-    n = seed_layer(ph, 16, 1536);
-    p = program(ph, n);
-    mark_packed(ph, n);
-    pk_plan_gemms(&p, ph, BLOCKS, pl);
-    assert_false(pk_plan_resident(&p, ph, BLOCKS, RES_BUDGET, pl, &r, why, sizeof why));
+    assert_false(plan_seed(ph, &n, 16, 1536, pl, &r, why, sizeof why));
     assert_non_null(strstr(why, "need 540672 bytes of shared memory a block"));
 }
 
