@@ -59,8 +59,11 @@ typedef struct lp_manifest_info {
 
 /* Whether card c of p runs as a persistent program (manifest "program"). */
 bool lp_card_runs_persistent(const lp_plan *p, int c);
-/* Its manifest "program": "resident" (tier smem), "persistent" or "library". */
-const char *lp_card_program_kind(const lp_plan *p, int c);
+/* Its manifest "program": "resident" (tier smem, and the resident kernel's
+ * layout of the card's Gemm weights, estimated from L, fits a block's shared
+ * memory: *need <= *budget bytes, both 0 when not estimated), "persistent"
+ * or "library". */
+const char *lp_card_program_kind(const lp_plan *p, const lp_layer_ir *L, int c, uint64_t *need, uint64_t *budget);
 
 /* Writes manifest.json (schema in manifest.c) into od. */
 lp_status lp_emit_write_manifest(const lp_plan *p, const lp_layer_ir *L,

@@ -32,6 +32,7 @@
  * buffer of every card listed; a graph output is read from the sender's
  * "out" buffer. */
 #include "lp_emit.h"
+#include "persist_gpu_plan.h"
 #include "json_out.h"
 
 #include <jansson.h>
@@ -86,9 +87,49 @@ bool lp_card_runs_persistent(const lp_plan *p, int c) {
            pc->memory->total_bytes <= pc->capacity;
 }
 
-const char *lp_card_program_kind(const lp_plan *p, int c) {
+/* The shared memory a block of the resident kernel would need for card c
+ * (persist_gpu_plan.h's layout, estimated from the layer IR): each weight
+ * of a MatMul or Gemm that the tensor cores can take (2-D, fp16 or bf16 as
+ * deployed, K a multiple of 32, N of 8) once, and the largest work region
+ * (a LayerNorm prologue assumed on every Gemm). */
+static uint64_t resident_need(const lp_plan *p, const lp_layer_ir *L, int c) {
+    const lp_plan_card *pc = &p->cards[c];
+    const lp_graph *g = L->g;
+    int first = L->layers[pc->first_layer].first_node, last = L->layers[pc->last_layer].last_node;
+    int64_t weights = 0, work = PK_RESIDENT_ATTENTION_WORK;
+    unsigned char *held = calloc((size_t)g->n_values + 1, 1);
+    if (!held) return UINT64_MAX; /* not known: too much */
+    for (int i = first; i <= last; i++) {
+        const lp_node *n = &g->nodes[i];
+        bool gemm = strcmp(n->op_type, "Gemm") == 0;
+        if ((!gemm && strcmp(n->op_type, "MatMul") != 0) || n->n_inputs < 2 || n->inputs[1] < 0) continue;
+        const lp_value *w = &g->values[n->inputs[1]];
+        lp_dtype dt = lp_analysis_value_dtype(L, w);
+        if (w->kind != LP_VALUE_WEIGHT || w->shape.rank != 2 || (dt != LP_DT_FLOAT16 && dt != LP_DT_BFLOAT16))
+            continue;
+        bool trans = gemm && lp_node_attr_int(n, "transB", 0) != 0;
+        int64_t k = w->shape.dims[trans ? 1 : 0].size, cols = w->shape.dims[trans ? 0 : 1].size;
+        if (k <= 0 || cols <= 0 || k % 32 || cols % 8) continue;
+        int res_g;
+        int64_t bytes = pk_resident_weight_bytes(cols, k, p->target.sms, &res_g);
+        if (!held[n->inputs[1]]) weights += bytes; /* a weight read twice is held once */
+        held[n->inputs[1]] = 1;
+        int64_t need = (int64_t)PK_WARPS * res_g * 16 * 8 * 4 + 2 * k * 2 + 16 * 2 * 4;
+        if (need > work) work = need;
+    }
+    free(held);
+    return (uint64_t)(weights + (work + 15) / 16 * 16);
+}
+
+const char *lp_card_program_kind(const lp_plan *p, const lp_layer_ir *L, int c, uint64_t *need,
+                                 uint64_t *budget) {
+    *need = *budget = 0;
     if (!lp_card_runs_persistent(p, c)) return "library";
-    return p->target.tier == LP_TIER_SMEM ? "resident" : "persistent";
+    if (p->target.tier != LP_TIER_SMEM) return "persistent";
+    if (!L || p->target.sms <= 0) return "resident"; /* the runtime decides at load */
+    *budget = p->target.smem_bytes / (uint64_t)p->target.sms - PK_RESIDENT_STATIC;
+    *need = resident_need(p, L, c);
+    return *need <= *budget ? "resident" : "persistent";
 }
 
 static void put_card(lp_json_out *w, const doc_ctx *x, int c) {
@@ -103,7 +144,8 @@ static void put_card(lp_json_out *w, const doc_ctx *x, int c) {
     lp_json_int(w, "n_shards", pc->n_shards);
     lp_json_int(w, "alignment", (int64_t)m->alignment);
     lp_json_int(w, "total_bytes", (int64_t)m->total_bytes);
-    lp_json_string(w, "program", lp_card_program_kind(x->p, c));
+    uint64_t need, budget;
+    lp_json_string(w, "program", lp_card_program_kind(x->p, x->L, c, &need, &budget));
     lp_json_begin_object(w, "regions");
     put_region(w, "weights", 0, m->weights_bytes);
     put_region(w, "boundary", m->boundary_offset, m->boundary_bytes);
@@ -291,6 +333,15 @@ lp_status lp_emit_write_manifest(const lp_plan *p, const lp_layer_ir *L,
                                  const lp_manifest_info *mi, lp_outdir *od, lp_diag *d) {
     lp_status st = check_transfers(p, L, d);
     if (st != LP_OK) return st;
+    for (int c = 0; c < p->n_cards; c++) {
+        uint64_t need, budget;
+        const char *kind = lp_card_program_kind(p, L, c, &need, &budget);
+        if (need > budget && strcmp(kind, "persistent") == 0)
+            lp_warn(d, "card %d: --tier smem: holding its Gemm weights needs %.1f KiB of shared memory a block "
+                    "(with the work space), more than the %.1f KiB a block has; it runs as the persistent "
+                    "program, its weights read from L2 (manifest \"program\": \"persistent\")",
+                    c, need / 1024.0, budget / 1024.0);
+    }
     FILE *f = lp_outdir_create(od, "manifest.json", d);
     if (!f) return LP_ERR_OUTPUT;
     size_t n = strlen(lp_outdir_path(od)) + sizeof "/manifest.json";

@@ -46,6 +46,7 @@ typedef struct lp_target {
     double link_bw;          /* bytes/s, large card-to-card copies */
     double launch_s;         /* per kernel, inside a CUDA graph */
     uint64_t smem_bytes;     /* shared memory over all SMs (opt-in per block x SMs); 0 unknown */
+    int sms;                 /* streaming multiprocessors (a block of shared memory each); 0 unknown */
     double smem_bw;          /* bytes/s, every SM re-reading its shared memory; 0 not measured */
     int tier;                /* enum lp_tier: the on-chip memory a fitting card runs from */
     double chip_bw;          /* bytes/s of that tier: a card that fits reads at this rate */

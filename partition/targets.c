@@ -44,6 +44,7 @@ static const lp_target builtin_targets[] = {
      .link_bw = 3.95e11,
      .launch_s = 0.97e-6,
      .smem_bytes = 132 * 227 * KIB,
+     .sms = 132,
      .chip_bw = 7.5e12},
     {.name = "h200",
      .l2_bytes = 60 * MIB,
@@ -57,6 +58,7 @@ static const lp_target builtin_targets[] = {
      .link_bw = 3.95e11,
      .launch_s = 1.7e-6,
      .smem_bytes = 132 * 227 * KIB,
+     .sms = 132,
      .smem_bw = 3.01e13,
      .chip_bw = 7.1e12},
 };
@@ -209,6 +211,11 @@ static lp_status target_from_json(json_t *root, const char *path, lp_target *t, 
                             rates[i].key);
         if (v) *(double *)((char *)t + rates[i].off) = json_number_value(v);
     }
+    json_t *sms = json_object_get(root, "sms");
+    if (sms && (!json_is_integer(sms) || json_integer_value(sms) < 0 || json_integer_value(sms) > 1000000))
+        return lp_error(d, LP_ERR_USAGE, "target '%s': 'sms' must be a whole number of SMs from 0 to 1000000",
+                        path);
+    if (sms) t->sms = (int)json_integer_value(sms);
     if (!t->capacity) t->capacity = t->persist_bytes ? t->persist_bytes : t->l2_bytes;
     if (!t->capacity)
         return lp_error(d, LP_ERR_USAGE, "target '%s': needs 'capacity', 'persist_bytes' or 'l2_bytes'",
@@ -297,6 +304,7 @@ void *lp_target_to_json(const lp_target *t) {
     json_object_set_new(j, "link_bw", json_real(t->link_bw));
     json_object_set_new(j, "launch_s", json_real(t->launch_s));
     json_object_set_new(j, "smem_bytes", json_integer((json_int_t)t->smem_bytes));
+    json_object_set_new(j, "sms", json_integer(t->sms));
     json_object_set_new(j, "smem_bw", json_real(t->smem_bw));
     json_object_set_new(j, "tier", json_string(lp_tier_name(t->tier) ? lp_tier_name(t->tier) : "l2"));
     json_object_set_new(j, "chip_bw", json_real(t->chip_bw));

@@ -147,6 +147,12 @@ int64_t pk_resident_gemm_work(const lp_persist_phase *g, int res_g) {
  * several units of 4). */
 static int resident_unit(int per_block) { return per_block <= 1 ? 1 : per_block == 2 ? 2 : 4; }
 
+int64_t pk_resident_weight_bytes(int64_t n, int64_t k, int blocks, int *res_g) {
+    int64_t tiles = n / 8, per_block = (tiles + blocks - 1) / blocks;
+    *res_g = resident_unit((int)per_block);
+    return per_block * (k / 32) * 512;
+}
+
 bool pk_plan_resident(const lp_persist_program *p, const lp_persist_phase *host, int blocks, int64_t budget,
                       pk_gemm *pl, pk_resident *r, char *why, size_t why_len) {
     memset(r, 0, sizeof *r);
@@ -169,12 +175,12 @@ bool pk_plan_resident(const lp_persist_program *p, const lp_persist_phase *host,
             r->unheld++;
             continue;
         }
-        int tiles = (int)(ph->n / 8), per_block = (tiles + blocks - 1) / blocks;
+        int tiles = (int)(ph->n / 8);
         pk_gemm *g = &pl[i];
         g->w = ph->b.offset;
         g->P = (int)(ph->k / 32);
         g->tiles = tiles;
-        g->res_g = resident_unit(per_block);
+        int64_t bytes = pk_resident_weight_bytes(ph->n, ph->k, blocks, &g->res_g);
         g->res_keep = i > 0 && ph->ln && !ph->sync && ph->m <= 16 && pl[i - 1].res_g && pl[i - 1].tiles == tiles &&
                       same_rows(&host[i - 1], ph);
         int64_t need = pk_resident_gemm_work(ph, g->res_g);
@@ -191,7 +197,7 @@ bool pk_plan_resident(const lp_persist_program *p, const lp_persist_phase *host,
         }
         g->res_at = (int)weights;
         g->res_copy = 1;
-        weights += (int64_t)per_block * g->P * 512;
+        weights += bytes;
         r->held_bytes += (int64_t)tiles * g->P * 512;
     }
     if (!r->held) {

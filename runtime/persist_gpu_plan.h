@@ -105,6 +105,13 @@ __host__ __device__
 static inline int pk_resident_first_tile(int tiles, int b, int blocks) {
     return (int)((int64_t)tiles * b / blocks);
 }
+/* The bytes of shared memory a weight of N columns and K rows takes in the
+ * block holding the most of its tiles, and the unit shape (1, 2 or 4
+ * tiles) those are taken in. */
+int64_t pk_resident_weight_bytes(int64_t n, int64_t k, int blocks, int *res_g);
+/* The resident kernel's own static shared memory, at most (a block's
+ * budget for work and weights is the opt-in size less this). */
+#define PK_RESIDENT_STATIC 2048
 /* Plans the resident kernel for host (phases with PK_PACKED marks) in at
  * most budget bytes of dynamic shared memory a block: fills pl's res_*
  * fields (pl as pk_plan_gemms left it) and *r. Returns false, with the

@@ -446,6 +446,22 @@ class RunCpu(unittest.TestCase):
                 r = run(out)
                 self.assertEqual(r.returncode, 1)
                 self.assertIn("key 'cards[1].program': not \"library\", \"persistent\" or \"resident\"", r.stderr)
+        # shared memory of 16 KiB a block: a layer's Gemm weights (36 KiB a block: q, k, v, out and fc1
+        # one tile of K 256 each, fc2 one of K 1024) and work (8 KiB) do not fit, so it runs persistent
+        target = os.path.join(self.tmp, "small_smem.json")
+        with open(os.path.join(SRC, "partition", "targets", "h200.json")) as f:
+            t = json.load(f)
+        t.update(smem_bytes=132 * 16 * 1024, sms=132)
+        with open(target, "w") as f:
+            json.dump(t, f)
+        out = os.path.join(self.tmp, "program_small_smem")
+        r = lpcc(src, *[a for a in dims if a != "-q"], "--cards", "2", "--tier", "smem", "--target", target,
+                 "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "manifest.json")) as f:
+            self.assertEqual([c["program"] for c in json.load(f)["cards"]], ["persistent", "persistent"])
+        self.assertIn("card 1: --tier smem: holding its Gemm weights needs 44.1 KiB of shared memory a block "
+                      "(with the work space), more than the 14.0 KiB a block has", r.stderr)
         out = os.path.join(self.tmp, "program_sharded")
         r = lpcc(src, *dims, "--capacity", "700KiB", "-o", out)
         self.assertEqual(r.returncode, 0, r.stderr)

@@ -960,6 +960,9 @@ static void test_target_sizes(void **state) {
         {"{\"capacity\": -5}", "'capacity': a size cannot be negative"},
         {"{\"capacity\": 1.5}", "'capacity': expected an integer"},
         {"{\"l2_bytes\": \"50 MiB trailing\"}", "'l2_bytes' \"50 MiB trailing\" is not a size: unknown unit"},
+        {"{\"capacity\": \"1MiB\", \"sms\": -1}", "'sms' must be a whole number of SMs from 0 to 1000000"},
+        {"{\"capacity\": \"1MiB\", \"sms\": 13.5}", "'sms' must be a whole number"},
+        {"{\"capacity\": \"1MiB\", \"sms\": 4294967296}", "'sms' must be a whole number"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         json_error_t err;
@@ -980,6 +983,11 @@ static void test_target_sizes(void **state) {
     lp_target t;
     assert_int_equal(lp_target_from_json(j, "t.json", &t, &d), LP_OK);
     assert_int_equal(t.capacity, 31ull << 20);
+    assert_int_equal(t.sms, 0);
+    json_decref(j);
+    j = json_loads("{\"persist_bytes\": \"31 MiB\", \"sms\": 114}", 0, &err);
+    assert_int_equal(lp_target_from_json(j, "t.json", &t, &d), LP_OK);
+    assert_int_equal(t.sms, 114);
     json_decref(j);
 }
 
@@ -1004,6 +1012,9 @@ static void test_builtin_targets_match_files(void **state) {
         assert_true(a.peak_flops == b.peak_flops && a.hbm_bw == b.hbm_bw && a.l2_bw == b.l2_bw);
         assert_true(a.link_latency_s == b.link_latency_s && a.link_bw == b.link_bw);
         assert_true(a.launch_s == b.launch_s);
+        assert_int_equal(a.smem_bytes, b.smem_bytes);
+        assert_int_equal(a.sms, b.sms);
+        assert_true(a.smem_bw == b.smem_bw);
     }
     lp_target t;
     assert_true(lp_target_builtin("h100", &t));
