@@ -1266,7 +1266,8 @@ static lp_status resident_setup(lp_gpu_persist *gp, const pk_gemm *plans, char *
     if (cudaGetDriverEntryPointByVersion("cuStreamWriteValue32", &fw, 12000, cudaEnableDefault, &q1) != cudaSuccess ||
         cudaGetDriverEntryPointByVersion("cuStreamWaitValue32", &fa2, 12000, cudaEnableDefault, &q2) != cudaSuccess ||
         q1 != cudaDriverEntryPointSuccess || q2 != cudaDriverEntryPointSuccess || !fw || !fa2) {
-        snprintf(why, why_len, "the driver has no stream memory operations (cuStreamWriteValue32, cuStreamWaitValue32)");
+        snprintf(why, why_len,
+                 "the driver has no stream memory operations (cuStreamWriteValue32, cuStreamWaitValue32)");
         return LP_OK;
     }
     gp->write32 = (pk_mem_op)fw;
@@ -1552,7 +1553,9 @@ lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned 
                 if (t[0] < t0) t0 = t[0];
                 if (t[2] > t1) t1 = t[2];
             }
-        if (t1 > t0) fprintf(out, "  the step inside the kernel (first block in to last block out): %.1f us\n", (t1 - t0) * 1e-3);
+        if (t1 > t0)
+            fprintf(out, "  the step inside the kernel (first block in to last block out): %.1f us\n",
+                    (t1 - t0) * 1e-3);
     }
     free(host);
     free(col);
