@@ -60,9 +60,10 @@ typedef struct lp_manifest_info {
 /* Whether card c of p runs as a persistent program (manifest "program"). */
 bool lp_card_runs_persistent(const lp_plan *p, int c);
 /* Its manifest "program": "resident" (tier smem, and the resident kernel's
- * layout of the card's Gemm weights, estimated from L, fits a block's shared
- * memory: *need <= *budget bytes, both 0 when not estimated), "persistent"
- * or "library". */
+ * layout of the card's Gemm weights, estimated from L (lp_resident_need),
+ * fits a block's shared memory: *need <= *budget bytes, both 0 when not
+ * estimated), "persistent" (also for a card with no weight the tensor cores
+ * take) or "library". */
 const char *lp_card_program_kind(const lp_plan *p, const lp_layer_ir *L, int c, uint64_t *need, uint64_t *budget);
 
 /* Writes manifest.json (schema in manifest.c) into od. */

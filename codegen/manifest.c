@@ -32,7 +32,6 @@
  * buffer of every card listed; a graph output is read from the sender's
  * "out" buffer. */
 #include "lp_emit.h"
-#include "persist_gpu_plan.h"
 #include "json_out.h"
 
 #include <jansson.h>
@@ -87,48 +86,20 @@ bool lp_card_runs_persistent(const lp_plan *p, int c) {
            pc->memory->total_bytes <= pc->capacity;
 }
 
-/* The shared memory a block of the resident kernel would need for card c
- * (persist_gpu_plan.h's layout, estimated from the layer IR): each weight
- * of a MatMul or Gemm that the tensor cores can take (2-D, fp16 or bf16 as
- * deployed, K a multiple of 32, N of 8) once, and the largest work region
- * (a LayerNorm prologue assumed on every Gemm). */
-static uint64_t resident_need(const lp_plan *p, const lp_layer_ir *L, int c) {
-    const lp_plan_card *pc = &p->cards[c];
-    const lp_graph *g = L->g;
-    int first = L->layers[pc->first_layer].first_node, last = L->layers[pc->last_layer].last_node;
-    int64_t weights = 0, work = PK_RESIDENT_ATTENTION_WORK;
-    unsigned char *held = calloc((size_t)g->n_values + 1, 1);
-    if (!held) return UINT64_MAX; /* not known: too much */
-    for (int i = first; i <= last; i++) {
-        const lp_node *n = &g->nodes[i];
-        bool gemm = strcmp(n->op_type, "Gemm") == 0;
-        if ((!gemm && strcmp(n->op_type, "MatMul") != 0) || n->n_inputs < 2 || n->inputs[1] < 0) continue;
-        const lp_value *w = &g->values[n->inputs[1]];
-        lp_dtype dt = lp_analysis_value_dtype(L, w);
-        if (w->kind != LP_VALUE_WEIGHT || w->shape.rank != 2 || (dt != LP_DT_FLOAT16 && dt != LP_DT_BFLOAT16))
-            continue;
-        bool trans = gemm && lp_node_attr_int(n, "transB", 0) != 0;
-        int64_t k = w->shape.dims[trans ? 1 : 0].size, cols = w->shape.dims[trans ? 0 : 1].size;
-        if (k <= 0 || cols <= 0 || k % 32 || cols % 8) continue;
-        int res_g;
-        int64_t bytes = pk_resident_weight_bytes(cols, k, p->target.sms, &res_g);
-        if (!held[n->inputs[1]]) weights += bytes; /* a weight read twice is held once */
-        held[n->inputs[1]] = 1;
-        int64_t need = (int64_t)PK_WARPS * res_g * 16 * 8 * 4 + 2 * k * 2 + 16 * 2 * 4;
-        if (need > work) work = need;
-    }
-    free(held);
-    return (uint64_t)(weights + (work + 15) / 16 * 16);
-}
-
 const char *lp_card_program_kind(const lp_plan *p, const lp_layer_ir *L, int c, uint64_t *need,
                                  uint64_t *budget) {
     *need = *budget = 0;
     if (!lp_card_runs_persistent(p, c)) return "library";
     if (p->target.tier != LP_TIER_SMEM) return "persistent";
-    if (!L || p->target.sms <= 0) return "resident"; /* the runtime decides at load */
-    *budget = p->target.smem_bytes / (uint64_t)p->target.sms - PK_RESIDENT_STATIC;
-    *need = resident_need(p, L, c);
+    uint64_t b = lp_resident_budget(&p->target);
+    if (!L || !b) return "resident"; /* the runtime decides at load */
+    *budget = b;
+    uint64_t held;
+    *need = lp_resident_need(L, p->cards[c].first_layer, p->cards[c].last_layer, p->target.sms, &held);
+    if (!held) { /* no weight for the tensor cores to hold: the runtime would refuse it */
+        *need = *budget = 0;
+        return "persistent";
+    }
     return *need <= *budget ? "resident" : "persistent";
 }
 

@@ -64,6 +64,16 @@ const char *lp_tier_name(int tier);
  * figures for (naming the missing field). */
 lp_status lp_target_set_tier(lp_target *t, const char *tier, lp_diag *d);
 
+/* The resident kernel (runtime/persist_gpu_plan.h) at compile time
+ * (resident.c): the bytes of shared memory a block would need for layers
+ * first..last (their Gemm weights as it lays them out over sms blocks,
+ * *weight_bytes, and its largest work region), one layer's weight part
+ * (*work: its work region), and a block's budget for both on t (0: t has no
+ * SM count). */
+uint64_t lp_resident_need(const lp_layer_ir *L, int first, int last, int sms, uint64_t *weight_bytes);
+int64_t lp_resident_layer_bytes(const lp_layer_ir *L, int layer, int sms, int64_t *work);
+uint64_t lp_resident_budget(const lp_target *t);
+
 /* "h100" or "h200": profiles built in from the measured figures (see
  * partition/targets/h100.json, which hold the same numbers). */
 bool lp_target_builtin(const char *name, lp_target *out);

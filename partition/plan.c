@@ -81,11 +81,18 @@ static uint64_t value_bytes(const lp_footprint_source *src, int32_t v) {
 
 /* Footprint total, infinite across a forced cut: still monotone. A layer
  * to be sharded sits between forced cuts and costs nothing here: its
- * cards are added when the plan is built. */
+ * cards are added when the plan is built. With tier smem (one capacity, a
+ * target with an SM count) a group of two or more layers must also fit the
+ * resident kernel's shared memory a block: its need counts as need x C /
+ * budget, so it fits C exactly when it fits a block (still monotone: a
+ * group's need grows with it, and one layer is never below its own total). */
 typedef struct cost_ctx {
     const lp_footprint_source *src;
     const int *cuts_before;  /* [n+1] prefix count of forced cuts */
     const int *shard_counts; /* [n] or NULL */
+    const uint64_t *res_prefix; /* [n+1] prefix sums of each layer's resident weight bytes, or NULL */
+    uint64_t res_work;          /* the largest work region of any layer */
+    double res_scale;           /* C / a block's budget */
 } cost_ctx;
 
 static uint64_t range_total(void *ctx, int first, int last) {
@@ -94,7 +101,35 @@ static uint64_t range_total(void *ctx, int first, int last) {
     if (first == last && c->shard_counts && c->shard_counts[first] > 1) return 0;
     lp_footprint fp;
     c->src->fn(c->src->ctx, first, last, &fp);
+    if (c->res_prefix && last > first) {
+        double need = (double)(c->res_prefix[last + 1] - c->res_prefix[first] + c->res_work) * c->res_scale;
+        uint64_t as_total = need >= 1.8e19 ? UINT64_MAX : (uint64_t)need;
+        if (as_total > fp.total) return as_total;
+    }
     return fp.total;
+}
+
+/* The resident constraint's data for cc (tier smem, no --capacity list, a
+ * target with an SM count); *prefix is NULL when it does not apply. */
+static bool resident_costs(const lp_layer_ir *L, const lp_target *t, int n_caps, cost_ctx *cc,
+                           uint64_t **prefix) {
+    *prefix = NULL;
+    uint64_t budget = lp_resident_budget(t);
+    if (t->tier != LP_TIER_SMEM || n_caps || !budget) return true;
+    int n = L->n_layers;
+    uint64_t *pre = calloc((size_t)n + 1, sizeof *pre);
+    if (!pre) return false;
+    uint64_t work = 0;
+    for (int l = 0; l < n; l++) {
+        int64_t w;
+        pre[l + 1] = pre[l] + (uint64_t)lp_resident_layer_bytes(L, l, t->sms, &w);
+        if ((uint64_t)w > work) work = (uint64_t)w;
+    }
+    cc->res_prefix = pre;
+    cc->res_work = work;
+    cc->res_scale = (double)t->capacity / (double)budget;
+    *prefix = pre;
+    return true;
 }
 
 
@@ -279,10 +314,16 @@ static lp_status run_algorithm(const lp_layer_ir *L, const lp_footprint_source *
             return lp_error(d, LP_ERR_INFEASIBLE,
                             "--cards %d: the layers fit %d cards, but no split into exactly %d "
                             "fits the capacities in card order", opt->cards, need, lp_cards_max(cards));
+        uint64_t res_budget = lp_resident_budget(&opt->target);
+        char why[160] = "";
+        if (opt->target.tier == LP_TIER_SMEM && !opt->n_caps && res_budget)
+            snprintf(why, sizeof why, " (with --tier smem a card of two or more layers must also hold their Gemm "
+                     "weights in %s of shared memory a block, as the resident kernel lays them out)",
+                     lp_format_bytes(res_budget, b[0]));
         return lp_error(d, LP_ERR_INFEASIBLE,
-                        "the model needs %d cards of %s but only %d were given", need,
+                        "the model needs %d cards of %s but only %d were given%s", need,
                         lp_format_bytes(lp_cards_capacity(cards, cards->n_caps - 1), b[1]),
-                        lp_cards_max(cards));
+                        lp_cards_max(cards), why);
     }
     *n_groups = groups;
     return LP_OK;
@@ -516,7 +557,10 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
                               "--cards %d: the model has only %d layers and every card holds at least "
                               "one, so at most %d cards can be used", opt->cards, n, n);
     for (int i = 1; i <= n; i++) cuts_before[i] += cuts_before[i - 1];
-    cost_ctx cc = {src, cuts_before, extra ? shard_counts : NULL};
+    cost_ctx cc = {src, cuts_before, extra ? shard_counts : NULL, NULL, 0, 0};
+    uint64_t *res_prefix = NULL;
+    if (st == LP_OK && !resident_costs(L, &opt->target, opt->n_caps, &cc, &res_prefix))
+        st = lp_error(d, LP_ERR_INTERNAL, "out of memory");
     lp_range_cost cost = {n, range_total, &cc};
     int groups = 0;
     lp_partition_options o = *opt;
@@ -554,6 +598,7 @@ lp_status lp_partition_run(const lp_layer_ir *L, const lp_footprint_source *src,
     free(cuts_before);
     free(ends);
     free(shard_counts);
+    free(res_prefix);
     return st;
 }
 
@@ -759,10 +804,14 @@ static lp_status plan_fill(lp_plan *p, const lp_layer_ir *L, const lp_footprint_
  * one link latency and the bytes of the other slices per gathered value. */
 static lp_status plan_times(lp_plan *p, const lp_layer_ir *L, const lp_footprint_source *src,
                             lp_diag *d) {
-    cost_ctx cc = {src, NULL, NULL};
+    cost_ctx cc = {src, NULL, NULL, NULL, 0, 0};
+    uint64_t *res_prefix = NULL;
     lp_stage_data s;
-    if (!lp_stage_data_init(&s, L, src, (lp_range_cost){L->n_layers, range_total, &cc}, &p->target))
+    bool ok = resident_costs(L, &p->target, p->n_caps, &cc, &res_prefix);
+    if (!ok || !lp_stage_data_init(&s, L, src, (lp_range_cost){L->n_layers, range_total, &cc}, &p->target)) {
+        free(res_prefix);
         return lp_error(d, LP_ERR_INTERNAL, "out of memory");
+    }
     lp_cards cards = {p->n_caps, p->caps, 0};
     p->slowest_s = p->latency_s = 0;
     for (int c = 0; c < p->n_cards; c++) {
@@ -801,6 +850,7 @@ static lp_status plan_times(lp_plan *p, const lp_layer_ir *L, const lp_footprint
         c += k;
     }
     lp_stage_data_free(&s);
+    free(res_prefix);
     return LP_OK;
 }
 

@@ -425,7 +425,8 @@ class RunCpu(unittest.TestCase):
         src = os.path.join(MODELS, "seed_2x256.onnx")
         dims = ["--dim", "batch=1", "--dim", "seq=16", "--no-build", "-q"]
         for args, want in ((["--cards", "2"], ["persistent", "persistent"]),
-                           (["--cards", "2", "--tier", "smem", "--target", "h200"], ["resident", "resident"]),
+                           # the second card holds only the final LayerNorm: no weight to hold in shared memory
+                           (["--cards", "2", "--tier", "smem", "--target", "h200"], ["resident", "persistent"]),
                            (["--cards", "2", "--tier", "hbm"], ["library", "library"])):
             out = os.path.join(self.tmp, "program_" + "_".join(a.strip("-") for a in args))
             r = lpcc(src, *dims, *args, "-o", out)
@@ -447,7 +448,8 @@ class RunCpu(unittest.TestCase):
                 self.assertEqual(r.returncode, 1)
                 self.assertIn("key 'cards[1].program': not \"library\", \"persistent\" or \"resident\"", r.stderr)
         # shared memory of 16 KiB a block: a layer's Gemm weights (36 KiB a block: q, k, v, out and fc1
-        # one tile of K 256 each, fc2 one of K 1024) and work (8 KiB) do not fit, so it runs persistent
+        # one tile of K 256 each, fc2 one of K 1024) and work (8 KiB) do not fit, so it runs persistent;
+        # and no two layers share a card (they fit C, not a block's shared memory)
         target = os.path.join(self.tmp, "small_smem.json")
         with open(os.path.join(SRC, "partition", "targets", "h200.json")) as f:
             t = json.load(f)
@@ -455,13 +457,22 @@ class RunCpu(unittest.TestCase):
         with open(target, "w") as f:
             json.dump(t, f)
         out = os.path.join(self.tmp, "program_small_smem")
-        r = lpcc(src, *[a for a in dims if a != "-q"], "--cards", "2", "--tier", "smem", "--target", target,
-                 "-o", out)
+        r = lpcc(src, *[a for a in dims if a != "-q"], "--tier", "smem", "--target", target, "-o", out)
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(os.path.join(out, "manifest.json")) as f:
-            self.assertEqual([c["program"] for c in json.load(f)["cards"]], ["persistent", "persistent"])
+            cards = json.load(f)["cards"]
+        self.assertTrue(all(c["first_layer"] == c["last_layer"] for c in cards), cards)
+        self.assertTrue(all(c["program"] == "persistent" for c in cards), cards)
         self.assertIn("card 1: --tier smem: holding its Gemm weights needs 44.1 KiB of shared memory a block "
                       "(with the work space), more than the 14.0 KiB a block has", r.stderr)
+        # with the h200's 225 KiB a block the same layers share cards and run resident
+        out = os.path.join(self.tmp, "program_h200_smem")
+        r = lpcc(src, *dims, "--tier", "smem", "--target", "h200", "-o", out)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(os.path.join(out, "manifest.json")) as f:
+            cards = json.load(f)["cards"]
+        self.assertEqual([c["program"] for c in cards], ["resident"] * len(cards))
+        self.assertEqual(len(cards), 1)
         out = os.path.join(self.tmp, "program_sharded")
         r = lpcc(src, *dims, "--capacity", "700KiB", "-o", out)
         self.assertEqual(r.returncode, 0, r.stderr)
@@ -470,6 +481,29 @@ class RunCpu(unittest.TestCase):
         self.assertTrue(any(c["n_shards"] > 1 for c in cards))
         for c in cards:
             self.assertEqual(c["program"], "library" if c["n_shards"] > 1 else "persistent", c["card"])
+
+    def test_smem_groups_fit_a_block(self):
+        # two seed layers of hidden 768 fit --tier smem's C (28.4 MB of 29.26 MiB) but not a block of
+        # shared memory as the resident kernel lays them out (283.1 KiB of 225), so they take a card each;
+        # from L2 they share one
+        model = os.path.join(self.tmp, "seed_2x768.onnx")
+        r = subprocess.run([sys.executable, os.path.join(SRC, "models", "gen_seed.py"), "--layers", "2",
+                            "--hidden", "768", "--heads", "12", "--mlp", "3072", "--weights", "external-absent",
+                            "--out", model], capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        dims = ["--dim", "batch=16", "--dim", "seq=1", "--dtype", "fp16", "--target", "h200", "--no-build", "-q"]
+        groups = {}
+        for tier in ("smem", "l2"):
+            out = os.path.join(self.tmp, f"seed768_{tier}")
+            r = lpcc(model, *dims, "--tier", tier, "-o", out)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(os.path.join(out, "manifest.json")) as f:
+                groups[tier] = [(c["first_layer"], c["last_layer"], c["program"]) for c in json.load(f)["cards"]]
+        self.assertEqual(groups["smem"], [(0, 0, "resident"), (1, 2, "resident")])
+        self.assertEqual(groups["l2"], [(0, 2, "persistent")])
+        r = lpcc(model, *dims, "--tier", "smem", "--cards", "1", "-o", os.path.join(self.tmp, "seed768_one"))
+        self.assertEqual(r.returncode, 3)
+        self.assertIn("a card of two or more layers must also hold their Gemm weights in 225.00 KiB", r.stderr)
 
     def test_usage(self):
         r = run()
