@@ -7,14 +7,22 @@
  * weight read twice in one layer counts once; across layers, twice. */
 #include "lp_partition.h"
 
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "persist_gpu_plan.h"
+
+/* A layer's need past any block's shared memory, small enough that the
+ * sums over 2^20 layers stay in range. */
+#define LP_RESIDENT_TOO_MUCH ((int64_t)1 << 40)
 
 int64_t lp_resident_layer_bytes(const lp_layer_ir *L, int layer, int sms, int64_t *work) {
     const lp_graph *g = L->g;
     const lp_layer *ly = &L->layers[layer];
     int64_t weights = 0;
+    int32_t *held = NULL; /* the weights counted so far (the layer's Gemm weights: few) */
+    int n_held = 0, cap = 0;
     *work = PK_RESIDENT_ATTENTION_WORK;
     for (int i = ly->first_node; i <= ly->last_node; i++) {
         const lp_node *n = &g->nodes[i];
@@ -27,15 +35,29 @@ int64_t lp_resident_layer_bytes(const lp_layer_ir *L, int layer, int sms, int64_
         bool trans = gemm && lp_node_attr_int(n, "transB", 0) != 0;
         int64_t k = w->shape.dims[trans ? 1 : 0].size, cols = w->shape.dims[trans ? 0 : 1].size;
         if (k <= 0 || cols <= 0 || k % 32 || cols % 8) continue;
+        if (k > ((int64_t)1 << 24) || cols > ((int64_t)1 << 24)) {
+            weights = LP_RESIDENT_TOO_MUCH; /* no block holds this: the sums below stay finite */
+            continue;
+        }
         bool again = false;
-        for (int j = ly->first_node; j < i && !again; j++)
-            again = g->nodes[j].n_inputs >= 2 && g->nodes[j].inputs[1] == n->inputs[1];
+        for (int j = 0; j < n_held && !again; j++) again = held[j] == n->inputs[1];
+        if (!again && n_held == cap) {
+            int32_t *grown = realloc(held, sizeof *held * (size_t)(cap = cap ? 2 * cap : 16));
+            if (!grown) {
+                free(held);
+                return LP_RESIDENT_TOO_MUCH; /* out of memory: counted as too much to hold */
+            }
+            held = grown;
+        }
+        if (!again) held[n_held++] = n->inputs[1];
         int res_g;
         int64_t bytes = pk_resident_weight_bytes(cols, k, sms, &res_g);
-        if (!again) weights += bytes;
+        if (!again && weights < LP_RESIDENT_TOO_MUCH) weights += bytes;
+        if (weights > LP_RESIDENT_TOO_MUCH) weights = LP_RESIDENT_TOO_MUCH;
         int64_t need = (int64_t)PK_WARPS * res_g * 16 * 8 * 4 + 2 * k * 2 + 16 * 2 * 4;
         if (need > *work) *work = need;
     }
+    free(held);
     *work = (*work + 15) / 16 * 16;
     return weights;
 }
