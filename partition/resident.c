@@ -54,7 +54,8 @@ int64_t lp_resident_layer_bytes(const lp_layer_ir *L, int layer, int sms, int64_
         int64_t bytes = pk_resident_weight_bytes(cols, k, sms, &res_g);
         if (!again && weights < LP_RESIDENT_TOO_MUCH) weights += bytes;
         if (weights > LP_RESIDENT_TOO_MUCH) weights = LP_RESIDENT_TOO_MUCH;
-        int64_t need = (int64_t)PK_WARPS * res_g * 16 * 8 * 4 + 2 * k * 2 + 16 * 2 * 4;
+        lp_persist_phase as_phase = {.kind = LP_PERSIST_GEMM, .k = k, .ln = 1};
+        int64_t need = pk_resident_gemm_work(&as_phase, res_g);
         if (need > *work) *work = need;
     }
     free(held);
