@@ -64,7 +64,8 @@ bool lp_card_runs_persistent(const lp_plan *p, int c);
  * fits a block's shared memory: *need <= *budget bytes, both 0 when not
  * estimated), "persistent" (also for a card with no weight the tensor cores
  * take) or "library". */
-const char *lp_card_program_kind(const lp_plan *p, const lp_layer_ir *L, int c, uint64_t *need, uint64_t *budget);
+const char *lp_card_program_kind(const lp_plan *p, const lp_layer_ir *L, int c, uint64_t *need,
+                                 uint64_t *budget);
 
 /* Writes manifest.json (schema in manifest.c) into od. */
 lp_status lp_emit_write_manifest(const lp_plan *p, const lp_layer_ir *L,

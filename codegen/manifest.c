@@ -49,6 +49,7 @@ typedef struct doc_ctx {
     const lp_plan *p;
     const lp_layer_ir *L;
     const lp_manifest_info *mi;
+    const char **programs; /* [n_cards]: lp_card_program_kind */
 } doc_ctx;
 
 static void put_region(lp_json_out *w, const char *key, uint64_t offset, uint64_t bytes) {
@@ -115,8 +116,7 @@ static void put_card(lp_json_out *w, const doc_ctx *x, int c) {
     lp_json_int(w, "n_shards", pc->n_shards);
     lp_json_int(w, "alignment", (int64_t)m->alignment);
     lp_json_int(w, "total_bytes", (int64_t)m->total_bytes);
-    uint64_t need, budget;
-    lp_json_string(w, "program", lp_card_program_kind(x->p, x->L, c, &need, &budget));
+    lp_json_string(w, "program", x->programs[c]);
     lp_json_begin_object(w, "regions");
     put_region(w, "weights", 0, m->weights_bytes);
     put_region(w, "boundary", m->boundary_offset, m->boundary_bytes);
@@ -304,23 +304,29 @@ lp_status lp_emit_write_manifest(const lp_plan *p, const lp_layer_ir *L,
                                  const lp_manifest_info *mi, lp_outdir *od, lp_diag *d) {
     lp_status st = check_transfers(p, L, d);
     if (st != LP_OK) return st;
+    const char **programs = calloc((size_t)p->n_cards + 1, sizeof *programs);
+    if (!programs) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
     for (int c = 0; c < p->n_cards; c++) {
         uint64_t need, budget;
-        const char *kind = lp_card_program_kind(p, L, c, &need, &budget);
-        if (need > budget && strcmp(kind, "persistent") == 0)
+        programs[c] = lp_card_program_kind(p, L, c, &need, &budget);
+        if (need > budget)
             lp_warn(d, "card %d: --tier smem: holding its Gemm weights needs %.1f KiB of shared memory a block "
                     "(with the work space), more than the %.1f KiB a block has; it runs as the persistent "
                     "program, its weights read from L2 (manifest \"program\": \"persistent\")",
                     c, need / 1024.0, budget / 1024.0);
     }
     FILE *f = lp_outdir_create(od, "manifest.json", d);
-    if (!f) return LP_ERR_OUTPUT;
+    if (!f) {
+        free(programs);
+        return LP_ERR_OUTPUT;
+    }
     size_t n = strlen(lp_outdir_path(od)) + sizeof "/manifest.json";
     char *what = malloc(n);
     if (what) snprintf(what, n, "%s/manifest.json", lp_outdir_path(od));
-    doc_ctx x = {p, L, mi};
+    doc_ctx x = {p, L, mi, programs};
     st = lp_json_write(f, manifest_doc, &x, what ? what : "manifest.json", d);
     free(what);
+    free(programs);
     lp_status cs = lp_outdir_close(od, f, d);
     return st != LP_OK ? st : cs;
 }
