@@ -649,7 +649,7 @@ const char *lp_gdev_program(const lp_gdev *g, int card, double *library_us, doub
     if (library_us) *library_us = k->library_us;
     if (persistent_us) *persistent_us = k->persistent_us;
     if (!k->persist) return "library";
-    return lp_gpu_persist_resident(k->persist, NULL, NULL, NULL) ? "resident" : "persistent";
+    return lp_gpu_persist_resident(k->persist) ? "resident" : "persistent";
 }
 
 /* Median microseconds of `reps` replays of a captured step. */

@@ -1568,12 +1568,7 @@ void lp_gpu_persist_shape(const lp_gpu_persist *gp, int *blocks, int *threads, i
     *packed_gemms = gp->packed;
 }
 
-bool lp_gpu_persist_resident(const lp_gpu_persist *gp, int64_t *held_bytes, int *held, int *unheld) {
-    if (held_bytes) *held_bytes = gp->layout.held_bytes;
-    if (held) *held = gp->layout.held;
-    if (unheld) *unheld = gp->layout.unheld;
-    return gp->resident;
-}
+bool lp_gpu_persist_resident(const lp_gpu_persist *gp) { return gp->resident; }
 
 void lp_gpu_persist_close(lp_gpu_persist *gp) {
     if (!gp) return;

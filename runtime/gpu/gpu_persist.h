@@ -34,9 +34,8 @@ lp_status lp_gpu_persist_open(const lp_persist_program *p, unsigned char *base, 
  * and the weights untouched. */
 lp_status lp_gpu_persist_open_resident(const lp_persist_program *p, unsigned char *base, int card,
                                        lp_gpu_persist **out, char *why, size_t why_len, lp_diag *d);
-/* Whether gp is resident; the weight bytes it holds in shared memory, the
- * Gemm phases whose weights it holds, and those it reads from device memory. */
-bool lp_gpu_persist_resident(const lp_gpu_persist *gp, int64_t *held_bytes, int *held, int *unheld);
+/* Whether gp is resident (its profile says what it holds). */
+bool lp_gpu_persist_resident(const lp_gpu_persist *gp);
 /* Enqueues the step on s: the persistent kernels, and env->compute for each
  * library call between them. Returns LP_OK or the failing status. */
 lp_status lp_gpu_persist_step(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base,
