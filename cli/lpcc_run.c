@@ -40,7 +40,7 @@ static void usage(FILE *f) {
           "                [--outputs FOLDER] [--check REF_FOLDER] [--tolerance X] [--iters N]\n"
           "                [--warmup N] [--tokens N] [--seed N] [--no-graphs] [--no-pin]\n"
           "                [--check-nodes] [--profile] [--program MODE] [--dump-programs]\n"
-          "                [--microbatches M] [--timeout S] [--json]\n"
+          "                [--copy-cuts] [--microbatches M] [--timeout S] [--json]\n"
           "Runs the model `lpcc MODEL -o DIR` compiled, card by card, on the GPU (--device cuda,\n"
           "every card's step a CUDA graph) or on the CPU reference path (--device cpu, default).\n"
           "  --gpus LIST       card -> GPU, e.g. 0,1,0,1 (the last entry repeats); default: every\n"
@@ -64,6 +64,10 @@ static void usage(FILE *f) {
           "                    shared memory across steps where they fit, else persistent; cpu:\n"
           "                    as persistent)\n"
           "  --dump-programs   prints each card's persistent program (phases, barriers) to stderr\n"
+          "  --copy-cuts       copy every cut after its sender's step; by default a persistent\n"
+          "                    program writes a cut straight into the receiving card's buffer\n"
+          "                    (its next step then waits for the receiver's step, so microbatches\n"
+          "                    do not overlap across that cut); a line a cut says which it is\n"
           "  --microbatches M  after the timed steps, M steps back to back: their throughput (one\n"
           "                    process a rank: the ranks' cards work on different microbatches)\n"
           "  --timeout S       cpu, one process a rank: the longest wait for another rank (default 60)\n"
@@ -160,7 +164,7 @@ typedef struct opts {
     const char *program;
     long microbatches;
     double timeout;
-    bool json, no_graphs, no_pin, check_nodes, profile, dump_programs;
+    bool json, no_graphs, no_pin, check_nodes, profile, dump_programs, copy_cuts;
 } opts;
 
 static bool parse_long(const char *s, long lo, long *out) {
@@ -183,6 +187,7 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         {"no-graphs", no_argument, 0, 'G'}, {"no-pin", no_argument, 0, 'P'},
         {"check-nodes", no_argument, 0, 'C'}, {"profile", no_argument, 0, 'p'},
         {"program", required_argument, 0, 'm'}, {"dump-programs", no_argument, 0, 'D'},
+        {"copy-cuts", no_argument, 0, 'X'},
         {"microbatches", required_argument, 0, 'M'}, {"timeout", required_argument, 0, 'T'}, {0, 0, 0, 0}};
     *o = (opts){.device = "cpu", .tol = 1e-5, .iters = 1, .warmup = 0, .program = "auto", .timeout = 60};
     int ch;
@@ -198,6 +203,7 @@ static int parse(int argc, char **argv, opts *o, lp_diag *d) {
         case 'g': o->gpus = optarg; break;
         case 'G': o->no_graphs = true; break;
         case 'P': o->no_pin = true; break;
+        case 'X': o->copy_cuts = true; break;
         case 'C': o->check_nodes = true; break;
         case 'p': o->profile = true; break;
         case 'D': o->dump_programs = true; break;
@@ -418,7 +424,18 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
             fprintf(f, "\"microbatches\": %ld, \"pipeline_s\": %.9g, \"pipeline_tokens_per_s\": %.6g, ",
                     o->microbatches, pipeline_s,
                     pipeline_s > 0 ? (double)tokens * (double)o->microbatches / pipeline_s : 0.0);
-        fputs("\"outputs\": [", f);
+        fputs("\"cuts\": [", f);
+        for (int i = 0; i < lp_rt_n_cuts(rt); i++) {
+            const char *value, *why;
+            int from, to;
+            bool direct = lp_rt_cut_direct(rt, i, &value, &from, &to, &why);
+            fprintf(f, "%s{\"value\": ", i ? ", " : "");
+            put_json_string(f, value);
+            fprintf(f, ", \"from\": %d, \"to\": %d, \"direct\": %s, \"why\": ", from, to, direct ? "true" : "false");
+            put_json_string(f, why);
+            fputs("}", f);
+        }
+        fputs("], \"outputs\": [", f);
         for (int i = 0, first = 1; i < no; i++) {
             if (!lp_rt_output_here(rt, i)) continue;
             fprintf(f, "%s{\"name\": ", first ? "" : ", ");
@@ -463,6 +480,15 @@ static void report(lp_rt *rt, const opts *o, const double *med, const lp_rt_memo
                 "allocations (as planned), %.2f MiB literals, the rest library handles, graphs "
                 "and streams\n", mem[c].gpu, (double)mem[c].gpu_taken / 1048576.0,
                 (double)mem[c].gpu_allocated / 1048576.0, (double)mem[c].literals / 1048576.0);
+    }
+    for (int i = 0; i < lp_rt_n_cuts(rt); i++) {
+        const char *value, *why;
+        int from, to;
+        if (lp_rt_cut_direct(rt, i, &value, &from, &to, &why))
+            fprintf(f, "cut '%s' card %d -> %d  written into card %d's buffer by card %d's program\n", value, from,
+                    to, to, from);
+        else
+            fprintf(f, "cut '%s' card %d -> %d  copied: %s\n", value, from, to, why);
     }
     fprintf(f, "latency %.3f ms%s  end to end %.3f ms (inputs in, outputs out)  %ld tokens  %.1f "
             "tokens/s\n", latency * 1e3, cuda ? " (device)" : "", host * 1e3, tokens,
@@ -518,6 +544,7 @@ int main(int argc, char **argv) {
     ro.pin_weights = !o.no_pin;
     ro.check_nodes = o.check_nodes;
     ro.program = o.program;
+    ro.copy_cuts = o.copy_cuts;
     ro.timeout_s = o.timeout;
     if (launcher_ranks(&ro, &d) != LP_OK) return EXIT_USAGE;
     if (ro.world > 1) {

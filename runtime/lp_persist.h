@@ -30,6 +30,8 @@
 #ifndef LP_PERSIST_H
 #define LP_PERSIST_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -120,7 +122,19 @@ typedef struct lp_persist_phase {
     int ln;
     float ln_eps;
     lp_persist_view ln_bias;
+    /* 0: out lies in the card's allocation (base + out.offset); else the
+     * address of out's first byte in another card's receive buffer: a cut
+     * written there directly (lp_persist_write_cut) */
+    uint64_t out_at;
 } lp_persist_phase;
+
+/* The first byte of phase ph's output. */
+#ifdef __CUDACC__
+__host__ __device__
+#endif
+static inline unsigned char *lp_persist_out(const lp_persist_phase *ph, unsigned char *base) {
+    return ph->out_at ? (unsigned char *)(uintptr_t)ph->out_at : base + ph->out.offset;
+}
 
 /* One entry of the recorded step: a compute of node or a copy. */
 typedef struct lp_persist_event {
@@ -157,6 +171,15 @@ lp_status lp_persist_plan(const lp_persist_event *events, int n, const void *wei
 void lp_persist_free(lp_persist_program *p);
 /* One line a phase: kind, op, sync, node name, views. */
 void lp_persist_dump(const lp_persist_program *p, FILE *out);
+
+/* Has the phases that write bytes [lo, hi) of the allocation (a send
+ * buffer) write them at address `at` instead (the receiving card's buffer,
+ * as this process addresses it): the copy that would move them after the
+ * step is then not needed. Only when those phases' outputs lie inside
+ * [lo, hi), cover it, are not library calls, and no phase reads the bytes;
+ * else false, with the reason in why. */
+bool lp_persist_write_cut(lp_persist_program *p, uint64_t lo, uint64_t hi, uint64_t at, char *why,
+                          size_t why_len);
 
 /* Records a card's step: runs step with an env whose callbacks record; a
  * step that makes an all-gather is LP_ERR_UNSUPPORTED. *events is malloc'd. */

@@ -65,6 +65,12 @@ typedef struct lp_rt_options {
      * Gemm weights in shared memory across steps, where they fit, else
      * persistent; cpu: the persistent program) */
     const char *program;
+    /* a cut between two cards of this process whose sender runs a
+     * persistent program is written by that program straight into the
+     * receiver's buffer (no copy after the step; the sender's next step
+     * waits for the receiver's, so microbatches do not overlap across it)
+     * unless copy_cuts; lp_rt_cut_direct says which are */
+    bool copy_cuts;
     /* one process of several (cpu): this process's rank among `world`; rank r
      * runs cards r * n / world .. (r + 1) * n / world - 1 (a sharded layer's
      * cards with the first) and exchanges cuts with the others over
@@ -123,6 +129,11 @@ lp_status lp_rt_run_microbatches(lp_rt *rt, int m, double *seconds, lp_diag *d);
  * (host clock on the CPU reference path, CUDA events on cuda). */
 double lp_rt_card_seconds(const lp_rt *rt, int c);
 double lp_rt_transfer_seconds(const lp_rt *rt, int c);
+/* The manifest's cuts, and whether cut i is written straight into its
+ * receiver's buffer in the last run (else copied; *why: the reason, "" when
+ * direct). */
+int lp_rt_n_cuts(const lp_rt *rt);
+bool lp_rt_cut_direct(const lp_rt *rt, int i, const char **value, int *from, int *to, const char **why);
 /* Seconds the last run took end to end (inputs in, outputs out; host clock). */
 double lp_rt_run_seconds(const lp_rt *rt);
 /* cuda: seconds from the first card's step start to the last card's end

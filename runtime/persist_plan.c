@@ -1194,6 +1194,43 @@ lp_status lp_persist_plan(const lp_persist_event *events, int n, const void *wei
     return LP_OK;
 }
 
+/* ---- a cut written into the receiver's buffer ------------------------------------ */
+
+bool lp_persist_write_cut(lp_persist_program *p, uint64_t lo, uint64_t hi, uint64_t at, char *why,
+                          size_t why_len) {
+    range cut = {lo, hi};
+    uint64_t written = 0;
+    rw s;
+    for (int i = 0; i < p->n_phases; i++) {
+        const lp_persist_phase *ph = &p->phases[i];
+        rw_of(p, ph, &s);
+        const char *node = ph->node >= 0 && ph->node < p->n_nodes ? p->nodes[ph->node]->node : "?";
+        if (reads_any(&s, cut)) {
+            snprintf(why, why_len, "node '%s' reads the sent bytes on the sending card", node);
+            return false;
+        }
+        if (!writes_any(&s, cut)) continue;
+        if (ph->kind == LP_PERSIST_NODE) {
+            snprintf(why, why_len, "node '%s', a library call, writes the sent bytes", node);
+            return false;
+        }
+        if (!covers(cut, view_range(&ph->out))) {
+            snprintf(why, why_len, "node '%s' writes the sent bytes and others", node);
+            return false;
+        }
+        written += (uint64_t)view_numel(&ph->out) * (uint64_t)lp_persist_esize(ph->out.dtype);
+    }
+    if (written != hi - lo) {
+        snprintf(why, why_len, "the step writes %" PRIu64 " of the %" PRIu64 " sent bytes", written, hi - lo);
+        return false;
+    }
+    for (int i = 0; i < p->n_phases; i++) {
+        lp_persist_phase *ph = &p->phases[i];
+        if (ph->kind != LP_PERSIST_NODE && overlap(view_range(&ph->out), cut)) ph->out_at = at + (ph->out.offset - lo);
+    }
+    return true;
+}
+
 void lp_persist_free(lp_persist_program *p) {
     if (!p) return;
     free(p->phases);

@@ -33,9 +33,11 @@ static float load(const unsigned char *base, const lp_persist_view *v, int64_t e
     return v->dtype == LP_DT_FLOAT16 ? lp_ref_f16_to_f32(h) : lp_ref_bf16_to_f32(h);
 }
 
-/* Stores x into element el of v, rounded to nearest even. */
-static void store(unsigned char *base, const lp_persist_view *v, int64_t el, float x) {
-    unsigned char *at = base + v->offset + (uint64_t)(el * lp_persist_esize(v->dtype));
+/* Stores x into element el of ph's output (at lp_persist_out), rounded
+ * to nearest even. */
+static void store(const lp_persist_phase *ph, unsigned char *base, int64_t el, float x) {
+    const lp_persist_view *v = &ph->out;
+    unsigned char *at = lp_persist_out(ph, base) + (uint64_t)(el * lp_persist_esize(v->dtype));
     if (v->dtype == LP_DT_FLOAT) {
         memcpy(at, &x, sizeof x);
         return;
@@ -127,9 +129,9 @@ static void run_copy(const lp_persist_phase *ph, unsigned char *base) {
     for (int64_t i = 0; i < n; i++) {
         int64_t el = view_elem(&ph->a, ph->out.rank, ph->out.dims, i);
         if (ph->a.dtype == ph->out.dtype)
-            memmove(base + ph->out.offset + (uint64_t)out_elem(&ph->out, i) * es, base + ph->a.offset + (uint64_t)el * es, es);
+            memmove(lp_persist_out(ph, base) + (uint64_t)out_elem(&ph->out, i) * es, base + ph->a.offset + (uint64_t)el * es, es);
         else
-            store(base, &ph->out, out_elem(&ph->out, i), load(base, &ph->a, el));
+            store(ph, base, out_elem(&ph->out, i), load(base, &ph->a, el));
     }
 }
 
@@ -141,7 +143,7 @@ static void run_elementwise(const lp_persist_phase *ph, unsigned char *base) {
         float x = load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, i));
         float v = binary ? lp_persist_binary(ph->op, x, load(base, &ph->b, view_elem(&ph->b, r, ph->out.dims, i)))
                          : lp_persist_unary(ph->op, x, ph->alpha, ph->beta);
-        store(base, &ph->out, out_elem(&ph->out, i), v);
+        store(ph, base, out_elem(&ph->out, i), v);
     }
 }
 
@@ -154,7 +156,7 @@ static void gemm_store(const lp_persist_phase *ph, unsigned char *base, int64_t 
     if (e->act) v = lp_persist_unary(e->act, v, act_alpha, e->act_beta);
     /* res may be out's own bytes: read this element before its store */
     if (e->residual) v += load(base, &e->res, m * ph->n + n);
-    store(base, &ph->out, out_elem(&ph->out, m * ph->n + n), v);
+    store(ph, base, out_elem(&ph->out, m * ph->n + n), v);
 }
 
 /* row[D] layer-normalised in place (sums in double), times scale[D], plus
@@ -243,7 +245,7 @@ static void run_batched_matmul(const lp_persist_phase *ph, unsigned char *base) 
                 for (int64_t q = 0; q < K; q++)
                     acc += (double)load(base, a, oa + m * a->strides[r - 2] + q * a->strides[r - 1]) *
                            load(base, b, ob + q * b->strides[r - 2] + n * b->strides[r - 1]);
-                store(base, &ph->out, out_elem(&ph->out, (bi * M + m) * N + n), ph->alpha * (float)acc);
+                store(ph, base, out_elem(&ph->out, (bi * M + m) * N + n), ph->alpha * (float)acc);
             }
     }
 }
@@ -257,7 +259,7 @@ static bool run_layernorm(const lp_persist_phase *ph, unsigned char *base) {
     for (int64_t i = 0; i < rows; i++) {
         for (int64_t j = 0; j < D; j++) row[j] = load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, i * D + j));
         layernorm_row(row, D, ph->alpha, base, &ph->scale, ph->has_bias ? &ph->bias : NULL);
-        for (int64_t j = 0; j < D; j++) store(base, &ph->out, i * D + j, row[j]);
+        for (int64_t j = 0; j < D; j++) store(ph, base, i * D + j, row[j]);
     }
     free(row);
     return true;
@@ -272,7 +274,7 @@ static bool run_softmax(const lp_persist_phase *ph, unsigned char *base) {
     for (int64_t i = 0; i < rows; i++) {
         for (int64_t j = 0; j < D; j++) row[j] = load(base, &ph->a, view_elem(&ph->a, r, ph->out.dims, i * D + j));
         softmax_row(row, D, ph->op == LP_OP_LogSoftmax);
-        for (int64_t j = 0; j < D; j++) store(base, &ph->out, i * D + j, row[j]);
+        for (int64_t j = 0; j < D; j++) store(ph, base, i * D + j, row[j]);
     }
     free(row);
     return true;
@@ -308,7 +310,7 @@ static bool run_attention(const lp_persist_phase *ph, unsigned char *base) {
                 double acc = 0;
                 for (int64_t n = 0; n < N; n++)
                     acc += (double)p[n] * load(base, v, ov + n * v->strides[r - 2] + d * v->strides[r - 1]);
-                store(base, o, out_elem(o, (bi * M + m) * D + d), (float)acc);
+                store(ph, base, out_elem(o, (bi * M + m) * D + d), (float)acc);
             }
         }
     }

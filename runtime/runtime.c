@@ -41,6 +41,8 @@ typedef struct rt_cut {
     int from, to;
     uint8_t *inbox;  /* from another process: its bytes, once arrived this step */
     bool arrived;
+    bool direct;     /* the sender's persistent program writes it into the receiver's buffer */
+    char why[192];   /* else why not */
 } rt_cut;
 
 /* An all-gather of a sharded layer's output among its shard cards. */
@@ -550,6 +552,8 @@ static int gpu_copy_locked(lp_card_env *env, unsigned char *base, uint64_t dst, 
 
 /* Each card's allocation on its GPU, the weights uploaded (the host copy
  * released), an L2 window over weights that fit. */
+static lp_status plan_direct_cuts(lp_rt *rt, const lp_rt_options *o, lp_diag *d);
+
 static lp_status open_cuda(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
     int *gpu_of = calloc((size_t)rt->n_cards + 1, sizeof *gpu_of);
     if (!gpu_of) return lp_error(d, LP_ERR_INTERNAL, "out of memory");
@@ -565,6 +569,11 @@ static lp_status open_cuda(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
         st = lp_gdev_alloc(rt->gdev, c, k->total_bytes, d);
         if (st == LP_OK) st = lp_gdev_upload(rt->gdev, c, 0, k->base, k->weights_bytes, d);
         if (st == LP_OK) st = lp_gdev_pin(rt->gdev, c, k->weights_bytes, &k->pinned, d);
+    }
+    /* the programs take the receivers' addresses before they are opened */
+    if (st == LP_OK) st = plan_direct_cuts(rt, o, d);
+    for (int c = 0; st == LP_OK && c < rt->n_cards; c++) {
+        rt_card *k = &rt->cards[c];
         bool choose = !o->program || strcmp(o->program, "auto") == 0;
         bool resident = choose ? k->wants_resident : strcmp(o->program, "resident") == 0;
         if (st == LP_OK && k->persist)
@@ -652,6 +661,59 @@ static lp_status plan_persistent(lp_rt *rt, int c, const lp_rt_options *o, lp_di
     return st;
 }
 
+/* Whether other bytes that leave card c overlap cut i's: another cut's, or
+ * a model output's. */
+static bool sent_twice(const lp_rt *rt, int i) {
+    const rt_cut *t = &rt->cuts[i];
+    uint64_t lo = t->src_offset, hi = t->src_offset + t->bytes;
+    for (int j = 0; j < rt->n_cuts; j++) {
+        const rt_cut *u = &rt->cuts[j];
+        if (j != i && u->from == t->from && u->src_offset < hi && lo < u->src_offset + u->bytes) return true;
+    }
+    for (int j = 0; j < rt->n_outputs; j++) {
+        const rt_io *x = &rt->outputs[j];
+        for (int p = 0; p < x->n_places; p++)
+            if (x->places[p].card == t->from && x->places[p].offset < hi && lo < x->places[p].offset + x->io.bytes)
+                return true;
+    }
+    return false;
+}
+
+/* Which cuts the sender's persistent program writes straight into the
+ * receiver's buffer (rt_cut.direct; else rt_cut.why), its phases told where. */
+static lp_status plan_direct_cuts(lp_rt *rt, const lp_rt_options *o, lp_diag *d) {
+    for (int i = 0; i < rt->n_cuts; i++) {
+        rt_cut *t = &rt->cuts[i];
+        rt_card *k = &rt->cards[t->from];
+        const char *why = NULL;
+        t->direct = false;
+        if (o->copy_cuts) why = "copies were asked for";
+        else if (!mine(rt, t->from) || !mine(rt, t->to)) why = "the cards run in different processes";
+        else if (!k->persist) why = "the sending card runs library kernels";
+        else if (t->bytes == 0) why = "no bytes";
+        else if (sent_twice(rt, i)) why = "the same bytes leave the sending card elsewhere too";
+        if (why) {
+            snprintf(t->why, sizeof t->why, "%s", why);
+            continue;
+        }
+        uint64_t at = (uint64_t)(uintptr_t)(rt->cards[t->to].base + t->dst_offset);
+#ifdef LP_HAVE_CUDA
+        if (rt->cuda) {
+            lp_status st = lp_gdev_cut_address(rt->gdev, t->from, t->to, t->dst_offset, t->bytes, &at, t->why,
+                                               sizeof t->why, d);
+            if (st != LP_OK) return st;
+            if (!at) continue;
+        }
+#else
+        (void)d;
+#endif
+        t->direct = lp_persist_write_cut(k->persist, t->src_offset, t->src_offset + t->bytes, at, t->why,
+                                         sizeof t->why);
+        if (t->direct) t->why[0] = '\0';
+    }
+    return LP_OK;
+}
+
 lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_diag *d) {
     *out = NULL;
     lp_rt_options o = opt ? *opt : lp_rt_defaults();
@@ -727,6 +789,7 @@ lp_status lp_rt_open(const char *dir, const lp_rt_options *opt, lp_rt **out, lp_
 #ifdef LP_HAVE_CUDA
     if (st == LP_OK && cuda) st = open_cuda(rt, &o, d);
 #endif
+    if (st == LP_OK && !cuda) st = plan_direct_cuts(rt, &o, d);
     if (st != LP_OK) {
         lp_rt_close(rt);
         return st;
@@ -1297,11 +1360,53 @@ static lp_status get_bytes(lp_rt *rt, int c, uint64_t offset, void *dst, uint64_
     return LP_OK;
 }
 
-/* A cut: the sender's out buffer into the receiver's in buffer. */
-static lp_status move_cut(lp_rt *rt, const rt_cut *t, lp_diag *d) {
+/* Whether the sender's program wrote cut t into the receiver's buffer
+ * (on cuda, unless the warm-up chose its launch program). */
+static bool written_directly(const lp_rt *rt, const rt_cut *t) {
+    if (!t->direct) return false;
 #ifdef LP_HAVE_CUDA
-    if (rt->cuda) return lp_gdev_copy(rt->gdev, t->from, t->src_offset, t->to, t->dst_offset, t->bytes, d);
+    if (rt->cuda) return strcmp(lp_gdev_program(rt->gdev, t->from, NULL, NULL), "library") != 0;
 #endif
+    return true;
+}
+
+int lp_rt_n_cuts(const lp_rt *rt) { return rt->n_cuts; }
+
+bool lp_rt_cut_direct(const lp_rt *rt, int i, const char **value, int *from, int *to, const char **why) {
+    const rt_cut *t = &rt->cuts[i];
+    bool direct = written_directly(rt, t);
+    if (value) *value = t->value;
+    if (from) *from = t->from;
+    if (to) *to = t->to;
+    if (why) *why = direct ? "" : t->direct ? "the warm-up chose the sending card's launch program" : t->why;
+    return direct;
+}
+
+/* Before card c's step: a receiver it writes into directly has finished
+ * reading its previous step's bytes. */
+static lp_status before_step(lp_rt *rt, int c, lp_diag *d) {
+#ifdef LP_HAVE_CUDA
+    for (int i = 0; rt->cuda && i < rt->n_cuts; i++)
+        if (rt->cuts[i].from == c && rt->cuts[i].direct) {
+            lp_status st = lp_gdev_order(rt->gdev, rt->cuts[i].to, c, d);
+            if (st != LP_OK) return st;
+        }
+#else
+    (void)rt, (void)c, (void)d;
+#endif
+    return LP_OK;
+}
+
+/* A cut: the sender's out buffer into the receiver's in buffer, or, when
+ * the sender wrote it there, the receiver ordered after the sender. */
+static lp_status move_cut(lp_rt *rt, const rt_cut *t, lp_diag *d) {
+    bool direct = written_directly(rt, t);
+#ifdef LP_HAVE_CUDA
+    if (rt->cuda)
+        return direct ? lp_gdev_order(rt->gdev, t->from, t->to, d)
+                      : lp_gdev_copy(rt->gdev, t->from, t->src_offset, t->to, t->dst_offset, t->bytes, d);
+#endif
+    if (direct) return LP_OK;
     (void)d;
     memcpy(rt->cards[t->to].base + t->dst_offset, rt->cards[t->from].base + t->src_offset, t->bytes);
     return LP_OK;
@@ -1447,6 +1552,8 @@ lp_status lp_rt_run_microbatches(lp_rt *rt, int m, double *seconds, lp_diag *d) 
     lp_status st = put_inputs(rt, d);
     for (int t = 0; st == LP_OK && t < m; t++)
         for (int c = 0; st == LP_OK && c < rt->n_cards; c++) {
+            st = before_step(rt, c, d);
+            if (st != LP_OK) break;
             run_card(rt, c);
             if (rt->cards[c].rc != 0) st = rt->cards[c].rc == LP_ERR_INVALID_MODEL ? LP_ERR_INVALID_MODEL : LP_ERR_INTERNAL;
             for (int i = 0; st == LP_OK && i < rt->n_cuts; i++)
@@ -1485,6 +1592,8 @@ lp_status lp_rt_run(lp_rt *rt, lp_diag *d) {
             st = run_group(rt, c, n, d);
             if (st != LP_OK) return st;
         } else {
+            st = before_step(rt, c, d);
+            if (st != LP_OK) return st;
             run_card(rt, c);
         }
         /* a card's own error, not that of the cards it stopped */

@@ -135,6 +135,38 @@ class RunCpu(unittest.TestCase):
         self.dirs[key] = (out, man)
         return out, man
 
+    def check_cuts(self, man, rep, program):
+        # a persistent sender writes a cut into the receiver's buffer unless
+        # the same bytes also leave the card as another cut or a model output
+        cuts = [t for t in man["transfers"] if t["kind"] == "cut"]
+        self.assertEqual([(c["value"], c["from"], c["to"]) for c in rep["cuts"]],
+                         [(t["value"], t["from"], t["to"]) for t in cuts])
+        for t, c in zip(cuts, rep["cuts"]):
+            lo, hi = t["src_offset"], t["src_offset"] + t["bytes"]
+            leaves = [(u["src_offset"], u["bytes"]) for u in cuts if u is not t and u["from"] == t["from"]]
+            leaves += [(p["offset"], o["bytes"]) for o in man["outputs"] for p in o["cards"]
+                       if p["card"] == t["from"]]
+            twice = any(a < hi and lo < a + n for a, n in leaves)
+            if program == "library":
+                self.assertEqual((c["direct"], c["why"]), (False, "the sending card runs library kernels"))
+            elif twice:
+                self.assertEqual((c["direct"], c["why"]),
+                                 (False, "the same bytes leave the sending card elsewhere too"))
+            else:
+                self.assertEqual((c["direct"], c["why"]), (True, ""), t["value"])
+
+    def same_when_copied(self, out, inp, got, n_outputs):
+        # the receivers get the same bytes when every cut is copied instead
+        copied = got + "_copied"
+        r = run(out, "--inputs", inp, "--outputs", copied, "--json", "--program", "persistent", "--copy-cuts")
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        rep = json.loads(r.stdout)
+        self.assertTrue(all(not c["direct"] and c["why"] == "copies were asked for" for c in rep["cuts"]))
+        for i in range(n_outputs):
+            with open(os.path.join(got, f"output_{i}.pb"), "rb") as a, \
+                    open(os.path.join(copied, f"output_{i}.pb"), "rb") as b:
+                self.assertEqual(a.read(), b.read())
+
     def test_models_match_onnxruntime(self):
         for name, args in MODELS_RUN:
             model = fp32_model(os.path.join(MODELS, f"{name}.onnx"))
@@ -155,6 +187,9 @@ class RunCpu(unittest.TestCase):
                         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
                         rep = json.loads(r.stdout)
                         self.assertEqual([c["program"] for c in rep["cards"]], [program] * cards)
+                        self.check_cuts(man, rep, program)
+                        if program == "persistent" and cards > 1:
+                            self.same_when_copied(out, inp, got, len(names))
                         errs = [o["rel_l2"] for o in rep["outputs"]]
                         self.assertEqual(len(errs), len(names))
                         self.assertTrue(all(e <= 1e-5 for e in errs), (program, errs))

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -902,6 +903,92 @@ static void test_record(void **state) {
     assert_null(ev);
 }
 
+/* ---- a cut written into the receiver's buffer -------------------------------- */
+
+static bool no_out_at(const lp_persist_program *p) {
+    for (int i = 0; i < p->n_phases; i++)
+        if (p->phases[i].out_at) return false;
+    return true;
+}
+
+/* An MLP block whose result is copied to a send buffer s: the Gemm writes s
+ * itself, and lp_persist_write_cut moves that write into a receive buffer
+ * of another allocation, which then holds what the recorded step sent while
+ * s is untouched. Refused, with nothing moved, when a later phase reads s,
+ * when a library call writes s, when a writer writes beyond the cut, and
+ * when the step does not write all of the cut. */
+static void test_write_cut(void **state) {
+    (void)state;
+    net *g = net_new();
+    mlp m = mlp_block(g, NULL);
+    lp_card_tensor sent = act(g, F32, D(16, 32));
+    copy(g, sent.offset, m.z.offset, sent.bytes);
+    lp_persist_range live = bytes_of(sent);
+    lp_persist_program *p = plan(g, NULL, &live, 1);
+    assert_int_equal(p->n_phases, 1);
+    assert_int_equal(p->phases[0].out.offset, sent.offset);
+    unsigned char *init = random_arena(g), *want = malloc(g->a_top), *got = malloc(g->a_top);
+    unsigned char *inbox = calloc(1, sent.bytes);
+    assert_non_null(want);
+    assert_non_null(got);
+    assert_non_null(inbox);
+    char why[160] = "";
+    assert_true(lp_persist_write_cut(p, live.lo, live.hi, (uint64_t)(uintptr_t)inbox, why, sizeof why));
+    assert_int_equal(p->phases[0].out_at, (uint64_t)(uintptr_t)inbox);
+    lp_diag d = lp_diag_make("test_persist_plan");
+    lp_card_env env = {.abi = LP_CARD_ABI, .compute = ref_compute, .user = &d};
+    memcpy(want, init, g->a_top);
+    memcpy(got, init, g->a_top);
+    for (int i = 0; i < g->n_events; i++) {
+        const lp_persist_event *e = &g->events[i];
+        if (e->node) assert_int_equal(ref_compute(&env, want, e->node), 0);
+        else memmove(want + e->dst, want + e->src, e->bytes);
+    }
+    assert_int_equal(lp_persist_run_cpu(p, got, &env, &d), LP_OK);
+    lp_ref_diff diff;
+    lp_ref_compare(inbox, F32, want + sent.offset, F32, 16 * 32, &diff);
+    assert_true(diff.rel_l2 < 1e-5 && diff.n_mismatch == 0);
+    assert_memory_equal(got + sent.offset, init + sent.offset, sent.bytes);
+    assert_memory_not_equal(want + sent.offset, init + sent.offset, sent.bytes);
+    free(init);
+    free(want);
+    free(got);
+    free(inbox);
+    lp_persist_free(p);
+
+    /* a writer beyond the cut; a cut the step writes part of */
+    p = plan(g, NULL, &live, 1);
+    assert_false(lp_persist_write_cut(p, live.lo, live.hi - 64, 4096, why, sizeof why));
+    assert_string_equal(why, "node 'fc' writes the sent bytes and others");
+    assert_false(lp_persist_write_cut(p, live.lo, live.hi + 64, 4096, why, sizeof why));
+    assert_string_equal(why, "the step writes 2048 of the 2112 sent bytes");
+    assert_true(no_out_at(p));
+    lp_persist_free(p);
+
+    /* the sent bytes read again on the sending card */
+    lp_card_tensor again = act(g, F32, D(16, 32));
+    compute(g, "again", "Sigmoid", ARGS(sent), again);
+    p = plan(g, NULL, &live, 1);
+    assert_false(lp_persist_write_cut(p, live.lo, live.hi, 4096, why, sizeof why));
+    assert_string_equal(why, "node 'again' reads the sent bytes on the sending card");
+    assert_true(no_out_at(p));
+    lp_persist_free(p);
+    free(g);
+
+    /* a library call writes them */
+    net *h = net_new();
+    lp_card_tensor a = act(h, F32, D(8, 16)), ai = act(h, LP_DT_INT64, D(4)), b = act(h, F32, D(4, 16));
+    compute(h, "gather", "Gather", ARGS(a, ai), b);
+    live = bytes_of(b);
+    p = plan(h, NULL, &live, 1);
+    assert_int_equal(p->phases[0].kind, LP_PERSIST_NODE);
+    assert_false(lp_persist_write_cut(p, live.lo, live.hi, 4096, why, sizeof why));
+    assert_string_equal(why, "node 'gather', a library call, writes the sent bytes");
+    assert_true(no_out_at(p));
+    lp_persist_free(p);
+    free(h);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_independent_share_barrier),
@@ -919,6 +1006,7 @@ int main(void) {
         cmocka_unit_test(test_node_splits),
         cmocka_unit_test(test_huge),
         cmocka_unit_test(test_record),
+        cmocka_unit_test(test_write_cut),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -815,6 +815,39 @@ lp_status lp_gdev_copy(lp_gdev *g, int from, uint64_t src, int to, uint64_t dst,
     return LP_OK;
 }
 
+lp_status lp_gdev_cut_address(lp_gdev *g, int from, int to, uint64_t dst, uint64_t bytes, uint64_t *at,
+                              char *why, size_t why_len, lp_diag *d) {
+    gcard *a = &g->cards[from], *b = &g->cards[to];
+    *at = 0;
+    if (!b->base || !in_card(b, dst, bytes))
+        return lp_error(d, LP_ERR_INVALID_MODEL, "the transfer from card %d to card %d lies outside "
+                        "card %d's allocation", from, to, to);
+    if (a->gpu != b->gpu) {
+        int ok = 0;
+        GD_CHECK(d, cudaDeviceCanAccessPeer(&ok, a->gpu, b->gpu));
+        if (!ok) {
+            snprintf(why, why_len, "GPU %d cannot write GPU %d's memory (no peer access)", a->gpu, b->gpu);
+            return LP_OK;
+        }
+        lp_status st = use_card(g, from, d);
+        if (st != LP_OK) return st;
+        cudaError_t e = cudaDeviceEnablePeerAccess(b->gpu, 0);
+        if (e == cudaErrorPeerAccessAlreadyEnabled) (void)cudaGetLastError();
+        else GD_CHECK(d, e);
+    }
+    *at = (uint64_t)(uintptr_t)(b->base + dst);
+    return LP_OK;
+}
+
+lp_status lp_gdev_order(lp_gdev *g, int first, int then, lp_diag *d) {
+    gcard *a = &g->cards[first], *b = &g->cards[then];
+    if (!a->ran) return LP_OK;
+    lp_status st = use_card(g, then, d);
+    if (st != LP_OK) return st;
+    GD_CHECK(d, cudaStreamWaitEvent(b->stream, a->ev_end, 0));
+    return LP_OK;
+}
+
 lp_status lp_gdev_sync(lp_gdev *g, int card, lp_diag *d) {
     lp_status st = use_card(g, card, d);
     if (st != LP_OK) return st;

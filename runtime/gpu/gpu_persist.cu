@@ -173,7 +173,7 @@ __device__ void elementwise_loop(const lp_persist_phase &ph, unsigned char *base
             ob += c * (I)b.strides[k];
             oo += c * (I)o.strides[k];
         }
-        unsigned char *dst = base + o.offset + (int64_t)oo * eo;
+        unsigned char *dst = lp_persist_out(&ph, base) + (int64_t)oo * eo;
         const unsigned char *pa = base + a.offset + (int64_t)oa * ea;
         if (bits) {
             copy_bits(dst, pa, eo);
@@ -244,7 +244,7 @@ __device__ __forceinline__ void row_in_registers(const lp_persist_phase &ph, uns
                                                  int dlast, float *scratch) {
     int sa = ph.a.rank ? (int)ph.a.strides[ph.a.rank - 1] : 1;
     const T *x = (const T *)(base + ph.a.offset) + row_offset(ph.a, row);
-    T *y = (T *)(base + ph.out.offset) + (int64_t)row * dlast;
+    T *y = (T *)lp_persist_out(&ph, base) + (int64_t)row * dlast;
     const T *gs = (const T *)(base + ph.scale.offset), *bs = (const T *)(base + ph.bias.offset);
     bool ln = ph.kind == LP_PERSIST_LAYERNORM, bias = ph.has_bias != 0, logsm = ph.op == LP_OP_LogSoftmax;
     float eps = ph.alpha, v[PK_ROW_VALS], g[PK_ROW_VALS], b[PK_ROW_VALS];
@@ -283,7 +283,7 @@ __device__ void row_in_passes(const lp_persist_phase &ph, unsigned char *base, i
     const lp_persist_view &o = ph.out, &a = ph.a;
     int ea = esize(a.dtype), eo = esize(o.dtype), sa = a.rank ? (int)a.strides[a.rank - 1] : 1;
     const unsigned char *x = base + a.offset + (int64_t)row_offset(a, row) * ea;
-    unsigned char *y = base + o.offset + (int64_t)row * dlast * eo;
+    unsigned char *y = lp_persist_out(&ph, base) + (int64_t)row * dlast * eo;
     float s1 = 0;
     if (ph.kind == LP_PERSIST_LAYERNORM) {
         for (int d = threadIdx.x; d < dlast; d += blockDim.x) s1 += load_f(x + (int64_t)d * sa * ea, a.dtype, false);
@@ -382,7 +382,7 @@ __device__ __forceinline__ void run_bmm(const lp_persist_phase &ph, unsigned cha
         if (wide)
             for (int off = 16; off > 0; off >>= 1) acc += __shfl_xor_sync(0xffffffffu, acc, off);
         if (!wide || lane == 0)
-            store_f(base + o.offset + view_at<int>(o, o.dims, r, i) * eo, o.dtype, acc * ph.alpha);
+            store_f(lp_persist_out(&ph, base) + view_at<int>(o, o.dims, r, i) * eo, o.dtype, acc * ph.alpha);
     }
 }
 
@@ -502,7 +502,7 @@ __device__ __noinline__ void attention_of(const lp_persist_phase &ph, unsigned c
 #pragma unroll
                 for (int u = 0; u < 8; u++) acc += vv[u];
             }
-            ((T *)(base + o.offset))[view_at<int>(o, o.dims, r, row * D + d)] = from_f<T>(acc);
+            ((T *)lp_persist_out(&ph, base))[view_at<int>(o, o.dims, r, row * D + d)] = from_f<T>(acc);
         }
         __syncwarp();
     }
@@ -571,7 +571,7 @@ __device__ __noinline__ void run_gemm_plain(const lp_persist_phase &ph, unsigned
             }
             acc += av * load_f(base + ph.b.offset + wi * ew, ph.b.dtype, true);
         }
-        store_f(base + ph.out.offset + view_at<int>(ph.out, ph.out.dims, ph.out.rank, i) * eo, ph.out.dtype,
+        store_f(lp_persist_out(&ph, base) + view_at<int>(ph.out, ph.out.dims, ph.out.rank, i) * eo, ph.out.dtype,
                 epilogue(ph, base, m, n, acc));
     }
 }
@@ -750,7 +750,7 @@ __device__ __forceinline__ void store_tiles(const lp_persist_phase &ph, unsigned
         int m = m0 + row, n = (j0 + ti) * 8 + col;
         int at = contiguous_out ? m * N + n : view_at<int>(ph.out, ph.out.dims, ph.out.rank, m * N + n);
         v = e == pre_e ? epilogue_finish(ph, v, pre_bias, pre_res) : epilogue(ph, base, m, n, v);
-        store_f(base + ph.out.offset + (int64_t)at * eo, ph.out.dtype, v);
+        store_f(lp_persist_out(&ph, base) + (int64_t)at * eo, ph.out.dtype, v);
     }
 }
 

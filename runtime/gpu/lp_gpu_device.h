@@ -86,6 +86,15 @@ int lp_gdev_step_result(const lp_gdev *g, int card);
  * `from`'s work and before `to`'s next step. */
 lp_status lp_gdev_copy(lp_gdev *g, int from, uint64_t src, int to, uint64_t dst, uint64_t bytes,
                        lp_diag *d);
+/* The address card `from`'s kernels write bytes [dst, dst + bytes) of card
+ * `to` at (a cut written straight into the receiver's buffer): *at, or 0
+ * with the reason in why when its GPU cannot reach the other's memory
+ * (peer access is enabled when it can). */
+lp_status lp_gdev_cut_address(lp_gdev *g, int from, int to, uint64_t dst, uint64_t bytes, uint64_t *at,
+                              char *why, size_t why_len, lp_diag *d);
+/* Orders card `then`'s next work after `first`'s last step (nothing when
+ * `first` has not run). */
+lp_status lp_gdev_order(lp_gdev *g, int first, int then, lp_diag *d);
 /* Waits until card's enqueued work is done. */
 lp_status lp_gdev_sync(lp_gdev *g, int card, lp_diag *d);
 
