@@ -704,6 +704,48 @@ __device__ __forceinline__ void row_stats(const uint4 *x, int K, float eps, L ld
     *rstd = rsqrtf(q / (float)K + eps);
 }
 
+/* row_stats of rows warp, warp + PK_WARPS (below rows) of A, K <= 1024:
+ * a lane's loads of both rows in flight at once and held for the second
+ * pass, so the statistics take one trip to L2 (same sums, same order). */
+template <typename T>
+__device__ __forceinline__ void two_row_stats(const unsigned short *A, int K, int rows, float eps, float *stats) {
+    static_assert(2 * PK_WARPS >= 16, "two rows a warp cover a unit's 16 rows");
+    int chunks = K / 8, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    uint4 v[2][4];
+#pragma unroll
+    for (int h = 0; h < 2; h++)
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            int r = warp + PK_WARPS * h, at = lane + 32 * c;
+            v[h][c] = r < rows && at < chunks ? __ldcg((const uint4 *)(A + (size_t)r * K) + at) : make_uint4(0, 0, 0, 0);
+        }
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        float s = 0, q = 0, f[8];
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            unpack8<T>(v[h][c], f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) s += f[j];
+        }
+        for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        float m = s / (float)K;
+#pragma unroll
+        for (int c = 0; c < 4; c++) {
+            if (lane + 32 * c >= chunks) break;
+            unpack8<T>(v[h][c], f);
+#pragma unroll
+            for (int j = 0; j < 8; j++) q += (f[j] - m) * (f[j] - m);
+        }
+        for (int o = 16; o > 0; o >>= 1) q += __shfl_xor_sync(0xffffffffu, q, o);
+        int r = warp + PK_WARPS * h;
+        if (lane == 0 && r < rows) {
+            stats[2 * r] = m;
+            stats[2 * r + 1] = rsqrtf(q / (float)K + eps);
+        }
+    }
+}
+
 /* One value of a LayerNorm prologue's output, rounded to T. */
 template <typename T>
 __device__ __forceinline__ T ln_value(float x, float mean, float rstd, float g, float b) {
@@ -864,7 +906,19 @@ __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const ui
     int p0 = warp * P / PK_WARPS, p1 = (warp + 1) * P / PK_WARPS;
     for (int m0 = 0; m0 < M; m0 += 16) {
         int rows = M - m0 < 16 ? M - m0 : 16;
-        if (ln && !keep) {
+        /* this thread's first output's bias and residual, loaded while A arrives */
+        int pre_e = -1;
+        float pre_bias = 0, pre_res = 0;
+        if ((int)threadIdx.x < gn * rows * 8) {
+            int e = threadIdx.x, ti = e / (rows * 8), row = (e / 8) % rows, n = (j0 + ti) * 8 + e % 8;
+            pre_e = e;
+            pre_bias = epilogue_bias(ph, base, n);
+            pre_res = epilogue_res(ph, base, m0 + row, n);
+        }
+        if (ln && !keep && K <= 1024) {
+            two_row_stats<T>(A + (size_t)m0 * K, K, rows, ph.ln_eps, stats);
+            __syncthreads();
+        } else if (ln && !keep) {
             for (int r = warp; r < rows; r += PK_WARPS) {
                 float mean, rstd;
                 row_stats<T>((const uint4 *)(A + (size_t)(m0 + r) * K), K, ph.ln_eps, l2_rows(), &mean, &rstd);
@@ -926,7 +980,7 @@ __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const ui
             r[8 * 8 + 1] = acc[ti][3];
         }
         __syncthreads();
-        store_tiles(ph, base, red, G, 16, rows, gn, j0, m0, -1, 0.0f, 0.0f);
+        store_tiles(ph, base, red, G, 16, rows, gn, j0, m0, pre_e, pre_bias, pre_res);
         __syncthreads();
     }
 }
