@@ -1009,8 +1009,8 @@ static int throughput_rows(const lp_stage_model *m, const lp_cards *cards, const
     size_t cells = (size_t)levels * (size_t)n;
     tp_rows r = {.m = m, .cards = cards, .s = s, .n = n, .k = k, .kmax = kmax, .levels = levels};
     r.recv = malloc(sizeof(double) * (size_t)n);
-    r.key_l = malloc(sizeof(double) * (size_t)n);
-    r.key_h = malloc(sizeof(double) * (size_t)n);
+    r.key_l = calloc((size_t)n, sizeof(double)); /* calloc: -O3 cannot see the loop below fill them */
+    r.key_h = calloc((size_t)n, sizeof(double));
     r.arg_l = malloc(sizeof(int) * cells);
     r.arg_h = malloc(sizeof(int) * cells);
     r.single = malloc(sizeof(uint64_t) * (size_t)n);

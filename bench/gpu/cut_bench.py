@@ -6,6 +6,8 @@ goes over peer access).
 
     python3 bench/gpu/cut_bench.py --lpcc build/cli/lpcc --out bench/gpu/cut_bench_h200.json
 
+(about 3 minutes on an H200 with the defaults).
+
 For seed-structure layers (fp16, hidden H, H/64 heads, MLP 4H), two layers
 at T tokens a step (batch T x seq 1), compiled `--target h200 --cards 2` (a
 layer a card), each folder is run with `lpcc-run --device cuda --program
@@ -13,10 +15,13 @@ persistent` three ways, side by side in one run:
   direct   the default: card 0's program writes the cut into card 1's buffer;
   copied   `--copy-cuts`: card 0 writes its own send buffer, then a device copy;
   library  `--program library` (one library kernel a node; the cut copied).
-Each row: the step latency (device, median of --iters), the cards' step and
-transfer times, and --microbatches M back to back (tokens/s): a direct cut
-orders the sender's next step after the receiver's, so microbatches do not
-overlap across it, where a copied cut lets them.
+The three ways take turns, --repeats times (a process each run), so that a
+drift of the GPU's clock or L2 state shows in all of them. Each row: the
+median over the repeats of the step latency (device, itself the median of
+--iters), of the cards' step and transfer times, and of --microbatches M back
+to back (tokens/s): a direct cut orders the sender's next step after the
+receiver's, so microbatches do not overlap across it, where a copied cut lets
+them; the spread (min..max) of the latencies is kept too.
 """
 import argparse
 import json
@@ -27,6 +32,12 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
+
 
 WAYS = (("direct", ["--program", "persistent"]),
         ("copied", ["--program", "persistent", "--copy-cuts"]),
@@ -67,6 +78,7 @@ def main():
     ap.add_argument("--iters", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=10)
     ap.add_argument("--microbatches", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--out")
     a = ap.parse_args()
     lpcc_run = os.path.join(os.path.dirname(os.path.abspath(a.lpcc)), "lpcc-run")
@@ -78,20 +90,30 @@ def main():
                 cuts = [t for t in man["transfers"] if t["kind"] == "cut"]
                 row = {"hidden": hidden, "tokens": tokens, "cards": len(man["cards"]),
                        "cut_bytes": sum(t["bytes"] for t in cuts)}
-                for name, args in WAYS:
-                    rep = run(lpcc_run, folder, args, a.iters, a.warmup, a.microbatches)
-                    row[name] = {"latency_us": rep["latency_s"] * 1e6,
-                                 "programs": [c["program"] for c in rep["cards"]],
-                                 "step_us": [c["step_s"] * 1e6 for c in rep["cards"]],
-                                 "transfer_us": [c["transfer_s"] * 1e6 for c in rep["cards"]],
-                                 "direct_cuts": sum(1 for c in rep["cuts"] if c["direct"]),
-                                 "cuts": len(rep["cuts"]),
-                                 "pipeline_tokens_per_s": rep.get("pipeline_tokens_per_s", 0.0)}
+                reps = {name: [] for name, _ in WAYS}
+                for _ in range(a.repeats):
+                    for name, args in WAYS:
+                        reps[name].append(run(lpcc_run, folder, args, a.iters, a.warmup, a.microbatches))
+                for name, _ in WAYS:
+                    rs = reps[name]
+                    lat = [r["latency_s"] * 1e6 for r in rs]
+                    row[name] = {"latency_us": median(lat), "latency_us_all": lat,
+                                 "programs": [c["program"] for c in rs[0]["cards"]],
+                                 "step_us": [median([r["cards"][c]["step_s"] * 1e6 for r in rs])
+                                             for c in range(len(rs[0]["cards"]))],
+                                 "transfer_us": [median([r["cards"][c]["transfer_s"] * 1e6 for r in rs])
+                                                 for c in range(len(rs[0]["cards"]))],
+                                 "direct_cuts": sum(1 for c in rs[0]["cuts"] if c["direct"]),
+                                 "cuts": len(rs[0]["cuts"]),
+                                 "pipeline_tokens_per_s": median([r.get("pipeline_tokens_per_s", 0.0)
+                                                                  for r in rs])}
                 rows.append(row)
                 d, c, l = row["direct"], row["copied"], row["library"]
                 print(f"H {hidden:5d} T {tokens:3d} cards {row['cards']} cut {row['cut_bytes']} B: latency us "
-                      f"direct {d['latency_us']:.1f} ({d['direct_cuts']}/{d['cuts']} direct)  copied "
-                      f"{c['latency_us']:.1f} (transfer {c['transfer_us'][0]:.1f})  library "
+                      f"direct {d['latency_us']:.1f} ({min(d['latency_us_all']):.1f}..{max(d['latency_us_all']):.1f}; "
+                      f"{d['direct_cuts']}/{d['cuts']} direct)  copied "
+                      f"{c['latency_us']:.1f} ({min(c['latency_us_all']):.1f}..{max(c['latency_us_all']):.1f}; "
+                      f"transfer {c['transfer_us'][0]:.1f})  library "
                       f"{l['latency_us']:.1f}  direct/copied {d['latency_us'] / c['latency_us']:.3f}  "
                       f"microbatches tokens/s direct {d['pipeline_tokens_per_s']:.0f} copied "
                       f"{c['pipeline_tokens_per_s']:.0f}", flush=True)

@@ -93,6 +93,21 @@ __device__ __forceinline__ unsigned long long globaltimer() {
     return t;
 }
 
+/* A profiled step's stamps a block and phase: start, after the barrier,
+ * end; then, for a Gemm, the nanoseconds its units spent (thread 0's
+ * clock between the block's barriers) staging A and the weights, in the
+ * LayerNorm prologue, in the MMAs, and in the epilogue and stores. */
+#define PK_TRACE 7
+enum { PK_T_STAGE = 3, PK_T_PROLOGUE, PK_T_MMA, PK_T_STORE };
+
+/* Adds the time since *t to segment k of tr (a profiled step only). */
+__device__ __forceinline__ void stamp(unsigned long long *tr, int k, unsigned long long *t) {
+    if (!tr || threadIdx.x != 0) return;
+    unsigned long long now = globaltimer();
+    tr[k] += now - *t;
+    *t = now;
+}
+
 /* *bar counts arrivals over the kernel's life and never resets: every
  * barrier adds gridDim.x, so a launch starts on a multiple of it (base),
  * and barrier k of the launch is passed once the count reaches base +
@@ -752,12 +767,67 @@ __device__ __forceinline__ T ln_value(float x, float mean, float rstd, float g, 
     return from_f<T>((x - mean) * rstd * g + b);
 }
 
+/* normalise_rows for K <= 1024: a half-warp a row, 16 rows at a time, the
+ * row's values held in registers from their load to their store (sums
+ * over each 8 values, then over the chunks, then over the half-warp). */
+template <typename T>
+__device__ __forceinline__ void normalise_rows_held(unsigned short *As, int lda, int K, int rows, float eps,
+                                                    const unsigned short *gb, bool bias) {
+    static_assert(PK_THREADS == 256, "16 half-warps take 16 rows");
+    int chunks = K / 8, l = threadIdx.x % 16;
+    for (int r = threadIdx.x / 16; r - (int)threadIdx.x / 16 < rows; r += 16) {
+        bool live = r < rows;
+        uint4 *x = (uint4 *)(As + (size_t)(live ? r : 0) * lda);
+        uint4 v[8];
+        float f[8], s = 0, q = 0;
+#pragma unroll
+        for (int c = 0; c < 8; c++)
+            v[c] = live && l + 16 * c < chunks ? x[l + 16 * c] : make_uint4(0, 0, 0, 0);
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            unpack8<T>(v[c], f);
+            s += ((f[0] + f[1]) + (f[2] + f[3])) + ((f[4] + f[5]) + (f[6] + f[7]));
+        }
+        for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+        float m = s / (float)K;
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            if (l + 16 * c >= chunks) break;
+            unpack8<T>(v[c], f);
+            float d = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) d += (f[j] - m) * (f[j] - m);
+            q += d;
+        }
+        for (int o = 8; o > 0; o >>= 1) q += __shfl_xor_sync(0xffffffffu, q, o);
+        float rstd = rsqrtf(q / (float)K + eps);
+#pragma unroll
+        for (int c = 0; c < 8; c++) {
+            int at = l + 16 * c;
+            if (!live || at >= chunks) break;
+            float g[8], b[8];
+            unpack8<T>(v[c], f);
+            unpack8<T>(((const uint4 *)gb)[at], g);
+            if (bias) unpack8<T>(((const uint4 *)(gb + K))[at], b);
+            uint4 o;
+            T *e = reinterpret_cast<T *>(&o);
+#pragma unroll
+            for (int j = 0; j < 8; j++) e[j] = ln_value<T>(f[j], m, rstd, g[j], bias ? b[j] : 0.0f);
+            x[at] = o;
+        }
+    }
+}
+
 template <bool BF16>
 __device__ __noinline__ void normalise_rows(const lp_persist_phase &ph, unsigned short *As, int lda, int rows,
                                             const unsigned short *gb) {
     typedef typename std::conditional<BF16, __nv_bfloat16, __half>::type T;
     int K = (int)ph.k, chunks = K / 8, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     bool bias = ph.ln_bias.dtype != 0;
+    if (K <= 1024) {
+        normalise_rows_held<T>(As, lda, K, rows, ph.ln_eps, gb, bias);
+        return;
+    }
     for (int r = warp; r < rows; r += PK_WARPS) {
         uint4 *x = (uint4 *)(As + (size_t)r * lda);
         float mean, rstd, f[8];
@@ -800,7 +870,7 @@ __device__ __forceinline__ void store_tiles(const lp_persist_phase &ph, unsigned
  * memory holds (-1: none); this phase stages them unless they are its own. */
 template <bool BF16>
 __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_gemm &pl, int *staged,
-                                          unsigned char *base, unsigned char *smem) {
+                                          unsigned char *base, unsigned char *smem, unsigned long long *tr) {
     int M = (int)ph.m, K = (int)ph.k;
     int P = pl.P, tiles = pl.tiles, G = pl.g, mc = pl.mc, units = pl.units, first = gemm_first_unit(pl.rot);
     if (first >= units) return;
@@ -813,6 +883,7 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
     unsigned short *gb = (unsigned short *)(smem + pl.ln_at);
     const uint4 *wp = (const uint4 *)(base + pl.w);
     const unsigned char *A = base + ph.a.offset;
+    unsigned long long clock = tr && threadIdx.x == 0 ? globaltimer() : 0;
     /* the first unit's bias and residual, loaded while A arrives */
     float pre_bias = 0, pre_res = 0;
     {
@@ -847,9 +918,11 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
         }
         asm volatile("cp.async.wait_all;" ::: "memory");
         __syncthreads();
+        stamp(tr, PK_T_STAGE, &clock);
         if (ph.ln && !kept) {
             normalise_rows<BF16>(ph, As, lda, rows, gb);
             __syncthreads();
+            stamp(tr, PK_T_PROLOGUE, &clock);
         }
         int mt = mc / 16;
         for (int u = first; u < units; u += gridDim.x) {
@@ -863,9 +936,11 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
             default: break;
             }
             __syncthreads();
+            stamp(tr, PK_T_MMA, &clock);
             store_tiles(ph, base, red, G, mc, rows, gn, j0, m0, u == first && m0 == 0 ? (int)threadIdx.x : -1,
                         pre_bias, pre_res);
             __syncthreads();
+            stamp(tr, PK_T_STORE, &clock);
         }
     }
 }
@@ -896,7 +971,7 @@ __device__ __forceinline__ void normalise8(uint4 &x, uint4 g, uint4 b, bool bias
 template <int G, bool BF16>
 __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const uint4 *wb, int P, int j0, int gn,
                                             unsigned char *base, float *red, const unsigned short *lnv,
-                                            float *stats, bool keep) {
+                                            float *stats, bool keep, unsigned long long *tr) {
     typedef typename std::conditional<BF16, __nv_bfloat16, __half>::type T;
     int M = (int)ph.m, K = (int)ph.k, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     int gq = lane >> 2, tq = lane & 3;
@@ -915,9 +990,11 @@ __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const ui
             pre_bias = epilogue_bias(ph, base, n);
             pre_res = epilogue_res(ph, base, m0 + row, n);
         }
+        unsigned long long clock = tr && threadIdx.x == 0 ? globaltimer() : 0;
         if (ln && !keep && K <= 1024) {
             two_row_stats<T>(A + (size_t)m0 * K, K, rows, ph.ln_eps, stats);
             __syncthreads();
+            stamp(tr, PK_T_PROLOGUE, &clock);
         } else if (ln && !keep) {
             for (int r = warp; r < rows; r += PK_WARPS) {
                 float mean, rstd;
@@ -928,6 +1005,7 @@ __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const ui
                 }
             }
             __syncthreads();
+            stamp(tr, PK_T_PROLOGUE, &clock);
         }
         bool in[2] = {gq < rows, gq + 8 < rows};
         const uint4 *ar[2] = {(const uint4 *)(A + (size_t)(m0 + (in[0] ? gq : 0)) * K),
@@ -980,8 +1058,10 @@ __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const ui
             r[8 * 8 + 1] = acc[ti][3];
         }
         __syncthreads();
+        stamp(tr, PK_T_MMA, &clock);
         store_tiles(ph, base, red, G, 16, rows, gn, j0, m0, pre_e, pre_bias, pre_res);
         __syncthreads();
+        stamp(tr, PK_T_STORE, &clock);
     }
 }
 
@@ -990,7 +1070,7 @@ __device__ __noinline__ void resident_tiles(const lp_persist_phase &ph, const ui
  * then the partial sums. */
 template <bool BF16>
 __device__ __noinline__ void run_gemm_resident(const lp_persist_phase &ph, const pk_gemm &pl, unsigned char *base,
-                                               unsigned char *smem) {
+                                               unsigned char *smem, unsigned long long *tr) {
     int t0 = pk_resident_first_tile(pl.tiles, blockIdx.x, gridDim.x);
     int t1 = pk_resident_first_tile(pl.tiles, blockIdx.x + 1, gridDim.x);
     if (t0 >= t1) return;
@@ -999,6 +1079,7 @@ __device__ __noinline__ void run_gemm_resident(const lp_persist_phase &ph, const
     unsigned short *lnv = (unsigned short *)(smem + 16 * 2 * 4);
     float *red = (float *)(lnv + (ph.ln ? 2 * K : 0));
     bool keep = pl.res_keep != 0;
+    unsigned long long clock = tr && threadIdx.x == 0 ? globaltimer() : 0;
     if (ph.ln && !keep) {
         for (int v = threadIdx.x; v < 2 * K / 8; v += blockDim.x) {
             const lp_persist_view &src = v < K / 8 ? ph.scale : ph.ln_bias;
@@ -1006,15 +1087,16 @@ __device__ __noinline__ void run_gemm_resident(const lp_persist_phase &ph, const
                 ((uint4 *)lnv)[v] = __ldg((const uint4 *)(base + src.offset) + v % (K / 8));
         }
         __syncthreads();
+        stamp(tr, PK_T_STAGE, &clock);
     }
     const uint4 *w = (const uint4 *)(smem + pl.res_at);
     for (int l0 = 0; l0 < t1 - t0; l0 += G) {
         int gn = t1 - t0 - l0 < G ? t1 - t0 - l0 : G;
         bool again = keep || (l0 > 0 && ph.m <= 16); /* the statistics of this phase's first unit */
         const uint4 *wb = w + (size_t)l0 * P * 32;
-        if (G == 1) resident_tiles<1, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats, again);
-        else if (G == 2) resident_tiles<2, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats, again);
-        else resident_tiles<4, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats, again);
+        if (G == 1) resident_tiles<1, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats, again, tr);
+        else if (G == 2) resident_tiles<2, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats, again, tr);
+        else resident_tiles<4, BF16>(ph, wb, P, t0 + l0, gn, base, red, lnv, stats, again, tr);
     }
 }
 
@@ -1036,7 +1118,7 @@ __device__ __forceinline__ void run_other(const lp_persist_phase &ph, unsigned c
 
 __global__ void __launch_bounds__(PK_THREADS, 1)
     persist_kernel(const lp_persist_phase *phases, const pk_gemm *plans, int first, int count, unsigned char *base,
-                   unsigned long long *bar, unsigned long long *trace) {
+                   unsigned long long *bar, unsigned long long *trace, int n_phases) {
     extern __shared__ __align__(16) unsigned char smem[];
     __shared__ lp_persist_phase slot[2];
     __shared__ pk_gemm plan[PK_LAUNCH_PHASES];
@@ -1062,8 +1144,11 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         int next = 0;
         if (i + 1 < first + count && threadIdx.x < words) next = ((const int *)&phases[i + 1])[threadIdx.x];
         bool mma = ph.kind == LP_PERSIST_GEMM && ph.b.weight == PK_PACKED;
-        unsigned long long *tr = trace ? trace + ((size_t)blockIdx.x * (first + count) + i) * 3 : NULL;
-        if (tr && threadIdx.x == 0) tr[0] = globaltimer();
+        unsigned long long *tr = trace ? trace + ((size_t)blockIdx.x * n_phases + i) * PK_TRACE : NULL;
+        if (tr && threadIdx.x == 0) {
+            tr[0] = globaltimer();
+            tr[PK_T_STAGE] = tr[PK_T_PROLOGUE] = tr[PK_T_MMA] = tr[PK_T_STORE] = 0;
+        }
         const pk_gemm &pl = plan[i - first];
         if (pl.head)
             for (int j = i; j < first + count && (j == i || !plan[j - first].head); j++)
@@ -1072,8 +1157,8 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
         if (tr && threadIdx.x == 0) tr[1] = globaltimer();
         if (ph.kind != LP_PERSIST_GEMM) run_other(ph, base, scratch, &att[0][0]);
         else if (!mma) run_gemm_plain(ph, base);
-        else if (ph.b.dtype == 16) run_gemm_mma<true>(ph, pl, &staged, base, smem);
-        else run_gemm_mma<false>(ph, pl, &staged, base, smem);
+        else if (ph.b.dtype == 16) run_gemm_mma<true>(ph, pl, &staged, base, smem, tr);
+        else run_gemm_mma<false>(ph, pl, &staged, base, smem, tr);
         if (tr) {
             __syncthreads();
             if (threadIdx.x == 0) tr[2] = globaltimer();
@@ -1152,15 +1237,18 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
             const lp_persist_phase &ph = slot[i & 1];
             int next = 0;
             if (i + 1 < n && threadIdx.x < words) next = ((const int *)&phases[i + 1])[threadIdx.x];
-            unsigned long long *tr = trace ? trace + ((size_t)blockIdx.x * n + i) * 3 : NULL;
-            if (tr && threadIdx.x == 0) tr[0] = globaltimer();
+            unsigned long long *tr = trace ? trace + ((size_t)blockIdx.x * n + i) * PK_TRACE : NULL;
+            if (tr && threadIdx.x == 0) {
+            tr[0] = globaltimer();
+            tr[PK_T_STAGE] = tr[PK_T_PROLOGUE] = tr[PK_T_MMA] = tr[PK_T_STORE] = 0;
+        }
             if (ph.sync) grid_sync(bar, &target);
             if (tr && threadIdx.x == 0) tr[1] = globaltimer();
             const pk_gemm &pl = plans[i];
             if (ph.kind != LP_PERSIST_GEMM) run_other(ph, base, scratch, (float *)smem);
             else if (!pl.res_g) run_gemm_plain(ph, base);
-            else if (ph.b.dtype == 16) run_gemm_resident<true>(ph, pl, base, smem);
-            else run_gemm_resident<false>(ph, pl, base, smem);
+            else if (ph.b.dtype == 16) run_gemm_resident<true>(ph, pl, base, smem, tr);
+            else run_gemm_resident<false>(ph, pl, base, smem, tr);
             if (tr) {
                 __syncthreads();
                 if (threadIdx.x == 0) tr[2] = globaltimer();
@@ -1484,7 +1572,7 @@ static lp_status launch(lp_gpu_persist *gp, int first, int count, unsigned char 
     cfg.numAttrs = gp->cooperative ? 1 : 0;
     const lp_persist_phase *phases = gp->dev;
     const pk_gemm *plans = gp->plans;
-    GP_CHECK(d, cudaLaunchKernelEx(&cfg, persist_kernel, phases, plans, first, count, base, gp->bar, trace));
+    GP_CHECK(d, cudaLaunchKernelEx(&cfg, persist_kernel, phases, plans, first, count, base, gp->bar, trace, gp->p->n_phases));
     return LP_OK;
 }
 
@@ -1535,11 +1623,34 @@ static int by_u64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* A Gemm phase's work in its parts (PK_T_STAGE ..), the median over the
+ * blocks that had units. */
+static void print_segments(FILE *out, const unsigned long long *host, int nb, int n, int i, unsigned long long *col) {
+    static const char *names[] = {"staging", "prologue", "mma", "epilogue and stores"};
+    int busy = 0;
+    for (int b = 0; b < nb; b++) {
+        const unsigned long long *t = host + ((size_t)b * n + i) * PK_TRACE;
+        if (t[PK_T_STAGE] + t[PK_T_PROLOGUE] + t[PK_T_MMA] + t[PK_T_STORE]) busy++;
+    }
+    if (!busy) return;
+    fprintf(out, "         %d blocks with units, median us:", busy);
+    for (int k = PK_T_STAGE; k <= PK_T_STORE; k++) {
+        int m = 0;
+        for (int b = 0; b < nb; b++) {
+            const unsigned long long *t = host + ((size_t)b * n + i) * PK_TRACE;
+            if (t[PK_T_STAGE] + t[PK_T_PROLOGUE] + t[PK_T_MMA] + t[PK_T_STORE]) col[m++] = t[k];
+        }
+        qsort(col, (size_t)m, sizeof *col, by_u64);
+        fprintf(out, " %s %.2f", names[k - PK_T_STAGE], col[m / 2] * 1e-3);
+    }
+    fputc('\n', out);
+}
+
 lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned char *base, cudaStream_t s,
                                  FILE *out, lp_diag *d) {
     const lp_persist_program *p = gp->p;
     int card = gp->card, n = p->n_phases, nb = gp->blocks;
-    size_t words = (size_t)nb * n * 3;
+    size_t words = (size_t)nb * n * PK_TRACE;
     unsigned long long *dev = NULL, *host = (unsigned long long *)calloc(words + 1, sizeof *host);
     unsigned long long *col = (unsigned long long *)calloc((size_t)nb + 1, sizeof *col);
     if (!host || !col) {
@@ -1580,13 +1691,13 @@ lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned 
                 continue;
             }
             for (int b = 0; b < nb; b++) {
-                const unsigned long long *t = host + ((size_t)b * n + i) * 3;
+                const unsigned long long *t = host + ((size_t)b * n + i) * PK_TRACE;
                 col[b] = t[1] - t[0];
             }
             qsort(col, (size_t)nb, sizeof *col, by_u64);
             double wait = col[nb / 2] * 1e-3;
             for (int b = 0; b < nb; b++) {
-                const unsigned long long *t = host + ((size_t)b * n + i) * 3;
+                const unsigned long long *t = host + ((size_t)b * n + i) * PK_TRACE;
                 col[b] = t[2] - t[1];
             }
             qsort(col, (size_t)nb, sizeof *col, by_u64);
@@ -1595,6 +1706,7 @@ lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned 
             total_work += slow;
             fprintf(out, "  %5d  %-14s  %7.2f  %7.2f  %10.2f  %s\n", i, kinds[ph->kind >= 1 && ph->kind <= 8 ? ph->kind : 0],
                     wait, work, slow, name);
+            if (ph->kind == LP_PERSIST_GEMM) print_segments(out, host, nb, n, i, col);
         }
         fprintf(out, "  barriers (median wait) %.1f us, phases (slowest block) %.1f us\n", total_wait, total_work);
         /* the first block's first stamp to the last block's last one: the step inside the kernels, for
@@ -1602,7 +1714,7 @@ lp_status lp_gpu_persist_profile(lp_gpu_persist *gp, lp_card_env *env, unsigned 
         unsigned long long t0 = ~0ull, t1 = 0;
         for (int b = 0; b < nb; b++)
             for (int i = 0; i < n; i++) {
-                const unsigned long long *t = host + ((size_t)b * n + i) * 3;
+                const unsigned long long *t = host + ((size_t)b * n + i) * PK_TRACE;
                 if (p->phases[i].kind == LP_PERSIST_NODE || !t[0]) continue;
                 if (t[0] < t0) t0 = t[0];
                 if (t[2] > t1) t1 = t[2];

@@ -100,6 +100,7 @@ def main():
                     print(f"ok   {tag} {program} (ran: {kinds}): "
                           f"{len(man['cards'])} card(s), max relative L2 {max(errs):.3g} "
                           f"(tolerance {tol:g}), latency {rep['latency_s'] * 1e6:.1f} us, "
+                          f"cuts written directly {sum(c['direct'] for c in rep['cuts'])}/{len(rep['cuts'])}, "
                           f"allocated = planned: {all(c['allocated_bytes'] == c['planned_bytes'] for c in rep['cards'])}, "
                           f"GPU memory taken {rep['cards'][0]['gpu_taken_bytes'] / 2**20:.1f} MiB "
                           f"(cards {rep['cards'][0]['gpu_allocated_bytes'] / 2**20:.1f} MiB)")
