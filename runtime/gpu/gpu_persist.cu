@@ -767,6 +767,19 @@ __device__ __forceinline__ T ln_value(float x, float mean, float rstd, float g, 
     return from_f<T>((x - mean) * rstd * g + b);
 }
 
+/* The LayerNorm prologue on 8 values of A of type T (g, b: their scale and
+ * bias), in place. */
+template <typename T>
+__device__ __forceinline__ void normalise8(uint4 &x, uint4 g, uint4 b, bool bias, float mean, float rstd) {
+    float f[8], gf[8], bf[8];
+    unpack8<T>(x, f);
+    unpack8<T>(g, gf);
+    if (bias) unpack8<T>(b, bf);
+    T *e = reinterpret_cast<T *>(&x);
+#pragma unroll
+    for (int j = 0; j < 8; j++) e[j] = ln_value<T>(f[j], mean, rstd, gf[j], bias ? bf[j] : 0.0f);
+}
+
 /* normalise_rows for K <= 1024: a half-warp a row, 16 rows at a time, the
  * row's values held in registers from their load to their store (sums
  * over each 8 values, then over the chunks, then over the half-warp). */
@@ -805,15 +818,9 @@ __device__ __forceinline__ void normalise_rows_held(unsigned short *As, int lda,
         for (int c = 0; c < 8; c++) {
             int at = l + 16 * c;
             if (!live || at >= chunks) break;
-            float g[8], b[8];
-            unpack8<T>(v[c], f);
-            unpack8<T>(((const uint4 *)gb)[at], g);
-            if (bias) unpack8<T>(((const uint4 *)(gb + K))[at], b);
-            uint4 o;
-            T *e = reinterpret_cast<T *>(&o);
-#pragma unroll
-            for (int j = 0; j < 8; j++) e[j] = ln_value<T>(f[j], m, rstd, g[j], bias ? b[j] : 0.0f);
-            x[at] = o;
+            normalise8<T>(v[c], ((const uint4 *)gb)[at], bias ? ((const uint4 *)(gb + K))[at] : make_uint4(0, 0, 0, 0),
+                          bias, m, rstd);
+            x[at] = v[c];
         }
     }
 }
@@ -830,18 +837,13 @@ __device__ __noinline__ void normalise_rows(const lp_persist_phase &ph, unsigned
     }
     for (int r = warp; r < rows; r += PK_WARPS) {
         uint4 *x = (uint4 *)(As + (size_t)r * lda);
-        float mean, rstd, f[8];
+        float mean, rstd;
         row_stats<T>(x, K, ph.ln_eps, smem_rows(), &mean, &rstd);
 #pragma unroll 2
         for (int c = lane; c < chunks; c += 32) {
-            float g[8], b[8];
-            unpack8<T>(x[c], f);
-            unpack8<T>(((const uint4 *)gb)[c], g);
-            if (bias) unpack8<T>(((const uint4 *)(gb + K))[c], b);
-            uint4 o;
-            T *e = reinterpret_cast<T *>(&o);
-#pragma unroll
-            for (int j = 0; j < 8; j++) e[j] = ln_value<T>(f[j], mean, rstd, g[j], bias ? b[j] : 0.0f);
+            uint4 o = x[c];
+            normalise8<T>(o, ((const uint4 *)gb)[c], bias ? ((const uint4 *)(gb + K))[c] : make_uint4(0, 0, 0, 0),
+                          bias, mean, rstd);
             x[c] = o;
         }
     }
@@ -947,18 +949,6 @@ __device__ __noinline__ void run_gemm_mma(const lp_persist_phase &ph, const pk_g
 
 /* ---- the resident kernel's Gemm ------------------------------------------------------- */
 
-/* The LayerNorm prologue on 8 values of A of type T (g, b: their scale and
- * bias), in place. */
-template <typename T>
-__device__ __forceinline__ void normalise8(uint4 &x, uint4 g, uint4 b, bool bias, float mean, float rstd) {
-    float f[8], gf[8], bf[8];
-    unpack8<T>(x, f);
-    unpack8<T>(g, gf);
-    if (bias) unpack8<T>(b, bf);
-    T *e = reinterpret_cast<T *>(&x);
-#pragma unroll
-    for (int j = 0; j < 8; j++) e[j] = ln_value<T>(f[j], mean, rstd, gf[j], bias ? bf[j] : 0.0f);
-}
 
 /* Tiles j0 .. j0 + gn of a Gemm whose weights this block holds in shared
  * memory (wb: their fragments, tile-major, packed with the resident K
