@@ -661,8 +661,8 @@ static lp_status plan_persistent(lp_rt *rt, int c, const lp_rt_options *o, lp_di
     return st;
 }
 
-/* Whether other bytes that leave card c overlap cut i's: another cut's, or
- * a model output's. */
+/* Whether other bytes that leave cut i's card overlap its bytes: another
+ * cut's, or a model output's. */
 static bool sent_twice(const lp_rt *rt, int i) {
     const rt_cut *t = &rt->cuts[i];
     uint64_t lo = t->src_offset, hi = t->src_offset + t->bytes;
@@ -675,6 +675,18 @@ static bool sent_twice(const lp_rt *rt, int i) {
         for (int p = 0; p < x->n_places; p++)
             if (x->places[p].card == t->from && x->places[p].offset < hi && lo < x->places[p].offset + x->io.bytes)
                 return true;
+    }
+    return false;
+}
+
+/* Whether another cut arrives in bytes of cut i's receive buffer (two
+ * senders writing there directly would race). */
+static bool lands_twice(const lp_rt *rt, int i) {
+    const rt_cut *t = &rt->cuts[i];
+    uint64_t lo = t->dst_offset, hi = t->dst_offset + t->bytes;
+    for (int j = 0; j < rt->n_cuts; j++) {
+        const rt_cut *u = &rt->cuts[j];
+        if (j != i && u->to == t->to && u->dst_offset < hi && lo < u->dst_offset + u->bytes) return true;
     }
     return false;
 }
@@ -692,6 +704,7 @@ static lp_status plan_direct_cuts(lp_rt *rt, const lp_rt_options *o, lp_diag *d)
         else if (!k->persist) why = "the sending card runs library kernels";
         else if (t->bytes == 0) why = "no bytes";
         else if (sent_twice(rt, i)) why = "the same bytes leave the sending card elsewhere too";
+        else if (lands_twice(rt, i)) why = "another cut arrives in the same bytes of the receiving card";
         if (why) {
             snprintf(t->why, sizeof t->why, "%s", why);
             continue;

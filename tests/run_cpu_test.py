@@ -434,6 +434,36 @@ class RunCpu(unittest.TestCase):
         self.assertEqual(r.returncode, 1)
         self.assertIn("card_0.cu: cannot read the card program", r.stderr)
 
+    def test_cuts_landing_together(self):
+        # a manifest whose two cuts arrive in the same bytes of a card: neither
+        # is written directly (two senders would race there); the others are
+        out, _ = self.compiled("gpt2_tiny", ["--dim", "batch=1", "--dim", "seq=16"], 3)
+        d = os.path.join(self.tmp, "bad_landing")
+        shutil.copytree(out, d)
+        with open(os.path.join(d, "manifest.json")) as f:
+            man = json.load(f)
+        cuts = [t for t in man["transfers"] if t["kind"] == "cut"]
+        into2 = [t for t in cuts if t["to"] == 2]
+        self.assertGreaterEqual(len(into2), 2)
+        a, b = into2[0], into2[1]
+        b["dst_offset"] = a["dst_offset"]
+        with open(os.path.join(d, "manifest.json"), "w") as f:
+            json.dump(man, f)
+        r = run(d, "--program", "persistent", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rep = json.loads(r.stdout)
+        why = "another cut arrives in the same bytes of the receiving card"
+        for t, c in zip(cuts, rep["cuts"]):
+            self.assertEqual(c["value"], t["value"])
+            if t is a or t is b:
+                self.assertEqual((c["direct"], c["why"]), (False, why))
+            else:
+                self.assertTrue(c["direct"], c)
+        # the untouched folder writes both
+        r = run(out, "--program", "persistent", "--json")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(all(c["direct"] for c in json.loads(r.stdout)["cuts"]))
+
     def test_wrong_inputs(self):
         out, man = self.compiled("cnn_small", ["--dim", "batch=1"], 1)
         inp = os.path.join(self.tmp, "wrong_in")
