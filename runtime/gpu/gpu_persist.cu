@@ -1229,9 +1229,9 @@ __global__ void __launch_bounds__(PK_THREADS, 1)
             if (i + 1 < n && threadIdx.x < words) next = ((const int *)&phases[i + 1])[threadIdx.x];
             unsigned long long *tr = trace ? trace + ((size_t)blockIdx.x * n + i) * PK_TRACE : NULL;
             if (tr && threadIdx.x == 0) {
-            tr[0] = globaltimer();
-            tr[PK_T_STAGE] = tr[PK_T_PROLOGUE] = tr[PK_T_MMA] = tr[PK_T_STORE] = 0;
-        }
+                tr[0] = globaltimer();
+                tr[PK_T_STAGE] = tr[PK_T_PROLOGUE] = tr[PK_T_MMA] = tr[PK_T_STORE] = 0;
+            }
             if (ph.sync) grid_sync(bar, &target);
             if (tr && threadIdx.x == 0) tr[1] = globaltimer();
             const pk_gemm &pl = plans[i];
