@@ -1400,7 +1400,7 @@ bool lp_rt_cut_direct(const lp_rt *rt, int i, const char **value, int *from, int
 static lp_status before_step(lp_rt *rt, int c, lp_diag *d) {
 #ifdef LP_HAVE_CUDA
     for (int i = 0; rt->cuda && i < rt->n_cuts; i++)
-        if (rt->cuts[i].from == c && rt->cuts[i].direct) {
+        if (rt->cuts[i].from == c && written_directly(rt, &rt->cuts[i])) {
             lp_status st = lp_gdev_order(rt->gdev, rt->cuts[i].to, c, d);
             if (st != LP_OK) return st;
         }
