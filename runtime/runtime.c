@@ -661,32 +661,34 @@ static lp_status plan_persistent(lp_rt *rt, int c, const lp_rt_options *o, lp_di
     return st;
 }
 
-/* Whether other bytes that leave cut i's card overlap its bytes: another
- * cut's, or a model output's. */
-static bool sent_twice(const lp_rt *rt, int i) {
+static bool bytes_overlap(uint64_t a, uint64_t a_bytes, uint64_t b, uint64_t b_bytes) {
+    return a < b + b_bytes && b < a + a_bytes;
+}
+
+/* Whether another cut shares bytes with cut i at its sender (at_receiver
+ * false: the same bytes sent twice) or at its receiver (true: two senders
+ * writing there directly would race). */
+static bool cut_shares_bytes(const lp_rt *rt, int i, bool at_receiver) {
     const rt_cut *t = &rt->cuts[i];
-    uint64_t lo = t->src_offset, hi = t->src_offset + t->bytes;
     for (int j = 0; j < rt->n_cuts; j++) {
         const rt_cut *u = &rt->cuts[j];
-        if (j != i && u->from == t->from && u->src_offset < hi && lo < u->src_offset + u->bytes) return true;
-    }
-    for (int j = 0; j < rt->n_outputs; j++) {
-        const rt_io *x = &rt->outputs[j];
-        for (int p = 0; p < x->n_places; p++)
-            if (x->places[p].card == t->from && x->places[p].offset < hi && lo < x->places[p].offset + x->io.bytes)
-                return true;
+        if (j == i) continue;
+        if (at_receiver ? u->to == t->to && bytes_overlap(u->dst_offset, u->bytes, t->dst_offset, t->bytes)
+                        : u->from == t->from && bytes_overlap(u->src_offset, u->bytes, t->src_offset, t->bytes))
+            return true;
     }
     return false;
 }
 
-/* Whether another cut arrives in bytes of cut i's receive buffer (two
- * senders writing there directly would race). */
-static bool lands_twice(const lp_rt *rt, int i) {
+/* Whether cut i's bytes are also a model output's on the sending card. */
+static bool sent_as_output(const lp_rt *rt, int i) {
     const rt_cut *t = &rt->cuts[i];
-    uint64_t lo = t->dst_offset, hi = t->dst_offset + t->bytes;
-    for (int j = 0; j < rt->n_cuts; j++) {
-        const rt_cut *u = &rt->cuts[j];
-        if (j != i && u->to == t->to && u->dst_offset < hi && lo < u->dst_offset + u->bytes) return true;
+    for (int j = 0; j < rt->n_outputs; j++) {
+        const rt_io *x = &rt->outputs[j];
+        for (int p = 0; p < x->n_places; p++)
+            if (x->places[p].card == t->from &&
+                bytes_overlap(x->places[p].offset, x->io.bytes, t->src_offset, t->bytes))
+                return true;
     }
     return false;
 }
@@ -703,8 +705,9 @@ static lp_status plan_direct_cuts(lp_rt *rt, const lp_rt_options *o, lp_diag *d)
         else if (!mine(rt, t->from) || !mine(rt, t->to)) why = "the cards run in different processes";
         else if (!k->persist) why = "the sending card runs library kernels";
         else if (t->bytes == 0) why = "no bytes";
-        else if (sent_twice(rt, i)) why = "the same bytes leave the sending card elsewhere too";
-        else if (lands_twice(rt, i)) why = "another cut arrives in the same bytes of the receiving card";
+        else if (cut_shares_bytes(rt, i, false) || sent_as_output(rt, i))
+            why = "the same bytes leave the sending card elsewhere too";
+        else if (cut_shares_bytes(rt, i, true)) why = "another cut arrives in the same bytes of the receiving card";
         if (why) {
             snprintf(t->why, sizeof t->why, "%s", why);
             continue;
