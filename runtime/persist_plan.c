@@ -1278,6 +1278,7 @@ void lp_persist_dump(const lp_persist_program *p, FILE *f) {
             if (ph->epi.residual) fputs(" +residual", f);
         }
         put_view(f, "out", &ph->out);
+        if (ph->out_at) fputs(" (written into the receiving card's buffer)", f);
         if (ph->kind == LP_PERSIST_ATTENTION) {
             put_view(f, "q", &ph->a);
             put_view(f, "kt", &ph->b);

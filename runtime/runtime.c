@@ -1264,6 +1264,15 @@ void lp_rt_dump_programs(const lp_rt *rt, FILE *out) {
         lp_persist_dump(rt->cards[c].persist, out);
         if (rt->cards[c].persist->fallback[0])
             fprintf(out, "  library calls, the first: %s\n", rt->cards[c].persist->fallback);
+        for (int i = 0; i < rt->n_cuts; i++) {
+            const rt_cut *t = &rt->cuts[i];
+            if (t->from != c) continue;
+            if (t->direct)
+                fprintf(out, "  cut '%s': written into card %d's buffer at %" PRIu64 "\n", t->value, t->to,
+                        t->dst_offset);
+            else
+                fprintf(out, "  cut '%s' to card %d: copied (%s)\n", t->value, t->to, t->why);
+        }
     }
 }
 

@@ -935,6 +935,16 @@ static void test_write_cut(void **state) {
     char why[160] = "";
     assert_true(lp_persist_write_cut(p, live.lo, live.hi, (uint64_t)(uintptr_t)inbox, why, sizeof why));
     assert_int_equal(p->phases[0].out_at, (uint64_t)(uintptr_t)inbox);
+    /* the dump says so */
+    char dump[4096] = "";
+    FILE *mf = tmpfile();
+    assert_non_null(mf);
+    lp_persist_dump(p, mf);
+    rewind(mf);
+    size_t got_dump = fread(dump, 1, sizeof dump - 1, mf);
+    fclose(mf);
+    dump[got_dump] = '\0';
+    assert_non_null(strstr(dump, "(written into the receiving card's buffer)"));
     lp_diag d = lp_diag_make("test_persist_plan");
     lp_card_env env = {.abi = LP_CARD_ABI, .compute = ref_compute, .user = &d};
     memcpy(want, init, g->a_top);
