@@ -795,11 +795,11 @@ lp_status lp_gdev_copy(lp_gdev *g, int from, uint64_t src, int to, uint64_t dst,
     if (!in_card(a, src, bytes) || !in_card(b, dst, bytes))
         return lp_error(d, LP_ERR_INVALID_MODEL, "the transfer from card %d to card %d lies outside "
                         "their allocations", from, to);
-    lp_status st = use_card(g, from, d);
-    if (st != LP_OK) return st;
     /* microbatches in flight: the receiver's previous step has taken its
      * receive buffer before these bytes overwrite it */
-    if (b->ran && to != from) GD_CHECK(d, cudaStreamWaitEvent(a->stream, b->ev_end, 0));
+    lp_status st = to != from ? lp_gdev_order(g, to, from, d) : LP_OK;
+    if (st == LP_OK) st = use_card(g, from, d);
+    if (st != LP_OK) return st;
     if (bytes) {
         if (a->gpu == b->gpu)
             GD_CHECK(d, cudaMemcpyAsync(b->base + dst, a->base + src, bytes, cudaMemcpyDeviceToDevice,
