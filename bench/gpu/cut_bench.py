@@ -29,27 +29,20 @@ import os
 import subprocess
 import sys
 import tempfile
+from statistics import median
+
+from persist_bench import gen_model
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
-
-def median(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    return xs[n // 2] if n % 2 else 0.5 * (xs[n // 2 - 1] + xs[n // 2])
-
 
 WAYS = (("direct", ["--program", "persistent"]),
         ("copied", ["--program", "persistent", "--copy-cuts"]),
         ("library", ["--program", "library"]))
 
 
-def compile_pair(lpcc, tmp, hidden, tokens):
-    model = os.path.join(tmp, f"seed_2x{hidden}.onnx")
-    if not os.path.exists(model):
-        subprocess.run([sys.executable, os.path.join(ROOT, "models", "gen_seed.py"), "--layers", "2",
-                        "--hidden", str(hidden), "--heads", str(hidden // 64), "--mlp", str(4 * hidden),
-                        "--weights", "external", "--out", model], check=True, capture_output=True)
+def compile_pair(lpcc, tmp, hidden, tokens, models):
+    model = gen_model(tmp, hidden, 2, models)
     out = os.path.join(tmp, f"h{hidden}_t{tokens}")
     r = subprocess.run([lpcc, model, "--dim", f"batch={tokens}", "--dim", "seq=1", "--dtype", "fp16",
                         "--target", "h200", "--cards", "2", "-q", "-o", out],
@@ -82,11 +75,11 @@ def main():
     ap.add_argument("--out")
     a = ap.parse_args()
     lpcc_run = os.path.join(os.path.dirname(os.path.abspath(a.lpcc)), "lpcc-run")
-    rows = []
+    rows, models = [], {}
     with tempfile.TemporaryDirectory(prefix="cut_bench.") as tmp:
         for hidden in [int(x) for x in a.hidden.split(",")]:
             for tokens in [int(x) for x in a.tokens.split(",")]:
-                folder, man = compile_pair(a.lpcc, tmp, hidden, tokens)
+                folder, man = compile_pair(a.lpcc, tmp, hidden, tokens, models)
                 cuts = [t for t in man["transfers"] if t["kind"] == "cut"]
                 row = {"hidden": hidden, "tokens": tokens, "cards": len(man["cards"]),
                        "cut_bytes": sum(t["bytes"] for t in cuts)}
